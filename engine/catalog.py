@@ -1,0 +1,14 @@
+"""The registry a server starts with: every built-in user-task and system-task type."""
+
+from __future__ import annotations
+
+from engine.executors import register_builtin_system_tasks
+from engine.registry import Registry
+from engine.usertasks import register_builtin_user_tasks
+
+
+def default_registry() -> Registry:
+    registry = Registry()
+    register_builtin_user_tasks(registry)
+    register_builtin_system_tasks(registry)
+    return registry

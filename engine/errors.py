@@ -1,0 +1,85 @@
+"""Every error the engine raises on purpose.
+
+StepwiseError                 base; ``code`` is stable and reaches API clients
+├── NotFoundError             NOT_FOUND: no such object, or the actor may not see it
+├── ForbiddenError            FORBIDDEN: the actor may see it but not do this
+├── ConflictError             CONFLICT: a stale revision, a second signal, a duplicate
+├── InvalidStateError         INVALID_STATE: the object is not in a state that allows this
+├── ValidationError           VALIDATION_FAILED: bad input; ``field_errors`` names each field
+│   └── DefinitionError       VALIDATION_FAILED: a workflow definition failed validation
+├── AuthenticationError       UNAUTHENTICATED: missing, invalid or expired credentials
+└── ConcurrentUpdateError     CONCURRENT_UPDATE: lost an optimistic-lock race; the caller may retry
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class StepwiseError(Exception):
+    """Base class of the engine's expected errors."""
+
+    code = "ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(StepwiseError):
+    """The object does not exist, or the actor may not see it (existence must not leak)."""
+
+    code = "NOT_FOUND"
+
+
+class ForbiddenError(StepwiseError):
+    """The actor may see the object but may not perform the action."""
+
+    code = "FORBIDDEN"
+
+
+class ConflictError(StepwiseError):
+    """The change lost to another: a stale revision, a signal to a completed node."""
+
+    code = "CONFLICT"
+
+
+class InvalidStateError(StepwiseError):
+    """The object's state does not allow the action (e.g. retrying a task that did not fail)."""
+
+    code = "INVALID_STATE"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One offending input field: a dotted path, a readable message and a stable code."""
+
+    field: str
+    message: str
+    code: str = "INVALID"
+
+
+class ValidationError(StepwiseError):
+    """The input is malformed; ``field_errors`` lists every offending field at once."""
+
+    code = "VALIDATION_FAILED"
+
+    def __init__(self, message: str, field_errors: list[FieldError] | None = None) -> None:
+        super().__init__(message)
+        self.field_errors: list[FieldError] = field_errors or []
+
+
+class DefinitionError(ValidationError):
+    """A workflow definition is invalid; each field error's ``field`` names the node or edge."""
+
+
+class AuthenticationError(StepwiseError):
+    """Credentials are missing, malformed, invalid or expired."""
+
+    code = "UNAUTHENTICATED"
+
+
+class ConcurrentUpdateError(StepwiseError):
+    """An optimistic-lock check failed because another transaction changed the row first."""
+
+    code = "CONCURRENT_UPDATE"

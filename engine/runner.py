@@ -1,0 +1,217 @@
+"""The engine's public API: deploy definitions, start instances, signal nodes, cancel.
+
+Every call is one transition in one database transaction (:mod:`engine.transition`). The instance
+row is locked for the transition (``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and
+written with an optimistic revision check; a lost race is retried from a fresh read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+
+from engine.clock import Clock, SystemClock
+from engine.definitions import WorkflowDefinition
+from engine.errors import ConcurrentUpdateError, InvalidStateError, NotFoundError, ValidationError
+from engine.errors import FieldError as InputError
+from engine.parsing import parse_definition
+from engine.registry import Registry
+from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
+from engine.storage.database import Database
+from engine.storage.directory import DirectoryRepository
+from engine.storage.instances import DefinitionRepository, InstanceRepository
+from engine.transition import Transition
+from engine.validation import validate_definition
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CommitListener = Callable[[], Awaitable[None]]
+_RACE_RETRIES = 8
+
+
+class Engine:
+    """Runs workflows against one database. Safe to share between concurrent requests."""
+
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry,
+        *,
+        clock: Clock | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.clock: Clock = clock or SystemClock()
+        self.settings: Mapping[str, Any] = settings or {}
+        self.commit_listeners: list[CommitListener] = []
+        self._definitions: dict[tuple[str, int], WorkflowDefinition] = {}
+
+    # -- definitions -----------------------------------------------------------------------
+
+    def validate(self, document: Mapping[str, Any] | WorkflowDefinition) -> WorkflowDefinition:
+        """Parse and validate a definition without deploying it."""
+        definition = document if isinstance(document, WorkflowDefinition) else parse_definition(document)
+        validate_definition(definition, self.registry)
+        return definition
+
+    async def deploy(
+        self, document: Mapping[str, Any] | WorkflowDefinition, deployed_by: str | None = None
+    ) -> tuple[DeployedDefinition, bool]:
+        """Deploy as the next version of its key; returns ``(deployed, created)``.
+
+        A document identical to the latest version deploys nothing and returns that version, so
+        loading the same definitions twice changes nothing.
+        """
+        definition = self.validate(document)
+        canonical = definition.to_json()
+        for _ in range(_RACE_RETRIES):
+            try:
+                async with self.db.transaction() as session:
+                    repository = DefinitionRepository(session)
+                    latest = await repository.get(definition.key)
+                    if latest is not None and dict(latest.document) == canonical:
+                        return latest, False
+                    deployed = DeployedDefinition(
+                        key=definition.key,
+                        version=(latest.version + 1) if latest else 1,
+                        title=definition.title,
+                        document=canonical,
+                        deployed_at=self.clock.now(),
+                        deployed_by=deployed_by,
+                    )
+                    await repository.insert(deployed)
+                return deployed, True
+            except IntegrityError:  # another process deployed the same version number first
+                continue
+        raise ConcurrentUpdateError(f"could not deploy {definition.key!r}: too many concurrent deploys")
+
+    async def definition(self, key: str, version: int | None = None) -> WorkflowDefinition:
+        """A deployed definition (the latest version unless one is named); cached, they never change."""
+        if version is not None and (key, version) in self._definitions:
+            return self._definitions[(key, version)]
+        async with self.db.read() as session:
+            deployed = await DefinitionRepository(session).get(key, version)
+        if deployed is None:
+            suffix = f" version {version}" if version is not None else ""
+            raise NotFoundError(f"no workflow definition {key!r}{suffix}")
+        return self._cache(deployed)
+
+    def _cache(self, deployed: DeployedDefinition) -> WorkflowDefinition:
+        cached = self._definitions.get((deployed.key, deployed.version))
+        if cached is None:
+            cached = replace(parse_definition(deployed.document), version=deployed.version)
+            self._definitions[(deployed.key, deployed.version)] = cached
+        return cached
+
+    # -- instances -------------------------------------------------------------------------
+
+    async def start(self, definition_key: str, input: Mapping[str, Any] | None, started_by: str) -> WorkflowInstance:
+        """Start the latest version of ``definition_key`` and run until every token waits or ends."""
+        if input is not None and not isinstance(input, Mapping):
+            raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
+        definition = await self.definition(definition_key)
+        now = self.clock.now()
+        instance = WorkflowInstance(
+            id=new_id(),
+            definition_key=definition.key,
+            definition_version=definition.version,
+            status=InstanceStatus.RUNNING,
+            data=dict(input or {}),
+            tokens=(),
+            started_by=started_by,
+            started_at=now,
+            updated_at=now,
+            revision=0,
+        )
+        async with self.db.transaction() as session:
+            await InstanceRepository(session).insert(instance)
+            transition = Transition(session, instance, definition, self.registry, now, started_by, self.settings)
+            await transition.load_starter()
+            await transition.advance([Token(id=new_id(), node_id=definition.start)])
+            finished = transition.finish()
+            await InstanceRepository(session).update(finished, expected_revision=instance.revision)
+        await self._after_commit(transition)
+        return finished
+
+    async def transition(
+        self,
+        workflow_instance_id: str,
+        actor_id: str | None,
+        action: Callable[[Transition], Awaitable[T]],
+    ) -> tuple[T, WorkflowInstance]:
+        """Run ``action`` on the locked instance and commit everything it did in one transaction.
+
+        This is how services complete, claim or cancel: the rules they check and the changes the
+        engine makes land together or not at all.
+        """
+        for _ in range(_RACE_RETRIES):
+            try:
+                async with self.db.transaction() as session:
+                    repository = InstanceRepository(session)
+                    instance = await repository.get(workflow_instance_id, for_update=True)
+                    if instance is None:
+                        raise NotFoundError(f"no workflow instance {workflow_instance_id}")
+                    definition = await self.definition(instance.definition_key, instance.definition_version)
+                    now = self.clock.now()
+                    transition = Transition(session, instance, definition, self.registry, now, actor_id, self.settings)
+                    await transition.load_starter()
+                    result = await action(transition)
+                    finished = transition.finish()
+                    await repository.update(finished, expected_revision=instance.revision)
+                await self._after_commit(transition)
+                return result, finished
+            except ConcurrentUpdateError:
+                log.debug("instance %s changed concurrently; retrying the transition", workflow_instance_id)
+        raise ConcurrentUpdateError(f"workflow instance {workflow_instance_id} is too busy; try again")
+
+    async def send_signal(
+        self, workflow_instance_id: str, node: str, payload: Any, actor_id: str | None
+    ) -> WorkflowInstance:
+        """Complete the task waiting at ``node`` with ``payload`` (stored under ``storeAs``) and move on.
+
+        A signal to an unknown node is ``NotFoundError``; to a node that already completed,
+        ``ConflictError``; to a node no token has reached, ``InvalidStateError``. None changes anything.
+        """
+
+        async def signal(transition: Transition) -> None:
+            if transition.instance.status.is_final:
+                raise InvalidStateError(
+                    f"workflow instance {workflow_instance_id} is {transition.instance.status.value}"
+                )
+            task = await transition.open_task_at(node)
+            await transition.complete(task, payload)
+
+        _, instance = await self.transition(workflow_instance_id, actor_id, signal)
+        return instance
+
+    async def cancel(
+        self, workflow_instance_id: str, actor_id: str | None, reason: str | None = None
+    ) -> WorkflowInstance:
+        """Cancel every open task and the instance; a finished instance is ``InvalidStateError``."""
+
+        async def cancel(transition: Transition) -> None:
+            status = transition.instance.status
+            if status.is_final:
+                raise InvalidStateError(f"workflow instance {workflow_instance_id} is already {status.value}")
+            await transition.cancel(reason)
+
+        _, instance = await self.transition(workflow_instance_id, actor_id, cancel)
+        return instance
+
+    async def user(self, user_id: str) -> User | None:
+        async with self.db.read() as session:
+            return await DirectoryRepository(session).get_user(user_id)
+
+    async def _after_commit(self, transition: Transition) -> None:
+        if not transition.events_written:
+            return
+        for listener in self.commit_listeners:
+            try:
+                await listener()
+            except Exception:  # a listener must never undo or fail a committed transition
+                log.exception("commit listener failed")

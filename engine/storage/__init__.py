@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models (schema only), the database handle, and repositories."""

@@ -1,0 +1,87 @@
+"""The directory: users, roles, groups and memberships (DESIGN §1, §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.state import User
+from engine.storage.models import groups, roles, user_groups, user_roles, users
+
+
+class DirectoryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_users(self, user_ids: Iterable[str]) -> dict[str, User]:
+        ids = list(set(user_ids))
+        if not ids:
+            return {}
+        rows = (await self.session.execute(select(users).where(users.c.id.in_(ids)))).all()
+        role_rows = await self.session.execute(select(user_roles).where(user_roles.c.user_id.in_(ids)))
+        group_rows = await self.session.execute(select(user_groups).where(user_groups.c.user_id.in_(ids)))
+        user_role_keys: dict[str, set[str]] = {}
+        for row in role_rows:
+            user_role_keys.setdefault(row.user_id, set()).add(row.role_key)
+        user_group_keys: dict[str, set[str]] = {}
+        for row in group_rows:
+            user_group_keys.setdefault(row.user_id, set()).add(row.group_key)
+        return {
+            row.id: User(
+                id=row.id,
+                name=row.name,
+                email=row.email,
+                roles=frozenset(user_role_keys.get(row.id, ())),
+                groups=frozenset(user_group_keys.get(row.id, ())),
+            )
+            for row in rows
+        }
+
+    async def get_user(self, user_id: str) -> User | None:
+        return (await self.get_users([user_id])).get(user_id)
+
+    async def list_users(self) -> list[User]:
+        ids = [row.id for row in await self.session.execute(select(users.c.id).order_by(users.c.id))]
+        found = await self.get_users(ids)
+        return [found[user_id] for user_id in ids]
+
+    async def ensure_role(self, key: str, title: str | None = None) -> None:
+        if await self.session.scalar(select(roles.c.key).where(roles.c.key == key)) is None:
+            await self.session.execute(roles.insert().values(key=key, title=title or key))
+
+    async def ensure_group(self, key: str, title: str | None = None) -> None:
+        if await self.session.scalar(select(groups.c.key).where(groups.c.key == key)) is None:
+            await self.session.execute(groups.insert().values(key=key, title=title or key))
+
+    async def save_user(
+        self,
+        user_id: str,
+        name: str,
+        email: str | None,
+        role_keys: Collection[str],
+        group_keys: Collection[str],
+        now: datetime,
+    ) -> bool:
+        """Create or update a user and set its memberships; returns whether anything changed."""  # fmt: skip
+        existing = await self.get_user(user_id)
+        wanted = User(user_id, name, email, frozenset(role_keys), frozenset(group_keys))
+        if existing == wanted:
+            return False
+        for key in role_keys:
+            await self.ensure_role(key)
+        for key in group_keys:
+            await self.ensure_group(key)
+        if existing is None:
+            await self.session.execute(users.insert().values(id=user_id, name=name, email=email, created_at=now))
+        else:
+            await self.session.execute(users.update().where(users.c.id == user_id).values(name=name, email=email))
+            await self.session.execute(delete(user_roles).where(user_roles.c.user_id == user_id))
+            await self.session.execute(delete(user_groups).where(user_groups.c.user_id == user_id))
+        for key in sorted(role_keys):
+            await self.session.execute(user_roles.insert().values(user_id=user_id, role_key=key))
+        for key in sorted(group_keys):
+            await self.session.execute(user_groups.insert().values(user_id=user_id, group_key=key))
+        return True

@@ -1,0 +1,238 @@
+"""Table definitions. Alembic migrations are generated from and checked against this metadata.
+
+The hot paths (transitions, inbox queries) use Core statements on these tables, not ORM units of
+work; the declarative classes exist to describe the schema once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite's rowid alias must be INTEGER; PostgreSQL gets a 64-bit identity.
+EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way in and out, on SQLite (which keeps naive text) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RoleRow(Base):
+    __tablename__ = "roles"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+
+
+class GroupRow(Base):
+    __tablename__ = "groups"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+
+
+class UserRoleRow(Base):
+    __tablename__ = "user_roles"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role_key: Mapped[str] = mapped_column(ForeignKey("roles.key", ondelete="CASCADE"), primary_key=True)
+
+
+class UserGroupRow(Base):
+    __tablename__ = "user_groups"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    group_key: Mapped[str] = mapped_column(ForeignKey("groups.key", ondelete="CASCADE"), primary_key=True)
+
+
+class DefinitionRow(Base):
+    __tablename__ = "workflow_definitions"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    document: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    deployed_by: Mapped[str | None] = mapped_column(String(64))
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InstanceRow(Base):
+    __tablename__ = "workflow_instances"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    definition_key: Mapped[str] = mapped_column(String(128))
+    definition_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    tokens: Mapped[list[Any]] = mapped_column(JsonType)
+    started_by: Mapped[str] = mapped_column(String(64), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revision: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class StepInstanceRow(Base):
+    __tablename__ = "step_instances"
+    __table_args__ = (UniqueConstraint("workflow_instance_id", "step_key"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workflow_instance_id: Mapped[str] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
+    milestone_key: Mapped[str] = mapped_column(String(128))
+    step_key: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # Idempotent creation: one task per token (a token id is fresh at every hop).
+        UniqueConstraint("workflow_instance_id", "token_id"),
+        Index("ix_tasks_role_inbox", "assigned_role", "status", "created_at"),
+        Index("ix_tasks_user_inbox", "assigned_user_id", "status", "created_at"),
+        Index("ix_tasks_group_inbox", "assigned_group", "status", "created_at"),
+        Index("ix_tasks_step", "step_instance_id", "status"),
+        Index("ix_tasks_runnable", "kind", "status", "next_run_at"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workflow_instance_id: Mapped[str] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
+    step_instance_id: Mapped[str] = mapped_column(ForeignKey("step_instances.id", ondelete="CASCADE"))
+    token_id: Mapped[str] = mapped_column(String(36))
+    node_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(32))
+    schema_type: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    signal_name: Mapped[str | None] = mapped_column(String(128))
+    assigned_role: Mapped[str | None] = mapped_column(String(64))
+    assigned_user_id: Mapped[str | None] = mapped_column(String(64))
+    assigned_group: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    input: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    output: Mapped[Any] = mapped_column(JsonType)
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    revision: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_by: Mapped[str | None] = mapped_column(String(64))
+    attempt_count: Mapped[int] = mapped_column(Integer)
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class TaskEventRow(Base):
+    __tablename__ = "task_events"
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    step_instance_id: Mapped[str] = mapped_column(String(36))
+    workflow_instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+
+
+class TaskMessageRow(Base):
+    __tablename__ = "task_messages"
+    __table_args__ = (Index("ix_task_messages_thread", "task_id", "posted_at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    author_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DocumentRow(Base):
+    __tablename__ = "documents"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    requirement_key: Mapped[str] = mapped_column(String(128))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TaskAttemptRow(Base):
+    __tablename__ = "task_attempts"
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    request: Mapped[Any] = mapped_column(JsonType)
+    response: Mapped[Any] = mapped_column(JsonType)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+users = UserRow.__table__
+roles = RoleRow.__table__
+groups = GroupRow.__table__
+user_roles = UserRoleRow.__table__
+user_groups = UserGroupRow.__table__
+definitions = DefinitionRow.__table__
+instances = InstanceRow.__table__
+step_instances = StepInstanceRow.__table__
+tasks = TaskRow.__table__
+task_events = TaskEventRow.__table__
+task_messages = TaskMessageRow.__table__
+documents = DocumentRow.__table__
+task_attempts = TaskAttemptRow.__table__

@@ -1,0 +1,217 @@
+"""Task and task-event repositories, with the seed's inbox queries."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.state import (
+    ACTIVE_TASK_STATUSES,
+    BLOCKED_TASK_STATUSES,
+    OPEN_TASK_STATUSES,
+    PRIORITY_BY_RANK,
+    PRIORITY_RANK,
+    StepMetrics,
+    Task,
+    TaskEvent,
+    TaskEventKind,
+    TaskKind,
+    TaskStatus,
+)
+from engine.storage.models import task_events, tasks
+
+_INSERT_FIELDS = (
+    "id", "workflow_instance_id", "step_instance_id", "token_id", "node_id", "schema_type", "name", "title",
+    "description", "signal_name", "assigned_role", "assigned_user_id", "assigned_group", "input", "output",
+    "draft", "revision", "created_at", "updated_at", "due_at", "completed_at", "completed_by", "attempt_count",
+    "next_run_at", "error", "type",
+)  # fmt: skip
+
+
+def task_values(task: Task) -> dict[str, Any]:
+    values = {name: getattr(task, name) for name in _INSERT_FIELDS}
+    values.update(kind=task.kind.value, status=task.status.value, priority=PRIORITY_RANK[task.priority])
+    values["input"] = dict(task.input)
+    values["draft"] = dict(task.draft) if task.draft is not None else None
+    return values
+
+
+def task_from_row(row: Any) -> Task:
+    return Task(
+        id=row.id,
+        workflow_instance_id=row.workflow_instance_id,
+        step_instance_id=row.step_instance_id,
+        token_id=row.token_id,
+        node_id=row.node_id,
+        kind=TaskKind(row.kind),
+        type=row.type,
+        schema_type=row.schema_type,
+        name=row.name,
+        title=row.title,
+        description=row.description,
+        signal_name=row.signal_name,
+        assigned_role=row.assigned_role,
+        assigned_user_id=row.assigned_user_id,
+        assigned_group=row.assigned_group,
+        status=TaskStatus(row.status),
+        priority=PRIORITY_BY_RANK[row.priority],
+        input=row.input,
+        output=row.output,
+        draft=row.draft,
+        revision=row.revision,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        due_at=row.due_at,
+        completed_at=row.completed_at,
+        completed_by=row.completed_by,
+        attempt_count=row.attempt_count,
+        next_run_at=row.next_run_at,
+        error=row.error,
+    )
+
+
+class TaskRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert(self, task: Task) -> None:
+        await self.session.execute(tasks.insert().values(**task_values(task)))
+
+    async def get_by_id(self, task_id: str, *, for_update: bool = False) -> Task | None:
+        query = select(tasks).where(tasks.c.id == task_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).first()
+        return task_from_row(row) if row else None
+
+    async def get_many(self, task_ids: Iterable[str]) -> dict[str, Task]:
+        rows = await self.session.execute(select(tasks).where(tasks.c.id.in_(list(task_ids))))
+        return {row.id: task_from_row(row) for row in rows}
+
+    async def get_by_token(self, workflow_instance_id: str, token_id: str) -> Task | None:
+        query = select(tasks).where(tasks.c.workflow_instance_id == workflow_instance_id, tasks.c.token_id == token_id)
+        row = (await self.session.execute(query)).first()
+        return task_from_row(row) if row else None
+
+    async def _find(self, *conditions: Any, statuses: Collection[TaskStatus] | None = None) -> list[Task]:
+        query = select(tasks).where(*conditions)
+        if statuses:
+            query = query.where(tasks.c.status.in_([status.value for status in statuses]))
+        query = query.order_by(tasks.c.created_at, tasks.c.id)
+        return [task_from_row(row) for row in await self.session.execute(query)]
+
+    async def find_by_role(self, role: str, statuses: Collection[TaskStatus] | None = None) -> list[Task]:
+        return await self._find(tasks.c.assigned_role == role, statuses=statuses)
+
+    async def find_by_user_id(self, user_id: str, statuses: Collection[TaskStatus] | None = None) -> list[Task]:
+        return await self._find(tasks.c.assigned_user_id == user_id, statuses=statuses)
+
+    async def find_by_group(self, group: str, statuses: Collection[TaskStatus] | None = None) -> list[Task]:
+        return await self._find(tasks.c.assigned_group == group, statuses=statuses)
+
+    async def find_by_status(self, status: TaskStatus) -> list[Task]:
+        return await self._find(tasks.c.status == status.value)
+
+    async def find_by_instance(self, workflow_instance_id: str, *, open_only: bool = False) -> list[Task]:
+        return await self._find(
+            tasks.c.workflow_instance_id == workflow_instance_id,
+            statuses=OPEN_TASK_STATUSES if open_only else None,
+        )
+
+    async def find_by_instances(self, workflow_instance_ids: Collection[str]) -> list[Task]:
+        return await self._find(tasks.c.workflow_instance_id.in_(list(workflow_instance_ids)))
+
+    async def update(self, task_id: str, expected_revision: int, values: Mapping[str, Any]) -> bool:
+        """Apply ``values`` and bump the revision, only if the task is still at ``expected_revision``."""
+        stored = dict(values)
+        for key in ("status", "kind"):
+            if key in stored and stored[key] is not None:
+                stored[key] = str(stored[key])
+        result = await self.session.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.revision == expected_revision)
+            .values(**stored, revision=expected_revision + 1)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def step_metrics(self, step_ids: Collection[str]) -> dict[str, StepMetrics]:
+        """DESIGN §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
+
+        def count_of(statuses: Collection[TaskStatus]) -> Any:
+            return func.sum(case((tasks.c.status.in_([s.value for s in statuses]), 1), else_=0))
+
+        query = (
+            select(
+                tasks.c.step_instance_id,
+                func.count().label("total"),
+                count_of(ACTIVE_TASK_STATUSES).label("active"),
+                count_of([TaskStatus.COMPLETED]).label("completed"),
+                count_of(BLOCKED_TASK_STATUSES).label("blocked"),
+            )
+            .where(tasks.c.step_instance_id.in_(list(step_ids)))
+            .group_by(tasks.c.step_instance_id)
+        )
+        metrics = {step_id: StepMetrics() for step_id in step_ids}
+        for row in await self.session.execute(query):
+            metrics[row.step_instance_id] = StepMetrics(
+                total=int(row.total), active=int(row.active), completed=int(row.completed), blocked=int(row.blocked)
+            )
+        return metrics
+
+
+class TaskEventRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(
+        self,
+        kind: TaskEventKind,
+        task: Task,
+        actor_id: str | None,
+        at: datetime,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self.session.execute(
+            task_events.insert().values(
+                kind=kind.value,
+                task_id=task.id,
+                step_instance_id=task.step_instance_id,
+                workflow_instance_id=task.workflow_instance_id,
+                actor_id=actor_id,
+                occurred_at=at,
+                data=dict(data) if data else None,
+            )
+        )
+
+    async def after(self, event_id: int, limit: int = 500) -> list[TaskEvent]:
+        query = select(task_events).where(task_events.c.id > event_id).order_by(task_events.c.id).limit(limit)
+        return [_event(row) for row in await self.session.execute(query)]
+
+    async def for_task(self, task_id: str) -> list[TaskEvent]:
+        query = select(task_events).where(task_events.c.task_id == task_id).order_by(task_events.c.id)
+        return [_event(row) for row in await self.session.execute(query)]
+
+    async def for_instance(self, workflow_instance_id: str) -> list[TaskEvent]:
+        query = (
+            select(task_events)
+            .where(task_events.c.workflow_instance_id == workflow_instance_id)
+            .order_by(task_events.c.id)
+        )
+        return [_event(row) for row in await self.session.execute(query)]
+
+
+def _event(row: Any) -> TaskEvent:
+    return TaskEvent(
+        id=row.id,
+        kind=TaskEventKind(row.kind),
+        task_id=row.task_id,
+        step_instance_id=row.step_instance_id,
+        workflow_instance_id=row.workflow_instance_id,
+        actor_id=row.actor_id,
+        occurred_at=row.occurred_at,
+        data=row.data or {},
+    )

@@ -1,0 +1,275 @@
+"""One transition of one workflow instance: everything it changes commits in one transaction.
+
+A :class:`Transition` holds the instance (locked), its definition and the session; it completes
+tasks, moves tokens along edges (conditions, forks, joins), creates the tasks tokens wait at, and
+writes a task event for every change. The :class:`~engine.runner.Engine` opens and commits it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.definitions import Node, WorkflowDefinition
+from engine.errors import ConflictError, InvalidStateError, NotFoundError
+from engine.registry import NodeContext, Registry
+from engine.state import (
+    InstanceStatus,
+    Task,
+    TaskEventKind,
+    TaskKind,
+    TaskStatus,
+    Token,
+    User,
+    WorkflowInstance,
+    new_id,
+)
+from engine.storage.directory import DirectoryRepository
+from engine.storage.instances import InstanceRepository
+from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.templates import evaluate_condition, render_text
+
+log = logging.getLogger(__name__)
+
+
+class Transition:
+    """Mutable working state of one instance inside one database transaction."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        instance: WorkflowInstance,
+        definition: WorkflowDefinition,
+        registry: Registry,
+        now: datetime,
+        actor_id: str | None,
+        settings: Mapping[str, Any],
+    ) -> None:
+        self.session = session
+        self.definition = definition
+        self.registry = registry
+        self.now = now
+        self.actor_id = actor_id
+        self.settings = settings
+        self.instance = instance
+        self.data: dict[str, Any] = dict(instance.data)
+        self.tokens: list[Token] = list(instance.tokens)
+        self.tasks = TaskRepository(session)
+        self.events = TaskEventRepository(session)
+        self.instances = InstanceRepository(session)
+        self.events_written = 0
+        self._starter: User | None = None
+        self.outcome: tuple[InstanceStatus, str | None] | None = None
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def record(self, kind: TaskEventKind, task: Task, data: Mapping[str, Any] | None = None) -> None:
+        await self.events.add(kind, task, self.actor_id, self.now, data)
+        self.events_written += 1
+
+    async def update_task(self, task: Task, event: TaskEventKind, **values: Any) -> Task:
+        """Change a task at its current revision and record the event; a lost race is a conflict."""
+        values.setdefault("updated_at", self.now)
+        if not await self.tasks.update(task.id, task.revision, values):
+            raise ConflictError(f"task {task.id} was changed by someone else; reload it and try again")
+        changed = replace(task, revision=task.revision + 1, **values)
+        await self.record(event, changed)
+        return changed
+
+    async def open_task_at(self, node_id: str) -> Task:
+        """The open task a signal to ``node_id`` completes, or the error that says why there is none."""
+        if not self.definition.has_node(node_id):
+            raise NotFoundError(f"workflow instance {self.instance.id} has no node {node_id!r}")
+        waiting = [t for t in self.tokens if t.node_id == node_id and t.task_id is not None]
+        for token in waiting:
+            task = await self.tasks.get_by_token(self.instance.id, token.id)
+            if task is not None and task.status.is_open:
+                return task
+        if any(t.status is TaskStatus.COMPLETED for t in await self.tasks.find_by_instance(self.instance.id)
+               if t.node_id == node_id):  # fmt: skip
+            raise ConflictError(f"node {node_id!r} has already completed; the signal was ignored")
+        raise InvalidStateError(f"node {node_id!r} is not waiting for a signal")
+
+    async def complete(self, task: Task, output: Any, **extra: Any) -> Task:
+        """Complete ``task``, store ``output`` under the node's ``storeAs`` and move its token on."""
+        if not task.status.is_open:
+            raise ConflictError(f"task {task.id} is already {task.status.value.lower()}")
+        if self.instance.status.is_final:
+            raise InvalidStateError(f"workflow instance {self.instance.id} is {self.instance.status.value}")
+        completed = await self.update_task(
+            task,
+            TaskEventKind.COMPLETED,
+            status=TaskStatus.COMPLETED,
+            output=output,
+            completed_at=self.now,
+            completed_by=self.actor_id,
+            **extra,
+        )
+        node = self.definition.node(task.node_id)
+        if node.store_as:
+            self.data[node.store_as] = output
+        token = next((t for t in self.tokens if t.task_id == task.id), None)
+        if token is not None:
+            self.tokens.remove(token)
+            await self.advance(self.leave(node))
+        return completed
+
+    async def cancel(self, reason: str | None) -> None:
+        """Cancel every open task and end the instance as ``CANCELLED``."""
+        for task in await self.tasks.find_by_instance(self.instance.id, open_only=True):
+            await self.update_task(task, TaskEventKind.CANCELLED, status=TaskStatus.CANCELLED)
+        self.tokens.clear()
+        self.outcome = (InstanceStatus.CANCELLED, reason)
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def leave(self, node: Node) -> list[Token]:
+        """Tokens for every outgoing edge whose condition holds (several fork; none ends the token)."""
+        variables = self.variables()
+        return [
+            Token(id=new_id(), node_id=edge.target, arrived_from=node.id)
+            for edge in self.definition.outgoing(node.id)
+            if edge.when is None or evaluate_condition(edge.when, variables)
+        ]
+
+    async def advance(self, ready: list[Token]) -> None:
+        """Move ``ready`` tokens into their nodes until each waits at a task or a join."""
+        while ready:
+            token = ready.pop(0)
+            node = self.definition.node(token.node_id)
+            if node.join == "all":
+                merged = self._join(node, token)
+                if merged is None:
+                    continue
+                token = merged
+            self.tokens.append(await self.enter(node, token))
+
+    def _join(self, node: Node, token: Token) -> Token | None:
+        parked = [t for t in self.tokens if t.node_id == node.id and t.task_id is None] + [token]
+        needed = {edge.source for edge in self.definition.incoming(node.id)}
+        if not needed <= {t.arrived_from for t in parked}:
+            self.tokens.append(token)
+            return None
+        for edge_source in needed:  # consume one token per incoming edge, oldest first
+            arrived = next(t for t in parked if t.arrived_from == edge_source)
+            parked.remove(arrived)
+            if arrived in self.tokens:
+                self.tokens.remove(arrived)
+        return Token(id=new_id(), node_id=node.id)
+
+    async def enter(self, node: Node, token: Token) -> Token:
+        """Create (idempotently: once per token) the task ``token`` waits at in ``node``."""
+        existing = await self.tasks.get_by_token(self.instance.id, token.id)
+        if existing is not None:
+            return replace(token, task_id=existing.id)
+        place = self.definition.step_of(node.id)
+        assert place is not None, "validation guarantees every node is in a step"
+        milestone, step = place
+        step_instance = await self.instances.get_or_create_step(self.instance.id, milestone.key, step.key, self.now)
+        task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
+        await self.tasks.insert(task)
+        await self.record(TaskEventKind.CREATED, task)
+        return replace(token, task_id=task.id)
+
+    async def _user_task(self, node: Node, token: Token, step_instance_id: str) -> Task:
+        context = NodeContext(node=node, workflow_instance_id=self.instance.id, variables=self.variables())
+        executor = self.registry.user_task_executor(node)
+        config = await executor.configure(context)
+        assignment = config.assignment
+        if node.assign_with is not None:
+            assignment = await self.registry.assigners[node.assign_with].assign(context)
+        return self._new_task(
+            node, token, step_instance_id,
+            kind=TaskKind.USER, type=executor.task_type, schema_type=executor.schema_type,
+            title=config.title, description=config.description, signal_name=node.signal_name,
+            assigned_role=assignment.role, assigned_user_id=assignment.user_id, assigned_group=assignment.group,
+            priority=config.priority, input=dict(config.input), due_at=self._due_at(node),
+        )  # fmt: skip
+
+    async def _system_task(self, node: Node, token: Token, step_instance_id: str) -> Task:
+        return self._new_task(
+            node, token, step_instance_id,
+            kind=TaskKind.SYSTEM, type=self.registry.task_type(node), schema_type=node.type,
+            title=render_text(node.title, self.variables()) or node.display_name, description=None,
+            signal_name=None, assigned_role=None, assigned_user_id=None, assigned_group=None,
+            priority=node.priority, input={}, due_at=None, next_run_at=self.now,
+        )  # fmt: skip
+
+    def _new_task(self, node: Node, token: Token, step_instance_id: str, **values: Any) -> Task:
+        return Task(
+            id=new_id(),
+            workflow_instance_id=self.instance.id,
+            step_instance_id=step_instance_id,
+            token_id=token.id,
+            node_id=node.id,
+            name=node.display_name,
+            status=TaskStatus.PENDING,
+            output=None,
+            draft=None,
+            revision=0,
+            created_at=self.now,
+            updated_at=self.now,
+            **values,
+        )
+
+    def _due_at(self, node: Node) -> datetime | None:
+        if node.due_in is not None:
+            return self.now + node.due_in
+        if node.due_at:
+            text = render_text(node.due_at, self.variables())
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                log.warning("node %s: dueAt %r is not an ISO 8601 date-time; no due date set", node.id, text)
+                return None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=self.now.tzinfo)
+        return None
+
+    # -- data and status -------------------------------------------------------------------
+
+    def set_starter(self, user: User | None) -> None:
+        self._starter = user
+
+    async def load_starter(self) -> None:
+        self._starter = await DirectoryRepository(self.session).get_user(self.instance.started_by)
+
+    def variables(self) -> dict[str, Any]:
+        """What templates and conditions see: the data, ``startedBy`` and ``settings`` (never secrets)."""
+        starter = self._starter.to_template() if self._starter else {"id": self.instance.started_by}
+        return {**self.data, "startedBy": starter, "settings": dict(self.settings)}
+
+    def finish(self) -> WorkflowInstance:
+        """The instance as this transition leaves it, with its status derived from the tokens."""
+        if self.outcome is not None:
+            status, error = self.outcome
+        elif self.instance.status.is_final:
+            status, error = self.instance.status, self.instance.error
+        else:
+            status, error = self._derived_status()
+        completed_at = (self.instance.completed_at or self.now) if status.is_final else None
+        return replace(
+            self.instance,
+            status=status,
+            data=self.data,
+            tokens=tuple(self.tokens),
+            updated_at=self.now,
+            completed_at=completed_at,
+            revision=self.instance.revision + 1,
+            error=error,
+        )
+
+    def _derived_status(self) -> tuple[InstanceStatus, str | None]:
+        if not self.tokens:
+            return InstanceStatus.COMPLETED, None
+        waiting = [t for t in self.tokens if t.task_id is not None]
+        if not waiting:
+            stuck = ", ".join(sorted({t.node_id for t in self.tokens}))
+            return InstanceStatus.FAILED, f"join at {stuck} can never complete: no branch is still running"
+        if any(not self.definition.node(t.node_id).is_user_task for t in waiting):
+            return InstanceStatus.RUNNING, None
+        return InstanceStatus.WAITING_FOR_SIGNAL, None
