@@ -83,3 +83,18 @@ class ConcurrentUpdateError(StepwiseError):
     """An optimistic-lock check failed because another transaction changed the row first."""
 
     code = "CONCURRENT_UPDATE"
+
+
+class ExecutionFailedError(StepwiseError):
+    """A system task's attempt failed. ``non_retryable`` skips the remaining attempts (e.g. a
+    denied host or a bad configuration); ``request``/``response`` are recorded with the attempt."""
+
+    code = "EXECUTION_FAILED"
+
+    def __init__(
+        self, message: str, *, non_retryable: bool = False, request: object = None, response: object = None
+    ) -> None:
+        super().__init__(message)
+        self.non_retryable = non_retryable
+        self.request = request
+        self.response = response

@@ -134,7 +134,8 @@ def parse_definition(doc: Any) -> WorkflowDefinition:
     edges = tuple(_parse_edge(item, index, errors) for index, item in enumerate(top.children("edges")))
     milestones = tuple(_parse_milestone(item, index, errors) for index, item in enumerate(top.children("milestones")))
     if not milestones and nodes:
-        step = Step(key=DEFAULT_MILESTONE_KEY, title="Main", nodes=tuple(node.id for node in nodes))
+        # dict.fromkeys: a duplicated id is reported once as a duplicate, not also as "in two steps".
+        step = Step(key=DEFAULT_MILESTONE_KEY, title="Main", nodes=tuple(dict.fromkeys(node.id for node in nodes)))
         milestones = (Milestone(key=DEFAULT_MILESTONE_KEY, title="Main", steps=(step,)),)
     start = top.text("start")
     if start is None:
@@ -236,12 +237,18 @@ def _parse_retry(doc: Mapping[str, Any] | None, node: _Reader) -> RetryPolicy | 
     r = _Reader(doc, f"{node.path}.retry", node.subject, node.errors)
     r.reject_unknown(_RETRY_KEYS)
     defaults = RetryPolicy()
+    # Explicit ``is None`` checks: ``PT0S`` and ``0`` are falsy but must be rejected, not defaulted.
+    initial, maximum = r.duration("initialInterval"), r.duration("maximumInterval")
+    coefficient = r.number("backoffCoefficient")
     try:
         return RetryPolicy(
             max_attempts=r.integer("maxAttempts", defaults.max_attempts) or 0,
-            initial_interval=r.duration("initialInterval") or defaults.initial_interval,
-            backoff_coefficient=r.number("backoffCoefficient") or defaults.backoff_coefficient,
-            maximum_interval=r.duration("maximumInterval") or defaults.maximum_interval,
+            initial_interval=defaults.initial_interval if initial is None else initial,
+            backoff_coefficient=defaults.backoff_coefficient if coefficient is None else coefficient,
+            # An unset maximum never undercuts the node's own initialInterval.
+            maximum_interval=max(defaults.maximum_interval, initial or defaults.initial_interval)
+            if maximum is None
+            else maximum,
         )
     except ValueError as exc:
         r.fail("", f"has an invalid retry policy: {exc}")

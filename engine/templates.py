@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 import jmespath
 import jmespath.exceptions
+import jmespath.functions
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 log = logging.getLogger(__name__)
@@ -105,18 +106,52 @@ def _jsonable(value: Any) -> Any:
 
 @lru_cache(maxsize=4096)
 def compile_condition(source: str) -> jmespath.parser.ParsedResult:
-    """Compile a ``when`` condition, raising :class:`TemplateSyntaxError` if it does not parse."""
+    """Compile a ``when`` condition, raising :class:`TemplateSyntaxError` if it does not parse.
+
+    JMESPath only looks functions up when it evaluates, so an unknown function (``lenght(x)``) or a
+    wrong argument count would otherwise pass deploy and make the condition silently false at run time.
+    """
     try:
-        return jmespath.compile(source)
+        parsed = jmespath.compile(source)
     except jmespath.exceptions.JMESPathError as exc:
         raise TemplateSyntaxError(f"condition {source!r} does not parse: {exc}") from exc
+    problem = _function_problem(parsed.parsed)
+    if problem:
+        raise TemplateSyntaxError(f"condition {source!r} does not parse: {problem}")
+    return parsed
+
+
+def _function_problem(ast: Mapping[str, Any]) -> str | None:
+    """The first call in a JMESPath syntax tree to an unknown function or with the wrong argument count."""
+    if ast.get("type") == "function_expression":
+        name, arguments = ast["value"], len(ast["children"])
+        known = jmespath.functions.Functions.FUNCTION_TABLE.get(name)
+        if known is None:
+            return f"unknown function {name}()"
+        signature = known["signature"]
+        variadic = any(argument.get("variadic") for argument in signature)
+        if arguments < len(signature) or (arguments > len(signature) and not variadic):
+            expected = f"at least {len(signature)}" if variadic else str(len(signature))
+            return f"{name}() takes {expected} argument(s), not {arguments}"
+    for child in ast.get("children", ()):
+        if isinstance(child, Mapping):
+            problem = _function_problem(child)
+            if problem:
+                return problem
+    return None
 
 
 def evaluate_condition(source: str, data: Mapping[str, Any]) -> bool:
-    """JMESPath truthiness: false, null and empty strings, lists and objects are false."""
+    """JMESPath truthiness: false, null and empty strings, lists and objects are false.
+
+    A condition that fails on the data is false, never an error: jmespath orders a number against a
+    string with Python's ``>`` (``TypeError``), and ``ValueError`` covers a ``TemplateSyntaxError``
+    from a definition deployed before :func:`compile_condition` checked function names.
+    """
     try:
         result = compile_condition(source).search(data)
-    except jmespath.exceptions.JMESPathError as exc:
+    except (jmespath.exceptions.JMESPathError, TypeError, ValueError) as exc:
         log.warning("condition %r failed: %s", source, exc)
         return False
-    return result not in (None, False, "", [], {})
+    # Not ``result not in (None, False, "", [], {})``: ``0 == False`` in Python, but numbers are true in JMESPath.
+    return not (result is None or result is False or (isinstance(result, str | list | dict) and not result))

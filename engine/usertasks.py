@@ -6,7 +6,9 @@ node says; they differ in what a valid node looks like and in what the API shows
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from engine.definitions import (
     APPROVAL_SCHEMA_TYPE,
@@ -21,8 +23,13 @@ from engine.registry import Assignment, NodeContext, Registry, UserTaskConfig
 from engine.templates import render_text
 
 
-def static_assignment(node: Node) -> Assignment:
-    return Assignment(role=node.assign_to_role, user_id=node.assign_to_user, group=node.assign_to_group)
+def static_assignment(node: Node, variables: Mapping[str, Any]) -> Assignment:
+    """The node's assignee; templates are allowed (``assignToUser: "{{ startedBy.id }}"``)."""
+    return Assignment(
+        role=render_text(node.assign_to_role, variables) or None,
+        user_id=render_text(node.assign_to_user, variables) or None,
+        group=render_text(node.assign_to_group, variables) or None,
+    )
 
 
 def validate_form(form: Form | None) -> list[str]:
@@ -58,7 +65,7 @@ class _TemplatedUserTask:
         return UserTaskConfig(
             title=render_text(node.title, context.variables) or node.display_name,
             description=render_text(node.description, context.variables) or None,
-            assignment=static_assignment(node),
+            assignment=static_assignment(node, context.variables),
             priority=node.priority,
             input={},
         )

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from engine.definitions import NodeType, WorkflowDefinition
+from engine.definitions import Node, NodeType, WorkflowDefinition
 from engine.errors import DefinitionError, FieldError
 from engine.registry import Registry, default_schema_type
 from engine.templates import TemplateSyntaxError, check_template, compile_condition
@@ -42,9 +42,9 @@ def validate_definition(definition: WorkflowDefinition, registry: Registry) -> N
     if definition.start and not definition.has_node(definition.start):
         fail("definition.start", f"start node {definition.start!r} does not exist", "UNKNOWN_NODE")
 
-    for node in definition.nodes:
+    for node in definition.nodes:  # each node object: with duplicate ids, ``definition.node(id)`` is the last
         path = f"nodes.{node.id}"
-        for message, field in _node_problems(node.id, definition, registry):
+        for message, field in _node_problems(node, registry):
             fail(f"{path}.{field}" if field else path, f"node {node.id!r}: {message}")
 
     for index, edge in enumerate(definition.edges):
@@ -70,10 +70,11 @@ def validate_definition(definition: WorkflowDefinition, registry: Registry) -> N
         raise DefinitionError(f"definition {definition.key!r} is invalid: {first}{more}", errors)
 
 
-def _node_problems(node_id: str, definition: WorkflowDefinition, registry: Registry) -> Iterable[tuple[str, str]]:
-    node = definition.node(node_id)
+def _node_problems(node: Node, registry: Registry) -> Iterable[tuple[str, str]]:
     if node.join is not None and node.join != "all":
         yield f"join must be 'all', not {node.join!r}", "join"
+    # Every node's title is rendered when its task is created (a system task's too), so it must parse.
+    yield from _template_problems("title", node.title)
     if node.is_user_task:
         schema_type = node.schema_type or default_schema_type(node)
         executor = registry.user_tasks.get(schema_type)
@@ -90,9 +91,11 @@ def _node_problems(node_id: str, definition: WorkflowDefinition, registry: Regis
         if node.due_in is not None and node.due_at is not None:
             yield "use dueIn or dueAt, not both", ""
         for key, template in (
-            ("title", node.title),
             ("description", node.description),
             ("dueAt", node.due_at),
+            ("assignToRole", node.assign_to_role),
+            ("assignToUser", node.assign_to_user),
+            ("assignToGroup", node.assign_to_group),
         ):
             yield from _template_problems(key, template)
     elif node.type in registry.system_tasks:

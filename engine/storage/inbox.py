@@ -1,0 +1,153 @@
+"""The inbox query: tasks a viewer may see, filtered, ordered and keyset-paginated.
+
+Visibility is part of the SQL, so a filter can only narrow what the viewer sees, never widen it.
+Keyset cursors (sort value, id) stay stable when tasks are inserted between pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine import permissions
+from engine.definitions import Priority
+from engine.errors import FieldError, ValidationError
+from engine.state import PRIORITY_RANK, Task, TaskKind, TaskStatus, User
+from engine.storage.models import instances, tasks
+from engine.storage.tasks import task_from_row
+
+_FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+MAX_PAGE = 200
+
+
+class TaskOrderField(StrEnum):
+    CREATED_AT = "CREATED_AT"
+    DUE_AT = "DUE_AT"
+    PRIORITY = "PRIORITY"
+    UPDATED_AT = "UPDATED_AT"
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    role: str | None = None
+    user_id: str | None = None
+    group: str | None = None
+    statuses: Collection[TaskStatus] | None = None
+    priorities: Collection[Priority] | None = None
+    kind: TaskKind | None = None
+    assigned_to_me: bool = False
+    include_completed: bool = False
+    workflow_instance_id: str | None = None
+    step_instance_id: str | None = None
+    due_before: datetime | None = None
+    order_by: TaskOrderField = TaskOrderField.CREATED_AT
+    descending: bool = False
+
+
+def visibility(viewer: User) -> ColumnElement[bool]:
+    """DESIGN §5 as SQL: assignee, role holder, group member, the instance's starter, or a supervisor."""
+    if permissions.is_supervisor(viewer):
+        return true()
+    started = select(instances.c.id).where(instances.c.started_by == viewer.id)
+    clauses = [tasks.c.assigned_user_id == viewer.id, tasks.c.workflow_instance_id.in_(started)]
+    if viewer.roles:
+        clauses.append(tasks.c.assigned_role.in_(sorted(viewer.roles)))
+    if viewer.groups:
+        clauses.append(tasks.c.assigned_group.in_(sorted(viewer.groups)))
+    return or_(*clauses)
+
+
+def _sort_column(field: TaskOrderField) -> ColumnElement[Any]:
+    if field is TaskOrderField.DUE_AT:
+        return func.coalesce(tasks.c.due_at, literal(_FAR_FUTURE, tasks.c.due_at.type))
+    if field is TaskOrderField.PRIORITY:
+        return tasks.c.priority
+    if field is TaskOrderField.UPDATED_AT:
+        return tasks.c.updated_at
+    return tasks.c.created_at
+
+
+def _sort_value(task: Task, field: TaskOrderField) -> Any:
+    if field is TaskOrderField.DUE_AT:
+        return (task.due_at or _FAR_FUTURE).isoformat()
+    if field is TaskOrderField.PRIORITY:
+        return PRIORITY_RANK[task.priority]
+    if field is TaskOrderField.UPDATED_AT:
+        return task.updated_at.isoformat()
+    return task.created_at.isoformat()
+
+
+def encode_cursor(task: Task, field: TaskOrderField) -> str:
+    raw = json.dumps([field.value, _sort_value(task, field), task.id])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_cursor(cursor: str, field: TaskOrderField) -> tuple[Any, str]:
+    try:
+        kind, value, task_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if kind != field.value or not isinstance(task_id, str):
+            raise ValueError("cursor belongs to another ordering")
+        if field is not TaskOrderField.PRIORITY:
+            value = datetime.fromisoformat(value)
+        return value, task_id
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ValidationError("after is not a cursor of this query", [FieldError("after", str(exc))]) from exc
+
+
+def _conditions(viewer: User, query: TaskQuery) -> list[ColumnElement[bool]]:
+    where = [visibility(viewer)]
+    if query.role is not None:
+        where.append(tasks.c.assigned_role == query.role)
+    if query.user_id is not None:
+        where.append(tasks.c.assigned_user_id == query.user_id)
+    if query.group is not None:
+        where.append(tasks.c.assigned_group == query.group)
+    if query.assigned_to_me:
+        where.append(tasks.c.assigned_user_id == viewer.id)
+    if query.statuses:
+        where.append(tasks.c.status.in_([s.value for s in query.statuses]))
+    elif not query.include_completed:
+        where.append(tasks.c.status.not_in([TaskStatus.COMPLETED.value, TaskStatus.CANCELLED.value]))
+    if query.priorities:
+        where.append(tasks.c.priority.in_([PRIORITY_RANK[p] for p in query.priorities]))
+    if query.kind is not None:
+        where.append(tasks.c.kind == query.kind.value)
+    if query.workflow_instance_id is not None:
+        where.append(tasks.c.workflow_instance_id == query.workflow_instance_id)
+    if query.step_instance_id is not None:
+        where.append(tasks.c.step_instance_id == query.step_instance_id)
+    if query.due_before is not None:
+        where.append(and_(tasks.c.due_at.is_not(None), tasks.c.due_at < query.due_before))
+    return where
+
+
+async def search_tasks(
+    session: AsyncSession, viewer: User, query: TaskQuery, first: int, after: str | None
+) -> tuple[list[Task], int, bool]:
+    """A page of visible tasks: ``(tasks, total_count, has_next_page)``."""
+    if not 0 <= first <= MAX_PAGE:
+        raise ValidationError(f"first must be between 0 and {MAX_PAGE}", [FieldError("first", "out of range")])
+    where = _conditions(viewer, query)
+    total = int(await session.scalar(select(func.count()).select_from(tasks).where(*where)) or 0)
+    sort = _sort_column(query.order_by)
+    page = select(tasks).where(*where)
+    if after is not None:
+        value, task_id = _decode_cursor(after, query.order_by)
+        bound = literal(value, sort.type)
+        page = page.where(
+            or_(sort < bound, and_(sort == bound, tasks.c.id < task_id))
+            if query.descending
+            else or_(sort > bound, and_(sort == bound, tasks.c.id > task_id))
+        )
+    ordering = (sort.desc(), tasks.c.id.desc()) if query.descending else (sort.asc(), tasks.c.id.asc())
+    rows = (await session.execute(page.order_by(*ordering).limit(first + 1))).all() if first else []
+    found = [task_from_row(row) for row in rows[:first]]
+    return found, total, len(rows) > first

@@ -1,0 +1,1 @@
+"""The GraphQL schema (Strawberry): types, queries, mutations and subscriptions over the engine."""

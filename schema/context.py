@@ -1,0 +1,39 @@
+"""The typed per-request context: who is asking, the engine, its services and the DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from strawberry.types import Info as StrawberryInfo
+
+from engine.errors import AuthenticationError
+from engine.runner import Engine
+from engine.services import WorkflowService
+from engine.state import User
+from schema.loaders import DataLoaders
+
+
+@dataclass
+class Context:
+    engine: Engine
+    loaders: DataLoaders
+    viewer: User | None = None
+    authentication_error: AuthenticationError | None = None
+    request: Any = None
+    response: Any = None
+    connection_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user(self) -> User:
+        """The signed-in user; raises (a top-level error) when the request is not authenticated."""
+        if self.viewer is None:
+            raise self.authentication_error or AuthenticationError("authentication required: send a bearer token")
+        return self.viewer
+
+    @property
+    def workflows(self) -> WorkflowService:
+        return WorkflowService(self.engine)
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,67 @@
+"""Expected errors live in the schema as union members implementing ``Error``; bugs go to ``errors``."""
+
+from __future__ import annotations
+
+import strawberry
+
+from engine import errors
+
+
+@strawberry.interface(description="An expected failure; `code` is stable, `message` is for people.")
+class Error:
+    message: str
+    code: str
+
+
+@strawberry.type
+class FieldError:
+    field: str
+    message: str
+    code: str
+
+
+@strawberry.type(description="No such object, or the viewer may not see it.")
+class NotFound(Error):
+    pass
+
+
+@strawberry.type(description="The viewer may see the object but not do this.")
+class Forbidden(Error):
+    pass
+
+
+@strawberry.type(description="Someone else changed it first, or it was already done.")
+class Conflict(Error):
+    pass
+
+
+@strawberry.type(description="The object's state does not allow this.")
+class InvalidState(Error):
+    pass
+
+
+@strawberry.type(description="The input is invalid; `fieldErrors` names every offending field.")
+class ValidationFailed(Error):
+    field_errors: list[FieldError]
+
+
+ErrorResult = NotFound | Forbidden | Conflict | InvalidState | ValidationFailed
+
+
+def to_error(exc: errors.StepwiseError) -> ErrorResult:
+    """The schema error for an engine error; a concurrency give-up reads as a conflict."""
+    if isinstance(exc, errors.ValidationError):
+        return ValidationFailed(
+            message=exc.message,
+            code=exc.code,
+            field_errors=[FieldError(field=f.field, message=f.message, code=f.code) for f in exc.field_errors],
+        )
+    if isinstance(exc, errors.NotFoundError):
+        return NotFound(message=exc.message, code=exc.code)
+    if isinstance(exc, errors.ForbiddenError):
+        return Forbidden(message=exc.message, code=exc.code)
+    if isinstance(exc, errors.ConflictError | errors.ConcurrentUpdateError):
+        return Conflict(message=exc.message, code=errors.ConflictError.code)
+    if isinstance(exc, errors.InvalidStateError):
+        return InvalidState(message=exc.message, code=exc.code)
+    raise exc

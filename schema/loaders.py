@@ -1,0 +1,86 @@
+"""Per-request DataLoaders: nested fields batch their look-ups, so a page of tasks costs a constant
+number of queries however many tasks it holds."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.dataloader import DataLoader
+
+from engine.runner import Engine
+from engine.state import (
+    Document,
+    StepInstance,
+    StepMetrics,
+    Task,
+    TaskAttempt,
+    TaskMessage,
+    User,
+    WorkflowInstance,
+)
+from engine.storage.directory import DirectoryRepository
+from engine.storage.discussion import TaskDetailsRepository
+from engine.storage.instances import InstanceRepository
+from engine.storage.tasks import TaskRepository
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _loader(
+    engine: Engine, fetch: Callable[[AsyncSession, list[str]], Awaitable[dict[str, V]]], default: Callable[[], V]
+) -> DataLoader[str, V]:
+    async def load(keys: Sequence[str]) -> list[V]:
+        async with engine.db.read() as session:
+            found = await fetch(session, list(keys))
+        return [found.get(key, default()) for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
+def _none() -> None:
+    return None
+
+
+@dataclass
+class DataLoaders:
+    users: DataLoader[str, User | None]
+    tasks: DataLoader[str, Task | None]
+    instances: DataLoader[str, WorkflowInstance | None]
+    steps: DataLoader[str, StepInstance | None]
+    step_metrics: DataLoader[str, StepMetrics]
+    instance_tasks: DataLoader[str, list[Task]]
+    instance_steps: DataLoader[str, list[StepInstance]]
+    messages: DataLoader[str, list[TaskMessage]]
+    documents: DataLoader[str, list[Document]]
+    attempts: DataLoader[str, list[TaskAttempt]]
+
+    @classmethod
+    def create(cls, engine: Engine) -> DataLoaders:
+        async def instance_tasks(session: AsyncSession, ids: list[str]) -> dict[str, list[Task]]:
+            grouped: dict[str, list[Task]] = {key: [] for key in ids}
+            for task in await TaskRepository(session).find_by_instances(ids):
+                grouped[task.workflow_instance_id].append(task)
+            return grouped
+
+        async def instance_steps(session: AsyncSession, ids: list[str]) -> dict[str, list[StepInstance]]:
+            grouped: dict[str, list[StepInstance]] = {key: [] for key in ids}
+            for step in await InstanceRepository(session).steps_of(ids):
+                grouped[step.workflow_instance_id].append(step)
+            return grouped
+
+        return cls(
+            users=_loader(engine, lambda s, ids: DirectoryRepository(s).get_users(ids), _none),
+            tasks=_loader(engine, lambda s, ids: TaskRepository(s).get_many(ids), _none),
+            instances=_loader(engine, lambda s, ids: InstanceRepository(s).get_many(ids), _none),
+            steps=_loader(engine, lambda s, ids: InstanceRepository(s).get_steps(ids), _none),
+            step_metrics=_loader(engine, lambda s, ids: TaskRepository(s).step_metrics(ids), StepMetrics),
+            instance_tasks=_loader(engine, instance_tasks, list),
+            instance_steps=_loader(engine, instance_steps, list),
+            messages=_loader(engine, lambda s, ids: TaskDetailsRepository(s).messages_of(ids), list),
+            documents=_loader(engine, lambda s, ids: TaskDetailsRepository(s).documents_of(ids), list),
+            attempts=_loader(engine, lambda s, ids: TaskDetailsRepository(s).attempts_of(ids), list),
+        )

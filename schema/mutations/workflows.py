@@ -1,0 +1,102 @@
+"""Workflow mutations: start, cancel, raw signal, deploy."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from engine.errors import StepwiseError
+from schema.context import Info
+from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
+from schema.permissions import IsAuthenticated
+from schema.queries import WorkflowDefinition
+from schema.types.tasks import WorkflowInstance
+
+
+@strawberry.input
+class StartWorkflowInput:
+    definition_key: str
+    input: JSON | None = None
+
+
+@strawberry.input
+class CancelWorkflowInput:
+    workflow_instance_id: strawberry.ID
+    reason: str | None = None
+
+
+@strawberry.input
+class SendSignalInput:
+    workflow_instance_id: strawberry.ID
+    node_id: str
+    payload: JSON | None = None
+
+
+@strawberry.input
+class DeployWorkflowDefinitionInput:
+    definition: JSON
+
+
+@strawberry.type
+class StartWorkflowSuccess:
+    workflow_instance: WorkflowInstance
+
+
+@strawberry.type
+class WorkflowSuccess:
+    workflow_instance: WorkflowInstance
+
+
+@strawberry.type
+class DeploySuccess:
+    definition: WorkflowDefinition
+    created: bool = strawberry.field(description="False when an identical document was already the latest version.")
+
+
+StartWorkflowResult = Annotated[
+    StartWorkflowSuccess | NotFound | Forbidden | ValidationFailed, strawberry.union("StartWorkflowResult")
+]
+WorkflowResult = Annotated[
+    WorkflowSuccess | NotFound | Forbidden | Conflict | InvalidState | ValidationFailed,
+    strawberry.union("WorkflowResult"),
+]
+DeployResult = Annotated[DeploySuccess | Forbidden | ValidationFailed, strawberry.union("DeployResult")]
+
+
+@strawberry.type
+class WorkflowMutations:
+    @strawberry.mutation(permission_classes=[IsAuthenticated])
+    async def start_workflow(self, info: Info, input: StartWorkflowInput) -> StartWorkflowResult:
+        try:
+            instance = await info.context.workflows.start(info.context.user, input.definition_key, input.input)
+        except StepwiseError as exc:
+            return to_error(exc)  # type: ignore[return-value]
+        return StartWorkflowSuccess(workflow_instance=WorkflowInstance.from_domain(instance))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated])
+    async def cancel_workflow(self, info: Info, input: CancelWorkflowInput) -> WorkflowResult:
+        try:
+            instance = await info.context.workflows.cancel(info.context.user, input.workflow_instance_id, input.reason)
+        except StepwiseError as exc:
+            return to_error(exc)
+        return WorkflowSuccess(workflow_instance=WorkflowInstance.from_domain(instance))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admin only: signal a node directly.")
+    async def send_signal(self, info: Info, input: SendSignalInput) -> WorkflowResult:
+        try:
+            instance = await info.context.workflows.send_signal(
+                info.context.user, input.workflow_instance_id, input.node_id, input.payload
+            )
+        except StepwiseError as exc:
+            return to_error(exc)
+        return WorkflowSuccess(workflow_instance=WorkflowInstance.from_domain(instance))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admin only: deploy the next version.")
+    async def deploy_workflow_definition(self, info: Info, input: DeployWorkflowDefinitionInput) -> DeployResult:
+        try:
+            deployed, created = await info.context.workflows.deploy(info.context.user, input.definition)
+        except StepwiseError as exc:
+            return to_error(exc)  # type: ignore[return-value]
+        return DeploySuccess(definition=WorkflowDefinition.from_domain(deployed), created=created)

@@ -1,0 +1,133 @@
+"""Queries: the viewer, one task, the inbox, step pages, instances and definitions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+from strawberry.scalars import JSON
+
+from engine import permissions, state
+from engine.errors import NotFoundError
+from engine.services import visible_task
+from engine.storage.inbox import TaskOrderField as EngineOrderField
+from engine.storage.inbox import TaskQuery, search_tasks
+from schema.context import Info
+from schema.permissions import IsAuthenticated
+from schema.types.enums import TaskKind, TaskPriority, TaskStatus
+from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance
+from schema.types.user import User
+
+TaskOrderField = strawberry.enum(EngineOrderField, name="TaskOrderField")
+
+
+@strawberry.enum
+class OrderDirection(Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.input
+class TaskFilter:
+    role: str | None = None
+    user_id: strawberry.ID | None = None
+    group_id: str | None = None
+    status: list[TaskStatus] | None = None
+    priority: list[TaskPriority] | None = None
+    kind: TaskKind | None = None
+    assigned_to_me: bool | None = None
+    include_completed: bool | None = None
+    workflow_instance_id: strawberry.ID | None = None
+    step_instance_id: strawberry.ID | None = None
+    due_before: datetime | None = None
+
+
+@strawberry.input
+class TaskOrder:
+    field: TaskOrderField  # type: ignore[valid-type]
+    direction: OrderDirection
+
+
+@strawberry.type
+class WorkflowDefinition:
+    key: str
+    version: int
+    title: str
+    definition: JSON
+
+    @classmethod
+    def from_domain(cls, deployed: state.DeployedDefinition) -> WorkflowDefinition:
+        return cls(key=deployed.key, version=deployed.version, title=deployed.title, definition=dict(deployed.document))
+
+
+def task_query(filter: TaskFilter | None, order: TaskOrder | None) -> TaskQuery:
+    f = filter or TaskFilter()
+    return TaskQuery(
+        role=f.role, user_id=f.user_id, group=f.group_id, statuses=f.status, priorities=f.priority, kind=f.kind,
+        assigned_to_me=bool(f.assigned_to_me), include_completed=bool(f.include_completed),
+        workflow_instance_id=f.workflow_instance_id, step_instance_id=f.step_instance_id, due_before=f.due_before,
+        order_by=EngineOrderField(order.field) if order else EngineOrderField.CREATED_AT,
+        descending=bool(order and order.direction is OrderDirection.DESC),
+    )  # fmt: skip
+
+
+async def visible_step_tasks(
+    info: Info, step: state.StepInstance, assigned_to_me: bool, show_completed: bool, first: int, after: str | None
+) -> TaskConnection:
+    query = TaskQuery(step_instance_id=step.id, assigned_to_me=assigned_to_me, include_completed=show_completed)
+    async with info.context.engine.db.read() as session:
+        tasks, total, has_next = await search_tasks(session, info.context.user, query, first, after)
+    return TaskConnection.of(tasks, total, has_next, query.order_by)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(permission_classes=[IsAuthenticated], description="The signed-in user.")
+    def me(self, info: Info) -> User:
+        return User.from_domain(info.context.user)
+
+    @strawberry.field(permission_classes=[IsAuthenticated], description="A task the viewer may see, else null.")
+    async def task(self, info: Info, id: strawberry.ID) -> Task | None:
+        try:
+            return Task.from_domain(await visible_task(info.context.engine, info.context.user, id))
+        except NotFoundError:
+            return None
+
+    @strawberry.field(
+        permission_classes=[IsAuthenticated],
+        description="Tasks the viewer may see; the filter narrows, never widens. Open tasks unless "
+        "`includeCompleted` or an explicit `status` list.",
+    )
+    async def tasks(
+        self, info: Info, filter: TaskFilter | None = None, order_by: TaskOrder | None = None, first: int = 50,
+        after: str | None = None,
+    ) -> TaskConnection:  # fmt: skip
+        query = task_query(filter, order_by)
+        async with info.context.engine.db.read() as session:
+            tasks, total, has_next = await search_tasks(session, info.context.user, query, first, after)
+        return TaskConnection.of(tasks, total, has_next, query.order_by)
+
+    @strawberry.field(permission_classes=[IsAuthenticated], description="A step page: metrics and tasks.")
+    async def step_instance(self, info: Info, id: strawberry.ID) -> StepInstance | None:
+        step = await info.context.loaders.steps.load(id)
+        if step is None:
+            return None
+        user = info.context.user
+        if not permissions.is_supervisor(user):
+            try:
+                await info.context.workflows.visible_instance(user, step.workflow_instance_id)
+            except NotFoundError:
+                return None
+        return await StepInstance.from_domain(info, step)
+
+    @strawberry.field(permission_classes=[IsAuthenticated])
+    async def workflow_instance(self, info: Info, id: strawberry.ID) -> WorkflowInstance | None:
+        try:
+            return WorkflowInstance.from_domain(await info.context.workflows.visible_instance(info.context.user, id))
+        except NotFoundError:
+            return None
+
+    @strawberry.field(permission_classes=[IsAuthenticated], description="The latest version of each definition.")
+    async def workflow_definitions(self, info: Info) -> list[WorkflowDefinition]:
+        return [WorkflowDefinition.from_domain(d) for d in await info.context.workflows.definitions()]

@@ -1,0 +1,30 @@
+"""The schema object: queries and mutations, with bugs masked and authentication errors kept."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.schema.config import StrawberryConfig
+
+from schema.mutations.workflows import WorkflowMutations
+from schema.queries import Query
+
+
+@strawberry.type
+class Mutation(WorkflowMutations):
+    pass
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    """Keep errors clients must act on (authentication, malformed requests); mask bugs."""
+    if error.original_error is None:
+        return False  # parse and validation errors describe the client's request
+    return not (error.extensions or {}).get("code")
+
+
+def build_schema(mask_errors: bool = True) -> strawberry.Schema:
+    extensions = [lambda: MaskErrors(should_mask_error=_should_mask)] if mask_errors else []
+    return strawberry.Schema(
+        query=Query, mutation=Mutation, extensions=extensions, config=StrawberryConfig(auto_camel_case=True)
+    )

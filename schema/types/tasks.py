@@ -1,0 +1,361 @@
+"""Tasks, step instances, workflow instances and their connections: one module, as they refer to
+each other. Each keeps its engine dataclass in a private field and resolves relations through the
+request's DataLoaders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from engine import permissions, state
+from engine.definitions import Node, WorkflowDefinition
+from engine.storage.inbox import TaskOrderField, encode_cursor
+from schema.context import Info
+from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
+from schema.types.user import User
+
+
+async def load_user(info: Info, user_id: str | None) -> User | None:
+    if user_id is None:
+        return None
+    user = await info.context.loaders.users.load(user_id)
+    return User.from_domain(user) if user else User.unknown(user_id)
+
+
+async def definition_of(info: Info, workflow_instance_id: str) -> WorkflowDefinition:
+    instance = await info.context.loaders.instances.load(workflow_instance_id)
+    assert instance is not None, "a task's instance always exists (foreign key)"
+    return await info.context.engine.definition(instance.definition_key, instance.definition_version)
+
+
+@strawberry.type
+class FormField:
+    key: str
+    type: str
+    label: str
+    required: bool
+    options: list[str] | None
+    mask: str | None
+    multiline: bool | None
+
+
+@strawberry.type
+class Form:
+    fields: list[FormField]
+
+
+@strawberry.type
+class DocumentRequirement:
+    key: str
+    label: str
+    accept: list[str]
+    min_files: int
+    max_files: int | None
+    max_bytes: int | None
+
+
+@strawberry.type
+class Document:
+    id: strawberry.ID
+    requirement_key: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    uploaded_at: datetime
+    source: strawberry.Private[state.Document]
+
+    @strawberry.field(description="Download address: GET with the same bearer token.")
+    def url(self) -> str:
+        return f"/files/documents/{self.id}"
+
+    @strawberry.field
+    async def uploaded_by(self, info: Info) -> User:
+        user = await load_user(info, self.source.uploaded_by)
+        assert user is not None
+        return user
+
+    @classmethod
+    def from_domain(cls, document: state.Document) -> Document:
+        return cls(
+            id=strawberry.ID(document.id), requirement_key=document.requirement_key, filename=document.filename,
+            content_type=document.content_type, size=document.size, sha256=document.sha256,
+            uploaded_at=document.uploaded_at, source=document,
+        )  # fmt: skip
+
+
+@strawberry.type
+class TaskAttempt:
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    request: JSON | None
+    response: JSON | None
+    error: str | None
+
+
+@strawberry.type
+class TaskMessage:
+    id: strawberry.ID
+    body: str
+    posted_at: datetime
+    source: strawberry.Private[state.TaskMessage]
+
+    @strawberry.field
+    async def author(self, info: Info) -> User:
+        user = await load_user(info, self.source.author_id)
+        assert user is not None
+        return user
+
+    @classmethod
+    def from_domain(cls, message: state.TaskMessage) -> TaskMessage:
+        return cls(id=strawberry.ID(message.id), body=message.body, posted_at=message.posted_at, source=message)
+
+
+@strawberry.type
+class Task:
+    id: strawberry.ID
+    kind: TaskKind
+    type: TaskType
+    schema_type: str
+    node_id: str
+    name: str
+    title: str
+    description: str | None
+    status: TaskStatus
+    display_status: TaskDisplayStatus
+    priority: TaskPriority
+    revision: int
+    assigned_role: str | None
+    assigned_group: str | None
+    input: JSON
+    output: JSON | None
+    draft: JSON | None
+    created_at: datetime
+    updated_at: datetime
+    due_at: datetime | None
+    completed_at: datetime | None
+    source: strawberry.Private[state.Task]
+
+    @classmethod
+    def from_domain(cls, task: state.Task) -> Task:
+        return cls(
+            id=strawberry.ID(task.id), kind=task.kind, type=TaskType.of(task.type), schema_type=task.schema_type,
+            node_id=task.node_id, name=task.name, title=task.title, description=task.description,
+            status=task.status, display_status=state.display_status(task.status), priority=task.priority,
+            revision=task.revision, assigned_role=task.assigned_role, assigned_group=task.assigned_group,
+            input=dict(task.input), output=task.output, draft=dict(task.draft) if task.draft is not None else None,
+            created_at=task.created_at, updated_at=task.updated_at, due_at=task.due_at,
+            completed_at=task.completed_at, source=task,
+        )  # fmt: skip
+
+    async def _node(self, info: Info) -> Node:
+        definition = await definition_of(info, self.source.workflow_instance_id)
+        return definition.node(self.source.node_id)
+
+    @strawberry.field
+    async def assignee(self, info: Info) -> User | None:
+        return await load_user(info, self.source.assigned_user_id)
+
+    @strawberry.field
+    async def completed_by(self, info: Info) -> User | None:
+        return await load_user(info, self.source.completed_by)
+
+    @strawberry.field(description="The form's field definitions (form and approval tasks).")
+    async def form(self, info: Info) -> Form | None:
+        node = await self._node(info)
+        if node.form is None:
+            return None
+        return Form(
+            fields=[
+                FormField(
+                    key=f.key,
+                    type=f.type,
+                    label=f.label,
+                    required=f.required,
+                    options=list(f.options) if f.options is not None else None,
+                    mask=f.mask,
+                    multiline=f.multiline,
+                )  # fmt: skip
+                for f in node.form.fields
+            ]
+        )
+
+    @strawberry.field
+    async def document_requirements(self, info: Info) -> list[DocumentRequirement]:
+        node = await self._node(info)
+        return [
+            DocumentRequirement(
+                key=d.key,
+                label=d.label,
+                accept=list(d.accept),
+                min_files=d.min_files,
+                max_files=d.max_files,
+                max_bytes=d.max_bytes,
+            )  # fmt: skip
+            for d in node.documents
+        ]
+
+    @strawberry.field
+    async def documents(self, info: Info) -> list[Document]:
+        return [Document.from_domain(d) for d in await info.context.loaders.documents.load(self.source.id)]
+
+    @strawberry.field(description="Every attempt of a system task, secrets redacted.")
+    async def attempts(self, info: Info) -> list[TaskAttempt]:
+        return [
+            TaskAttempt(
+                number=a.number,
+                started_at=a.started_at,
+                finished_at=a.finished_at,
+                request=a.request,
+                response=a.response,
+                error=a.error,
+            )  # fmt: skip
+            for a in await info.context.loaders.attempts.load(self.source.id)
+        ]
+
+    @strawberry.field(description="The discussion, oldest first.")
+    async def messages(self, info: Info) -> list[TaskMessage]:
+        return [TaskMessage.from_domain(m) for m in await info.context.loaders.messages.load(self.source.id)]
+
+    @strawberry.field
+    async def step(self, info: Info) -> StepInstance:
+        step = await info.context.loaders.steps.load(self.source.step_instance_id)
+        assert step is not None, "a task's step always exists (foreign key)"
+        return await StepInstance.from_domain(info, step)
+
+    @strawberry.field
+    async def workflow_instance(self, info: Info) -> WorkflowInstance:
+        instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
+        assert instance is not None
+        return WorkflowInstance.from_domain(instance)
+
+    @strawberry.field
+    def viewer_can_claim(self, info: Info) -> bool:
+        return permissions.can_claim(info.context.user, self.source)
+
+    @strawberry.field
+    def viewer_can_complete(self, info: Info) -> bool:
+        return permissions.can_complete(info.context.user, self.source)
+
+    @strawberry.field
+    def viewer_can_assign(self, info: Info) -> bool:
+        return permissions.can_assign(info.context.user, self.source)
+
+    @strawberry.field
+    def viewer_can_retry(self, info: Info) -> bool:
+        return permissions.can_retry(info.context.user, self.source)
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class TaskEdge:
+    cursor: str
+    node: Task
+
+
+@strawberry.type
+class TaskConnection:
+    edges: list[TaskEdge]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def of(cls, tasks: list[state.Task], total: int, has_next: bool, order: TaskOrderField) -> TaskConnection:
+        edges = [TaskEdge(cursor=encode_cursor(t, order), node=Task.from_domain(t)) for t in tasks]
+        end = edges[-1].cursor if edges else None
+        return cls(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end), total_count=total)
+
+
+@strawberry.type
+class StepMetrics:
+    total: int
+    active: int
+    completed: int
+    blocked: int
+
+
+@strawberry.type
+class StepInstance:
+    id: strawberry.ID
+    key: str
+    title: str
+    milestone_key: str
+    source: strawberry.Private[state.StepInstance]
+
+    @classmethod
+    async def from_domain(cls, info: Info, step: state.StepInstance) -> StepInstance:
+        definition = await definition_of(info, step.workflow_instance_id)
+        title = next((s.title for m in definition.milestones for s in m.steps if s.key == step.step_key), step.step_key)
+        return cls(id=strawberry.ID(step.id), key=step.step_key, title=title, milestone_key=step.milestone_key,
+                   source=step)  # fmt: skip
+
+    @strawberry.field(description="Total, active, completed and blocked tasks (DESIGN §1).")
+    async def metrics(self, info: Info) -> StepMetrics:
+        m = await info.context.loaders.step_metrics.load(self.source.id)
+        return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
+
+    @strawberry.field
+    async def tasks(
+        self, info: Info, assigned_to_me: bool = False, show_completed: bool = True, first: int = 50,
+        after: str | None = None,
+    ) -> TaskConnection:  # fmt: skip
+        from schema.queries import visible_step_tasks
+
+        return await visible_step_tasks(info, self.source, assigned_to_me, show_completed, first, after)
+
+
+@strawberry.type
+class Milestone:
+    key: str
+    title: str
+    steps: list[StepInstance]
+
+
+@strawberry.type
+class WorkflowInstance:
+    id: strawberry.ID
+    definition_key: str
+    definition_version: int
+    status: WorkflowStatus
+    data: JSON
+    started_at: datetime
+    completed_at: datetime | None
+    source: strawberry.Private[state.WorkflowInstance]
+
+    @classmethod
+    def from_domain(cls, instance: state.WorkflowInstance) -> WorkflowInstance:
+        return cls(
+            id=strawberry.ID(instance.id), definition_key=instance.definition_key,
+            definition_version=instance.definition_version, status=instance.status, data=dict(instance.data),
+            started_at=instance.started_at, completed_at=instance.completed_at, source=instance,
+        )  # fmt: skip
+
+    @strawberry.field
+    async def started_by(self, info: Info) -> User:
+        user = await load_user(info, self.source.started_by)
+        assert user is not None
+        return user
+
+    @strawberry.field(description="The milestone timeline: every milestone, with the steps reached so far.")
+    async def milestones(self, info: Info) -> list[Milestone]:
+        definition = await definition_of(info, self.source.id)
+        reached = {s.step_key: s for s in await info.context.loaders.instance_steps.load(self.source.id)}
+        timeline = []
+        for milestone in definition.milestones:
+            steps = [await StepInstance.from_domain(info, reached[s.key]) for s in milestone.steps if s.key in reached]
+            timeline.append(Milestone(key=milestone.key, title=milestone.title, steps=steps))
+        return timeline
+
+    @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
+    async def tasks(self, info: Info) -> list[Task]:
+        user = info.context.user
+        tasks = await info.context.loaders.instance_tasks.load(self.source.id)
+        return [Task.from_domain(t) for t in tasks if permissions.can_see_task(user, t, self.source.started_by)]

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import strawberry
+
+from engine import state
+
+
+@strawberry.type(description="A directory user; `id` is the username.")
+class User:
+    id: strawberry.ID
+    name: str
+    email: str | None
+    roles: list[str]
+    groups: list[str]
+
+    @classmethod
+    def from_domain(cls, user: state.User) -> User:
+        return cls(
+            id=strawberry.ID(user.id), name=user.name, email=user.email, roles=sorted(user.roles),
+            groups=sorted(user.groups),
+        )  # fmt: skip
+
+    @classmethod
+    def unknown(cls, user_id: str) -> User:
+        """A user that is no longer (or never was) in the directory, e.g. a system actor."""
+        return cls(id=strawberry.ID(user_id), name=user_id, email=None, roles=[], groups=[])

@@ -1,0 +1,1 @@
+"""The Starlette application, authentication, file downloads and the ``stepwise`` CLI."""

@@ -1,0 +1,89 @@
+"""``create_app(settings)``: the Starlette application with its lifespan, routes and endpoint."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from engine.catalog import default_registry
+from engine.clock import Clock
+from engine.runner import Engine
+from engine.storage.database import Database
+from engine.storage.migrations import current_revision, head_revision, upgrade
+from schema.schema import build_schema
+from server.graphiql import graphiql_assets_mount
+from server.graphql_app import StepwiseGraphQL
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class NotMigratedError(RuntimeError):
+    """The database is not at the latest migration and the server was not told to migrate it."""
+
+
+async def prepare_database(db: Database, settings: Settings) -> None:
+    current, head = await current_revision(db), head_revision()
+    if current == head:
+        return
+    if settings.auto_migrate:
+        log.info("migrating the database from %s to %s", current, head)
+        await upgrade(db)
+        return
+    raise NotMigratedError(
+        f"the database at {settings.database_url} is at migration {current or 'none'}, not {head}: "
+        "run `stepwise db upgrade` (or start with `stepwise serve --migrate`)"
+    )
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    db = Database(settings.database_url)
+    engine = Engine(db, default_registry(), clock=clock, settings=settings.template_settings)
+    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), engine, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await prepare_database(db, settings)
+            yield
+        finally:
+            await db.dispose()
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            current = await current_revision(db)
+        except Exception as exc:  # any driver error means "not ready", with the reason shown
+            return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
+        head = head_revision()
+        ready = current == head
+        body = {"status": "ok" if ready else "unavailable", "migration": current, "head": head}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            graphiql_assets_mount(),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """The factory uvicorn calls (``--workers`` needs an import string)."""
+    return create_app(Settings.from_env())

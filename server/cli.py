@@ -1,0 +1,127 @@
+"""The ``stepwise`` command (DESIGN §6): serve, worker, db upgrade, demo load, token, definitions deploy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import uvicorn
+
+from engine.catalog import default_registry
+from engine.errors import DefinitionError, StepwiseError
+from engine.runner import Engine
+from engine.storage.database import Database
+from engine.storage.migrations import head_revision, upgrade
+from server.auth import issue_token
+from server.demo import load_demo
+from server.settings import Settings
+
+T = TypeVar("T")
+
+
+def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
+    settings = Settings.from_env()
+
+    async def run() -> T:
+        db = Database(settings.database_url)
+        try:
+            return await work(Engine(db, default_registry(), settings=settings.template_settings))
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+@click.group()
+def main() -> None:
+    """Stepwise: a workflow task-execution server."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
+@click.option("--migrate", is_flag=True, help="Apply pending migrations at start-up.")
+def serve(host: str, port: int, workers: int, migrate: bool) -> None:
+    """Serve the GraphQL API (and GraphiQL) on http://HOST:PORT/graphql."""
+    if migrate:
+        os.environ["STEPWISE_AUTO_MIGRATE"] = "true"
+    click.echo(f"Stepwise: GraphiQL at http://{host}:{port}/graphql")
+    uvicorn.run("server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration up to the latest."""
+
+    async def work(engine: Engine) -> None:
+        await upgrade(engine.db)
+
+    _with_engine(work)
+    click.echo(f"database at migration {head_revision()}")
+
+
+@main.group()
+def demo() -> None:
+    """Demo data."""
+
+
+@demo.command("load")
+def demo_load() -> None:
+    """Create the demo users and definitions (idempotent)."""
+    changes = _with_engine(load_demo)
+    click.echo("\n".join(f"created {line}" for line in changes) if changes else "demo already loaded: nothing to do")
+
+
+@main.command()
+@click.argument("user")
+@click.option("--ttl-minutes", type=int, default=None, help="Lifetime (default STEPWISE_TOKEN_TTL_MINUTES).")
+def token(user: str, ttl_minutes: int | None) -> None:
+    """Print a bearer token for USER (a directory username such as alice)."""
+    settings = Settings.from_env()
+    found = _with_engine(lambda engine: engine.user(user))
+    if found is None:
+        raise click.ClickException(f"no user {user!r} in the directory (try `stepwise demo load`)")
+    ttl = timedelta(minutes=ttl_minutes) if ttl_minutes else None
+    click.echo(issue_token(settings, user, ttl))
+
+
+@main.group()
+def definitions() -> None:
+    """Workflow definitions."""
+
+
+@definitions.command("deploy")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "actor", default="dana", show_default=True, help="Recorded as the deployer.")
+def definitions_deploy(file: Path, actor: str) -> None:
+    """Validate and deploy a JSON definition FILE as its key's next version."""
+    try:
+        document: Any = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{file} is not JSON: {exc}") from exc
+    try:
+        deployed, created = _with_engine(lambda engine: engine.deploy(document, actor))
+    except DefinitionError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        for problem in exc.field_errors:
+            click.echo(f"  {problem.field}: {problem.message}", err=True)
+        sys.exit(1)
+    except StepwiseError as exc:
+        raise click.ClickException(exc.message) from exc
+    verb = "deployed" if created else "unchanged, already"
+    click.echo(f"{verb} {deployed.key} version {deployed.version}")

@@ -1,0 +1,72 @@
+"""Server settings, read from ``STEPWISE_*`` environment variables (documented in the README)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEV_SECRET_KEY = "stepwise-dev-secret-change-me-in-production"
+
+
+def _json_object(name: str) -> dict[str, Any]:
+    raw = os.environ.get(name)
+    if not raw:
+        return {}
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object")
+    return value
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    return default if raw is None else raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///./stepwise.db"
+    secret_key: str = DEV_SECRET_KEY
+    jwt_algorithm: str = "HS256"
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    token_ttl_minutes: int = 12 * 60
+    files_dir: Path = Path("./files")
+    smtp_url: str | None = None
+    auto_migrate: bool = False
+    anonymous_introspection: bool = True
+    mask_errors: bool = True
+    template_settings: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        defaults = cls()
+        env = os.environ.get
+        settings = cls(
+            database_url=env("STEPWISE_DATABASE_URL", defaults.database_url),
+            secret_key=env("STEPWISE_SECRET_KEY", defaults.secret_key),
+            jwt_algorithm=env("STEPWISE_JWT_ALGORITHM", defaults.jwt_algorithm),
+            jwks_url=env("STEPWISE_JWKS_URL") or None,
+            jwt_issuer=env("STEPWISE_JWT_ISSUER") or None,
+            jwt_audience=env("STEPWISE_JWT_AUDIENCE") or None,
+            token_ttl_minutes=int(env("STEPWISE_TOKEN_TTL_MINUTES", str(defaults.token_ttl_minutes))),
+            files_dir=Path(env("STEPWISE_FILES_DIR", str(defaults.files_dir))),
+            smtp_url=env("STEPWISE_SMTP_URL") or None,
+            auto_migrate=_flag("STEPWISE_AUTO_MIGRATE", defaults.auto_migrate),
+            anonymous_introspection=_flag("STEPWISE_ANONYMOUS_INTROSPECTION", defaults.anonymous_introspection),
+            mask_errors=_flag("STEPWISE_MASK_ERRORS", defaults.mask_errors),
+            template_settings=_json_object("STEPWISE_TEMPLATE_SETTINGS"),
+            secrets={k: str(v) for k, v in _json_object("STEPWISE_SECRETS").items()},
+        )
+        if settings.secret_key == DEV_SECRET_KEY:
+            log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
+        return settings
