@@ -179,10 +179,8 @@ class Engine:
         """
 
         async def signal(transition: Transition) -> None:
-            if transition.instance.status.is_final:
-                raise InvalidStateError(
-                    f"workflow instance {workflow_instance_id} is {transition.instance.status.value}"
-                )
+            # The node's own state decides first: a second signal to a completed node is a conflict
+            # even when that node's completion also finished the instance.
             task = await transition.open_task_at(node)
             await transition.complete(task, payload)
 

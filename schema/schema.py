@@ -7,12 +7,13 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.schema.config import StrawberryConfig
 
+from schema.mutations.tasks import TaskMutations
 from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
 
 
 @strawberry.type
-class Mutation(WorkflowMutations):
+class Mutation(WorkflowMutations, TaskMutations):
     pass
 
 

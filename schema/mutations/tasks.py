@@ -1,0 +1,136 @@
+"""Task mutations: each takes one input and returns a result union (success or a typed error)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from engine import state
+from engine.errors import StepwiseError
+from engine.task_service import TaskService
+from schema.context import Info
+from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
+from schema.permissions import IsAuthenticated
+from schema.types.tasks import Task, TaskMessage
+
+
+@strawberry.input
+class SaveTaskProgressInput:
+    task_id: strawberry.ID
+    values: JSON
+    expected_revision: int | None = None
+
+
+@strawberry.input
+class SubmitTaskInput:
+    task_id: strawberry.ID
+    values: JSON | None = None
+    expected_revision: int | None = None
+
+
+@strawberry.input
+class DecideTaskInput:
+    task_id: strawberry.ID
+    comment: str | None = None
+    values: JSON | None = None
+    expected_revision: int | None = None
+
+
+@strawberry.input
+class ClaimTaskInput:
+    task_id: strawberry.ID
+
+
+@strawberry.input
+class AssignTaskInput:
+    task_id: strawberry.ID
+    user_id: strawberry.ID | None = strawberry.field(default=None, description="null unassigns")
+
+
+@strawberry.input
+class PostTaskMessageInput:
+    task_id: strawberry.ID
+    body: str
+
+
+@strawberry.type
+class TaskSuccess:
+    task: Task
+
+
+@strawberry.type
+class TaskMessageSuccess:
+    message: TaskMessage
+    task: Task
+
+
+TaskResult = Annotated[
+    TaskSuccess | NotFound | Forbidden | Conflict | InvalidState | ValidationFailed, strawberry.union("TaskResult")
+]
+TaskMessageResult = Annotated[
+    TaskMessageSuccess | NotFound | Forbidden | ValidationFailed, strawberry.union("TaskMessageResult")
+]
+
+
+async def _task_result(work: Awaitable[state.Task]) -> TaskResult:
+    try:
+        return TaskSuccess(task=Task.from_domain(await work))
+    except StepwiseError as exc:
+        return to_error(exc)
+
+
+@strawberry.type
+class TaskMutations:
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Save a draft; the first save claims.")
+    async def save_task_progress(self, info: Info, input: SaveTaskProgressInput) -> TaskResult:
+        service = TaskService(info.context.engine)
+        return await _task_result(
+            service.save_progress(info.context.user, input.task_id, input.values, input.expected_revision)
+        )
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Validate and complete a task.")
+    async def submit_task(self, info: Info, input: SubmitTaskInput) -> TaskResult:
+        service = TaskService(info.context.engine)
+        return await _task_result(
+            service.submit(info.context.user, input.task_id, input.values, input.expected_revision)
+        )
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated])
+    async def approve_task(self, info: Info, input: DecideTaskInput) -> TaskResult:
+        service = TaskService(info.context.engine)
+        return await _task_result(
+            service.decide(
+                info.context.user, input.task_id, "approved", input.comment, input.values, input.expected_revision
+            )  # fmt: skip
+        )
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated])
+    async def reject_task(self, info: Info, input: DecideTaskInput) -> TaskResult:
+        service = TaskService(info.context.engine)
+        return await _task_result(
+            service.decide(
+                info.context.user, input.task_id, "rejected", input.comment, input.values, input.expected_revision
+            )  # fmt: skip
+        )
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated])
+    async def claim_task(self, info: Info, input: ClaimTaskInput) -> TaskResult:
+        return await _task_result(TaskService(info.context.engine).claim(info.context.user, input.task_id))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Managers and admins: (re)assign.")
+    async def assign_task(self, info: Info, input: AssignTaskInput) -> TaskResult:
+        service = TaskService(info.context.engine)
+        return await _task_result(service.assign(info.context.user, input.task_id, input.user_id))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated])
+    async def post_task_message(self, info: Info, input: PostTaskMessageInput) -> TaskMessageResult:
+        try:
+            message, task = await TaskService(info.context.engine).post_message(
+                info.context.user, input.task_id, input.body
+            )
+        except StepwiseError as exc:
+            return to_error(exc)  # type: ignore[return-value]
+        return TaskMessageSuccess(message=TaskMessage.from_domain(message), task=Task.from_domain(task))
