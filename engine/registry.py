@@ -46,9 +46,16 @@ class NodeContext:
 class UserTaskExecutor(Protocol):
     """Turns a user-task node into a task; one per ``schemaType``."""
 
-    schema_type: str
-    name: str
-    task_type: str  # the API's TaskType: FORM, APPROVAL, DOCUMENT_UPLOAD or CUSTOM
+    @property
+    def schema_type(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def task_type(self) -> str:
+        """The API's TaskType: FORM, APPROVAL, DOCUMENT_UPLOAD or CUSTOM."""
+        ...
 
     def validate(self, node: Node) -> list[str]:
         """Deploy-time problems with the node, as messages (the caller adds the node's name)."""
@@ -62,7 +69,8 @@ class UserTaskExecutor(Protocol):
 class AssignmentExecutor(Protocol):
     """Chooses an assignee at run time (``assignWith``), e.g. the requester's manager."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     async def assign(self, context: NodeContext) -> Assignment: ...
 
@@ -70,8 +78,11 @@ class AssignmentExecutor(Protocol):
 class SystemTaskValidator(Protocol):
     """The deploy-time half of a system-task executor: which node type it runs, and config checks."""
 
-    type: str
-    task_type: str
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def task_type(self) -> str: ...
 
     def validate(self, node: Node) -> list[str]: ...
 

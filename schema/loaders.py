@@ -3,9 +3,9 @@ number of queries however many tasks it holds."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
@@ -31,7 +31,7 @@ V = TypeVar("V")
 
 
 def _loader(
-    engine: Engine, fetch: Callable[[AsyncSession, list[str]], Awaitable[dict[str, V]]], default: Callable[[], V]
+    engine: Engine, fetch: Callable[[AsyncSession, list[str]], Awaitable[Mapping[str, Any]]], default: Callable[[], V]
 ) -> DataLoader[str, V]:
     async def load(keys: Sequence[str]) -> list[V]:
         async with engine.db.read() as session:

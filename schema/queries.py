@@ -58,7 +58,9 @@ class WorkflowDefinition:
 
     @classmethod
     def from_domain(cls, deployed: state.DeployedDefinition) -> WorkflowDefinition:
-        return cls(key=deployed.key, version=deployed.version, title=deployed.title, definition=dict(deployed.document))
+        return cls(
+            key=deployed.key, version=deployed.version, title=deployed.title, definition=JSON(dict(deployed.document))
+        )
 
 
 def task_query(filter: TaskFilter | None, order: TaskOrder | None) -> TaskQuery:

@@ -7,7 +7,7 @@ work; the declarative classes exist to describe the schema once.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -223,16 +224,16 @@ class TaskAttemptRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-users = UserRow.__table__
-roles = RoleRow.__table__
-groups = GroupRow.__table__
-user_roles = UserRoleRow.__table__
-user_groups = UserGroupRow.__table__
-definitions = DefinitionRow.__table__
-instances = InstanceRow.__table__
-step_instances = StepInstanceRow.__table__
-tasks = TaskRow.__table__
-task_events = TaskEventRow.__table__
-task_messages = TaskMessageRow.__table__
-documents = DocumentRow.__table__
-task_attempts = TaskAttemptRow.__table__
+users = cast(Table, UserRow.__table__)
+roles = cast(Table, RoleRow.__table__)
+groups = cast(Table, GroupRow.__table__)
+user_roles = cast(Table, UserRoleRow.__table__)
+user_groups = cast(Table, UserGroupRow.__table__)
+definitions = cast(Table, DefinitionRow.__table__)
+instances = cast(Table, InstanceRow.__table__)
+step_instances = cast(Table, StepInstanceRow.__table__)
+tasks = cast(Table, TaskRow.__table__)
+task_events = cast(Table, TaskEventRow.__table__)
+task_messages = cast(Table, TaskMessageRow.__table__)
+documents = cast(Table, DocumentRow.__table__)
+task_attempts = cast(Table, TaskAttemptRow.__table__)

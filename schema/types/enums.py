@@ -1,4 +1,4 @@
-"""GraphQL enums, reusing the engine's ``StrEnum`` states."""
+"""GraphQL enums, reusing the engine's ``StrEnum`` states (registered with Strawberry in place)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,19 @@ import strawberry
 
 from engine import definitions, state
 
-TaskKind = strawberry.enum(state.TaskKind, name="TaskKind")
-TaskStatus = strawberry.enum(state.TaskStatus, name="TaskStatus")
-TaskDisplayStatus = strawberry.enum(state.TaskDisplayStatus, name="TaskDisplayStatus")
-TaskPriority = strawberry.enum(definitions.Priority, name="TaskPriority")
-WorkflowStatus = strawberry.enum(state.InstanceStatus, name="WorkflowStatus")
-TaskEventKind = strawberry.enum(state.TaskEventKind, name="TaskEventKind")
+strawberry.enum(state.TaskKind, name="TaskKind")
+strawberry.enum(state.TaskStatus, name="TaskStatus")
+strawberry.enum(state.TaskDisplayStatus, name="TaskDisplayStatus")
+strawberry.enum(definitions.Priority, name="TaskPriority")
+strawberry.enum(state.InstanceStatus, name="WorkflowStatus")
+strawberry.enum(state.TaskEventKind, name="TaskEventKind")
+
+TaskKind = state.TaskKind
+TaskStatus = state.TaskStatus
+TaskDisplayStatus = state.TaskDisplayStatus
+TaskPriority = definitions.Priority
+WorkflowStatus = state.InstanceStatus
+TaskEventKind = state.TaskEventKind
 
 
 @strawberry.enum

@@ -146,7 +146,8 @@ class Task:
             node_id=task.node_id, name=task.name, title=task.title, description=task.description,
             status=task.status, display_status=state.display_status(task.status), priority=task.priority,
             revision=task.revision, assigned_role=task.assigned_role, assigned_group=task.assigned_group,
-            input=dict(task.input), output=task.output, draft=dict(task.draft) if task.draft is not None else None,
+            input=JSON(dict(task.input)), output=task.output,
+            draft=JSON(dict(task.draft)) if task.draft is not None else None,
             created_at=task.created_at, updated_at=task.updated_at, due_at=task.due_at,
             completed_at=task.completed_at, source=task,
         )  # fmt: skip
@@ -334,7 +335,7 @@ class WorkflowInstance:
     def from_domain(cls, instance: state.WorkflowInstance) -> WorkflowInstance:
         return cls(
             id=strawberry.ID(instance.id), definition_key=instance.definition_key,
-            definition_version=instance.definition_version, status=instance.status, data=dict(instance.data),
+            definition_version=instance.definition_version, status=instance.status, data=JSON(dict(instance.data)),
             started_at=instance.started_at, completed_at=instance.completed_at, source=instance,
         )  # fmt: skip
 
