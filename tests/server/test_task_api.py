@@ -25,7 +25,7 @@ ASSIGN = f"mutation($id: ID!, $assignee: ID) {{ assignTask(input: {{taskId: $id,
 POST = """mutation($id: ID!, $body: String!) { postTaskMessage(input: {taskId: $id, body: $body}) {
   __typename ... on TaskMessageSuccess { posted: message { body author { id } } task { messages { body author { id } } } }
   ... on Error { code message } } }"""
-INBOX = """query($filter: TaskFilter) { tasks(filter: $filter) { totalCount edges { node { id nodeId title } } } }"""
+INBOX = "query($filter: TaskFilter) { tasks(filter: $filter) { totalCount edges { node { id nodeId title } } } }"
 
 VALID = {"amount": 42.5, "description": "Team lunch\nwith client", "spentOn": "2026-11-20", "category": "meals",
          "tags": ["client"], "urgent": False}  # fmt: skip
