@@ -23,7 +23,12 @@ GraphQL = Callable[..., Awaitable[dict[str, Any]]]
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return replace(Settings(), database_url=database_url, files_dir=tmp_path / "files", secret_key="test-secret-key-of-at-least-thirty-two-bytes")
+    return replace(
+        Settings(),
+        database_url=database_url,
+        files_dir=tmp_path / "files",
+        secret_key="test-secret-key-of-at-least-thirty-two-bytes",
+    )
 
 
 @pytest.fixture

@@ -44,9 +44,13 @@ async def test_me_and_anonymous_requests(gql: GraphQL) -> None:
     assert (await gql("{ __typename }"))["data"] == {"__typename": "Query"}
 
 
-async def test_expired_and_forged_tokens_are_authentication_errors(client: httpx.AsyncClient, settings: Settings) -> None:
+async def test_expired_and_forged_tokens_are_authentication_errors(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
     expired = issue_token(settings, "alice", ttl=timedelta(seconds=-5))
-    forged = jwt.encode({"sub": "dana", "exp": 4102444800}, "a-different-secret-key-also-32-bytes-long", algorithm="HS256")
+    forged = jwt.encode(
+        {"sub": "dana", "exp": 4102444800}, "a-different-secret-key-also-32-bytes-long", algorithm="HS256"
+    )
     for token, words in ((expired, "expired"), (forged, "invalid"), ("x.y", "invalid")):
         response = await client.post("/graphql", json={"query": "{ me { id } }"},
                                      headers={"Authorization": f"Bearer {token}"})  # fmt: skip
@@ -99,7 +103,10 @@ async def test_send_signal_is_admin_only_and_moves_the_workflow(gql: GraphQL) ->
     done = (await gql(signal, user="dana", id=instance["id"], node="expense_form", payload=payload))["data"]
     ok = done["sendSignal"]["workflowInstance"]
     assert ok["data"]["expense"] == payload
-    assert ok["tasks"] == [{"nodeId": "expense_form", "status": "COMPLETED"}, {"nodeId": "receipt", "status": "PENDING"}]
+    assert ok["tasks"] == [
+        {"nodeId": "expense_form", "status": "COMPLETED"},
+        {"nodeId": "receipt", "status": "PENDING"},
+    ]
 
     again = (await gql(signal, user="dana", id=instance["id"], node="expense_form", payload={}))["data"]
     assert again["sendSignal"]["__typename"] == "Conflict"

@@ -1,0 +1,33 @@
+"""`stepwise demo load` creates DESIGN §6's users and definitions, and a second run changes nothing."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from engine.runner import Engine
+from engine.storage.directory import DirectoryRepository
+from engine.storage.models import definitions, user_groups, user_roles, users
+from server.demo import load_demo
+
+
+async def counts(engine: Engine) -> tuple[int, ...]:
+    async with engine.db.read() as session:
+        return tuple(
+            [
+                int(await session.scalar(select(func.count()).select_from(table)) or 0)
+                for table in (users, user_roles, user_groups, definitions)
+            ]
+        )
+
+
+async def test_demo_load_is_idempotent(engine: Engine) -> None:
+    created = await load_demo(engine)
+    assert "user alice" in created and "definition expense_approval v1" in created
+    assert "definition system_tasks_tour v1" in created
+    after_first = await counts(engine)
+    assert await load_demo(engine) == []
+    assert await counts(engine) == after_first == (5, 4, 1, 2)
+    async with engine.db.read() as session:
+        people = {u.id: u for u in await DirectoryRepository(session).list_users()}
+    assert people["alice"].roles == {"requester"} and people["bob"].roles == {"approver"}
+    assert people["carol"].is_manager and people["dana"].is_admin and people["erin"].groups == {"finance"}
