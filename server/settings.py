@@ -42,7 +42,6 @@ class Settings:
     files_dir: Path = Path("./files")
     smtp_url: str | None = None
     auto_migrate: bool = False
-    anonymous_introspection: bool = True
     mask_errors: bool = True
     template_settings: Mapping[str, Any] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
@@ -62,7 +61,6 @@ class Settings:
             files_dir=Path(env("STEPWISE_FILES_DIR", str(defaults.files_dir))),
             smtp_url=env("STEPWISE_SMTP_URL") or None,
             auto_migrate=_flag("STEPWISE_AUTO_MIGRATE", defaults.auto_migrate),
-            anonymous_introspection=_flag("STEPWISE_ANONYMOUS_INTROSPECTION", defaults.anonymous_introspection),
             mask_errors=_flag("STEPWISE_MASK_ERRORS", defaults.mask_errors),
             template_settings=_json_object("STEPWISE_TEMPLATE_SETTINGS"),
             secrets={k: str(v) for k, v in _json_object("STEPWISE_SECRETS").items()},

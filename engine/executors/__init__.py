@@ -1,40 +1,43 @@
-"""System-task executors: one module per node type behind one protocol, registered by type."""
+"""System-task executors: one module per node type behind one protocol, registered by type.
+
+Each executor both checks its node's ``config`` at deploy time (``validate``: required keys, unknown keys,
+and the types it can check before templates are rendered) and runs one attempt (``execute``). See
+:mod:`engine.executors.base` for the protocol and what an attempt is handed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from engine.definitions import Node
+from engine.executors.base import SystemTaskExecutor
+from engine.executors.delay import DelayExecutor
+from engine.executors.echo import EchoExecutor
+from engine.executors.email import EmailExecutor
+from engine.executors.graphql import GraphQLExecutor
+from engine.executors.http import HttpExecutor
+from engine.executors.javascript import JavaScriptExecutor
 from engine.registry import Registry
 
+BUILTIN_EXECUTORS: tuple[SystemTaskExecutor, ...] = (
+    HttpExecutor(),
+    GraphQLExecutor(),
+    JavaScriptExecutor(),
+    EmailExecutor(),
+    DelayExecutor(),
+    EchoExecutor(),
+)
 
-@dataclass(frozen=True)
-class ConfigKeys:
-    """Deploy-time check of a built-in system task's ``config``: required and allowed keys."""
-
-    type: str
-    task_type: str
-    required: frozenset[str]
-    allowed: frozenset[str]
-
-    def validate(self, node: Node) -> list[str]:
-        problems = [f"config needs {key!r}" for key in sorted(self.required - set(node.config))]
-        problems += [f"config key {key!r} is not known" for key in sorted(set(node.config) - self.allowed)]
-        return problems
-
-
-BUILTIN_CONFIGS = (
-    ConfigKeys("http", "HTTP", frozenset({"url"}),
-               frozenset({"method", "url", "headers", "query", "json", "body", "timeoutMs", "expectStatus"})),
-    ConfigKeys("graphql", "GRAPHQL", frozenset({"url", "query"}),
-               frozenset({"url", "query", "variables", "headers", "operationName", "timeoutMs"})),
-    ConfigKeys("javascript", "JAVASCRIPT", frozenset({"code"}), frozenset({"code", "timeoutMs", "memoryMb"})),
-    ConfigKeys("email", "EMAIL", frozenset({"to", "subject"}), frozenset({"to", "cc", "subject", "body", "html"})),
-    ConfigKeys("delay", "DELAY", frozenset(), frozenset({"duration", "until"})),
-    ConfigKeys("echo", "ECHO", frozenset({"output"}), frozenset({"output"})),
-)  # fmt: skip
+__all__ = [
+    "BUILTIN_EXECUTORS",
+    "DelayExecutor",
+    "EchoExecutor",
+    "EmailExecutor",
+    "GraphQLExecutor",
+    "HttpExecutor",
+    "JavaScriptExecutor",
+    "register_builtin_system_tasks",
+]
 
 
 def register_builtin_system_tasks(registry: Registry) -> None:
-    for config in BUILTIN_CONFIGS:
-        registry.register_system_task(config)
+    """Register the built-in executors (``http``, ``graphql``, ``javascript``, ``email``, ``delay``, ``echo``)."""
+    for executor in BUILTIN_EXECUTORS:
+        registry.register_system_task(executor)
