@@ -51,7 +51,7 @@ async def test_headers_reach_the_resolvers(target: Target, context: ExecutionCon
 
 
 async def test_errors_fail_the_attempt_and_are_recorded(target: Target, context: ExecutionContext) -> None:
-    config = {"url": f"{target.url}/graphql", "query": "{ greet(name: \"x\") broken }"}
+    config = {"url": f"{target.url}/graphql", "query": '{ greet(name: "x") broken }'}
 
     with pytest.raises(ExecutionFailedError) as failure:
         await run(config, context)

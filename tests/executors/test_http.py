@@ -155,9 +155,7 @@ async def test_denied_hosts_are_refused_before_any_connection(url: str, clock: o
     assert failure.value.request["url"] == url
 
 
-async def test_a_name_that_resolves_into_a_denied_network_is_refused(
-    target: Target, context: ExecutionContext
-) -> None:
+async def test_a_name_that_resolves_into_a_denied_network_is_refused(target: Target, context: ExecutionContext) -> None:
     url = target.url.replace("127.0.0.1", "localhost") + "/echo"
     context = replace(context, host_policy=HostPolicy(deny=("127.0.0.0/8", "::1/128")))
 
