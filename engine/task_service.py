@@ -161,6 +161,24 @@ class TaskService:
              "size": d.size, "sha256": d.sha256} for d in uploaded
         ]}  # fmt: skip
 
+    async def retry(self, user: User, task_id: str) -> Task:
+        """Admin only: re-queue a ``FAILED`` system task; its instance runs again and, on success, goes on."""
+
+        async def retry(transition: Transition, task: Task) -> None:
+            if not user.is_admin:
+                raise ForbiddenError("only an admin may retry a task")
+            if task.kind is not TaskKind.SYSTEM:
+                raise InvalidStateError("only system tasks are retried; user tasks are completed by people")
+            if task.status is not TaskStatus.FAILED:
+                raise InvalidStateError(f"only a FAILED task can be retried; this one is {task.status.value}")
+            transition.reopen()
+            await transition.update_task(
+                task, TaskEventKind.RETRIED, status=TaskStatus.PENDING, next_run_at=transition.now, attempt_count=0,
+                error=None,
+            )  # fmt: skip
+
+        return (await self._on_task(user, task_id, retry))[1]
+
     # -- discussion ------------------------------------------------------------------------
 
     async def post_message(self, user: User, task_id: str, body: str) -> tuple[TaskMessage, Task]:

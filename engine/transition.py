@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from engine.storage.tasks import TaskEventRepository, TaskRepository
 from engine.templates import evaluate_condition, render_text
 
 log = logging.getLogger(__name__)
+_TASK_FIELDS = frozenset(f.name for f in fields(Task))
 
 
 class Transition:
@@ -77,7 +78,8 @@ class Transition:
         values.setdefault("updated_at", self.now)
         if not await self.tasks.update(task.id, task.revision, values):
             raise ConflictError(f"task {task.id} was changed by someone else; reload it and try again")
-        changed = replace(task, revision=task.revision + 1, **values)
+        known = {key: value for key, value in values.items() if key in _TASK_FIELDS}  # leases are storage-only
+        changed = replace(task, revision=task.revision + 1, **known)
         await self.record(event, changed)
         return changed
 
@@ -118,6 +120,18 @@ class Transition:
             self.tokens.remove(token)
             await self.advance(self.leave(node))
         return completed
+
+    async def fail(self, task: Task, error: str) -> Task:
+        """A system task ran out of attempts: the task and the instance are ``FAILED``."""
+        failed = await self.update_task(task, TaskEventKind.FAILED, status=TaskStatus.FAILED, error=error,
+                                        lease_owner=None, lease_expires_at=None)  # fmt: skip
+        self.outcome = (InstanceStatus.FAILED, f"node {task.node_id!r} failed: {error}")
+        return failed
+
+    def reopen(self) -> None:
+        """Take a ``FAILED`` instance back to running (an admin retried its failed task)."""
+        self.instance = replace(self.instance, status=InstanceStatus.RUNNING, error=None, completed_at=None)
+        self.outcome = None
 
     async def cancel(self, reason: str | None) -> None:
         """Cancel every open task and end the instance as ``CANCELLED``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.state import Document, TaskAttempt, TaskMessage
@@ -61,6 +61,12 @@ class TaskDetailsRepository:
                 error=attempt.error,
             )
         )  # fmt: skip
+
+    async def next_attempt_number(self, task_id: str) -> int:
+        current = await self.session.scalar(
+            select(func.max(task_attempts.c.number)).where(task_attempts.c.task_id == task_id)
+        )
+        return int(current or 0) + 1
 
     async def attempts_of(self, task_ids: Collection[str]) -> dict[str, list[TaskAttempt]]:
         query = (

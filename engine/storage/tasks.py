@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.state import (
@@ -137,6 +138,50 @@ class TaskRepository:
             .values(**stored, revision=expected_revision + 1)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def claim_runnable(self, now: datetime, worker_id: str, lease_until: datetime, limit: int) -> list[Task]:
+        """Lease up to ``limit`` system tasks that are due, or whose previous lease expired.
+
+        ``FOR UPDATE SKIP LOCKED`` lets workers on PostgreSQL claim side by side without waiting on
+        each other; on SQLite the write transaction's ``BEGIN IMMEDIATE`` serializes them instead.
+        """
+        due = and_(
+            tasks.c.status.in_([TaskStatus.PENDING.value, TaskStatus.WAITING.value]),
+            tasks.c.next_run_at <= now,
+        )
+        abandoned = and_(tasks.c.status == TaskStatus.RUNNING.value, tasks.c.lease_expires_at < now)
+        query = (
+            select(tasks)
+            .where(tasks.c.kind == TaskKind.SYSTEM.value, or_(due, abandoned))
+            .order_by(tasks.c.next_run_at, tasks.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = []
+        for row in (await self.session.execute(query)).all():
+            task = task_from_row(row)
+            values = {
+                "status": TaskStatus.RUNNING.value,
+                "lease_owner": worker_id,
+                "lease_expires_at": lease_until,
+                "attempt_count": task.attempt_count + 1,
+                "updated_at": now,
+            }
+            if await self.update(task.id, task.revision, values):
+                claimed.append(
+                    replace(
+                        task,
+                        status=TaskStatus.RUNNING,
+                        attempt_count=task.attempt_count + 1,
+                        revision=task.revision + 1,
+                        updated_at=now,
+                    )  # fmt: skip
+                )
+        return claimed
+
+    async def lease_owner(self, task_id: str) -> str | None:
+        owner: str | None = await self.session.scalar(select(tasks.c.lease_owner).where(tasks.c.id == task_id))
+        return owner
 
     async def step_metrics(self, step_ids: Collection[str]) -> dict[str, StepMetrics]:
         """DESIGN §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
