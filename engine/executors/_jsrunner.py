@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import sys
 from typing import Any
 
 import quickjs
+
+try:
+    import resource
+except ImportError:  # not a POSIX system: QuickJS's limits and the parent's kill remain
+    resource = None  # type: ignore[assignment]
 
 MB = 1024 * 1024
 
@@ -55,13 +59,16 @@ HARNESS = """
 """
 
 
-def _limit(kind: int, soft: int) -> None:
+def _limit(name: str, soft: int) -> None:
+    kind: int | None = getattr(resource, name, None) if resource is not None else None
+    if kind is None:
+        return  # a platform without this limit still has QuickJS's limits and the parent's kill
     try:
         _, hard = resource.getrlimit(kind)
         cap = soft if hard == resource.RLIM_INFINITY else min(soft, hard)
         resource.setrlimit(kind, (cap, hard))
     except (ValueError, OSError):
-        pass  # a platform without this limit still has QuickJS's limits and the parent's kill
+        pass  # e.g. a hard limit below what we ask for: keep the one in force
 
 
 # Stack frames of the harness above, which mean nothing to the author of the code.
@@ -93,16 +100,16 @@ def main() -> int:
     memory = job["memoryMb"] * MB
     # Backstops should QuickJS's own limits fail: CPU seconds, and address space beyond the interpreter's own
     # footprint plus room for the heap and a copy of the result.
-    _limit(resource.RLIMIT_CPU, math.ceil(timeout_s) + 2)
-    _limit(resource.RLIMIT_AS, 3 * memory + 256 * MB)
+    _limit("RLIMIT_CPU", math.ceil(timeout_s) + 2)
+    _limit("RLIMIT_AS", 3 * memory + 256 * MB)
 
-    context = quickjs.Context()
-    context.set_memory_limit(memory)
-    context.set("__stepwise_code", job["code"])
-    context.set("__stepwise_data", job["data"])
-    print("ready", flush=True)
-    context.set_time_limit(timeout_s)
     try:
+        context = quickjs.Context()
+        context.set_memory_limit(memory)
+        context.set("__stepwise_code", job["code"])
+        context.set("__stepwise_data", job["data"])
+        print("ready", flush=True)
+        context.set_time_limit(timeout_s)
         context.eval(HARNESS)
         while context.execute_pending_job():  # settle promises an async function body returns
             pass

@@ -95,7 +95,7 @@ class JavaScriptExecutor:
         if outcome.status == "error":
             report = json.loads(outcome.payload)
             kind, message = report.get("kind"), str(report.get("message", "")).strip()
-        elif outcome.status == "killed" or outcome.returncode == -signal.SIGXCPU:
+        elif outcome.status == "killed" or outcome.returncode == -signal.SIGXCPU:  # the CPU rlimit
             kind, message = "timeout", ""
         elif b"MemoryError" in outcome.stderr:
             kind, message = "memory", ""
@@ -137,16 +137,20 @@ async def run_script(job: bytes, timeout_s: float, *, request: object = None) ->
         except TimeoutError as exc:
             message = f"the JavaScript runtime did not start within {STARTUP_TIMEOUT_S:g} s"
             raise ExecutionFailedError(message, request=request) from exc
-        if ready != b"ready\n":
+        if ready == b"ready\n":
+            try:
+                async with asyncio.timeout(timeout_s + KILL_GRACE_S):
+                    output = await process.stdout.read()
+                    await process.wait()
+            except TimeoutError:
+                return ScriptOutcome("killed", b"", None)
+        else:  # the script never started: the child reports why, or died before it could
+            output = ready + await process.stdout.read()
             await process.wait()
-            stderr = await process.stderr.read()
-            return ScriptOutcome("crashed", b"", process.returncode, stderr)
-        try:
-            async with asyncio.timeout(timeout_s + KILL_GRACE_S):
-                output = await process.stdout.read()
-                await process.wait()
-        except TimeoutError:
-            return ScriptOutcome("killed", b"", None)
+            if not output:
+                tail = (await process.stderr.read()).decode("utf-8", "replace").strip()[-500:]
+                message = f"the JavaScript runtime failed to start (exit code {process.returncode}): {tail}"
+                raise ExecutionFailedError(message, request=request)
         stderr = await process.stderr.read()
         status, _, payload = output.partition(b"\n")
         if process.returncode == 0 and status in (b"ok", b"error"):

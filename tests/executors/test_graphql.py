@@ -56,7 +56,7 @@ async def test_errors_fail_the_attempt_and_are_recorded(target: Target, context:
     with pytest.raises(ExecutionFailedError) as failure:
         await run(config, context)
 
-    error = failure.value
+    error: Any = failure.value
     assert not error.non_retryable
     assert "the resolver broke" in error.message
     assert error.response["data"] is None  # a non-null field failed, so data is null
@@ -68,8 +68,9 @@ async def test_validation_errors_from_the_server_are_recorded(target: Target, co
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"url": f"{target.url}/graphql", "query": "{ nope }"}, context)
 
-    assert "nope" in failure.value.message
-    assert failure.value.response["errors"]
+    error: Any = failure.value
+    assert "nope" in error.message
+    assert error.response["errors"]
 
 
 async def test_a_path_that_is_not_graphql_fails(target: Target, context: ExecutionContext) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
@@ -17,8 +19,14 @@ from tests.executors.support import TASK_ID, attempt
 HTTP = HttpExecutor()
 
 
-async def run(config: dict[str, object], context: ExecutionContext, **kwargs: object) -> ExecutionResult:
-    result = await HTTP.execute(attempt("http", config, **kwargs), context)  # type: ignore[arg-type]
+async def run(
+    config: Mapping[str, Any],
+    context: ExecutionContext,
+    *,
+    task_id: str = TASK_ID,
+    secrets: dict[str, str] | None = None,
+) -> Any:
+    result = await HTTP.execute(attempt("http", config, task_id=task_id, secrets=secrets), context)
     assert isinstance(result, ExecutionResult)
     return result
 
@@ -82,7 +90,7 @@ async def test_server_error_fails_retryably_with_request_and_response(
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"method": "POST", "url": f"{target.url}/status/500", "json": {}}, context)
 
-    error = failure.value
+    error: Any = failure.value
     assert not error.non_retryable
     assert "answered 500" in error.message
     assert error.response["status"] == 500
@@ -152,7 +160,7 @@ async def test_denied_hosts_are_refused_before_any_connection(url: str, clock: o
     assert time.monotonic() - started < 0.5  # no connect attempt waiting out a timeout
     assert failure.value.non_retryable
     assert "denied" in failure.value.message
-    assert failure.value.request["url"] == url
+    assert failure.value.request == {"method": "GET", "url": url, "headers": {"Idempotency-Key": TASK_ID}, "query": {}}
 
 
 async def test_a_name_that_resolves_into_a_denied_network_is_refused(target: Target, context: ExecutionContext) -> None:

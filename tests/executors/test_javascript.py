@@ -28,7 +28,7 @@ async def run(code: str, context: ExecutionContext, data: dict[str, Any] | None 
 
 async def fails(code: str, context: ExecutionContext, **limits: int) -> ExecutionFailedError:
     with pytest.raises(ExecutionFailedError) as failure:
-        await run(code, context, **limits)
+        await run(code, context, None, **limits)
     return failure.value
 
 
@@ -168,3 +168,21 @@ async def test_scripts_do_not_share_state(context: ExecutionContext) -> None:
     await run("globalThis.leak = 'first';", context)
 
     assert await run("return typeof globalThis.leak;", context) == "undefined"
+
+
+async def test_data_counts_against_the_memory_limit(context: ExecutionContext) -> None:
+    with pytest.raises(ExecutionFailedError) as failure:
+        await run("return data.blob.length;", context, {"blob": "x" * 3_000_000}, memoryMb=2)
+
+    assert failure.value.message == "JavaScript exceeded its memory limit of 2 MB"
+
+
+async def test_a_runtime_that_cannot_start_is_retryable(
+    context: ExecutionContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("engine.executors.javascript.RUNNER", tmp_path / "missing.py")
+
+    error = await fails("return 1;", context)
+
+    assert not error.non_retryable
+    assert error.message.startswith("the JavaScript runtime failed to start (exit code 2)")
