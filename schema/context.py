@@ -7,6 +7,7 @@ from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
 
+from engine.documents import BlobStore, DocumentService
 from engine.errors import AuthenticationError
 from engine.runner import Engine
 from engine.services import WorkflowService
@@ -23,6 +24,7 @@ class Context:
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] = field(default_factory=dict)
+    blobs: BlobStore | None = None
 
     @property
     def user(self) -> User:
@@ -34,6 +36,12 @@ class Context:
     @property
     def workflows(self) -> WorkflowService:
         return WorkflowService(self.engine)
+
+    @property
+    def documents(self) -> DocumentService:
+        if self.blobs is None:
+            raise RuntimeError("this context has no blob store: documents cannot be uploaded")
+        return DocumentService(self.engine, self.blobs)
 
 
 Info = StrawberryInfo[Context, None]

@@ -7,13 +7,14 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.schema.config import StrawberryConfig
 
+from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations):
+class Mutation(WorkflowMutations, TaskMutations, DocumentMutations):
     pass
 
 

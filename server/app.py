@@ -13,10 +13,12 @@ from starlette.routing import Route, WebSocketRoute
 
 from engine.catalog import default_registry
 from engine.clock import Clock
+from engine.documents import BlobStore
 from engine.runner import Engine
 from engine.storage.database import Database
 from engine.storage.migrations import current_revision, head_revision, upgrade
 from schema.schema import build_schema
+from server.files import document_routes
 from server.graphiql import graphiql_assets_mount
 from server.graphql_app import StepwiseGraphQL
 from server.settings import Settings
@@ -46,7 +48,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     settings = settings or Settings.from_env()
     db = Database(settings.database_url)
     engine = Engine(db, default_registry(), clock=clock, settings=settings.template_settings)
-    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), engine, settings)
+    blobs = BlobStore(settings.files_dir)
+    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), engine, settings, blobs)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -75,11 +78,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *document_routes(engine, settings, blobs),
             graphiql_assets_mount(),
         ],
         lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.blobs = blobs
     app.state.settings = settings
     return app
 

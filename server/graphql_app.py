@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import strawberry
 from starlette.requests import Request
@@ -11,8 +11,9 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
-from strawberry.types.unset import UnsetType
+from strawberry.types.unset import UNSET, UnsetType
 
+from engine.documents import BlobStore
 from engine.errors import AuthenticationError
 from engine.runner import Engine
 from schema.context import Context
@@ -23,18 +24,44 @@ from server.settings import Settings
 
 
 class StepwiseGraphQL(GraphQL[Context, None]):
-    def __init__(self, schema: strawberry.Schema, engine: Engine, settings: Settings) -> None:
+    """Multipart requests (the GraphQL multipart request spec, for ``uploadTaskDocuments``) are on.
+
+    Strawberry turns them off by default because a browser may send a ``multipart/form-data`` POST
+    cross-site without a CORS preflight, riding on the victim's cookies. Stepwise authenticates only
+    by the ``Authorization`` header, which such a form cannot set: a forged request arrives
+    anonymous and gets ``UNAUTHENTICATED``. So no CSRF header is required of clients.
+    """
+
+    def __init__(self, schema: strawberry.Schema, engine: Engine, settings: Settings, blobs: BlobStore) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+            multipart_uploads_enabled=True,
         )
         self.engine = engine
         self.settings = settings
+        self.blobs = blobs
+
+    @overload
+    async def run(self, request: Request, context: Context = UNSET, root_value: None = UNSET) -> Response: ...
+
+    @overload
+    async def run(self, request: WebSocket, context: Context = UNSET, root_value: None = UNSET) -> WebSocket: ...
+
+    async def run(
+        self, request: Request | WebSocket, context: Context = UNSET, root_value: None = UNSET
+    ) -> Response | WebSocket:
+        """Strawberry leaves a multipart request's uploads (spooled temporary files) open; close them."""
+        try:
+            return await super().run(request, context, root_value)
+        finally:
+            if isinstance(request, Request):
+                await request.close()
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = Context(engine=self.engine, loaders=DataLoaders.create(self.engine), request=request,
-                          response=response)  # fmt: skip
+                          response=response, blobs=self.blobs)  # fmt: skip
         if isinstance(request, Request):
             await self._authenticate(context, request.headers.get("authorization"))
         return context

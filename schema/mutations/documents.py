@@ -1,0 +1,56 @@
+"""``uploadTaskDocuments``: files arrive by the GraphQL multipart request spec as ``Upload`` values.
+
+The engine's :class:`~engine.documents.DocumentService` owns every rule (visibility, state,
+permission, requirement, sniffed type, sizes, counts). A value that is not a file — an inline
+string where an upload belongs — reaches it as is and comes back as a ``ValidationFailed`` entry.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.file_uploads import Upload
+
+from engine.errors import InvalidStateError, StepwiseError
+from schema.context import Info
+from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
+from schema.permissions import IsAuthenticated
+from schema.types.tasks import Document, Task
+
+
+@strawberry.input
+class UploadTaskDocumentsInput:
+    task_id: strawberry.ID
+    requirement_key: str
+    files: list[Upload] = strawberry.field(description="Parts of a multipart request (GraphQL multipart spec).")
+
+
+@strawberry.type
+class DocumentsSuccess:
+    documents: list[Document] = strawberry.field(description="The documents this upload added.")
+    task: Task
+
+
+DocumentsResult = Annotated[
+    DocumentsSuccess | NotFound | Forbidden | InvalidState | ValidationFailed, strawberry.union("DocumentsResult")
+]
+
+
+@strawberry.type
+class DocumentMutations:
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Upload files for one document requirement of a document-upload task (multipart request).",
+    )
+    async def upload_task_documents(self, info: Info, input: UploadTaskDocumentsInput) -> DocumentsResult:
+        try:
+            added, task = await info.context.documents.upload(
+                info.context.user, input.task_id, input.requirement_key, list(input.files)
+            )
+        except StepwiseError as exc:
+            error = to_error(exc)
+            if isinstance(error, Conflict):  # a lost race with another change: not in this union
+                return InvalidState(message=error.message, code=InvalidStateError.code)
+            return error
+        return DocumentsSuccess(documents=[Document.from_domain(d) for d in added], task=Task.from_domain(task))
