@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
+from engine.definitions import WorkflowDefinition
 from engine.runner import Engine
 from engine.state import (
     Document,
@@ -57,9 +58,16 @@ class DataLoaders:
     messages: DataLoader[str, list[TaskMessage]]
     documents: DataLoader[str, list[Document]]
     attempts: DataLoader[str, list[TaskAttempt]]
+    definitions: DataLoader[tuple[str, int], WorkflowDefinition]
 
     @classmethod
     def create(cls, engine: Engine) -> DataLoaders:
+        async def definitions(keys: Sequence[tuple[str, int]]) -> list[WorkflowDefinition]:
+            # The engine caches deployed versions (they never change); a cold cache costs one read
+            # per distinct version, not one per task asking for it.
+            found = {key: await engine.definition(*key) for key in dict.fromkeys(keys)}
+            return [found[key] for key in keys]
+
         async def instance_tasks(session: AsyncSession, ids: list[str]) -> dict[str, list[Task]]:
             grouped: dict[str, list[Task]] = {key: [] for key in ids}
             for task in await TaskRepository(session).find_by_instances(ids):
@@ -83,4 +91,5 @@ class DataLoaders:
             messages=_loader(engine, lambda s, ids: TaskDetailsRepository(s).messages_of(ids), list),
             documents=_loader(engine, lambda s, ids: TaskDetailsRepository(s).documents_of(ids), list),
             attempts=_loader(engine, lambda s, ids: TaskDetailsRepository(s).attempts_of(ids), list),
+            definitions=DataLoader(load_fn=definitions),
         )

@@ -27,7 +27,7 @@ async def load_user(info: Info, user_id: str | None) -> User | None:
 async def definition_of(info: Info, workflow_instance_id: str) -> WorkflowDefinition:
     instance = await info.context.loaders.instances.load(workflow_instance_id)
     assert instance is not None, "a task's instance always exists (foreign key)"
-    return await info.context.engine.definition(instance.definition_key, instance.definition_version)
+    return await info.context.loaders.definitions.load((instance.definition_key, instance.definition_version))
 
 
 @strawberry.type

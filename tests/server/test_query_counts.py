@@ -1,0 +1,85 @@
+"""No N+1: an inbox page with nested assignee, step (with metrics) and instance (with its starter)
+costs the same, small number of SQL statements for 10 tasks as for 50."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+
+from engine.clock import ManualClock
+from engine.runner import Engine
+from engine.task_service import TaskService
+from server.app import create_app
+from server.auth import issue_token
+from server.settings import Settings
+
+PAGE = """query($first: Int!) { tasks(first: $first) { totalCount edges { node { id
+  assignee { id name } step { key metrics { total } } workflowInstance { id startedBy { id } } } } } }"""
+# Authentication (a user is 3 statements: row, roles, groups), the page (count + rows), then one
+# batch per nested level: assignees (3), steps, instances, the definition (once per version: the
+# engine caches it), step metrics, starters not already loaded as assignees (3).
+MAX_STATEMENTS = 15
+
+
+@contextmanager
+def counting(engine: Engine) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append(statement)
+
+    sync_engine = engine.db.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", record)
+
+
+async def make_tasks(engine: Engine, count: int) -> None:
+    """``count`` open tasks across as many instances: started by alice or dana, every other one claimed."""
+    alice, bob = await engine.user("alice"), await engine.user("bob")
+    assert alice is not None and bob is not None
+    for i in range(count):
+        instance = await engine.start("expense_approval", {"entityName": f"lunch {i}"}, "dana" if i % 3 else "alice")
+        [token] = instance.tokens
+        assert token.task_id is not None
+        if i % 2:
+            await TaskService(engine).claim(alice, token.task_id)
+
+
+async def page_statements(settings: Settings, clock: ManualClock, first: int) -> list[str]:
+    """The statements of one page request to a freshly started server (nothing cached yet)."""
+    app = create_app(settings, clock=clock)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stepwise.test") as client,
+    ):
+        headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
+        with counting(app.state.engine) as statements:
+            response = await client.post(
+                "/graphql", json={"query": PAGE, "variables": {"first": first}}, headers=headers
+            )
+    body = response.json()
+    assert "errors" not in body, body
+    edges = body["data"]["tasks"]["edges"]
+    assert len(edges) == first
+    assert {e["node"]["workflowInstance"]["startedBy"]["id"] for e in edges} == {"alice", "dana"}
+    assert {(e["node"]["assignee"] or {}).get("name") for e in edges} == {"Alice Adams", None}
+    assert all(e["node"]["step"]["metrics"]["total"] == 1 for e in edges)
+    return statements
+
+
+async def test_an_inbox_page_costs_a_constant_number_of_statements(
+    app_engine: Engine, settings: Settings, clock: ManualClock
+) -> None:
+    await make_tasks(app_engine, 50)
+    small = await page_statements(settings, clock, 10)
+    large = await page_statements(settings, clock, 50)
+    assert len(large) == len(small), "\n".join(large)
+    queries = [s for s in large if s.strip().upper() != "BEGIN"]  # SQLite's explicit BEGIN per session
+    assert len(queries) <= MAX_STATEMENTS, "\n".join(queries)
