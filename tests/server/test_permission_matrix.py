@@ -1,0 +1,271 @@
+"""DESIGN §5 cell by cell through the real HTTP app: every action × admin, manager, assignee,
+candidate, starter and stranger — and the README's "Permissions" table says the same thing.
+
+Every task here belongs to role ``approver`` in an instance alice started, so the columns never
+overlap: dana (admin), carol (manager), erin after carol's ``assignTask`` (assignee: no role, no
+group, only the assignment), bob (candidate, on an unassigned task), alice (starter), and erin
+again where nothing was assigned to her (stranger).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.runner import Engine
+from server.auth import issue_token
+from server.settings import Settings
+from tests.server.conftest import GraphQL
+
+ROLES = ("admin", "manager", "assignee", "candidate", "starter", "stranger")
+USERS = {"admin": "dana", "manager": "carol", "assignee": "erin", "candidate": "bob", "starter": "alice",
+         "stranger": "erin"}  # fmt: skip
+OK, FORBIDDEN, HIDDEN, HOLDS = "✓", "Forbidden", "NotFound", "InvalidState"
+
+#                               admin      manager    assignee   candidate  starter    stranger
+WORK = (FORBIDDEN, FORBIDDEN, OK, OK, FORBIDDEN, HIDDEN)
+MATRIX: dict[str, tuple[str, ...]] = {
+    "see a task, its messages and documents": (OK, OK, OK, OK, OK, HIDDEN),
+    "claim": (OK, OK, HOLDS, OK, FORBIDDEN, HIDDEN),
+    "assign to someone else": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
+    "unassign": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
+    "save progress": WORK,
+    "submit": WORK,
+    "approve": WORK,
+    "reject": WORK,
+    "upload documents": WORK,
+    "download a document": (OK, OK, OK, OK, OK, HIDDEN),
+    "post a message": (OK, OK, OK, OK, OK, HIDDEN),
+    "start a workflow": (OK, OK, OK, OK, OK, OK),
+    "deploy a definition": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "send a raw signal": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
+    "cancel a workflow": (OK, OK, FORBIDDEN, FORBIDDEN, OK, HIDDEN),
+}
+
+DEFINITIONS = {
+    "form": {"key": "matrix_form", "start": "form", "nodes": [
+        {"id": "form", "type": "userTask", "schemaType": "userTask.form", "assignToRole": "approver",
+         "form": {"fields": [{"key": "note", "type": "text", "label": "Note"}]}}]},
+    "approval": {"key": "matrix_approval", "start": "decision", "nodes": [
+        {"id": "decision", "type": "userTask", "schemaType": "userTask.approval", "assignToRole": "approver"}]},
+    "upload": {"key": "matrix_upload", "start": "papers", "nodes": [
+        {"id": "papers", "type": "userTask", "schemaType": "userTask.documentUpload", "assignToRole": "approver",
+         "documents": [{"key": "scan", "label": "Scan", "accept": ["application/pdf"]}]}]},
+}  # fmt: skip
+PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n%%EOF\n"
+SUCCESSES = {"TaskSuccess", "TaskMessageSuccess", "DocumentsSuccess", "WorkflowSuccess", "StartWorkflowSuccess",
+             "DeploySuccess"}  # fmt: skip
+OUTCOMES = {"Forbidden": FORBIDDEN, "NotFound": HIDDEN, "InvalidState": HOLDS}
+
+UPLOAD = """mutation($id: ID!, $files: [Upload!]!) {
+  uploadTaskDocuments(input: {taskId: $id, requirementKey: "scan", files: $files}) {
+    __typename ... on DocumentsSuccess { documents { url } } ... on Error { message } } }"""
+
+
+@dataclass
+class Scene:
+    """One cell's world: an instance alice started, its task, and the acting user."""
+
+    gql: GraphQL
+    client: httpx.AsyncClient
+    settings: Settings
+    engine: Engine
+    role: str
+    instance_id: str = ""
+    task_id: str = ""
+
+    @property
+    def actor(self) -> str:
+        return USERS[self.role]
+
+    async def start(self, kind: str, *, assign: bool = True) -> None:
+        await self.engine.deploy(DEFINITIONS[kind], deployed_by="dana")
+        instance = await self.engine.start(str(DEFINITIONS[kind]["key"]), {}, "alice")
+        [token] = instance.tokens
+        assert token.task_id is not None
+        self.instance_id, self.task_id = instance.id, token.task_id
+        if assign and self.role == "assignee":
+            await self.assign("erin")
+
+    async def assign(self, user_id: str | None) -> None:
+        query = "mutation($id: ID!, $to: ID) { assignTask(input: {taskId: $id, userId: $to}) { __typename } }"
+        body = await self.gql(query, user="carol", id=self.task_id, to=user_id)
+        assert body["data"]["assignTask"]["__typename"] == "TaskSuccess", body
+
+    async def run(self, field: str, query: str, user: str | None = None, **variables: Any) -> str:
+        """The cell's outcome: ✓ for a success type, else the error type's name."""
+        body = await self.gql(query, user=user or self.actor, **variables)
+        assert "errors" not in body, body
+        return outcome(body["data"][field]["__typename"])
+
+    async def upload(self, user: str) -> dict[str, Any]:
+        operations = {"query": UPLOAD, "variables": {"id": self.task_id, "files": [None]}}
+        response = await self.client.post(
+            "/graphql",
+            data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.files.0"]})},
+            files={"0": ("scan.pdf", PDF, "application/pdf")},
+            headers={"Authorization": f"Bearer {issue_token(self.settings, user)}"},
+        )
+        result: dict[str, Any] = response.json()["data"]["uploadTaskDocuments"]
+        return result
+
+
+def outcome(typename: str) -> str:
+    return OK if typename in SUCCESSES else OUTCOMES.get(typename, typename)
+
+
+TASK_RESULT = "{ __typename ... on Error { message } }"
+
+
+async def see(scene: Scene) -> str:
+    await scene.start("form")
+    query = "query($id: ID!) { task(id: $id) { id messages { id } documents { id } } }"
+    body = await scene.gql(query, user=scene.actor, id=scene.task_id)
+    return OK if body["data"]["task"] is not None else HIDDEN
+
+
+async def claim(scene: Scene) -> str:
+    await scene.start("form")
+    return await scene.run("claimTask", f"mutation($id: ID!) {{ claimTask(input: {{taskId: $id}}) {TASK_RESULT} }}",
+                           id=scene.task_id)  # fmt: skip
+
+
+ASSIGN = f"mutation($id: ID!, $to: ID) {{ assignTask(input: {{taskId: $id, userId: $to}}) {TASK_RESULT} }}"
+
+
+async def assign(scene: Scene) -> str:
+    await scene.start("form")
+    return await scene.run("assignTask", ASSIGN, id=scene.task_id, to="bob")
+
+
+async def unassign(scene: Scene) -> str:
+    """Someone else holds the task (the assignee column: erin holds it herself)."""
+    await scene.start("form")
+    if scene.role != "assignee":
+        await scene.assign("bob" if scene.role == "stranger" else "erin")
+    return await scene.run("assignTask", ASSIGN, id=scene.task_id, to=None)
+
+
+async def save_progress(scene: Scene) -> str:
+    await scene.start("form")
+    query = f'mutation($id: ID!) {{ saveTaskProgress(input: {{taskId: $id, values: {{note: "x"}}}}) {TASK_RESULT} }}'
+    return await scene.run("saveTaskProgress", query, id=scene.task_id)
+
+
+async def submit(scene: Scene) -> str:
+    await scene.start("form")
+    query = f'mutation($id: ID!) {{ submitTask(input: {{taskId: $id, values: {{note: "x"}}}}) {TASK_RESULT} }}'
+    return await scene.run("submitTask", query, id=scene.task_id)
+
+
+def decide(field: str) -> Callable[[Scene], Awaitable[str]]:
+    async def action(scene: Scene) -> str:
+        await scene.start("approval")
+        query = f'mutation($id: ID!) {{ {field}(input: {{taskId: $id, comment: "ok"}}) {TASK_RESULT} }}'
+        return await scene.run(field, query, id=scene.task_id)
+
+    return action
+
+
+async def upload_documents(scene: Scene) -> str:
+    await scene.start("upload")
+    return outcome((await scene.upload(scene.actor))["__typename"])
+
+
+async def download(scene: Scene) -> str:
+    """bob uploads, carol unassigns him again (the assignee column: then assigns erin)."""
+    await scene.start("upload", assign=False)
+    uploaded = await scene.upload("bob")
+    await scene.assign("erin" if scene.role == "assignee" else None)
+    url = uploaded["documents"][0]["url"]
+    response = await scene.client.get(
+        url, headers={"Authorization": f"Bearer {issue_token(scene.settings, scene.actor)}"}
+    )
+    assert response.status_code in (200, 404), response.text
+    return OK if response.status_code == 200 and response.content == PDF else HIDDEN
+
+
+async def post_message(scene: Scene) -> str:
+    await scene.start("form")
+    query = """mutation($id: ID!) { postTaskMessage(input: {taskId: $id, body: "hello"}) {
+      __typename ... on Error { message } } }"""
+    return await scene.run("postTaskMessage", query, id=scene.task_id)
+
+
+async def start_workflow(scene: Scene) -> str:
+    await scene.start("form")
+    query = (
+        """mutation { startWorkflow(input: {definitionKey: "matrix_form"}) { __typename ... on Error { message } } }"""
+    )
+    return await scene.run("startWorkflow", query)
+
+
+async def deploy(scene: Scene) -> str:
+    query = """mutation($d: JSON!) { deployWorkflowDefinition(input: {definition: $d}) {
+      __typename ... on Error { message } } }"""
+    document = {**DEFINITIONS["form"], "key": "matrix_deployed"}
+    return await scene.run("deployWorkflowDefinition", query, d=document)
+
+
+async def send_signal(scene: Scene) -> str:
+    await scene.start("form")
+    query = """mutation($id: ID!) { sendSignal(input: {workflowInstanceId: $id, nodeId: "form", payload: {}}) {
+      __typename ... on Error { message } } }"""
+    return await scene.run("sendSignal", query, id=scene.instance_id)
+
+
+async def cancel(scene: Scene) -> str:
+    await scene.start("form")
+    query = """mutation($id: ID!) { cancelWorkflow(input: {workflowInstanceId: $id}) {
+      __typename ... on Error { message } } }"""
+    return await scene.run("cancelWorkflow", query, id=scene.instance_id)
+
+
+ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
+    "see a task, its messages and documents": see,
+    "claim": claim,
+    "assign to someone else": assign,
+    "unassign": unassign,
+    "save progress": save_progress,
+    "submit": submit,
+    "approve": decide("approveTask"),
+    "reject": decide("rejectTask"),
+    "upload documents": upload_documents,
+    "download a document": download,
+    "post a message": post_message,
+    "start a workflow": start_workflow,
+    "deploy a definition": deploy,
+    "send a raw signal": send_signal,
+    "cancel a workflow": cancel,
+}
+CELLS = [(action, role, MATRIX[action][i]) for action in MATRIX for i, role in enumerate(ROLES)]
+
+
+@pytest.mark.parametrize(("action", "role", "expected"), CELLS, ids=[f"{a}-{r}" for a, r, _ in CELLS])
+async def test_cell(
+    action: str, role: str, expected: str, gql: GraphQL, client: httpx.AsyncClient, settings: Settings,
+    app_engine: Engine,
+) -> None:  # fmt: skip
+    scene = Scene(gql, client, settings, app_engine, role)
+    assert await ACTIONS[action](scene) == expected
+
+
+def readme_permissions() -> str:
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    start = text.index("\n## Permissions\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_the_readme_table_is_this_matrix() -> None:
+    section = readme_permissions()
+    assert "| action | admin | manager | assignee | candidate | starter | stranger |" in section
+    for action, cells in MATRIX.items():
+        assert f"| {action} | {' | '.join(cells)} |" in section, action
+    assert set(ACTIONS) == set(MATRIX)
