@@ -22,6 +22,7 @@ from server.files import document_routes
 from server.graphiql import graphiql_assets_mount
 from server.graphql_app import StepwiseGraphQL
 from server.settings import Settings
+from server.workers import running_worker
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             await prepare_database(db, settings)
-            yield
+            if settings.embedded_worker:
+                async with running_worker(engine, settings):
+                    yield
+            else:
+                yield
         finally:
             await db.dispose()
 

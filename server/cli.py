@@ -23,6 +23,7 @@ from engine.storage.migrations import head_revision, upgrade
 from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
+from server.workers import running_worker
 
 T = TypeVar("T")
 
@@ -57,6 +58,27 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
         os.environ["STEPWISE_AUTO_MIGRATE"] = "true"
     click.echo(f"Stepwise: GraphiQL at http://{host}:{port}/graphql")
     uvicorn.run("server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
+@main.command()
+def worker() -> None:
+    """Run system tasks against the database (more processes share the work) until interrupted."""
+    settings = Settings.from_env()
+
+    async def run() -> None:
+        db = Database(settings.database_url)
+        engine = Engine(db, default_registry(), settings=settings.template_settings)
+        try:
+            async with running_worker(engine, settings) as running:
+                click.echo(f"worker {running.worker_id} running; Ctrl-C stops it")
+                await asyncio.Event().wait()
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        click.echo("worker stopped")
 
 
 @main.group()

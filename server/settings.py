@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.executors.base import HostPolicy
+
 log = logging.getLogger(__name__)
 
 DEV_SECRET_KEY = "stepwise-dev-secret-change-me-in-production"
@@ -23,6 +25,11 @@ def _json_object(name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{name} must be a JSON object")
     return value
+
+
+def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    return default if raw is None else tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -42,6 +49,9 @@ class Settings:
     files_dir: Path = Path("./files")
     smtp_url: str | None = None
     auto_migrate: bool = False
+    embedded_worker: bool = True
+    http_allow: tuple[str, ...] = ()
+    http_deny: tuple[str, ...] = HostPolicy().deny
     mask_errors: bool = True
     template_settings: Mapping[str, Any] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
@@ -61,6 +71,9 @@ class Settings:
             files_dir=Path(env("STEPWISE_FILES_DIR", str(defaults.files_dir))),
             smtp_url=env("STEPWISE_SMTP_URL") or None,
             auto_migrate=_flag("STEPWISE_AUTO_MIGRATE", defaults.auto_migrate),
+            embedded_worker=_flag("STEPWISE_EMBEDDED_WORKER", defaults.embedded_worker),
+            http_allow=_list("STEPWISE_HTTP_ALLOW", defaults.http_allow),
+            http_deny=_list("STEPWISE_HTTP_DENY", defaults.http_deny),
             mask_errors=_flag("STEPWISE_MASK_ERRORS", defaults.mask_errors),
             template_settings=_json_object("STEPWISE_TEMPLATE_SETTINGS"),
             secrets={k: str(v) for k, v in _json_object("STEPWISE_SECRETS").items()},

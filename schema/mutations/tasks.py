@@ -51,6 +51,11 @@ class AssignTaskInput:
 
 
 @strawberry.input
+class RetryTaskInput:
+    task_id: strawberry.ID
+
+
+@strawberry.input
 class PostTaskMessageInput:
     task_id: strawberry.ID
     body: str
@@ -124,6 +129,10 @@ class TaskMutations:
     async def assign_task(self, info: Info, input: AssignTaskInput) -> TaskResult:
         service = TaskService(info.context.engine)
         return await _task_result(service.assign(info.context.user, input.task_id, input.user_id))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admins: re-run a FAILED system task.")
+    async def retry_task(self, info: Info, input: RetryTaskInput) -> TaskResult:
+        return await _task_result(TaskService(info.context.engine).retry(info.context.user, input.task_id))
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def post_task_message(self, info: Info, input: PostTaskMessageInput) -> TaskMessageResult:

@@ -28,6 +28,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         files_dir=tmp_path / "files",
         secret_key="test-secret-key-of-at-least-thirty-two-bytes",
+        embedded_worker=False,  # tests drive workers themselves; see test_embedded_worker
     )
 
 

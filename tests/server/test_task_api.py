@@ -23,7 +23,9 @@ APPROVE = (
 CLAIM = f"mutation($id: ID!) {{ claimTask(input: {{taskId: $id}}) {{ {RESULT} }} }}"
 ASSIGN = f"mutation($id: ID!, $assignee: ID) {{ assignTask(input: {{taskId: $id, userId: $assignee}}) {{ {RESULT} }} }}"
 POST = """mutation($id: ID!, $body: String!) { postTaskMessage(input: {taskId: $id, body: $body}) {
-  __typename ... on TaskMessageSuccess { posted: message { body author { id } } task { messages { body author { id } } } }
+  __typename ... on TaskMessageSuccess {
+    posted: message { body author { id } } task { messages { body author { id } } }
+  }
   ... on Error { code message } } }"""
 INBOX = "query($filter: TaskFilter) { tasks(filter: $filter) { totalCount edges { node { id nodeId title } } } }"
 
