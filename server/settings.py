@@ -50,6 +50,8 @@ class Settings:
     smtp_url: str | None = None
     auto_migrate: bool = False
     embedded_worker: bool = True
+    worker_lease_seconds: float = 60.0
+    worker_poll_seconds: float = 1.0
     http_allow: tuple[str, ...] = ()
     http_deny: tuple[str, ...] = HostPolicy().deny
     mask_errors: bool = True
@@ -72,6 +74,8 @@ class Settings:
             smtp_url=env("STEPWISE_SMTP_URL") or None,
             auto_migrate=_flag("STEPWISE_AUTO_MIGRATE", defaults.auto_migrate),
             embedded_worker=_flag("STEPWISE_EMBEDDED_WORKER", defaults.embedded_worker),
+            worker_lease_seconds=float(env("STEPWISE_WORKER_LEASE_SECONDS", str(defaults.worker_lease_seconds))),
+            worker_poll_seconds=float(env("STEPWISE_WORKER_POLL_SECONDS", str(defaults.worker_poll_seconds))),
             http_allow=_list("STEPWISE_HTTP_ALLOW", defaults.http_allow),
             http_deny=_list("STEPWISE_HTTP_DENY", defaults.http_deny),
             mask_errors=_flag("STEPWISE_MASK_ERRORS", defaults.mask_errors),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 
@@ -24,7 +25,10 @@ async def running_worker(engine: Engine, settings: Settings) -> AsyncIterator[Wo
             host_policy=HostPolicy(allow=settings.http_allow, deny=settings.http_deny),
             settings=settings.template_settings,
         )  # fmt: skip
-        worker = Worker(engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, secrets=settings.secrets)
+        worker = Worker(
+            engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, secrets=settings.secrets,
+            lease=timedelta(seconds=settings.worker_lease_seconds), poll_interval=settings.worker_poll_seconds,
+        )  # fmt: skip
 
         async def wake() -> None:
             worker.wake()
