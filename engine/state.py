@@ -186,6 +186,7 @@ class Task:
     attempt_count: int = 0
     next_run_at: datetime | None = None
     error: str | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.definitions import Node, WorkflowDefinition
+from engine.definitions import Node, OnDue, WorkflowDefinition
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
 from engine.registry import NodeContext, Registry
 from engine.state import (
@@ -133,6 +133,10 @@ class Transition:
         self.instance = replace(self.instance, status=InstanceStatus.RUNNING, error=None, completed_at=None)
         self.outcome = None
 
+    async def expire(self, task: Task) -> Task:
+        """A user task passed its due time where the node says ``onDue: "expire"``: it is blocked now."""
+        return await self.update_task(task, TaskEventKind.EXPIRED, status=TaskStatus.EXPIRED, expires_at=None)
+
     async def cancel(self, reason: str | None) -> None:
         """Cancel every open task and end the instance as ``CANCELLED``."""
         for task in await self.tasks.find_by_instance(self.instance.id, open_only=True):
@@ -192,6 +196,7 @@ class Transition:
 
     async def _user_task(self, node: Node, token: Token, step_instance_id: str) -> Task:
         context = NodeContext(node=node, workflow_instance_id=self.instance.id, variables=self.variables())
+        due_at = self._due_at(node)
         executor = self.registry.user_task_executor(node)
         config = await executor.configure(context)
         assignment = config.assignment
@@ -202,7 +207,8 @@ class Transition:
             kind=TaskKind.USER, type=executor.task_type, schema_type=executor.schema_type,
             title=config.title, description=config.description, signal_name=node.signal_name,
             assigned_role=assignment.role, assigned_user_id=assignment.user_id, assigned_group=assignment.group,
-            priority=config.priority, input=dict(config.input), due_at=self._due_at(node),
+            priority=config.priority, input=dict(config.input), due_at=due_at,
+            expires_at=due_at if node.on_due is OnDue.EXPIRE else None,
         )  # fmt: skip
 
     async def _system_task(self, node: Node, token: Token, step_instance_id: str) -> Task:

@@ -62,8 +62,34 @@ class Worker:
         """Look for work now instead of at the next poll (called after commits that queue tasks)."""
         self._wake.set()
 
+    async def expire_due(self) -> int:
+        """Mark user tasks ``EXPIRED`` whose due time passed where the node says ``onDue: "expire"``."""
+        now = self.engine.clock.now()
+        async with self.engine.db.read() as session:
+            candidates = await TaskRepository(session).find_expiring(now)
+        expired = 0
+        for candidate in candidates:
+
+            async def expire(transition: Transition, task_id: str = candidate.id) -> bool:
+                task = await transition.tasks.get_by_id(task_id)
+                if task is None or task.expires_at is None or task.expires_at > transition.now:
+                    return False
+                if task.status not in (TaskStatus.PENDING, TaskStatus.CLAIMED):
+                    return False
+                await transition.expire(task)
+                return True
+
+            try:
+                done, _ = await self.engine.transition(candidate.workflow_instance_id, None, expire)
+            except StepwiseError as exc:
+                log.warning("task %s: could not expire: %s", candidate.id, exc.message)
+                continue
+            expired += int(done)
+        return expired
+
     async def run_once(self) -> int:
-        """Claim and run one batch; returns how many attempts ran."""
+        """Expire overdue user tasks, then claim and run one batch; returns how many attempts ran."""
+        await self.expire_due()
         now = self.engine.clock.now()
         async with self.engine.db.transaction() as session:
             claimed = await TaskRepository(session).claim_runnable(now, self.worker_id, now + self.lease, self.batch)

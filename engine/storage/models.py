@@ -144,6 +144,7 @@ class TaskRow(Base):
         Index("ix_tasks_group_inbox", "assigned_group", "status", "created_at"),
         Index("ix_tasks_step", "step_instance_id", "status"),
         Index("ix_tasks_runnable", "kind", "status", "next_run_at"),
+        Index("ix_tasks_expiry", "expires_at"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     workflow_instance_id: Mapped[str] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
@@ -169,6 +170,8 @@ class TaskRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set only where the node says onDue: "expire", so the expiry scan never revisits other tasks.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_by: Mapped[str | None] = mapped_column(String(64))
     attempt_count: Mapped[int] = mapped_column(Integer)

@@ -29,7 +29,7 @@ _INSERT_FIELDS = (
     "id", "workflow_instance_id", "step_instance_id", "token_id", "node_id", "schema_type", "name", "title",
     "description", "signal_name", "assigned_role", "assigned_user_id", "assigned_group", "input", "output",
     "draft", "revision", "created_at", "updated_at", "due_at", "completed_at", "completed_by", "attempt_count",
-    "next_run_at", "error", "type",
+    "next_run_at", "error", "type", "expires_at",
 )  # fmt: skip
 
 
@@ -72,6 +72,7 @@ def task_from_row(row: Any) -> Task:
         attempt_count=row.attempt_count,
         next_run_at=row.next_run_at,
         error=row.error,
+        expires_at=row.expires_at,
     )
 
 
@@ -178,6 +179,20 @@ class TaskRepository:
                     )  # fmt: skip
                 )
         return claimed
+
+    async def find_expiring(self, now: datetime, limit: int = 100) -> list[Task]:
+        """Open user tasks whose node says ``onDue: "expire"`` and whose due time has passed."""
+        query = (
+            select(tasks)
+            .where(
+                tasks.c.expires_at <= now,
+                tasks.c.kind == TaskKind.USER.value,
+                tasks.c.status.in_([TaskStatus.PENDING.value, TaskStatus.CLAIMED.value]),
+            )
+            .order_by(tasks.c.expires_at)
+            .limit(limit)
+        )
+        return [task_from_row(row) for row in await self.session.execute(query)]
 
     async def lease_owner(self, task_id: str) -> str | None:
         owner: str | None = await self.session.scalar(select(tasks.c.lease_owner).where(tasks.c.id == task_id))

@@ -21,11 +21,11 @@ from engine.errors import ForbiddenError, InvalidStateError
 from engine.executors import BUILTIN_EXECUTORS
 from engine.executors.base import ExecutionContext, HostPolicy
 from engine.runner import Engine
-from engine.state import InstanceStatus, TaskStatus, User
+from engine.state import InstanceStatus, TaskEventKind, TaskStatus, User
 from engine.storage.database import Database
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import TaskRepository
+from engine.storage.tasks import TaskEventRepository, TaskRepository
 from engine.task_service import TaskService
 from engine.worker import Worker
 from tests.executors.support import ServerThread
@@ -215,3 +215,31 @@ async def test_an_expired_lease_is_picked_up_by_another_worker(
     assert (await tasks_by_node(engine, instance.id))["say"].output == "hello world"
     assert claimed.status is TaskStatus.RUNNING
     assert await instance_status(engine, instance.id) is InstanceStatus.COMPLETED
+
+
+async def test_due_tasks_expire_only_where_the_node_says_so(
+    engine: Engine, clock: ManualClock, http_client: httpx.AsyncClient
+) -> None:
+    b = WorkflowBuilder("deadlines")
+    b.user_task("strict", title="Strict", assign_to_role="approver", due_in="PT1H", on_due="expire")
+    b.user_task("lenient", title="Lenient", assign_to_role="approver", due_in="PT1H")
+    b.user_task("start", title="Start", assign_to_role="approver")
+    b.edge("start", "strict").edge("start", "lenient")
+    b.start("start")
+    await engine.deploy(b.build())
+    instance = await engine.start("deadlines", {}, "alice")
+    instance = await engine.send_signal(instance.id, "start", {}, "bob")
+    worker = make_worker(engine, http_client)
+
+    clock.advance(timedelta(minutes=59))
+    assert await worker.expire_due() == 0
+    clock.advance(timedelta(minutes=2))
+    assert await worker.expire_due() == 1
+    assert await worker.expire_due() == 0, "an expired task is not expired again"
+    tasks = await tasks_by_node(engine, instance.id)
+    assert tasks["strict"].status is TaskStatus.EXPIRED and tasks["lenient"].status is TaskStatus.PENDING
+    async with engine.db.read() as session:
+        events = await TaskEventRepository(session).for_task(tasks["strict"].id)
+        metrics = await TaskRepository(session).step_metrics([tasks["strict"].step_instance_id])
+    assert [e.kind for e in events][-1] is TaskEventKind.EXPIRED
+    assert metrics[tasks["strict"].step_instance_id].blocked == 1
