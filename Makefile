@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+# `make run` is the demo: development tools on (a local mailbox, a notify hook) and template settings
+# that point the demo's HTTP and GraphQL tasks at this server. Set either variable to override.
+run: export STEPWISE_DEV ?= true
+run: export STEPWISE_TEMPLATE_SETTINGS ?= {"baseUrl": "http://$(HOST):$(PORT)", "notifyUrl": "http://$(HOST):$(PORT)/dev/notify"}
+
 .PHONY: install install-test run test lint typecheck bench clean
 
 $(BIN)/python:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from engine.runner import Engine
 from engine.storage.database import Database
 from engine.storage.migrations import current_revision, head_revision, upgrade
 from schema.schema import build_schema
+from server.devtools import Mailbox, dev_routes, running_mailbox
 from server.files import document_routes
 from server.graphiql import graphiql_assets_mount
 from server.graphql_app import StepwiseGraphQL
@@ -47,6 +49,9 @@ async def prepare_database(db: Database, settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    mailbox = Mailbox()
+    if settings.dev and settings.smtp_url is None:
+        settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
     db = Database(settings.database_url)
     engine = Engine(db, default_registry(), clock=clock, settings=settings.template_settings)
     blobs = BlobStore(settings.files_dir)
@@ -54,15 +59,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(db.dispose)
             await prepare_database(db, settings)
+            if settings.dev:
+                await stack.enter_async_context(running_mailbox(mailbox, settings.dev_mailbox_port))
             if settings.embedded_worker:
-                async with running_worker(engine, settings):
-                    yield
-            else:
-                yield
-        finally:
-            await db.dispose()
+                await stack.enter_async_context(running_worker(engine, settings))
+            yield
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -84,6 +88,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             *document_routes(engine, settings, blobs),
+            *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
         ],
         lifespan=lifespan,

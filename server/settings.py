@@ -50,6 +50,8 @@ class Settings:
     smtp_url: str | None = None
     auto_migrate: bool = False
     embedded_worker: bool = True
+    dev: bool = False
+    dev_mailbox_port: int = 8025
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 1.0
     http_allow: tuple[str, ...] = ()
@@ -73,6 +75,8 @@ class Settings:
             files_dir=Path(env("STEPWISE_FILES_DIR", str(defaults.files_dir))),
             smtp_url=env("STEPWISE_SMTP_URL") or None,
             auto_migrate=_flag("STEPWISE_AUTO_MIGRATE", defaults.auto_migrate),
+            dev=_flag("STEPWISE_DEV", defaults.dev),
+            dev_mailbox_port=int(env("STEPWISE_DEV_MAILBOX_PORT", str(defaults.dev_mailbox_port))),
             embedded_worker=_flag("STEPWISE_EMBEDDED_WORKER", defaults.embedded_worker),
             worker_lease_seconds=float(env("STEPWISE_WORKER_LEASE_SECONDS", str(defaults.worker_lease_seconds))),
             worker_poll_seconds=float(env("STEPWISE_WORKER_POLL_SECONDS", str(defaults.worker_poll_seconds))),
