@@ -230,11 +230,12 @@ async def test_a_worker_killed_mid_call_loses_nothing_and_the_target_does_each_c
                 return bool(target.snapshot().in_flight)
 
             await eventually(calls_in_flight, 20, lambda: f"the first worker never called:\n{tail(first_log)}")
+            at_kill = target.snapshot()  # calls the worker is waiting on as it dies
             kill(first)
-            at_kill = target.snapshot()
+            assert not target.snapshot().completions, "the kill landed after a call finished: the test proves less"
             orphaned = await leased_tasks(db)  # claimed by the dead worker: RUNNING, lease not yet expired
-            assert orphaned and at_kill.in_flight <= orphaned.keys(), (at_kill.in_flight, orphaned)
-            assert not at_kill.completions, "the kill landed after a call finished: the test proves less"
+            assert len(set(orphaned.values())) == 1, orphaned
+            assert at_kill.in_flight and at_kill.in_flight <= orphaned.keys(), (at_kill.in_flight, orphaned)
 
             second = spawn_worker(database_url, url, second_log)
 
