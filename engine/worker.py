@@ -128,7 +128,13 @@ class Worker:
         try:
             request = await self._request(task)
             executor = self.executors[task.schema_type]
-            outcome: ExecutionResult | WaitUntil | ExecutionFailedError = await executor.execute(request, self.context)
+            heartbeat = asyncio.create_task(self._keep_lease(task.id))
+            try:
+                outcome: ExecutionResult | WaitUntil | ExecutionFailedError = await executor.execute(
+                    request, self.context
+                )
+            finally:
+                heartbeat.cancel()
         except ExecutionFailedError as exc:
             outcome = exc
         except Exception as exc:  # an executor bug fails the attempt, never the worker
@@ -140,6 +146,19 @@ class Worker:
             )
         except StepwiseError as exc:
             log.warning("task %s: attempt result not recorded: %s", task.id, exc.message)
+
+    async def _keep_lease(self, task_id: str) -> None:
+        """Renew the lease every third of its length while the attempt runs, so a slow call is never
+        claimed and run a second time by another worker while this one is still waiting for it."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            try:
+                until = self.engine.clock.now() + self.lease
+                async with self.engine.db.transaction() as session:
+                    if not await TaskRepository(session).extend_lease(task_id, self.worker_id, until):
+                        return  # lost already; _record will drop this attempt's result
+            except Exception:  # a failed renewal is retried at the next beat
+                log.exception("task %s: renewing the lease failed", task_id)
 
     async def _request(self, task: Task) -> ExecutionRequest:
         async with self.engine.db.read() as session:

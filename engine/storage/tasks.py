@@ -23,7 +23,7 @@ from engine.state import (
     TaskKind,
     TaskStatus,
 )
-from engine.storage.models import task_events, tasks
+from engine.storage.models import task_attempts, task_events, tasks
 
 _INSERT_FIELDS = (
     "id", "workflow_instance_id", "step_instance_id", "token_id", "node_id", "schema_type", "name", "title",
@@ -161,6 +161,8 @@ class TaskRepository:
         claimed = []
         for row in (await self.session.execute(query)).all():
             task = task_from_row(row)
+            if task.status is TaskStatus.RUNNING:
+                await self._record_abandoned(task, row.lease_owner, row.lease_expires_at, now)
             values = {
                 "status": TaskStatus.RUNNING.value,
                 "lease_owner": worker_id,
@@ -193,6 +195,28 @@ class TaskRepository:
             .limit(limit)
         )
         return [task_from_row(row) for row in await self.session.execute(query)]
+
+    async def _record_abandoned(self, task: Task, owner: str | None, expired: datetime, now: datetime) -> None:
+        """Keep a record of the attempt a dead worker never finished, so ``attempts`` shows every try."""
+        number = await self.session.scalar(
+            select(func.coalesce(func.max(task_attempts.c.number), 0) + 1).where(task_attempts.c.task_id == task.id)
+        )
+        error = f"abandoned: worker {owner} stopped renewing its lease (expired {expired.isoformat()})"
+        await self.session.execute(
+            task_attempts.insert().values(
+                task_id=task.id, number=number, started_at=task.updated_at, finished_at=now, request=None,
+                response=None, error=error,
+            )
+        )  # fmt: skip
+
+    async def extend_lease(self, task_id: str, worker_id: str, until: datetime) -> bool:
+        """Push out this worker's lease on a task it still runs; False once the lease is lost."""
+        result = await self.session.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.status == TaskStatus.RUNNING.value)
+            .values(lease_expires_at=until)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def lease_owner(self, task_id: str) -> str | None:
         owner: str | None = await self.session.scalar(select(tasks.c.lease_owner).where(tasks.c.id == task_id))

@@ -243,3 +243,27 @@ async def test_due_tasks_expire_only_where_the_node_says_so(
         metrics = await TaskRepository(session).step_metrics([tasks["strict"].step_instance_id])
     assert [e.kind for e in events][-1] is TaskEventKind.EXPIRED
     assert metrics[tasks["strict"].step_instance_id].blocked == 1
+
+
+async def test_a_running_attempt_keeps_its_lease_and_a_dead_workers_attempt_is_recorded(
+    engine: Engine, clock: ManualClock, http_client: httpx.AsyncClient
+) -> None:
+    b = WorkflowBuilder("slow")
+    b.system_task("say", "echo", {"output": "hi"}, store_as="said")
+    await engine.deploy(b.build())
+    instance = await engine.start("slow", {}, "alice")
+    async with engine.db.transaction() as session:
+        [task] = await TaskRepository(session).claim_runnable(clock.now(), "w1", clock.now() + timedelta(seconds=5), 1)
+        assert await TaskRepository(session).extend_lease(task.id, "w1", clock.now() + timedelta(seconds=60))
+        assert not await TaskRepository(session).extend_lease(task.id, "w2", clock.now() + timedelta(seconds=60))
+    clock.advance(timedelta(seconds=30))
+    survivor = make_worker(engine, http_client)
+    assert await survivor.run_once() == 0, "the renewed lease still holds"
+    clock.advance(timedelta(seconds=31))
+    assert await survivor.run_until_idle() == 1
+    async with engine.db.read() as session:
+        attempts = (await TaskDetailsRepository(session).attempts_of([task.id]))[task.id]
+    assert [a.number for a in attempts] == [1, 2]
+    assert attempts[0].error is not None and "abandoned: worker w1" in attempts[0].error
+    assert attempts[1].error is None
+    assert await instance_status(engine, instance.id) is InstanceStatus.COMPLETED
