@@ -28,7 +28,14 @@ $(VENV)/.installed-test: requirements-test.lock $(VENV)/.installed
 
 install: $(VENV)/.installed
 
+$(VENV)/.installed-bench: requirements-bench.lock $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -r requirements-bench.lock
+	touch $@
+
 install-test: $(VENV)/.installed-test
+
+.PHONY: install-bench
+install-bench: $(VENV)/.installed-bench
 
 run: install
 	$(BIN)/stepwise db upgrade
@@ -43,7 +50,8 @@ lint: install-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install-test
+# Benchmarks (bench/): figures and ratios against PostgreSQL, SpiffWorkflow and a bare route; never part of `make test`.
+bench: install-bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
