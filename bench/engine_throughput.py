@@ -1,0 +1,185 @@
+"""1. Engine throughput against the physical limit: the approval workload vs pgbench, same run, same server.
+
+Stepwise: ``--instances`` approval instances (3 committed transitions each) from 1 and from 16
+concurrent in-process drivers. pgbench: a transaction of the same shape (one INSERT of a ~500-byte
+JSONB row + one UPDATE of a row by key), ``-M prepared``, at c=1 and c=16, each for as long as the
+matching Stepwise run took. Targets: transitions/s ≥ 0.5× pgbench's tps at c=1, ≥ 0.25× at c=16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import json
+import math
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from bench.common import Target, heading, print_environment, print_targets, sqlalchemy_url, temporary_database
+from bench.workload import TRANSITIONS_PER_INSTANCE, Run, prepare_engine, run_stepwise
+
+NAME = "engine_throughput"
+GOALS = {1: 0.5, 16: 0.25}
+PGBENCH_ROWS = 100_000
+# A task-like document of ~500 bytes, as the INSERT's JSONB value.
+DOCUMENT = json.dumps(
+    {
+        "title": "Approve Invoice: INV-2026-0001",
+        "description": "Review INV-2026-0001 for alice",
+        "schemaType": "userTask.approval",
+        "assignedRole": "approver",
+        "status": "PENDING",
+        "priority": "high",
+        "input": {"entityType": "Invoice", "entityName": "INV-2026-0001", "amount": 1250.5, "currency": "EUR"},
+        "output": None,
+        "tokens": [{"id": "0193f2c4-7a1e-7c3d-9b2a-5e8f0a1b2c3d", "nodeId": "approvalDecision"}],
+        "createdAt": "2026-01-05T09:00:00+00:00",
+        "updatedAt": "2026-01-05T09:00:00+00:00",
+        "startedBy": "alice",
+        "note": "x" * 70,
+    },
+    separators=(",", ": "),  # a colon before a name would be a pgbench variable
+)
+PGBENCH_SCRIPT = f"""\\set id random(1, {PGBENCH_ROWS})
+BEGIN;
+INSERT INTO pgb_rows (doc) VALUES ('{DOCUMENT}'::jsonb);
+UPDATE pgb_instances SET revision = revision + 1, updated_at = now() WHERE id = :id;
+END;
+"""
+
+
+def pgbench_path() -> str | None:
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"))
+    return candidates[-1] if candidates else None
+
+
+@dataclass(frozen=True)
+class PgbenchRun:
+    clients: int
+    seconds: int
+    transactions: int
+    tps: float
+    latency_ms: float
+
+
+async def prepare_pgbench_tables(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            """
+            CREATE TABLE pgb_rows (id bigserial PRIMARY KEY, doc jsonb NOT NULL);
+            CREATE TABLE pgb_instances (id integer PRIMARY KEY, revision integer NOT NULL, updated_at timestamptz);
+            """
+        )
+        await connection.execute(
+            f"INSERT INTO pgb_instances SELECT g, 0, now() FROM generate_series(1, {PGBENCH_ROWS}) g"
+        )
+        await connection.execute("VACUUM ANALYZE pgb_instances")
+    finally:
+        await connection.close()
+
+
+def run_pgbench(binary: str, dsn: str, script: Path, clients: int, seconds: int) -> PgbenchRun:
+    threads = min(clients, 2)
+    command = [binary, "-n", "-M", "prepared", "-c", str(clients), "-j", str(threads), "-T", str(seconds)]
+    command += ["-f", str(script), "-d", dsn]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
+    if result.returncode != 0:
+        raise RuntimeError(f"pgbench failed ({result.returncode}): {result.stderr.strip()}")
+    out = result.stdout
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    done = re.search(r"number of transactions actually processed: (\d+)", out)
+    latency = re.search(r"latency average = ([\d.]+) ms", out)
+    if not (tps and done and latency):
+        raise RuntimeError(f"cannot read pgbench's output:\n{out}")
+    return PgbenchRun(clients, seconds, int(done.group(1)), float(tps.group(1)), float(latency.group(1)))
+
+
+def describe(run: Run) -> str:
+    return (
+        f"stepwise  drivers={run.drivers:<2} instances={run.instances} transitions={run.instances * 3} "
+        f"seconds={run.seconds:.2f} instances/s={run.instances_per_second:.1f} "
+        f"transitions/s={run.transitions_per_second:.1f} "
+        f"mean transition latency={run.drivers * 1000 / run.transitions_per_second:.2f} ms"
+    )
+
+
+async def run(instances_c1: int, instances_c16: int, min_seconds: int = 5) -> list[Target]:
+    heading("1. Engine throughput vs pgbench (approval workload, each transition committed, in-process)")
+    binary = pgbench_path()
+    pgbench_version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
+    await print_environment({"pgbench": f"{pgbench_version} ({binary})" if binary else "MISSING"})
+    print(
+        f"sizes: c=1 {instances_c1} instances, c=16 {instances_c16} instances "
+        f"({TRANSITIONS_PER_INSTANCE} transitions each); pgbench -M prepared for the same duration "
+        f"(at least {min_seconds} s); pgbench script ({len(DOCUMENT)}-byte JSONB):"
+    )
+    print("\n".join(f"    {line}" for line in PGBENCH_SCRIPT.replace(DOCUMENT, "<doc>").splitlines()))
+    targets: list[Target] = []
+    async with temporary_database(NAME) as dsn:
+        engine = await prepare_engine(sqlalchemy_url(dsn))
+        try:
+            await prepare_pgbench_tables(dsn)
+            await run_stepwise(engine, 20, 4)  # warm-up: caches, pool, prepared statements
+            with tempfile.TemporaryDirectory() as tmp:
+                script = Path(tmp) / "transition.sql"
+                script.write_text(PGBENCH_SCRIPT)
+                for drivers, instances in ((1, instances_c1), (16, instances_c16)):
+                    stepwise = await run_stepwise(engine, instances, drivers)
+                    print(describe(stepwise), flush=True)
+                    seconds = max(min_seconds, math.ceil(stepwise.seconds))
+                    if binary is None:
+                        targets.append(
+                            Target(
+                                f"engine_c{drivers}_vs_pgbench",
+                                None,
+                                GOALS[drivers],
+                                "x",
+                                True,
+                                "pgbench is not installed (apt-get install postgresql-contrib)",
+                            )  # fmt: skip
+                        )
+                        continue
+                    pg = await asyncio.to_thread(run_pgbench, binary, dsn, script, drivers, seconds)
+                    print(
+                        f"pgbench   clients={pg.clients:<2} seconds={pg.seconds} transactions={pg.transactions} "
+                        f"tps={pg.tps:.1f} latency={pg.latency_ms:.2f} ms",
+                        flush=True,
+                    )
+                    ratio = stepwise.transitions_per_second / pg.tps
+                    print(
+                        f"ratio c={drivers}: stepwise transitions/s / pgbench tps = "
+                        f"{stepwise.transitions_per_second:.1f} / {pg.tps:.1f} = {ratio:.3f} "
+                        f"(goal >= {GOALS[drivers]})",
+                        flush=True,
+                    )
+                    targets.append(Target(f"engine_c{drivers}_vs_pgbench", ratio, GOALS[drivers], "x", True))
+        finally:
+            await engine.db.dispose()
+    print_targets(targets)
+    return targets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.engine_throughput", description=__doc__)
+    parser.add_argument("--instances", type=int, default=None, help="instances per run (both concurrencies)")
+    parser.add_argument("--instances-c1", type=int, default=400)
+    parser.add_argument("--instances-c16", type=int, default=1200)
+    args = parser.parse_args()
+    c1 = args.instances or args.instances_c1
+    c16 = args.instances or args.instances_c16
+    asyncio.run(run(c1, c16))
+
+
+if __name__ == "__main__":
+    main()

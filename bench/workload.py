@@ -1,0 +1,102 @@
+"""The approval workload: start → user task → signal → next user task → signal → end.
+
+Three committed transitions per instance (start, two signals), driven in-process by concurrent
+asyncio drivers sharing one engine, exactly as the server's requests share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from engine.builder import WorkflowBuilder
+from engine.catalog import default_registry
+from engine.runner import Engine
+from engine.state import InstanceStatus
+from engine.storage.database import Database
+from engine.storage.directory import DirectoryRepository
+
+DEFINITION_KEY = "bench_approval"
+TRANSITIONS_PER_INSTANCE = 3
+START_INPUT = {"entityType": "Invoice", "entityName": "INV-2026-0001", "amount": 1250.5, "currency": "EUR"}
+DECISION = {"decision": "approved", "comment": "within budget"}
+ARCHIVE = {"box": 4, "shelf": "B"}
+
+
+def approval_definition() -> dict[str, Any]:
+    b = WorkflowBuilder(DEFINITION_KEY, title="Bench approval")
+    with b.milestone("review", "Review"):
+        with b.step("decide", "Decide"):
+            b.user_task(
+                "approvalDecision",
+                name="Approval Decision",
+                signal="approval_signal",
+                schema_type="userTask.approval",
+                title="Approve {{ entityType }}: {{ entityName }}",
+                description="Review {{ entityName }} for {{ startedBy.id }}",
+                assign_to_role="approver",
+                store_as="approvalResult",
+                priority="high",
+            )
+        with b.step("wrap_up", "Wrap up"):
+            b.user_task("archive", title="Archive {{ entityName }}", assign_to_role="clerk", store_as="archived")
+    b.edge("approvalDecision", "archive")
+    return b.to_json()
+
+
+async def prepare_engine(url: str) -> Engine:
+    """An engine on ``url`` with the workload's users and definition deployed."""
+    engine = Engine(Database(url), default_registry())
+    async with engine.db.transaction() as session:
+        directory = DirectoryRepository(session)
+        now = engine.clock.now()
+        await directory.save_user("alice", "Alice Adams", "alice@example.com", ["requester"], [], now)
+        await directory.save_user("bob", "Bob Brown", "bob@example.com", ["approver"], [], now)
+        await directory.save_user("carol", "Carol Clark", "carol@example.com", ["clerk"], [], now)
+    await engine.deploy(approval_definition(), "alice")
+    return engine
+
+
+async def one_instance(engine: Engine) -> None:
+    instance = await engine.start(DEFINITION_KEY, START_INPUT, "alice")
+    instance = await engine.send_signal(instance.id, "approvalDecision", DECISION, "bob")
+    instance = await engine.send_signal(instance.id, "archive", ARCHIVE, "carol")
+    if instance.status is not InstanceStatus.COMPLETED:
+        raise RuntimeError(f"instance {instance.id} ended {instance.status}, not COMPLETED")
+
+
+@dataclass(frozen=True)
+class Run:
+    drivers: int
+    instances: int
+    seconds: float
+    transitions_per_instance: int = TRANSITIONS_PER_INSTANCE
+
+    @property
+    def instances_per_second(self) -> float:
+        return self.instances / self.seconds
+
+    @property
+    def transitions_per_second(self) -> float:
+        return self.instances * self.transitions_per_instance / self.seconds
+
+
+async def drive(work: Any, instances: int, drivers: int) -> Run:
+    """Run ``await work()`` ``instances`` times from ``drivers`` concurrent drivers; time the whole."""
+    remaining = instances
+
+    async def driver() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await work()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(driver() for _ in range(drivers)))
+    return Run(drivers=drivers, instances=instances, seconds=time.perf_counter() - started)
+
+
+async def run_stepwise(engine: Engine, instances: int, drivers: int) -> Run:
+    return await drive(lambda: one_instance(engine), instances, drivers)
