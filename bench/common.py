@@ -60,7 +60,7 @@ class Target:
 
     @property
     def goal_text(self) -> str:
-        return (">=" if self.higher_is_better else "<=") + self._value(self.goal)
+        return (">=" if self.higher_is_better else "<=") + f"{self.goal:g}{self.unit}"
 
     def line(self) -> str:
         verdict = "PASS" if self.passed else "MISS"

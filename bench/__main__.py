@@ -1,0 +1,95 @@
+"""``python -m bench`` (``make bench``): every benchmark in turn, then one summary table.
+
+The output ends with one line per target, exactly ``target: NAME measured=X goal=Y PASS`` (or
+``MISS``). A benchmark that fails prints its targets as ``MISS`` with ``measured=n/a`` and the error.
+``--huge`` adds the 1M-task inbox size (about two more minutes of loading); ``--quick`` runs every
+benchmark at a small size to check that they work (its figures are not the ones to quote).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+
+from bench import engine_throughput, graphql_overhead, inbox_scaling, peer_engine, push_memory
+from bench.common import Target, print_summary
+
+BUDGET_SECONDS = 600
+
+
+def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitable[list[Target]]], list[Target]]]:
+    """(name, run, the targets to report as MISS if it fails) for each benchmark, in order."""
+    quick = args.quick
+    sizes = [2_000, 10_000] if quick else [10_000, 100_000] + ([1_000_000] if args.huge else [])
+    largest, smallest = inbox_scaling.label(max(sizes)), inbox_scaling.label(min(sizes))
+    inbox_names = [f"{q}_p99_{largest}" for q in ("inbox_tasks", "step_metrics")]
+    inbox_names += [f"{q}_p99_{largest}_vs_{smallest}" for q in ("inbox_tasks", "step_metrics")]
+    return [
+        (
+            engine_throughput.NAME,
+            lambda: engine_throughput.run(50 if quick else 400, 100 if quick else 1200),
+            [Target(f"engine_c{c}_vs_pgbench", None, g, "x", True) for c, g in engine_throughput.GOALS.items()],
+        ),
+        (
+            peer_engine.NAME,
+            lambda: peer_engine.run(30 if quick else 200, 60 if quick else 400),
+            [Target(f"peer_c{c}_vs_spiffworkflow", None, peer_engine.GOAL, "x", True) for c in (1, 16)],
+        ),
+        (
+            inbox_scaling.NAME,
+            lambda: inbox_scaling.run(sizes, 100 if quick else 400),
+            [Target(n, None, inbox_scaling.P99_GOAL_MS, "ms", False) for n in inbox_names[:2]]
+            + [Target(n, None, inbox_scaling.RATIO_GOAL, "x", False) for n in inbox_names[2:]],
+        ),
+        (
+            graphql_overhead.NAME,
+            lambda: graphql_overhead.run(3 if quick else 15, 2 if quick else 10),
+            [Target("graphql_vs_bare_route", None, graphql_overhead.GOAL, "x", True)],
+        ),
+        (
+            push_memory.NAME,
+            lambda: push_memory.run(2 if quick else 5, 20 if quick else 200),
+            [push_memory.push_latency_target(), Target("server_rss_idle", None, push_memory.RSS_GOAL_MB, "MB", False)],
+        ),
+    ]
+
+
+async def run_all(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    selected = set(args.only.split(",")) if args.only else None
+    targets: list[Target] = []
+    for name, run, fallback in benchmarks(args):
+        if selected is not None and name not in selected:
+            continue
+        began = time.perf_counter()
+        try:
+            targets += await run()
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            traceback.print_exc()
+            reason = f"the {name} benchmark failed: {type(exc).__name__}: {exc}"
+            targets += [Target(t.name, None, t.goal, t.unit, t.higher_is_better, reason) for t in fallback]
+        print(f"({name} took {time.perf_counter() - began:.0f} s)", flush=True)
+    total = time.perf_counter() - started
+    budget = "within" if total <= BUDGET_SECONDS else "OVER"
+    print(f"\nall benchmarks took {total:.0f} s ({budget} the {BUDGET_SECONDS} s budget)")
+    if not args.huge and not args.quick:
+        print("the 1M-task inbox size is behind --huge (make bench BENCH_ARGS=--huge): loading it takes ~2 minutes")
+    if args.quick:
+        print("--quick: small sizes to check the benchmarks run; do not quote these figures")
+    print_summary(targets, total)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--huge", action="store_true", help="add the 1M-task inbox size (~2 minutes more)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: check that everything runs")
+    names = [engine_throughput.NAME, peer_engine.NAME, inbox_scaling.NAME, graphql_overhead.NAME, push_memory.NAME]
+    parser.add_argument("--only", help=f"comma-separated subset of: {','.join(names)}")
+    asyncio.run(run_all(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
