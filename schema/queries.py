@@ -6,10 +6,11 @@ from datetime import datetime
 from enum import Enum
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.scalars import JSON
 
 from engine import permissions, state
-from engine.errors import NotFoundError
+from engine.errors import NotFoundError, ValidationError
 from engine.services import visible_task
 from engine.storage.inbox import TaskOrderField as EngineOrderField
 from engine.storage.inbox import TaskQuery, search_tasks
@@ -74,13 +75,31 @@ def task_query(filter: TaskFilter | None, order: TaskOrder | None) -> TaskQuery:
     )  # fmt: skip
 
 
+def bad_user_input(exc: ValidationError) -> GraphQLError:
+    """A query's bad argument: a top-level error (queries have no result union) the client must fix.
+
+    ``extensions.code`` is ``BAD_USER_INPUT`` (so it is not masked as a bug) and ``fieldErrors``
+    names each offending argument, like ``ValidationFailed`` does for mutations.
+    """
+    field_errors = [{"field": f.field, "message": f.message, "code": f.code} for f in exc.field_errors]
+    return GraphQLError(exc.message, extensions={"code": "BAD_USER_INPUT", "fieldErrors": field_errors})
+
+
+async def task_connection(info: Info, query: TaskQuery, first: int, after: str | None) -> TaskConnection:
+    """A page of the tasks the viewer may see that match ``query``; bad paging arguments are BAD_USER_INPUT."""
+    try:
+        async with info.context.engine.db.read() as session:
+            tasks, total, has_next = await search_tasks(session, info.context.user, query, first, after)
+    except ValidationError as exc:
+        raise bad_user_input(exc) from exc
+    return TaskConnection.of(tasks, total, has_next, query.order_by)
+
+
 async def visible_step_tasks(
     info: Info, step: state.StepInstance, assigned_to_me: bool, show_completed: bool, first: int, after: str | None
 ) -> TaskConnection:
     query = TaskQuery(step_instance_id=step.id, assigned_to_me=assigned_to_me, include_completed=show_completed)
-    async with info.context.engine.db.read() as session:
-        tasks, total, has_next = await search_tasks(session, info.context.user, query, first, after)
-    return TaskConnection.of(tasks, total, has_next, query.order_by)
+    return await task_connection(info, query, first, after)
 
 
 @strawberry.type
@@ -105,10 +124,7 @@ class Query:
         self, info: Info, filter: TaskFilter | None = None, order_by: TaskOrder | None = None, first: int = 50,
         after: str | None = None,
     ) -> TaskConnection:  # fmt: skip
-        query = task_query(filter, order_by)
-        async with info.context.engine.db.read() as session:
-            tasks, total, has_next = await search_tasks(session, info.context.user, query, first, after)
-        return TaskConnection.of(tasks, total, has_next, query.order_by)
+        return await task_connection(info, task_query(filter, order_by), first, after)
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="A step page: metrics and tasks.")
     async def step_instance(self, info: Info, id: strawberry.ID) -> StepInstance | None:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine import permissions
 from engine.definitions import Priority
 from engine.errors import FieldError, ValidationError
-from engine.state import PRIORITY_RANK, Task, TaskKind, TaskStatus, User
+from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
 from engine.storage.models import instances, tasks
 from engine.storage.tasks import task_from_row
 
@@ -91,15 +91,29 @@ def encode_cursor(task: Task, field: TaskOrderField) -> str:
 
 
 def _decode_cursor(cursor: str, field: TaskOrderField) -> tuple[Any, str]:
+    """The (sort value, id) a cursor of ``field``'s ordering holds; anything else is the client's error.
+
+    Every value is checked before it reaches SQL: a tampered cursor must be a validation error, not a
+    driver error (PostgreSQL refuses a string for the priority rank; a naive timestamp cannot be stored).
+    """
     try:
         kind, value, task_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         if kind != field.value or not isinstance(task_id, str):
-            raise ValueError("cursor belongs to another ordering")
-        if field is not TaskOrderField.PRIORITY:
-            value = datetime.fromisoformat(value)
-        return value, task_id
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise ValidationError("after is not a cursor of this query", [FieldError("after", str(exc))]) from exc
+            raise ValueError(f"it is not a cursor of an ordering by {field.value}")
+        if field is TaskOrderField.PRIORITY:
+            if type(value) is not int or value not in PRIORITY_BY_RANK:
+                raise ValueError("its priority is not a priority rank")
+            return value, task_id
+        if not isinstance(value, str):
+            raise ValueError("its timestamp is not a string")
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("its timestamp has no UTC offset")
+        return moment, task_id
+    except (ValueError, TypeError) as exc:  # binascii, Unicode and JSON decoding errors are ValueErrors
+        raise ValidationError(
+            f"after is not a cursor of this query: {exc}", [FieldError("after", str(exc), "INVALID_CURSOR")]
+        ) from exc
 
 
 def _conditions(viewer: User, query: TaskQuery) -> list[ColumnElement[bool]]:
@@ -134,7 +148,13 @@ async def search_tasks(
 ) -> tuple[list[Task], int, bool]:
     """A page of visible tasks: ``(tasks, total_count, has_next_page)``."""
     if not 0 <= first <= MAX_PAGE:
-        raise ValidationError(f"first must be between 0 and {MAX_PAGE}", [FieldError("first", "out of range")])
+        raise ValidationError(
+            f"first must be between 0 and {MAX_PAGE}, not {first}",
+            [FieldError("first", "out of range", "OUT_OF_RANGE")],
+        )
+    if query.due_before is not None and query.due_before.tzinfo is None:
+        message = "dueBefore needs a UTC offset, e.g. 2026-01-05T09:00:00Z"
+        raise ValidationError(message, [FieldError("filter.dueBefore", message, "INVALID_FORMAT")])
     where = _conditions(viewer, query)
     total = int(await session.scalar(select(func.count()).select_from(tasks).where(*where)) or 0)
     sort = _sort_column(query.order_by)
@@ -148,6 +168,7 @@ async def search_tasks(
             else or_(sort > bound, and_(sort == bound, tasks.c.id > task_id))
         )
     ordering = (sort.desc(), tasks.c.id.desc()) if query.descending else (sort.asc(), tasks.c.id.asc())
-    rows = (await session.execute(page.order_by(*ordering).limit(first + 1))).all() if first else []
+    # One row more than asked tells whether another page follows (``first: 0`` too: a count-only query).
+    rows = (await session.execute(page.order_by(*ordering).limit(first + 1))).all()
     found = [task_from_row(row) for row in rows[:first]]
     return found, total, len(rows) > first
