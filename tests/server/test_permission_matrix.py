@@ -4,7 +4,8 @@ candidate, starter and stranger — and the README's "Permissions" table says th
 Every task here belongs to role ``approver`` in an instance alice started, so the columns never
 overlap: dana (admin), carol (manager), erin after carol's ``assignTask`` (assignee: no role, no
 group, only the assignment), bob (candidate, on an unassigned task), alice (starter), and erin
-again where nothing was assigned to her (stranger).
+again where nothing was assigned to her (stranger). The retry row's task is the exception: a failed
+system task in an instance alice started, which names no role at all.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.executors import BUILTIN_EXECUTORS
+from engine.executors.base import ExecutionContext, HostPolicy
 from engine.runner import Engine
+from engine.worker import Worker
 from server.auth import issue_token
 from server.settings import Settings
 from tests.server.conftest import GraphQL
@@ -26,7 +30,7 @@ from tests.server.conftest import GraphQL
 ROLES = ("admin", "manager", "assignee", "candidate", "starter", "stranger")
 USERS = {"admin": "dana", "manager": "carol", "assignee": "erin", "candidate": "bob", "starter": "alice",
          "stranger": "erin"}  # fmt: skip
-OK, FORBIDDEN, HIDDEN, HOLDS = "✓", "Forbidden", "NotFound", "InvalidState"
+OK, FORBIDDEN, HIDDEN, HOLDS, NA = "✓", "Forbidden", "NotFound", "InvalidState", "n/a"
 
 #                               admin      manager    assignee   candidate  starter    stranger
 WORK = (FORBIDDEN, FORBIDDEN, OK, OK, FORBIDDEN, HIDDEN)
@@ -46,6 +50,7 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "deploy a definition": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "send a raw signal": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
     "cancel a workflow": (OK, OK, FORBIDDEN, FORBIDDEN, OK, HIDDEN),
+    "retry a failed system task": (OK, FORBIDDEN, NA, NA, FORBIDDEN, HIDDEN),
 }
 
 DEFINITIONS = {
@@ -57,6 +62,10 @@ DEFINITIONS = {
     "upload": {"key": "matrix_upload", "start": "papers", "nodes": [
         {"id": "papers", "type": "userTask", "schemaType": "userTask.documentUpload", "assignToRole": "approver",
          "documents": [{"key": "scan", "label": "Scan", "accept": ["application/pdf"]}]}]},
+    # Nothing listens on port 9 (discard): the one attempt fails at once, and the task is FAILED.
+    "system": {"key": "matrix_system", "start": "call", "nodes": [
+        {"id": "call", "type": "http", "config": {"method": "GET", "url": "http://127.0.0.1:9/"},
+         "retry": {"maxAttempts": 1}}]},
 }  # fmt: skip
 PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n%%EOF\n"
 SUCCESSES = {"TaskSuccess", "TaskMessageSuccess", "DocumentsSuccess", "WorkflowSuccess", "StartWorkflowSuccess",
@@ -227,6 +236,43 @@ async def cancel(scene: Scene) -> str:
     return await scene.run("cancelWorkflow", query, id=scene.instance_id)
 
 
+RETRY = """mutation($id: ID!) { retryTask(input: {taskId: $id}) {
+  __typename ... on TaskSuccess { task { status } } ... on Error { message } } }"""
+
+
+async def failed_system_task(scene: Scene) -> None:
+    """alice's instance whose http task used its one attempt: the task and the instance are FAILED.
+    The server's embedded worker is off in tests; this is the worker ``stepwise worker`` runs."""
+    await scene.start("system", assign=False)
+    async with httpx.AsyncClient() as http:
+        context = ExecutionContext(http=http, clock=scene.engine.clock, host_policy=HostPolicy())
+        worker = Worker(scene.engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
+        assert await worker.run_once() == 1
+    query = "query($id: ID!) { task(id: $id) { kind status assignedRole assignedGroup assignee { id } } }"
+    task = (await scene.gql(query, user="dana", id=scene.task_id))["data"]["task"]
+    assert task == {"kind": "SYSTEM", "status": "FAILED", "assignedRole": None, "assignedGroup": None,
+                    "assignee": None}  # fmt: skip
+
+
+async def retry(scene: Scene) -> str:
+    """A system task has no role or group, so no candidates, and cannot be assigned, so no assignee:
+    those two cells are n/a, and that is what they check."""
+    await failed_system_task(scene)
+    if scene.role == "candidate":
+        claim = "mutation($id: ID!) { claimTask(input: {taskId: $id}) { __typename } }"
+        assert (await scene.gql(claim, user="bob", id=scene.task_id))["data"]["claimTask"]["__typename"] == "NotFound"
+        return NA  # bob holds role approver, which the task does not name: he cannot even see it
+    if scene.role == "assignee":
+        refused = await scene.gql(ASSIGN, user="carol", id=scene.task_id, to="erin")
+        assert refused["data"]["assignTask"]["__typename"] == "InvalidState", refused
+        return NA
+    result = await scene.run("retryTask", RETRY, id=scene.task_id)
+    if result == OK:
+        again = await scene.gql("query($id: ID!) { task(id: $id) { status } }", user="dana", id=scene.task_id)
+        assert again["data"]["task"]["status"] == "PENDING", "re-queued for the worker"
+    return result
+
+
 ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "see a task, its messages and documents": see,
     "claim": claim,
@@ -243,6 +289,7 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "deploy a definition": deploy,
     "send a raw signal": send_signal,
     "cancel a workflow": cancel,
+    "retry a failed system task": retry,
 }
 CELLS = [(action, role, MATRIX[action][i]) for action in MATRIX for i, role in enumerate(ROLES)]
 
