@@ -93,6 +93,12 @@ def print_summary(targets: Sequence[Target], seconds: float | None = None) -> No
 # -- printing --------------------------------------------------------------------------------------
 
 
+def line_buffered() -> None:
+    """Print each line as it comes, also into a pipe or a log file (the runs are long)."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+
+
 def heading(title: str) -> None:
     print()
     print("#" * 78)

@@ -22,7 +22,15 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import Target, heading, print_environment, print_targets, sqlalchemy_url, temporary_database
+from bench.common import (
+    Target,
+    heading,
+    line_buffered,
+    print_environment,
+    print_targets,
+    sqlalchemy_url,
+    temporary_database,
+)
 from bench.workload import TRANSITIONS_PER_INSTANCE, Run, prepare_engine, run_stepwise
 
 NAME = "engine_throughput"
@@ -171,6 +179,7 @@ async def run(instances_c1: int, instances_c16: int, min_seconds: int = 5) -> li
 
 
 def main() -> None:
+    line_buffered()
     parser = argparse.ArgumentParser(prog="python -m bench.engine_throughput", description=__doc__)
     parser.add_argument("--instances", type=int, default=None, help="instances per run (both concurrencies)")
     parser.add_argument("--instances-c1", type=int, default=400)

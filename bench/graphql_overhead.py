@@ -44,6 +44,7 @@ from bench.common import (
     Target,
     free_port,
     heading,
+    line_buffered,
     percentile,
     print_environment,
     print_targets,
@@ -116,6 +117,7 @@ def create_bench_app() -> Starlette:
     cached_schema = strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=getattr(shipped, "subscription", None),
         extensions=[*shipped.extensions, lambda: ParserCache(maxsize=256), lambda: ValidationCache(maxsize=256)],
         config=StrawberryConfig(auto_camel_case=True),
     )
@@ -290,6 +292,7 @@ async def run(seconds: int, lever_seconds: int) -> list[Target]:
 
 
 def main() -> None:
+    line_buffered()
     parser = argparse.ArgumentParser(prog="python -m bench.graphql_overhead", description=__doc__)
     parser.add_argument("--seconds", type=int, default=15, help="load duration per target route")
     parser.add_argument("--lever-seconds", type=int, default=10, help="load duration per lever (0: skip levers)")

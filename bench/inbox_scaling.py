@@ -32,6 +32,7 @@ from bench.common import (
     Target,
     free_port,
     heading,
+    line_buffered,
     percentile,
     print_environment,
     print_targets,
@@ -222,6 +223,7 @@ async def run(sizes: Sequence[int], samples: int) -> list[Target]:
 
 
 def main() -> None:
+    line_buffered()
     parser = argparse.ArgumentParser(prog="python -m bench.inbox_scaling", description=__doc__)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated task counts (ascending)")
     parser.add_argument("--huge", action="store_true", help="add the 1M size (about 2 minutes more to load)")

@@ -17,7 +17,15 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench.common import Target, heading, print_environment, print_targets, sqlalchemy_url, temporary_database
+from bench.common import (
+    Target,
+    heading,
+    line_buffered,
+    print_environment,
+    print_targets,
+    sqlalchemy_url,
+    temporary_database,
+)
 from bench.workload import ARCHIVE, DECISION, START_INPUT, Run, drive, prepare_engine, run_stepwise
 from engine.storage.database import Database
 
@@ -155,6 +163,7 @@ async def run(instances_c1: int, instances_c16: int) -> list[Target]:
 
 
 def main() -> None:
+    line_buffered()
     parser = argparse.ArgumentParser(prog="python -m bench.peer_engine", description=__doc__)
     parser.add_argument("--instances", type=int, default=None, help="instances per run (both concurrencies)")
     parser.add_argument("--instances-c1", type=int, default=200)

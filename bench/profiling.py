@@ -28,7 +28,7 @@ import httpx
 from pyinstrument import Profiler
 from sqlalchemy import event
 
-from bench.common import heading, print_environment, sqlalchemy_url, temporary_database
+from bench.common import heading, line_buffered, print_environment, sqlalchemy_url, temporary_database
 from bench.inbox_scaling import INBOX_QUERY, SECRET, STEP_QUERY, bearer
 from bench.seed import VIEWER, VIEWER_ROLE, Loaded, inbox_definition, load_directory, load_tasks
 from bench.workload import TRANSITIONS_PER_INSTANCE, prepare_engine, run_stepwise
@@ -212,6 +212,7 @@ async def profile_inbox(requests: int) -> None:
 
 
 def main() -> None:
+    line_buffered()
     parser = argparse.ArgumentParser(prog="python -m bench.profiling", description=__doc__)
     parser.add_argument("what", choices=["engine", "inbox"])
     parser.add_argument("--instances", type=int, default=200)
