@@ -45,6 +45,7 @@ from bench.common import (
     ROOT,
     ServerProcess,
     Target,
+    cpu_seconds,
     free_port,
     heading,
     line_buffered,
@@ -320,11 +321,13 @@ async def push(
         print(f"warm-up: one change per role; {live}/{len(subscribers)} subscribers had theirs after {waited:.1f} s")
         rounds = min(len(ids) for ids in by_role.values())
         changes = [(role, by_role[role][number]) for number in range(1, rounds) for role in ROLES]
+        cpu_before = [cpu_seconds(s.pid) for s in servers]
         seconds, mutation_ms, failures = await claim_all(servers, changes, rate)
         wanted: dict[str, set[str]] = defaultdict(set)
         for role, task in changes:
             wanted[role].add(task)
         drained = await wait_for(subscribers, wanted, timeout=30)
+        server_cpu = sum(cpu_seconds(s.pid) - before for s, before in zip(servers, cpu_before, strict=True))
         rss = [rss_mb(s.pid) for s in servers]
     finally:
         for s in subscribers:
@@ -358,6 +361,10 @@ async def push(
         f"commit -> receive (upper bound, from occurredAt): p50={p50:.1f} ms p90={percentile(latencies, 90):.1f} ms "
         f"p99={p99:.1f} ms max={max(latencies):.1f} ms; per subscriber p99: median "
         f"{percentile(per_subscriber_p99, 50):.1f} ms, worst {max(per_subscriber_p99):.1f} ms"
+    )
+    print(
+        f"server CPU for the changes and their deliveries: {server_cpu:.1f} s over both processes = "
+        f"{server_cpu * 1000 / max(1, len(latencies) - missing):.2f} ms per delivery (mutations included)"
     )
     print(f"rss with {len(subscribers) // 2} subscribers each: A {rss[0]:.1f} MB, B {rss[1]:.1f} MB")
     return Target("push_latency_p99", p99 if math.isfinite(p99) else None, PUSH_GOAL_MS, "ms", False,

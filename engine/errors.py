@@ -8,7 +8,9 @@ StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── ValidationError           VALIDATION_FAILED: bad input; ``field_errors`` names each field
 │   └── DefinitionError       VALIDATION_FAILED: a workflow definition failed validation
 ├── AuthenticationError       UNAUTHENTICATED: missing, invalid or expired credentials
-└── ConcurrentUpdateError     CONCURRENT_UPDATE: lost an optimistic-lock race; the caller may retry
+├── ConcurrentUpdateError     CONCURRENT_UPDATE: lost an optimistic-lock race; the caller may retry
+├── SubscriptionLimitError    TOO_MANY_SUBSCRIPTIONS: the user already holds as many live subscriptions as allowed
+└── SubscriberOverflowError   SUBSCRIBER_OVERFLOW: a subscriber fell too far behind; resume from ``resume_after``
 """
 
 from __future__ import annotations
@@ -83,6 +85,26 @@ class ConcurrentUpdateError(StepwiseError):
     """An optimistic-lock check failed because another transaction changed the row first."""
 
     code = "CONCURRENT_UPDATE"
+
+
+class SubscriptionLimitError(StepwiseError):
+    """The user already holds as many live subscriptions as this server process allows."""
+
+    code = "TOO_MANY_SUBSCRIPTIONS"
+
+
+class SubscriberOverflowError(StepwiseError):
+    """A subscriber did not keep up and its bounded queue overflowed; the subscription has ended.
+
+    ``resume_after`` is the id of the last event it was given (or where it started): subscribing
+    again after it misses nothing.
+    """
+
+    code = "SUBSCRIBER_OVERFLOW"
+
+    def __init__(self, message: str, resume_after: int) -> None:
+        super().__init__(message)
+        self.resume_after = resume_after
 
 
 class ExecutionFailedError(StepwiseError):

@@ -135,6 +135,7 @@ class Engine:
             await transition.advance([Token(id=new_id(), node_id=definition.start)])
             finished = transition.finish()
             await InstanceRepository(session).update(finished, expected_revision=instance.revision)
+            await transition.write_events()
         await self._after_commit(transition)
         return finished
 
@@ -163,6 +164,7 @@ class Engine:
                     result = await action(transition)
                     finished = transition.finish()
                     await repository.update(finished, expected_revision=instance.revision)
+                    await transition.write_events()  # last: the event lock is held only until commit
                 await self._after_commit(transition)
                 return result, finished
             except ConcurrentUpdateError:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.definitions import Node, OnDue, WorkflowDefinition
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
+from engine.events import write_events
 from engine.registry import NodeContext, Registry
 from engine.state import (
     InstanceStatus,
@@ -31,7 +32,7 @@ from engine.state import (
 )
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
 from engine.templates import evaluate_condition, render_text
 
 log = logging.getLogger(__name__)
@@ -64,14 +65,21 @@ class Transition:
         self.events = TaskEventRepository(session)
         self.instances = InstanceRepository(session)
         self.events_written = 0
+        self.pending_events: list[NewTaskEvent] = []
         self._starter: User | None = None
         self.outcome: tuple[InstanceStatus, str | None] | None = None
 
     # -- tasks -----------------------------------------------------------------------------
 
     async def record(self, kind: TaskEventKind, task: Task, data: Mapping[str, Any] | None = None) -> None:
-        await self.events.add(kind, task, self.actor_id, self.now, data)
+        """Record an event; :meth:`write_events` writes them all as the transaction's last step."""
+        self.pending_events.append(NewTaskEvent(kind, task, self.actor_id, self.now, data))
         self.events_written += 1
+
+    async def write_events(self) -> None:
+        """Write the recorded events just before commit (see :mod:`engine.events` for why last)."""
+        await write_events(self.session, self.pending_events)
+        self.pending_events.clear()
 
     async def update_task(self, task: Task, event: TaskEventKind, **values: Any) -> Task:
         """Change a task at its current revision and record the event; a lost race is a conflict."""

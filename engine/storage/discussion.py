@@ -35,6 +35,13 @@ class TaskDetailsRepository:
             found[row.task_id].append(TaskMessage(row.id, row.task_id, row.author_id, row.body, row.posted_at))
         return found
 
+    async def get_messages(self, message_ids: Collection[str]) -> dict[str, TaskMessage]:
+        query = select(task_messages).where(task_messages.c.id.in_(list(message_ids)))
+        return {
+            row.id: TaskMessage(row.id, row.task_id, row.author_id, row.body, row.posted_at)
+            for row in await self.session.execute(query)
+        }
+
     async def add_document(self, document: Document) -> None:
         await self.session.execute(documents.insert().values(**_document_values(document)))
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -247,29 +247,45 @@ class TaskRepository:
         return metrics
 
 
+@dataclass(frozen=True)
+class NewTaskEvent:
+    """An event a transition recorded and has not written yet (see :func:`engine.events.write_events`)."""
+
+    kind: TaskEventKind
+    task: Task
+    actor_id: str | None
+    at: datetime
+    data: Mapping[str, Any] | None = None
+
+
 class TaskEventRepository:
+    """Task events, ids increasing. Writers go through :func:`engine.events.write_events`, which keeps
+    id order equal to commit order on PostgreSQL (readers rely on it)."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(
-        self,
-        kind: TaskEventKind,
-        task: Task,
-        actor_id: str | None,
-        at: datetime,
-        data: Mapping[str, Any] | None = None,
-    ) -> None:
-        await self.session.execute(
-            task_events.insert().values(
-                kind=kind.value,
-                task_id=task.id,
-                step_instance_id=task.step_instance_id,
-                workflow_instance_id=task.workflow_instance_id,
-                actor_id=actor_id,
-                occurred_at=at,
-                data=dict(data) if data else None,
-            )
-        )
+    async def add_many(self, events: Sequence[NewTaskEvent]) -> int:
+        """Insert ``events`` in order with one statement; returns the highest id they got."""
+        rows = [
+            {
+                "kind": e.kind.value,
+                "task_id": e.task.id,
+                "step_instance_id": e.task.step_instance_id,
+                "workflow_instance_id": e.task.workflow_instance_id,
+                "actor_id": e.actor_id,
+                "occurred_at": e.at,
+                "data": dict(e.data) if e.data else None,
+            }  # fmt: skip
+            for e in events
+        ]
+        ids = (await self.session.execute(task_events.insert().values(rows).returning(task_events.c.id))).scalars()
+        return int(max(ids))
+
+    async def latest_id(self) -> int:
+        """The highest event id committed so far (0 when there are none)."""
+        latest = await self.session.scalar(select(func.max(task_events.c.id)))
+        return int(latest or 0)
 
     async def after(self, event_id: int, limit: int = 500) -> list[TaskEvent]:
         query = select(task_events).where(task_events.c.id > event_id).order_by(task_events.c.id).limit(limit)
