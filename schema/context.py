@@ -9,6 +9,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from engine.documents import BlobStore, DocumentService
 from engine.errors import AuthenticationError
+from engine.events import EventHub
 from engine.runner import Engine
 from engine.services import WorkflowService
 from engine.state import User
@@ -25,6 +26,10 @@ class Context:
     response: Any = None
     connection_params: dict[str, Any] = field(default_factory=dict)
     blobs: BlobStore | None = None
+    events: EventHub | None = None
+    subscription_limit: int | None = None
+    """Live subscriptions allowed on one connection (a WebSocket's context lasts the connection)."""
+    live_subscriptions: int = 0
 
     @property
     def user(self) -> User:

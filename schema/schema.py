@@ -1,4 +1,4 @@
-"""The schema object: queries and mutations, with bugs masked and authentication errors kept."""
+"""The schema object: queries, mutations and subscriptions, with bugs masked and authentication errors kept."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
+from schema.subscriptions import Subscription
 
 
 @strawberry.type
@@ -28,5 +29,9 @@ def _should_mask(error: GraphQLError) -> bool:
 def build_schema(mask_errors: bool = True) -> strawberry.Schema:
     extensions = [lambda: MaskErrors(should_mask_error=_should_mask)] if mask_errors else []
     return strawberry.Schema(
-        query=Query, mutation=Mutation, extensions=extensions, config=StrawberryConfig(auto_camel_case=True)
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=StrawberryConfig(auto_camel_case=True),
     )

@@ -15,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from engine.catalog import default_registry
 from engine.clock import Clock
 from engine.documents import BlobStore
+from engine.events import EventHub
 from engine.runner import Engine
 from engine.storage.database import Database
 from engine.storage.migrations import current_revision, head_revision, upgrade
@@ -55,13 +56,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     db = Database(settings.database_url)
     engine = Engine(db, default_registry(), clock=clock, settings=settings.template_settings)
     blobs = BlobStore(settings.files_dir)
-    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), engine, settings, blobs)
+    events = EventHub(
+        db, queue_size=settings.subscription_queue_size, max_per_user=settings.subscriptions_per_user,
+        poll_seconds=settings.events_poll_seconds,
+    )  # fmt: skip
+    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), engine, settings, blobs, events)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(db.dispose)
             await prepare_database(db, settings)
+            await stack.enter_async_context(events.running())
+            engine.commit_listeners.append(events.on_commit)
+            stack.callback(engine.commit_listeners.remove, events.on_commit)
             if settings.dev:
                 await stack.enter_async_context(running_mailbox(mailbox, settings.dev_mailbox_port))
             if settings.embedded_worker:
@@ -95,6 +103,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     app.state.engine = engine
     app.state.blobs = blobs
+    app.state.events = events
     app.state.settings = settings
     return app
 

@@ -1,4 +1,4 @@
-"""The ``stepwise`` command (DESIGN §6): serve, worker, db upgrade, demo load, token, definitions deploy."""
+"""The ``stepwise`` command (DESIGN §6): serve, worker, db upgrade, demo load, token, subscribe, definitions deploy."""
 
 from __future__ import annotations
 
@@ -120,6 +120,47 @@ def token(user: str, ttl_minutes: int | None) -> None:
         raise click.ClickException(f"no user {user!r} in the directory (try `stepwise demo load`)")
     ttl = timedelta(minutes=ttl_minutes) if ttl_minutes else None
     click.echo(issue_token(settings, user, ttl))
+
+
+SUBSCRIBE_EVENTS = """subscription($after: String) { taskEvents(after: $after) {
+  cursor kind occurredAt actor { id } task { id title status assignee { id } } } }"""
+SUBSCRIBE_NOTIFICATIONS = """subscription { notifications {
+  cursor kind occurredAt actor { id } task { id title status assignee { id } } } }"""
+
+
+@main.command()
+@click.argument("user")
+@click.option("--url", default="ws://127.0.0.1:8000/graphql", show_default=True, help="The server's GraphQL socket.")
+@click.option("--after", default=None, help="A cursor: first replay what committed after it.")
+@click.option("--notifications", is_flag=True, help="Only changes others make to USER's tasks.")
+def subscribe(user: str, url: str, after: str | None, notifications: bool) -> None:
+    """Print the task events USER may see as they commit, one JSON line each, until interrupted.
+
+    Signs a token for USER with STEPWISE_SECRET_KEY, so it must match the server's.
+    """
+    from gql import Client, GraphQLRequest
+    from gql.transport.websockets import WebsocketsTransport
+
+    transport = WebsocketsTransport(
+        url=url, init_payload={"authorization": f"Bearer {issue_token(Settings.from_env(), user)}"},
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+    )  # fmt: skip
+    request = GraphQLRequest(SUBSCRIBE_EVENTS, variable_values={"after": after})
+    if notifications:
+        request = GraphQLRequest(SUBSCRIBE_NOTIFICATIONS)
+
+    async def run() -> None:
+        async with Client(transport=transport) as session:
+            click.echo(f"subscribed at {url} as {user}; Ctrl-C stops", err=True)
+            async for result in session.subscribe(request):
+                click.echo(json.dumps(next(iter(result.values()))))
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # connection refused, authentication, a bad cursor: say it plainly
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.group()

@@ -15,6 +15,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from engine.documents import BlobStore
 from engine.errors import AuthenticationError
+from engine.events import EventHub
 from engine.runner import Engine
 from schema.context import Context
 from schema.loaders import DataLoaders
@@ -32,16 +33,28 @@ class StepwiseGraphQL(GraphQL[Context, None]):
     anonymous and gets ``UNAUTHENTICATED``. So no CSRF header is required of clients.
     """
 
-    def __init__(self, schema: strawberry.Schema, engine: Engine, settings: Settings, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        schema: strawberry.Schema,
+        engine: Engine,
+        settings: Settings,
+        blobs: BlobStore,
+        events: EventHub | None = None,
+    ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             multipart_uploads_enabled=True,
+            # Legacy graphql-ws clients get "ka" messages; graphql-transport-ws clients ping and
+            # Strawberry pongs; uvicorn pings at the WebSocket level under both.
+            keep_alive=True,
+            keep_alive_interval=settings.ws_keepalive_seconds,
         )
         self.engine = engine
         self.settings = settings
         self.blobs = blobs
+        self.events = events
 
     @overload
     async def run(self, request: Request, context: Context = UNSET, root_value: None = UNSET) -> Response: ...
@@ -61,7 +74,8 @@ class StepwiseGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = Context(engine=self.engine, loaders=DataLoaders.create(self.engine), request=request,
-                          response=response, blobs=self.blobs)  # fmt: skip
+                          response=response, blobs=self.blobs, events=self.events,
+                          subscription_limit=self.settings.subscriptions_per_connection)  # fmt: skip
         if isinstance(request, Request):
             await self._authenticate(context, request.headers.get("authorization"))
         return context

@@ -57,6 +57,11 @@ class Settings:
     http_allow: tuple[str, ...] = ()
     http_deny: tuple[str, ...] = HostPolicy().deny
     mask_errors: bool = True
+    subscriptions_per_connection: int = 20
+    subscriptions_per_user: int = 50
+    subscription_queue_size: int = 1000
+    ws_keepalive_seconds: float = 15.0
+    events_poll_seconds: float = 5.0
     template_settings: Mapping[str, Any] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
 
@@ -83,6 +88,13 @@ class Settings:
             http_allow=_list("STEPWISE_HTTP_ALLOW", defaults.http_allow),
             http_deny=_list("STEPWISE_HTTP_DENY", defaults.http_deny),
             mask_errors=_flag("STEPWISE_MASK_ERRORS", defaults.mask_errors),
+            subscriptions_per_connection=int(
+                env("STEPWISE_SUBSCRIPTIONS_PER_CONNECTION", str(defaults.subscriptions_per_connection))
+            ),
+            subscriptions_per_user=int(env("STEPWISE_SUBSCRIPTIONS_PER_USER", str(defaults.subscriptions_per_user))),
+            subscription_queue_size=int(env("STEPWISE_SUBSCRIPTION_QUEUE_SIZE", str(defaults.subscription_queue_size))),
+            ws_keepalive_seconds=float(env("STEPWISE_WS_KEEPALIVE_SECONDS", str(defaults.ws_keepalive_seconds))),
+            events_poll_seconds=float(env("STEPWISE_EVENTS_POLL_SECONDS", str(defaults.events_poll_seconds))),
             template_settings=_json_object("STEPWISE_TEMPLATE_SETTINGS"),
             secrets={k: str(v) for k, v in _json_object("STEPWISE_SECRETS").items()},
         )
