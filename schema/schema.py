@@ -20,9 +20,13 @@ class Mutation(WorkflowMutations, TaskMutations, DocumentMutations):
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    """Keep errors clients must act on (authentication, malformed requests); mask bugs."""
-    if error.original_error is None:
-        return False  # parse and validation errors describe the client's request
+    """Keep errors clients must act on (authentication, malformed requests); mask bugs.
+
+    An error without a path never reached a resolver: it is a parse, validation or variable-coercion
+    error about the client's own request (``Variable '$first' got invalid value``), so it is shown.
+    """
+    if error.original_error is None or error.path is None:
+        return False
     return not (error.extensions or {}).get("code")
 
 

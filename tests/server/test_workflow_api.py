@@ -148,3 +148,20 @@ async def test_start_with_bad_input_or_unknown_definition(gql: GraphQL, bad_inpu
     missing = await gql(START, user="alice", key="nope", input={})
     assert missing["data"]["startWorkflow"] == {"__typename": "NotFound", "code": "NOT_FOUND",
                                                 "message": "no workflow definition 'nope'"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "words"),
+    [
+        ("query($f: Int) { tasks(first: $f) { totalCount } }", {"f": "x"}, "$f"),
+        ("query($s: [TaskStatus!]) { tasks(filter: {status: $s}) { totalCount } }", {"s": ["NOPE"]}, "NOPE"),
+        ("query($d: DateTime) { tasks(filter: {dueBefore: $d}) { totalCount } }", {"d": "soon"}, "$d"),
+        (START, {"key": 5}, "$key"),
+    ],
+)
+async def test_wrongly_typed_variables_are_explained_not_masked(
+    gql: GraphQL, query: str, variables: dict, words: str
+) -> None:
+    body = await gql(query, user="alice", **variables)
+    [error] = body["errors"]
+    assert words in error["message"] and "Unexpected error" not in error["message"]
