@@ -20,13 +20,14 @@ import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 from pyinstrument import Profiler
-from sqlalchemy import event
+from sqlalchemy import bindparam, event, insert, select
 
 from bench.common import heading, line_buffered, print_environment, sqlalchemy_url, temporary_database
 from bench.inbox_scaling import INBOX_QUERY, SECRET, STEP_QUERY, bearer
@@ -35,6 +36,7 @@ from bench.workload import TRANSITIONS_PER_INSTANCE, prepare_engine, run_stepwis
 from engine.catalog import default_registry
 from engine.runner import Engine
 from engine.storage.database import Database
+from engine.storage.models import task_events, tasks
 from server.app import create_app
 from server.settings import Settings
 
@@ -211,18 +213,202 @@ async def profile_inbox(requests: int) -> None:
                 await profiled("stepInstance{metrics}", requests, "request", lambda: send(step, requests), counter)
 
 
+# -- evidence for the proposals (README "Performance"): nothing here changes engine/schema/server code ----
+
+
+async def statement_costs(count: int = 2000) -> None:
+    """CPU per statement: a Core statement built per call on the AsyncSession (what the repositories do),
+    a prebuilt one on the session and on its connection, and asyncpg's own prepared statement."""
+    await print_environment()
+
+    async def timed(label: str, call: Callable[[], Awaitable[Any]]) -> None:
+        for _ in range(100):
+            await call()
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(count):
+            await call()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(f"    {label:<74} CPU {cpu / count * 1e6:5.0f} us  wall {wall / count * 1e6:5.0f} us")
+
+    async with temporary_database("profile_statements") as dsn:
+        db = Database(sqlalchemy_url(dsn))
+        now = datetime.now(UTC)
+        event_row = {"kind": "CREATED", "task_id": "t", "step_instance_id": "s", "workflow_instance_id": "w",
+                     "actor_id": "a", "occurred_at": now, "data": None}  # fmt: skip
+        prebuilt = select(tasks).where(
+            tasks.c.workflow_instance_id == bindparam("w"), tasks.c.token_id == bindparam("t")
+        )
+        insert_event = insert(task_events)
+        heading(f"profile: one statement, {count} times (a SELECT by two columns; an INSERT of a task event)")
+        try:
+            async with db.transaction() as session:
+                connection = await session.connection()
+                await connection.exec_driver_sql("ALTER TABLE task_events DROP CONSTRAINT fk_task_events_task_id_tasks")
+
+                def built() -> Any:
+                    return select(tasks).where(tasks.c.workflow_instance_id == "w", tasks.c.token_id == "t")
+
+                await timed(
+                    "SELECT: built per call, AsyncSession.execute (as shipped)", lambda: session.execute(built())
+                )
+                await timed("SELECT: prebuilt + bindparams, AsyncSession.execute",
+                            lambda: session.execute(prebuilt, {"w": "w", "t": "t"}))  # fmt: skip
+                await timed("SELECT: prebuilt + bindparams, AsyncConnection.execute",
+                            lambda: connection.execute(prebuilt, {"w": "w", "t": "t"}))  # fmt: skip
+                await timed("INSERT: insert().values(**row) per call, AsyncSession.execute (as shipped)",
+                            lambda: session.execute(task_events.insert().values(**event_row)))  # fmt: skip
+                await timed("INSERT: prebuilt insert(), AsyncConnection.execute(row)",
+                            lambda: connection.execute(insert_event, event_row))  # fmt: skip
+                raise _Rollback
+        except _Rollback:
+            pass
+        finally:
+            await db.dispose()
+        raw = await asyncpg.connect(dsn)
+        try:
+            async with raw.transaction():
+                await raw.execute("ALTER TABLE task_events DROP CONSTRAINT fk_task_events_task_id_tasks")
+                fetch = await raw.prepare("SELECT * FROM tasks WHERE workflow_instance_id = $1 AND token_id = $2")
+                add = await raw.prepare(
+                    "INSERT INTO task_events (kind, task_id, step_instance_id, workflow_instance_id, actor_id, "
+                    "occurred_at, data) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                )
+                await timed("SELECT: asyncpg prepared statement", lambda: fetch.fetch("w", "t"))
+                await timed("INSERT: asyncpg prepared statement", lambda: add.fetch(*event_row.values()))
+        finally:
+            await raw.close()
+
+
+class _Rollback(Exception):
+    pass
+
+
+INBOX_VISIBILITY = (
+    "(assigned_user_id = $1 OR workflow_instance_id IN (SELECT id FROM workflow_instances WHERE started_by = $1) "
+    "OR assigned_role IN ('approver'))"
+)
+OPEN_FOR_ROLE = "assigned_role = 'approver' AND status NOT IN ('COMPLETED', 'CANCELLED')"
+INBOX_SQL = {
+    "count, as shipped": f"SELECT count(*) FROM tasks WHERE {INBOX_VISIBILITY} AND {OPEN_FOR_ROLE}",
+    "page, as shipped": f"SELECT * FROM tasks WHERE {INBOX_VISIBILITY} AND {OPEN_FOR_ROLE} "
+    "ORDER BY created_at, id LIMIT 51",
+    "count, visibility implied by the role filter": f"SELECT count(*) FROM tasks WHERE $1::text IS NOT NULL AND "
+    f"{OPEN_FOR_ROLE}",
+}
+PARTIAL_INDEX = (
+    "CREATE INDEX ix_tasks_role_open ON tasks (assigned_role, created_at, id) "
+    "WHERE status NOT IN ('COMPLETED', 'CANCELLED')"
+)
+
+
+async def inbox_sql(size: int) -> None:
+    """The inbox page's SQL (statuses as literals) on ``size`` tasks, before and after the proposed index."""
+    await print_environment()
+    async with temporary_database("profile_inbox_sql") as dsn:
+        engine = Engine(Database(sqlalchemy_url(dsn)), default_registry())
+        await engine.deploy(inbox_definition(), VIEWER)
+        await engine.db.dispose()
+        connection = await asyncpg.connect(dsn)
+        try:
+            await load_directory(connection)
+            await load_tasks(connection, size, seed=1, loaded=Loaded())
+            await connection.execute("VACUUM ANALYZE tasks")
+            heading(f"profile: inbox SQL on {size} tasks, 50 runs each")
+            for phase in ("the shipped indexes", "+ " + PARTIAL_INDEX):
+                if phase.startswith("+"):
+                    await connection.execute(PARTIAL_INDEX)
+                    await connection.execute("VACUUM ANALYZE tasks")
+                print(f"with {phase}:")
+                for name, sql in INBOX_SQL.items():
+                    times = []
+                    for _ in range(55):
+                        started = time.perf_counter()
+                        await connection.fetch(sql, VIEWER)
+                        times.append((time.perf_counter() - started) * 1000)
+                    times = sorted(times[5:])
+                    plan = [row[0] for row in await connection.fetch(f"EXPLAIN {sql}", VIEWER)]
+                    scans = [line.strip().split("  (")[0] for line in plan if "Scan" in line or "->  Sort" in line]
+                    print(f"    {name:<46} p50 {times[25]:7.2f} ms  p99 {times[-1]:7.2f} ms  {' / '.join(scans)}")
+        finally:
+            await connection.close()
+
+
+async def engine_what_if(instances: int) -> None:
+    """CPU and statements per transition as shipped, and with three changes simulated by patching (in this
+    process only): no pool pre-ping, no starter lookup per transition, the latest definition cached."""
+    import engine.storage.database as database_module
+    from engine.runner import Engine as RunnerEngine
+    from engine.transition import Transition
+
+    await print_environment()
+    patches: set[str] = set()
+    create, load_starter, definition = (
+        database_module.create_async_engine, Transition.load_starter, RunnerEngine.definition
+    )  # fmt: skip
+
+    def create_engine(url: str, **kwargs: Any) -> Any:
+        if "no pre-ping" in patches:
+            kwargs["pool_pre_ping"] = False
+        return create(url, **kwargs)
+
+    async def maybe_load_starter(self: Transition) -> None:
+        if "no starter lookup" not in patches:
+            await load_starter(self)
+
+    async def cached_definition(self: RunnerEngine, key: str, version: int | None = None) -> Any:
+        if "latest definition cached" in patches and version is None:
+            latest: dict[str, Any] = self.__dict__.setdefault("_bench_latest", {})
+            if key not in latest:
+                latest[key] = await definition(self, key)
+            return latest[key]
+        return await definition(self, key, version)
+
+    database_module.create_async_engine = create_engine  # type: ignore[assignment]
+    Transition.load_starter = maybe_load_starter  # type: ignore[method-assign]
+    RunnerEngine.definition = cached_definition  # type: ignore[method-assign]
+    heading(f"profile: what if (simulated by patching, {instances} instances at c=1 per row)")
+    steps = ["as shipped", "no pre-ping", "no starter lookup", "latest definition cached"]
+    for number, step in enumerate(steps):
+        if number:
+            patches.add(step)
+        async with temporary_database("profile_what_if") as dsn:
+            engine = await prepare_engine(sqlalchemy_url(dsn))
+            counter = SqlCounter(engine.db)
+            try:
+                await run_stepwise(engine, 20, 4)
+                counter.statements.clear()
+                cpu = time.process_time()
+                run = await run_stepwise(engine, instances, 1)
+                cpu = time.process_time() - cpu
+            finally:
+                await engine.db.dispose()
+        transitions = instances * TRANSITIONS_PER_INSTANCE
+        label = step if not number else "+ " + step
+        print(
+            f"    {label:<28} statements/transition {sum(counter.statements.values()) / transitions:5.1f}  "
+            f"CPU/transition {cpu * 1000 / transitions:5.2f} ms  transitions/s {run.transitions_per_second:6.1f}"
+        )
+
+
 def main() -> None:
     line_buffered()
     parser = argparse.ArgumentParser(prog="python -m bench.profiling", description=__doc__)
-    parser.add_argument("what", choices=["engine", "inbox"])
+    parser.add_argument("what", choices=["engine", "inbox", "statements", "inbox-sql", "what-if"])
     parser.add_argument("--instances", type=int, default=200)
     parser.add_argument("--drivers", type=int, default=1)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--size", type=int, default=100_000, help="inbox-sql: tasks to load")
     args = parser.parse_args()
     if args.what == "engine":
         asyncio.run(profile_engine(args.instances, args.drivers))
-    else:
+    elif args.what == "inbox":
         asyncio.run(profile_inbox(args.requests))
+    elif args.what == "statements":
+        asyncio.run(statement_costs())
+    elif args.what == "inbox-sql":
+        asyncio.run(inbox_sql(args.size))
+    else:
+        asyncio.run(engine_what_if(args.instances))
 
 
 if __name__ == "__main__":
