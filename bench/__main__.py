@@ -53,7 +53,7 @@ def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitab
             push_memory.NAME,
             lambda: push_memory.run(2 if quick else 5, 100 if quick else 1000, 40 if quick else 200, 10.0),
             [
-                push_memory.push_latency_target("failed"),
+                push_memory.push_latency_target("failed", 100 if quick else 1000),
                 Target("server_rss_idle", None, push_memory.RSS_GOAL_MB, "MB", False),
             ],
         ),
