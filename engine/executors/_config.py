@@ -95,10 +95,12 @@ def check_mapping(
     return problems
 
 
-def bad_config(problems: list[str], secrets: Mapping[str, str]) -> ExecutionFailedError:
-    """The error for a rendered config that does not hold up: retrying cannot fix it."""
-    message = redact_text("invalid config: " + "; ".join(problems), secrets)
-    return ExecutionFailedError(message, non_retryable=True)
+def require_valid(problems: list[str], secrets: Mapping[str, str]) -> None:
+    """Refuse a rendered config that does not hold up (the deploy-time checks, again, on real values):
+    retrying cannot fix it, so the attempt fails for good."""
+    if problems:
+        message = redact_text("invalid config: " + "; ".join(problems), secrets)
+        raise ExecutionFailedError(message, non_retryable=True)
 
 
 def as_text(value: Any) -> str:

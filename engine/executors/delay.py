@@ -15,7 +15,7 @@ from typing import Any
 import isodate
 
 from engine.definitions import Node
-from engine.executors._config import bad_config, check_keys, pending
+from engine.executors._config import check_keys, pending, require_valid
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 
 KEYS = ("duration", "until")
@@ -75,9 +75,7 @@ class DelayExecutor:
 
     async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
         config = request.config
-        problems = config_problems(config, rendered=True)
-        if problems:
-            raise bad_config(problems, request.secrets)
+        require_valid(config_problems(config, rendered=True), request.secrets)
         if "duration" in config:
             until: datetime = request.task_created_at + parse_duration(str(config["duration"]))
         else:

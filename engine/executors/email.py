@@ -24,7 +24,7 @@ import aiosmtplib
 
 from engine.definitions import Node
 from engine.errors import ExecutionFailedError
-from engine.executors._config import bad_config, check_keys, check_string, check_string_list
+from engine.executors._config import check_keys, check_string, check_string_list, require_valid
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 from engine.executors.redaction import redact, redact_text
 
@@ -91,9 +91,7 @@ class EmailExecutor:
 
     async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
         config, secrets = request.config, request.secrets
-        problems = config_problems(config, rendered=True)
-        if problems:
-            raise bad_config(problems, secrets)
+        require_valid(config_problems(config, rendered=True), secrets)
         if not context.smtp_url:
             raise ExecutionFailedError("no SMTP server is configured (set STEPWISE_SMTP_URL)", non_retryable=True)
         try:

@@ -30,13 +30,13 @@ from engine.definitions import Node
 from engine.errors import ExecutionFailedError
 from engine.executors._config import (
     as_text,
-    bad_config,
     check_int,
     check_keys,
     check_mapping,
     check_string,
     check_url,
     pending,
+    require_valid,
 )
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 from engine.executors.hostpolicy import enforce_host_policy
@@ -88,9 +88,7 @@ class GraphQLExecutor:
 
     async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
         config, secrets = request.config, request.secrets
-        problems = config_problems(config, rendered=True)
-        if problems:
-            raise bad_config(problems, secrets)
+        require_valid(config_problems(config, rendered=True), secrets)
         url = httpx.URL(str(config["url"]))
         headers = {str(k): as_text(v) for k, v in dict(config.get("headers") or {}).items()}
         headers = {k: v for k, v in headers.items() if k.lower() != "idempotency-key"}

@@ -28,13 +28,13 @@ from engine.definitions import Node
 from engine.errors import ExecutionFailedError
 from engine.executors._config import (
     as_text,
-    bad_config,
     check_int,
     check_keys,
     check_mapping,
     check_string,
     check_url,
     pending,
+    require_valid,
 )
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 from engine.executors.hostpolicy import enforce_host_policy
@@ -154,9 +154,7 @@ class HttpExecutor:
 
     async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
         secrets = request.secrets
-        problems = config_problems(request.config, rendered=True)
-        if problems:
-            raise bad_config(problems, secrets)
+        require_valid(config_problems(request.config, rendered=True), secrets)
         call = _Call.from_config(request.config, request.task_id)
         recorded = redact(call.recorded(request.config), secrets)
         label = redact_text(f"{call.method} {call.url}", secrets)

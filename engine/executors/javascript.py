@@ -29,7 +29,7 @@ from typing import Any
 
 from engine.definitions import Node
 from engine.errors import ExecutionFailedError
-from engine.executors._config import bad_config, check_int, check_keys, check_string
+from engine.executors._config import check_int, check_keys, check_string, require_valid
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 from engine.executors.redaction import redact, redact_text
 
@@ -76,9 +76,7 @@ class JavaScriptExecutor:
 
     async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
         config, secrets = request.config, request.secrets
-        problems = config_problems(config, rendered=True)
-        if problems:
-            raise bad_config(problems, secrets)
+        require_valid(config_problems(config, rendered=True), secrets)
         code = str(config["code"])
         timeout_ms = int(config.get("timeoutMs", DEFAULT_TIMEOUT_MS))
         memory_mb = int(config.get("memoryMb", DEFAULT_MEMORY_MB))
