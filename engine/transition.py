@@ -39,6 +39,22 @@ log = logging.getLogger(__name__)
 _TASK_FIELDS = frozenset(f.name for f in fields(Task))
 
 
+def template_variables(
+    data: Mapping[str, Any],
+    started_by: str,
+    starter: User | None,
+    settings: Mapping[str, Any],
+    secrets: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """What templates and conditions see: the instance data, ``startedBy`` and ``settings``, plus
+    ``secrets`` only where a system task's config is rendered for a call (never for stored text)."""
+    variables = {**data, "startedBy": starter.to_template() if starter else {"id": started_by},
+                 "settings": dict(settings)}  # fmt: skip
+    if secrets is not None:
+        variables["secrets"] = dict(secrets)
+    return variables
+
+
 class Transition:
     """Mutable working state of one instance inside one database transaction."""
 
@@ -268,8 +284,7 @@ class Transition:
 
     def variables(self) -> dict[str, Any]:
         """What templates and conditions see: the data, ``startedBy`` and ``settings`` (never secrets)."""
-        starter = self._starter.to_template() if self._starter else {"id": self.instance.started_by}
-        return {**self.data, "startedBy": starter, "settings": dict(self.settings)}
+        return template_variables(self.data, self.instance.started_by, self._starter, self.settings)
 
     def finish(self) -> WorkflowInstance:
         """The instance as this transition leaves it, with its status derived from the tokens."""

@@ -27,7 +27,7 @@ from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
 from engine.templates import render_value
-from engine.transition import Transition
+from engine.transition import Transition, template_variables
 
 log = logging.getLogger(__name__)
 DEFAULT_RETRY = RetryPolicy()
@@ -167,12 +167,7 @@ class Worker:
             starter = await DirectoryRepository(session).get_user(instance.started_by)
         definition = await self.engine.definition(instance.definition_key, instance.definition_version)
         node = definition.node(task.node_id)
-        variables: dict[str, Any] = {
-            **instance.data,
-            "startedBy": starter.to_template() if starter else {"id": instance.started_by},
-            "settings": dict(self.engine.settings),
-            "secrets": dict(self.secrets),
-        }
+        variables = template_variables(instance.data, instance.started_by, starter, self.engine.settings, self.secrets)
         try:
             config = render_value(dict(node.config), variables)
         except Exception as exc:  # a template that fails at run time is a configuration error: no retry helps
