@@ -1,46 +1,11 @@
 """Real time (DESIGN §4): committed task events, pushed to subscribers the moment they commit.
 
-Writing
--------
-A :class:`~engine.transition.Transition` buffers the events it records and the engine writes them
-with :func:`write_events` as the transaction's last statements, just before ``COMMIT``. On
-PostgreSQL that function
-
-1. takes the transaction-level advisory lock ``pg_advisory_xact_lock(EVENT_LOCK_KEY)``;
-2. inserts the events (ids from the table's identity sequence);
-3. runs ``NOTIFY stepwise_events, '<highest id>'`` — ids, not payloads, so the 8 KB limit never
-   bites. PostgreSQL delivers a notification when its transaction commits and drops it on
-   rollback, so it can neither announce an event nobody can read nor be lost after the commit.
-
-Why the lock: sequence order is not commit order. A transaction holding id 10 may commit after one
-holding id 11, and a reader that had already moved its cursor past 11 would never see 10. Under the
-lock, taking ids and committing are one critical section, and PostgreSQL releases a transaction's
-locks only after its commit is visible; so whoever takes the lock next gets higher ids *and*
-commits later. Ids then become visible in increasing order, and a reader needs nothing but one
-integer cursor (``id > cursor``) — which is also what a client's resume cursor is.
-
-What it costs: event-writing transactions serialize for lock → insert → notify → commit (three
-statements plus the commit's WAL flush); the transition's real work (its row locks, reads and task
-writes) still runs in parallel, before the lock. PostgreSQL already serializes the commits of
-transactions that NOTIFY (``PreCommit_Notify`` in ``async.c`` holds a cluster-wide lock until after
-commit, to queue notifications in commit order), so the lock only adds the insert and the notify to
-a critical section that exists anyway. Measured on the development machine (PostgreSQL 15, two
-loaded CPUs, ``synchronous_commit=on``): 16 clients each claiming and saving tasks of their own
-instances, 6 interleaved rounds of 320 transitions, medians 110 transitions/s with the lock and 97
-without — no difference that stands out of the noise; the commit's WAL flush dominates both.
-
-The alternatives, rejected: a watermark on transaction ids (an ``xid8`` column and
-``pg_snapshot_xmin``) needs a schema change and lets any long write transaction hold back every
-subscriber; tracking gaps and re-reading them for a grace period is unsound (a transaction slower
-than the grace is skipped for good) and sees a gap for every rolled-back id, which are common here
-(lost races are retried).
-
-SQLite has one writer at a time (``BEGIN IMMEDIATE``), so there id order is commit order already.
+How events are written and read back is :mod:`engine.event_log`; this module fans them out.
 
 Reading
 -------
 One :class:`EventHub` per server process. It reads each committed event once (with its task as it is
-now, the instance's starter, and the message of ``MESSAGE_POSTED``) and fans it out in memory to
+now, the instance's starter, the users it mentions and the message of ``MESSAGE_POSTED``) and fans it out in memory to
 its subscribers' bounded queues. It is woken by the engine's commit listener (every commit of this
 process, and all of SQLite's real-time signalling), on PostgreSQL by its single ``LISTEN``
 connection (:mod:`engine.storage.listener`; other processes' commits), and by a poll while nothing
@@ -53,54 +18,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.errors import SubscriberOverflowError, SubscriptionLimitError
+from engine.event_log import CHANNEL, EVENT_LOCK_KEY, Batch, Delivery, load_deliveries, write_events
 from engine.permissions import can_see_task, is_candidate
-from engine.state import Task, TaskEvent, TaskEventKind, TaskMessage, User
+from engine.state import TaskEventKind, User
 from engine.storage.database import Database
-from engine.storage.discussion import TaskDetailsRepository
-from engine.storage.instances import InstanceRepository
 from engine.storage.listener import Connect, Listener, connect_to
-from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
+from engine.storage.tasks import TaskEventRepository
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "stepwise_events"
-EVENT_LOCK_KEY = 0x5354_4550_5749_5345  # "STEPWISE": the only advisory lock Stepwise takes
-
-
-async def write_events(session: AsyncSession, events: Sequence[NewTaskEvent]) -> int | None:
-    """Insert ``events`` as the transaction's last work; on PostgreSQL under the event lock, with a NOTIFY.
-
-    Returns the highest id written (None when there was nothing to write).
-    """
-    if not events:
-        return None
-    on_postgres = (await session.connection()).dialect.name == "postgresql"
-    if on_postgres:
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOCK_KEY})
-    latest = await TaskEventRepository(session).add_many(events)
-    if on_postgres:
-        await session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": CHANNEL, "id": str(latest)})
-    return latest
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A committed event with what subscribers need to judge and show it: the task as it is now (not
-    as it was at the event), its instance's starter and, for ``MESSAGE_POSTED``, the message."""
-
-    event: TaskEvent
-    task: Task
-    started_by: str
-    message: TaskMessage | None = None
+# Writers and readers of the log import these from here too.
+__all__ = [
+    "CHANNEL", "EVENT_LOCK_KEY", "Batch", "Delivery", "EventFilter", "EventHub", "load_deliveries", "write_events",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -145,41 +80,6 @@ class EventFilter:
             and (self.task_id is None or event.task_id == self.task_id)
             and (self.role is None or task.assigned_role == self.role)
         )
-
-
-@dataclass(frozen=True)
-class Batch:
-    deliveries: list[Delivery]
-    read_through: int
-    """The highest event id read (the starting cursor when there was none)."""
-    full: bool
-    """The read hit its limit: there may be more."""
-
-
-async def load_deliveries(db: Database, after: int, limit: int) -> Batch:
-    """Events committed after ``after`` (at most ``limit``), each with its task as it is now."""
-    async with db.read() as session:
-        events = await TaskEventRepository(session).after(after, limit)
-        if not events:
-            return Batch([], after, False)
-        tasks = await TaskRepository(session).get_many({e.task_id for e in events})
-        instances = await InstanceRepository(session).get_many({e.workflow_instance_id for e in events})
-        message_ids = {message_id for e in events if (message_id := _message_id(e)) is not None}
-        messages = await TaskDetailsRepository(session).get_messages(message_ids) if message_ids else {}
-    deliveries = []
-    for event in events:
-        task, instance = tasks.get(event.task_id), instances.get(event.workflow_instance_id)
-        if task is None or instance is None:  # deleted since (cascade): nothing left to show
-            continue
-        message_id = _message_id(event)
-        message = messages.get(message_id) if message_id is not None else None
-        deliveries.append(Delivery(event, task, instance.started_by, message))
-    return Batch(deliveries, events[-1].id, len(events) == limit)
-
-
-def _message_id(event: TaskEvent) -> str | None:
-    value: Any = event.data.get("messageId") if event.kind is TaskEventKind.MESSAGE_POSTED else None
-    return value if isinstance(value, str) else None
 
 
 class _Overflowed(Exception):
@@ -409,7 +309,8 @@ class EventHub:
 
     async def _catch_up(self) -> None:
         while True:
-            batch = await load_deliveries(self.db, self._cursor, self.batch_size)
+            # With nobody subscribed (most commits of a quiet server) the users are not worth reading.
+            batch = await load_deliveries(self.db, self._cursor, self.batch_size, with_users=bool(self._subscribers))
             # Publishing and moving the cursor happen without an await in between, so a subscriber
             # joining sees every event either already fanned out (id <= cursor) or still to come.
             for delivery in batch.deliveries:

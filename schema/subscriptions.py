@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import weakref
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import datetime
@@ -22,6 +23,7 @@ from graphql import GraphQLError
 
 from engine.errors import NotFoundError, StepwiseError, SubscriberOverflowError
 from engine.events import Delivery, EventFilter
+from engine.runner import Engine
 from engine.services import visible_task
 from schema.context import Info
 from schema.loaders import DataLoaders
@@ -80,6 +82,24 @@ class TaskEvent:
         )  # fmt: skip
 
 
+_event_loaders: weakref.WeakKeyDictionary[Delivery, DataLoaders] = weakref.WeakKeyDictionary()
+
+
+def event_loaders(engine: Engine, delivery: Delivery) -> DataLoaders:
+    """The DataLoaders every subscriber shares for one delivered event, primed with the users it names.
+
+    A delivery is one read of an event, fanned out as one object: sharing its loaders means a nested
+    field is looked up once per event, not once per subscriber, and still shows the state as of that
+    event (never an earlier event's cache). A replay reads its own deliveries, so gets its own. The
+    entry goes when the last subscriber is done with the delivery.
+    """
+    loaders = _event_loaders.get(delivery)
+    if loaders is None:
+        loaders = _event_loaders[delivery] = DataLoaders.create(engine)
+        loaders.users.prime_many(delivery.users)
+    return loaders
+
+
 def _error(exc: StepwiseError) -> GraphQLError:
     extensions: dict[str, object] = {"code": exc.code}
     if isinstance(exc, SubscriberOverflowError):
@@ -101,9 +121,9 @@ async def _deliveries(info: Info, filter: EventFilter, after: int | None = None)
     try:
         async with aclosing(context.events.stream(user, filter, after)) as deliveries:
             async for delivery in deliveries:
-                # A connection's context lives as long as the connection: fresh loaders per event,
+                # A connection's context lives as long as the connection: the event's own loaders,
                 # so nested fields show the state now, not what an earlier event cached.
-                context.loaders = DataLoaders.create(context.engine)
+                context.loaders = event_loaders(context.engine, delivery)
                 yield delivery
     except StepwiseError as exc:
         raise _error(exc) from exc
