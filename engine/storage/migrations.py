@@ -34,7 +34,8 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
-    async with db.engine.begin() as connection:
+    # Alembic manages the transactions itself: a migration may step outside one (CREATE INDEX CONCURRENTLY).
+    async with db.engine.connect() as connection:
         await connection.run_sync(run)
 
 
