@@ -6,7 +6,9 @@ schema, the CLI and the tests all get the same answers.
 
 from __future__ import annotations
 
-from engine.state import Task, TaskKind, TaskStatus, User
+from collections.abc import Iterable
+
+from engine.state import Task, TaskKind, TaskStatus, User, WorkflowInstance
 
 
 def is_supervisor(user: User) -> bool:
@@ -23,6 +25,13 @@ def is_candidate(user: User, task: Task) -> bool:
 
 def can_see_task(user: User, task: Task, started_by: str) -> bool:
     return is_supervisor(user) or task.assigned_user_id == user.id or is_candidate(user, task) or started_by == user.id
+
+
+def can_see_instance(user: User, instance: WorkflowInstance, tasks: Iterable[Task]) -> bool:
+    """The starter, a supervisor, or whoever may see one of its tasks (``tasks``: the instance's)."""
+    if is_supervisor(user) or instance.started_by == user.id:
+        return True
+    return any(can_see_task(user, task, instance.started_by) for task in tasks)
 
 
 def _is_open_user_task(task: Task) -> bool:

@@ -58,10 +58,10 @@ class WorkflowService:
             instance = await InstanceRepository(session).get(workflow_instance_id)
             if instance is None:
                 raise NotFoundError(f"no workflow instance {workflow_instance_id}")
-            if permissions.is_supervisor(user) or instance.started_by == user.id:
+            if permissions.can_see_instance(user, instance, ()):
                 return instance
             tasks = await TaskRepository(session).find_by_instance(workflow_instance_id)
-        if any(permissions.can_see_task(user, task, instance.started_by) for task in tasks):
+        if permissions.can_see_instance(user, instance, tasks):
             return instance
         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
 from engine.documents import BlobStore, DocumentService
@@ -14,6 +16,9 @@ from engine.runner import Engine
 from engine.services import WorkflowService
 from engine.state import User
 from schema.loaders import DataLoaders
+
+if TYPE_CHECKING:
+    from schema.reads import SharedReads
 
 
 @dataclass
@@ -30,6 +35,8 @@ class Context:
     subscription_limit: int | None = None
     """Live subscriptions allowed on one connection (a WebSocket's context lasts the connection)."""
     live_subscriptions: int = 0
+    reads: SharedReads | None = None
+    """A query's one read session (see schema.reads); None outside queries."""
 
     @property
     def user(self) -> User:
@@ -37,6 +44,10 @@ class Context:
         if self.viewer is None:
             raise self.authentication_error or AuthenticationError("authentication required: send a bearer token")
         return self.viewer
+
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session to read in: the query's shared one where there is one, else one of its own."""
+        return self.reads.session() if self.reads is not None else self.engine.db.read()
 
     @property
     def workflows(self) -> WorkflowService:

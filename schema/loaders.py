@@ -4,6 +4,7 @@ number of queries however many tasks it holds."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,11 +32,17 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+Sessions = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+"""Where a loader's batches read: a session of their own each, or a query's shared one."""
+
+
 def _loader(
-    engine: Engine, fetch: Callable[[AsyncSession, list[str]], Awaitable[Mapping[str, Any]]], default: Callable[[], V]
+    sessions: Sessions,
+    fetch: Callable[[AsyncSession, list[str]], Awaitable[Mapping[str, Any]]],
+    default: Callable[[], V],
 ) -> DataLoader[str, V]:
     async def load(keys: Sequence[str]) -> list[V]:
-        async with engine.db.read() as session:
+        async with sessions() as session:
             found = await fetch(session, list(keys))
         return [found.get(key, default()) for key in keys]
 
@@ -61,7 +68,9 @@ class DataLoaders:
     definitions: DataLoader[tuple[str, int], WorkflowDefinition]
 
     @classmethod
-    def create(cls, engine: Engine) -> DataLoaders:
+    def create(cls, engine: Engine, sessions: Sessions | None = None) -> DataLoaders:
+        read = sessions or engine.db.read
+
         async def definitions(keys: Sequence[tuple[str, int]]) -> list[WorkflowDefinition]:
             # The engine caches deployed versions (they never change); a cold cache costs one read
             # per distinct version, not one per task asking for it.
@@ -81,15 +90,15 @@ class DataLoaders:
             return grouped
 
         return cls(
-            users=_loader(engine, lambda s, ids: DirectoryRepository(s).get_users(ids), _none),
-            tasks=_loader(engine, lambda s, ids: TaskRepository(s).get_many(ids), _none),
-            instances=_loader(engine, lambda s, ids: InstanceRepository(s).get_many(ids), _none),
-            steps=_loader(engine, lambda s, ids: InstanceRepository(s).get_steps(ids), _none),
-            step_metrics=_loader(engine, lambda s, ids: TaskRepository(s).step_metrics(ids), StepMetrics),
-            instance_tasks=_loader(engine, instance_tasks, list),
-            instance_steps=_loader(engine, instance_steps, list),
-            messages=_loader(engine, lambda s, ids: TaskDetailsRepository(s).messages_of(ids), list),
-            documents=_loader(engine, lambda s, ids: TaskDetailsRepository(s).documents_of(ids), list),
-            attempts=_loader(engine, lambda s, ids: TaskDetailsRepository(s).attempts_of(ids), list),
+            users=_loader(read, lambda s, ids: DirectoryRepository(s).get_users(ids), _none),
+            tasks=_loader(read, lambda s, ids: TaskRepository(s).get_many(ids), _none),
+            instances=_loader(read, lambda s, ids: InstanceRepository(s).get_many(ids), _none),
+            steps=_loader(read, lambda s, ids: InstanceRepository(s).get_steps(ids), _none),
+            step_metrics=_loader(read, lambda s, ids: TaskRepository(s).step_metrics(ids), StepMetrics),
+            instance_tasks=_loader(read, instance_tasks, list),
+            instance_steps=_loader(read, instance_steps, list),
+            messages=_loader(read, lambda s, ids: TaskDetailsRepository(s).messages_of(ids), list),
+            documents=_loader(read, lambda s, ids: TaskDetailsRepository(s).documents_of(ids), list),
+            attempts=_loader(read, lambda s, ids: TaskDetailsRepository(s).attempts_of(ids), list),
             definitions=DataLoader(load_fn=definitions),
         )

@@ -88,7 +88,7 @@ def bad_user_input(exc: ValidationError) -> GraphQLError:
 async def task_connection(info: Info, query: TaskQuery, first: int, after: str | None) -> TaskConnection:
     """A page of the tasks the viewer may see that match ``query``; bad paging arguments are BAD_USER_INPUT."""
     try:
-        async with info.context.engine.db.read() as session:
+        async with info.context.read() as session:
             tasks, total, has_next = await search_tasks(session, info.context.user, query, first, after)
     except ValidationError as exc:
         raise bad_user_input(exc) from exc
@@ -128,14 +128,15 @@ class Query:
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="A step page: metrics and tasks.")
     async def step_instance(self, info: Info, id: strawberry.ID) -> StepInstance | None:
-        step = await info.context.loaders.steps.load(id)
+        loaders, user = info.context.loaders, info.context.user
+        step = await loaders.steps.load(id)
         if step is None:
             return None
-        user = info.context.user
-        if not permissions.is_supervisor(user):
-            try:
-                await info.context.workflows.visible_instance(user, step.workflow_instance_id)
-            except NotFoundError:
+        instance = await loaders.instances.load(step.workflow_instance_id)
+        assert instance is not None, "a step's instance always exists (foreign key)"
+        if not permissions.can_see_instance(user, instance, ()):
+            tasks = await loaders.instance_tasks.load(instance.id)
+            if not permissions.can_see_instance(user, instance, tasks):
                 return None
         return await StepInstance.from_domain(info, step)
 

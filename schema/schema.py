@@ -13,6 +13,7 @@ from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
+from schema.reads import ShareReadsPerQuery
 from schema.subscriptions import Subscription
 
 
@@ -35,7 +36,7 @@ def _should_mask(error: GraphQLError) -> bool:
 def build_schema(mask_errors: bool = True) -> strawberry.Schema:
     # Clients send the same few documents over and over; parsing and validating them again is most
     # of GraphQL's overhead on a small page (bench/graphql_overhead.py measured 1.4–2.1× with caches).
-    extensions: list[Any] = [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
+    extensions: list[Any] = [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512), ShareReadsPerQuery]
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
     return strawberry.Schema(

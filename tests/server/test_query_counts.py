@@ -83,3 +83,24 @@ async def test_an_inbox_page_costs_a_constant_number_of_statements(
     assert len(large) == len(small), "\n".join(large)
     queries = [s for s in large if s.strip().upper() != "BEGIN"]  # SQLite's explicit BEGIN per session
     assert len(queries) <= MAX_STATEMENTS, "\n".join(queries)
+
+
+async def test_a_query_reads_on_one_connection(app_engine: Engine, settings: Settings, clock: ManualClock) -> None:
+    """The page and all its nested batches share one read session: a checkout (with its BEGIN and
+    ROLLBACK) for authentication and one for the query, not one per DataLoader batch."""
+    await make_tasks(app_engine, 12)
+    app = create_app(settings, clock=clock)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stepwise.test") as client,
+    ):
+        pool = app.state.engine.db.engine.sync_engine.pool
+        checkouts: list[object] = []
+        event.listen(pool, "checkout", lambda *args: checkouts.append(args))
+        headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
+        for _ in range(2):  # the first also reads the definition into the engine's cache
+            checkouts.clear()
+            response = await client.post("/graphql", json={"query": PAGE, "variables": {"first": 12}}, headers=headers)
+            body = response.json()
+            assert "errors" not in body and len(body["data"]["tasks"]["edges"]) == 12, body
+    assert len(checkouts) == 2

@@ -1,0 +1,70 @@
+"""One read session for all of a GraphQL query's reads.
+
+A page's resolvers and DataLoaders read in several batches (the page, then its users, steps,
+instances…). Each batch on its own session costs a pool checkout, BEGIN and ROLLBACK round trips;
+sharing one session makes a page one transaction on one connection.
+
+Queries only: a mutation's payload must show what the mutation just committed, and a SQLite read
+transaction keeps the snapshot it began with. Subscriptions read per event (see schema.subscriptions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
+
+from engine.storage.database import Database
+from schema.loaders import DataLoaders
+
+if TYPE_CHECKING:
+    from schema.context import Context
+
+
+class SharedReads:
+    """Hands out one lazily opened read session, to one user at a time (a session is not concurrent)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._session: AsyncSession | None = None
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._lock:
+            if self._session is None:
+                self._session = AsyncSession(self._db.engine, expire_on_commit=False)
+            try:
+                yield self._session
+            except BaseException:
+                # A failed statement spoils the transaction (PostgreSQL): later reads start afresh.
+                await self._session.rollback()
+                raise
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class ShareReadsPerQuery(SchemaExtension):
+    """Gives each query operation a :class:`SharedReads`, and DataLoaders that read through it."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        execution = self.execution_context
+        context: Context = execution.context
+        if execution.operation_type is not OperationType.QUERY:
+            yield
+            return
+        reads = SharedReads(context.engine.db)
+        context.reads, context.loaders = reads, DataLoaders.create(context.engine, reads.session)
+        try:
+            yield
+        finally:
+            context.reads = None
+            await reads.close()
