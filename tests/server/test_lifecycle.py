@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,3 +33,18 @@ async def test_auto_migrate_brings_an_empty_database_to_head(tmp_path: Path) -> 
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
             assert (await http.get("/readyz")).json()["status"] == "ok"
+
+
+async def test_a_served_app_moves_its_start_up_objects_out_of_the_collectors_way(settings: Settings) -> None:
+    """``stepwise serve`` freezes what start-up made, so full collections stop walking it; apps made
+    for tests do not (a test process starts hundreds)."""
+    gc.unfreeze()
+    try:
+        plain = create_app(settings)
+        async with plain.router.lifespan_context(plain):
+            assert gc.get_freeze_count() == 0
+        served = create_app(settings, freeze_startup_objects=True)
+        async with served.router.lifespan_context(served):
+            assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
