@@ -121,6 +121,9 @@ async def load_tasks(connection: asyncpg.Connection, count: int, seed: int, load
     steps: list[tuple[Any, ...]] = []
     task_rows: list[tuple[Any, ...]] = []
     empty = json.dumps({})
+    # A settled system: waiting and pending system tasks are due later (delays, retry back-offs), not
+    # a backlog that the server's embedded worker would start working through while we measure.
+    scheduled = datetime.now(UTC) + timedelta(days=30)
     for _ in range(count // TASKS_PER_INSTANCE):
         started = NOW - timedelta(seconds=rng.random() * 365 * DAY_SECONDS)
         instance_id = time_ordered_id(started, rng)
@@ -168,7 +171,7 @@ async def load_tasks(connection: asyncpg.Connection, count: int, seed: int, load
                     None, role, assignee, group, status, PRIORITY.pick(rng), empty, output, "null",
                     1 if done else 0, created, updated, due, None, updated if status == "COMPLETED" else None,
                     assignee if status == "COMPLETED" else None, 1 if system else 0,
-                    created if system and status in ("PENDING", "WAITING") else None, None, None,
+                    scheduled if system and status in ("PENDING", "WAITING") else None, None, None,
                     "boom: HTTP 500" if status == "FAILED" else None,
                 ))  # fmt: skip
             if step_visible or viewer_sees:
