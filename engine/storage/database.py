@@ -13,10 +13,21 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _WRITE_OPTION = "stepwise_write"
+
+Executor = AsyncSession | AsyncConnection
+"""What repositories run statements on. Hot paths pass the transaction's ``AsyncConnection``: Core
+statements skip the ORM session layer there, which costs nothing here since no ORM objects are used."""
+
+
+def dialect_name(executor: Executor) -> str:
+    """``postgresql`` or ``sqlite``: where a statement needs a dialect's own form (``ON CONFLICT``)."""
+    bind = executor if isinstance(executor, AsyncConnection) else executor.bind
+    assert bind is not None, "sessions are always bound to the database's engine"
+    return bind.dialect.name
 
 
 class Database:

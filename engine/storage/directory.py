@@ -5,39 +5,41 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, delete, literal_column, select, union_all
 
 from engine.state import User
+from engine.storage.database import Executor
 from engine.storage.models import groups, roles, user_groups, user_roles, users
+
+# A user with every membership in one round trip: one row per role or group (kind "r"/"g"), or one
+# row with NULLs for a user with neither. Authentication and transitions' starters read users often.
+_MEMBERSHIPS = union_all(
+    select(user_roles.c.user_id, literal_column("'r'").label("kind"), user_roles.c.role_key.label("member_of")),
+    select(user_groups.c.user_id, literal_column("'g'").label("kind"), user_groups.c.group_key.label("member_of")),
+).subquery("memberships")
+_USERS = (
+    select(users.c.id, users.c.name, users.c.email, _MEMBERSHIPS.c.kind, _MEMBERSHIPS.c.member_of)
+    .outerjoin(_MEMBERSHIPS, _MEMBERSHIPS.c.user_id == users.c.id)
+    .where(users.c.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 class DirectoryRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     async def get_users(self, user_ids: Iterable[str]) -> dict[str, User]:
         ids = list(set(user_ids))
         if not ids:
             return {}
-        rows = (await self.session.execute(select(users).where(users.c.id.in_(ids)))).all()
-        role_rows = await self.session.execute(select(user_roles).where(user_roles.c.user_id.in_(ids)))
-        group_rows = await self.session.execute(select(user_groups).where(user_groups.c.user_id.in_(ids)))
-        user_role_keys: dict[str, set[str]] = {}
-        for row in role_rows:
-            user_role_keys.setdefault(row.user_id, set()).add(row.role_key)
-        user_group_keys: dict[str, set[str]] = {}
-        for row in group_rows:
-            user_group_keys.setdefault(row.user_id, set()).add(row.group_key)
+        found: dict[str, tuple[str, str | None, set[str], set[str]]] = {}
+        for row in await self.session.execute(_USERS, {"ids": ids}):
+            name, email, role_keys, group_keys = found.setdefault(row.id, (row.name, row.email, set(), set()))
+            if row.kind is not None:
+                (role_keys if row.kind == "r" else group_keys).add(row.member_of)
         return {
-            row.id: User(
-                id=row.id,
-                name=row.name,
-                email=row.email,
-                roles=frozenset(user_role_keys.get(row.id, ())),
-                groups=frozenset(user_group_keys.get(row.id, ())),
-            )
-            for row in rows
+            user_id: User(id=user_id, name=name, email=email, roles=frozenset(role_keys), groups=frozenset(group_keys))
+            for user_id, (name, email, role_keys, group_keys) in found.items()
         }
 
     async def get_user(self, user_id: str) -> User | None:

@@ -6,21 +6,46 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.errors import ConcurrentUpdateError
 from engine.state import DeployedDefinition, InstanceStatus, StepInstance, Token, WorkflowInstance, new_id
+from engine.storage.database import Executor, dialect_name
 from engine.storage.models import definitions, instances, step_instances
+
+# Statements every transition runs, built once (building one per call costs more CPU than running it).
+_LATEST_VERSION = select(func.max(definitions.c.version)).where(definitions.c.key == bindparam("key"))
+_INSERT_INSTANCE = insert(instances)
+_INSTANCE = select(instances).where(instances.c.id == bindparam("instance_id"))
+_INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update()
+# SET comes from the parameters' column names; the WHERE's names must differ from every column's.
+_UPDATE_INSTANCE = update(instances).where(
+    instances.c.id == bindparam("b_id"), instances.c.revision == bindparam("b_revision")
+)
+_STEP_KEY = (step_instances.c.workflow_instance_id, step_instances.c.step_key)
+_INSERT_STEP = insert(step_instances)
+_INSERT_NEW_STEP = {  # the unique (workflow_instance_id, step_key) makes creation idempotent in one statement
+    "postgresql": postgresql.insert(step_instances).on_conflict_do_nothing(index_elements=_STEP_KEY),
+    "sqlite": sqlite.insert(step_instances).on_conflict_do_nothing(index_elements=_STEP_KEY),
+}
+_STEP_BY_KEY = select(step_instances).where(
+    step_instances.c.workflow_instance_id == bindparam("instance_id"), step_instances.c.step_key == bindparam("key")
+)
+_STEP = select(step_instances).where(step_instances.c.id == bindparam("step_id"))
 
 
 class DefinitionRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
+    async def latest_version(self, key: str) -> int | None:
+        """The latest deployed version of ``key`` (None when it was never deployed)."""
+        current = await self.session.scalar(_LATEST_VERSION, {"key": key})
+        return int(current) if current is not None else None
+
     async def next_version(self, key: str) -> int:
-        current = await self.session.scalar(select(func.max(definitions.c.version)).where(definitions.c.key == key))
-        return int(current or 0) + 1
+        return (await self.latest_version(key) or 0) + 1
 
     async def insert(self, definition: DeployedDefinition) -> None:
         await self.session.execute(
@@ -70,17 +95,15 @@ def _definition(row: Any) -> DeployedDefinition:
 
 
 class InstanceRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     async def insert(self, instance: WorkflowInstance) -> None:
-        await self.session.execute(instances.insert().values(**_instance_values(instance)))
+        await self.session.execute(_INSERT_INSTANCE, _instance_values(instance))
 
     async def get(self, instance_id: str, *, for_update: bool = False) -> WorkflowInstance | None:
-        query = select(instances).where(instances.c.id == instance_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
+        query = _INSTANCE_FOR_UPDATE if for_update else _INSTANCE
+        row = (await self.session.execute(query, {"instance_id": instance_id})).first()
         return _instance(row) if row else None
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, WorkflowInstance]:
@@ -91,37 +114,40 @@ class InstanceRepository:
         """Write ``instance`` if nobody changed it since ``expected_revision``."""
         values = _instance_values(instance)
         del values["id"]
-        result = await self.session.execute(
-            update(instances)
-            .where(instances.c.id == instance.id, instances.c.revision == expected_revision)
-            .values(**values)
-        )
+        values.update(b_id=instance.id, b_revision=expected_revision)
+        result = await self.session.execute(_UPDATE_INSTANCE, values)
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise ConcurrentUpdateError(f"workflow instance {instance.id} changed concurrently")
 
     async def get_or_create_step(
-        self, workflow_instance_id: str, milestone_key: str, step_key: str, now: datetime
+        self, workflow_instance_id: str, milestone_key: str, step_key: str, now: datetime, *, exists: bool = False
     ) -> StepInstance:
-        query = select(step_instances).where(
-            step_instances.c.workflow_instance_id == workflow_instance_id, step_instances.c.step_key == step_key
-        )
-        row = (await self.session.execute(query)).first()
-        if row:
-            return _step(row)
+        """The instance's step ``step_key``, created on first use. ``exists`` says the caller expects
+        it to be there already, so looking first saves the insert that would hit the constraint."""
+        if exists and (found := await self._step_by_key(workflow_instance_id, step_key)) is not None:
+            return found
         step = StepInstance(new_id(), workflow_instance_id, milestone_key, step_key, now)
-        await self.session.execute(
-            step_instances.insert().values(
-                id=step.id,
-                workflow_instance_id=workflow_instance_id,
-                milestone_key=milestone_key,
-                step_key=step_key,
-                created_at=now,
-            )
-        )
-        return step
+        values = {"id": step.id, "workflow_instance_id": workflow_instance_id, "milestone_key": milestone_key,
+                  "step_key": step_key, "created_at": now}  # fmt: skip
+        statement = _INSERT_NEW_STEP.get(dialect_name(self.session))
+        if statement is None:  # no ON CONFLICT here: check first (a transition holds the instance's lock)
+            if not exists and (found := await self._step_by_key(workflow_instance_id, step_key)) is not None:
+                return found
+            await self.session.execute(_INSERT_STEP, values)
+            return step
+        if (await self.session.execute(statement, values)).rowcount == 1:  # type: ignore[attr-defined]
+            return step
+        found = await self._step_by_key(workflow_instance_id, step_key)
+        assert found is not None, "the insert conflicted, so the step exists"
+        return found
+
+    async def _step_by_key(self, workflow_instance_id: str, step_key: str) -> StepInstance | None:
+        parameters = {"instance_id": workflow_instance_id, "key": step_key}
+        row = (await self.session.execute(_STEP_BY_KEY, parameters)).first()
+        return _step(row) if row else None
 
     async def get_step(self, step_id: str) -> StepInstance | None:
-        row = (await self.session.execute(select(step_instances).where(step_instances.c.id == step_id))).first()
+        row = (await self.session.execute(_STEP, {"step_id": step_id})).first()
         return _step(row) if row else None
 
     async def get_steps(self, step_ids: Iterable[str]) -> dict[str, StepInstance]:

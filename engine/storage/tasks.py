@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.state import (
     ACTIVE_TASK_STATUSES,
@@ -23,6 +23,7 @@ from engine.state import (
     TaskKind,
     TaskStatus,
 )
+from engine.storage.database import Executor, dialect_name
 from engine.storage.models import task_attempts, task_events, tasks
 
 _INSERT_FIELDS = (
@@ -76,18 +77,45 @@ def task_from_row(row: Any) -> Task:
     )
 
 
+# Transitions run these on every hop. Built once: building a statement per call costs more CPU than
+# executing it (README "Performance"); SQLAlchemy also caches the compiled form of a prebuilt one.
+_INSERT = insert(tasks)
+_TOKEN_KEY = (tasks.c.workflow_instance_id, tasks.c.token_id)
+_INSERT_NEW = {  # the unique (workflow_instance_id, token_id) makes creation idempotent in one statement
+    "postgresql": postgresql.insert(tasks).on_conflict_do_nothing(index_elements=_TOKEN_KEY),
+    "sqlite": sqlite.insert(tasks).on_conflict_do_nothing(index_elements=_TOKEN_KEY),
+}
+_BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
+_BY_ID_FOR_UPDATE = _BY_ID.with_for_update()
+_BY_TOKEN = select(tasks).where(
+    tasks.c.workflow_instance_id == bindparam("instance_id"), tasks.c.token_id == bindparam("token_id")
+)
+# SET comes from the parameters' column names; the WHERE's names must differ from every column's.
+_UPDATE = update(tasks).where(tasks.c.id == bindparam("b_id"), tasks.c.revision == bindparam("b_revision"))
+_LEASE_OWNER = select(tasks.c.lease_owner).where(tasks.c.id == bindparam("task_id"))
+
+
 class TaskRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     async def insert(self, task: Task) -> None:
-        await self.session.execute(tasks.insert().values(**task_values(task)))
+        await self.session.execute(_INSERT, task_values(task))
+
+    async def insert_if_new(self, task: Task) -> bool:
+        """Insert ``task`` unless its token already has a task; returns whether it was inserted."""
+        statement = _INSERT_NEW.get(dialect_name(self.session))
+        if statement is None:  # no ON CONFLICT here: check first (a transition holds the instance's lock)
+            if await self.get_by_token(task.workflow_instance_id, task.token_id) is not None:
+                return False
+            await self.insert(task)
+            return True
+        result = await self.session.execute(statement, task_values(task))
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def get_by_id(self, task_id: str, *, for_update: bool = False) -> Task | None:
-        query = select(tasks).where(tasks.c.id == task_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).first()
+        query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
+        row = (await self.session.execute(query, {"task_id": task_id})).first()
         return task_from_row(row) if row else None
 
     async def get_many(self, task_ids: Iterable[str]) -> dict[str, Task]:
@@ -95,8 +123,8 @@ class TaskRepository:
         return {row.id: task_from_row(row) for row in rows}
 
     async def get_by_token(self, workflow_instance_id: str, token_id: str) -> Task | None:
-        query = select(tasks).where(tasks.c.workflow_instance_id == workflow_instance_id, tasks.c.token_id == token_id)
-        row = (await self.session.execute(query)).first()
+        parameters = {"instance_id": workflow_instance_id, "token_id": token_id}
+        row = (await self.session.execute(_BY_TOKEN, parameters)).first()
         return task_from_row(row) if row else None
 
     async def _find(self, *conditions: Any, statuses: Collection[TaskStatus] | None = None) -> list[Task]:
@@ -133,11 +161,8 @@ class TaskRepository:
         for key in ("status", "kind"):
             if key in stored and stored[key] is not None:
                 stored[key] = str(stored[key])
-        result = await self.session.execute(
-            update(tasks)
-            .where(tasks.c.id == task_id, tasks.c.revision == expected_revision)
-            .values(**stored, revision=expected_revision + 1)
-        )
+        stored.update(revision=expected_revision + 1, b_id=task_id, b_revision=expected_revision)
+        result = await self.session.execute(_UPDATE, stored)
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def claim_runnable(self, now: datetime, worker_id: str, lease_until: datetime, limit: int) -> list[Task]:
@@ -219,7 +244,7 @@ class TaskRepository:
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def lease_owner(self, task_id: str) -> str | None:
-        owner: str | None = await self.session.scalar(select(tasks.c.lease_owner).where(tasks.c.id == task_id))
+        owner: str | None = await self.session.scalar(_LEASE_OWNER, {"task_id": task_id})
         return owner
 
     async def step_metrics(self, step_ids: Collection[str]) -> dict[str, StepMetrics]:
@@ -247,6 +272,9 @@ class TaskRepository:
         return metrics
 
 
+_INSERT_EVENTS = insert(task_events).returning(task_events.c.id)
+
+
 @dataclass(frozen=True)
 class NewTaskEvent:
     """An event a transition recorded and has not written yet (see :func:`engine.events.write_events`)."""
@@ -262,7 +290,7 @@ class TaskEventRepository:
     """Task events, ids increasing. Writers go through :func:`engine.events.write_events`, which keeps
     id order equal to commit order on PostgreSQL (readers rely on it)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     async def add_many(self, events: Sequence[NewTaskEvent]) -> int:
@@ -279,8 +307,10 @@ class TaskEventRepository:
             }  # fmt: skip
             for e in events
         ]
-        ids = (await self.session.execute(task_events.insert().values(rows).returning(task_events.c.id))).scalars()
-        return int(max(ids))
+        # One INSERT … VALUES (…), (…) RETURNING id either way: SQLAlchemy batches a list of rows
+        # ("insertmanyvalues") into the statement a per-call .values(rows) would have built.
+        result = await self.session.execute(_INSERT_EVENTS, rows[0] if len(rows) == 1 else rows)
+        return int(max(result.scalars()))
 
     async def latest_id(self) -> int:
         """The highest event id committed so far (0 when there are none)."""
