@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.clock import Clock, SystemClock
 from engine.definitions import WorkflowDefinition
@@ -24,7 +25,7 @@ from engine.state import DeployedDefinition, InstanceStatus, Token, User, Workfl
 from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository
-from engine.transition import Transition
+from engine.transition import Transition, needs_starter, reads_starter_details
 from engine.validation import validate_definition
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Engine:
         self.settings: Mapping[str, Any] = settings or {}
         self.commit_listeners: list[CommitListener] = []
         self._definitions: dict[tuple[str, int], WorkflowDefinition] = {}
+        self._reads_starter: dict[tuple[str, int], bool] = {}
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -105,8 +107,27 @@ class Engine:
         cached = self._definitions.get((deployed.key, deployed.version))
         if cached is None:
             cached = replace(parse_definition(deployed.document), version=deployed.version)
+            self._reads_starter[(deployed.key, deployed.version)] = reads_starter_details(cached)
             self._definitions[(deployed.key, deployed.version)] = cached
         return cached
+
+    async def _latest(self, connection: AsyncConnection, key: str) -> WorkflowDefinition:
+        """The latest version of ``key`` as this transaction sees it: one indexed ``max(version)``
+        read, then the parsed definition from the cache. Any process may deploy, so the number is read
+        every time (no TTL, never stale); the document itself is read once per version."""
+        repository = DefinitionRepository(connection)
+        version = await repository.latest_version(key)
+        cached = self._definitions.get((key, version)) if version is not None else None
+        if cached is not None:
+            return cached
+        deployed = await repository.get(key, version) if version is not None else None
+        if deployed is None:
+            raise NotFoundError(f"no workflow definition {key!r}")
+        return self._cache(deployed)
+
+    def _needs_starter(self, definition: WorkflowDefinition) -> bool:
+        reads = self._reads_starter.get((definition.key, definition.version))
+        return needs_starter(definition, self.registry, reads if reads is not None else True)
 
     # -- instances -------------------------------------------------------------------------
 
@@ -114,27 +135,32 @@ class Engine:
         """Start the latest version of ``definition_key`` and run until every token waits or ends."""
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
-        definition = await self.definition(definition_key)
-        now = self.clock.now()
-        instance = WorkflowInstance(
-            id=new_id(),
-            definition_key=definition.key,
-            definition_version=definition.version,
-            status=InstanceStatus.RUNNING,
-            data=dict(input or {}),
-            tokens=(),
-            started_by=started_by,
-            started_at=now,
-            updated_at=now,
-            revision=0,
-        )
         async with self.db.transaction() as session:
-            await InstanceRepository(session).insert(instance)
-            transition = Transition(session, instance, definition, self.registry, now, started_by, self.settings)
-            await transition.load_starter()
+            connection = await session.connection()
+            definition = await self._latest(connection, definition_key)
+            now = self.clock.now()
+            instance = WorkflowInstance(
+                id=new_id(),
+                definition_key=definition.key,
+                definition_version=definition.version,
+                status=InstanceStatus.RUNNING,
+                data=dict(input or {}),
+                tokens=(),
+                started_by=started_by,
+                started_at=now,
+                updated_at=now,
+                revision=0,
+            )
+            repository = InstanceRepository(connection)
+            await repository.insert(instance)
+            transition = Transition(
+                session, instance, definition, self.registry, now, started_by, self.settings, connection=connection
+            )
+            if self._needs_starter(definition):
+                await transition.load_starter()
             await transition.advance([Token(id=new_id(), node_id=definition.start)])
             finished = transition.finish()
-            await InstanceRepository(session).update(finished, expected_revision=instance.revision)
+            await repository.update(finished, expected_revision=instance.revision)
             await transition.write_events()
         await self._after_commit(transition)
         return finished
@@ -153,14 +179,17 @@ class Engine:
         for _ in range(_RACE_RETRIES):
             try:
                 async with self.db.transaction() as session:
-                    repository = InstanceRepository(session)
+                    connection = await session.connection()
+                    repository = InstanceRepository(connection)
                     instance = await repository.get(workflow_instance_id, for_update=True)
                     if instance is None:
                         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
                     definition = await self.definition(instance.definition_key, instance.definition_version)
                     now = self.clock.now()
-                    transition = Transition(session, instance, definition, self.registry, now, actor_id, self.settings)
-                    await transition.load_starter()
+                    transition = Transition(session, instance, definition, self.registry, now, actor_id,
+                                            self.settings, connection=connection)  # fmt: skip
+                    if self._needs_starter(definition):
+                        await transition.load_starter()
                     result = await action(transition)
                     finished = transition.finish()
                     await repository.update(finished, expected_revision=instance.revision)

@@ -7,7 +7,9 @@ writes a task event for every change. The :class:`~engine.runner.Engine` opens a
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from datetime import datetime
@@ -18,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.definitions import Node, OnDue, WorkflowDefinition
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
 from engine.events import write_events
-from engine.registry import NodeContext, Registry
+from engine.registry import NodeContext, Registry, default_schema_type
 from engine.state import (
     InstanceStatus,
+    StepInstance,
     Task,
     TaskEventKind,
     TaskKind,
@@ -30,13 +33,20 @@ from engine.state import (
     WorkflowInstance,
     new_id,
 )
+from engine.storage.database import Executor
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
 from engine.templates import evaluate_condition, render_text
+from engine.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
 
 log = logging.getLogger(__name__)
 _TASK_FIELDS = frozenset(f.name for f in fields(Task))
+# ``startedBy`` other than as ``startedBy.id`` (which needs no lookup: it is the instance's started_by).
+_STARTER_DETAILS = re.compile(r"startedBy(?!\.id\b)")
+# JMESPath that can reach every variable without naming it: ``@``, wildcards, escaped identifiers.
+_ANY_VARIABLE = re.compile(r"[@*\\]")
+_TEMPLATED_USER_TASKS = (FORM_TASK, APPROVAL_TASK, DOCUMENT_UPLOAD_TASK)
 
 
 def template_variables(
@@ -55,6 +65,31 @@ def template_variables(
     return variables
 
 
+def reads_starter_details(definition: WorkflowDefinition) -> bool:
+    """Whether a transition of ``definition`` may need the starter's directory entry (name, email,
+    roles, groups), not just ``startedBy.id``: a template or condition that says ``startedBy``
+    otherwise, a condition over all the data, or an ``assignWith`` assigner (code that may read it).
+    Conservative; a definition can only over-report. The executors are checked by :func:`needs_starter`."""
+    if _STARTER_DETAILS.search(json.dumps(definition.to_json())):
+        return True
+    if any(edge.when is not None and _ANY_VARIABLE.search(edge.when) for edge in definition.edges):
+        return True
+    return any(node.assign_with is not None for node in definition.nodes)
+
+
+def needs_starter(definition: WorkflowDefinition, registry: Registry, reads_details: bool) -> bool:
+    """Load the starter for this transition? Yes if ``reads_details`` (:func:`reads_starter_details`),
+    or if a user task runs an executor other than the built-in ones (which only render the node's
+    templates): its code may read any variable."""
+    if reads_details:
+        return True
+    return any(
+        registry.user_tasks.get(node.schema_type or default_schema_type(node)) not in _TEMPLATED_USER_TASKS
+        for node in definition.nodes
+        if node.is_user_task
+    )
+
+
 class Transition:
     """Mutable working state of one instance inside one database transaction."""
 
@@ -67,6 +102,8 @@ class Transition:
         now: datetime,
         actor_id: str | None,
         settings: Mapping[str, Any],
+        *,
+        connection: Executor | None = None,
     ) -> None:
         self.session = session
         self.definition = definition
@@ -77,9 +114,13 @@ class Transition:
         self.instance = instance
         self.data: dict[str, Any] = dict(instance.data)
         self.tokens: list[Token] = list(instance.tokens)
-        self.tasks = TaskRepository(session)
-        self.events = TaskEventRepository(session)
-        self.instances = InstanceRepository(session)
+        # The transaction's connection when the engine passes it: Core statements skip the session layer.
+        executor = connection if connection is not None else session
+        self.tasks = TaskRepository(executor)
+        self.events = TaskEventRepository(executor)
+        self.instances = InstanceRepository(executor)
+        self._directory = DirectoryRepository(executor)
+        self._steps: dict[str, StepInstance] = {}
         self.events_written = 0
         self.pending_events: list[NewTaskEvent] = []
         self._starter: User | None = None
@@ -205,18 +246,34 @@ class Transition:
         return Token(id=new_id(), node_id=node.id)
 
     async def enter(self, node: Node, token: Token) -> Token:
-        """Create (idempotently: once per token) the task ``token`` waits at in ``node``."""
-        existing = await self.tasks.get_by_token(self.instance.id, token.id)
-        if existing is not None:
+        """Create (idempotently: once per token) the task ``token`` waits at in ``node``.
+
+        The unique ``(workflow_instance_id, token_id)`` decides: a token that already has a task gets
+        that task back, and nothing is written or recorded.
+        """
+        step_instance = await self._step_instance(node)
+        task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
+        if not await self.tasks.insert_if_new(task):
+            existing = await self.tasks.get_by_token(self.instance.id, token.id)
+            assert existing is not None, "the insert conflicted, so the token has a task"
             return replace(token, task_id=existing.id)
+        await self.record(TaskEventKind.CREATED, task)
+        return replace(token, task_id=task.id)
+
+    async def _step_instance(self, node: Node) -> StepInstance:
         place = self.definition.step_of(node.id)
         assert place is not None, "validation guarantees every node is in a step"
         milestone, step = place
-        step_instance = await self.instances.get_or_create_step(self.instance.id, milestone.key, step.key, self.now)
-        task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
-        await self.tasks.insert(task)
-        await self.record(TaskEventKind.CREATED, task)
-        return replace(token, task_id=task.id)
+        known = self._steps.get(step.key)
+        if known is None:
+            # A step where a task waited when the transition began exists: look it up, don't insert.
+            exists = any(token.task_id is not None and self.definition.step_of(token.node_id) == place
+                         for token in self.instance.tokens)  # fmt: skip
+            known = await self.instances.get_or_create_step(
+                self.instance.id, milestone.key, step.key, self.now, exists=exists
+            )
+            self._steps[step.key] = known
+        return known
 
     async def _user_task(self, node: Node, token: Token, step_instance_id: str) -> Task:
         context = NodeContext(node=node, workflow_instance_id=self.instance.id, variables=self.variables())
@@ -280,7 +337,8 @@ class Transition:
         self._starter = user
 
     async def load_starter(self) -> None:
-        self._starter = await DirectoryRepository(self.session).get_user(self.instance.started_by)
+        """Read the starter's directory entry for ``startedBy`` (see :func:`needs_starter` for when)."""
+        self._starter = await self._directory.get_user(self.instance.started_by)
 
     def variables(self) -> dict[str, Any]:
         """What templates and conditions see: the data, ``startedBy`` and ``settings`` (never secrets)."""

@@ -1,0 +1,209 @@
+"""What a transition reads, and that the shortcuts taken for speed keep the behaviour.
+
+The starter's directory entry is read only when something may use more than ``startedBy.id``; the
+latest definition is the latest one even when another process deployed it; step and task creation
+stay idempotent with ``ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from engine.builder import WorkflowBuilder
+from engine.catalog import default_registry
+from engine.clock import ManualClock
+from engine.definitions import WorkflowDefinition
+from engine.registry import Assignment, NodeContext, UserTaskConfig
+from engine.runner import Engine
+from engine.storage.database import Database
+from engine.storage.directory import DirectoryRepository
+from engine.storage.instances import InstanceRepository
+from engine.storage.tasks import TaskRepository
+from engine.transition import Transition, reads_starter_details
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+def reads_users(sent: list[str]) -> bool:
+    return any("FROM users" in statement for statement in sent)
+
+
+async def add_alice(db: Database, clock: ManualClock) -> None:
+    async with db.transaction() as session:
+        await DirectoryRepository(session).save_user("alice", "Alice Adams", "alice@example.com", ["requester"],
+                                                     ["finance"], clock.now())  # fmt: skip
+
+
+def one_task(title: str, *, when: str | None = None, **options: Any) -> WorkflowDefinition:
+    builder = WorkflowBuilder("costs")
+    builder.user_task("first", title="First", assign_to_role="clerk")
+    builder.user_task("review", title=title, assign_to_role="clerk", **options)
+    builder.edge("first", "review", when=when)
+    return builder.build()
+
+
+@pytest.mark.parametrize(
+    ("title", "when", "reads"),
+    [
+        ("Review for {{ startedBy.id }}", None, False),
+        ("Review {{ entityName }}", "amount > `10`", False),
+        ("Review for {{ startedBy.name }}", None, True),
+        ("Review for {{ startedBy['id'] }}", None, True),
+        ("Review for {{ startedBy }}", None, True),
+        ("Review for {{ startedBy.identity }}", None, True),
+        ("Review", "startedBy.id == 'alice'", False),
+        ("Review", "contains(startedBy.roles, 'vip')", True),
+        ("Review", "length(keys(@)) > `3`", True),
+        ("Review", "values(*) != `[]`", True),
+    ],
+)
+def test_what_counts_as_reading_the_starter(title: str, when: str | None, reads: bool) -> None:
+    assert reads_starter_details(one_task(title, when=when)) is reads
+
+
+async def test_a_transition_reads_no_starter_when_only_its_id_is_used(
+    engine: Engine, db: Database, clock: ManualClock
+) -> None:
+    await add_alice(db, clock)
+    await engine.deploy(one_task("Review for {{ startedBy.id }}"))
+    with statements(db) as sent:
+        instance = await engine.start("costs", {}, "alice")
+        await engine.send_signal(instance.id, "first", {}, "alice")
+    assert not reads_users(sent)
+    async with db.read() as session:
+        titles = [t.title for t in await TaskRepository(session).find_by_instance(instance.id)]
+    assert titles == ["First", "Review for alice"]
+
+
+async def test_a_transition_reads_the_starter_a_template_uses(engine: Engine, db: Database, clock: ManualClock) -> None:
+    await add_alice(db, clock)
+    await engine.deploy(one_task("Review for {{ startedBy.name }} ({{ startedBy.groups | join(',') }})"))
+    with statements(db) as sent:
+        instance = await engine.start("costs", {}, "alice")
+        await engine.send_signal(instance.id, "first", {}, "alice")
+    assert reads_users(sent)
+    async with db.read() as session:
+        titles = [t.title for t in await TaskRepository(session).find_by_instance(instance.id)]
+    assert titles == ["First", "Review for Alice Adams (finance)"]
+
+
+async def test_a_condition_over_the_starter_sees_it(engine: Engine, db: Database, clock: ManualClock) -> None:
+    await add_alice(db, clock)
+    await engine.deploy(one_task("Review", when="contains(startedBy.roles, 'requester')"))
+    instance = await engine.start("costs", {}, "alice")
+    finished = await engine.send_signal(instance.id, "first", {}, "alice")
+    assert [token.node_id for token in finished.tokens] == ["review"]
+
+
+@dataclass(frozen=True)
+class StarterEmail:
+    """An assigner whose code reads the starter: the engine cannot see that in the definition."""
+
+    name: str = "starterEmail"
+
+    async def assign(self, context: NodeContext) -> Assignment:
+        return Assignment(user_id=str(context.variables["startedBy"].get("email")))
+
+
+@dataclass(frozen=True)
+class StarterTitled:
+    """A custom user-task executor whose code reads the starter."""
+
+    schema_type: str = "userTask.custom"
+    name: str = "Custom"
+    task_type: str = "FORM"
+
+    def validate(self, node: Any) -> list[str]:
+        return []
+
+    async def configure(self, context: NodeContext) -> UserTaskConfig:
+        starter = context.variables["startedBy"]
+        node = context.node
+        return UserTaskConfig(title=f"For {starter.get('name')}", description=None,
+                              assignment=Assignment(role="clerk"), priority=node.priority, input={})  # fmt: skip
+
+
+async def test_code_that_may_read_the_starter_gets_it(db: Database, clock: ManualClock) -> None:
+    await add_alice(db, clock)
+    registry = default_registry()
+    registry.register_assigner(StarterEmail())
+    registry.register_user_task(StarterTitled())
+    engine = Engine(db, registry, clock=clock)
+    builder = WorkflowBuilder("coded")
+    builder.user_task("assigned", title="Assigned", assign_with="starterEmail")
+    builder.user_task("custom", schema_type="userTask.custom")
+    builder.edge("assigned", "custom")
+    await engine.deploy(builder.build())
+    instance = await engine.start("coded", {}, "alice")
+    await engine.send_signal(instance.id, "assigned", {}, "alice")
+    async with db.read() as session:
+        assigned, custom = await TaskRepository(session).find_by_instance(instance.id)
+    assert assigned.assigned_user_id == "alice@example.com"
+    assert custom.title == "For Alice Adams"
+
+
+async def test_start_uses_a_version_another_process_deployed(db: Database, clock: ManualClock) -> None:
+    here = Engine(db, default_registry(), clock=clock)
+    elsewhere = Engine(Database(db.url), default_registry(), clock=clock)
+    try:
+        await here.deploy(one_task("Version one"))
+        first = await here.start("costs", {}, "alice")
+        await elsewhere.deploy(one_task("Version two"))
+        second = await here.start("costs", {}, "alice")
+    finally:
+        await elsewhere.db.dispose()
+    assert (first.definition_version, second.definition_version) == (1, 2)
+    assert (await here.send_signal(second.id, "first", {}, "alice")).definition_version == 2
+
+
+async def test_a_step_is_created_once_whichever_way_it_is_asked_for(engine: Engine, db: Database) -> None:
+    await engine.deploy(one_task("Review"))
+    instance = await engine.start("costs", {}, "alice")
+
+    async def ask(transition: Transition) -> set[str]:
+        repository = InstanceRepository(transition.session)
+        found = set()
+        for exists in (False, True, False):
+            step = await repository.get_or_create_step(instance.id, "m", "brand_new", transition.now, exists=exists)
+            found.add(step.id)
+        return found
+
+    found, _ = await engine.transition(instance.id, "alice", ask)
+    assert len(found) == 1
+    async with db.read() as session:
+        steps = await InstanceRepository(session).steps_of([instance.id])
+    assert [step.step_key for step in steps].count("brand_new") == 1
+
+
+async def test_users_with_and_without_memberships_in_one_read(db: Database, clock: ManualClock) -> None:
+    async with db.transaction() as session:
+        directory = DirectoryRepository(session)
+        await directory.save_user("alice", "Alice", "a@example.com", ["requester", "clerk"], ["finance"], clock.now())
+        await directory.save_user("bob", "Bob", None, [], [], clock.now())
+        await directory.save_user("carol", "Carol", None, [], ["ops", "finance"], clock.now())
+    with statements(db) as sent:
+        async with db.read() as session:
+            found = await DirectoryRepository(session).get_users(["alice", "bob", "carol", "nobody"])
+    assert len([s for s in sent if "users" in s]) == 1
+    assert set(found) == {"alice", "bob", "carol"}
+    assert found["alice"].roles == {"requester", "clerk"} and found["alice"].groups == {"finance"}
+    assert found["bob"].roles == frozenset() and found["bob"].groups == frozenset() and found["bob"].email is None
+    assert found["carol"].roles == frozenset() and found["carol"].groups == {"ops", "finance"}
