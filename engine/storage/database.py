@@ -3,20 +3,31 @@
 SQLite runs in WAL mode with foreign keys on. Its write units of work begin with ``BEGIN IMMEDIATE``
 so two writers queue on the busy timeout instead of failing when a read lock cannot be upgraded.
 On PostgreSQL, writers lock the workflow instance row (``SELECT … FOR UPDATE``) instead.
+
+Stale connections (PostgreSQL restarted, a proxy dropped an idle socket): a connection that sat in
+the pool for longer than ``ping_idle_after`` seconds is pinged when it is checked out, and a dead one
+is replaced together with every other pooled connection as old as it (SQLAlchemy's "pessimistic"
+handling, but not on every checkout: ``pool_pre_ping`` costs a round trip per unit of work, about
+one in eight of a transition's). A connection in steady use is not pinged; if the server went away
+within the last ``ping_idle_after`` seconds its next statement fails, the pool is invalidated, and the
+unit of work fails as one in flight during the restart would have anyway. ``pool_recycle`` bounds a
+connection's age.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _WRITE_OPTION = "stepwise_write"
+_CHECKED_IN_AT = "stepwise_checked_in_at"
 
 Executor = AsyncSession | AsyncConnection
 """What repositories run statements on. Hot paths pass the transaction's ``AsyncConnection``: Core
@@ -33,17 +44,21 @@ def dialect_name(executor: Executor) -> str:
 class Database:
     """Owns the engine; hands out sessions for reads and for transactions that write."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, pool_size: int = 10, ping_idle_after: float = 1.0
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        else:
+            _ping_idle_connections(self.engine, ping_idle_after)
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(
             self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
@@ -67,6 +82,27 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _ping_idle_connections(engine: AsyncEngine, idle_seconds: float) -> None:
+    sync = engine.sync_engine
+
+    @event.listens_for(sync.pool, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(sync.pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_seconds:
+            return  # new, or in steady use
+        try:
+            # Checkouts run inside SQLAlchemy's greenlet, so the async driver's ping can be awaited here.
+            alive = sync.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the dialect says it was a disconnect; anything else is a dead link too
+            raise exc.InvalidatePoolError(f"idle connection failed its ping: {error}") from error
+        if not alive:
+            raise exc.InvalidatePoolError("idle connection failed its ping")
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
