@@ -277,8 +277,16 @@ class WorkflowDefinition:
     def _steps_by_node(self) -> dict[str, tuple[Milestone, Step]]:
         return {node_id: (m, s) for m in self.milestones for s in m.steps for node_id in s.nodes}
 
+    @cached_property
+    def _step_titles(self) -> dict[str, str]:
+        return {s.key: s.title for m in self.milestones for s in m.steps}
+
     def node(self, node_id: str) -> Node:
         return self._nodes_by_id[node_id]
+
+    def step_title(self, step_key: str) -> str:
+        """The title of the step ``step_key``, or the key itself where the definition names no such step."""
+        return self._step_titles.get(step_key, step_key)
 
     def has_node(self, node_id: str) -> bool:
         return node_id in self._nodes_by_id

@@ -53,12 +53,21 @@ def _none() -> None:
     return None
 
 
+@dataclass(frozen=True)
+class TitledStep:
+    """A step instance with its title from the instance's definition: what a task's ``step`` shows."""
+
+    step: StepInstance
+    title: str
+
+
 @dataclass
 class DataLoaders:
     users: DataLoader[str, User | None]
     tasks: DataLoader[str, Task | None]
     instances: DataLoader[str, WorkflowInstance | None]
     steps: DataLoader[str, StepInstance | None]
+    titled_steps: DataLoader[str, TitledStep | None]
     step_metrics: DataLoader[str, StepMetrics]
     instance_tasks: DataLoader[str, list[Task]]
     instance_steps: DataLoader[str, list[StepInstance]]
@@ -89,11 +98,25 @@ class DataLoaders:
                 grouped[step.workflow_instance_id].append(step)
             return grouped
 
+        async def titled_steps(session: AsyncSession, ids: list[str]) -> dict[str, TitledStep]:
+            # One batch, not three rounds (steps, then their instances, then definitions): a page of
+            # 50 tasks spent 8 of its 20 ms of CPU on the rounds' per-task futures.
+            repository = InstanceRepository(session)
+            steps = await repository.get_steps(ids)
+            instances = await repository.get_many({step.workflow_instance_id for step in steps.values()})
+            titled = {}
+            for step_id, step in steps.items():
+                instance = instances[step.workflow_instance_id]
+                definition = await engine.definition(instance.definition_key, instance.definition_version)
+                titled[step_id] = TitledStep(step, definition.step_title(step.step_key))
+            return titled
+
         return cls(
             users=_loader(read, lambda s, ids: DirectoryRepository(s).get_users(ids), _none),
             tasks=_loader(read, lambda s, ids: TaskRepository(s).get_many(ids), _none),
             instances=_loader(read, lambda s, ids: InstanceRepository(s).get_many(ids), _none),
             steps=_loader(read, lambda s, ids: InstanceRepository(s).get_steps(ids), _none),
+            titled_steps=_loader(read, titled_steps, _none),
             step_metrics=_loader(read, lambda s, ids: TaskRepository(s).step_metrics(ids), StepMetrics),
             instance_tasks=_loader(read, instance_tasks, list),
             instance_steps=_loader(read, instance_steps, list),

@@ -92,7 +92,7 @@ async def task_connection(info: Info, query: TaskQuery, first: int, after: str |
             tasks, total, has_next = await search_tasks(session, info.context.user, query, first, after)
     except ValidationError as exc:
         raise bad_user_input(exc) from exc
-    return TaskConnection.of(tasks, total, has_next, query.order_by)
+    return await TaskConnection.page(info, tasks, total, has_next, query.order_by)
 
 
 async def visible_step_tasks(

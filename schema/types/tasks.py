@@ -4,15 +4,19 @@ request's DataLoaders."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from datetime import datetime
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.nodes import SelectedField, Selection
 
 from engine import permissions, state
 from engine.definitions import Node, WorkflowDefinition
 from engine.storage.inbox import TaskOrderField, encode_cursor
 from schema.context import Info
+from schema.loaders import TitledStep
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
 from schema.types.user import User
 
@@ -20,8 +24,7 @@ from schema.types.user import User
 async def load_user(info: Info, user_id: str | None) -> User | None:
     if user_id is None:
         return None
-    user = await info.context.loaders.users.load(user_id)
-    return User.from_domain(user) if user else User.unknown(user_id)
+    return User.of(await info.context.loaders.users.load(user_id), user_id)
 
 
 async def definition_of(info: Info, workflow_instance_id: str) -> WorkflowDefinition:
@@ -115,6 +118,48 @@ class TaskMessage:
 
 
 @strawberry.type
+class StepMetrics:
+    total: int
+    active: int
+    completed: int
+    blocked: int
+
+
+@strawberry.type
+class StepInstance:
+    id: strawberry.ID
+    key: str
+    title: str
+    milestone_key: str
+    source: strawberry.Private[state.StepInstance]
+
+    @classmethod
+    async def from_domain(cls, info: Info, step: state.StepInstance) -> StepInstance:
+        definition = await definition_of(info, step.workflow_instance_id)
+        return cls.titled(TitledStep(step, definition.step_title(step.step_key)))
+
+    @classmethod
+    def titled(cls, titled: TitledStep) -> StepInstance:
+        step = titled.step
+        return cls(id=strawberry.ID(step.id), key=step.step_key, title=titled.title, milestone_key=step.milestone_key,
+                   source=step)  # fmt: skip
+
+    @strawberry.field(description="Total, active, completed and blocked tasks (DESIGN §1).")
+    async def metrics(self, info: Info) -> StepMetrics:
+        m = await info.context.loaders.step_metrics.load(self.source.id)
+        return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
+
+    @strawberry.field
+    async def tasks(
+        self, info: Info, assigned_to_me: bool = False, show_completed: bool = True, first: int = 50,
+        after: str | None = None,
+    ) -> TaskConnection:  # fmt: skip
+        from schema.queries import visible_step_tasks
+
+        return await visible_step_tasks(info, self.source, assigned_to_me, show_completed, first, after)
+
+
+@strawberry.type
 class Task:
     id: strawberry.ID
     kind: TaskKind
@@ -138,6 +183,8 @@ class Task:
     due_at: datetime | None
     completed_at: datetime | None
     source: strawberry.Private[state.Task]
+    prefetched: strawberry.Private[dict[str, object]] = dataclasses.field(default_factory=dict)
+    """Relations its page loaded for every task at once (see ``TaskConnection.page``), by field name."""
 
     @classmethod
     def from_domain(cls, task: state.Task) -> Task:
@@ -156,9 +203,13 @@ class Task:
         definition = await definition_of(info, self.source.workflow_instance_id)
         return definition.node(self.source.node_id)
 
-    @strawberry.field
-    async def assignee(self, info: Info) -> User | None:
-        return await load_user(info, self.source.assigned_user_id)
+    # Sync where the page prefetched the relation: a coroutine and a future per task were most of
+    # what a nested field cost on a 50-task page. The awaitable path serves a lone task.
+    @strawberry.field(graphql_type=User | None)
+    def assignee(self, info: Info) -> User | None | Awaitable[User | None]:
+        if "assignee" in self.prefetched:
+            return self.prefetched["assignee"]  # type: ignore[return-value]
+        return load_user(info, self.source.assigned_user_id)
 
     @strawberry.field
     async def completed_by(self, info: Info) -> User | None:
@@ -221,11 +272,16 @@ class Task:
     async def messages(self, info: Info) -> list[TaskMessage]:
         return [TaskMessage.from_domain(m) for m in await info.context.loaders.messages.load(self.source.id)]
 
-    @strawberry.field
-    async def step(self, info: Info) -> StepInstance:
-        step = await info.context.loaders.steps.load(self.source.step_instance_id)
-        assert step is not None, "a task's step always exists (foreign key)"
-        return await StepInstance.from_domain(info, step)
+    @strawberry.field(graphql_type=StepInstance)
+    def step(self, info: Info) -> StepInstance | Awaitable[StepInstance]:
+        if "step" in self.prefetched:
+            return self.prefetched["step"]  # type: ignore[return-value]
+        return self._load_step(info)
+
+    async def _load_step(self, info: Info) -> StepInstance:
+        titled = await info.context.loaders.titled_steps.load(self.source.step_instance_id)
+        assert titled is not None, "a task's step always exists (foreign key)"
+        return StepInstance.titled(titled)
 
     @strawberry.field
     async def workflow_instance(self, info: Info) -> WorkflowInstance:
@@ -269,48 +325,43 @@ class TaskConnection:
     total_count: int
 
     @classmethod
-    def of(cls, tasks: list[state.Task], total: int, has_next: bool, order: TaskOrderField) -> TaskConnection:
+    async def page(
+        cls, info: Info, tasks: list[state.Task], total: int, has_next: bool, order: TaskOrderField
+    ) -> TaskConnection:
+        """The page, with the relations the query selects on its tasks loaded for all of them at once."""
         edges = [TaskEdge(cursor=encode_cursor(t, order), node=Task.from_domain(t)) for t in tasks]
         end = edges[-1].cursor if edges else None
+        nodes = [edge.node for edge in edges]
+        wanted = selected_names(info.selected_fields[0].selections, ("edges", "node")) if nodes else set()
+        loaders = info.context.loaders
+        if "step" in wanted:
+            titled = await loaders.titled_steps.load_many([node.source.step_instance_id for node in nodes])
+            for node, step in zip(nodes, titled, strict=True):
+                assert step is not None, "a task's step always exists (foreign key)"
+                node.prefetched["step"] = StepInstance.titled(step)
+        if "assignee" in wanted:
+            user_ids = sorted({node.source.assigned_user_id for node in nodes if node.source.assigned_user_id})
+            users = dict(zip(user_ids, await loaders.users.load_many(user_ids), strict=True))
+            for node in nodes:
+                user_id = node.source.assigned_user_id
+                node.prefetched["assignee"] = None if user_id is None else User.of(users[user_id], user_id)
         return cls(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end), total_count=total)
 
 
-@strawberry.type
-class StepMetrics:
-    total: int
-    active: int
-    completed: int
-    blocked: int
+def selected_names(selections: Iterable[Selection], path: Sequence[str]) -> set[str]:
+    """The field names a query selects at ``path`` below ``selections``, looking through fragments."""
+    current = list(selections)
+    for name in path:
+        current = [child for field in _fields(current) if field.name == name for child in field.selections]
+    return {field.name for field in _fields(current)}
 
 
-@strawberry.type
-class StepInstance:
-    id: strawberry.ID
-    key: str
-    title: str
-    milestone_key: str
-    source: strawberry.Private[state.StepInstance]
-
-    @classmethod
-    async def from_domain(cls, info: Info, step: state.StepInstance) -> StepInstance:
-        definition = await definition_of(info, step.workflow_instance_id)
-        title = next((s.title for m in definition.milestones for s in m.steps if s.key == step.step_key), step.step_key)
-        return cls(id=strawberry.ID(step.id), key=step.step_key, title=title, milestone_key=step.milestone_key,
-                   source=step)  # fmt: skip
-
-    @strawberry.field(description="Total, active, completed and blocked tasks (DESIGN §1).")
-    async def metrics(self, info: Info) -> StepMetrics:
-        m = await info.context.loaders.step_metrics.load(self.source.id)
-        return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
-
-    @strawberry.field
-    async def tasks(
-        self, info: Info, assigned_to_me: bool = False, show_completed: bool = True, first: int = 50,
-        after: str | None = None,
-    ) -> TaskConnection:  # fmt: skip
-        from schema.queries import visible_step_tasks
-
-        return await visible_step_tasks(info, self.source, assigned_to_me, show_completed, first, after)
+def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            yield selection
+        else:
+            yield from _fields(selection.selections)
 
 
 @strawberry.type

@@ -21,6 +21,11 @@ class User:
         )  # fmt: skip
 
     @classmethod
+    def of(cls, user: state.User | None, user_id: str) -> User:
+        """``user_id`` as the directory has it (``user``), or as an unknown user where it has none."""
+        return cls.from_domain(user) if user is not None else cls.unknown(user_id)
+
+    @classmethod
     def unknown(cls, user_id: str) -> User:
         """A user that is no longer (or never was) in the directory, e.g. a system actor."""
         return cls(id=strawberry.ID(user_id), name=user_id, email=None, roles=[], groups=[])

@@ -104,3 +104,33 @@ async def test_a_query_reads_on_one_connection(app_engine: Engine, settings: Set
             body = response.json()
             assert "errors" not in body and len(body["data"]["tasks"]["edges"]) == 12, body
     assert len(checkouts) == 2
+
+
+FRAGMENTS = """query($first: Int!) { tasks(first: $first) { totalCount edges { ...edge } } }
+fragment edge on TaskEdge { node { id ... on Task { assignee { id name } } ...where } }
+fragment where on Task { step { key metrics { total } } workflowInstance { id startedBy { id } } }"""
+
+
+async def test_relations_selected_through_fragments_give_the_inline_answer(
+    app_engine: Engine, settings: Settings, clock: ManualClock
+) -> None:
+    """A page looks ahead at what its tasks select (to load steps and assignees for all of them at
+    once); fragments, named and inline, must not change the answer or the statements sent."""
+    await make_tasks(app_engine, 12)
+    app = create_app(settings, clock=clock)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stepwise.test") as client,
+    ):
+        headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
+        answers, counts = [], []
+        for document in (PAGE, FRAGMENTS, PAGE):  # the first also fills the engine's definition cache
+            with counting(app.state.engine) as statements:
+                response = await client.post(
+                    "/graphql", json={"query": document, "variables": {"first": 12}}, headers=headers
+                )
+            answers.append(response.json())
+            counts.append(len(statements))
+    assert "errors" not in answers[1], answers[1]
+    assert answers[1] == answers[2]
+    assert counts[1] == counts[2]
