@@ -33,10 +33,12 @@ def _should_mask(error: GraphQLError) -> bool:
     return not (error.extensions or {}).get("code")
 
 
-def build_schema(mask_errors: bool = True) -> strawberry.Schema:
-    # Clients send the same few documents over and over; parsing and validating them again is most
-    # of GraphQL's overhead on a small page (bench/graphql_overhead.py measured 1.4–2.1× with caches).
-    extensions: list[Any] = [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512), ShareReadsPerQuery]
+def build_schema(mask_errors: bool = True, cache_documents: bool = True) -> strawberry.Schema:
+    extensions: list[Any] = [ShareReadsPerQuery]
+    if cache_documents:
+        # Clients send the same few documents over and over; parsing and validating them again is most
+        # of GraphQL's overhead on a small page (bench/graphql_overhead.py measures it, 1.4–2.1×).
+        extensions += [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
     return strawberry.Schema(
