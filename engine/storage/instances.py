@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.errors import ConcurrentUpdateError
 from engine.state import DeployedDefinition, InstanceStatus, StepInstance, Token, WorkflowInstance, new_id
-from engine.storage.database import Executor, dialect_name
+from engine.storage.database import Executor, insert_unless_exists
 from engine.storage.models import definitions, instances, step_instances
 
 # Statements every transition runs, built once (building one per call costs more CPU than running it).
@@ -23,12 +22,11 @@ _INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update()
 _UPDATE_INSTANCE = update(instances).where(
     instances.c.id == bindparam("b_id"), instances.c.revision == bindparam("b_revision")
 )
-_STEP_KEY = (step_instances.c.workflow_instance_id, step_instances.c.step_key)
-_INSERT_STEP = insert(step_instances)
-_INSERT_NEW_STEP = {  # the unique (workflow_instance_id, step_key) makes creation idempotent in one statement
-    "postgresql": postgresql.insert(step_instances).on_conflict_do_nothing(index_elements=_STEP_KEY),
-    "sqlite": sqlite.insert(step_instances).on_conflict_do_nothing(index_elements=_STEP_KEY),
-}
+_INSERT_NEW_STEP = insert_unless_exists(  # once per step: the unique (workflow_instance_id, step_key)
+    step_instances,
+    ("id", "workflow_instance_id", "milestone_key", "step_key", "created_at"),
+    (step_instances.c.workflow_instance_id, step_instances.c.step_key),
+)
 _STEP_BY_KEY = select(step_instances).where(
     step_instances.c.workflow_instance_id == bindparam("instance_id"), step_instances.c.step_key == bindparam("key")
 )
@@ -129,13 +127,7 @@ class InstanceRepository:
         step = StepInstance(new_id(), workflow_instance_id, milestone_key, step_key, now)
         values = {"id": step.id, "workflow_instance_id": workflow_instance_id, "milestone_key": milestone_key,
                   "step_key": step_key, "created_at": now}  # fmt: skip
-        statement = _INSERT_NEW_STEP.get(dialect_name(self.session))
-        if statement is None:  # no ON CONFLICT here: check first (a transition holds the instance's lock)
-            if not exists and (found := await self._step_by_key(workflow_instance_id, step_key)) is not None:
-                return found
-            await self.session.execute(_INSERT_STEP, values)
-            return step
-        if (await self.session.execute(statement, values)).rowcount == 1:  # type: ignore[attr-defined]
+        if (await self.session.execute(_INSERT_NEW_STEP, values)).rowcount == 1:  # type: ignore[attr-defined]
             return step
         found = await self._step_by_key(workflow_instance_id, step_key)
         assert found is not None, "the insert conflicted, so the step exists"

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.state import (
     ACTIVE_TASK_STATUSES,
@@ -23,7 +22,7 @@ from engine.state import (
     TaskKind,
     TaskStatus,
 )
-from engine.storage.database import Executor, dialect_name
+from engine.storage.database import Executor, insert_unless_exists
 from engine.storage.models import task_attempts, task_events, tasks
 
 _INSERT_FIELDS = (
@@ -80,11 +79,9 @@ def task_from_row(row: Any) -> Task:
 # Transitions run these on every hop. Built once: building a statement per call costs more CPU than
 # executing it (README "Performance"); SQLAlchemy also caches the compiled form of a prebuilt one.
 _INSERT = insert(tasks)
-_TOKEN_KEY = (tasks.c.workflow_instance_id, tasks.c.token_id)
-_INSERT_NEW = {  # the unique (workflow_instance_id, token_id) makes creation idempotent in one statement
-    "postgresql": postgresql.insert(tasks).on_conflict_do_nothing(index_elements=_TOKEN_KEY),
-    "sqlite": sqlite.insert(tasks).on_conflict_do_nothing(index_elements=_TOKEN_KEY),
-}
+_INSERT_NEW = insert_unless_exists(  # once per token: the unique (workflow_instance_id, token_id)
+    tasks, (*_INSERT_FIELDS, "kind", "status", "priority"), (tasks.c.workflow_instance_id, tasks.c.token_id)
+)
 _BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
 _BY_ID_FOR_UPDATE = _BY_ID.with_for_update()
 _BY_TOKEN = select(tasks).where(
@@ -104,13 +101,7 @@ class TaskRepository:
 
     async def insert_if_new(self, task: Task) -> bool:
         """Insert ``task`` unless its token already has a task; returns whether it was inserted."""
-        statement = _INSERT_NEW.get(dialect_name(self.session))
-        if statement is None:  # no ON CONFLICT here: check first (a transition holds the instance's lock)
-            if await self.get_by_token(task.workflow_instance_id, task.token_id) is not None:
-                return False
-            await self.insert(task)
-            return True
-        result = await self.session.execute(statement, task_values(task))
+        result = await self.session.execute(_INSERT_NEW, task_values(task))
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def get_by_id(self, task_id: str, *, for_update: bool = False) -> Task | None:
