@@ -14,7 +14,7 @@ from schema.mutations.tasks import TaskMutations
 from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
 from schema.reads import ShareReadsPerQuery
-from schema.subscriptions import Subscription
+from schema.subscriptions import Subscription, SubscriptionExecutionContext
 
 
 @strawberry.type
@@ -47,4 +47,7 @@ def build_schema(mask_errors: bool = True, cache_documents: bool = True) -> stra
         subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
+        # One event to many subscribers: executed once where that is sound, without graphql-core's
+        # per-event memo growing for a subscription's life. Queries and mutations run as before.
+        execution_context_class=SubscriptionExecutionContext,
     )

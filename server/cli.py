@@ -57,7 +57,12 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     if migrate:
         os.environ["STEPWISE_AUTO_MIGRATE"] = "true"
     click.echo(f"Stepwise: GraphiQL at http://{host}:{port}/graphql")
-    uvicorn.run("server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers)
+    # No per-message deflate: pushed task events are small JSON, and compressing each one cost CPU per
+    # delivery and a compressor's memory per connection (bench.push_memory profile).
+    uvicorn.run(
+        "server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+        ws_per_message_deflate=False,
+    )  # fmt: skip
 
 
 @main.command()

@@ -10,7 +10,6 @@ from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -20,7 +19,6 @@ from engine.events import EventHub
 from engine.runner import Engine
 from schema.context import Context
 from schema.loaders import DataLoaders
-from schema.subscriptions import SubscriptionExecutionContext
 from server.auth import authenticate
 from server.graphiql import graphiql_html
 from server.settings import Settings
@@ -53,11 +51,6 @@ class StepwiseGraphQL(GraphQL[Context, None]):
             keep_alive=True,
             keep_alive_interval=settings.ws_keepalive_seconds,
         )
-        if schema.execution_context_class is StrawberryGraphQLCoreExecutionContext:
-            # One event to many subscribers: executed once where that is sound, without graphql-core's
-            # per-event memo growing for a subscription's life (see SubscriptionExecutionContext).
-            # Queries and mutations run as before. Set here, where the schema starts serving.
-            schema.execution_context_class = SubscriptionExecutionContext
         self.engine = engine
         self.settings = settings
         self.blobs = blobs

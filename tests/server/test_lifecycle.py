@@ -36,9 +36,10 @@ async def test_auto_migrate_brings_an_empty_database_to_head(tmp_path: Path) -> 
 
 
 async def test_a_served_app_moves_its_start_up_objects_out_of_the_collectors_way(settings: Settings) -> None:
-    """``stepwise serve`` freezes what start-up made, so full collections stop walking it; apps made
-    for tests do not (a test process starts hundreds)."""
+    """``stepwise serve`` freezes what start-up made, so full collections stop walking it, and collects
+    young objects less often; apps made for tests do not (a test process starts hundreds)."""
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     try:
         plain = create_app(settings)
         async with plain.router.lifespan_context(plain):
@@ -46,5 +47,7 @@ async def test_a_served_app_moves_its_start_up_objects_out_of_the_collectors_way
         served = create_app(settings, freeze_startup_objects=True)
         async with served.router.lifespan_context(served):
             assert gc.get_freeze_count() > 10_000
+            assert gc.get_threshold()[0] > thresholds[0]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -4,12 +4,11 @@ that event, and only what that viewer may see."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import event
 from starlette.applications import Starlette
 
 from engine.clock import ManualClock
@@ -25,28 +24,13 @@ from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
 from tests.server.live import TRANSPORT_WS, Feed, serving, wait_until
+from tests.server.test_query_counts import counting
 
 NESTED = """subscription($filter: TaskEventFilter, $after: String) {
   taskEvents(filter: $filter, after: $after) {
     cursor kind actor { id name roles }
     task { id status revision assignee { id name } completedBy { id }
            step { key metrics { total active } } workflowInstance { id startedBy { id name } } } } }"""
-
-
-@contextmanager
-def counting(engine: Engine) -> Iterator[list[str]]:
-    """Every SQL statement the engine's database sends while the block runs."""
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        statements.append(statement)
-
-    sync_engine = engine.db.engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(sync_engine, "before_cursor_execute", record)
 
 
 @asynccontextmanager
