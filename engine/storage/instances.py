@@ -146,6 +146,17 @@ class InstanceRepository:
         rows = await self.session.execute(select(step_instances).where(step_instances.c.id.in_(list(step_ids))))
         return {row.id: _step(row) for row in rows}
 
+    async def get_steps_with_definitions(self, step_ids: Iterable[str]) -> dict[str, tuple[StepInstance, str, int]]:
+        """Steps with their instance's definition key and version: what a step's title needs, in one
+        statement and without reading the instances' data."""
+        query = (
+            select(step_instances, instances.c.definition_key, instances.c.definition_version)
+            .join(instances, instances.c.id == step_instances.c.workflow_instance_id)
+            .where(step_instances.c.id.in_(list(step_ids)))
+        )
+        rows = await self.session.execute(query)
+        return {row.id: (_step(row), row.definition_key, row.definition_version) for row in rows}
+
     async def steps_of(self, workflow_instance_ids: Sequence[str]) -> list[StepInstance]:
         query = (
             select(step_instances)
