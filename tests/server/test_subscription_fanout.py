@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from engine.clock import ManualClock
 from engine.events import EventHub
 from engine.runner import Engine
-from engine.state import Task, User
+from engine.state import Task
 from engine.storage.directory import DirectoryRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository
 from engine.task_service import TaskService
@@ -25,6 +25,7 @@ from server.demo import load_demo
 from server.settings import Settings
 from tests.server.live import TRANSPORT_WS, Feed, serving, wait_until
 from tests.server.test_query_counts import counting
+from tests.server.test_subscriptions import person
 
 NESTED = """subscription($filter: TaskEventFilter, $after: String) {
   taskEvents(filter: $filter, after: $after) {
@@ -50,12 +51,6 @@ async def feeds(url: str, settings: Settings, users: list[str], **variables: Any
             feed = Feed(url, issue_token(settings, user), TRANSPORT_WS, NESTED, variables)
             opened.append(await stack.enter_async_context(feed))
         yield opened
-
-
-async def person(engine: Engine, user_id: str) -> User:
-    found = await engine.user(user_id)
-    assert found is not None
-    return found
 
 
 async def latest_event(engine: Engine) -> int:
