@@ -63,12 +63,11 @@ END;
 """
 
 
-def pgbench_path() -> str | None:
-    found = shutil.which("pgbench")
-    if found:
-        return found
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"))
-    return candidates[-1] if candidates else None
+def pgbench_path() -> str:
+    found = shutil.which("pgbench") or max(glob.glob("/usr/lib/postgresql/*/bin/pgbench"), default=None)
+    if found is None:
+        raise RuntimeError("pgbench not found: it comes with PostgreSQL's client package (postgresql-client)")
+    return found
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ async def run(instances_c1: int, instances_c16: int, min_seconds: int = 5) -> li
     heading("1. Engine throughput vs pgbench (approval workload, each transition committed, in-process)")
     binary = pgbench_path()
     pgbench_version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
-    await print_environment({"pgbench": f"{pgbench_version} ({binary})" if binary else "MISSING"})
+    await print_environment({"pgbench": f"{pgbench_version} ({binary})"})
     print(
         f"sizes: c=1 {instances_c1} instances, c=16 {instances_c16} instances "
         f"({TRANSITIONS_PER_INSTANCE} transitions each); pgbench -M prepared for the same duration "

@@ -45,16 +45,18 @@ from bench.common import (
     percentile,
     print_environment,
     print_targets,
-    sqlalchemy_url,
     temporary_database,
 )
 from bench.inbox_scaling import bearer, server_env
-from bench.seed import VIEWER, VIEWER_ROLE, Loaded, inbox_definition, load_directory, load_tasks, task_spread
-from engine.catalog import default_registry
+from bench.seed import (
+    VIEWER,
+    VIEWER_ROLE,
+    seed_inbox,
+    task_spread,
+)
 from engine.errors import AuthenticationError
 from engine.runner import Engine
 from engine.state import Task
-from engine.storage.database import Database
 from engine.storage.inbox import TaskOrderField, TaskQuery, encode_cursor, search_tasks
 from schema.schema import build_schema
 from server.app import create_app
@@ -222,13 +224,9 @@ async def run(seconds: int, lever_seconds: int) -> list[Target]:
     print(f"load: {client}, {CONNECTIONS} connections, {seconds} s per target route, {lever_seconds} s per lever")
     targets: list[Target] = []
     async with temporary_database(NAME) as dsn:
-        engine = Engine(Database(sqlalchemy_url(dsn)), default_registry())
-        await engine.deploy(inbox_definition(), VIEWER)
-        await engine.db.dispose()
         connection = await asyncpg.connect(dsn)
         try:
-            await load_directory(connection)
-            await load_tasks(connection, TASKS, seed=1, loaded=Loaded())
+            await seed_inbox(dsn, connection, TASKS)
             print(f"loaded: {await task_spread(connection)}")
         finally:
             await connection.close()

@@ -40,9 +40,15 @@ from bench.common import (
     temporary_database,
     venv_bin,
 )
-from bench.seed import VIEWER, VIEWER_ROLE, Loaded, inbox_definition, load_directory, load_tasks, task_spread
-from engine.catalog import default_registry
-from engine.runner import Engine
+from bench.seed import (
+    VIEWER,
+    VIEWER_ROLE,
+    Loaded,
+    deploy_inbox_definition,
+    load_directory,
+    load_tasks,
+    task_spread,
+)
 from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
 from engine.storage.inbox import TaskQuery, search_tasks
@@ -176,9 +182,7 @@ async def run(sizes: Sequence[int], samples: int) -> list[Target]:
     rng = random.Random(11)
     p99: dict[str, dict[int, float]] = {}
     async with temporary_database(NAME) as dsn:
-        engine = Engine(Database(sqlalchemy_url(dsn)), default_registry())
-        await engine.deploy(inbox_definition(), VIEWER)
-        await engine.db.dispose()
+        await deploy_inbox_definition(dsn)
         connection = await asyncpg.connect(dsn)
         loaded = Loaded()
         with tempfile.TemporaryDirectory() as tmp:

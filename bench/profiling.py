@@ -31,10 +31,12 @@ from sqlalchemy import bindparam, event, insert, select
 
 from bench.common import heading, line_buffered, print_environment, sqlalchemy_url, temporary_database
 from bench.inbox_scaling import INBOX_QUERY, SECRET, STEP_QUERY, bearer
-from bench.seed import VIEWER, VIEWER_ROLE, Loaded, inbox_definition, load_directory, load_tasks
+from bench.seed import (
+    VIEWER,
+    VIEWER_ROLE,
+    seed_inbox,
+)
 from bench.workload import TRANSITIONS_PER_INSTANCE, prepare_engine, run_stepwise
-from engine.catalog import default_registry
-from engine.runner import Engine
 from engine.storage.database import Database
 from engine.storage.models import task_events, tasks
 from server.app import create_app
@@ -179,14 +181,9 @@ async def profile_engine(instances: int, drivers: int) -> None:
 async def profile_inbox(requests: int) -> None:
     await print_environment()
     async with temporary_database("profile_inbox") as dsn:
-        engine = Engine(Database(sqlalchemy_url(dsn)), default_registry())
-        await engine.deploy(inbox_definition(), VIEWER)
-        await engine.db.dispose()
         connection = await asyncpg.connect(dsn)
-        loaded = Loaded()
         try:
-            await load_directory(connection)
-            await load_tasks(connection, 10_000, seed=1, loaded=loaded)
+            loaded = await seed_inbox(dsn, connection, 10_000)
         finally:
             await connection.close()
         settings = Settings(database_url=sqlalchemy_url(dsn), secret_key=SECRET, files_dir=Path("/tmp/stepwise-bench"))
@@ -288,36 +285,32 @@ INBOX_VISIBILITY = (
     "OR assigned_role IN ('approver'))"
 )
 OPEN_FOR_ROLE = "assigned_role = 'approver' AND status NOT IN ('COMPLETED', 'CANCELLED')"
+ONLY_ROLE = f"$1::text IS NOT NULL AND {OPEN_FOR_ROLE}"  # $1 unused: every statement takes the viewer
 INBOX_SQL = {
-    "count, as shipped": f"SELECT count(*) FROM tasks WHERE {INBOX_VISIBILITY} AND {OPEN_FOR_ROLE}",
-    "page, as shipped": f"SELECT * FROM tasks WHERE {INBOX_VISIBILITY} AND {OPEN_FOR_ROLE} "
-    "ORDER BY created_at, id LIMIT 51",
-    "count, visibility implied by the role filter": f"SELECT count(*) FROM tasks WHERE $1::text IS NOT NULL AND "
+    "count, as shipped (the role implies visibility)": f"SELECT count(*) FROM tasks WHERE {ONLY_ROLE}",
+    "page, as shipped": f"SELECT * FROM tasks WHERE {ONLY_ROLE} ORDER BY created_at, id LIMIT 51",
+    "count, visibility OR kept (a role not held)": f"SELECT count(*) FROM tasks WHERE {INBOX_VISIBILITY} AND "
     f"{OPEN_FOR_ROLE}",
+    "page, visibility OR kept": f"SELECT * FROM tasks WHERE {INBOX_VISIBILITY} AND {OPEN_FOR_ROLE} "
+    "ORDER BY created_at, id LIMIT 51",
 }
-PARTIAL_INDEX = (
-    "CREATE INDEX ix_tasks_role_open ON tasks (assigned_role, created_at, id) "
-    "WHERE status NOT IN ('COMPLETED', 'CANCELLED')"
-)
+PARTIAL_INDEXES = ("ix_tasks_role_unfinished", "ix_tasks_user_unfinished", "ix_tasks_group_unfinished")
 
 
 async def inbox_sql(size: int) -> None:
-    """The inbox page's SQL (statuses as literals) on ``size`` tasks, before and after the proposed index."""
+    """The inbox page's SQL (statuses as literals) on ``size`` tasks, with the shipped indexes and without
+    the partial ones on unfinished tasks (migration 867da6278fba)."""
     await print_environment()
     async with temporary_database("profile_inbox_sql") as dsn:
-        engine = Engine(Database(sqlalchemy_url(dsn)), default_registry())
-        await engine.deploy(inbox_definition(), VIEWER)
-        await engine.db.dispose()
         connection = await asyncpg.connect(dsn)
         try:
-            await load_directory(connection)
-            await load_tasks(connection, size, seed=1, loaded=Loaded())
+            await seed_inbox(dsn, connection, size)
             await connection.execute("VACUUM ANALYZE tasks")
             heading(f"profile: inbox SQL on {size} tasks, 50 runs each")
-            for phase in ("the shipped indexes", "+ " + PARTIAL_INDEX):
-                if phase.startswith("+"):
-                    await connection.execute(PARTIAL_INDEX)
-                    await connection.execute("VACUUM ANALYZE tasks")
+            for phase in ("the shipped indexes", "no partial indexes on unfinished tasks"):
+                if phase.startswith("no "):
+                    for index in PARTIAL_INDEXES:
+                        await connection.execute(f"DROP INDEX {index}")
                 print(f"with {phase}:")
                 for name, sql in INBOX_SQL.items():
                     times = []
@@ -328,76 +321,15 @@ async def inbox_sql(size: int) -> None:
                     times = sorted(times[5:])
                     plan = [row[0] for row in await connection.fetch(f"EXPLAIN {sql}", VIEWER)]
                     scans = [line.strip().split("  (")[0] for line in plan if "Scan" in line or "->  Sort" in line]
-                    print(f"    {name:<46} p50 {times[25]:7.2f} ms  p99 {times[-1]:7.2f} ms  {' / '.join(scans)}")
+                    print(f"    {name:<50} p50 {times[25]:7.2f} ms  p99 {times[-1]:7.2f} ms  {' / '.join(scans)}")
         finally:
             await connection.close()
-
-
-async def engine_what_if(instances: int) -> None:
-    """CPU and statements per transition as shipped, and with three changes simulated by patching (in this
-    process only): no pool pre-ping, no starter lookup per transition, the latest definition cached.
-
-    All three are shipped since commits b8149c7 and 72f559e (the engine reads the starter only when
-    needed and the latest version inside the start's transaction; the pool pings only idle
-    connections), so on those commits the patches change nothing: the rows differ only on older ones."""
-    import engine.storage.database as database_module
-    from engine.runner import Engine as RunnerEngine
-    from engine.transition import Transition
-
-    await print_environment()
-    patches: set[str] = set()
-    create, load_starter, definition = (
-        database_module.create_async_engine, Transition.load_starter, RunnerEngine.definition
-    )  # fmt: skip
-
-    def create_engine(url: str, **kwargs: Any) -> Any:
-        if "no pre-ping" in patches:
-            kwargs["pool_pre_ping"] = False
-        return create(url, **kwargs)
-
-    async def maybe_load_starter(self: Transition) -> None:
-        if "no starter lookup" not in patches:
-            await load_starter(self)
-
-    async def cached_definition(self: RunnerEngine, key: str, version: int | None = None) -> Any:
-        if "latest definition cached" in patches and version is None:
-            latest: dict[str, Any] = self.__dict__.setdefault("_bench_latest", {})
-            if key not in latest:
-                latest[key] = await definition(self, key)
-            return latest[key]
-        return await definition(self, key, version)
-
-    database_module.create_async_engine = create_engine  # type: ignore[assignment]
-    Transition.load_starter = maybe_load_starter  # type: ignore[method-assign]
-    RunnerEngine.definition = cached_definition  # type: ignore[method-assign]
-    heading(f"profile: what if (simulated by patching, {instances} instances at c=1 per row)")
-    steps = ["as shipped", "no pre-ping", "no starter lookup", "latest definition cached"]
-    for number, step in enumerate(steps):
-        if number:
-            patches.add(step)
-        async with temporary_database("profile_what_if") as dsn:
-            engine = await prepare_engine(sqlalchemy_url(dsn))
-            counter = SqlCounter(engine.db)
-            try:
-                await run_stepwise(engine, 20, 4)
-                counter.statements.clear()
-                cpu = time.process_time()
-                run = await run_stepwise(engine, instances, 1)
-                cpu = time.process_time() - cpu
-            finally:
-                await engine.db.dispose()
-        transitions = instances * TRANSITIONS_PER_INSTANCE
-        label = step if not number else "+ " + step
-        print(
-            f"    {label:<28} statements/transition {sum(counter.statements.values()) / transitions:5.1f}  "
-            f"CPU/transition {cpu * 1000 / transitions:5.2f} ms  transitions/s {run.transitions_per_second:6.1f}"
-        )
 
 
 def main() -> None:
     line_buffered()
     parser = argparse.ArgumentParser(prog="python -m bench.profiling", description=__doc__)
-    parser.add_argument("what", choices=["engine", "inbox", "statements", "inbox-sql", "what-if"])
+    parser.add_argument("what", choices=["engine", "inbox", "statements", "inbox-sql"])
     parser.add_argument("--instances", type=int, default=200)
     parser.add_argument("--drivers", type=int, default=1)
     parser.add_argument("--requests", type=int, default=200)
@@ -409,10 +341,8 @@ def main() -> None:
         asyncio.run(profile_inbox(args.requests))
     elif args.what == "statements":
         asyncio.run(statement_costs())
-    elif args.what == "inbox-sql":
-        asyncio.run(inbox_sql(args.size))
     else:
-        asyncio.run(engine_what_if(args.instances))
+        asyncio.run(inbox_sql(args.size))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,6 @@ from bench.common import (
     print_environment,
     print_targets,
     rss_mb,
-    sqlalchemy_url,
     temporary_database,
     venv_bin,
 )
@@ -64,16 +63,9 @@ from bench.seed import (
     NOW,
     STEP_COLUMNS,
     TASK_COLUMNS,
-    VIEWER,
-    Loaded,
-    inbox_definition,
-    load_directory,
-    load_tasks,
+    seed_inbox,
     time_ordered_id,
 )
-from engine.catalog import default_registry
-from engine.runner import Engine
-from engine.storage.database import Database
 
 NAME = "push_memory"
 RSS_GOAL_MB = 150.0
@@ -265,13 +257,9 @@ async def run(idle_seconds: float, subscribers_total: int, changes_total: int, r
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, subscribers_total + 1024)), hard))
     targets: list[Target] = []
     async with temporary_database(NAME) as dsn:
-        engine = Engine(Database(sqlalchemy_url(dsn)), default_registry())
-        await engine.deploy(inbox_definition(), VIEWER)
-        await engine.db.dispose()
         connection = await asyncpg.connect(dsn)
         try:
-            await load_directory(connection)
-            await load_tasks(connection, 10_000, seed=1, loaded=Loaded())
+            await seed_inbox(dsn, connection, 10_000)
             by_role = await load_push_fixtures(connection, per_role + 1)
         finally:
             await connection.close()

@@ -22,7 +22,11 @@ from typing import Any
 
 import asyncpg
 
+from bench.common import sqlalchemy_url
 from engine.builder import WorkflowBuilder
+from engine.catalog import default_registry
+from engine.runner import Engine
+from engine.storage.database import Database
 
 DEFINITION_KEY = "bench_inbox"
 VIEWER = "bench_viewer"
@@ -98,6 +102,24 @@ class Loaded:
     tasks: int = 0
     instances: int = 0
     viewer_step_ids: list[str] = field(default_factory=list)  # steps holding a task the viewer may see
+
+
+async def deploy_inbox_definition(dsn: str) -> None:
+    """The inbox definition, deployed through the engine (the tasks below are bulk-loaded under it)."""
+    engine = Engine(Database(sqlalchemy_url(dsn)), default_registry())
+    try:
+        await engine.deploy(inbox_definition(), VIEWER)
+    finally:
+        await engine.db.dispose()
+
+
+async def seed_inbox(dsn: str, connection: asyncpg.Connection, tasks: int) -> Loaded:
+    """What most benchmarks start from: the definition deployed, the directory and ``tasks`` tasks."""
+    await deploy_inbox_definition(dsn)
+    await load_directory(connection)
+    loaded = Loaded()
+    await load_tasks(connection, tasks, seed=1, loaded=loaded)
+    return loaded
 
 
 async def load_directory(connection: asyncpg.Connection) -> None:
