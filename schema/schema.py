@@ -9,6 +9,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
+from schema.execution import PLAIN_LEAVES, plain_leaves, serve_prefetched
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.workflows import WorkflowMutations
@@ -41,7 +42,7 @@ def build_schema(mask_errors: bool = True, cache_documents: bool = True) -> stra
         extensions += [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
-    return strawberry.Schema(
+    schema = strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -51,3 +52,7 @@ def build_schema(mask_errors: bool = True, cache_documents: bool = True) -> stra
         # per-event memo growing for a subscription's life. Queries and mutations run as before.
         execution_context_class=SubscriptionExecutionContext,
     )
+    graphql_schema = schema._schema  # Strawberry's GraphQL schema has no public accessor
+    graphql_schema.extensions[PLAIN_LEAVES] = plain_leaves(graphql_schema)
+    serve_prefetched(graphql_schema)
+    return schema

@@ -34,13 +34,13 @@ from graphql import (
     get_named_type,
 )
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from engine.errors import NotFoundError, StepwiseError, SubscriberOverflowError
 from engine.events import Delivery, EventFilter
 from engine.runner import Engine
 from engine.services import visible_task
 from schema.context import Info
+from schema.execution import ExecutionContext
 from schema.loaders import DataLoaders
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskEventKind
@@ -213,7 +213,7 @@ event's shared DataLoaders. Any other field with a resolver (``viewerCanClaim``,
 ``tasks``, whatever is added later) makes a selection per subscriber: slower, never wrong."""
 
 
-def _same_for_every_viewer(executor: StrawberryGraphQLCoreExecutionContext) -> bool:
+def _same_for_every_viewer(executor: ExecutionContext) -> bool:
     """Whether the subscription's selection reads nothing but plain fields and :data:`_SHARED_RESOLVERS`."""
     fragments = executor.fragment_definitions
 
@@ -257,7 +257,7 @@ async def _copy_of(shared: asyncio.Future[ExecutionResult]) -> ExecutionResult:
     return ExecutionResult(result.data, list(result.errors) if result.errors else None, result.extensions)
 
 
-class SubscriptionExecutionContext(StrawberryGraphQLCoreExecutionContext):
+class SubscriptionExecutionContext(ExecutionContext):
     """Strawberry's executor, made cheap for one event delivered to many subscribers.
 
     - Subscribers whose selection and variables are the same, and whose selection cannot differ

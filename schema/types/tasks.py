@@ -5,8 +5,9 @@ request's DataLoaders."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import ClassVar
 
 import strawberry
 from strawberry.scalars import JSON
@@ -185,6 +186,7 @@ class Task:
     source: strawberry.Private[state.Task]
     prefetched: strawberry.Private[dict[str, object]] = dataclasses.field(default_factory=dict)
     """Relations its page loaded for every task at once (see ``TaskConnection.page``), by field name."""
+    PREFETCHABLE: ClassVar[frozenset[str]] = frozenset({"assignee", "step"})
 
     @classmethod
     def from_domain(cls, task: state.Task) -> Task:
@@ -203,13 +205,10 @@ class Task:
         definition = await definition_of(info, self.source.workflow_instance_id)
         return definition.node(self.source.node_id)
 
-    # Sync where the page prefetched the relation: a coroutine and a future per task were most of
-    # what a nested field cost on a 50-task page. The awaitable path serves a lone task.
-    @strawberry.field(graphql_type=User | None)
-    def assignee(self, info: Info) -> User | None | Awaitable[User | None]:
-        if "assignee" in self.prefetched:
-            return self.prefetched["assignee"]  # type: ignore[return-value]
-        return load_user(info, self.source.assigned_user_id)
+    # A page answers these from ``prefetched`` without calling them (schema.execution.serve_prefetched).
+    @strawberry.field
+    async def assignee(self, info: Info) -> User | None:
+        return await load_user(info, self.source.assigned_user_id)
 
     @strawberry.field
     async def completed_by(self, info: Info) -> User | None:
@@ -272,13 +271,8 @@ class Task:
     async def messages(self, info: Info) -> list[TaskMessage]:
         return [TaskMessage.from_domain(m) for m in await info.context.loaders.messages.load(self.source.id)]
 
-    @strawberry.field(graphql_type=StepInstance)
-    def step(self, info: Info) -> StepInstance | Awaitable[StepInstance]:
-        if "step" in self.prefetched:
-            return self.prefetched["step"]  # type: ignore[return-value]
-        return self._load_step(info)
-
-    async def _load_step(self, info: Info) -> StepInstance:
+    @strawberry.field
+    async def step(self, info: Info) -> StepInstance:
         titled = await info.context.loaders.titled_steps.load(self.source.step_instance_id)
         assert titled is not None, "a task's step always exists (foreign key)"
         return StepInstance.titled(titled)

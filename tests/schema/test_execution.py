@@ -1,0 +1,179 @@
+"""The executor's shortcuts (schema.execution) answer exactly what graphql-core's own path answers."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, ClassVar
+
+import pytest
+import strawberry
+from strawberry.permission import BasePermission
+from strawberry.types import ExecutionResult
+
+from schema.execution import PLAIN_LEAVES, ExecutionContext, plain_leaves, serve_prefetched
+from schema.schema import build_schema
+
+
+@strawberry.enum
+class Colour(Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Never(BasePermission):
+    message = "never"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+resolver_calls: list[str] = []
+
+
+@strawberry.type
+class Owner:
+    name: str
+
+
+@strawberry.type
+class Row:
+    id: strawberry.ID
+    title: str
+    note: str | None
+    colour: Colour
+    at: datetime
+    count: int
+    prefetched: strawberry.Private[dict[str, object]] = dataclasses.field(default_factory=dict)
+    PREFETCHABLE: ClassVar[frozenset[str]] = frozenset({"owner"})
+
+    @strawberry.field
+    def shout(self) -> str:
+        return self.title.upper()
+
+    @strawberry.field(permission_classes=[Never])
+    def secret(self) -> str | None:
+        return "hidden"
+
+    @strawberry.field
+    async def owner(self) -> Owner:
+        resolver_calls.append(self.id)
+        return Owner(name=f"loaded for {self.id}")
+
+
+GOOD = Row(id=strawberry.ID("1"), title="one", note=None, colour=Colour.BLUE, at=datetime(2026, 11, 21, tzinfo=UTC),
+           count=3)  # fmt: skip
+# What a bug could hand the executor: a null for a non-null field, a value the enum does not know,
+# a string where an Int belongs. Each must become the same located error as without the shortcut.
+BROKEN = [
+    dataclasses.replace(GOOD, id=strawberry.ID("2"), title=None),  # type: ignore[arg-type]
+    dataclasses.replace(GOOD, id=strawberry.ID("3"), colour="green"),  # type: ignore[arg-type]
+    dataclasses.replace(GOOD, id=strawberry.ID("4"), count="many"),  # type: ignore[arg-type]
+]
+ROWS: list[Row] = []
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def rows(self) -> list[Row | None]:
+        return list(ROWS)
+
+
+QUERY = "{ rows { id title note colour at count shout secret owner { name } } }"
+
+
+def make_schema(shortcuts: bool) -> strawberry.Schema:
+    schema = strawberry.Schema(query=Query, execution_context_class=ExecutionContext)
+    if shortcuts:
+        schema._schema.extensions[PLAIN_LEAVES] = plain_leaves(schema._schema)
+        serve_prefetched(schema._schema)
+    return schema
+
+
+def comparable(result: ExecutionResult) -> tuple[Any, list[tuple[str, list[Any]]]]:
+    errors = sorted((e.message, list(e.path or ())) for e in result.errors or ())
+    return result.data, errors
+
+
+def test_plain_leaves_are_the_basic_scalar_and_enum_fields_only() -> None:
+    found = plain_leaves(make_schema(False)._schema)
+    assert found["Row"] == {
+        "id": ("id", found["Row"]["id"][1]), "title": ("title", found["Row"]["title"][1]),
+        "note": ("note", found["Row"]["note"][1]), "colour": ("colour", found["Row"]["colour"][1]),
+        "at": ("at", found["Row"]["at"][1]), "count": ("count", found["Row"]["count"][1]),
+    }  # fmt: skip
+    # resolvers (shout), permission-checked fields (secret) and objects (owner) are not leaves to read
+    assert {"shout", "secret", "owner"}.isdisjoint(found["Row"])
+    assert "Query" not in found  # its one field has a resolver
+
+
+async def test_shortcuts_answer_what_the_standard_path_answers_including_errors() -> None:
+    ROWS[:] = [GOOD, *BROKEN]
+    standard = await make_schema(False).execute(QUERY)
+    fast = await make_schema(True).execute(QUERY)
+    assert comparable(fast) == comparable(standard)
+    data = fast.data
+    assert data is not None
+    assert data["rows"][0] == {"id": "1", "title": "one", "note": None, "colour": "BLUE",
+                               "at": "2026-11-21T00:00:00+00:00", "count": 3, "shout": "ONE", "secret": None,
+                               "owner": {"name": "loaded for 1"}}  # fmt: skip
+    assert data["rows"][1:4] == [None, None, None], "each broken row is nulled by its non-null error"
+    messages = {tuple(path): message for message, path in comparable(fast)[1]}
+    assert "Cannot return null for non-nullable field Row.title." in messages[("rows", 1, "title")]
+    assert "Enum 'Colour' cannot represent value: 'green'" in messages[("rows", 2, "colour")]
+    assert "Int cannot represent non-integer value: 'many'" in messages[("rows", 3, "count")]
+
+
+async def test_a_prefetched_relation_is_served_without_calling_its_resolver() -> None:
+    ROWS[:] = [GOOD, dataclasses.replace(GOOD, id=strawberry.ID("5"), prefetched={"owner": Owner(name="prefetched")})]
+    resolver_calls.clear()
+    result = await make_schema(True).execute("{ rows { id owner { name } } }")
+    assert result.errors is None and result.data is not None
+    assert result.data["rows"] == [{"id": "1", "owner": {"name": "loaded for 1"}},
+                                   {"id": "5", "owner": {"name": "prefetched"}}]  # fmt: skip
+    assert resolver_calls == ["1"], "only the row without a prefetched owner called the resolver"
+
+
+@strawberry.type
+class Guarded:
+    prefetched: strawberry.Private[dict[str, object]]
+    PREFETCHABLE: ClassVar[frozenset[str]] = frozenset({"secret"})
+
+    @strawberry.field(permission_classes=[Never])
+    def secret(self) -> str:
+        return "x"
+
+
+@strawberry.type
+class Misnamed:
+    prefetched: strawberry.Private[dict[str, object]]
+    PREFETCHABLE: ClassVar[frozenset[str]] = frozenset({"nothing"})
+    name: str
+
+
+@strawberry.type
+class GuardedRoot:
+    item: Guarded
+
+
+@strawberry.type
+class MisnamedRoot:
+    item: Misnamed
+
+
+@pytest.mark.parametrize(("root", "problem"), [(GuardedRoot, "has extensions"), (MisnamedRoot, "unknown fields")])
+def test_prefetching_must_not_skip_a_permission_or_name_unknown_fields(root: type, problem: str) -> None:
+    with pytest.raises(TypeError, match=problem):
+        serve_prefetched(strawberry.Schema(query=root)._schema)
+
+
+def test_the_served_schema_takes_both_shortcuts() -> None:
+    schema = build_schema()._schema
+    leaves = schema.extensions[PLAIN_LEAVES]
+    assert {"id", "title", "status", "createdAt"} <= leaves["Task"].keys()
+    assert not {"assignee", "step", "viewerCanClaim", "form"} & leaves["Task"].keys()
+    task = schema.type_map["Task"]
+    assert task.fields["assignee"].resolve.__name__ == "resolve_prefetched"  # type: ignore[attr-defined, union-attr]
+    assert task.fields["step"].resolve.__name__ == "resolve_prefetched"  # type: ignore[attr-defined, union-attr]
