@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, overload
 
+import orjson
 import strawberry
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -71,6 +73,15 @@ class StepwiseGraphQL(GraphQL[Context, None]):
         finally:
             if isinstance(request, Request):
                 await request.close()
+
+    def encode_json(self, data: object) -> str:
+        # orjson writes a page's response several times faster than the standard library (the 50-task
+        # inbox page: README "Performance"). Text, not bytes: Strawberry sends bytes to a WebSocket as
+        # a binary frame, which graphql-ws clients refuse.
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:  # what orjson refuses and JSON allows: integers beyond 64 bits
+            return json.dumps(data, separators=(",", ":"))
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = Context(engine=self.engine, loaders=DataLoaders.create(self.engine), request=request,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, and_, bindparam, func, literal, or_, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,8 +91,7 @@ def _sort_value(task: Task, field: TaskOrderField) -> Any:
 
 
 def encode_cursor(task: Task, field: TaskOrderField) -> str:
-    raw = json.dumps([field.value, _sort_value(task, field), task.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+    return base64.urlsafe_b64encode(orjson.dumps([field.value, _sort_value(task, field), task.id])).decode()
 
 
 def _decode_cursor(cursor: str, field: TaskOrderField) -> tuple[Any, str]:

@@ -131,3 +131,14 @@ async def test_unknown_and_invisible_tasks_are_not_found(gql: GraphQL, app_engin
     malformed = (await gql(SAVE, user="alice", id=task_id, values="not an object"))["data"]["saveTaskProgress"]
     assert malformed["__typename"] == "ValidationFailed" and malformed["fieldErrors"][0]["field"] == "values"
     assert await snapshot(app_engine) == before
+
+
+async def test_numbers_beyond_64_bits_survive_the_round_trip(gql: GraphQL) -> None:
+    """JSON has no integer limit; the response encoder (orjson, 64-bit) must hand such values to the standard one."""
+    instance = await start_expense(gql)
+    task_id = instance["tasks"][0]["id"]
+    huge = 2**70 + 1
+    saved = (await gql(SAVE, user="alice", id=task_id, values={"amount": huge, "description": "big"}))["data"]
+    assert saved["saveTaskProgress"]["task"]["draft"] == {"amount": huge, "description": "big"}
+    read = await gql("query($id: ID!) { task(id: $id) { draft } }", user="alice", id=task_id)
+    assert read["data"]["task"]["draft"]["amount"] == huge
