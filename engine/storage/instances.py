@@ -31,6 +31,19 @@ _STEP_BY_KEY = select(step_instances).where(
     step_instances.c.workflow_instance_id == bindparam("instance_id"), step_instances.c.step_key == bindparam("key")
 )
 _STEP = select(step_instances).where(step_instances.c.id == bindparam("step_id"))
+# Batches the pages' DataLoaders read on every request; "ids" expands to the batch's keys.
+_INSTANCES = select(instances).where(instances.c.id.in_(bindparam("ids", expanding=True)))
+_STEPS = select(step_instances).where(step_instances.c.id.in_(bindparam("ids", expanding=True)))
+_STEPS_WITH_DEFINITIONS = (
+    select(step_instances, instances.c.definition_key, instances.c.definition_version)
+    .join(instances, instances.c.id == step_instances.c.workflow_instance_id)
+    .where(step_instances.c.id.in_(bindparam("ids", expanding=True)))
+)
+_STEPS_OF_INSTANCES = (
+    select(step_instances)
+    .where(step_instances.c.workflow_instance_id.in_(bindparam("ids", expanding=True)))
+    .order_by(step_instances.c.created_at, step_instances.c.id)
+)
 
 
 class DefinitionRepository:
@@ -105,7 +118,7 @@ class InstanceRepository:
         return _instance(row) if row else None
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, WorkflowInstance]:
-        rows = await self.session.execute(select(instances).where(instances.c.id.in_(list(ids))))
+        rows = await self.session.execute(_INSTANCES, {"ids": list(ids)})
         return {row.id: _instance(row) for row in rows}
 
     async def update(self, instance: WorkflowInstance, expected_revision: int) -> None:
@@ -143,27 +156,18 @@ class InstanceRepository:
         return _step(row) if row else None
 
     async def get_steps(self, step_ids: Iterable[str]) -> dict[str, StepInstance]:
-        rows = await self.session.execute(select(step_instances).where(step_instances.c.id.in_(list(step_ids))))
+        rows = await self.session.execute(_STEPS, {"ids": list(step_ids)})
         return {row.id: _step(row) for row in rows}
 
     async def get_steps_with_definitions(self, step_ids: Iterable[str]) -> dict[str, tuple[StepInstance, str, int]]:
         """Steps with their instance's definition key and version: what a step's title needs, in one
         statement and without reading the instances' data."""
-        query = (
-            select(step_instances, instances.c.definition_key, instances.c.definition_version)
-            .join(instances, instances.c.id == step_instances.c.workflow_instance_id)
-            .where(step_instances.c.id.in_(list(step_ids)))
-        )
-        rows = await self.session.execute(query)
+        rows = await self.session.execute(_STEPS_WITH_DEFINITIONS, {"ids": list(step_ids)})
         return {row.id: (_step(row), row.definition_key, row.definition_version) for row in rows}
 
     async def steps_of(self, workflow_instance_ids: Sequence[str]) -> list[StepInstance]:
-        query = (
-            select(step_instances)
-            .where(step_instances.c.workflow_instance_id.in_(list(workflow_instance_ids)))
-            .order_by(step_instances.c.created_at, step_instances.c.id)
-        )
-        return [_step(row) for row in await self.session.execute(query)]
+        rows = await self.session.execute(_STEPS_OF_INSTANCES, {"ids": list(workflow_instance_ids)})
+        return [_step(row) for row in rows]
 
 
 def _instance_values(instance: WorkflowInstance) -> dict[str, Any]:

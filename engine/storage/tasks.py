@@ -90,6 +90,30 @@ _BY_TOKEN = select(tasks).where(
 # SET comes from the parameters' column names; the WHERE's names must differ from every column's.
 _UPDATE = update(tasks).where(tasks.c.id == bindparam("b_id"), tasks.c.revision == bindparam("b_revision"))
 _LEASE_OWNER = select(tasks.c.lease_owner).where(tasks.c.id == bindparam("task_id"))
+# Batches the pages' DataLoaders read on every request; "ids" expands to the batch's keys.
+_BY_IDS = select(tasks).where(tasks.c.id.in_(bindparam("ids", expanding=True)))
+_BY_INSTANCES = (
+    select(tasks)
+    .where(tasks.c.workflow_instance_id.in_(bindparam("ids", expanding=True)))
+    .order_by(tasks.c.created_at, tasks.c.id)
+)
+
+
+def _count_of(statuses: Collection[TaskStatus]) -> Any:
+    return func.sum(case((tasks.c.status.in_([s.value for s in statuses]), 1), else_=0))
+
+
+_STEP_METRICS = (
+    select(
+        tasks.c.step_instance_id,
+        func.count().label("total"),
+        _count_of(ACTIVE_TASK_STATUSES).label("active"),
+        _count_of([TaskStatus.COMPLETED]).label("completed"),
+        _count_of(BLOCKED_TASK_STATUSES).label("blocked"),
+    )
+    .where(tasks.c.step_instance_id.in_(bindparam("ids", expanding=True)))
+    .group_by(tasks.c.step_instance_id)
+)
 
 
 class TaskRepository:
@@ -110,7 +134,7 @@ class TaskRepository:
         return task_from_row(row) if row else None
 
     async def get_many(self, task_ids: Iterable[str]) -> dict[str, Task]:
-        rows = await self.session.execute(select(tasks).where(tasks.c.id.in_(list(task_ids))))
+        rows = await self.session.execute(_BY_IDS, {"ids": list(task_ids)})
         return {row.id: task_from_row(row) for row in rows}
 
     async def get_by_token(self, workflow_instance_id: str, token_id: str) -> Task | None:
@@ -144,7 +168,8 @@ class TaskRepository:
         )
 
     async def find_by_instances(self, workflow_instance_ids: Collection[str]) -> list[Task]:
-        return await self._find(tasks.c.workflow_instance_id.in_(list(workflow_instance_ids)))
+        rows = await self.session.execute(_BY_INSTANCES, {"ids": list(workflow_instance_ids)})
+        return [task_from_row(row) for row in rows]
 
     async def update(self, task_id: str, expected_revision: int, values: Mapping[str, Any]) -> bool:
         """Apply ``values`` and bump the revision, only if the task is still at ``expected_revision``."""
@@ -240,23 +265,8 @@ class TaskRepository:
 
     async def step_metrics(self, step_ids: Collection[str]) -> dict[str, StepMetrics]:
         """DESIGN §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
-
-        def count_of(statuses: Collection[TaskStatus]) -> Any:
-            return func.sum(case((tasks.c.status.in_([s.value for s in statuses]), 1), else_=0))
-
-        query = (
-            select(
-                tasks.c.step_instance_id,
-                func.count().label("total"),
-                count_of(ACTIVE_TASK_STATUSES).label("active"),
-                count_of([TaskStatus.COMPLETED]).label("completed"),
-                count_of(BLOCKED_TASK_STATUSES).label("blocked"),
-            )
-            .where(tasks.c.step_instance_id.in_(list(step_ids)))
-            .group_by(tasks.c.step_instance_id)
-        )
         metrics = {step_id: StepMetrics() for step_id in step_ids}
-        for row in await self.session.execute(query):
+        for row in await self.session.execute(_STEP_METRICS, {"ids": list(step_ids)}):
             metrics[row.step_instance_id] = StepMetrics(
                 total=int(row.total), active=int(row.active), completed=int(row.completed), blocked=int(row.blocked)
             )
