@@ -30,10 +30,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import asyncpg
-
 from bench.common import ROOT, heading, line_buffered, print_environment, sqlalchemy_url, temporary_database
-from bench.seed import seed_inbox
+from bench.seed import seed_inbox_alone
 from bench.workload import TRANSITIONS_PER_INSTANCE, prepare_engine
 
 UNITS = {"me": "request", "inbox": "request", "step": "request", "transition": "transition"}
@@ -61,11 +59,7 @@ async def run(source: Path, units: int) -> None:
     await print_environment({"counted": f"engine/schema/server from {source}"})
     heading(f"instructions per unit (callgrind): {units} units minus none, after {WARM_UP} warm-up units")
     async with temporary_database("instructions") as dsn:
-        connection = await asyncpg.connect(dsn)
-        try:
-            loaded = await seed_inbox(dsn, connection, 10_000)
-        finally:
-            await connection.close()
+        loaded = await seed_inbox_alone(dsn, 10_000)
         engine = await prepare_engine(sqlalchemy_url(dsn))  # the workload's users and definition
         await engine.db.dispose()
         url, step_id = sqlalchemy_url(dsn), loaded.viewer_step_ids[0]

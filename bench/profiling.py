@@ -35,6 +35,7 @@ from bench.seed import (
     VIEWER,
     VIEWER_ROLE,
     seed_inbox,
+    seed_inbox_alone,
 )
 from bench.workload import TRANSITIONS_PER_INSTANCE, prepare_engine, run_stepwise
 from engine.storage.database import Database
@@ -181,11 +182,7 @@ async def profile_engine(instances: int, drivers: int) -> None:
 async def profile_inbox(requests: int) -> None:
     await print_environment()
     async with temporary_database("profile_inbox") as dsn:
-        connection = await asyncpg.connect(dsn)
-        try:
-            loaded = await seed_inbox(dsn, connection, 10_000)
-        finally:
-            await connection.close()
+        loaded = await seed_inbox_alone(dsn, 10_000)
         settings = Settings(database_url=sqlalchemy_url(dsn), secret_key=SECRET, files_dir=Path("/tmp/stepwise-bench"))
         app = create_app(settings)
         headers = bearer(VIEWER)

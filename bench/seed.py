@@ -122,6 +122,15 @@ async def seed_inbox(dsn: str, connection: asyncpg.Connection, tasks: int) -> Lo
     return loaded
 
 
+async def seed_inbox_alone(dsn: str, tasks: int) -> Loaded:
+    """:func:`seed_inbox` on a connection of its own, for benchmarks that need none afterwards."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await seed_inbox(dsn, connection, tasks)
+    finally:
+        await connection.close()
+
+
 async def load_directory(connection: asyncpg.Connection) -> None:
     """2,000 users, each with a role (same Zipf spread) and a third in a group; plus the viewer."""
     rng = random.Random(7)
