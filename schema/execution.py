@@ -49,6 +49,12 @@ class Prefetching(Protocol):
 Leaf = tuple[str, GraphQLScalarType | GraphQLEnumType]
 
 
+def prepare(schema: GraphQLSchema) -> None:
+    """Set ``schema`` up for :class:`ExecutionContext`: its plain leaves found, its prefetched fields served."""
+    schema.extensions[PLAIN_LEAVES] = plain_leaves(schema)
+    serve_prefetched(schema)
+
+
 def plain_leaves(schema: GraphQLSchema) -> dict[str, dict[str, Leaf]]:
     """Per object type, its fields that are a plain attribute of a scalar or enum type.
 
@@ -104,7 +110,9 @@ def _prefetched_or(name: str, resolve: Callable[..., Any]) -> Callable[..., Any]
 
 
 class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context, reading plain leaves (see :func:`plain_leaves`) directly."""
+    """Strawberry's execution context, reading plain leaves (see :func:`plain_leaves`) directly.
+
+    Without :func:`prepare` on the schema it executes exactly as Strawberry's own."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -9,7 +9,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 
-from schema.execution import PLAIN_LEAVES, plain_leaves, serve_prefetched
+from schema.execution import prepare
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.workflows import WorkflowMutations
@@ -52,7 +52,5 @@ def build_schema(mask_errors: bool = True, cache_documents: bool = True) -> stra
         # per-event memo growing for a subscription's life. Queries and mutations run as before.
         execution_context_class=SubscriptionExecutionContext,
     )
-    graphql_schema = schema._schema  # Strawberry's GraphQL schema has no public accessor
-    graphql_schema.extensions[PLAIN_LEAVES] = plain_leaves(graphql_schema)
-    serve_prefetched(graphql_schema)
+    prepare(schema._schema)  # Strawberry's GraphQL schema has no public accessor
     return schema

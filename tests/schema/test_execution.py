@@ -12,7 +12,7 @@ import strawberry
 from strawberry.permission import BasePermission
 from strawberry.types import ExecutionResult
 
-from schema.execution import PLAIN_LEAVES, ExecutionContext, plain_leaves, serve_prefetched
+from schema.execution import PLAIN_LEAVES, ExecutionContext, plain_leaves, prepare, serve_prefetched
 from schema.schema import build_schema
 
 
@@ -87,8 +87,7 @@ QUERY = "{ rows { id title note colour at count shout secret owner { name } } }"
 def make_schema(shortcuts: bool) -> strawberry.Schema:
     schema = strawberry.Schema(query=Query, execution_context_class=ExecutionContext)
     if shortcuts:
-        schema._schema.extensions[PLAIN_LEAVES] = plain_leaves(schema._schema)
-        serve_prefetched(schema._schema)
+        prepare(schema._schema)
     return schema
 
 
