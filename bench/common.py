@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import os
@@ -97,6 +98,16 @@ def line_buffered() -> None:
     """Print each line as it comes, also into a pipe or a log file (the runs are long)."""
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)
+
+
+def instance_counts(prog: str, description: str | None, c1: int, c16: int) -> tuple[int, int]:
+    """The command line of the engine benchmarks: instances to run at c=1 and at c=16."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--instances", type=int, default=None, help="instances per run (both concurrencies)")
+    parser.add_argument("--instances-c1", type=int, default=c1)
+    parser.add_argument("--instances-c16", type=int, default=c16)
+    args = parser.parse_args()
+    return args.instances or args.instances_c1, args.instances or args.instances_c16
 
 
 def heading(title: str) -> None:

@@ -8,7 +8,6 @@ matching Stepwise run took. Targets: transitions/s ≥ 0.5× pgbench's tps at c=
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import glob
 import json
@@ -25,6 +24,7 @@ import asyncpg
 from bench.common import (
     Target,
     heading,
+    instance_counts,
     line_buffered,
     print_environment,
     print_targets,
@@ -179,14 +179,7 @@ async def run(instances_c1: int, instances_c16: int, min_seconds: int = 5) -> li
 
 def main() -> None:
     line_buffered()
-    parser = argparse.ArgumentParser(prog="python -m bench.engine_throughput", description=__doc__)
-    parser.add_argument("--instances", type=int, default=None, help="instances per run (both concurrencies)")
-    parser.add_argument("--instances-c1", type=int, default=400)
-    parser.add_argument("--instances-c16", type=int, default=1200)
-    args = parser.parse_args()
-    c1 = args.instances or args.instances_c1
-    c16 = args.instances or args.instances_c16
-    asyncio.run(run(c1, c16))
+    asyncio.run(run(*instance_counts("python -m bench.engine_throughput", __doc__, c1=400, c16=1200)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from 1 and from 16 concurrent in-process drivers. Target: Stepwise instances/s â
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ from sqlalchemy import text
 from bench.common import (
     Target,
     heading,
+    instance_counts,
     line_buffered,
     print_environment,
     print_targets,
@@ -164,12 +164,7 @@ async def run(instances_c1: int, instances_c16: int) -> list[Target]:
 
 def main() -> None:
     line_buffered()
-    parser = argparse.ArgumentParser(prog="python -m bench.peer_engine", description=__doc__)
-    parser.add_argument("--instances", type=int, default=None, help="instances per run (both concurrencies)")
-    parser.add_argument("--instances-c1", type=int, default=200)
-    parser.add_argument("--instances-c16", type=int, default=400)
-    args = parser.parse_args()
-    asyncio.run(run(args.instances or args.instances_c1, args.instances or args.instances_c16))
+    asyncio.run(run(*instance_counts("python -m bench.peer_engine", __doc__, c1=200, c16=400)))
 
 
 if __name__ == "__main__":
