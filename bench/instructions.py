@@ -53,7 +53,7 @@ def count(source: Path, what: str, units: int, url: str, step_id: str) -> int:
     return int(found.group(1))
 
 
-async def run(source: Path, units: int) -> None:
+async def run(source: Path, units: int, measured: list[str]) -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     await print_environment({"counted": f"engine/schema/server from {source}"})
@@ -63,10 +63,11 @@ async def run(source: Path, units: int) -> None:
         engine = await prepare_engine(sqlalchemy_url(dsn))  # the workload's users and definition
         await engine.db.dispose()
         url, step_id = sqlalchemy_url(dsn), loaded.viewer_step_ids[0]
-        runs = [(what, n) for what in UNITS for n in (0, units)]
+        runs = [(what, n) for what in measured for n in (0, units)]
         with ThreadPoolExecutor(max_workers=2) as pool:  # one child per core
             counted = dict(zip(runs, pool.map(lambda r: count(source, r[0], r[1], url, step_id), runs), strict=True))
-    for what, unit in UNITS.items():
+    for what in measured:
+        unit = UNITS[what]
         per_unit = (counted[(what, units)] - counted[(what, 0)]) / units
         if what == "transition":
             per_unit /= TRANSITIONS_PER_INSTANCE
@@ -119,13 +120,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--units", type=int, default=30, help="requests (or transitions) counted per figure")
     parser.add_argument("--source", type=Path, default=ROOT, help="the checkout whose engine/schema/server to count")
+    parser.add_argument("--only", choices=list(UNITS), action="append", help="count only these (repeatable)")
     parser.add_argument("--child", nargs=4, metavar=("WHAT", "UNITS", "URL", "STEP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         what, units, url, step_id = args.child
         asyncio.run(child(what, int(units), url, step_id))
     else:
-        asyncio.run(run(args.source.resolve(), args.units))
+        asyncio.run(run(args.source.resolve(), args.units, args.only or list(UNITS)))
 
 
 if __name__ == "__main__":
