@@ -159,9 +159,7 @@ class Engine:
             if self._needs_starter(definition):
                 await transition.load_starter()
             await transition.advance([Token(id=new_id(), node_id=definition.start)])
-            finished = transition.finish()
-            await repository.update(finished, expected_revision=instance.revision)
-            await transition.write_events()
+            finished = await transition.write()
         await self._after_commit(transition)
         return finished
 
@@ -191,9 +189,7 @@ class Engine:
                     if self._needs_starter(definition):
                         await transition.load_starter()
                     result = await action(transition)
-                    finished = transition.finish()
-                    await repository.update(finished, expected_revision=instance.revision)
-                    await transition.write_events()  # last: the event lock is held only until commit
+                    finished = await transition.write()  # last: the event lock is held only until commit
                 await self._after_commit(transition)
                 return result, finished
             except ConcurrentUpdateError:

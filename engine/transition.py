@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.definitions import Node, OnDue, WorkflowDefinition
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
-from engine.events import write_events
+from engine.event_log import finish_transition
 from engine.registry import NodeContext, Registry, default_schema_type
 from engine.state import (
     InstanceStatus,
@@ -116,6 +116,7 @@ class Transition:
         self.tokens: list[Token] = list(instance.tokens)
         # The transaction's connection when the engine passes it: Core statements skip the session layer.
         executor = connection if connection is not None else session
+        self._executor = executor
         self.tasks = TaskRepository(executor)
         self.events = TaskEventRepository(executor)
         self.instances = InstanceRepository(executor)
@@ -129,14 +130,17 @@ class Transition:
     # -- tasks -----------------------------------------------------------------------------
 
     async def record(self, kind: TaskEventKind, task: Task, data: Mapping[str, Any] | None = None) -> None:
-        """Record an event; :meth:`write_events` writes them all as the transaction's last step."""
+        """Record an event; :meth:`write` writes them all as the transaction's last step."""
         self.pending_events.append(NewTaskEvent(kind, task, self.actor_id, self.now, data))
         self.events_written += 1
 
-    async def write_events(self) -> None:
-        """Write the recorded events just before commit (see :mod:`engine.events` for why last)."""
-        await write_events(self.session, self.pending_events)
+    async def write(self) -> WorkflowInstance:
+        """Write the instance as this transition leaves it (:meth:`finish`) and the recorded events,
+        as the transaction's last statement (see :mod:`engine.event_log` for why last)."""
+        finished = self.finish()
+        await finish_transition(self._executor, finished, self.instance.revision, self.pending_events)
         self.pending_events.clear()
+        return finished
 
     async def update_task(self, task: Task, event: TaskEventKind, **values: Any) -> Task:
         """Change a task at its current revision and record the event; a lost race is a conflict."""

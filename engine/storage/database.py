@@ -34,6 +34,13 @@ Executor = AsyncSession | AsyncConnection
 statements skip the ORM session layer there, which costs nothing here since no ORM objects are used."""
 
 
+def dialect_of(executor: Executor) -> str:
+    """``postgresql`` or ``sqlite``: the database ``executor`` runs statements on."""
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
+
+
 def insert_unless_exists(table: Table, columns: Sequence[str], key: Sequence[Column[Any]]) -> Insert:
     """``INSERT INTO table (columns) SELECT :column, … WHERE NOT EXISTS (a row with the same key)``.
 

@@ -123,12 +123,9 @@ class InstanceRepository:
 
     async def update(self, instance: WorkflowInstance, expected_revision: int) -> None:
         """Write ``instance`` if nobody changed it since ``expected_revision``."""
-        values = _instance_values(instance)
-        del values["id"]
-        values.update(b_id=instance.id, b_revision=expected_revision)
-        result = await self.session.execute(_UPDATE_INSTANCE, values)
+        result = await self.session.execute(_UPDATE_INSTANCE, update_values(instance, expected_revision))
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise ConcurrentUpdateError(f"workflow instance {instance.id} changed concurrently")
+            raise changed_concurrently(instance)
 
     async def get_or_create_step(
         self, workflow_instance_id: str, milestone_key: str, step_key: str, now: datetime, *, exists: bool = False
@@ -168,6 +165,18 @@ class InstanceRepository:
     async def steps_of(self, workflow_instance_ids: Sequence[str]) -> list[StepInstance]:
         rows = await self.session.execute(_STEPS_OF_INSTANCES, {"ids": list(workflow_instance_ids)})
         return [_step(row) for row in rows]
+
+
+def update_values(instance: WorkflowInstance, expected_revision: int) -> dict[str, Any]:
+    """Parameters of an instance UPDATE: every column but ``id`` to SET, ``b_id``/``b_revision`` to match."""
+    values = _instance_values(instance)
+    del values["id"]
+    values.update(b_id=instance.id, b_revision=expected_revision)
+    return values
+
+
+def changed_concurrently(instance: WorkflowInstance) -> ConcurrentUpdateError:
+    return ConcurrentUpdateError(f"workflow instance {instance.id} changed concurrently")
 
 
 def _instance_values(instance: WorkflowInstance) -> dict[str, Any]:

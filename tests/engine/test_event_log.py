@@ -1,0 +1,171 @@
+"""How a transition's last writes land (engine/event_log.py ``finish_transition``): the instance and
+its events together, in commit order, announced only after the commit, nothing at all on a lost race.
+On PostgreSQL they are one statement; these tests hold it to what the separate statements did."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from engine.errors import ConcurrentUpdateError
+from engine.event_log import CHANNEL, EVENT_LOCK_KEY, finish_transition, write_events
+from engine.runner import Engine
+from engine.state import Task, TaskEvent, TaskEventKind, WorkflowInstance
+from engine.storage.database import Database
+from engine.storage.instances import InstanceRepository
+from engine.storage.tasks import NewTaskEvent, TaskEventRepository
+from server.demo import load_demo
+from tests.engine.test_events import latest, new_form_task
+from tests.engine.test_transition_costs import statements
+from tests.server.live import TIMEOUT
+
+pytestmark = pytest.mark.usefixtures("demo")
+
+
+@pytest.fixture
+async def demo(engine: Engine) -> Engine:
+    await load_demo(engine)
+    return engine
+
+
+async def instance_of(db: Database, task: Task) -> WorkflowInstance:
+    async with db.read() as session:
+        found = await InstanceRepository(session).get(task.workflow_instance_id)
+    assert found is not None
+    return found
+
+
+def events_for(task: Task, at: Any, *data: dict[str, Any] | None) -> list[NewTaskEvent]:
+    kinds = [TaskEventKind.UPDATED, TaskEventKind.PROGRESS_SAVED, TaskEventKind.CLAIMED]
+    return [NewTaskEvent(kinds[n % 3], task, "alice", at, d) for n, d in enumerate(data)]
+
+
+async def events_after(db: Database, after: int) -> list[TaskEvent]:
+    async with db.read() as session:
+        return await TaskEventRepository(session).after(after, 10_000)
+
+
+def bumped(instance: WorkflowInstance) -> WorkflowInstance:
+    return replace(instance, data={**instance.data, "note": "changed"}, revision=instance.revision + 1)
+
+
+async def test_the_instance_and_its_events_are_written_together(engine: Engine, db: Database) -> None:
+    task = await new_form_task(engine)
+    instance = await instance_of(db, task)
+    after = await latest(engine)
+    events = events_for(task, engine.clock.now(), None, {"amount": 2**70 + 1, "nested": {"list": [1, "two", None]}})
+    async with db.transaction() as session:
+        highest = await finish_transition(await session.connection(), bumped(instance), instance.revision, events)
+    written = await events_after(db, after)
+    assert highest == written[-1].id
+    assert [(e.kind, e.task_id, e.actor_id, e.occurred_at, e.data) for e in written] == [
+        (TaskEventKind.UPDATED, task.id, "alice", events[0].at, {}),
+        (TaskEventKind.PROGRESS_SAVED, task.id, "alice", events[1].at, {"amount": 2**70 + 1,
+                                                                        "nested": {"list": [1, "two", None]}}),
+    ]  # fmt: skip
+    stored = await instance_of(db, task)
+    assert (stored.revision, stored.data["note"]) == (instance.revision + 1, "changed")
+
+
+async def test_a_lost_race_writes_nothing_and_takes_no_lock(engine: Engine, db: Database) -> None:
+    task = await new_form_task(engine)
+    instance = await instance_of(db, task)
+    after = await latest(engine)
+    async with db.transaction() as session:
+        connection = await session.connection()
+        with pytest.raises(ConcurrentUpdateError, match="changed concurrently"):
+            await finish_transition(connection, bumped(instance), instance.revision + 5,
+                                    events_for(task, engine.clock.now(), None))  # fmt: skip
+        # Still inside the transaction: the statement left no event and no lock behind it.
+        assert await TaskEventRepository(connection).after(after) == []
+        if db.dialect == "postgresql":
+            held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+            assert await connection.scalar(text(held)) == 0
+    assert (await instance_of(db, task)).revision == instance.revision
+
+
+@pytest.mark.postgres_only
+async def test_a_signal_ends_with_one_statement_for_the_instance_and_its_events(engine: Engine, db: Database) -> None:
+    task = await new_form_task(engine)
+    with statements(db) as sent:
+        await engine.send_signal(task.workflow_instance_id, task.node_id, {"amount": 3}, "alice")
+    [last] = [s for s in sent if "task_events" in s or "pg_advisory" in s or "pg_notify" in s]
+    assert "UPDATE workflow_instances" in last and "pg_advisory_xact_lock" in last and "pg_notify" in last
+    assert sent[-1] == last
+
+
+@pytest.mark.postgres_only
+async def test_the_notification_names_the_highest_id_and_comes_only_after_commit(
+    engine: Engine, db: Database, database_url: str
+) -> None:
+    task = await new_form_task(engine)
+    instance = await instance_of(db, task)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    await listener.add_listener(CHANNEL, lambda *args: received.put_nowait(args[3]))
+    try:
+        async with db.transaction() as session:
+            highest = await finish_transition(await session.connection(), bumped(instance), instance.revision,
+                                              events_for(task, engine.clock.now(), None, None))  # fmt: skip
+            await asyncio.sleep(0.2)
+            assert received.empty()
+        assert await asyncio.wait_for(received.get(), TIMEOUT) == str(highest)
+        async with db.transaction() as session:  # a lost race announces nothing
+            with pytest.raises(ConcurrentUpdateError):
+                await finish_transition(await session.connection(), bumped(instance), instance.revision,
+                                        events_for(task, engine.clock.now(), None))  # fmt: skip
+        await asyncio.sleep(0.2)
+        assert received.empty()
+    finally:
+        await listener.close()
+
+
+@pytest.mark.postgres_only
+async def test_final_statements_queue_on_the_event_lock_in_commit_order(engine: Engine, db: Database) -> None:
+    first_task, second_task = await new_form_task(engine), await new_form_task(engine)
+    first_instance, second_instance = await instance_of(db, first_task), await instance_of(db, second_task)
+    async with db.transaction() as first:
+        first_id = await finish_transition(await first.connection(), bumped(first_instance), first_instance.revision,
+                                           events_for(first_task, engine.clock.now(), None))  # fmt: skip
+
+        async def second_writer() -> int | None:
+            events = events_for(second_task, engine.clock.now(), None)
+            async with db.transaction() as second:
+                connection = await second.connection()
+                return await finish_transition(connection, bumped(second_instance), second_instance.revision, events)
+
+        second = asyncio.create_task(second_writer())
+        for _ in range(int(TIMEOUT / 0.01)):
+            async with db.read() as session:
+                query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = :low"
+                if await session.scalar(text(query), {"low": EVENT_LOCK_KEY & 0xFFFFFFFF}):
+                    break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the second writer never waited for the event lock")
+        assert not second.done()
+    second_id = await asyncio.wait_for(second, TIMEOUT)
+    assert first_id is not None and second_id is not None and first_id < second_id
+
+
+@pytest.mark.postgres_only
+async def test_events_are_stored_alike_by_both_writers(engine: Engine, db: Database) -> None:
+    task = await new_form_task(engine)
+    instance = await instance_of(db, task)
+    events = events_for(task, engine.clock.now(), None, {"big": 2**70 + 1, "text": "naïve ☃"})
+    async with db.transaction() as session:
+        separate = await write_events(session, events)
+    async with db.transaction() as session:
+        together = await finish_transition(await session.connection(), bumped(instance), instance.revision, events)
+    assert separate is not None and together is not None
+    query = text("SELECT kind, task_id, step_instance_id, workflow_instance_id, actor_id, occurred_at, data::text "
+                 "FROM task_events WHERE id > :after AND id <= :upto ORDER BY id")  # fmt: skip
+    async with db.read() as session:
+        rows = [tuple(r) for r in await session.execute(query, {"after": separate - 2, "upto": together})]
+    assert rows[:2] == rows[2:] and len(rows) == 4
+    assert rows[0][-1] == "null"  # an event without data holds JSON null, as before, not SQL NULL
