@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
 import puremagic
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import permissions
 from engine.definitions import DOCUMENT_UPLOAD_SCHEMA_TYPE, DocumentRequirement, Node
@@ -38,6 +37,7 @@ from engine.errors import (
 from engine.runner import Engine
 from engine.services import visible_task
 from engine.state import Document, Task, TaskEventKind, TaskKind, TaskStatus, User, new_id
+from engine.storage.database import Executor
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
@@ -246,7 +246,7 @@ class DocumentService:
                 raise NotFoundError(f"no task {task_id}")
             node = transition.definition.node(current.node_id)
             _check_task(user, current, node, requirement_key)
-            count = await _uploaded_count(transition.session, current.id, requirement_key)
+            count = await _uploaded_count(transition.connection, current.id, requirement_key)
             late = _count_problem(requirement, count, len(accepted))
             if late:
                 raise ValidationError(f"the files for {requirement.label!r} were not accepted", late)
@@ -260,7 +260,7 @@ class DocumentService:
                          uploaded_at=transition.now)
                 for document_id, a in zip(ids, accepted, strict=True)
             ]  # fmt: skip
-            details = TaskDetailsRepository(transition.session)
+            details = TaskDetailsRepository(transition.connection)
             for document in added:
                 await details.add_document(document)
             if not await transition.tasks.update(current.id, current.revision, {"updated_at": transition.now}):
@@ -351,6 +351,6 @@ def _count_problem(requirement: DocumentRequirement, existing: int, new: int) ->
     return []
 
 
-async def _uploaded_count(session: AsyncSession, task_id: str, requirement_key: str) -> int:
+async def _uploaded_count(session: Executor, task_id: str, requirement_key: str) -> int:
     uploaded = (await TaskDetailsRepository(session).documents_of([task_id]))[task_id]
     return sum(1 for d in uploaded if d.requirement_key == requirement_key)

@@ -135,8 +135,7 @@ class Engine:
         """Start the latest version of ``definition_key`` and run until every token waits or ends."""
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
-        async with self.db.transaction() as session:
-            connection = await session.connection()
+        async with self.db.write_connection() as connection:
             definition = await self._latest(connection, definition_key)
             now = self.clock.now()
             instance = WorkflowInstance(
@@ -153,9 +152,7 @@ class Engine:
             )
             repository = InstanceRepository(connection)
             await repository.insert(instance)
-            transition = Transition(
-                session, instance, definition, self.registry, now, started_by, self.settings, connection=connection
-            )
+            transition = Transition(connection, instance, definition, self.registry, now, started_by, self.settings)
             if self._needs_starter(definition):
                 await transition.load_starter()
             await transition.advance([Token(id=new_id(), node_id=definition.start)])
@@ -176,16 +173,15 @@ class Engine:
         """
         for _ in range(_RACE_RETRIES):
             try:
-                async with self.db.transaction() as session:
-                    connection = await session.connection()
+                async with self.db.write_connection() as connection:
                     repository = InstanceRepository(connection)
                     instance = await repository.get(workflow_instance_id, for_update=True)
                     if instance is None:
                         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
                     definition = await self.definition(instance.definition_key, instance.definition_version)
                     now = self.clock.now()
-                    transition = Transition(session, instance, definition, self.registry, now, actor_id,
-                                            self.settings, connection=connection)  # fmt: skip
+                    transition = Transition(connection, instance, definition, self.registry, now, actor_id,
+                                            self.settings)  # fmt: skip
                     if self._needs_starter(definition):
                         await transition.load_starter()
                     result = await action(transition)

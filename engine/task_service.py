@@ -68,7 +68,10 @@ class TaskService:
             _require_open_user_task(task)
             if not permissions.can_assign(user, task):
                 raise ForbiddenError("only a manager or an admin may assign tasks to others")
-            if assignee_id is not None and await DirectoryRepository(transition.session).get_user(assignee_id) is None:
+            if (
+                assignee_id is not None
+                and await DirectoryRepository(transition.connection).get_user(assignee_id) is None
+            ):
                 raise ValidationError(
                     f"no user {assignee_id!r}", [FieldError("userId", "no such user", "UNKNOWN_USER")]
                 )
@@ -146,7 +149,7 @@ class TaskService:
 
     async def _documents_output(self, transition: Transition, task: Task) -> dict[str, Any]:
         node = transition.definition.node(task.node_id)
-        uploaded = (await TaskDetailsRepository(transition.session).documents_of([task.id]))[task.id]
+        uploaded = (await TaskDetailsRepository(transition.connection).documents_of([task.id]))[task.id]
         errors = []
         for requirement in node.documents:
             count = sum(1 for d in uploaded if d.requirement_key == requirement.key)
@@ -188,7 +191,7 @@ class TaskService:
 
         async def post(transition: Transition, task: Task) -> TaskMessage:
             message = TaskMessage(new_id(), task.id, user.id, body, transition.now)
-            await TaskDetailsRepository(transition.session).add_message(message)
+            await TaskDetailsRepository(transition.connection).add_message(message)
             await transition.record(TaskEventKind.MESSAGE_POSTED, task, {"messageId": message.id})
             return message
 

@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.definitions import Node, OnDue, WorkflowDefinition
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
@@ -33,7 +33,6 @@ from engine.state import (
     WorkflowInstance,
     new_id,
 )
-from engine.storage.database import Executor
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
@@ -95,17 +94,15 @@ class Transition:
 
     def __init__(
         self,
-        session: AsyncSession,
+        connection: AsyncConnection,
         instance: WorkflowInstance,
         definition: WorkflowDefinition,
         registry: Registry,
         now: datetime,
         actor_id: str | None,
         settings: Mapping[str, Any],
-        *,
-        connection: Executor | None = None,
     ) -> None:
-        self.session = session
+        self.connection = connection
         self.definition = definition
         self.registry = registry
         self.now = now
@@ -114,13 +111,10 @@ class Transition:
         self.instance = instance
         self.data: dict[str, Any] = dict(instance.data)
         self.tokens: list[Token] = list(instance.tokens)
-        # The transaction's connection when the engine passes it: Core statements skip the session layer.
-        executor = connection if connection is not None else session
-        self._executor = executor
-        self.tasks = TaskRepository(executor)
-        self.events = TaskEventRepository(executor)
-        self.instances = InstanceRepository(executor)
-        self._directory = DirectoryRepository(executor)
+        self.tasks = TaskRepository(connection)
+        self.events = TaskEventRepository(connection)
+        self.instances = InstanceRepository(connection)
+        self._directory = DirectoryRepository(connection)
         self._steps: dict[str, StepInstance] = {}
         self.events_written = 0
         self.pending_events: list[NewTaskEvent] = []
@@ -138,7 +132,7 @@ class Transition:
         """Write the instance as this transition leaves it (:meth:`finish`) and the recorded events,
         as the transaction's last statement (see :mod:`engine.event_log` for why last)."""
         finished = self.finish()
-        await finish_transition(self._executor, finished, self.instance.revision, self.pending_events)
+        await finish_transition(self.connection, finished, self.instance.revision, self.pending_events)
         self.pending_events.clear()
         return finished
 

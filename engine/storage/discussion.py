@@ -6,14 +6,14 @@ from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.state import Document, TaskAttempt, TaskMessage
+from engine.storage.database import Executor
 from engine.storage.models import documents, task_attempts, task_messages
 
 
 class TaskDetailsRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Executor) -> None:
         self.session = session
 
     async def add_message(self, message: TaskMessage) -> None:

@@ -179,7 +179,7 @@ async def test_a_step_is_created_once_whichever_way_it_is_asked_for(engine: Engi
     instance = await engine.start("costs", {}, "alice")
 
     async def ask(transition: Transition) -> set[str]:
-        repository = InstanceRepository(transition.session)
+        repository = InstanceRepository(transition.connection)
         found = set()
         for exists in (False, True, False):
             step = await repository.get_or_create_step(instance.id, "m", "brand_new", transition.now, exists=exists)
