@@ -98,14 +98,15 @@ def create_bench_app() -> Starlette:
     engine: Engine = app.state.engine
 
     async def bare_tasks(request: Request) -> Response:
-        try:
-            viewer = await authenticate(engine, settings, request.headers.get("authorization"))
-        except AuthenticationError as exc:
-            return Response(json.dumps({"error": exc.message}), status_code=401, media_type="application/json")
-        if viewer is None:
-            return Response('{"error":"authentication required"}', status_code=401, media_type="application/json")
-        query = TaskQuery(role=request.query_params.get("role"))
-        async with engine.db.read() as session:
+        async with engine.db.read() as session:  # authenticates in the page's session, as /graphql does
+            try:
+                viewer = await authenticate(engine, settings, request.headers.get("authorization"), session)
+            except AuthenticationError as exc:
+                return Response(json.dumps({"error": exc.message}), status_code=401, media_type="application/json")
+            if viewer is None:
+                return Response('{"error":"authentication required"}', status_code=401,
+                                media_type="application/json")  # fmt: skip
+            query = TaskQuery(role=request.query_params.get("role"))
             tasks, total, has_next = await search_tasks(session, viewer, query, 50, None)
         edges = [{"cursor": encode_cursor(t, TaskOrderField.CREATED_AT), "node": _node(t)} for t in tasks]
         page_info = {"hasNextPage": has_next, "endCursor": edges[-1]["cursor"] if edges else None}

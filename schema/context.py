@@ -37,6 +37,9 @@ class Context:
     live_subscriptions: int = 0
     reads: SharedReads | None = None
     """A query's one read session (see schema.reads); None outside queries."""
+    request_reads: SharedReads | None = None
+    """The read session an HTTP request authenticated in, until the operation starts: a query
+    takes it over as :attr:`reads`, anything else closes it first (schema.reads)."""
 
     @property
     def user(self) -> User:

@@ -2,7 +2,9 @@
 
 A page's resolvers and DataLoaders read in several batches (the page, then its users, steps,
 instances…). Each batch on its own session costs a pool checkout, BEGIN and ROLLBACK round trips;
-sharing one session makes a page one transaction on one connection.
+sharing one session makes a page one transaction on one connection. An HTTP request's viewer is
+looked up in that session too (server.graphql_app), before the operation is known: a query goes on
+in it, a mutation or subscription closes it before it runs.
 
 Queries only: a mutation's payload must show what the mutation just committed, and a SQLite read
 transaction keeps the snapshot it began with. Subscriptions read per event (see schema.subscriptions).
@@ -58,10 +60,13 @@ class ShareReadsPerQuery(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         context: Context = execution.context
+        authenticated_in, context.request_reads = context.request_reads, None
         if execution.operation_type is not OperationType.QUERY:
+            if authenticated_in is not None:  # not held open while a mutation works
+                await authenticated_in.close()
             yield
             return
-        reads = SharedReads(context.engine.db)
+        reads = authenticated_in or SharedReads(context.engine.db)
         context.reads, context.loaders = reads, DataLoaders.create(context.engine, reads.session)
         try:
             yield

@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import jwt
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.errors import AuthenticationError
 from engine.runner import Engine
 from engine.state import User
+from engine.storage.directory import DirectoryRepository
 from server.settings import Settings
 
 
@@ -65,12 +67,16 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip()
 
 
-async def authenticate(engine: Engine, settings: Settings, header: str | None) -> User | None:
-    """The user behind an Authorization header: None without one, an error for a bad one."""
+async def authenticate(
+    engine: Engine, settings: Settings, header: str | None, session: AsyncSession | None = None
+) -> User | None:
+    """The user behind an Authorization header: None without one, an error for a bad one. Looked up
+    in ``session`` when given (a request that goes on reading there), else in a read of its own."""
     token = bearer_token(header)
     if token is None:
         return None
-    user = await engine.user(decode_token(settings, token))
+    user_id = decode_token(settings, token)
+    user = await (DirectoryRepository(session).get_user(user_id) if session is not None else engine.user(user_id))
     if user is None:
         raise AuthenticationError("the bearer token's user is not in the directory")
     return user

@@ -21,6 +21,7 @@ from engine.events import EventHub
 from engine.runner import Engine
 from schema.context import Context
 from schema.loaders import DataLoaders
+from schema.reads import SharedReads
 from server.auth import authenticate
 from server.graphiql import graphiql_html
 from server.settings import Settings
@@ -67,11 +68,15 @@ class StepwiseGraphQL(GraphQL[Context, None]):
     async def run(
         self, request: Request | WebSocket, context: Context = UNSET, root_value: None = UNSET
     ) -> Response | WebSocket:
-        """Strawberry leaves a multipart request's uploads (spooled temporary files) open; close them."""
+        """Strawberry leaves a multipart request's uploads (spooled temporary files) open; close them,
+        and the read session the request authenticated in if the operation did not."""
         try:
             return await super().run(request, context, root_value)
         finally:
             if isinstance(request, Request):
+                reads: SharedReads | None = getattr(request.state, "reads", None)
+                if reads is not None:  # the operation never ran (a syntax error, say) or kept it open
+                    await reads.close()
                 await request.close()
 
     def encode_json(self, data: object) -> str:
@@ -88,12 +93,18 @@ class StepwiseGraphQL(GraphQL[Context, None]):
                           response=response, blobs=self.blobs, events=self.events,
                           subscription_limit=self.settings.subscriptions_per_connection)  # fmt: skip
         if isinstance(request, Request):
-            await self._authenticate(context, request.headers.get("authorization"))
+            # A query goes on reading in the session the viewer was looked up in (schema.reads).
+            context.request_reads = request.state.reads = SharedReads(self.engine.db)
+            await self._authenticate(context, request.headers.get("authorization"), context.request_reads)
         return context
 
-    async def _authenticate(self, context: Context, header: str | None) -> None:
+    async def _authenticate(self, context: Context, header: str | None, reads: SharedReads | None = None) -> None:
         try:
-            context.viewer = await authenticate(self.engine, self.settings, header)
+            if reads is None:
+                context.viewer = await authenticate(self.engine, self.settings, header)
+            else:
+                async with reads.session() as session:
+                    context.viewer = await authenticate(self.engine, self.settings, header, session)
         except AuthenticationError as exc:
             context.authentication_error = exc
 

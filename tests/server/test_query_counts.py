@@ -16,6 +16,7 @@ from engine.task_service import TaskService
 from server.app import create_app
 from server.auth import issue_token
 from server.settings import Settings
+from tests.server.live import wait_until
 
 PAGE = """query($first: Int!) { tasks(first: $first) { totalCount edges { node { id
   assignee { id name } step { key metrics { total } } workflowInstance { id startedBy { id } } } } } }"""
@@ -86,8 +87,8 @@ async def test_an_inbox_page_costs_a_constant_number_of_statements(
 
 
 async def test_a_query_reads_on_one_connection(app_engine: Engine, settings: Settings, clock: ManualClock) -> None:
-    """The page and all its nested batches share one read session: a checkout (with its BEGIN and
-    ROLLBACK) for authentication and one for the query, not one per DataLoader batch."""
+    """Authentication, the page and all its nested batches share one read session: one checkout
+    (with its BEGIN and ROLLBACK) for the whole request, not one per DataLoader batch."""
     await make_tasks(app_engine, 12)
     app = create_app(settings, clock=clock)
     async with (
@@ -103,7 +104,7 @@ async def test_a_query_reads_on_one_connection(app_engine: Engine, settings: Set
             response = await client.post("/graphql", json={"query": PAGE, "variables": {"first": 12}}, headers=headers)
             body = response.json()
             assert "errors" not in body and len(body["data"]["tasks"]["edges"]) == 12, body
-    assert len(checkouts) == 2
+    assert len(checkouts) == 1
 
 
 FRAGMENTS = """query($first: Int!) { tasks(first: $first) { totalCount edges { ...edge } } }
@@ -134,3 +135,46 @@ async def test_relations_selected_through_fragments_give_the_inline_answer(
     assert "errors" not in answers[1], answers[1]
     assert answers[1] == answers[2]
     assert counts[1] == counts[2]
+
+
+CLAIM = "mutation($id: ID!) { claimTask(input: {taskId: $id}) { __typename } }"
+
+
+async def test_every_request_gives_back_its_connections_and_a_mutation_holds_no_read_open(
+    app_engine: Engine, settings: Settings, clock: ManualClock
+) -> None:
+    """The session a request authenticated in is closed whatever happens next: a query ends it, a
+    mutation closes it before it writes (so a write never runs beside an idle read transaction),
+    and a request that never executes (bad syntax, failed validation, bad token) closes it too."""
+    await make_tasks(app_engine, 2)
+    app = create_app(settings, clock=clock)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stepwise.test") as client,
+    ):
+        pool = app.state.engine.db.engine.sync_engine.pool
+        checked_out_at_writes: list[int] = []
+
+        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().split()[0].upper() in ("UPDATE", "INSERT", "WITH"):
+                checked_out_at_writes.append(pool.checkedout())
+
+        dana = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
+        page = (await client.post("/graphql", json={"query": PAGE, "variables": {"first": 2}}, headers=dana)).json()
+        requests = [
+            ({"query": CLAIM, "variables": {"id": page["data"]["tasks"]["edges"][0]["node"]["id"]}}, dana, None),
+            ({"query": "{ tasks(first: 1) { totalCount "}, dana, "Syntax Error"),
+            ({"query": "{ tasks(first: 1) { noSuchField } }"}, dana, "Cannot query field"),
+            ({"query": "{ me { id } }"}, {"Authorization": "Bearer not-a-token"}, "token"),
+            ({"query": PAGE, "variables": {"first": 2}}, dana, None),
+        ]
+        event.listen(app.state.engine.db.engine.sync_engine, "before_cursor_execute", record)
+        for body, headers, error in requests:
+            answer = (await client.post("/graphql", json=body, headers=headers)).json()
+            if error is None:
+                assert "errors" not in answer, answer
+            else:
+                assert error in answer["errors"][0]["message"], answer
+            # After a commit the event hub reads the new events in the background: wait for it.
+            await wait_until(lambda: pool.checkedout() == 0, f"the connections of {body['query']!r}")
+    assert checked_out_at_writes and set(checked_out_at_writes) == {1}
