@@ -19,8 +19,8 @@ locks only after its commit is visible; so whoever takes the lock next gets high
 commits later. Ids then become visible in increasing order, and a reader needs nothing but one
 integer cursor (``id > cursor``) — which is also what a client's resume cursor is.
 
-What it costs: event-writing transactions serialize for lock → insert → notify → commit (three
-statements plus the commit's WAL flush); the transition's real work (its row locks, reads and task
+What it costs: event-writing transactions serialize for lock → insert → notify → commit (the rest
+of one statement, see below, plus the commit's WAL flush); the transition's real work (its row locks, reads and task
 writes) still runs in parallel, before the lock. PostgreSQL already serializes the commits of
 transactions that NOTIFY (``PreCommit_Notify`` in ``async.c`` holds a cluster-wide lock until after
 commit, to queue notifications in commit order), so the lock only adds the insert and the notify to
