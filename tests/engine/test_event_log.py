@@ -5,12 +5,15 @@ On PostgreSQL they are one statement; these tests hold it to what the separate s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.errors import ConcurrentUpdateError
 from engine.event_log import CHANNEL, EVENT_LOCK_KEY, finish_transition, write_events
@@ -25,6 +28,7 @@ from tests.engine.test_transition_costs import statements
 from tests.server.live import TIMEOUT
 
 pytestmark = pytest.mark.usefixtures("demo")
+Writer = Callable[[AsyncSession, Task, WorkflowInstance, datetime], Awaitable[int | None]]
 
 
 @pytest.fixture
@@ -125,22 +129,31 @@ async def test_the_notification_names_the_highest_id_and_comes_only_after_commit
         await listener.close()
 
 
+async def separately(session: AsyncSession, task: Task, instance: WorkflowInstance, at: datetime) -> int | None:
+    """How events were written before the final statement, and still are outside transitions."""
+    return await write_events(session, events_for(task, at, None))
+
+
+async def together(session: AsyncSession, task: Task, instance: WorkflowInstance, at: datetime) -> int | None:
+    connection = await session.connection()
+    return await finish_transition(connection, bumped(instance), instance.revision, events_for(task, at, None))
+
+
 @pytest.mark.postgres_only
-async def test_final_statements_queue_on_the_event_lock_in_commit_order(engine: Engine, db: Database) -> None:
+@pytest.mark.parametrize("writer", [separately, together])
+async def test_event_ids_become_visible_in_commit_order(engine: Engine, db: Database, writer: Writer) -> None:
+    """A transaction that took ids first but commits last makes the next writer wait for it."""
     first_task, second_task = await new_form_task(engine), await new_form_task(engine)
     first_instance, second_instance = await instance_of(db, first_task), await instance_of(db, second_task)
     async with db.transaction() as first:
-        first_id = await finish_transition(await first.connection(), bumped(first_instance), first_instance.revision,
-                                           events_for(first_task, engine.clock.now(), None))  # fmt: skip
+        first_id = await writer(first, first_task, first_instance, engine.clock.now())
 
         async def second_writer() -> int | None:
-            events = events_for(second_task, engine.clock.now(), None)
             async with db.transaction() as second:
-                connection = await second.connection()
-                return await finish_transition(connection, bumped(second_instance), second_instance.revision, events)
+                return await writer(second, second_task, second_instance, engine.clock.now())
 
         second = asyncio.create_task(second_writer())
-        for _ in range(int(TIMEOUT / 0.01)):
+        for _ in range(int(TIMEOUT / 0.01)):  # bounded: the second writer must queue behind the first
             async with db.read() as session:
                 query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = :low"
                 if await session.scalar(text(query), {"low": EVENT_LOCK_KEY & 0xFFFFFFFF}):

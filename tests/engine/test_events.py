@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 
 from engine.errors import SubscriberOverflowError, SubscriptionLimitError
-from engine.events import EVENT_LOCK_KEY, Delivery, EventFilter, EventHub, write_events
+from engine.events import Delivery, EventFilter, EventHub
 from engine.runner import Engine
 from engine.state import Task, TaskEventKind, User
 from engine.storage.database import Database
-from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
+from engine.storage.tasks import TaskEventRepository, TaskRepository
 from engine.task_service import TaskService
 from server.demo import load_demo
 from tests.server.live import TIMEOUT, wait_until
@@ -97,36 +97,6 @@ async def test_concurrent_writers_reach_a_live_subscriber_exactly_once_in_commit
         delivered = [await asyncio.wait_for(first, TIMEOUT), *await take(stream, 2 * len(forms) - 1)]
     ids = [d.event.id for d in delivered]
     assert ids == sorted(ids) == await event_ids(demo, start)
-
-
-@pytest.mark.postgres_only
-async def test_event_ids_become_visible_in_commit_order(db: Database, demo: Engine) -> None:
-    """A transaction that took ids first but commits last makes the next writer wait for it."""
-    task = await new_form_task(demo)
-    event = NewTaskEvent(TaskEventKind.UPDATED, task, "alice", demo.clock.now())
-    async with db.transaction() as first:
-        first_id = await write_events(first, [event])
-
-        async def second_writer() -> int | None:
-            async with db.transaction() as second:
-                return await write_events(second, [event])
-
-        second = asyncio.create_task(second_writer())
-
-        async def waiting_on_the_lock() -> bool:
-            async with db.read() as session:
-                query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = :low"
-                return bool(await session.scalar(text(query), {"low": EVENT_LOCK_KEY & 0xFFFFFFFF}))
-
-        for _ in range(int(TIMEOUT / 0.01)):  # bounded: the second writer must queue behind the first
-            if await waiting_on_the_lock():
-                break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("the second writer never waited for the event lock")
-        assert not second.done()
-    second_id = await asyncio.wait_for(second, TIMEOUT)
-    assert first_id is not None and second_id is not None and first_id < second_id
 
 
 async def test_visibility_and_filters_follow_the_task_as_it_is_now(demo: Engine) -> None:

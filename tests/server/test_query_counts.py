@@ -3,12 +3,13 @@ costs the same, small number of SQL statements for 10 tasks as for 50."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 from sqlalchemy import event
+from starlette.applications import Starlette
 
 from engine.clock import ManualClock
 from engine.runner import Engine
@@ -41,6 +42,17 @@ def counting(engine: Engine) -> Iterator[list[str]]:
         event.remove(sync_engine, "before_cursor_execute", record)
 
 
+@asynccontextmanager
+async def fresh_server(settings: Settings, clock: ManualClock) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """A freshly started app (nothing cached yet) and a client that talks to it in-process."""
+    app = create_app(settings, clock=clock)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stepwise.test") as client,
+    ):
+        yield app, client
+
+
 async def make_tasks(engine: Engine, count: int) -> None:
     """``count`` open tasks across as many instances: started by alice or dana, every other one claimed."""
     alice, bob = await engine.user("alice"), await engine.user("bob")
@@ -55,11 +67,7 @@ async def make_tasks(engine: Engine, count: int) -> None:
 
 async def page_statements(settings: Settings, clock: ManualClock, first: int) -> list[str]:
     """The statements of one page request to a freshly started server (nothing cached yet)."""
-    app = create_app(settings, clock=clock)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stepwise.test") as client,
-    ):
+    async with fresh_server(settings, clock) as (app, client):
         headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
         with counting(app.state.engine) as statements:
             response = await client.post(
@@ -90,11 +98,7 @@ async def test_a_query_reads_on_one_connection(app_engine: Engine, settings: Set
     """Authentication, the page and all its nested batches share one read session: one checkout
     (with its BEGIN and ROLLBACK) for the whole request, not one per DataLoader batch."""
     await make_tasks(app_engine, 12)
-    app = create_app(settings, clock=clock)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stepwise.test") as client,
-    ):
+    async with fresh_server(settings, clock) as (app, client):
         pool = app.state.engine.db.engine.sync_engine.pool
         checkouts: list[object] = []
         event.listen(pool, "checkout", lambda *args: checkouts.append(args))
@@ -118,11 +122,7 @@ async def test_relations_selected_through_fragments_give_the_inline_answer(
     """A page looks ahead at what its tasks select (to load steps and assignees for all of them at
     once); fragments, named and inline, must not change the answer or the statements sent."""
     await make_tasks(app_engine, 12)
-    app = create_app(settings, clock=clock)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stepwise.test") as client,
-    ):
+    async with fresh_server(settings, clock) as (app, client):
         headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
         answers, counts = [], []
         for document in (PAGE, FRAGMENTS, PAGE):  # the first also fills the engine's definition cache
@@ -147,11 +147,7 @@ async def test_every_request_gives_back_its_connections_and_a_mutation_holds_no_
     mutation closes it before it writes (so a write never runs beside an idle read transaction),
     and a request that never executes (bad syntax, failed validation, bad token) closes it too."""
     await make_tasks(app_engine, 2)
-    app = create_app(settings, clock=clock)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://stepwise.test") as client,
-    ):
+    async with fresh_server(settings, clock) as (app, client):
         pool = app.state.engine.db.engine.sync_engine.pool
         checked_out_at_writes: list[int] = []
 
