@@ -1,4 +1,5 @@
-"""The database handle: one async engine, and one ``AsyncSession`` per unit of work.
+"""The database handle: one async engine, and one ``AsyncSession`` per unit of work (for an engine
+transition, which runs Core statements only, one ``AsyncConnection`` and its transaction).
 
 SQLite runs in WAL mode with foreign keys on. Its write units of work begin with ``BEGIN IMMEDIATE``
 so two writers queue on the busy timeout instead of failing when a read lock cannot be upgraded.
