@@ -3,8 +3,8 @@
 Writing
 -------
 A :class:`~engine.transition.Transition` buffers the events it records and the engine writes them
-with :func:`write_events` as the transaction's last statements, just before ``COMMIT``. On
-PostgreSQL that function
+as the transaction's last work, just before ``COMMIT`` (:func:`finish_transition`, below; on its
+own, :func:`write_events`). On PostgreSQL writing them
 
 1. takes the transaction-level advisory lock ``pg_advisory_xact_lock(EVENT_LOCK_KEY)``;
 2. inserts the events (ids from the table's identity sequence);
@@ -125,15 +125,7 @@ async def finish_transition(
 def _event_document(event: NewTaskEvent) -> dict[str, Any]:
     if event.at.tzinfo is None:
         raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
-    return {
-        "kind": event.kind.value,
-        "task_id": event.task.id,
-        "step_instance_id": event.task.step_instance_id,
-        "workflow_instance_id": event.task.workflow_instance_id,
-        "actor_id": event.actor_id,
-        "occurred_at": event.at.isoformat(),
-        "data": dict(event.data) if event.data else None,
-    }
+    return {**event.row(), "occurred_at": event.at.isoformat()}  # a JSON document: the time as text
 
 
 async def write_events(session: Executor, events: Sequence[NewTaskEvent]) -> int | None:

@@ -1,6 +1,6 @@
 """One transition of one workflow instance: everything it changes commits in one transaction.
 
-A :class:`Transition` holds the instance (locked), its definition and the session; it completes
+A :class:`Transition` holds the instance (locked), its definition and the connection; it completes
 tasks, moves tokens along edges (conditions, forks, joins), creates the tasks tokens wait at, and
 writes a task event for every change. The :class:`~engine.runner.Engine` opens and commits it.
 """

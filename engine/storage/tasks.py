@@ -278,7 +278,7 @@ _INSERT_EVENTS = insert(task_events).returning(task_events.c.id)
 
 @dataclass(frozen=True)
 class NewTaskEvent:
-    """An event a transition recorded and has not written yet (see :func:`engine.events.write_events`)."""
+    """An event a transition recorded and has not written yet (see :mod:`engine.event_log`)."""
 
     kind: TaskEventKind
     task: Task
@@ -286,9 +286,21 @@ class NewTaskEvent:
     at: datetime
     data: Mapping[str, Any] | None = None
 
+    def row(self) -> dict[str, Any]:
+        """The ``task_events`` columns it is written as (all but the id the database assigns)."""
+        return {
+            "kind": self.kind.value,
+            "task_id": self.task.id,
+            "step_instance_id": self.task.step_instance_id,
+            "workflow_instance_id": self.task.workflow_instance_id,
+            "actor_id": self.actor_id,
+            "occurred_at": self.at,
+            "data": dict(self.data) if self.data else None,
+        }
+
 
 class TaskEventRepository:
-    """Task events, ids increasing. Writers go through :func:`engine.events.write_events`, which keeps
+    """Task events, ids increasing. Writers go through :mod:`engine.event_log`, which keeps
     id order equal to commit order on PostgreSQL (readers rely on it)."""
 
     def __init__(self, session: Executor) -> None:
@@ -296,18 +308,7 @@ class TaskEventRepository:
 
     async def add_many(self, events: Sequence[NewTaskEvent]) -> int:
         """Insert ``events`` in order with one statement; returns the highest id they got."""
-        rows = [
-            {
-                "kind": e.kind.value,
-                "task_id": e.task.id,
-                "step_instance_id": e.task.step_instance_id,
-                "workflow_instance_id": e.task.workflow_instance_id,
-                "actor_id": e.actor_id,
-                "occurred_at": e.at,
-                "data": dict(e.data) if e.data else None,
-            }  # fmt: skip
-            for e in events
-        ]
+        rows = [event.row() for event in events]
         # One INSERT … VALUES (…), (…) RETURNING id either way: SQLAlchemy batches a list of rows
         # ("insertmanyvalues") into the statement a per-call .values(rows) would have built.
         result = await self.session.execute(_INSERT_EVENTS, rows[0] if len(rows) == 1 else rows)
