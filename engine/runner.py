@@ -150,8 +150,7 @@ class Engine:
                 updated_at=now,
                 revision=0,
             )
-            repository = InstanceRepository(connection)
-            await repository.insert(instance)
+            await InstanceRepository(connection).insert(instance)
             transition = Transition(connection, instance, definition, self.registry, now, started_by, self.settings)
             if self._needs_starter(definition):
                 await transition.load_starter()
@@ -174,14 +173,14 @@ class Engine:
         for _ in range(_RACE_RETRIES):
             try:
                 async with self.db.write_connection() as connection:
-                    repository = InstanceRepository(connection)
-                    instance = await repository.get(workflow_instance_id, for_update=True)
+                    instance = await InstanceRepository(connection).get(workflow_instance_id, for_update=True)
                     if instance is None:
                         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
                     definition = await self.definition(instance.definition_key, instance.definition_version)
                     now = self.clock.now()
-                    transition = Transition(connection, instance, definition, self.registry, now, actor_id,
-                                            self.settings)  # fmt: skip
+                    transition = Transition(
+                        connection, instance, definition, self.registry, now, actor_id, self.settings
+                    )
                     if self._needs_starter(definition):
                         await transition.load_starter()
                     result = await action(transition)
