@@ -6,6 +6,7 @@ These are what repositories return and what the schema maps; ORM rows never leav
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,11 +90,24 @@ PRIORITY_RANK: Mapping[Priority, int] = {Priority.LOW: 0, Priority.NORMAL: 1, Pr
 PRIORITY_BY_RANK: Mapping[int, Priority] = {rank: priority for priority, rank in PRIORITY_RANK.items()}
 
 
+_RANDOM_BITS = 74  # a UUIDv7's rand_a (12 bits) and rand_b (62 bits)
+_last_id_payload = 0
+_id_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """A time-ordered UUID (version 7 layout): inserts land at the end of B-tree indexes."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
+    """A time-ordered UUID (version 7 layout): inserts land at the end of B-tree indexes.
+
+    Monotonic within the process (RFC 9562 §6.2, method 3): an id made in the same millisecond as
+    the previous one is that one plus one, so ids sort in the order they were made; tasks created
+    together in one transition (same ``created_at``) list in creation order.
+    """
+    global _last_id_payload
+    fresh = (time.time_ns() // 1_000_000) << _RANDOM_BITS | int.from_bytes(os.urandom(10), "big") >> 6
+    with _id_lock:
+        payload = _last_id_payload = max(fresh, _last_id_payload + 1)
+    rand_a, rand_b = (payload >> 62) & 0xFFF, payload & ((1 << 62) - 1)
+    value = (payload >> _RANDOM_BITS) << 80 | 0x7 << 76 | rand_a << 64 | 0x2 << 62 | rand_b
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
