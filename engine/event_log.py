@@ -55,16 +55,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import JSON, Table, TextClause, bindparam, insert, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from engine.state import Task, TaskEvent, TaskEventKind, TaskMessage, User, WorkflowInstance
-from engine.storage.database import Database, Executor, dialect_of
+from engine.storage.database import Database, Executor, TransitionConnection, dialect_of
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
-from engine.storage.instances import InstanceRepository, changed_concurrently, update_values
+from engine.storage.instances import InstanceRepository, changed_concurrently, instance_values, update_values
 from engine.storage.models import instances
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
 
@@ -73,12 +75,12 @@ EVENT_LOCK_KEY = 0x5354_4550_5749_5345  # "STEPWISE": the only advisory lock Ste
 
 _INSTANCE_COLUMNS = [column for column in instances.c if column.key != "id"]
 _EVENT_COLUMNS = "kind, task_id, step_instance_id, workflow_instance_id, actor_id, occurred_at, data"
-_FINISH_ON_POSTGRES = text(f"""
-WITH updated AS (
+_UPDATE_INSTANCE = f"""
     UPDATE workflow_instances SET {", ".join(f"{c.key} = :{c.key}" for c in _INSTANCE_COLUMNS)}
     WHERE id = :b_id AND revision = :b_revision
-    RETURNING id
-), locked AS MATERIALIZED (
+    RETURNING id"""
+_EVENTS_AND_NOTIFY = f"""
+locked AS MATERIALIZED (
     SELECT pg_advisory_xact_lock(:lock_key) FROM updated
 ), inserted AS (
     INSERT INTO task_events ({_EVENT_COLUMNS})
@@ -94,32 +96,86 @@ WITH updated AS (
     SELECT pg_notify(:channel, max(id)::text) FROM inserted HAVING count(*) > 0
 )
 SELECT (SELECT count(*) FROM updated) AS updated, (SELECT max(id) FROM inserted) AS latest,
-       (SELECT count(*) FROM notified) AS notified
-""").bindparams(
-    *(bindparam(column.key, type_=column.type) for column in _INSTANCE_COLUMNS),
-    bindparam("events", type_=JSONB()),
-)
+       (SELECT count(*) FROM notified) AS notified"""
+Shape = tuple[tuple[Table, tuple[str, ...]], ...]
+_FINISH_STATEMENTS: dict[tuple[bool, tuple[tuple[str, tuple[str, ...]], ...]], TextClause] = {}
+
+
+def _finish_on_postgres(new_instance: bool, inserts: Shape) -> TextClause:
+    """The statement for one shape of transition: the instance's UPDATE, or its INSERT when it is new,
+    the rows the transition deferred (:class:`~engine.storage.database.TransitionConnection`), each
+    table's as one INSERT from a JSON array, then the events under the lock and the NOTIFY. Foreign
+    keys are checked at the end of the statement, so parents and children may arrive together."""
+    key = (new_instance, tuple((table.name, columns) for table, columns in inserts))
+    statement = _FINISH_STATEMENTS.get(key)
+    if statement is None:
+        ctes = [] if new_instance else [f"updated AS ({_UPDATE_INSTANCE})"]
+        for table, columns in inserts:
+            name = "updated" if table is instances else f"new_{table.name}"
+            ctes.append(f"{name} AS ({_insert_from_json(table, columns)})")
+        statement = text("WITH " + ",\n".join([*ctes, _EVENTS_AND_NOTIFY])).bindparams(
+            *([] if new_instance else [bindparam(column.key, type_=column.type) for column in _INSTANCE_COLUMNS]),
+            *(bindparam(f"rows_{table.name}", type_=JSONB()) for table, _ in inserts),
+            bindparam("events", type_=JSONB()),
+        )
+        _FINISH_STATEMENTS[key] = statement
+    return statement
+
+
+def _insert_from_json(table: Table, columns: tuple[str, ...]) -> str:
+    """``INSERT INTO table (columns)`` from the JSON array ``:rows_<table>``. A JSON column's Python
+    None is stored as JSON ``null``, as SQLAlchemy's own INSERT stores it."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
+    typed = ", ".join(f'"{name}" {table.c[name].type.compile(dialect=dialect)}' for name in columns)
+    values = ", ".join(
+        f"""coalesce(r."{name}", 'null')""" if isinstance(table.c[name].type, JSON) else f'r."{name}"'
+        for name in columns
+    )
+    names = ", ".join(f'"{name}"' for name in columns)
+    return (f"INSERT INTO {table.name} ({names}) SELECT {values} "
+            f"FROM jsonb_to_recordset(:rows_{table.name}) AS r({typed}) RETURNING id")  # fmt: skip
 
 
 async def finish_transition(
     executor: Executor, instance: WorkflowInstance, expected_revision: int, events: Sequence[NewTaskEvent]
 ) -> int | None:
-    """A transition's last writes: ``instance`` as it ends, if nobody changed it since
-    ``expected_revision`` (else :class:`~engine.errors.ConcurrentUpdateError`), then ``events``
-    as :func:`write_events` writes them. Returns the highest event id (None when there were none)."""
+    """A transition's last writes: the rows it deferred (on a
+    :class:`~engine.storage.database.TransitionConnection`), ``instance`` as it ends — inserted if it
+    is one of those rows, else updated if nobody changed it since ``expected_revision`` (else
+    :class:`~engine.errors.ConcurrentUpdateError`) — then ``events`` as :func:`write_events` writes
+    them. Returns the highest event id (None when there were none)."""
+    deferred = executor.take_deferred() if isinstance(executor, TransitionConnection) else []
+    new_instance = any(table is instances for table, _ in deferred)
+    if new_instance:  # written once, as the transition leaves it (a new instance has no race to lose)
+        deferred = [(table, [instance_values(instance)] if table is instances else rows) for table, rows in deferred]
     if not events or dialect_of(executor) != "postgresql":
-        await InstanceRepository(executor).update(instance, expected_revision)
+        connection = executor.connection if isinstance(executor, TransitionConnection) else executor
+        for table, rows in deferred:
+            await connection.execute(insert(table), rows)
+        if not new_instance:
+            await InstanceRepository(executor).update(instance, expected_revision)
         return await write_events(executor, events)
-    parameters = {
-        **update_values(instance, expected_revision),
-        "lock_key": EVENT_LOCK_KEY,
-        "channel": CHANNEL,
-        "events": [_event_document(event) for event in events],
-    }
-    row = (await executor.execute(_FINISH_ON_POSTGRES, parameters)).one()
+    inserts = tuple((table, tuple(c.key for c in table.c if c.key in rows[0])) for table, rows in deferred)
+    parameters: dict[str, Any] = {} if new_instance else update_values(instance, expected_revision)
+    parameters.update(lock_key=EVENT_LOCK_KEY, channel=CHANNEL, events=[_event_document(event) for event in events])
+    for table, columns in inserts:
+        parameters[f"rows_{table.name}"] = [_json_row(row, columns) for row in dict(deferred)[table]]
+    row = (await executor.execute(_finish_on_postgres(new_instance, inserts), parameters)).one()
     if row.updated != 1:
         raise changed_concurrently(instance)
     return int(row.latest)
+
+
+def _json_row(row: Mapping[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    return {name: _json_value(row[name]) for name in columns}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        return value.isoformat()
+    return value
 
 
 def _event_document(event: NewTaskEvent) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.clock import Clock, SystemClock
 from engine.definitions import WorkflowDefinition
@@ -22,9 +21,10 @@ from engine.errors import FieldError as InputError
 from engine.parsing import parse_definition
 from engine.registry import Registry
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
-from engine.storage.database import Database
+from engine.storage.database import Database, TransitionConnection
 from engine.storage.directory import DirectoryRepository
-from engine.storage.instances import DefinitionRepository, InstanceRepository
+from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
+from engine.storage.models import instances
 from engine.transition import Transition, needs_starter, reads_starter_details
 from engine.validation import validate_definition
 
@@ -111,7 +111,7 @@ class Engine:
             self._definitions[(deployed.key, deployed.version)] = cached
         return cached
 
-    async def _latest(self, connection: AsyncConnection, key: str) -> WorkflowDefinition:
+    async def _latest(self, connection: TransitionConnection, key: str) -> WorkflowDefinition:
         """The latest version of ``key`` as this transaction sees it: one indexed ``max(version)``
         read, then the parsed definition from the cache. Any process may deploy, so the number is read
         every time (no TTL, never stale); the document itself is read once per version."""
@@ -135,7 +135,7 @@ class Engine:
         """Start the latest version of ``definition_key`` and run until every token waits or ends."""
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
-        async with self.db.write_connection() as connection:
+        async with self.db.transition_connection() as connection:
             definition = await self._latest(connection, definition_key)
             now = self.clock.now()
             instance = WorkflowInstance(
@@ -150,7 +150,7 @@ class Engine:
                 updated_at=now,
                 revision=0,
             )
-            await InstanceRepository(connection).insert(instance)
+            connection.defer_insert(instances, instance_values(instance))  # the last statement writes it
             transition = Transition(connection, instance, definition, self.registry, now, started_by, self.settings)
             if self._needs_starter(definition):
                 await transition.load_starter()
@@ -172,15 +172,17 @@ class Engine:
         """
         for _ in range(_RACE_RETRIES):
             try:
-                async with self.db.write_connection() as connection:
-                    instance = await InstanceRepository(connection).get(workflow_instance_id, for_update=True)
-                    if instance is None:
+                async with self.db.transition_connection() as connection:
+                    locked = await InstanceRepository(connection).lock_for_transition(workflow_instance_id)
+                    if locked is None:
                         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
+                    instance = locked.instance
                     definition = await self.definition(instance.definition_key, instance.definition_version)
                     now = self.clock.now()
                     transition = Transition(
-                        connection, instance, definition, self.registry, now, actor_id, self.settings
-                    )
+                        connection, instance, definition, self.registry, now, actor_id, self.settings,
+                        steps=locked.steps, open_tasks=locked.open_tasks,
+                    )  # fmt: skip
                     if self._needs_starter(definition):
                         await transition.load_starter()
                     result = await action(transition)

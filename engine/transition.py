@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.definitions import Node, OnDue, WorkflowDefinition
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
@@ -33,9 +31,11 @@ from engine.state import (
     WorkflowInstance,
     new_id,
 )
+from engine.storage.database import TransitionConnection
 from engine.storage.directory import DirectoryRepository
-from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
+from engine.storage.instances import step_values
+from engine.storage.models import step_instances, tasks
+from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository, task_values
 from engine.templates import evaluate_condition, render_text
 from engine.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
 
@@ -94,14 +94,19 @@ class Transition:
 
     def __init__(
         self,
-        connection: AsyncConnection,
+        connection: TransitionConnection,
         instance: WorkflowInstance,
         definition: WorkflowDefinition,
         registry: Registry,
         now: datetime,
         actor_id: str | None,
         settings: Mapping[str, Any],
+        *,
+        steps: Mapping[str, StepInstance] | None = None,
+        open_tasks: Sequence[Task] = (),
     ) -> None:
+        """``steps`` are all of the instance's step instances by key (none for a new instance) and
+        ``open_tasks`` its open tasks, both as read with the locked instance."""
         self.connection = connection
         self.definition = definition
         self.registry = registry
@@ -113,9 +118,12 @@ class Transition:
         self.tokens: list[Token] = list(instance.tokens)
         self.tasks = TaskRepository(connection)
         self.events = TaskEventRepository(connection)
-        self.instances = InstanceRepository(connection)
         self._directory = DirectoryRepository(connection)
-        self._steps: dict[str, StepInstance] = {}
+        self._steps: dict[str, StepInstance] = dict(steps or {})
+        # Open tasks as read with the instance, until this transition changes them (then read again).
+        self._open_as_read: dict[str, Task] = {task.token_id: task for task in open_tasks}
+        self._tokens_at_start = {token.id for token in instance.tokens}
+        self._created: dict[str, Task] = {}  # by token
         self.events_written = 0
         self.pending_events: list[NewTaskEvent] = []
         self._starter: User | None = None
@@ -143,6 +151,7 @@ class Transition:
             raise ConflictError(f"task {task.id} was changed by someone else; reload it and try again")
         known = {key: value for key, value in values.items() if key in _TASK_FIELDS}  # leases are storage-only
         changed = replace(task, revision=task.revision + 1, **known)
+        self._open_as_read.pop(task.token_id, None)
         await self.record(event, changed)
         return changed
 
@@ -152,7 +161,7 @@ class Transition:
             raise NotFoundError(f"workflow instance {self.instance.id} has no node {node_id!r}")
         waiting = [t for t in self.tokens if t.node_id == node_id and t.task_id is not None]
         for token in waiting:
-            task = await self.tasks.get_by_token(self.instance.id, token.id)
+            task = self._open_as_read.get(token.id) or await self.tasks.get_by_token(self.instance.id, token.id)
             if task is not None and task.status.is_open:
                 return task
         if any(t.status is TaskStatus.COMPLETED for t in await self.tasks.find_by_instance(self.instance.id)
@@ -246,30 +255,34 @@ class Transition:
     async def enter(self, node: Node, token: Token) -> Token:
         """Create (idempotently: once per token) the task ``token`` waits at in ``node``.
 
-        The unique ``(workflow_instance_id, token_id)`` decides: a token that already has a task gets
-        that task back, and nothing is written or recorded.
+        A token that already has a task gets that task back, and nothing is written or recorded.
+        Tokens are fresh at every hop, so only one this transition began with can have one, and
+        only for such a token is the database asked. A new task's step and task rows wait for the
+        transaction's next statement or its last one
+        (:class:`~engine.storage.database.TransitionConnection`): no round trip of their own.
         """
-        step_instance = await self._step_instance(node)
-        task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
-        if not await self.tasks.insert_if_new(task):
-            existing = await self.tasks.get_by_token(self.instance.id, token.id)
-            assert existing is not None, "the insert conflicted, so the token has a task"
+        existing = self._created.get(token.id)
+        if existing is None and token.id in self._tokens_at_start:
+            existing = self._open_as_read.get(token.id) or await self.tasks.get_by_token(self.instance.id, token.id)
+        if existing is not None:
             return replace(token, task_id=existing.id)
+        step_instance = self._step_instance(node)
+        task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
+        self.connection.defer_insert(tasks, task_values(task))
+        self._created[token.id] = task
         await self.record(TaskEventKind.CREATED, task)
         return replace(token, task_id=task.id)
 
-    async def _step_instance(self, node: Node) -> StepInstance:
+    def _step_instance(self, node: Node) -> StepInstance:
+        """The instance's step ``node`` is in: the one it has (all were read with the instance, which
+        is locked), or a new one."""
         place = self.definition.step_of(node.id)
         assert place is not None, "validation guarantees every node is in a step"
         milestone, step = place
         known = self._steps.get(step.key)
         if known is None:
-            # A step where a task waited when the transition began exists: look it up, don't insert.
-            exists = any(token.task_id is not None and self.definition.step_of(token.node_id) == place
-                         for token in self.instance.tokens)  # fmt: skip
-            known = await self.instances.get_or_create_step(
-                self.instance.id, milestone.key, step.key, self.now, exists=exists
-            )
+            known = StepInstance(new_id(), self.instance.id, milestone.key, step.key, self.now)
+            self.connection.defer_insert(step_instances, step_values(known))
             self._steps[step.key] = known
         return known
 

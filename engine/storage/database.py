@@ -1,5 +1,5 @@
 """The database handle: one async engine, and one ``AsyncSession`` per unit of work (for an engine
-transition, which runs Core statements only, one ``AsyncConnection`` and its transaction).
+transition, which runs Core statements only, one :class:`TransitionConnection` and its transaction).
 
 SQLite runs in WAL mode with foreign keys on. Its write units of work begin with ``BEGIN IMMEDIATE``
 so two writers queue on the busy timeout instead of failing when a read lock cannot be upgraded.
@@ -18,42 +18,83 @@ connection's age.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Column, Insert, Table, bindparam, event, exc, exists, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import Executable, Insert, MetaData, Table, event, exc, insert
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 _WRITE_OPTION = "stepwise_write"
 _CHECKED_IN_AT = "stepwise_checked_in_at"
 
-Executor = AsyncSession | AsyncConnection
-"""What repositories run statements on. Hot paths pass the transaction's ``AsyncConnection``: Core
-statements skip the ORM session layer there, which costs nothing here since no ORM objects are used."""
+
+class TransitionConnection:
+    """A transition's connection. Its rows to insert wait (:meth:`defer_insert`) until the next
+    statement, which writes them first, or until the transition's last statement, which on
+    PostgreSQL writes them itself (:func:`engine.event_log.finish_transition`): a transition that
+    creates steps and tasks then costs no round trip for them. Every statement sees what came before
+    it, as if each insert had run at once; a constraint an insert breaks fails the statement that
+    writes it, which fails the transition as before.
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect
+        self._deferred: dict[Table, list[dict[str, Any]]] = {}
+
+    def defer_insert(self, table: Table, row: dict[str, Any]) -> None:
+        self._deferred.setdefault(table, []).append(row)
+
+    def take_deferred(self) -> list[tuple[Table, list[dict[str, Any]]]]:
+        """The waiting rows by table, parents before children (foreign keys), and forget them."""
+        deferred, self._deferred = self._deferred, {}
+        order = _table_order(next(iter(deferred)).metadata) if deferred else {}
+        return sorted(deferred.items(), key=lambda item: order[item[0].name])
+
+    async def flush(self) -> None:
+        for table, rows in self.take_deferred():
+            await self.connection.execute(_insert_into(table), rows)
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        await self.flush()
+        return await self.connection.execute(statement, parameters)
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        await self.flush()
+        return await self.connection.scalar(statement, parameters)
+
+
+_TABLE_ORDERS: dict[int, dict[str, int]] = {}
+_INSERTS: dict[Table, Insert] = {}
+
+
+def _table_order(metadata: MetaData) -> dict[str, int]:
+    order = _TABLE_ORDERS.get(id(metadata))
+    if order is None:
+        order = _TABLE_ORDERS[id(metadata)] = {t.name: i for i, t in enumerate(metadata.sorted_tables)}
+    return order
+
+
+def _insert_into(table: Table) -> Insert:
+    statement = _INSERTS.get(table)
+    if statement is None:
+        statement = _INSERTS[table] = insert(table)
+    return statement
+
+
+Executor = AsyncSession | AsyncConnection | TransitionConnection
+"""What repositories run statements on. Hot paths pass the transaction's connection: Core statements
+skip the ORM session layer there, which costs nothing here since no ORM objects are used."""
 
 
 def dialect_of(executor: Executor) -> str:
     """``postgresql`` or ``sqlite``: the database ``executor`` runs statements on."""
-    if isinstance(executor, AsyncConnection):
+    if isinstance(executor, AsyncConnection | TransitionConnection):
         return executor.dialect.name
     return executor.get_bind().dialect.name
-
-
-def insert_unless_exists(table: Table, columns: Sequence[str], key: Sequence[Column[Any]]) -> Insert:
-    """``INSERT INTO table (columns) SELECT :column, … WHERE NOT EXISTS (a row with the same key)``.
-
-    An idempotent insert in one portable statement; its row count says whether it inserted. Not
-    ``ON CONFLICT DO NOTHING``: SQLAlchemy cannot cache the dialects' ``Insert`` (``inherit_cache =
-    False``), so that recompiles on every call (about twice the CPU of this prebuilt one). Callers hold
-    the lock that serializes writers of the key (the instance row); the unique constraint still
-    rejects a duplicate if one ever raced past the check.
-    """
-    values = select(*(bindparam(name, type_=table.c[name].type) for name in columns))
-    absent = ~exists().where(*(column == bindparam(column.key) for column in key))
-    return insert(table).from_select(list(columns), values.where(absent))
 
 
 class Database:
@@ -87,12 +128,14 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def write_connection(self) -> AsyncIterator[AsyncConnection]:
+    async def transition_connection(self) -> AsyncIterator[TransitionConnection]:
         """A unit of work that writes, on the connection itself: commits on success, rolls back on any
         exception. What transitions use: without the session's own bookkeeping a transition costs 7%
         fewer instructions (``bench.instructions``), and Core statements need nothing more."""
         async with self._write_engine.begin() as connection:
-            yield connection
+            transition_connection = TransitionConnection(connection)
+            yield transition_connection
+            await transition_connection.flush()  # a transition's last statement normally took them
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

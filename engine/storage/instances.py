@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 
 from engine.errors import ConcurrentUpdateError
-from engine.state import DeployedDefinition, InstanceStatus, StepInstance, Token, WorkflowInstance, new_id
-from engine.storage.database import Executor, insert_unless_exists
-from engine.storage.models import definitions, instances, step_instances
+from engine.state import (
+    OPEN_TASK_STATUSES,
+    DeployedDefinition,
+    InstanceStatus,
+    StepInstance,
+    Task,
+    Token,
+    WorkflowInstance,
+)
+from engine.storage.database import Executor
+from engine.storage.models import definitions, instances, step_instances, tasks
+from engine.storage.tasks import task_from_row
 
 # Statements every transition runs, built once (building one per call costs more CPU than running it).
 _LATEST_VERSION = select(func.max(definitions.c.version)).where(definitions.c.key == bindparam("key"))
@@ -22,13 +31,21 @@ _INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update()
 _UPDATE_INSTANCE = update(instances).where(
     instances.c.id == bindparam("b_id"), instances.c.revision == bindparam("b_revision")
 )
-_INSERT_NEW_STEP = insert_unless_exists(  # once per step: the unique (workflow_instance_id, step_key)
-    step_instances,
-    ("id", "workflow_instance_id", "milestone_key", "step_key", "created_at"),
-    (step_instances.c.workflow_instance_id, step_instances.c.step_key),
-)
-_STEP_BY_KEY = select(step_instances).where(
-    step_instances.c.workflow_instance_id == bindparam("instance_id"), step_instances.c.step_key == bindparam("key")
+_INSERT_STEP = insert(step_instances)
+# What a transition starts from, in one round trip: the locked instance, each of its steps, and the
+# open tasks in each (one row per step and open task; a step without one comes once, with NULLs).
+_STEP_LABELS = [column.label(f"s_{column.key}") for column in step_instances.c]
+_TASK_LABELS = [column.label(f"t_{column.key}") for column in tasks.c]
+_OPEN_TASKS_SQL = "tasks.status IN ({})".format(", ".join(sorted(f"'{s.value}'" for s in OPEN_TASK_STATUSES)))
+_LOCK_FOR_TRANSITION = (
+    select(instances, *_STEP_LABELS, *_TASK_LABELS)
+    .select_from(
+        instances.outerjoin(step_instances, step_instances.c.workflow_instance_id == instances.c.id).outerjoin(
+            tasks, (tasks.c.step_instance_id == step_instances.c.id) & text(_OPEN_TASKS_SQL)
+        )
+    )
+    .where(instances.c.id == bindparam("instance_id"))
+    .with_for_update(of=instances)
 )
 _STEP = select(step_instances).where(step_instances.c.id == bindparam("step_id"))
 # Batches the pages' DataLoaders read on every request; "ids" expands to the batch's keys.
@@ -105,12 +122,40 @@ def _definition(row: Any) -> DeployedDefinition:
     )
 
 
+@dataclass(frozen=True)
+class LockedInstance:
+    """A workflow instance locked for a transition, with what the transition would otherwise read."""
+
+    instance: WorkflowInstance
+    steps: dict[str, StepInstance]
+    """Every step instance it has, by step key."""
+    open_tasks: list[Task]
+
+
 class InstanceRepository:
     def __init__(self, session: Executor) -> None:
         self.session = session
 
     async def insert(self, instance: WorkflowInstance) -> None:
-        await self.session.execute(_INSERT_INSTANCE, _instance_values(instance))
+        await self.session.execute(_INSERT_INSTANCE, instance_values(instance))
+
+    async def lock_for_transition(self, instance_id: str) -> LockedInstance | None:
+        """The instance, locked (``FOR UPDATE``) until the transaction ends, with its steps and open
+        tasks. The lock keeps them current: every writer of steps takes it first."""
+        rows = (await self.session.execute(_LOCK_FOR_TRANSITION, {"instance_id": instance_id})).all()
+        if not rows:
+            return None
+        steps: dict[str, StepInstance] = {}
+        open_tasks = []
+        for row in rows:
+            if row.s_id is not None and row.s_step_key not in steps:
+                steps[row.s_step_key] = StepInstance(
+                    row.s_id, row.s_workflow_instance_id, row.s_milestone_key, row.s_step_key, row.s_created_at
+                )
+            if row.t_id is not None:
+                open_tasks.append(task_from_row(_Prefixed(row, "t_")))
+        open_tasks.sort(key=lambda task: (task.created_at, task.id))
+        return LockedInstance(_instance(rows[0]), steps, open_tasks)
 
     async def get(self, instance_id: str, *, for_update: bool = False) -> WorkflowInstance | None:
         query = _INSTANCE_FOR_UPDATE if for_update else _INSTANCE
@@ -127,26 +172,8 @@ class InstanceRepository:
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise changed_concurrently(instance)
 
-    async def get_or_create_step(
-        self, workflow_instance_id: str, milestone_key: str, step_key: str, now: datetime, *, exists: bool = False
-    ) -> StepInstance:
-        """The instance's step ``step_key``, created on first use. ``exists`` says the caller expects
-        it to be there already, so looking first saves the insert that would hit the constraint."""
-        if exists and (found := await self._step_by_key(workflow_instance_id, step_key)) is not None:
-            return found
-        step = StepInstance(new_id(), workflow_instance_id, milestone_key, step_key, now)
-        values = {"id": step.id, "workflow_instance_id": workflow_instance_id, "milestone_key": milestone_key,
-                  "step_key": step_key, "created_at": now}  # fmt: skip
-        if (await self.session.execute(_INSERT_NEW_STEP, values)).rowcount == 1:  # type: ignore[attr-defined]
-            return step
-        found = await self._step_by_key(workflow_instance_id, step_key)
-        assert found is not None, "the insert conflicted, so the step exists"
-        return found
-
-    async def _step_by_key(self, workflow_instance_id: str, step_key: str) -> StepInstance | None:
-        parameters = {"instance_id": workflow_instance_id, "key": step_key}
-        row = (await self.session.execute(_STEP_BY_KEY, parameters)).first()
-        return _step(row) if row else None
+    async def insert_step(self, step: StepInstance) -> None:
+        await self.session.execute(_INSERT_STEP, step_values(step))
 
     async def get_step(self, step_id: str) -> StepInstance | None:
         row = (await self.session.execute(_STEP, {"step_id": step_id})).first()
@@ -169,7 +196,7 @@ class InstanceRepository:
 
 def update_values(instance: WorkflowInstance, expected_revision: int) -> dict[str, Any]:
     """Parameters of an instance UPDATE: every column but ``id`` to SET, ``b_id``/``b_revision`` to match."""
-    values = _instance_values(instance)
+    values = instance_values(instance)
     del values["id"]
     values.update(b_id=instance.id, b_revision=expected_revision)
     return values
@@ -179,7 +206,25 @@ def changed_concurrently(instance: WorkflowInstance) -> ConcurrentUpdateError:
     return ConcurrentUpdateError(f"workflow instance {instance.id} changed concurrently")
 
 
-def _instance_values(instance: WorkflowInstance) -> dict[str, Any]:
+class _Prefixed:
+    """A joined row's columns of one table, by their names without the label's prefix."""
+
+    __slots__ = ("_mapping", "_prefix")
+
+    def __init__(self, row: Any, prefix: str) -> None:
+        self._mapping = row._mapping
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return self._mapping[self._prefix + name]
+
+
+def step_values(step: StepInstance) -> dict[str, Any]:
+    return {"id": step.id, "workflow_instance_id": step.workflow_instance_id, "milestone_key": step.milestone_key,
+            "step_key": step.step_key, "created_at": step.created_at}  # fmt: skip
+
+
+def instance_values(instance: WorkflowInstance) -> dict[str, Any]:
     return {
         "id": instance.id,
         "definition_key": instance.definition_key,

@@ -22,7 +22,7 @@ from engine.state import (
     TaskKind,
     TaskStatus,
 )
-from engine.storage.database import Executor, insert_unless_exists
+from engine.storage.database import Executor
 from engine.storage.models import task_attempts, task_events, tasks
 
 _INSERT_FIELDS = (
@@ -79,9 +79,6 @@ def task_from_row(row: Any) -> Task:
 # Transitions run these on every hop. Built once: building a statement per call costs more CPU than
 # executing it (README "Performance"); SQLAlchemy also caches the compiled form of a prebuilt one.
 _INSERT = insert(tasks)
-_INSERT_NEW = insert_unless_exists(  # once per token: the unique (workflow_instance_id, token_id)
-    tasks, (*_INSERT_FIELDS, "kind", "status", "priority"), (tasks.c.workflow_instance_id, tasks.c.token_id)
-)
 _BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
 _BY_ID_FOR_UPDATE = _BY_ID.with_for_update()
 _BY_TOKEN = select(tasks).where(
@@ -122,11 +119,6 @@ class TaskRepository:
 
     async def insert(self, task: Task) -> None:
         await self.session.execute(_INSERT, task_values(task))
-
-    async def insert_if_new(self, task: Task) -> bool:
-        """Insert ``task`` unless its token already has a task; returns whether it was inserted."""
-        result = await self.session.execute(_INSERT_NEW, task_values(task))
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def get_by_id(self, task_id: str, *, for_update: bool = False) -> Task | None:
         query = _BY_ID_FOR_UPDATE if for_update else _BY_ID

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.errors import ConcurrentUpdateError
 from engine.event_log import CHANNEL, EVENT_LOCK_KEY, finish_transition, write_events
 from engine.runner import Engine
-from engine.state import Task, TaskEvent, TaskEventKind, WorkflowInstance
+from engine.state import StepInstance, Task, TaskEvent, TaskEventKind, WorkflowInstance, new_id
 from engine.storage.database import Database
-from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import NewTaskEvent, TaskEventRepository
+from engine.storage.instances import InstanceRepository, instance_values, step_values
+from engine.storage.models import instances, step_instances, tasks
+from engine.storage.tasks import NewTaskEvent, TaskEventRepository, task_values
 from server.demo import load_demo
 from tests.engine.test_events import latest, new_form_task
 from tests.engine.test_transition_costs import statements
@@ -182,3 +183,45 @@ async def test_events_are_stored_alike_by_both_writers(engine: Engine, db: Datab
         rows = [tuple(r) for r in await session.execute(query, {"after": separate - 2, "upto": together})]
     assert rows[:2] == rows[2:] and len(rows) == 4
     assert rows[0][-1] == "null"  # an event without data holds JSON null, as before, not SQL NULL
+
+
+@pytest.mark.postgres_only
+async def test_deferred_rows_are_stored_as_inserts_store_them(
+    engine: Engine, db: Database
+) -> None:
+    """A new instance, step and task written by the last statement (JSON arrays) or flushed before it
+    (SQLAlchemy's INSERTs): the same rows, JSON ``null`` and SQL NULL alike, times to the microsecond."""
+    template = await new_form_task(engine)
+    at = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+
+    async def write(flushed_first: bool) -> str:
+        instance = replace(await instance_of(db, template), id=new_id(), revision=0, data={"big": 2**70 + 1})
+        step = StepInstance(new_id(), instance.id, "m", f"s-{flushed_first}", at)
+        task = replace(template, id=new_id(), workflow_instance_id=instance.id, step_instance_id=step.id,
+                       token_id=new_id(), input={"nested": {"list": [1, None, "naïve ☃"]}}, output=None, draft=None,
+                       due_at=at, description=None)  # fmt: skip
+        async with db.transition_connection() as connection:
+            connection.defer_insert(instances, instance_values(instance))
+            connection.defer_insert(tasks, task_values(task))  # before its step: the order is the tables'
+            connection.defer_insert(step_instances, step_values(step))
+            if flushed_first:
+                await connection.flush()
+            await finish_transition(connection, bumped(instance), instance.revision,
+                                    [NewTaskEvent(TaskEventKind.CREATED, task, "alice", at, None)])  # fmt: skip
+        return instance.id
+
+    query = text("""
+        SELECT to_jsonb(i) - 'id' - 'revision', i.revision, to_jsonb(s) - 'id' - 'workflow_instance_id' - 'step_key',
+               to_jsonb(t) - 'id' - 'workflow_instance_id' - 'step_instance_id' - 'token_id',
+               t.output IS NULL, t.draft IS NULL, jsonb_typeof(t.output), jsonb_typeof(t.draft)
+        FROM workflow_instances i JOIN step_instances s ON s.workflow_instance_id = i.id
+        JOIN tasks t ON t.step_instance_id = s.id WHERE i.id = :id""")
+    rows = []
+    for flushed_first in (False, True):
+        instance_id = await write(flushed_first)
+        async with db.read() as session:
+            rows.append(tuple((await session.execute(query, {"id": instance_id})).one()))
+    assert rows[0] == rows[1]
+    assert rows[0][1] == 1 and rows[0][4:] == (False, False, "null", "null")
+    assert rows[0][0]["data"] == {"big": 2**70 + 1, "note": "changed"}
+    assert rows[0][3]["due_at"] == "2026-03-01T07:30:15.123456+00:00"

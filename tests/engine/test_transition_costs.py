@@ -1,8 +1,8 @@
 """What a transition reads, and that the shortcuts taken for speed keep the behaviour.
 
 The starter's directory entry is read only when something may use more than ``startedBy.id``; the
-latest definition is the latest one even when another process deployed it; step and task creation
-stay idempotent with ``ON CONFLICT DO NOTHING``.
+latest definition is the latest one even when another process deployed it; a step is created once
+per instance and found again without a read of its own; a signal is one read, one update, one write.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
-from engine.transition import Transition, reads_starter_details
+from engine.transition import reads_starter_details
 
 
 @contextmanager
@@ -174,23 +174,51 @@ async def test_start_uses_a_version_another_process_deployed(db: Database, clock
     assert (await here.send_signal(second.id, "first", {}, "alice")).definition_version == 2
 
 
-async def test_a_step_is_created_once_whichever_way_it_is_asked_for(engine: Engine, db: Database) -> None:
-    await engine.deploy(one_task("Review"))
-    instance = await engine.start("costs", {}, "alice")
+def rework_loop() -> WorkflowDefinition:
+    """draft (step "write") → review (step "check") → back to draft when rejected, else done."""
+    builder = WorkflowBuilder("rework")
+    with builder.milestone("m", "M"):
+        with builder.step("write", "Write"):
+            builder.user_task("draft", title="Draft", assign_to_role="clerk", store_as="draft")
+        with builder.step("check", "Check"):
+            builder.user_task("review", title="Review", assign_to_role="clerk", store_as="review")
+    builder.edge("draft", "review")
+    builder.edge("review", "draft", when="review.decision == 'rework'")
+    return builder.build()
 
-    async def ask(transition: Transition) -> set[str]:
-        repository = InstanceRepository(transition.connection)
-        found = set()
-        for exists in (False, True, False):
-            step = await repository.get_or_create_step(instance.id, "m", "brand_new", transition.now, exists=exists)
-            found.add(step.id)
-        return found
 
-    found, _ = await engine.transition(instance.id, "alice", ask)
-    assert len(found) == 1
+async def test_a_step_is_created_once_and_found_again_by_a_loop(engine: Engine, db: Database) -> None:
+    await engine.deploy(rework_loop())
+    instance = await engine.start("rework", {}, "alice")
+    await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
+    with statements(db) as sent:
+        looped = await engine.send_signal(instance.id, "review", {"decision": "rework"}, "alice")
+    assert [token.node_id for token in looped.tokens] == ["draft"]
+    assert not [s for s in sent if "step_instances" in s and "workflow_instances" not in s]  # read with it
     async with db.read() as session:
         steps = await InstanceRepository(session).steps_of([instance.id])
-    assert [step.step_key for step in steps].count("brand_new") == 1
+        tasks = await TaskRepository(session).find_by_instance(instance.id)
+    assert [step.step_key for step in steps] == ["write", "check"]
+    write = steps[0].id
+    assert [(task.node_id, task.step_instance_id == write) for task in tasks] == [
+        ("draft", True), ("review", False), ("draft", True)
+    ]  # fmt: skip
+
+
+async def test_a_signal_reads_once_and_writes_once(engine: Engine, db: Database) -> None:
+    """Steps and open tasks come with the locked instance; the task update is its own statement; the
+    new step and task ride in the last statement on PostgreSQL, just before it on SQLite."""
+    await engine.deploy(rework_loop())
+    instance = await engine.start("rework", {}, "alice")
+    with statements(db) as sent:
+        await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
+    kinds = [" ".join(statement.split()[:3]) for statement in sent]
+    if db.dialect == "postgresql":
+        assert len(sent) == 3, kinds
+        assert "FOR UPDATE" in sent[0] and sent[1].startswith("UPDATE tasks")
+        assert "INSERT INTO step_instances" in sent[2] and "INSERT INTO tasks" in sent[2]
+    else:
+        assert [s.split()[0] for s in sent] == ["BEGIN", "SELECT", "UPDATE", "INSERT", "INSERT", "UPDATE", "INSERT"]
 
 
 async def test_users_with_and_without_memberships_in_one_read(db: Database, clock: ManualClock) -> None:

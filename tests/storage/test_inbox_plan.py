@@ -18,7 +18,7 @@ from engine.storage.database import Database
 from engine.storage.inbox import TaskQuery, search_tasks
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
-from tests.storage.test_repositories import T0, a_task, an_instance
+from tests.storage.test_repositories import a_task, an_instance, new_step
 
 APPROVER = User(id="bob", name="Bob", roles=frozenset({"approver"}), groups=frozenset({"finance"}))
 
@@ -26,7 +26,7 @@ APPROVER = User(id="bob", name="Bob", roles=frozenset({"approver"}), groups=froz
 async def seed_tasks(db: Database) -> None:
     async with db.transaction() as session:
         await InstanceRepository(session).insert(an_instance())
-        step = await InstanceRepository(session).get_or_create_step("wi-1", "review", "decision", T0)
+        step = await new_step(session, "wi-1", "review", "decision")
         for number in range(40):
             await TaskRepository(session).insert(
                 a_task(f"t-{number:02d}", step, number, TaskStatus.COMPLETED if number % 4 == 1 else TaskStatus.PENDING,

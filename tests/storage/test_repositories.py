@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.definitions import Priority
 from engine.errors import ConcurrentUpdateError
@@ -27,6 +28,12 @@ from engine.storage.models import instances
 from engine.storage.tasks import TaskRepository
 
 T0 = datetime(2026, 1, 5, 9, 0, 0, 123456, tzinfo=UTC)
+
+
+async def new_step(session: AsyncSession, instance_id: str, milestone_key: str, step_key: str) -> StepInstance:
+    step = StepInstance(f"{instance_id}-{step_key}", instance_id, milestone_key, step_key, T0)
+    await InstanceRepository(session).insert_step(step)
+    return step
 
 
 def an_instance(instance_id: str = "wi-1", **changes: Any) -> WorkflowInstance:
@@ -90,9 +97,8 @@ async def seed(db: Database) -> Seed:
     """Tasks inserted out of creation order, so only ``ORDER BY created_at, id`` puts them in order."""
     async with db.transaction() as session:
         await InstanceRepository(session).insert(an_instance())
-        steps = InstanceRepository(session)
-        review = await steps.get_or_create_step("wi-1", "review", "decision", T0)
-        payout = await steps.get_or_create_step("wi-1", "close", "payout", T0)
+        review = await new_step(session, "wi-1", "review", "decision")
+        payout = await new_step(session, "wi-1", "close", "payout")
         tasks = [
             a_task("t-e", review, 3, assigned_role="approver", priority=Priority.HIGH,
                    description="Check {{ x }}", input={"limit": 100}, due_at=T0 + timedelta(days=2)),
@@ -228,7 +234,7 @@ async def test_step_metrics_follow_every_status(db: Database, seed: Seed) -> Non
 async def test_step_metrics_with_one_task_in_each_status(db: Database) -> None:
     async with db.transaction() as session:
         await InstanceRepository(session).insert(an_instance("wi-2"))
-        step = await InstanceRepository(session).get_or_create_step("wi-2", "m", "every", T0)
+        step = await new_step(session, "wi-2", "m", "every")
         for minute, status in enumerate(TaskStatus):
             await TaskRepository(session).insert(a_task(f"s-{status.value}", step, minute, status))
     async with db.read() as session:
@@ -240,9 +246,9 @@ async def test_step_metrics_with_one_task_in_each_status(db: Database) -> None:
 
 
 async def test_step_instances_are_created_once_per_step(db: Database, seed: Seed) -> None:
-    async with db.transaction() as session:
-        again = await InstanceRepository(session).get_or_create_step("wi-1", "review", "decision", T0 + timedelta(1))
-    assert again == seed.review
+    with pytest.raises(IntegrityError):
+        async with db.transaction() as session:
+            await InstanceRepository(session).insert_step(replace(seed.review, id="another"))
     async with db.read() as session:
         repository = InstanceRepository(session)
         assert await repository.get_step(seed.payout.id) == seed.payout
