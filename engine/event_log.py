@@ -55,15 +55,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table, TextClause, bindparam, insert, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Table, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 
 from engine.state import Task, TaskEvent, TaskEventKind, TaskMessage, User, WorkflowInstance
-from engine.storage.database import Database, Executor, TransitionConnection, dialect_of
+from engine.storage.database import Database, Executor, dialect_of
+from engine.storage.deferred import (
+    TransitionConnection,
+    insert_from_json,
+    json_row,
+    update_from_parameters,
+    update_parameters,
+)
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository, changed_concurrently, instance_values, update_values
@@ -81,7 +86,7 @@ _UPDATE_INSTANCE = f"""
     RETURNING id"""
 _EVENTS_AND_NOTIFY = f"""
 locked AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock(:lock_key) FROM updated
+    SELECT pg_advisory_xact_lock(:lock_key) FROM updated {{written_first}}
 ), inserted AS (
     INSERT INTO task_events ({_EVENT_COLUMNS})
     SELECT e.kind, e.task_id, e.step_instance_id, e.workflow_instance_id, e.actor_id, e.occurred_at,
@@ -97,85 +102,89 @@ locked AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM updated) AS updated, (SELECT max(id) FROM inserted) AS latest,
        (SELECT count(*) FROM notified) AS notified"""
+_CHANGED_IDS = "(SELECT array_agg(id) FROM ({}) AS changed) AS changed"
 Shape = tuple[tuple[Table, tuple[str, ...]], ...]
-_FINISH_STATEMENTS: dict[tuple[bool, tuple[tuple[str, tuple[str, ...]], ...]], TextClause] = {}
+ShapeKey = tuple[tuple[str, tuple[str, ...]], ...]
+_FINISH_STATEMENTS: dict[tuple[bool, ShapeKey, ShapeKey], TextClause] = {}
 
 
-def _finish_on_postgres(new_instance: bool, inserts: Shape) -> TextClause:
-    """The statement for one shape of transition: the instance's UPDATE, or its INSERT when it is new,
-    the rows the transition deferred (:class:`~engine.storage.database.TransitionConnection`), each
-    table's as one INSERT from a JSON array, then the events under the lock and the NOTIFY. Foreign
-    keys are checked at the end of the statement, so parents and children may arrive together."""
-    key = (new_instance, tuple((table.name, columns) for table, columns in inserts))
+def _finish_on_postgres(new_instance: bool, inserts: Shape, updates: Shape) -> TextClause:
+    """The statement for one shape of transition: the instance's UPDATE, or its INSERT when it is new;
+    the rows and revision-checked updates the transition deferred
+    (:class:`~engine.storage.deferred.TransitionConnection`): each table's inserts as one statement
+    from a JSON array, each update by its row's key; then the events under the lock and the NOTIFY.
+    Foreign keys are checked at the end of the statement, so parents and children may arrive together."""
+    key = (new_instance, _names(inserts), _names(updates))
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
         ctes = [] if new_instance else [f"updated AS ({_UPDATE_INSTANCE})"]
         for table, columns in inserts:
             name = "updated" if table is instances else f"new_{table.name}"
-            ctes.append(f"{name} AS ({_insert_from_json(table, columns)})")
-        statement = text("WITH " + ",\n".join([*ctes, _EVENTS_AND_NOTIFY])).bindparams(
+            ctes.append(f"{name} AS ({insert_from_json(table, columns, f'rows_{table.name}')})")
+        for number, (table, columns) in enumerate(updates):
+            ctes.append(f"changed_{number} AS ({update_from_parameters(table, columns, f'c{number}_')})")
+        # The other writes finish before the lock is taken: only the events wait for one another.
+        others = [cte.split(" ", 1)[0] for cte in ctes if not cte.startswith("updated ")]
+        first = "WHERE " + " AND ".join(f"(SELECT count(*) FROM {name}) >= 0" for name in others) if others else ""
+        sql = "WITH " + ",\n".join([*ctes, _EVENTS_AND_NOTIFY.replace("{written_first}", first)])
+        if updates:
+            changed = " UNION ALL ".join(f"SELECT id FROM changed_{number}" for number in range(len(updates)))
+            sql += ",\n" + _CHANGED_IDS.format(changed)
+        statement = text(sql).bindparams(
             *([] if new_instance else [bindparam(column.key, type_=column.type) for column in _INSTANCE_COLUMNS]),
             *(bindparam(f"rows_{table.name}", type_=JSONB()) for table, _ in inserts),
+            *(p for n, (table, columns) in enumerate(updates) for p in update_parameters(table, columns, f"c{n}_")),
             bindparam("events", type_=JSONB()),
         )
         _FINISH_STATEMENTS[key] = statement
     return statement
 
 
-def _insert_from_json(table: Table, columns: tuple[str, ...]) -> str:
-    """``INSERT INTO table (columns)`` from the JSON array ``:rows_<table>``. A JSON column's Python
-    None is stored as JSON ``null``, as SQLAlchemy's own INSERT stores it."""
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
-    typed = ", ".join(f'"{name}" {table.c[name].type.compile(dialect=dialect)}' for name in columns)
-    values = ", ".join(
-        f"""coalesce(r."{name}", 'null')""" if isinstance(table.c[name].type, JSON) else f'r."{name}"'
-        for name in columns
-    )
-    names = ", ".join(f'"{name}"' for name in columns)
-    return (f"INSERT INTO {table.name} ({names}) SELECT {values} "
-            f"FROM jsonb_to_recordset(:rows_{table.name}) AS r({typed}) RETURNING id")  # fmt: skip
+def _names(shape: Shape) -> ShapeKey:
+    return tuple((table.name, columns) for table, columns in shape)
 
 
 async def finish_transition(
     executor: Executor, instance: WorkflowInstance, expected_revision: int, events: Sequence[NewTaskEvent]
 ) -> int | None:
-    """A transition's last writes: the rows it deferred (on a
-    :class:`~engine.storage.database.TransitionConnection`), ``instance`` as it ends — inserted if it
+    """A transition's last writes: the rows and updates it deferred (on a
+    :class:`~engine.storage.deferred.TransitionConnection`), ``instance`` as it ends — inserted if it
     is one of those rows, else updated if nobody changed it since ``expected_revision`` (else
     :class:`~engine.errors.ConcurrentUpdateError`) — then ``events`` as :func:`write_events` writes
     them. Returns the highest event id (None when there were none)."""
-    deferred = executor.take_deferred() if isinstance(executor, TransitionConnection) else []
-    new_instance = any(table is instances for table, _ in deferred)
+    inserts, updates = executor.take_deferred() if isinstance(executor, TransitionConnection) else ([], [])
+    new_instance = any(table is instances for table, _ in inserts)
     if new_instance:  # written once, as the transition leaves it (a new instance has no race to lose)
-        deferred = [(table, [instance_values(instance)] if table is instances else rows) for table, rows in deferred]
+        inserts = [(table, [instance_values(instance)] if table is instances else rows) for table, rows in inserts]
     if not events or dialect_of(executor) != "postgresql":
-        connection = executor.connection if isinstance(executor, TransitionConnection) else executor
-        for table, rows in deferred:
-            await connection.execute(insert(table), rows)
+        if isinstance(executor, TransitionConnection):
+            await executor.write(inserts, updates)
         if not new_instance:
             await InstanceRepository(executor).update(instance, expected_revision)
         return await write_events(executor, events)
-    inserts = tuple((table, tuple(c.key for c in table.c if c.key in rows[0])) for table, rows in deferred)
+    insert_shape = tuple((table, tuple(c.key for c in table.c if c.key in rows[0])) for table, rows in inserts)
+    update_shape = tuple(
+        (change.table, tuple(column.key for column in change.table.c if column.key in change.values))
+        for change in updates
+    )
     parameters: dict[str, Any] = {} if new_instance else update_values(instance, expected_revision)
     parameters.update(lock_key=EVENT_LOCK_KEY, channel=CHANNEL, events=[_event_document(event) for event in events])
-    for table, columns in inserts:
-        parameters[f"rows_{table.name}"] = [_json_row(row, columns) for row in dict(deferred)[table]]
-    row = (await executor.execute(_finish_on_postgres(new_instance, inserts), parameters)).one()
+    for table, columns in insert_shape:
+        parameters[f"rows_{table.name}"] = [json_row(row, columns) for row in dict(inserts)[table]]
+    for number, change in enumerate(updates):
+        prefix = f"c{number}_"
+        parameters.update({f"{prefix}{name}": value for name, value in change.values.items()})
+        parameters.update({f"{prefix}b_id": change.row_id, f"{prefix}b_revision": change.expected_revision})
+    statement = _finish_on_postgres(new_instance, insert_shape, update_shape)
+    row = (await executor.execute(statement, parameters)).one()
     if row.updated != 1:
         raise changed_concurrently(instance)
+    if updates:
+        changed = set(row.changed or ())
+        for change in updates:
+            if change.row_id not in changed:
+                raise change.conflict()
     return int(row.latest)
-
-
-def _json_row(row: Mapping[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
-    return {name: _json_value(row[name]) for name in columns}
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
-        return value.isoformat()
-    return value
 
 
 def _event_document(event: NewTaskEvent) -> dict[str, Any]:

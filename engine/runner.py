@@ -21,7 +21,8 @@ from engine.errors import FieldError as InputError
 from engine.parsing import parse_definition
 from engine.registry import Registry
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
-from engine.storage.database import Database, TransitionConnection
+from engine.storage.database import Database
+from engine.storage.deferred import TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
 from engine.storage.models import instances

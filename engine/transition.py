@@ -31,11 +31,11 @@ from engine.state import (
     WorkflowInstance,
     new_id,
 )
-from engine.storage.database import TransitionConnection
+from engine.storage.deferred import DeferredUpdate, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import step_values
 from engine.storage.models import step_instances, tasks
-from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository, task_values
+from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository, stored_changes, task_values
 from engine.templates import evaluate_condition, render_text
 from engine.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
 
@@ -145,10 +145,12 @@ class Transition:
         return finished
 
     async def update_task(self, task: Task, event: TaskEventKind, **values: Any) -> Task:
-        """Change a task at its current revision and record the event; a lost race is a conflict."""
+        """Change a task at its current revision and record the event; a lost race is a conflict,
+        raised when the change is written (the next statement or the transition's last)."""
         values.setdefault("updated_at", self.now)
-        if not await self.tasks.update(task.id, task.revision, values):
-            raise ConflictError(f"task {task.id} was changed by someone else; reload it and try again")
+        conflict = ConflictError(f"task {task.id} was changed by someone else; reload it and try again")
+        change = stored_changes(values, task.revision)
+        self.connection.defer_update(DeferredUpdate(tasks, task.id, task.revision, change, lambda: conflict))
         known = {key: value for key, value in values.items() if key in _TASK_FIELDS}  # leases are storage-only
         changed = replace(task, revision=task.revision + 1, **known)
         self._open_as_read.pop(task.token_id, None)

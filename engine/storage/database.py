@@ -22,67 +22,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Executable, Insert, MetaData, Table, event, exc, insert
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from engine.storage.deferred import TransitionConnection
+
 _WRITE_OPTION = "stepwise_write"
 _CHECKED_IN_AT = "stepwise_checked_in_at"
-
-
-class TransitionConnection:
-    """A transition's connection. Its rows to insert wait (:meth:`defer_insert`) until the next
-    statement, which writes them first, or until the transition's last statement, which on
-    PostgreSQL writes them itself (:func:`engine.event_log.finish_transition`): a transition that
-    creates steps and tasks then costs no round trip for them. Every statement sees what came before
-    it, as if each insert had run at once; a constraint an insert breaks fails the statement that
-    writes it, which fails the transition as before.
-    """
-
-    def __init__(self, connection: AsyncConnection) -> None:
-        self.connection = connection
-        self.dialect = connection.dialect
-        self._deferred: dict[Table, list[dict[str, Any]]] = {}
-
-    def defer_insert(self, table: Table, row: dict[str, Any]) -> None:
-        self._deferred.setdefault(table, []).append(row)
-
-    def take_deferred(self) -> list[tuple[Table, list[dict[str, Any]]]]:
-        """The waiting rows by table, parents before children (foreign keys), and forget them."""
-        deferred, self._deferred = self._deferred, {}
-        order = _table_order(next(iter(deferred)).metadata) if deferred else {}
-        return sorted(deferred.items(), key=lambda item: order[item[0].name])
-
-    async def flush(self) -> None:
-        for table, rows in self.take_deferred():
-            await self.connection.execute(_insert_into(table), rows)
-
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
-        await self.flush()
-        return await self.connection.execute(statement, parameters)
-
-    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
-        await self.flush()
-        return await self.connection.scalar(statement, parameters)
-
-
-_TABLE_ORDERS: dict[int, dict[str, int]] = {}
-_INSERTS: dict[Table, Insert] = {}
-
-
-def _table_order(metadata: MetaData) -> dict[str, int]:
-    order = _TABLE_ORDERS.get(id(metadata))
-    if order is None:
-        order = _TABLE_ORDERS[id(metadata)] = {t.name: i for i, t in enumerate(metadata.sorted_tables)}
-    return order
-
-
-def _insert_into(table: Table) -> Insert:
-    statement = _INSERTS.get(table)
-    if statement is None:
-        statement = _INSERTS[table] = insert(table)
-    return statement
 
 
 Executor = AsyncSession | AsyncConnection | TransitionConnection

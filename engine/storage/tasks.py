@@ -41,6 +41,16 @@ def task_values(task: Task) -> dict[str, Any]:
     return values
 
 
+def stored_changes(values: Mapping[str, Any], expected_revision: int) -> dict[str, Any]:
+    """A task update's columns as stored: enums as their values, and the next revision."""
+    stored = dict(values)
+    for key in ("status", "kind"):
+        if key in stored and stored[key] is not None:
+            stored[key] = str(stored[key])
+    stored["revision"] = expected_revision + 1
+    return stored
+
+
 def task_from_row(row: Any) -> Task:
     return Task(
         id=row.id,
@@ -165,11 +175,7 @@ class TaskRepository:
 
     async def update(self, task_id: str, expected_revision: int, values: Mapping[str, Any]) -> bool:
         """Apply ``values`` and bump the revision, only if the task is still at ``expected_revision``."""
-        stored = dict(values)
-        for key in ("status", "kind"):
-            if key in stored and stored[key] is not None:
-                stored[key] = str(stored[key])
-        stored.update(revision=expected_revision + 1, b_id=task_id, b_revision=expected_revision)
+        stored = {**stored_changes(values, expected_revision), "b_id": task_id, "b_revision": expected_revision}
         result = await self.session.execute(_UPDATE, stored)
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 

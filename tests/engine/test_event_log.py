@@ -186,9 +186,7 @@ async def test_events_are_stored_alike_by_both_writers(engine: Engine, db: Datab
 
 
 @pytest.mark.postgres_only
-async def test_deferred_rows_are_stored_as_inserts_store_them(
-    engine: Engine, db: Database
-) -> None:
+async def test_deferred_rows_are_stored_as_inserts_store_them(engine: Engine, db: Database) -> None:
     """A new instance, step and task written by the last statement (JSON arrays) or flushed before it
     (SQLAlchemy's INSERTs): the same rows, JSON ``null`` and SQL NULL alike, times to the microsecond."""
     template = await new_form_task(engine)

@@ -1,0 +1,173 @@
+"""A transition's connection, whose inserts and revision-checked updates wait for a later statement.
+
+A transition creates steps and tasks and changes tasks as it goes, but needs none of those writes
+back before it ends. :class:`TransitionConnection` keeps them until the next statement, which writes
+them first (so every statement sees what came before it, as if each write had run at once), or until
+the transition's last statement, which on PostgreSQL writes them itself
+(:func:`engine.event_log.finish_transition`): no round trip of their own. A constraint a write
+breaks fails the statement that carries it, and a revision that no longer matches raises the
+update's own error there; either fails the transition, which then changes nothing, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BindParameter, Executable, Insert, MetaData, Table, Update, bindparam, insert, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Rows = list[tuple[Table, list[dict[str, Any]]]]
+
+
+@dataclass
+class DeferredUpdate:
+    """``values`` for the row ``row_id`` of ``table``, if it is still at ``expected_revision``."""
+
+    table: Table
+    row_id: str
+    expected_revision: int
+    values: dict[str, Any]
+    """Columns to set, ``revision`` (the new one) included."""
+    conflict: Callable[[], Exception]
+    """The error when the row is no longer at ``expected_revision``."""
+
+
+class TransitionConnection:
+    """A transition's connection (see the module's docstring): :meth:`defer_insert` and
+    :meth:`defer_update` keep writes until the next :meth:`execute` or the transition's end."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.dialect = connection.dialect
+        self._inserts: dict[Table, list[dict[str, Any]]] = {}
+        self._updates: list[DeferredUpdate] = []
+
+    def defer_insert(self, table: Table, row: dict[str, Any]) -> None:
+        self._inserts.setdefault(table, []).append(row)
+
+    def defer_update(self, change: DeferredUpdate) -> None:
+        """A row written twice by one transition is written once, with both changes."""
+        new_row = next((row for row in self._inserts.get(change.table, ()) if row["id"] == change.row_id), None)
+        if new_row is not None:
+            if new_row["revision"] != change.expected_revision:
+                raise change.conflict()
+            new_row.update(change.values)
+            return
+        for waiting in self._updates:
+            if waiting.table is change.table and waiting.row_id == change.row_id:
+                if waiting.values["revision"] != change.expected_revision:
+                    raise change.conflict()
+                waiting.values.update(change.values)
+                return
+        self._updates.append(change)
+
+    def take_deferred(self) -> tuple[Rows, list[DeferredUpdate]]:
+        """The waiting inserts by table, parents before children (foreign keys), and the waiting
+        updates; forgets them."""
+        inserts, updates, self._inserts, self._updates = self._inserts, self._updates, {}, []
+        order = _table_order(next(iter(inserts)).metadata) if inserts else {}
+        return sorted(inserts.items(), key=lambda item: order[item[0].name]), updates
+
+    async def write(self, inserts: Rows, updates: list[DeferredUpdate]) -> None:
+        """Write rows taken by :meth:`take_deferred` one statement per table and per update."""
+        for table, rows in inserts:
+            await self.connection.execute(_insert_into(table), rows)
+        for change in updates:
+            parameters = {**change.values, "b_id": change.row_id, "b_revision": change.expected_revision}
+            result = await self.connection.execute(_update_of(change.table), parameters)
+            if result.rowcount != 1:
+                raise change.conflict()
+
+    async def flush(self) -> None:
+        if self._inserts or self._updates:
+            await self.write(*self.take_deferred())
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        await self.flush()
+        return await self.connection.execute(statement, parameters)
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        await self.flush()
+        return await self.connection.scalar(statement, parameters)
+
+
+_TABLE_ORDERS: dict[int, dict[str, int]] = {}
+_INSERTS: dict[Table, Insert] = {}
+_UPDATES: dict[Table, Update] = {}
+
+
+def _table_order(metadata: MetaData) -> dict[str, int]:
+    order = _TABLE_ORDERS.get(id(metadata))
+    if order is None:
+        order = _TABLE_ORDERS[id(metadata)] = {t.name: i for i, t in enumerate(metadata.sorted_tables)}
+    return order
+
+
+def _insert_into(table: Table) -> Insert:
+    statement = _INSERTS.get(table)
+    if statement is None:
+        statement = _INSERTS[table] = insert(table)
+    return statement
+
+
+def _update_of(table: Table) -> Update:
+    """SET comes from the parameters' column names; the WHERE's names differ from every column's."""
+    statement = _UPDATES.get(table)
+    if statement is None:
+        match = (table.c.id == bindparam("b_id"), table.c.revision == bindparam("b_revision"))
+        statement = _UPDATES[table] = update(table).where(*match)
+    return statement
+
+
+# -- the same writes as JSON arrays in one PostgreSQL statement ---------------------------------------
+
+
+def insert_from_json(table: Table, columns: tuple[str, ...], parameter: str) -> str:
+    """``INSERT INTO table (columns)`` from the JSON array ``:parameter`` (rows of :func:`json_row`)."""
+    names = ", ".join(f'"{name}"' for name in columns)
+    values = ", ".join(_from_json(table, name) for name in columns)
+    rows = f"jsonb_to_recordset(:{parameter}) AS r({_typed_columns(table, columns)})"
+    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {rows} RETURNING id"
+
+
+def update_from_parameters(table: Table, columns: tuple[str, ...], prefix: str) -> str:
+    """``UPDATE table SET columns`` of the row ``:<prefix>b_id`` if still at ``:<prefix>b_revision``,
+    the values from ``:<prefix><column>``; returns its id. (A row at a time, not a JSON array: the
+    planner then always finds the row by its key.)"""
+    assignments = ", ".join(f'"{name}" = :{prefix}{name}' for name in columns)
+    match = f"id = :{prefix}b_id AND revision = :{prefix}b_revision"
+    return f"UPDATE {table.name} SET {assignments} WHERE {match} RETURNING id"
+
+
+def update_parameters(table: Table, columns: tuple[str, ...], prefix: str) -> list[BindParameter[Any]]:
+    """The typed parameters of :func:`update_from_parameters` (the columns' own types bind them)."""
+    return [bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in columns]
+
+
+def json_row(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    """``row``'s ``columns`` as a JSON object: times as ISO 8601 text, the rest as they are."""
+    return {name: _json_value(row[name]) for name in columns}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        return value.isoformat()
+    return value
+
+
+def _typed_columns(table: Table, columns: tuple[str, ...]) -> str:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
+    return ", ".join(f'"{name}" {table.c[name].type.compile(dialect=dialect)}' for name in columns)
+
+
+def _from_json(table: Table, name: str) -> str:
+    """A column's value from the JSON row ``r``. A JSON column's Python None is stored as JSON
+    ``null``, as SQLAlchemy's own statements store it."""
+    return f"""coalesce(r."{name}", 'null')""" if isinstance(table.c[name].type, JSON) else f'r."{name}"'
