@@ -38,11 +38,13 @@ than the grace is skipped for good) and sees a gap for every rolled-back id, whi
 
 SQLite has one writer at a time (``BEGIN IMMEDIATE``), so there id order is commit order already.
 
-A transition ends with :func:`finish_transition`: on PostgreSQL the instance's UPDATE, the lock, the
-insert and the NOTIFY are one statement (one round trip instead of four of a transition's ten). The
-lock is taken only once the UPDATE has matched, and the inserted rows are joined to it, so no id is
-drawn from the sequence before the lock is held; a lost race (the UPDATE matched nothing) takes no
-lock, writes no event and is rolled back by the caller.
+A transition ends with :func:`finish_transition`: on PostgreSQL the instance's UPDATE (or a new
+instance's INSERT), the rows and task updates the transition deferred
+(:mod:`engine.storage.deferred`), the lock, the events' insert and the NOTIFY are one statement, and
+a signal is two statements in all. The other writes finish before the lock is taken, which is taken
+only once the instance's write has matched; the inserted events are joined to it, so no id is drawn
+from the sequence before the lock is held. A lost race (the UPDATE matched nothing) takes no lock,
+writes no event and is rolled back by the caller.
 
 Reading
 -------

@@ -9,7 +9,7 @@ Stale connections (PostgreSQL restarted, a proxy dropped an idle socket): a conn
 the pool for longer than ``ping_idle_after`` seconds is pinged when it is checked out, and a dead one
 is replaced together with every other pooled connection as old as it (SQLAlchemy's "pessimistic"
 handling, but not on every checkout: ``pool_pre_ping`` costs a round trip per unit of work, about
-one in eight of a transition's). A connection in steady use is not pinged; if the server went away
+one in four of a transition's). A connection in steady use is not pinged; if the server went away
 within the last ``ping_idle_after`` seconds its next statement fails, the pool is invalidated, and the
 unit of work fails as one in flight during the restart would have anyway. ``pool_recycle`` bounds a
 connection's age.
