@@ -26,7 +26,6 @@ from engine.storage.tasks import task_from_row
 _LATEST_VERSION = select(func.max(definitions.c.version)).where(definitions.c.key == bindparam("key"))
 _INSERT_INSTANCE = insert(instances)
 _INSTANCE = select(instances).where(instances.c.id == bindparam("instance_id"))
-_INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update()
 # SET comes from the parameters' column names; the WHERE's names must differ from every column's.
 _UPDATE_INSTANCE = update(instances).where(
     instances.c.id == bindparam("b_id"), instances.c.revision == bindparam("b_revision")
@@ -157,9 +156,8 @@ class InstanceRepository:
         open_tasks.sort(key=lambda task: (task.created_at, task.id))
         return LockedInstance(_instance(rows[0]), steps, open_tasks)
 
-    async def get(self, instance_id: str, *, for_update: bool = False) -> WorkflowInstance | None:
-        query = _INSTANCE_FOR_UPDATE if for_update else _INSTANCE
-        row = (await self.session.execute(query, {"instance_id": instance_id})).first()
+    async def get(self, instance_id: str) -> WorkflowInstance | None:
+        row = (await self.session.execute(_INSTANCE, {"instance_id": instance_id})).first()
         return _instance(row) if row else None
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, WorkflowInstance]:
