@@ -119,15 +119,16 @@ def _finish_on_postgres(new_instance: bool, inserts: Shape, updates: Shape) -> T
     key = (new_instance, _names(inserts), _names(updates))
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
-        ctes = [] if new_instance else [f"updated AS ({_UPDATE_INSTANCE})"]
+        writes = {} if new_instance else {"updated": _UPDATE_INSTANCE}
         for table, columns in inserts:
             name = "updated" if table is instances else f"new_{table.name}"
-            ctes.append(f"{name} AS ({insert_from_json(table, columns, f'rows_{table.name}')})")
+            writes[name] = insert_from_json(table, columns, f"rows_{table.name}")
         for number, (table, columns) in enumerate(updates):
-            ctes.append(f"changed_{number} AS ({update_from_parameters(table, columns, f'c{number}_')})")
+            writes[f"changed_{number}"] = update_from_parameters(table, columns, f"c{number}_")
         # The other writes finish before the lock is taken: only the events wait for one another.
-        others = [cte.split(" ", 1)[0] for cte in ctes if not cte.startswith("updated ")]
-        first = "WHERE " + " AND ".join(f"(SELECT count(*) FROM {name}) >= 0" for name in others) if others else ""
+        others = [f"(SELECT count(*) FROM {name}) >= 0" for name in writes if name != "updated"]
+        first = "WHERE " + " AND ".join(others) if others else ""
+        ctes = [f"{name} AS ({sql})" for name, sql in writes.items()]
         sql = "WITH " + ",\n".join([*ctes, _EVENTS_AND_NOTIFY.replace("{written_first}", first)])
         if updates:
             changed = " UNION ALL ".join(f"SELECT id FROM changed_{number}" for number in range(len(updates)))
@@ -170,7 +171,7 @@ async def finish_transition(
         for change in updates
     )
     parameters: dict[str, Any] = {} if new_instance else update_values(instance, expected_revision)
-    parameters.update(lock_key=EVENT_LOCK_KEY, channel=CHANNEL, events=[_event_document(event) for event in events])
+    parameters.update(lock_key=EVENT_LOCK_KEY, channel=CHANNEL, events=[json_row(event.row()) for event in events])
     for table, columns in insert_shape:
         parameters[f"rows_{table.name}"] = [json_row(row, columns) for row in dict(inserts)[table]]
     for number, change in enumerate(updates):
@@ -185,14 +186,8 @@ async def finish_transition(
         changed = set(row.changed or ())
         for change in updates:
             if change.row_id not in changed:
-                raise change.conflict()
+                raise change.conflict
     return int(row.latest)
-
-
-def _event_document(event: NewTaskEvent) -> dict[str, Any]:
-    if event.at.tzinfo is None:
-        raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
-    return {**event.row(), "occurred_at": event.at.isoformat()}  # a JSON document: the time as text
 
 
 async def write_events(session: Executor, events: Sequence[NewTaskEvent]) -> int | None:

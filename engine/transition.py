@@ -150,7 +150,7 @@ class Transition:
         values.setdefault("updated_at", self.now)
         conflict = ConflictError(f"task {task.id} was changed by someone else; reload it and try again")
         change = stored_changes(values, task.revision)
-        self.connection.defer_update(DeferredUpdate(tasks, task.id, task.revision, change, lambda: conflict))
+        self.connection.defer_update(DeferredUpdate(tasks, task.id, task.revision, change, conflict))
         known = {key: value for key, value in values.items() if key in _TASK_FIELDS}  # leases are storage-only
         changed = replace(task, revision=task.revision + 1, **known)
         self._open_as_read.pop(task.token_id, None)

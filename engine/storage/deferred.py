@@ -11,7 +11,6 @@ update's own error there; either fails the transition, which then changes nothin
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,7 +32,7 @@ class DeferredUpdate:
     expected_revision: int
     values: dict[str, Any]
     """Columns to set, ``revision`` (the new one) included."""
-    conflict: Callable[[], Exception]
+    conflict: Exception
     """The error when the row is no longer at ``expected_revision``."""
 
 
@@ -55,13 +54,13 @@ class TransitionConnection:
         new_row = next((row for row in self._inserts.get(change.table, ()) if row["id"] == change.row_id), None)
         if new_row is not None:
             if new_row["revision"] != change.expected_revision:
-                raise change.conflict()
+                raise change.conflict
             new_row.update(change.values)
             return
         for waiting in self._updates:
             if waiting.table is change.table and waiting.row_id == change.row_id:
                 if waiting.values["revision"] != change.expected_revision:
-                    raise change.conflict()
+                    raise change.conflict
                 waiting.values.update(change.values)
                 return
         self._updates.append(change)
@@ -79,9 +78,9 @@ class TransitionConnection:
             await self.connection.execute(_insert_into(table), rows)
         for change in updates:
             parameters = {**change.values, "b_id": change.row_id, "b_revision": change.expected_revision}
-            result = await self.connection.execute(_update_of(change.table), parameters)
+            result = await self.connection.execute(revision_checked_update(change.table), parameters)
             if result.rowcount != 1:
-                raise change.conflict()
+                raise change.conflict
 
     async def flush(self) -> None:
         if self._inserts or self._updates:
@@ -115,8 +114,9 @@ def _insert_into(table: Table) -> Insert:
     return statement
 
 
-def _update_of(table: Table) -> Update:
-    """SET comes from the parameters' column names; the WHERE's names differ from every column's."""
+def revision_checked_update(table: Table) -> Update:
+    """``UPDATE table`` of the row ``:b_id`` only while it is at ``:b_revision``. SET comes from the
+    parameters' column names; the WHERE's names differ from every column's."""
     statement = _UPDATES.get(table)
     if statement is None:
         match = (table.c.id == bindparam("b_id"), table.c.revision == bindparam("b_revision"))
@@ -149,9 +149,10 @@ def update_parameters(table: Table, columns: tuple[str, ...], prefix: str) -> li
     return [bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in columns]
 
 
-def json_row(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
-    """``row``'s ``columns`` as a JSON object: times as ISO 8601 text, the rest as they are."""
-    return {name: _json_value(row[name]) for name in columns}
+def json_row(row: dict[str, Any], columns: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """``row``'s ``columns`` (all by default) as a JSON object: times as ISO 8601 text, the rest as
+    they are."""
+    return {name: _json_value(row[name]) for name in (row if columns is None else columns)}
 
 
 def _json_value(value: Any) -> Any:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text
 
 from engine.errors import ConcurrentUpdateError
 from engine.state import (
@@ -19,6 +19,7 @@ from engine.state import (
     WorkflowInstance,
 )
 from engine.storage.database import Executor
+from engine.storage.deferred import revision_checked_update
 from engine.storage.models import definitions, instances, step_instances, tasks
 from engine.storage.tasks import task_from_row
 
@@ -26,10 +27,7 @@ from engine.storage.tasks import task_from_row
 _LATEST_VERSION = select(func.max(definitions.c.version)).where(definitions.c.key == bindparam("key"))
 _INSERT_INSTANCE = insert(instances)
 _INSTANCE = select(instances).where(instances.c.id == bindparam("instance_id"))
-# SET comes from the parameters' column names; the WHERE's names must differ from every column's.
-_UPDATE_INSTANCE = update(instances).where(
-    instances.c.id == bindparam("b_id"), instances.c.revision == bindparam("b_revision")
-)
+_UPDATE_INSTANCE = revision_checked_update(instances)
 _INSERT_STEP = insert(step_instances)
 # What a transition starts from, in one round trip: the locked instance, each of its steps, and the
 # open tasks in each (one row per step and open task; a step without one comes once, with NULLs).

@@ -23,6 +23,7 @@ from engine.state import (
     TaskStatus,
 )
 from engine.storage.database import Executor
+from engine.storage.deferred import revision_checked_update
 from engine.storage.models import task_attempts, task_events, tasks
 
 _INSERT_FIELDS = (
@@ -94,8 +95,7 @@ _BY_ID_FOR_UPDATE = _BY_ID.with_for_update()
 _BY_TOKEN = select(tasks).where(
     tasks.c.workflow_instance_id == bindparam("instance_id"), tasks.c.token_id == bindparam("token_id")
 )
-# SET comes from the parameters' column names; the WHERE's names must differ from every column's.
-_UPDATE = update(tasks).where(tasks.c.id == bindparam("b_id"), tasks.c.revision == bindparam("b_revision"))
+_UPDATE = revision_checked_update(tasks)
 _LEASE_OWNER = select(tasks.c.lease_owner).where(tasks.c.id == bindparam("task_id"))
 # Batches the pages' DataLoaders read on every request; "ids" expands to the batch's keys.
 _BY_IDS = select(tasks).where(tasks.c.id.in_(bindparam("ids", expanding=True)))
