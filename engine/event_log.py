@@ -55,12 +55,15 @@ and show it (the task as it is now, the instance's starter, the users it mention
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from asyncpg import PostgresError
 from sqlalchemy import Table, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError
 
 from engine.state import Task, TaskEvent, TaskEventKind, TaskMessage, User, WorkflowInstance
 from engine.storage.database import Database, Executor, dialect_of
@@ -101,22 +104,29 @@ locked AS MATERIALIZED (
     RETURNING id
 ), notified AS (
     SELECT pg_notify(:channel, max(id)::text) FROM inserted HAVING count(*) > 0
-)
-SELECT (SELECT count(*) FROM updated) AS updated, (SELECT max(id) FROM inserted) AS latest,
-       (SELECT count(*) FROM notified) AS notified"""
-_CHANGED_IDS = "(SELECT array_agg(id) FROM ({}) AS changed) AS changed"
+)"""
+_CHANGED = "(SELECT coalesce(array_agg(id), '{{}}') FROM ({}) AS changed)"
+# Every revision check of the statement, in the statement: it fails as a whole (SQLSTATE SW409, the
+# counts as its detail) when one fails, so that in autocommit nothing it wrote stays.
+_CHECKED = """
+SELECT (SELECT max(id) FROM {inserted}) AS latest, {notified} AS notified, stepwise_conflict_unless(
+    (SELECT count(*) FROM updated) = 1 AND cardinality({changed}) = {updates},
+    json_build_object('updated', (SELECT count(*) FROM updated), 'changed', {changed})::text
+) AS checked"""
+REVISION_CHECK_FAILED = "SW409"
 Shape = tuple[tuple[Table, tuple[str, ...]], ...]
 ShapeKey = tuple[tuple[str, tuple[str, ...]], ...]
-_FINISH_STATEMENTS: dict[tuple[bool, ShapeKey, ShapeKey], TextClause] = {}
+_FINISH_STATEMENTS: dict[tuple[bool, bool, ShapeKey, ShapeKey], TextClause] = {}
 
 
-def _finish_on_postgres(new_instance: bool, inserts: Shape, updates: Shape) -> TextClause:
+def _finish_on_postgres(new_instance: bool, with_events: bool, inserts: Shape, updates: Shape) -> TextClause:
     """The statement for one shape of transition: the instance's UPDATE, or its INSERT when it is new;
     the rows and revision-checked updates the transition deferred
     (:class:`~engine.storage.deferred.TransitionConnection`): each table's inserts as one statement
-    from a JSON array, each update by its row's key; then the events under the lock and the NOTIFY.
-    Foreign keys are checked at the end of the statement, so parents and children may arrive together."""
-    key = (new_instance, _names(inserts), _names(updates))
+    from a JSON array, each update by its row's key; then the events under the lock and the NOTIFY;
+    last the check of every revision. Foreign keys are checked at the end of the statement, so
+    parents and children may arrive together."""
+    key = (new_instance, with_events, _names(inserts), _names(updates))
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
         writes = {} if new_instance else {"updated": _UPDATE_INSTANCE}
@@ -125,19 +135,24 @@ def _finish_on_postgres(new_instance: bool, inserts: Shape, updates: Shape) -> T
             writes[name] = insert_from_json(table, columns, f"rows_{table.name}")
         for number, (table, columns) in enumerate(updates):
             writes[f"changed_{number}"] = update_from_parameters(table, columns, f"c{number}_")
-        # The other writes finish before the lock is taken: only the events wait for one another.
-        others = [f"(SELECT count(*) FROM {name}) >= 0" for name in writes if name != "updated"]
-        first = "WHERE " + " AND ".join(others) if others else ""
         ctes = [f"{name} AS ({sql})" for name, sql in writes.items()]
-        sql = "WITH " + ",\n".join([*ctes, _EVENTS_AND_NOTIFY.replace("{written_first}", first)])
-        if updates:
-            changed = " UNION ALL ".join(f"SELECT id FROM changed_{number}" for number in range(len(updates)))
-            sql += ",\n" + _CHANGED_IDS.format(changed)
-        statement = text(sql).bindparams(
+        if with_events:
+            # The other writes finish before the lock is taken: only the events wait for one another.
+            others = [f"(SELECT count(*) FROM {name}) >= 0" for name in writes if name != "updated"]
+            first = "WHERE " + " AND ".join(others) if others else ""
+            ctes.append(_EVENTS_AND_NOTIFY.replace("{written_first}", first))
+        changed_ids = " UNION ALL ".join(f"SELECT id FROM changed_{number}" for number in range(len(updates)))
+        checked = _CHECKED.format(
+            inserted="inserted" if with_events else "(SELECT NULL::bigint AS id) AS no_events",
+            notified="(SELECT count(*) FROM notified)" if with_events else "0",  # a CTE no one reads never runs
+            changed=_CHANGED.format(changed_ids) if updates else "'{}'::text[]",
+            updates=len(updates),
+        )
+        statement = text("WITH " + ",\n".join(ctes) + checked).bindparams(
             *([] if new_instance else [bindparam(column.key, type_=column.type) for column in _INSTANCE_COLUMNS]),
             *(bindparam(f"rows_{table.name}", type_=JSONB()) for table, _ in inserts),
             *(p for n, (table, columns) in enumerate(updates) for p in update_parameters(table, columns, f"c{n}_")),
-            bindparam("events", type_=JSONB()),
+            *([bindparam("events", type_=JSONB())] if with_events else []),
         )
         _FINISH_STATEMENTS[key] = statement
     return statement
@@ -159,7 +174,7 @@ async def finish_transition(
     new_instance = any(table is instances for table, _ in inserts)
     if new_instance:  # written once, as the transition leaves it (a new instance has no race to lose)
         inserts = [(table, [instance_values(instance)] if table is instances else rows) for table, rows in inserts]
-    if not events or dialect_of(executor) != "postgresql":
+    if dialect_of(executor) != "postgresql":
         if isinstance(executor, TransitionConnection):
             await executor.write(inserts, updates)
         if not new_instance:
@@ -171,23 +186,38 @@ async def finish_transition(
         for change in updates
     )
     parameters: dict[str, Any] = {} if new_instance else update_values(instance, expected_revision)
-    parameters.update(lock_key=EVENT_LOCK_KEY, channel=CHANNEL, events=[json_row(event.row()) for event in events])
+    if events:
+        parameters.update(lock_key=EVENT_LOCK_KEY, channel=CHANNEL, events=[json_row(e.row()) for e in events])
     for table, columns in insert_shape:
         parameters[f"rows_{table.name}"] = [json_row(row, columns) for row in dict(inserts)[table]]
     for number, change in enumerate(updates):
         prefix = f"c{number}_"
         parameters.update({f"{prefix}{name}": value for name, value in change.values.items()})
         parameters.update({f"{prefix}b_id": change.row_id, f"{prefix}b_revision": change.expected_revision})
-    statement = _finish_on_postgres(new_instance, insert_shape, update_shape)
-    row = (await executor.execute(statement, parameters)).one()
-    if row.updated != 1:
-        raise changed_concurrently(instance)
-    if updates:
-        changed = set(row.changed or ())
-        for change in updates:
-            if change.row_id not in changed:
-                raise change.conflict
-    return int(row.latest)
+    statement = _finish_on_postgres(new_instance, bool(events), insert_shape, update_shape)
+    try:
+        if isinstance(executor, TransitionConnection):
+            row = (await executor.execute_last(statement, parameters)).one()
+        else:
+            row = (await executor.execute(statement, parameters)).one()
+    except DBAPIError as error:
+        failed = _failed_checks(error)
+        if failed is None:
+            raise
+        if failed["updated"] != 1:
+            raise changed_concurrently(instance) from None
+        changed = set(failed["changed"])
+        raise next(change.conflict for change in updates if change.row_id not in changed) from None
+    return None if row.latest is None else int(row.latest)
+
+
+def _failed_checks(error: DBAPIError) -> dict[str, Any] | None:
+    """The counts a failed revision check of :func:`_finish_on_postgres` reported, None for any other error."""
+    cause = error.orig.__cause__ if error.orig is not None else None
+    if getattr(error.orig, "sqlstate", None) != REVISION_CHECK_FAILED or not isinstance(cause, PostgresError):
+        return None
+    found: dict[str, Any] = json.loads(cause.detail or "{}")
+    return found
 
 
 async def write_events(session: Executor, events: Sequence[NewTaskEvent]) -> int | None:

@@ -1,8 +1,10 @@
 """The engine's public API: deploy definitions, start instances, signal nodes, cancel.
 
-Every call is one transition in one database transaction (:mod:`engine.transition`). The instance
-row is locked for the transition (``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and
-written with an optimistic revision check; a lost race is retried from a fresh read.
+Every call is one transition, atomic (:mod:`engine.transition`). On PostgreSQL it first runs in
+autocommit: reads, then one last statement that writes everything if the instance is still at the
+revision read. A lost race is retried from a fresh read in a transaction that locks the instance
+row first (``FOR UPDATE``), as is a transition that must write before its end. SQLite always runs it
+in a transaction (``BEGIN IMMEDIATE``). The instance is written with an optimistic revision check.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from engine.parsing import parse_definition
 from engine.registry import Registry
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
 from engine.storage.database import Database
-from engine.storage.deferred import TransitionConnection
+from engine.storage.deferred import TransactionNeeded, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
 from engine.storage.models import instances
@@ -136,29 +138,43 @@ class Engine:
         """Start the latest version of ``definition_key`` and run until every token waits or ends."""
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
-        async with self.db.transition_connection() as connection:
-            definition = await self._latest(connection, definition_key)
-            now = self.clock.now()
-            instance = WorkflowInstance(
-                id=new_id(),
-                definition_key=definition.key,
-                definition_version=definition.version,
-                status=InstanceStatus.RUNNING,
-                data=dict(input or {}),
-                tokens=(),
-                started_by=started_by,
-                started_at=now,
-                updated_at=now,
-                revision=0,
-            )
-            connection.defer_insert(instances, instance_values(instance))  # the last statement writes it
-            transition = Transition(connection, instance, definition, self.registry, now, started_by, self.settings)
-            if self._needs_starter(definition):
-                await transition.load_starter()
-            await transition.advance([Token(id=new_id(), node_id=definition.start)])
-            finished = await transition.write()
+        try:  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores autocommit)
+            transition, finished = await self._start(definition_key, input, started_by, autocommit=True)
+        except TransactionNeeded:  # it must write before its end: in a transaction, then
+            transition, finished = await self._start(definition_key, input, started_by, autocommit=False)
         await self._after_commit(transition)
         return finished
+
+    async def _start(
+        self, definition_key: str, input: Mapping[str, Any] | None, started_by: str, *, autocommit: bool
+    ) -> tuple[Transition, WorkflowInstance]:
+        async with self.db.transition_connection(autocommit=autocommit) as connection:
+            transition = await self._started(connection, definition_key, input, started_by)
+            return transition, await transition.write()
+
+    async def _started(
+        self, connection: TransitionConnection, definition_key: str, input: Mapping[str, Any] | None, started_by: str
+    ) -> Transition:
+        definition = await self._latest(connection, definition_key)
+        now = self.clock.now()
+        instance = WorkflowInstance(
+            id=new_id(),
+            definition_key=definition.key,
+            definition_version=definition.version,
+            status=InstanceStatus.RUNNING,
+            data=dict(input or {}),
+            tokens=(),
+            started_by=started_by,
+            started_at=now,
+            updated_at=now,
+            revision=0,
+        )
+        connection.defer_insert(instances, instance_values(instance))  # the last statement writes it
+        transition = Transition(connection, instance, definition, self.registry, now, started_by, self.settings)
+        if self._needs_starter(definition):
+            await transition.load_starter()
+        await transition.advance([Token(id=new_id(), node_id=definition.start)])
+        return transition
 
     async def transition(
         self,
@@ -170,11 +186,18 @@ class Engine:
 
         This is how services complete, claim or cancel: the rules they check and the changes the
         engine makes land together or not at all.
+
+        On PostgreSQL the first attempt runs in autocommit, reading the instance without a lock; its
+        last statement writes only if the instance is still at the revision read. A lost race, or an
+        action that must write before the end, runs again in a transaction that locks the instance
+        first, so contention queues on the row lock instead of retrying in a loop.
         """
+        autocommit = True
         for _ in range(_RACE_RETRIES):
             try:
-                async with self.db.transition_connection() as connection:
-                    locked = await InstanceRepository(connection).lock_for_transition(workflow_instance_id)
+                async with self.db.transition_connection(autocommit=autocommit) as connection:
+                    repository = InstanceRepository(connection)
+                    locked = await repository.lock_for_transition(workflow_instance_id, lock=not autocommit)
                     if locked is None:
                         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
                     instance = locked.instance
@@ -192,6 +215,9 @@ class Engine:
                 return result, finished
             except ConcurrentUpdateError:
                 log.debug("instance %s changed concurrently; retrying the transition", workflow_instance_id)
+                autocommit = False
+            except TransactionNeeded:
+                autocommit = False
         raise ConcurrentUpdateError(f"workflow instance {workflow_instance_id} is too busy; try again")
 
     async def send_signal(

@@ -3,7 +3,9 @@ transition, which runs Core statements only, one :class:`TransitionConnection` a
 
 SQLite runs in WAL mode with foreign keys on. Its write units of work begin with ``BEGIN IMMEDIATE``
 so two writers queue on the busy timeout instead of failing when a read lock cannot be upgraded.
-On PostgreSQL, writers lock the workflow instance row (``SELECT … FOR UPDATE``) instead.
+On PostgreSQL a transition first runs in autocommit and lets its last statement check the
+revisions it read (:mod:`engine.storage.deferred`); one that lost a race or must write earlier runs
+again in a transaction that locks the workflow instance row (``SELECT … FOR UPDATE``).
 
 Stale connections (PostgreSQL restarted, a proxy dropped an idle socket): a connection that sat in
 the pool for longer than ``ping_idle_after`` seconds is pinged when it is checked out, and a dead one
@@ -62,6 +64,7 @@ class Database:
         else:
             _ping_idle_connections(self.engine, ping_idle_after)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -76,10 +79,19 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def transition_connection(self) -> AsyncIterator[TransitionConnection]:
+    async def transition_connection(self, *, autocommit: bool = False) -> AsyncIterator[TransitionConnection]:
         """A unit of work that writes, on the connection itself: commits on success, rolls back on any
         exception. What transitions use: without the session's own bookkeeping a transition costs 7%
-        fewer instructions (``bench.instructions``), and Core statements need nothing more."""
+        fewer instructions (``bench.instructions``), and Core statements need nothing more.
+
+        ``autocommit`` (PostgreSQL only; SQLite ignores it): no transaction at all, for a transition
+        whose last statement writes everything and checks itself (:mod:`engine.storage.deferred`)."""
+        if autocommit and not self.is_sqlite:
+            async with self._autocommit_engine.connect() as connection:
+                transition_connection = TransitionConnection(connection, in_transaction=False)
+                yield transition_connection
+                await transition_connection.flush()  # raises TransactionNeeded if a write was left
+            return
         async with self._write_engine.begin() as connection:
             transition_connection = TransitionConnection(connection)
             yield transition_connection

@@ -7,6 +7,12 @@ the transition's last statement, which on PostgreSQL writes them itself
 (:func:`engine.event_log.finish_transition`): no round trip of their own. A constraint a write
 breaks fails the statement that carries it, and a revision that no longer matches raises the
 update's own error there; either fails the transition, which then changes nothing, as before.
+
+On PostgreSQL a transition first runs in autocommit (``in_transaction=False``): it only reads until
+its last statement, which writes everything at once and checks every revision itself, so it needs
+neither ``BEGIN`` nor ``COMMIT``. If it has to write earlier — a write statement of its own, or a
+read after a deferred write — :class:`TransactionNeeded` stops it before anything is written, and the
+engine runs it again in a transaction.
 """
 
 from __future__ import annotations
@@ -36,13 +42,18 @@ class DeferredUpdate:
     """The error when the row is no longer at ``expected_revision``."""
 
 
+class TransactionNeeded(Exception):  # noqa: N818  (a signal to the engine, not an error: it never leaves it)
+    """An autocommit transition would have to write before its last statement; nothing was written."""
+
+
 class TransitionConnection:
     """A transition's connection (see the module's docstring): :meth:`defer_insert` and
     :meth:`defer_update` keep writes until the next :meth:`execute` or the transition's end."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, *, in_transaction: bool = True) -> None:
         self.connection = connection
         self.dialect = connection.dialect
+        self.in_transaction = in_transaction
         self._inserts: dict[Table, list[dict[str, Any]]] = {}
         self._updates: list[DeferredUpdate] = []
 
@@ -84,15 +95,27 @@ class TransitionConnection:
 
     async def flush(self) -> None:
         if self._inserts or self._updates:
+            if not self.in_transaction:
+                raise TransactionNeeded("a write before the transition's last statement")
             await self.write(*self.take_deferred())
 
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
-        await self.flush()
+        await self._before(statement)
         return await self.connection.execute(statement, parameters)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
-        await self.flush()
+        await self._before(statement)
         return await self.connection.scalar(statement, parameters)
+
+    async def execute_last(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        """The transition's last statement, which carries every deferred write itself and, outside a
+        transaction, fails as a whole when a check in it fails."""
+        return await self.connection.execute(statement, parameters)
+
+    async def _before(self, statement: Executable) -> None:
+        if not self.in_transaction and not getattr(statement, "is_select", False):
+            raise TransactionNeeded(f"a write before the transition's last statement: {statement}")
+        await self.flush()
 
 
 _TABLE_ORDERS: dict[int, dict[str, int]] = {}

@@ -34,7 +34,7 @@ _INSERT_STEP = insert(step_instances)
 _STEP_LABELS = [column.label(f"s_{column.key}") for column in step_instances.c]
 _TASK_LABELS = [column.label(f"t_{column.key}") for column in tasks.c]
 _OPEN_TASKS_SQL = "tasks.status IN ({})".format(", ".join(sorted(f"'{s.value}'" for s in OPEN_TASK_STATUSES)))
-_LOCK_FOR_TRANSITION = (
+_READ_FOR_TRANSITION = (
     select(instances, *_STEP_LABELS, *_TASK_LABELS)
     .select_from(
         instances.outerjoin(step_instances, step_instances.c.workflow_instance_id == instances.c.id).outerjoin(
@@ -42,8 +42,8 @@ _LOCK_FOR_TRANSITION = (
         )
     )
     .where(instances.c.id == bindparam("instance_id"))
-    .with_for_update(of=instances)
 )
+_LOCK_FOR_TRANSITION = _READ_FOR_TRANSITION.with_for_update(of=instances)
 _STEP = select(step_instances).where(step_instances.c.id == bindparam("step_id"))
 # Batches the pages' DataLoaders read on every request; "ids" expands to the batch's keys.
 _INSTANCES = select(instances).where(instances.c.id.in_(bindparam("ids", expanding=True)))
@@ -136,10 +136,13 @@ class InstanceRepository:
     async def insert(self, instance: WorkflowInstance) -> None:
         await self.session.execute(_INSERT_INSTANCE, instance_values(instance))
 
-    async def lock_for_transition(self, instance_id: str) -> LockedInstance | None:
+    async def lock_for_transition(self, instance_id: str, *, lock: bool = True) -> LockedInstance | None:
         """The instance, locked (``FOR UPDATE``) until the transaction ends, with its steps and open
-        tasks. The lock keeps them current: every writer of steps takes it first."""
-        rows = (await self.session.execute(_LOCK_FOR_TRANSITION, {"instance_id": instance_id})).all()
+        tasks. The lock keeps them current: every writer of steps takes it first. Without ``lock``
+        (an autocommit transition) they are as one snapshot saw them, and the transition's last
+        statement checks that the instance is still at the revision read."""
+        statement = _LOCK_FOR_TRANSITION if lock else _READ_FOR_TRANSITION
+        rows = (await self.session.execute(statement, {"instance_id": instance_id})).all()
         if not rows:
             return None
         steps: dict[str, StepInstance] = {}

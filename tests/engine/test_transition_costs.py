@@ -2,13 +2,15 @@
 
 The starter's directory entry is read only when something may use more than ``startedBy.id``; the
 latest definition is the latest one even when another process deployed it; a step is created once
-per instance and found again without a read of its own; a signal is one read, one update, one write.
+per instance and found again without a read of its own; a signal is one read and one write, on
+PostgreSQL without BEGIN or COMMIT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,37 @@ def statements(db: Database) -> Iterator[list[str]]:
         yield sent
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+@asynccontextmanager
+async def driver_commands(db: Database) -> AsyncIterator[list[str]]:
+    """What asyncpg sent as plain commands (BEGIN, COMMIT, ROLLBACK …): SQLAlchemy's cursor events do
+    not see them. PostgreSQL only."""
+    sent: list[str] = []
+
+    def log(record: Any) -> None:
+        sent.append(record.query)
+
+    def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        dbapi_connection.driver_connection.add_query_logger(log)
+
+    def on_checkin(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            dbapi_connection.driver_connection.remove_query_logger(log)
+
+    pool = db.engine.sync_engine.pool
+    event.listen(pool, "checkout", on_checkout)
+    event.listen(pool, "checkin", on_checkin)
+    try:
+        yield sent
+        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after, not at once
+    finally:
+        event.remove(pool, "checkout", on_checkout)
+        event.remove(pool, "checkin", on_checkin)
+
+
+def begun(commands: list[str]) -> int:
+    return sum(command.lstrip().upper().startswith("BEGIN") for command in commands)
 
 
 def reads_users(sent: list[str]) -> bool:
@@ -206,18 +239,23 @@ async def test_a_step_is_created_once_and_found_again_by_a_loop(engine: Engine, 
 
 
 async def test_a_signal_reads_once_and_writes_once(engine: Engine, db: Database) -> None:
-    """Steps and open tasks come with the locked instance; the task's update, the new step and task
-    ride in the last statement on PostgreSQL (SQLite writes them just before it, one by one)."""
+    """Steps and open tasks come with the instance; the task's update, the new step and task ride in
+    the last statement on PostgreSQL, in autocommit (SQLite writes them just before it, one by one,
+    in a transaction)."""
     await engine.deploy(rework_loop())
     instance = await engine.start("rework", {}, "alice")
-    with statements(db) as sent:
-        await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
     if db.dialect == "postgresql":
+        with statements(db) as sent:
+            async with driver_commands(db) as commands:
+                await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
         assert len(sent) == 2, sent
-        assert "FOR UPDATE" in sent[0]
+        assert "FOR UPDATE" not in sent[0] and "FROM workflow_instances" in sent[0]
         assert all(f"{write} " in sent[1] for write in ("INSERT INTO step_instances", "INSERT INTO tasks",
                                                         "UPDATE tasks", "UPDATE workflow_instances"))  # fmt: skip
+        assert begun(commands) == 0 and not any("COMMIT" in command.upper() for command in commands), commands
     else:
+        with statements(db) as sent:
+            await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
         assert [s.split()[0] for s in sent] == ["BEGIN", "SELECT", "INSERT", "INSERT", "UPDATE", "UPDATE", "INSERT"]
 
 
