@@ -195,12 +195,13 @@ async def finish_transition(
         parameters.update({f"{prefix}{name}": value for name, value in change.values.items()})
         parameters.update({f"{prefix}b_id": change.row_id, f"{prefix}b_revision": change.expected_revision})
     statement = _finish_on_postgres(new_instance, bool(events), insert_shape, update_shape)
+    row: Mapping[Any, Any]
     try:
         if isinstance(executor, TransitionConnection):
-            row = (await executor.execute_last(statement, parameters)).one()
+            row = await executor.execute_last(statement, parameters)
         else:
-            row = (await executor.execute(statement, parameters)).one()
-    except DBAPIError as error:
+            row = (await executor.execute(statement, parameters)).one()._mapping
+    except (DBAPIError, PostgresError) as error:
         failed = _failed_checks(error)
         if failed is None:
             raise
@@ -208,13 +209,14 @@ async def finish_transition(
             raise changed_concurrently(instance) from None
         changed = set(failed["changed"])
         raise next(change.conflict for change in updates if change.row_id not in changed) from None
-    return None if row.latest is None else int(row.latest)
+    return None if row["latest"] is None else int(row["latest"])
 
 
-def _failed_checks(error: DBAPIError) -> dict[str, Any] | None:
-    """The counts a failed revision check of :func:`_finish_on_postgres` reported, None for any other error."""
-    cause = error.orig.__cause__ if error.orig is not None else None
-    if getattr(error.orig, "sqlstate", None) != REVISION_CHECK_FAILED or not isinstance(cause, PostgresError):
+def _failed_checks(error: DBAPIError | PostgresError) -> dict[str, Any] | None:
+    """The counts a failed revision check of :func:`_finish_on_postgres` reported, None for any other
+    error. (SQLAlchemy wraps the driver's error; on the driver's own connection it comes as it is.)"""
+    cause = error.orig.__cause__ if isinstance(error, DBAPIError) and error.orig is not None else error
+    if not isinstance(cause, PostgresError) or cause.sqlstate != REVISION_CHECK_FAILED:
         return None
     found: dict[str, Any] = json.loads(cause.detail or "{}")
     return found

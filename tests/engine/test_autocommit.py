@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from asyncpg import InterfaceError, InternalClientError, PostgresError
+from sqlalchemy import text
 
 from engine.errors import ConflictError
 from engine.runner import Engine
@@ -14,7 +16,7 @@ from engine.state import Task, TaskEventKind
 from engine.storage.database import Database
 from engine.transition import Transition
 from tests.engine.test_durability import approval_then_archive, events_of, tasks_of
-from tests.engine.test_transition_costs import begun, driver_commands, statements
+from tests.engine.test_transition_costs import statements
 
 pytestmark = pytest.mark.postgres_only
 
@@ -22,12 +24,11 @@ pytestmark = pytest.mark.postgres_only
 async def test_a_start_is_two_statements_and_no_transaction(engine: Engine, db: Database) -> None:
     await engine.deploy(approval_then_archive())
     await engine.start("approval", {}, "alice")  # the definition's document is read once
-    with statements(db) as sent:
-        async with driver_commands(db) as commands:
-            instance = await engine.start("approval", {}, "alice")
-    assert len(sent) == 2 and "workflow_definitions" in sent[0], sent
-    assert "INSERT INTO workflow_instances" in sent[1] and "INSERT INTO tasks" in sent[1]
-    assert begun(commands) == 0, commands
+    async with statements(db) as sent:
+        instance = await engine.start("approval", {}, "alice")
+    read, last = sent.statements
+    assert "workflow_definitions" in read and "INSERT INTO workflow_instances" in last and "INSERT INTO tasks" in last
+    assert sent.commands == []
     [task] = await tasks_of(engine, instance.id)
     assert [e.kind for e in await events_of(engine, instance.id)] == [TaskEventKind.CREATED]
     assert task.node_id == "approval"
@@ -50,12 +51,11 @@ async def test_a_transition_that_writes_before_its_end_runs_again_in_a_transacti
         return saved
 
     events_before = await events_of(engine, instance.id)
-    with statements(db) as sent:
-        async with driver_commands(db) as commands:
-            saved, _ = await engine.transition(instance.id, "bob", save_then_read)
+    async with statements(db) as sent:
+        saved, _ = await engine.transition(instance.id, "bob", save_then_read)
     assert attempts == [0, 0]  # the first attempt wrote nothing
-    assert begun(commands) == 1, commands
-    assert sum("FOR UPDATE" in statement for statement in sent) == 1
+    assert sent.begun == 1, sent
+    assert sum("FOR UPDATE" in statement for statement in sent.statements) == 1
     [task] = await tasks_of(engine, instance.id)
     assert (task.draft, task.revision, saved.revision) == ({"note": "kept"}, 1, 1)
     kinds = [e.kind for e in await events_of(engine, instance.id)]
@@ -104,3 +104,27 @@ async def test_a_second_signal_to_a_node_loses_and_changes_nothing(engine: Engin
     assert archive.node_id == "archive" and winner.revision == 2
     completed = [e for e in await events_of(engine, instance.id) if e.kind is TaskEventKind.COMPLETED]
     assert len(completed) == 1
+
+
+async def test_a_connection_lost_before_the_last_statement_fails_once_and_is_not_handed_out_again(
+    engine: Engine, db: Database
+) -> None:
+    """The last statement runs on the driver's own connection, where SQLAlchemy cannot see it die."""
+    await engine.deploy(approval_then_archive())
+    instance = await engine.start("approval", {}, "alice")
+
+    async def lose_the_connection(transition: Transition) -> None:
+        task = await transition.open_task_at("approval")
+        pid = await transition.connection.connection.scalar(text("SELECT pg_backend_pid()"))
+        async with db.engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await transition.complete(task, {"decision": "approved"})
+
+    with pytest.raises((PostgresError, InterfaceError, InternalClientError)):  # as the kill meets the driver
+        await engine.transition(instance.id, "bob", lose_the_connection)
+    [task] = await tasks_of(engine, instance.id)
+    assert task.output is None
+    for _ in range(db.engine.pool.size() + 1):  # every pooled connection in turn, at once (no idle ping)
+        await engine.transition(instance.id, "bob", lambda transition: transition.open_task_at("approval"))
+    finished = await engine.send_signal(instance.id, "approval", {"decision": "approved"}, "bob")
+    assert [token.node_id for token in finished.tokens] == ["archive"]

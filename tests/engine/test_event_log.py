@@ -99,11 +99,11 @@ async def test_a_lost_race_writes_nothing(engine: Engine, db: Database, autocomm
 @pytest.mark.postgres_only
 async def test_a_signal_ends_with_one_statement_for_the_instance_and_its_events(engine: Engine, db: Database) -> None:
     task = await new_form_task(engine)
-    with statements(db) as sent:
+    async with statements(db) as sent:
         await engine.send_signal(task.workflow_instance_id, task.node_id, {"amount": 3}, "alice")
-    [last] = [s for s in sent if "task_events" in s or "pg_advisory" in s or "pg_notify" in s]
+    [last] = [s for s in sent.statements if "task_events" in s or "pg_advisory" in s or "pg_notify" in s]
     assert "UPDATE workflow_instances" in last and "pg_advisory_xact_lock" in last and "pg_notify" in last
-    assert sent[-1] == last
+    assert sent.statements[-1] == last
 
 
 @pytest.mark.postgres_only

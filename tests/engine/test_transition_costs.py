@@ -9,9 +9,9 @@ PostgreSQL without BEGIN or COMMIT.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -30,53 +30,57 @@ from engine.storage.tasks import TaskRepository
 from engine.transition import reads_starter_details
 
 
-@contextmanager
-def statements(db: Database) -> Iterator[list[str]]:
-    sent: list[str] = []
+@dataclass
+class Sent:
+    statements: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    """BEGIN, COMMIT, ROLLBACK: the transaction's own round trips."""
 
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
+    def add(self, sql: str) -> None:
+        is_command = sql.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK"))
+        (self.commands if is_command else self.statements).append(sql)
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    @property
+    def begun(self) -> int:
+        return sum(command.lstrip().upper().startswith("BEGIN") for command in self.commands)
 
 
 @asynccontextmanager
-async def driver_commands(db: Database) -> AsyncIterator[list[str]]:
-    """What asyncpg sent as plain commands (BEGIN, COMMIT, ROLLBACK …): SQLAlchemy's cursor events do
-    not see them. PostgreSQL only."""
-    sent: list[str] = []
+async def statements(db: Database) -> AsyncIterator[Sent]:
+    """What went to the database, in order: SQLAlchemy's statements (its cursor events) and, on
+    PostgreSQL, what SQLAlchemy does not see — a transition's last statement, which runs on the
+    driver's own connection, and asyncpg's BEGIN and COMMIT (asyncpg's query loggers)."""
+    sent = Sent()
 
-    def log(record: Any) -> None:
-        sent.append(record.query)
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.add(statement)
+
+    def log(query: Any) -> None:
+        sent.add(query.query)
 
     def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        dbapi_connection.driver_connection.add_query_logger(log)
+        if db.dialect == "postgresql":
+            dbapi_connection.driver_connection.add_query_logger(log)
 
     def on_checkin(dbapi_connection: Any, record: Any) -> None:
-        if dbapi_connection is not None:
+        if db.dialect == "postgresql" and dbapi_connection is not None:
             dbapi_connection.driver_connection.remove_query_logger(log)
 
-    pool = db.engine.sync_engine.pool
-    event.listen(pool, "checkout", on_checkout)
-    event.listen(pool, "checkin", on_checkin)
+    listeners = [(db.engine.sync_engine, "before_cursor_execute", record),
+                 (db.engine.sync_engine.pool, "checkout", on_checkout),
+                 (db.engine.sync_engine.pool, "checkin", on_checkin)]  # fmt: skip
+    for listener in listeners:
+        event.listen(*listener)
     try:
         yield sent
-        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after, not at once
+        await asyncio.sleep(0.05)  # asyncpg calls its loggers soon after a query, not during it
     finally:
-        event.remove(pool, "checkout", on_checkout)
-        event.remove(pool, "checkin", on_checkin)
+        for listener in listeners:
+            event.remove(*listener)
 
 
-def begun(commands: list[str]) -> int:
-    return sum(command.lstrip().upper().startswith("BEGIN") for command in commands)
-
-
-def reads_users(sent: list[str]) -> bool:
-    return any("FROM users" in statement for statement in sent)
+def reads_users(sent: Sent) -> bool:
+    return any("FROM users" in statement for statement in sent.statements)
 
 
 async def add_alice(db: Database, clock: ManualClock) -> None:
@@ -117,7 +121,7 @@ async def test_a_transition_reads_no_starter_when_only_its_id_is_used(
 ) -> None:
     await add_alice(db, clock)
     await engine.deploy(one_task("Review for {{ startedBy.id }}"))
-    with statements(db) as sent:
+    async with statements(db) as sent:
         instance = await engine.start("costs", {}, "alice")
         await engine.send_signal(instance.id, "first", {}, "alice")
     assert not reads_users(sent)
@@ -129,7 +133,7 @@ async def test_a_transition_reads_no_starter_when_only_its_id_is_used(
 async def test_a_transition_reads_the_starter_a_template_uses(engine: Engine, db: Database, clock: ManualClock) -> None:
     await add_alice(db, clock)
     await engine.deploy(one_task("Review for {{ startedBy.name }} ({{ startedBy.groups | join(',') }})"))
-    with statements(db) as sent:
+    async with statements(db) as sent:
         instance = await engine.start("costs", {}, "alice")
         await engine.send_signal(instance.id, "first", {}, "alice")
     assert reads_users(sent)
@@ -224,10 +228,10 @@ async def test_a_step_is_created_once_and_found_again_by_a_loop(engine: Engine, 
     await engine.deploy(rework_loop())
     instance = await engine.start("rework", {}, "alice")
     await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
-    with statements(db) as sent:
+    async with statements(db) as sent:
         looped = await engine.send_signal(instance.id, "review", {"decision": "rework"}, "alice")
     assert [token.node_id for token in looped.tokens] == ["draft"]
-    assert not [s for s in sent if "step_instances" in s and "workflow_instances" not in s]  # read with it
+    assert not [s for s in sent.statements if "step_instances" in s and "workflow_instances" not in s]  # read with it
     async with db.read() as session:
         steps = await InstanceRepository(session).steps_of([instance.id])
         tasks = await TaskRepository(session).find_by_instance(instance.id)
@@ -244,19 +248,17 @@ async def test_a_signal_reads_once_and_writes_once(engine: Engine, db: Database)
     in a transaction)."""
     await engine.deploy(rework_loop())
     instance = await engine.start("rework", {}, "alice")
+    async with statements(db) as sent:
+        await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
     if db.dialect == "postgresql":
-        with statements(db) as sent:
-            async with driver_commands(db) as commands:
-                await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
-        assert len(sent) == 2, sent
-        assert "FOR UPDATE" not in sent[0] and "FROM workflow_instances" in sent[0]
-        assert all(f"{write} " in sent[1] for write in ("INSERT INTO step_instances", "INSERT INTO tasks",
-                                                        "UPDATE tasks", "UPDATE workflow_instances"))  # fmt: skip
-        assert begun(commands) == 0 and not any("COMMIT" in command.upper() for command in commands), commands
+        read, last = sent.statements
+        assert "FOR UPDATE" not in read and "FROM workflow_instances" in read
+        assert all(f"{write} " in last for write in ("INSERT INTO step_instances", "INSERT INTO tasks",
+                                                     "UPDATE tasks", "UPDATE workflow_instances"))  # fmt: skip
+        assert sent.commands == []
     else:
-        with statements(db) as sent:
-            await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
-        assert [s.split()[0] for s in sent] == ["BEGIN", "SELECT", "INSERT", "INSERT", "UPDATE", "UPDATE", "INSERT"]
+        assert [s.split()[0] for s in sent.statements] == ["SELECT", "INSERT", "INSERT", "UPDATE", "UPDATE", "INSERT"]
+        assert [c.split()[0] for c in sent.commands] == ["BEGIN"]
 
 
 async def test_users_with_and_without_memberships_in_one_read(db: Database, clock: ManualClock) -> None:
@@ -265,10 +267,10 @@ async def test_users_with_and_without_memberships_in_one_read(db: Database, cloc
         await directory.save_user("alice", "Alice", "a@example.com", ["requester", "clerk"], ["finance"], clock.now())
         await directory.save_user("bob", "Bob", None, [], [], clock.now())
         await directory.save_user("carol", "Carol", None, [], ["ops", "finance"], clock.now())
-    with statements(db) as sent:
+    async with statements(db) as sent:
         async with db.read() as session:
             found = await DirectoryRepository(session).get_users(["alice", "bob", "carol", "nobody"])
-    assert len([s for s in sent if "users" in s]) == 1
+    assert len([s for s in sent.statements if "users" in s]) == 1
     assert set(found) == {"alice", "bob", "carol"}
     assert found["alice"].roles == {"requester", "clerk"} and found["alice"].groups == {"finance"}
     assert found["bob"].roles == frozenset() and found["bob"].groups == frozenset() and found["bob"].email is None
