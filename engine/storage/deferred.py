@@ -112,24 +112,42 @@ class TransitionConnection:
         """The one row of the transition's last statement, which carries every deferred write itself
         and, outside a transaction, fails as a whole when a check in it fails.
 
-        Outside a transaction it runs on the driver's own connection, compiled once: the statement
-        is the largest of a transition and the last, and SQLAlchemy's execution around it (context,
-        parameter and result processing) cost more than the driver's own work. Nothing of that is
-        needed here: a fixed statement, typed parameters, one row of plain values."""
+        Outside a transaction it runs on the driver's own connection (:meth:`_on_driver`)."""
         if self.in_transaction:
             return (await self.connection.execute(statement, parameters)).one()._mapping
+        [row] = await self._on_driver(statement, parameters)
+        return row
+
+    async def read_all(self, statement: Executable, parameters: dict[str, Any]) -> list[Any]:
+        """The rows of a read (attributes by column key); outside a transaction on the driver's own
+        connection (:meth:`_on_driver`). For a transition's hot reads."""
+        await self._before(statement)
+        if self.in_transaction:
+            return list((await self.connection.execute(statement, parameters)).all())
+        return [DriverRow(row) for row in await self._on_driver(statement, parameters)]
+
+    async def _on_driver(self, statement: Executable, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        """``statement`` on the driver's own connection, compiled once. Its parameters and columns
+        still go through their types' processors. A transition's two hot statements run so outside a
+        transaction: SQLAlchemy's execution around them (context, parameter and result processing,
+        the greenlet bridge) cost more than the driver's own work, and a fixed statement with typed
+        parameters needs none of it."""
         prepared = _for_driver(statement, self.dialect)
         driver = (await self.connection.get_raw_connection()).driver_connection
         assert driver is not None, "a checked-out connection has its driver connection"
         arguments = [value if bind is None else bind(value) for name, bind in prepared.parameters
                      for value in (parameters[name],)]  # fmt: skip
         try:
-            row: Mapping[Any, Any] = await driver.fetchrow(prepared.sql, *arguments)
+            records = await driver.fetch(prepared.sql, *arguments)
         except Exception:
             if driver.is_closed():  # what SQLAlchemy does for its own statements: no pool hands it out again
                 await self.connection.invalidate()
             raise
-        return row
+        rows = [dict(record.items()) for record in records]
+        for row in rows:
+            for key, result in prepared.results:
+                row[key] = result(row[key])
+        return rows
 
     async def _before(self, statement: Executable) -> None:
         if not self.in_transaction and not getattr(statement, "is_select", False):
@@ -137,11 +155,29 @@ class TransitionConnection:
         await self.flush()
 
 
+class DriverRow:
+    """A row read on the driver's own connection, as the repositories use a SQLAlchemy ``Row``:
+    attributes by column key, and ``_mapping``."""
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, mapping: dict[str, Any]) -> None:
+        self._mapping = mapping
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._mapping[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 @dataclass(frozen=True)
 class _DriverStatement:
     sql: str
     parameters: tuple[tuple[str, Callable[[Any], Any] | None], ...]
     """Each positional parameter's name and the bind processor of its type, if it has one."""
+    results: tuple[tuple[str, Callable[[Any], Any]], ...]
+    """The result columns whose types process what the driver returns, with their processors."""
 
 
 _DRIVER_STATEMENTS: dict[Executable, _DriverStatement] = {}
@@ -153,10 +189,13 @@ def _for_driver(statement: Executable, dialect: Dialect) -> _DriverStatement:
     if found is None:
         compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
         binds = compiled.binds
+        columns = getattr(statement, "selected_columns", ())
+        results = ((c.key, c.type.dialect_impl(dialect).result_processor(dialect, None)) for c in columns)
         found = _DRIVER_STATEMENTS[statement] = _DriverStatement(
             compiled.string,
             tuple((name, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
                   for name in compiled.positiontup),
+            tuple((key, processor) for key, processor in results if processor is not None),
         )  # fmt: skip
     return found
 

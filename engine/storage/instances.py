@@ -19,7 +19,7 @@ from engine.state import (
     WorkflowInstance,
 )
 from engine.storage.database import Executor
-from engine.storage.deferred import revision_checked_update
+from engine.storage.deferred import TransitionConnection, revision_checked_update
 from engine.storage.models import definitions, instances, step_instances, tasks
 from engine.storage.tasks import task_from_row
 
@@ -141,8 +141,11 @@ class InstanceRepository:
         tasks. The lock keeps them current: every writer of steps takes it first. Without ``lock``
         (an autocommit transition) they are as one snapshot saw them, and the transition's last
         statement checks that the instance is still at the revision read."""
-        statement = _LOCK_FOR_TRANSITION if lock else _READ_FOR_TRANSITION
-        rows = (await self.session.execute(statement, {"instance_id": instance_id})).all()
+        statement, parameters = _LOCK_FOR_TRANSITION if lock else _READ_FOR_TRANSITION, {"instance_id": instance_id}
+        if isinstance(self.session, TransitionConnection):
+            rows = await self.session.read_all(statement, parameters)
+        else:
+            rows = list((await self.session.execute(statement, parameters)).all())
         if not rows:
             return None
         steps: dict[str, StepInstance] = {}

@@ -14,6 +14,7 @@ from engine.errors import ConflictError
 from engine.runner import Engine
 from engine.state import Task, TaskEventKind
 from engine.storage.database import Database
+from engine.storage.instances import InstanceRepository
 from engine.transition import Transition
 from tests.engine.test_durability import approval_then_archive, events_of, tasks_of
 from tests.engine.test_transition_costs import statements
@@ -128,3 +129,20 @@ async def test_a_connection_lost_before_the_last_statement_fails_once_and_is_not
         await engine.transition(instance.id, "bob", lambda transition: transition.open_task_at("approval"))
     finished = await engine.send_signal(instance.id, "approval", {"decision": "approved"}, "bob")
     assert [token.node_id for token in finished.tokens] == ["archive"]
+
+
+async def test_the_read_on_the_driver_gives_what_sqlalchemy_gives(engine: Engine, db: Database) -> None:
+    """Outside a transaction the instance, its steps and open tasks are read on the driver's own
+    connection: the same values, types and time zones as SQLAlchemy's rows give."""
+    await engine.deploy(approval_then_archive())
+    started = await engine.start("approval", {"amount": 2**70 + 1, "nested": {"list": [1, None, "naïve ☃"]}}, "alice")
+    async with db.transition_connection(autocommit=True) as connection:
+        on_driver = await InstanceRepository(connection).lock_for_transition(started.id, lock=False)
+    async with db.transition_connection() as connection:
+        on_sqlalchemy = await InstanceRepository(connection).lock_for_transition(started.id, lock=True)
+    assert on_driver is not None and on_sqlalchemy is not None
+    assert on_driver == on_sqlalchemy
+    assert on_driver.instance.data["amount"] == 2**70 + 1 and on_driver.instance.started_at.utcoffset() is not None
+    [task] = on_driver.open_tasks
+    assert task.created_at.tzinfo == on_sqlalchemy.open_tasks[0].created_at.tzinfo
+    assert list(on_driver.steps) == ["decide"]
