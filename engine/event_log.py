@@ -131,8 +131,11 @@ def _finish_on_postgres(new_instance: bool, with_events: bool, inserts: Shape, u
     if statement is None:
         writes = {} if new_instance else {"updated": _UPDATE_INSTANCE}
         for table, columns in inserts:
-            name = "updated" if table is instances else f"new_{table.name}"
-            writes[name] = insert_from_json(table, columns, f"rows_{table.name}")
+            if table is instances:
+                writes["updated"] = insert_from_json(table, columns, f"rows_{table.name}")
+            else:  # after a lost race, no insert: a step the winner created would be a duplicate key
+                writes[f"new_{table.name}"] = insert_from_json(table, columns, f"rows_{table.name}",
+                                                               only_after="updated")  # fmt: skip
         for number, (table, columns) in enumerate(updates):
             writes[f"changed_{number}"] = update_from_parameters(table, columns, f"c{number}_")
         ctes = [f"{name} AS ({sql})" for name, sql in writes.items()]

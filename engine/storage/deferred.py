@@ -232,12 +232,14 @@ def revision_checked_update(table: Table) -> Update:
 # -- the same writes as JSON arrays in one PostgreSQL statement ---------------------------------------
 
 
-def insert_from_json(table: Table, columns: tuple[str, ...], parameter: str) -> str:
-    """``INSERT INTO table (columns)`` from the JSON array ``:parameter`` (rows of :func:`json_row`)."""
+def insert_from_json(table: Table, columns: tuple[str, ...], parameter: str, *, only_after: str | None = None) -> str:
+    """``INSERT INTO table (columns)`` from the JSON array ``:parameter`` (rows of :func:`json_row`);
+    with ``only_after``, only if that CTE of the same statement returned a row."""
     names = ", ".join(f'"{name}"' for name in columns)
     values = ", ".join(_from_json(table, name) for name in columns)
     rows = f"jsonb_to_recordset(:{parameter}) AS r({_typed_columns(table, columns)})"
-    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {rows} RETURNING id"
+    condition = f" WHERE EXISTS (SELECT FROM {only_after})" if only_after else ""
+    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {rows}{condition} RETURNING id"
 
 
 def update_from_parameters(table: Table, columns: tuple[str, ...], prefix: str) -> str:

@@ -5,6 +5,7 @@ a race, runs again in a transaction that locks the instance; nothing of the firs
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import pytest
 from asyncpg import InterfaceError, InternalClientError, PostgresError
@@ -12,12 +13,12 @@ from sqlalchemy import text
 
 from engine.errors import ConflictError
 from engine.runner import Engine
-from engine.state import Task, TaskEventKind
+from engine.state import Task, TaskEventKind, WorkflowInstance
 from engine.storage.database import Database
 from engine.storage.instances import InstanceRepository
 from engine.transition import Transition
 from tests.engine.test_durability import approval_then_archive, events_of, tasks_of
-from tests.engine.test_transition_costs import statements
+from tests.engine.test_transition_costs import rework_loop, statements
 
 pytestmark = pytest.mark.postgres_only
 
@@ -146,3 +147,30 @@ async def test_the_read_on_the_driver_gives_what_sqlalchemy_gives(engine: Engine
     [task] = on_driver.open_tasks
     assert task.created_at.tzinfo == on_sqlalchemy.open_tasks[0].created_at.tzinfo
     assert list(on_driver.steps) == ["decide"]
+
+
+async def test_two_transitions_entering_a_new_step_at_once_lose_as_a_race_not_as_a_duplicate(engine: Engine) -> None:
+    """Both create the step "check" from the same read: the loser's statement fails its revision check
+    (and is run again under the lock, where the task is done), not the step's unique constraint."""
+    await engine.deploy(rework_loop())
+    instance = await engine.start("rework", {}, "alice")
+    both_read = asyncio.Barrier(2)
+    reads = 0
+
+    def complete_draft(actor: str) -> Awaitable[tuple[None, WorkflowInstance]]:
+        async def action(transition: Transition) -> None:
+            nonlocal reads
+            task = await transition.open_task_at("draft")
+            reads += 1
+            if reads <= 2:
+                await asyncio.wait_for(both_read.wait(), 5)
+            await transition.complete(task, {"text": actor})
+
+        return engine.transition(instance.id, actor, action)
+
+    results = await asyncio.gather(complete_draft("bob"), complete_draft("carol"), return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["ConflictError", "tuple"], results
+    async with engine.db.read() as session:
+        steps = await InstanceRepository(session).steps_of([instance.id])
+    assert [step.step_key for step in steps] == ["write", "check"]
+    assert [t.node_id for t in await tasks_of(engine, instance.id)] == ["draft", "review"]
