@@ -44,7 +44,8 @@ instance's INSERT), the rows and task updates the transition deferred
 a signal is two statements in all. The other writes finish before the lock is taken, which is taken
 only once the instance's write has matched; the inserted events are joined to it, so no id is drawn
 from the sequence before the lock is held. A lost race (the UPDATE matched nothing) takes no lock,
-writes no event and is rolled back by the caller.
+inserts no row and no event, and the statement's own revision check then fails it as a whole
+(SQLSTATE ``SW409``), so nothing stays even in autocommit, where transitions first run.
 
 Reading
 -------

@@ -1,6 +1,7 @@
-"""One transition of one workflow instance: everything it changes commits in one transaction.
+"""One transition of one workflow instance: everything it changes commits at once, or nothing does.
 
-A :class:`Transition` holds the instance (locked), its definition and the connection; it completes
+A :class:`Transition` holds the instance (locked, or checked by revision when it is written: see
+:mod:`engine.runner`), its definition and the connection; it completes
 tasks, moves tokens along edges (conditions, forks, joins), creates the tasks tokens wait at, and
 writes a task event for every change. The :class:`~engine.runner.Engine` opens and commits it.
 """
