@@ -135,8 +135,7 @@ class TransitionConnection:
         prepared = _for_driver(statement, self.dialect)
         driver = (await self.connection.get_raw_connection()).driver_connection
         assert driver is not None, "a checked-out connection has its driver connection"
-        arguments = [value if bind is None else bind(value) for name, bind in prepared.parameters
-                     for value in (parameters[name],)]  # fmt: skip
+        arguments = [parameters[name] if bind is None else bind(parameters[name]) for name, bind in prepared.parameters]
         try:
             records = await driver.fetch(prepared.sql, *arguments)
         except Exception:
