@@ -84,12 +84,8 @@ from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskReposito
 CHANNEL = "stepwise_events"
 EVENT_LOCK_KEY = 0x5354_4550_5749_5345  # "STEPWISE": the only advisory lock Stepwise takes
 
-_INSTANCE_COLUMNS = [column for column in instances.c if column.key != "id"]
+_INSTANCE_COLUMNS = tuple(column.key for column in instances.c if column.key != "id")
 _EVENT_COLUMNS = "kind, task_id, step_instance_id, workflow_instance_id, actor_id, occurred_at, data"
-_UPDATE_INSTANCE = f"""
-    UPDATE workflow_instances SET {", ".join(f"{c.key} = :{c.key}" for c in _INSTANCE_COLUMNS)}
-    WHERE id = :b_id AND revision = :b_revision
-    RETURNING id"""
 _EVENTS_AND_NOTIFY = f"""
 locked AS MATERIALIZED (
     SELECT pg_advisory_xact_lock(:lock_key) FROM updated {{written_first}}
@@ -130,7 +126,7 @@ def _finish_on_postgres(new_instance: bool, with_events: bool, inserts: Shape, u
     key = (new_instance, with_events, _names(inserts), _names(updates))
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
-        writes = {} if new_instance else {"updated": _UPDATE_INSTANCE}
+        writes = {} if new_instance else {"updated": update_from_parameters(instances, _INSTANCE_COLUMNS, "")}
         for table, columns in inserts:
             if table is instances:
                 writes["updated"] = insert_from_json(table, columns, f"rows_{table.name}")
@@ -153,7 +149,7 @@ def _finish_on_postgres(new_instance: bool, with_events: bool, inserts: Shape, u
             updates=len(updates),
         )
         statement = text("WITH " + ",\n".join(ctes) + checked).bindparams(
-            *([] if new_instance else [bindparam(column.key, type_=column.type) for column in _INSTANCE_COLUMNS]),
+            *([] if new_instance else update_parameters(instances, _INSTANCE_COLUMNS, "")),
             *(bindparam(f"rows_{table.name}", type_=JSONB()) for table, _ in inserts),
             *(p for n, (table, columns) in enumerate(updates) for p in update_parameters(table, columns, f"c{n}_")),
             *([bindparam("events", type_=JSONB())] if with_events else []),

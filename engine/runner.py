@@ -196,8 +196,7 @@ class Engine:
         for _ in range(_RACE_RETRIES):
             try:
                 async with self.db.transition_connection(autocommit=autocommit) as connection:
-                    repository = InstanceRepository(connection)
-                    locked = await repository.lock_for_transition(workflow_instance_id, lock=not autocommit)
+                    locked = await InstanceRepository(connection).lock_for_transition(workflow_instance_id)
                     if locked is None:
                         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
                     instance = locked.instance

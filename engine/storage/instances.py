@@ -136,16 +136,15 @@ class InstanceRepository:
     async def insert(self, instance: WorkflowInstance) -> None:
         await self.session.execute(_INSERT_INSTANCE, instance_values(instance))
 
-    async def lock_for_transition(self, instance_id: str, *, lock: bool = True) -> LockedInstance | None:
+    async def lock_for_transition(self, instance_id: str) -> LockedInstance | None:
         """The instance, locked (``FOR UPDATE``) until the transaction ends, with its steps and open
-        tasks. The lock keeps them current: every writer of steps takes it first. Without ``lock``
-        (an autocommit transition) they are as one snapshot saw them, and the transition's last
-        statement checks that the instance is still at the revision read."""
-        statement, parameters = _LOCK_FOR_TRANSITION if lock else _READ_FOR_TRANSITION, {"instance_id": instance_id}
-        if isinstance(self.session, TransitionConnection):
-            rows = await self.session.read_all(statement, parameters)
-        else:
-            rows = list((await self.session.execute(statement, parameters)).all())
+        tasks. The lock keeps them current: every writer of steps takes it first. Outside a
+        transaction (autocommit) nothing is locked: they are as one snapshot saw them, and the
+        transition's last statement checks that the instance is still at the revision read."""
+        connection = self.session
+        assert isinstance(connection, TransitionConnection), "a transition reads on its own connection"
+        statement = _LOCK_FOR_TRANSITION if connection.in_transaction else _READ_FOR_TRANSITION
+        rows = await connection.read_all(statement, {"instance_id": instance_id})
         if not rows:
             return None
         steps: dict[str, StepInstance] = {}

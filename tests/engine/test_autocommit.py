@@ -138,9 +138,9 @@ async def test_the_read_on_the_driver_gives_what_sqlalchemy_gives(engine: Engine
     await engine.deploy(approval_then_archive())
     started = await engine.start("approval", {"amount": 2**70 + 1, "nested": {"list": [1, None, "naïve ☃"]}}, "alice")
     async with db.transition_connection(autocommit=True) as connection:
-        on_driver = await InstanceRepository(connection).lock_for_transition(started.id, lock=False)
+        on_driver = await InstanceRepository(connection).lock_for_transition(started.id)
     async with db.transition_connection() as connection:
-        on_sqlalchemy = await InstanceRepository(connection).lock_for_transition(started.id, lock=True)
+        on_sqlalchemy = await InstanceRepository(connection).lock_for_transition(started.id)
     assert on_driver is not None and on_sqlalchemy is not None
     assert on_driver == on_sqlalchemy
     assert on_driver.instance.data["amount"] == 2**70 + 1 and on_driver.instance.started_at.utcoffset() is not None
