@@ -11,6 +11,9 @@ StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── ConcurrentUpdateError     CONCURRENT_UPDATE: lost an optimistic-lock race; the caller may retry
 ├── SubscriptionLimitError    TOO_MANY_SUBSCRIPTIONS: the user already holds as many live subscriptions as allowed
 └── SubscriberOverflowError   SUBSCRIBER_OVERFLOW: a subscriber fell too far behind; resume from ``resume_after``
+
+NewerDefinitionDeployed is not one of them: a signal between storage and runner that never leaves
+the engine.
 """
 
 from __future__ import annotations
@@ -120,3 +123,9 @@ class ExecutionFailedError(StepwiseError):
         self.non_retryable = non_retryable
         self.request = request
         self.response = response
+
+
+class NewerDefinitionDeployed(Exception):  # noqa: N818  (a signal to the runner, not an error: it never leaves it)
+    """A start ran on the latest version of its definition this process knew of, and a newer one has
+    been deployed since (by another process); nothing was written. The runner reads the latest
+    version and starts again."""

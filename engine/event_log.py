@@ -45,7 +45,10 @@ a signal is two statements in all. The other writes finish before the lock is ta
 only once the instance's write has matched; the inserted events are joined to it, so no id is drawn
 from the sequence before the lock is held. A lost race (the UPDATE matched nothing) takes no lock,
 inserts no row and no event, and the statement's own revision check then fails it as a whole
-(SQLSTATE ``SW409``), so nothing stays even in autocommit, where transitions first run.
+(SQLSTATE ``SW409``), so nothing stays even in autocommit, where transitions first run. A start's
+statement also checks that no newer version of its definition has been deployed than the one it ran
+on (which its process did not read again) and fails as a whole if one has: the engine then starts
+it again on the newer version.
 
 Reading
 -------
@@ -66,6 +69,7 @@ from sqlalchemy import Table, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 
+from engine.errors import NewerDefinitionDeployed
 from engine.state import Task, TaskEvent, TaskEventKind, TaskMessage, User, WorkflowInstance
 from engine.storage.database import Database, Executor, dialect_of
 from engine.storage.deferred import (
@@ -78,7 +82,7 @@ from engine.storage.deferred import (
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository, changed_concurrently, instance_values, update_values
-from engine.storage.models import instances
+from engine.storage.models import definitions, instances
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
 
 CHANNEL = "stepwise_events"
@@ -107,9 +111,14 @@ _CHANGED = "(SELECT coalesce(array_agg(id), '{{}}') FROM ({}) AS changed)"
 # counts as its detail) when one fails, so that in autocommit nothing it wrote stays.
 _CHECKED = """
 SELECT (SELECT max(id) FROM {inserted}) AS latest, {notified} AS notified, stepwise_conflict_unless(
-    (SELECT count(*) FROM updated) = 1 AND cardinality({changed}) = {updates},
-    json_build_object('updated', (SELECT count(*) FROM updated), 'changed', {changed})::text
+    (SELECT count(*) FROM updated) = 1 AND cardinality({changed}) = {updates} AND NOT {newer},
+    json_build_object('updated', (SELECT count(*) FROM updated), 'changed', {changed}, 'newer', {newer})::text
 ) AS checked"""
+# A new instance starts on the version of its definition its process last saw without reading it
+# again; the check fails the start when another process deployed a newer one (see Engine.start).
+_NEWER_DEFINITION = (
+    f"EXISTS (SELECT FROM {definitions.name} WHERE key = :definition_key AND version > :definition_version)"
+)
 REVISION_CHECK_FAILED = "SW409"
 Shape = tuple[tuple[Table, tuple[str, ...]], ...]
 ShapeKey = tuple[tuple[str, tuple[str, ...]], ...]
@@ -147,13 +156,16 @@ def _finish_on_postgres(new_instance: bool, with_events: bool, inserts: Shape, u
             notified="(SELECT count(*) FROM notified)" if with_events else "0",  # a CTE no one reads never runs
             changed=_CHANGED.format(changed_ids) if updates else "'{}'::text[]",
             updates=len(updates),
+            newer=_NEWER_DEFINITION if new_instance else "false",
         )
         statement = text("WITH " + ",\n".join(ctes) + checked).bindparams(
             *([] if new_instance else update_parameters(instances, _INSTANCE_COLUMNS, "")),
             *(bindparam(f"rows_{table.name}", type_=JSONB()) for table, _ in inserts),
             *(p for n, (table, columns) in enumerate(updates) for p in update_parameters(table, columns, f"c{n}_")),
             *([bindparam("events", type_=JSONB())] if with_events else []),
-        )
+            *([bindparam("definition_key", type_=definitions.c.key.type),
+               bindparam("definition_version", type_=definitions.c.version.type)] if new_instance else []),
+        )  # fmt: skip
         _FINISH_STATEMENTS[key] = statement
     return statement
 
@@ -185,7 +197,11 @@ async def finish_transition(
         (change.table, tuple(column.key for column in change.table.c if column.key in change.values))
         for change in updates
     )
-    parameters: dict[str, Any] = {} if new_instance else update_values(instance, expected_revision)
+    parameters: dict[str, Any] = (
+        {"definition_key": instance.definition_key, "definition_version": instance.definition_version}
+        if new_instance
+        else update_values(instance, expected_revision)
+    )
     if events:
         parameters.update(lock_key=EVENT_LOCK_KEY, channel=CHANNEL, events=[json_row(e.row()) for e in events])
     for table, columns in insert_shape:
@@ -205,6 +221,8 @@ async def finish_transition(
         failed = _failed_checks(error)
         if failed is None:
             raise
+        if failed.get("newer"):
+            raise NewerDefinitionDeployed(instance.definition_key) from None
         if failed["updated"] != 1:
             raise changed_concurrently(instance) from None
         changed = set(failed["changed"])

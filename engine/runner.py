@@ -18,7 +18,13 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.clock import Clock, SystemClock
 from engine.definitions import WorkflowDefinition
-from engine.errors import ConcurrentUpdateError, InvalidStateError, NotFoundError, ValidationError
+from engine.errors import (
+    ConcurrentUpdateError,
+    InvalidStateError,
+    NewerDefinitionDeployed,
+    NotFoundError,
+    ValidationError,
+)
 from engine.errors import FieldError as InputError
 from engine.parsing import parse_definition
 from engine.registry import Registry
@@ -55,6 +61,8 @@ class Engine:
         self.commit_listeners: list[CommitListener] = []
         self._definitions: dict[tuple[str, int], WorkflowDefinition] = {}
         self._reads_starter: dict[tuple[str, int], bool] = {}
+        self._latest_versions: dict[str, int] = {}
+        """The latest version of each key this process has seen (PostgreSQL: see :meth:`_latest`)."""
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -90,6 +98,7 @@ class Engine:
                         deployed_by=deployed_by,
                     )
                     await repository.insert(deployed)
+                self._latest_versions[deployed.key] = deployed.version
                 return deployed, True
             except IntegrityError:  # another process deployed the same version number first
                 continue
@@ -115,18 +124,24 @@ class Engine:
         return cached
 
     async def _latest(self, connection: TransitionConnection, key: str) -> WorkflowDefinition:
-        """The latest version of ``key`` as this transaction sees it: one indexed ``max(version)``
-        read, then the parsed definition from the cache. Any process may deploy, so the number is read
-        every time (no TTL, never stale); the document itself is read once per version."""
+        """The latest version of ``key``, then the parsed definition from the cache (the document is
+        read once per version). Any process may deploy, so the version is never trusted stale: on
+        SQLite it is read every time (one indexed ``max(version)``, in-process); on PostgreSQL the
+        version this process last saw is used without a read, and the start's last statement fails
+        with :class:`NewerDefinitionDeployed` if a newer one exists by then (:mod:`engine.event_log`):
+        one round trip fewer for every start, a second attempt after another process deployed."""
+        version = self._latest_versions.get(key) if connection.dialect.name == "postgresql" else None
         repository = DefinitionRepository(connection)
-        version = await repository.latest_version(key)
+        if version is None:
+            version = await repository.latest_version(key)
         cached = self._definitions.get((key, version)) if version is not None else None
-        if cached is not None:
-            return cached
-        deployed = await repository.get(key, version) if version is not None else None
-        if deployed is None:
-            raise NotFoundError(f"no workflow definition {key!r}")
-        return self._cache(deployed)
+        if cached is None:
+            deployed = await repository.get(key, version) if version is not None else None
+            if deployed is None:
+                raise NotFoundError(f"no workflow definition {key!r}")
+            cached = self._cache(deployed)
+        self._latest_versions[key] = cached.version
+        return cached
 
     def _needs_starter(self, definition: WorkflowDefinition) -> bool:
         reads = self._reads_starter.get((definition.key, definition.version))
@@ -138,12 +153,18 @@ class Engine:
         """Start the latest version of ``definition_key`` and run until every token waits or ends."""
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
-        try:  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores autocommit)
-            transition, finished = await self._start(definition_key, input, started_by, autocommit=True)
-        except TransactionNeeded:  # it must write before its end: in a transaction, then
-            transition, finished = await self._start(definition_key, input, started_by, autocommit=False)
-        await self._after_commit(transition)
-        return finished
+        autocommit = True  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores it)
+        for _ in range(_RACE_RETRIES):
+            try:
+                transition, finished = await self._start(definition_key, input, started_by, autocommit=autocommit)
+            except TransactionNeeded:  # it must write before its end: in a transaction, then
+                autocommit = False
+            except NewerDefinitionDeployed:  # since this process last saw the key: read its version
+                self._latest_versions.pop(definition_key, None)
+            else:
+                await self._after_commit(transition)
+                return finished
+        raise ConcurrentUpdateError(f"could not start {definition_key!r}: its definition keeps being redeployed")
 
     async def _start(
         self, definition_key: str, input: Mapping[str, Any] | None, started_by: str, *, autocommit: bool

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
@@ -204,11 +204,19 @@ async def test_start_uses_a_version_another_process_deployed(db: Database, clock
         await here.deploy(one_task("Version one"))
         first = await here.start("costs", {}, "alice")
         await elsewhere.deploy(one_task("Version two"))
-        second = await here.start("costs", {}, "alice")
+        second = await here.start("costs", {}, "alice")  # on PostgreSQL its first attempt fails: v1
     finally:
         await elsewhere.db.dispose()
     assert (first.definition_version, second.definition_version) == (1, 2)
-    assert (await here.send_signal(second.id, "first", {}, "alice")).definition_version == 2
+    async with db.read() as session:  # the failed attempt left nothing behind
+        started = (await session.execute(text("SELECT definition_version FROM workflow_instances"))).scalars()
+        tasks = (await session.execute(text("SELECT workflow_instance_id FROM tasks"))).scalars()
+        assert (sorted(started), sorted(tasks)) == ([1, 2], sorted([first.id, second.id]))
+    finished = await here.send_signal(second.id, "first", {}, "alice")
+    assert finished.definition_version == 2
+    async with db.read() as session:
+        [review] = [t for t in await TaskRepository(session).find_by_instance(second.id) if t.node_id == "review"]
+    assert review.title == "Version two"
 
 
 def rework_loop() -> WorkflowDefinition:
