@@ -24,8 +24,10 @@ from typing import Any
 
 from sqlalchemy import JSON, BindParameter, Executable, Insert, MetaData, Table, Update, bindparam, insert, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import CursorResult, Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 Rows = list[tuple[Table, list[dict[str, Any]]]]
 
@@ -49,14 +51,39 @@ class TransactionNeeded(Exception):  # noqa: N818  (a signal to the engine, not 
 
 class TransitionConnection:
     """A transition's connection (see the module's docstring): :meth:`defer_insert` and
-    :meth:`defer_update` keep writes until the next :meth:`execute` or the transition's end."""
+    :meth:`defer_update` keep writes until the next :meth:`execute` or the transition's end.
 
-    def __init__(self, connection: AsyncConnection, *, in_transaction: bool = True) -> None:
-        self.connection = connection
-        self.dialect = connection.dialect
-        self.in_transaction = in_transaction
+    In a transaction it is ``connection``, a SQLAlchemy connection that began one. Outside one it is
+    ``connection``, a connection checked out of ``engine``'s pool and given back by :meth:`release`:
+    the hot statements run on its driver connection, and a SQLAlchemy connection (``engine``'s
+    execution options, e.g. autocommit) is made around it only for a statement that needs one. Most
+    transitions need none, and SQLAlchemy's connection cost more than their driver's statements."""
+
+    def __init__(self, engine: AsyncEngine, connection: AsyncConnection | PoolProxiedConnection) -> None:
+        self._engine = engine
+        self.dialect = engine.dialect
+        self.in_transaction = isinstance(connection, AsyncConnection)
+        self._connection: AsyncConnection | None = connection if isinstance(connection, AsyncConnection) else None
+        self._pooled: PoolProxiedConnection | None = None if isinstance(connection, AsyncConnection) else connection
         self._inserts: dict[Table, list[dict[str, Any]]] = {}
         self._updates: list[DeferredUpdate] = []
+
+    async def connection(self) -> AsyncConnection:
+        """The SQLAlchemy connection (outside a transaction made on first use, around the pool's)."""
+        if self._connection is None:
+            assert self._pooled is not None, "a released connection is not used again"
+            sync = await greenlet_spawn(Connection, self._engine.sync_engine, self._pooled)
+            self._connection = AsyncConnection(self._engine, sync)
+        return self._connection
+
+    async def release(self) -> None:
+        """Give the pool its connection back (outside a transaction; a transaction's connection is
+        closed by the context that began it)."""
+        if self._connection is not None:
+            await self._connection.close()
+        elif self._pooled is not None:
+            await greenlet_spawn(self._pooled.close)
+        self._pooled = None
 
     def defer_insert(self, table: Table, row: dict[str, Any]) -> None:
         self._inserts.setdefault(table, []).append(row)
@@ -86,11 +113,12 @@ class TransitionConnection:
 
     async def write(self, inserts: Rows, updates: list[DeferredUpdate]) -> None:
         """Write rows taken by :meth:`take_deferred` one statement per table and per update."""
+        connection = await self.connection()
         for table, rows in inserts:
-            await self.connection.execute(_insert_into(table), rows)
+            await connection.execute(_insert_into(table), rows)
         for change in updates:
             parameters = {**change.values, "b_id": change.row_id, "b_revision": change.expected_revision}
-            result = await self.connection.execute(revision_checked_update(change.table), parameters)
+            result = await connection.execute(revision_checked_update(change.table), parameters)
             if result.rowcount != 1:
                 raise change.conflict
 
@@ -102,11 +130,11 @@ class TransitionConnection:
 
     async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
         await self._before(statement)
-        return await self.connection.execute(statement, parameters)
+        return await (await self.connection()).execute(statement, parameters)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
         await self._before(statement)
-        return await self.connection.scalar(statement, parameters)
+        return await (await self.connection()).scalar(statement, parameters)
 
     async def execute_last(self, statement: Executable, parameters: dict[str, Any]) -> Mapping[Any, Any]:
         """The one row of the transition's last statement, which carries every deferred write itself
@@ -114,7 +142,7 @@ class TransitionConnection:
 
         Outside a transaction it runs on the driver's own connection (:meth:`_on_driver`)."""
         if self.in_transaction:
-            return (await self.connection.execute(statement, parameters)).one()._mapping
+            return (await (await self.connection()).execute(statement, parameters)).one()._mapping
         [row] = await self._on_driver(statement, parameters)
         return row
 
@@ -123,7 +151,7 @@ class TransitionConnection:
         connection (:meth:`_on_driver`). For a transition's hot reads."""
         await self._before(statement)
         if self.in_transaction:
-            return list((await self.connection.execute(statement, parameters)).all())
+            return list((await (await self.connection()).execute(statement, parameters)).all())
         return [DriverRow(row) for row in await self._on_driver(statement, parameters)]
 
     async def _on_driver(self, statement: Executable, parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -133,14 +161,19 @@ class TransitionConnection:
         the greenlet bridge) cost more than the driver's own work, and a fixed statement with typed
         parameters needs none of it."""
         prepared = _for_driver(statement, self.dialect)
-        driver = (await self.connection.get_raw_connection()).driver_connection
-        assert driver is not None, "a checked-out connection has its driver connection"
+        pooled = (await self._connection.get_raw_connection()) if self._connection is not None else self._pooled
+        assert pooled is not None and pooled.driver_connection is not None, "a checked-out connection"
+        driver = pooled.driver_connection
         arguments = [parameters[name] if bind is None else bind(parameters[name]) for name, bind in prepared.parameters]
         try:
             records = await driver.fetch(prepared.sql, *arguments)
         except Exception:
             if driver.is_closed():  # what SQLAlchemy does for its own statements: no pool hands it out again
-                await self.connection.invalidate()
+                if self._connection is not None:
+                    await self._connection.invalidate()
+                else:
+                    await greenlet_spawn(pooled.invalidate)  # which also gives it back to the pool
+                    self._pooled = None
             raise
         rows = [dict(record.items()) for record in records]
         for row in rows:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 
 import pytest
 from asyncpg import InterfaceError, InternalClientError, PostgresError
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from engine.errors import ConflictError
 from engine.runner import Engine
@@ -109,16 +109,25 @@ async def test_a_second_signal_to_a_node_loses_and_changes_nothing(engine: Engin
     assert len(completed) == 1
 
 
+BACKEND_PID = select(func.pg_backend_pid().label("pid"))
+
+
+@pytest.mark.parametrize("with_sqlalchemy", [True, False], ids=["sqlalchemy-connection-made", "pool-connection-only"])
 async def test_a_connection_lost_before_the_last_statement_fails_once_and_is_not_handed_out_again(
-    engine: Engine, db: Database
+    engine: Engine, db: Database, with_sqlalchemy: bool
 ) -> None:
-    """The last statement runs on the driver's own connection, where SQLAlchemy cannot see it die."""
+    """The last statement runs on the driver's own connection, where SQLAlchemy cannot see it die;
+    with or without a SQLAlchemy connection made around the pool's for this transition."""
     await engine.deploy(approval_then_archive())
     instance = await engine.start("approval", {}, "alice")
 
     async def lose_the_connection(transition: Transition) -> None:
         task = await transition.open_task_at("approval")
-        pid = await transition.connection.connection.scalar(text("SELECT pg_backend_pid()"))
+        if with_sqlalchemy:
+            pid = await (await transition.connection.connection()).scalar(text("SELECT pg_backend_pid()"))
+        else:
+            [row] = await transition.connection.read_all(BACKEND_PID, {})
+            pid = row.pid
         async with db.engine.connect() as other:
             await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         await transition.complete(task, {"decision": "approved"})
@@ -130,6 +139,27 @@ async def test_a_connection_lost_before_the_last_statement_fails_once_and_is_not
     for _ in range(db.engine.pool.size() + 1):  # every pooled connection in turn, at once (no idle ping)
         await engine.transition(instance.id, "bob", lambda transition: transition.open_task_at("approval"))
     finished = await engine.send_signal(instance.id, "approval", {"decision": "approved"}, "bob")
+    assert [token.node_id for token in finished.tokens] == ["archive"]
+
+
+async def test_a_transition_gets_a_live_connection_after_its_pooled_one_died_idle(engine: Engine, db: Database) -> None:
+    """Transitions take the pool's connection without SQLAlchemy's; its idle ping still replaces a
+    dead one before the transition uses it."""
+    pinging = Database(db.url, ping_idle_after=0.1)
+    here = Engine(pinging, engine.registry)
+    try:
+        await here.deploy(approval_then_archive())
+        instance = await here.start("approval", {}, "alice")
+        async with pinging.read() as session:  # the one pooled connection the start used
+            pid = await session.scalar(text("SELECT pg_backend_pid()"))
+        async with db.engine.connect() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await asyncio.sleep(0.3)
+        finished = await here.send_signal(instance.id, "approval", {"decision": "approved"}, "bob")
+        async with pinging.read() as session:
+            assert await session.scalar(text("SELECT pg_backend_pid()")) != pid
+    finally:
+        await pinging.dispose()
     assert [token.node_id for token in finished.tokens] == ["archive"]
 
 
