@@ -60,7 +60,7 @@ and show it (the task as it is now, the instance's starter, the users it mention
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -170,6 +170,20 @@ def _finish_on_postgres(new_instance: bool, with_events: bool, inserts: Shape, u
     return statement
 
 
+_COLUMN_ORDERS: dict[tuple[Table, tuple[str, ...]], tuple[str, ...]] = {}
+
+
+def _in_column_order(table: Table, keys: Iterable[str]) -> tuple[str, ...]:
+    """``keys`` that are columns of ``table``, in the table's order (known once per set of keys: the
+    code writes rows of a few fixed shapes, as :data:`_FINISH_STATEMENTS` knows)."""
+    found_by = (table, tuple(keys))
+    found = _COLUMN_ORDERS.get(found_by)
+    if found is None:
+        present = set(found_by[1])
+        found = _COLUMN_ORDERS[found_by] = tuple(column.key for column in table.c if column.key in present)
+    return found
+
+
 def _names(shape: Shape) -> ShapeKey:
     return tuple((table.name, columns) for table, columns in shape)
 
@@ -192,11 +206,8 @@ async def finish_transition(
         if not new_instance:
             await InstanceRepository(executor).update(instance, expected_revision)
         return await write_events(executor, events)
-    insert_shape = tuple((table, tuple(c.key for c in table.c if c.key in rows[0])) for table, rows in inserts)
-    update_shape = tuple(
-        (change.table, tuple(column.key for column in change.table.c if column.key in change.values))
-        for change in updates
-    )
+    insert_shape = tuple((table, _in_column_order(table, rows[0])) for table, rows in inserts)
+    update_shape = tuple((change.table, _in_column_order(change.table, change.values)) for change in updates)
     parameters: dict[str, Any] = (
         {"definition_key": instance.definition_key, "definition_version": instance.definition_version}
         if new_instance

@@ -155,7 +155,7 @@ class InstanceRepository:
                     row.s_id, row.s_workflow_instance_id, row.s_milestone_key, row.s_step_key, row.s_created_at
                 )
             if row.t_id is not None:
-                open_tasks.append(task_from_row(_Prefixed(row, "t_")))
+                open_tasks.append(task_from_row(row, "t_"))
         open_tasks.sort(key=lambda task: (task.created_at, task.id))
         return LockedInstance(_instance(rows[0]), steps, open_tasks)
 
@@ -205,19 +205,6 @@ def update_values(instance: WorkflowInstance, expected_revision: int) -> dict[st
 
 def changed_concurrently(instance: WorkflowInstance) -> ConcurrentUpdateError:
     return ConcurrentUpdateError(f"workflow instance {instance.id} changed concurrently")
-
-
-class _Prefixed:
-    """A joined row's columns of one table, by their names without the label's prefix."""
-
-    __slots__ = ("_mapping", "_prefix")
-
-    def __init__(self, row: Any, prefix: str) -> None:
-        self._mapping = row._mapping
-        self._prefix = prefix
-
-    def __getattr__(self, name: str) -> Any:
-        return self._mapping[self._prefix + name]
 
 
 def step_values(step: StepInstance) -> dict[str, Any]:
