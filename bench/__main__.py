@@ -35,7 +35,7 @@ def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitab
         ),
         (
             peer_engine.NAME,
-            lambda: peer_engine.run(30 if quick else 200, 60 if quick else 400),
+            lambda: peer_engine.run(30 if quick else 500, 100 if quick else 1600),
             [Target(f"peer_c{c}_vs_spiffworkflow", None, peer_engine.GOAL, "x", True) for c in (1, 16)],
         ),
         (
