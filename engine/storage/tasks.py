@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -52,42 +52,20 @@ def stored_changes(values: Mapping[str, Any], expected_revision: int) -> dict[st
     return stored
 
 
+_TASK_FIELDS = tuple(field.name for field in fields(Task))  # each a column of the same name
+
+
 def task_from_row(row: Any, prefix: str = "") -> Task:
     """The task in ``row`` (a SQLAlchemy row or a :class:`~engine.storage.deferred.DriverRow`), whose
     task columns are named ``prefix`` + column (a joined read labels them so)."""
-    m = row._mapping  # by key, not by attribute: a driver row's attributes cost a Python call each
-    return Task(
-        id=m[prefix + "id"],
-        workflow_instance_id=m[prefix + "workflow_instance_id"],
-        step_instance_id=m[prefix + "step_instance_id"],
-        token_id=m[prefix + "token_id"],
-        node_id=m[prefix + "node_id"],
-        kind=TaskKind(m[prefix + "kind"]),
-        type=m[prefix + "type"],
-        schema_type=m[prefix + "schema_type"],
-        name=m[prefix + "name"],
-        title=m[prefix + "title"],
-        description=m[prefix + "description"],
-        signal_name=m[prefix + "signal_name"],
-        assigned_role=m[prefix + "assigned_role"],
-        assigned_user_id=m[prefix + "assigned_user_id"],
-        assigned_group=m[prefix + "assigned_group"],
-        status=TaskStatus(m[prefix + "status"]),
-        priority=PRIORITY_BY_RANK[m[prefix + "priority"]],
-        input=m[prefix + "input"],
-        output=m[prefix + "output"],
-        draft=m[prefix + "draft"],
-        revision=m[prefix + "revision"],
-        created_at=m[prefix + "created_at"],
-        updated_at=m[prefix + "updated_at"],
-        due_at=m[prefix + "due_at"],
-        completed_at=m[prefix + "completed_at"],
-        completed_by=m[prefix + "completed_by"],
-        attempt_count=m[prefix + "attempt_count"],
-        next_run_at=m[prefix + "next_run_at"],
-        error=m[prefix + "error"],
-        expires_at=m[prefix + "expires_at"],
+    mapping = row._mapping  # by key, not by attribute: a driver row's attributes cost a Python call each
+    values = {name: mapping[prefix + name] for name in _TASK_FIELDS}
+    values.update(
+        kind=TaskKind(values["kind"]),
+        status=TaskStatus(values["status"]),
+        priority=PRIORITY_BY_RANK[values["priority"]],
     )
+    return Task(**values)
 
 
 # Transitions run these on every hop. Built once: building a statement per call costs more CPU than
