@@ -19,6 +19,7 @@ connection's age.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -95,8 +96,8 @@ class Database:
             try:
                 yield transition_connection
                 await transition_connection.flush()  # raises TransactionNeeded if a write was left
-            finally:
-                await transition_connection.release()
+            finally:  # shielded as SQLAlchemy shields its own close: a cancelled request still gives it back
+                await asyncio.shield(transition_connection.release())
             return
         async with self._write_engine.begin() as connection:
             transition_connection = TransitionConnection(self._write_engine, connection)

@@ -205,3 +205,25 @@ async def test_two_transitions_entering_a_new_step_at_once_lose_as_a_race_not_as
         steps = await InstanceRepository(session).steps_of([instance.id])
     assert [step.step_key for step in steps] == ["write", "check"]
     assert [t.node_id for t in await tasks_of(engine, instance.id)] == ["draft", "review"]
+
+
+async def test_a_cancelled_transition_gives_its_connection_back(engine: Engine, db: Database) -> None:
+    """A request cancelled mid-transition (a client that went away) returns the pool's connection."""
+    await engine.deploy(approval_then_archive())
+    instance = await engine.start("approval", {}, "alice")
+    holding = asyncio.Event()
+
+    async def wait_forever(transition: Transition) -> None:
+        await transition.open_task_at("approval")
+        holding.set()
+        await asyncio.Event().wait()
+
+    running = asyncio.create_task(engine.transition(instance.id, "bob", wait_forever))
+    await asyncio.wait_for(holding.wait(), 5)
+    assert db.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finished = await engine.send_signal(instance.id, "approval", {"decision": "approved"}, "bob")
+    assert [token.node_id for token in finished.tokens] == ["archive"]
