@@ -8,7 +8,8 @@ the transition's last statement, which on PostgreSQL writes them itself
 breaks fails the statement that carries it, and a revision that no longer matches raises the
 update's own error there; either fails the transition, which then changes nothing, as before.
 
-On PostgreSQL a transition first runs in autocommit (``in_transaction=False``): it only reads until
+On PostgreSQL a transition first runs in autocommit (on a connection from the pool, not in a
+transaction: ``in_transaction`` is false): it only reads until
 its last statement, which writes everything at once and checks every revision itself, so it needs
 neither ``BEGIN`` nor ``COMMIT``. If it has to write earlier — a write statement of its own, or a
 read after a deferred write — :class:`TransactionNeeded` stops it before anything is written, and the
@@ -62,9 +63,13 @@ class TransitionConnection:
     def __init__(self, engine: AsyncEngine, connection: AsyncConnection | PoolProxiedConnection) -> None:
         self._engine = engine
         self.dialect = engine.dialect
-        self.in_transaction = isinstance(connection, AsyncConnection)
-        self._connection: AsyncConnection | None = connection if isinstance(connection, AsyncConnection) else None
-        self._pooled: PoolProxiedConnection | None = None if isinstance(connection, AsyncConnection) else connection
+        self._connection: AsyncConnection | None = None
+        self._pooled: PoolProxiedConnection | None = None
+        if isinstance(connection, AsyncConnection):
+            self._connection = connection
+        else:
+            self._pooled = connection
+        self.in_transaction = self._pooled is None
         self._inserts: dict[Table, list[dict[str, Any]]] = {}
         self._updates: list[DeferredUpdate] = []
 
