@@ -12,8 +12,8 @@ StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── SubscriptionLimitError    TOO_MANY_SUBSCRIPTIONS: the user already holds as many live subscriptions as allowed
 └── SubscriberOverflowError   SUBSCRIBER_OVERFLOW: a subscriber fell too far behind; resume from ``resume_after``
 
-NewerDefinitionDeployed is not one of them: a signal between storage and runner that never leaves
-the engine.
+NewerDefinitionDeployed and RememberedStateChanged are not among them: signals between storage and
+runner that never leave the engine.
 """
 
 from __future__ import annotations
@@ -129,3 +129,9 @@ class NewerDefinitionDeployed(Exception):  # noqa: N818  (a signal to the runner
     """A start ran on the latest version of its definition this process knew of, and a newer one has
     been deployed since (by another process); nothing was written. The runner reads the latest
     version and starts again."""
+
+
+class RememberedStateChanged(Exception):  # noqa: N818  (a signal to the runner, not an error: it never leaves it)
+    """A transition started from the state this process remembered its instance in
+    (:mod:`engine.remembered`), and the instance's open tasks are no longer as remembered; nothing
+    was written. The runner reads the instance and runs the transition again."""

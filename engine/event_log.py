@@ -65,11 +65,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asyncpg import PostgresError
-from sqlalchemy import Table, TextClause, bindparam, text
+from sqlalchemy import ARRAY, Table, Text, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 
-from engine.errors import NewerDefinitionDeployed
+from engine.errors import NewerDefinitionDeployed, RememberedStateChanged
 from engine.state import Task, TaskEvent, TaskEventKind, TaskMessage, User, WorkflowInstance
 from engine.storage.database import Database, Executor, dialect_of
 from engine.storage.deferred import (
@@ -81,8 +81,14 @@ from engine.storage.deferred import (
 )
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
-from engine.storage.instances import InstanceRepository, changed_concurrently, instance_values, update_values
-from engine.storage.models import definitions, instances
+from engine.storage.instances import (
+    OPEN_TASKS_SQL,
+    InstanceRepository,
+    changed_concurrently,
+    instance_values,
+    update_values,
+)
+from engine.storage.models import definitions, instances, tasks
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
 
 CHANNEL = "stepwise_events"
@@ -111,28 +117,38 @@ _CHANGED = "(SELECT coalesce(array_agg(id), '{{}}') FROM ({}) AS changed)"
 # counts as its detail) when one fails, so that in autocommit nothing it wrote stays.
 _CHECKED = """
 SELECT (SELECT max(id) FROM {inserted}) AS latest, {notified} AS notified, stepwise_conflict_unless(
-    (SELECT count(*) FROM updated) = 1 AND cardinality({changed}) = {updates} AND NOT {newer},
-    json_build_object('updated', (SELECT count(*) FROM updated), 'changed', {changed}, 'newer', {newer})::text
+    (SELECT count(*) FROM updated) = 1 AND cardinality({changed}) = {updates} AND NOT {newer} AND NOT {changed_since},
+    json_build_object('updated', (SELECT count(*) FROM updated), 'changed', {changed}, 'newer', {newer},
+                      'changed_since', {changed_since})::text
 ) AS checked"""
 # A new instance starts on the version of its definition its process last saw without reading it
 # again; the check fails the start when another process deployed a newer one (see Engine.start).
 _NEWER_DEFINITION = (
     f"EXISTS (SELECT FROM {definitions.name} WHERE key = :definition_key AND version > :definition_version)"
 )
+# A transition that started from what its process remembered (engine.remembered) rather than a read:
+# the instance's open tasks must still be those, at the same revisions. (The statement's subqueries
+# see the tasks as they were before its own writes.)
+_CHANGED_SINCE = (
+    f"((SELECT coalesce(array_agg(id || ':' || revision ORDER BY id), '{{}}') FROM {tasks.name} "
+    f"WHERE workflow_instance_id = :b_id AND {OPEN_TASKS_SQL}) IS DISTINCT FROM CAST(:remembered_tasks AS text[]))"
+)
 REVISION_CHECK_FAILED = "SW409"
 Shape = tuple[tuple[Table, tuple[str, ...]], ...]
 ShapeKey = tuple[tuple[str, tuple[str, ...]], ...]
-_FINISH_STATEMENTS: dict[tuple[bool, bool, ShapeKey, ShapeKey], TextClause] = {}
+_FINISH_STATEMENTS: dict[tuple[bool, bool, bool, ShapeKey, ShapeKey], TextClause] = {}
 
 
-def _finish_on_postgres(new_instance: bool, with_events: bool, inserts: Shape, updates: Shape) -> TextClause:
+def _finish_on_postgres(
+    new_instance: bool, with_events: bool, remembered: bool, inserts: Shape, updates: Shape
+) -> TextClause:
     """The statement for one shape of transition: the instance's UPDATE, or its INSERT when it is new;
     the rows and revision-checked updates the transition deferred
     (:class:`~engine.storage.deferred.TransitionConnection`): each table's inserts as one statement
     from a JSON array, each update by its row's key; then the events under the lock and the NOTIFY;
     last the check of every revision. Foreign keys are checked at the end of the statement, so
-    parents and children may arrive together."""
-    key = (new_instance, with_events, _names(inserts), _names(updates))
+    parents and children may arrive together. A ``remembered`` transition's open tasks are checked too."""
+    key = (new_instance, with_events, remembered, _names(inserts), _names(updates))
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
         writes = {} if new_instance else {"updated": update_from_parameters(instances, _INSTANCE_COLUMNS, "")}
@@ -157,6 +173,7 @@ def _finish_on_postgres(new_instance: bool, with_events: bool, inserts: Shape, u
             changed=_CHANGED.format(changed_ids) if updates else "'{}'::text[]",
             updates=len(updates),
             newer=_NEWER_DEFINITION if new_instance else "false",
+            changed_since=_CHANGED_SINCE if remembered else "false",
         )
         statement = text("WITH " + ",\n".join(ctes) + checked).bindparams(
             *([] if new_instance else update_parameters(instances, _INSTANCE_COLUMNS, "")),
@@ -165,6 +182,7 @@ def _finish_on_postgres(new_instance: bool, with_events: bool, inserts: Shape, u
             *([bindparam("events", type_=JSONB())] if with_events else []),
             *([bindparam("definition_key", type_=definitions.c.key.type),
                bindparam("definition_version", type_=definitions.c.version.type)] if new_instance else []),
+            *([bindparam("remembered_tasks", type_=ARRAY(Text()))] if remembered else []),
         )  # fmt: skip
         _FINISH_STATEMENTS[key] = statement
     return statement
@@ -189,13 +207,22 @@ def _names(shape: Shape) -> ShapeKey:
 
 
 async def finish_transition(
-    executor: Executor, instance: WorkflowInstance, expected_revision: int, events: Sequence[NewTaskEvent]
+    executor: Executor,
+    instance: WorkflowInstance,
+    expected_revision: int,
+    events: Sequence[NewTaskEvent],
+    remembered_tasks: Sequence[str] | None = None,
 ) -> int | None:
     """A transition's last writes: the rows and updates it deferred (on a
     :class:`~engine.storage.deferred.TransitionConnection`), ``instance`` as it ends — inserted if it
     is one of those rows, else updated if nobody changed it since ``expected_revision`` (else
     :class:`~engine.errors.ConcurrentUpdateError`) — then ``events`` as :func:`write_events` writes
-    them. Returns the highest event id (None when there were none)."""
+    them. Returns the highest event id (None when there were none).
+
+    ``remembered_tasks`` (PostgreSQL only): the transition started from remembered state
+    (:mod:`engine.remembered`) whose open tasks were these ``id:revision``; if the instance's open
+    tasks are no longer exactly these, nothing is written
+    (:class:`~engine.errors.RememberedStateChanged`)."""
     inserts, updates = executor.take_deferred() if isinstance(executor, TransitionConnection) else ([], [])
     new_instance = any(table is instances for table, _ in inserts)
     if new_instance:  # written once, as the transition leaves it (a new instance has no race to lose)
@@ -215,13 +242,16 @@ async def finish_transition(
     )
     if events:
         parameters.update(lock_key=EVENT_LOCK_KEY, channel=CHANNEL, events=[json_row(e.row()) for e in events])
+    remembered = remembered_tasks is not None and not new_instance
+    if remembered:
+        parameters["remembered_tasks"] = list(remembered_tasks or ())
     for table, columns in insert_shape:
         parameters[f"rows_{table.name}"] = [json_row(row, columns) for row in dict(inserts)[table]]
     for number, change in enumerate(updates):
         prefix = f"c{number}_"
         parameters.update({f"{prefix}{name}": value for name, value in change.values.items()})
         parameters.update({f"{prefix}b_id": change.row_id, f"{prefix}b_revision": change.expected_revision})
-    statement = _finish_on_postgres(new_instance, bool(events), insert_shape, update_shape)
+    statement = _finish_on_postgres(new_instance, bool(events), remembered, insert_shape, update_shape)
     row: Mapping[Any, Any]
     try:
         if isinstance(executor, TransitionConnection):
@@ -234,6 +264,8 @@ async def finish_transition(
             raise
         if failed.get("newer"):
             raise NewerDefinitionDeployed(instance.definition_key) from None
+        if failed.get("changed_since"):
+            raise RememberedStateChanged(instance.id) from None
         if failed["updated"] != 1:
             raise changed_concurrently(instance) from None
         changed = set(failed["changed"])

@@ -1,8 +1,9 @@
 """The engine's public API: deploy definitions, start instances, signal nodes, cancel.
 
 Every call is one transition, atomic (:mod:`engine.transition`). On PostgreSQL it first runs in
-autocommit: reads, then one last statement that writes everything if the instance is still at the
-revision read. A lost race is retried from a fresh read in a transaction that locks the instance
+autocommit: reads (or starts from what this process's own last transition of the instance left,
+:mod:`engine.remembered`), then one last statement that writes everything if the instance is still
+at the revision read. A lost race is retried from a fresh read in a transaction that locks the instance
 row first (``FOR UPDATE``), as is a transition that must write before its end. SQLite always runs it
 in a transaction (``BEGIN IMMEDIATE``). The instance is written with an optimistic revision check.
 """
@@ -23,11 +24,14 @@ from engine.errors import (
     InvalidStateError,
     NewerDefinitionDeployed,
     NotFoundError,
+    RememberedStateChanged,
+    StepwiseError,
     ValidationError,
 )
 from engine.errors import FieldError as InputError
 from engine.parsing import parse_definition
 from engine.registry import Registry
+from engine.remembered import RememberedInstances
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
 from engine.storage.database import Database
 from engine.storage.deferred import TransactionNeeded, TransitionConnection
@@ -53,6 +57,7 @@ class Engine:
         *,
         clock: Clock | None = None,
         settings: Mapping[str, Any] | None = None,
+        remembered: RememberedInstances | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
@@ -63,6 +68,7 @@ class Engine:
         self._reads_starter: dict[tuple[str, int], bool] = {}
         self._latest_versions: dict[str, int] = {}
         """The latest version of each key this process has seen (PostgreSQL: see :meth:`_latest`)."""
+        self.remembered = remembered if remembered is not None else RememberedInstances()
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -143,6 +149,12 @@ class Engine:
         self._latest_versions[key] = cached.version
         return cached
 
+    @property
+    def _remembers(self) -> bool:
+        """Whether transitions start from remembered state (:mod:`engine.remembered`): on PostgreSQL,
+        where a transition's first attempt runs in autocommit and its last statement checks it."""
+        return self.db.dialect == "postgresql"
+
     def _needs_starter(self, definition: WorkflowDefinition) -> bool:
         reads = self._reads_starter.get((definition.key, definition.version))
         return needs_starter(definition, self.registry, reads if reads is not None else True)
@@ -162,6 +174,8 @@ class Engine:
             except NewerDefinitionDeployed:  # since this process last saw the key: read its version
                 self._latest_versions.pop(definition_key, None)
             else:
+                if autocommit and self._remembers:
+                    self.remembered.keep(transition.state_after(finished))
                 await self._after_commit(transition)
                 return finished
         raise ConcurrentUpdateError(f"could not start {definition_key!r}: its definition keeps being redeployed")
@@ -208,16 +222,20 @@ class Engine:
         This is how services complete, claim or cancel: the rules they check and the changes the
         engine makes land together or not at all.
 
-        On PostgreSQL the first attempt runs in autocommit, reading the instance without a lock; its
-        last statement writes only if the instance is still at the revision read. A lost race, or an
-        action that must write before the end, runs again in a transaction that locks the instance
+        On PostgreSQL the first attempt runs in autocommit, reading the instance without a lock (or
+        starting from the state this process's own last transition of it left, :mod:`engine.remembered`);
+        its last statement writes only if the instance is still at the revision read. A lost race, or
+        an action that must write before the end, runs again in a transaction that locks the instance
         first, so contention queues on the row lock instead of retrying in a loop.
         """
         autocommit = True
+        remembered = self.remembered.take(workflow_instance_id) if self._remembers else None
         for _ in range(_RACE_RETRIES):
             try:
                 async with self.db.transition_connection(autocommit=autocommit) as connection:
-                    locked = await InstanceRepository(connection).lock_for_transition(workflow_instance_id)
+                    locked = remembered or await InstanceRepository(connection).lock_for_transition(
+                        workflow_instance_id
+                    )
                     if locked is None:
                         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
                     instance = locked.instance
@@ -225,19 +243,25 @@ class Engine:
                     now = self.clock.now()
                     transition = Transition(
                         connection, instance, definition, self.registry, now, actor_id, self.settings,
-                        steps=locked.steps, open_tasks=locked.open_tasks,
+                        steps=locked.steps, open_tasks=locked.open_tasks, remembered=remembered is not None,
                     )  # fmt: skip
                     if self._needs_starter(definition):
                         await transition.load_starter()
                     result = await action(transition)
                     finished = await transition.write()  # last: the event lock is held only until commit
+                if autocommit and self._remembers:
+                    self.remembered.keep(transition.state_after(finished))
                 await self._after_commit(transition)
                 return result, finished
-            except ConcurrentUpdateError:
-                log.debug("instance %s changed concurrently; retrying the transition", workflow_instance_id)
-                autocommit = False
-            except TransactionNeeded:
-                autocommit = False
+            except (StepwiseError, TransactionNeeded, RememberedStateChanged) as error:
+                if isinstance(error, TransactionNeeded):
+                    autocommit = False
+                elif remembered is None and isinstance(error, ConcurrentUpdateError):
+                    log.debug("instance %s changed concurrently; retrying the transition", workflow_instance_id)
+                    autocommit = False
+                elif remembered is None:
+                    raise
+                remembered = None  # what it started from may be why it failed: again from a fresh read
         raise ConcurrentUpdateError(f"workflow instance {workflow_instance_id} is too busy; try again")
 
     async def send_signal(

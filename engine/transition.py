@@ -34,7 +34,7 @@ from engine.state import (
 )
 from engine.storage.deferred import DeferredUpdate, TransitionConnection
 from engine.storage.directory import DirectoryRepository
-from engine.storage.instances import step_values
+from engine.storage.instances import LockedInstance, step_values
 from engine.storage.models import step_instances, tasks
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository, stored_changes, task_values
 from engine.templates import evaluate_condition, render_text
@@ -105,9 +105,11 @@ class Transition:
         *,
         steps: Mapping[str, StepInstance] | None = None,
         open_tasks: Sequence[Task] = (),
+        remembered: bool = False,
     ) -> None:
         """``steps`` are all of the instance's step instances by key (none for a new instance) and
-        ``open_tasks`` its open tasks, both as read with the locked instance."""
+        ``open_tasks`` its open tasks, both as read with the locked instance, or as this process
+        ``remembered`` them (:mod:`engine.remembered`: the last statement then checks them)."""
         self.connection = connection
         self.definition = definition
         self.registry = registry
@@ -123,6 +125,8 @@ class Transition:
         self._steps: dict[str, StepInstance] = dict(steps or {})
         # Open tasks as read with the instance, until this transition changes them (then read again).
         self._open_as_read: dict[str, Task] = {task.token_id: task for task in open_tasks}
+        self._open_now: dict[str, Task] = {task.id: task for task in open_tasks}
+        self._remembered_tasks = sorted(f"{task.id}:{task.revision}" for task in open_tasks) if remembered else None
         self._tokens_at_start = {token.id for token in instance.tokens}
         self._created: dict[str, Task] = {}  # by token
         self.events_written = 0
@@ -141,9 +145,16 @@ class Transition:
         """Write the instance as this transition leaves it (:meth:`finish`) and the recorded events,
         as the transaction's last statement (see :mod:`engine.event_log` for why last)."""
         finished = self.finish()
-        await finish_transition(self.connection, finished, self.instance.revision, self.pending_events)
+        await finish_transition(
+            self.connection, finished, self.instance.revision, self.pending_events, self._remembered_tasks
+        )
         self.pending_events.clear()
         return finished
+
+    def state_after(self, finished: WorkflowInstance) -> LockedInstance:
+        """What reading ``finished`` back would return, once this transition's writes are committed."""
+        open_tasks = sorted(self._open_now.values(), key=lambda task: (task.created_at, task.id))
+        return LockedInstance(finished, dict(self._steps), open_tasks)
 
     async def update_task(self, task: Task, event: TaskEventKind, **values: Any) -> Task:
         """Change a task at its current revision and record the event; a lost race is a conflict,
@@ -155,6 +166,10 @@ class Transition:
         known = {key: value for key, value in values.items() if key in _TASK_FIELDS}  # leases are storage-only
         changed = replace(task, revision=task.revision + 1, **known)
         self._open_as_read.pop(task.token_id, None)
+        if changed.status.is_open:
+            self._open_now[changed.id] = changed
+        else:
+            self._open_now.pop(changed.id, None)
         await self.record(event, changed)
         return changed
 
@@ -273,6 +288,7 @@ class Transition:
         task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
         self.connection.defer_insert(tasks, task_values(task))
         self._created[token.id] = task
+        self._open_now[task.id] = task
         await self.record(TaskEventKind.CREATED, task)
         return replace(token, task_id=task.id)
 

@@ -33,12 +33,12 @@ _INSERT_STEP = insert(step_instances)
 # open tasks in each (one row per step and open task; a step without one comes once, with NULLs).
 _STEP_LABELS = [column.label(f"s_{column.key}") for column in step_instances.c]
 _TASK_LABELS = [column.label(f"t_{column.key}") for column in tasks.c]
-_OPEN_TASKS_SQL = "tasks.status IN ({})".format(", ".join(sorted(f"'{s.value}'" for s in OPEN_TASK_STATUSES)))
+OPEN_TASKS_SQL = "tasks.status IN ({})".format(", ".join(sorted(f"'{s.value}'" for s in OPEN_TASK_STATUSES)))
 _READ_FOR_TRANSITION = (
     select(instances, *_STEP_LABELS, *_TASK_LABELS)
     .select_from(
         instances.outerjoin(step_instances, step_instances.c.workflow_instance_id == instances.c.id).outerjoin(
-            tasks, (tasks.c.step_instance_id == step_instances.c.id) & text(_OPEN_TASKS_SQL)
+            tasks, (tasks.c.step_instance_id == step_instances.c.id) & text(OPEN_TASKS_SQL)
         )
     )
     .where(instances.c.id == bindparam("instance_id"))
