@@ -41,14 +41,16 @@ SQLite has one writer at a time (``BEGIN IMMEDIATE``), so there id order is comm
 A transition ends with :func:`finish_transition`: on PostgreSQL the instance's UPDATE (or a new
 instance's INSERT), the rows and task updates the transition deferred
 (:mod:`engine.storage.deferred`), the lock, the events' insert and the NOTIFY are one statement, and
-a signal is two statements in all. The other writes finish before the lock is taken, which is taken
-only once the instance's write has matched; the inserted events are joined to it, so no id is drawn
-from the sequence before the lock is held. A lost race (the UPDATE matched nothing) takes no lock,
-inserts no row and no event, and the statement's own revision check then fails it as a whole
-(SQLSTATE ``SW409``), so nothing stays even in autocommit, where transitions first run. A start's
-statement also checks that no newer version of its definition has been deployed than the one it ran
-on (which its process did not read again) and fails as a whole if one has: the engine then starts
-it again on the newer version.
+a signal is two statements in all (one when its process remembers the instance,
+:mod:`engine.remembered`). The other writes and every check finish before the lock is taken, which
+is taken only once they all passed; the inserted events are joined to it, so no id is drawn from the
+sequence before the lock is held, and the lock (held until the commit) covers only the events. A
+lost race (the UPDATE matched nothing) takes no lock, inserts no row and no event, and the
+statement's own revision check then fails it as a whole (SQLSTATE ``SW409``), so nothing stays even
+in autocommit, where transitions first run. A start's statement also checks that no newer version
+of its definition has been deployed than the one it ran on (which its process did not read again),
+and a transition from remembered state that the instance's open tasks are still as remembered; each
+fails the statement as a whole, and the engine runs the transition again.
 
 Reading
 -------
@@ -98,7 +100,7 @@ _INSTANCE_COLUMNS = tuple(column.key for column in instances.c if column.key != 
 _EVENT_COLUMNS = "kind, task_id, step_instance_id, workflow_instance_id, actor_id, occurred_at, data"
 _EVENTS_AND_NOTIFY = f"""
 locked AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock(:lock_key) FROM updated {{written_first}}
+    SELECT pg_advisory_xact_lock(:lock_key) FROM checks AS c WHERE {{passed}}
 ), inserted AS (
     INSERT INTO task_events ({_EVENT_COLUMNS})
     SELECT e.kind, e.task_id, e.step_instance_id, e.workflow_instance_id, e.actor_id, e.occurred_at,
@@ -113,14 +115,20 @@ locked AS MATERIALIZED (
     SELECT pg_notify(:channel, max(id)::text) FROM inserted HAVING count(*) > 0
 )"""
 _CHANGED = "(SELECT coalesce(array_agg(id), '{{}}') FROM ({}) AS changed)"
-# Every revision check of the statement, in the statement: it fails as a whole (SQLSTATE SW409, the
-# counts as its detail) when one fails, so that in autocommit nothing it wrote stays.
+# Every revision check of the statement, in the statement, evaluated once, before the event lock is
+# taken (which it is only when they pass): it fails as a whole (SQLSTATE SW409, the counts as its
+# detail) when one fails, so that in autocommit nothing it wrote stays.
+_CHECKS = """checks AS MATERIALIZED (
+    SELECT (SELECT count(*) FROM updated) AS updated, {changed} AS changed, {newer} AS newer,
+           {changed_since} AS changed_since
+)"""
+_PASSED = "c.updated = 1 AND cardinality(c.changed) = {updates} AND NOT c.newer AND NOT c.changed_since"
 _CHECKED = """
 SELECT (SELECT max(id) FROM {inserted}) AS latest, {notified} AS notified, stepwise_conflict_unless(
-    (SELECT count(*) FROM updated) = 1 AND cardinality({changed}) = {updates} AND NOT {newer} AND NOT {changed_since},
-    json_build_object('updated', (SELECT count(*) FROM updated), 'changed', {changed}, 'newer', {newer},
-                      'changed_since', {changed_since})::text
-) AS checked"""
+    {passed},
+    json_build_object('updated', c.updated, 'changed', c.changed, 'newer', c.newer,
+                      'changed_since', c.changed_since)::text
+) AS checked FROM checks AS c"""
 # A new instance starts on the version of its definition its process last saw without reading it
 # again; the check fails the start when another process deployed a newer one (see Engine.start).
 _NEWER_DEFINITION = (
@@ -161,19 +169,21 @@ def _finish_on_postgres(
         for number, (table, columns) in enumerate(updates):
             writes[f"changed_{number}"] = update_from_parameters(table, columns, f"c{number}_")
         ctes = [f"{name} AS ({sql})" for name, sql in writes.items()]
+        changed_ids = " UNION ALL ".join(f"SELECT id FROM changed_{number}" for number in range(len(updates)))
+        ctes.append(_CHECKS.format(
+            changed=_CHANGED.format(changed_ids) if updates else "'{}'::text[]",
+            newer=_NEWER_DEFINITION if new_instance else "false",
+            changed_since=_CHANGED_SINCE if remembered else "false",
+        ))  # fmt: skip
+        passed = _PASSED.format(updates=len(updates))
         if with_events:
             # The other writes finish before the lock is taken: only the events wait for one another.
             others = [f"(SELECT count(*) FROM {name}) >= 0" for name in writes if name != "updated"]
-            first = "WHERE " + " AND ".join(others) if others else ""
-            ctes.append(_EVENTS_AND_NOTIFY.replace("{written_first}", first))
-        changed_ids = " UNION ALL ".join(f"SELECT id FROM changed_{number}" for number in range(len(updates)))
+            ctes.append(_EVENTS_AND_NOTIFY.replace("{passed}", " AND ".join([passed, *others])))
         checked = _CHECKED.format(
             inserted="inserted" if with_events else "(SELECT NULL::bigint AS id) AS no_events",
             notified="(SELECT count(*) FROM notified)" if with_events else "0",  # a CTE no one reads never runs
-            changed=_CHANGED.format(changed_ids) if updates else "'{}'::text[]",
-            updates=len(updates),
-            newer=_NEWER_DEFINITION if new_instance else "false",
-            changed_since=_CHANGED_SINCE if remembered else "false",
+            passed=passed,
         )
         statement = text("WITH " + ",\n".join(ctes) + checked).bindparams(
             *([] if new_instance else update_parameters(instances, _INSTANCE_COLUMNS, "")),

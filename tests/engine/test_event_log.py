@@ -15,11 +15,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.errors import ConcurrentUpdateError
+from engine.errors import ConcurrentUpdateError, ConflictError
 from engine.event_log import CHANNEL, EVENT_LOCK_KEY, finish_transition, write_events
 from engine.runner import Engine
 from engine.state import StepInstance, Task, TaskEvent, TaskEventKind, WorkflowInstance, new_id
 from engine.storage.database import Database
+from engine.storage.deferred import DeferredUpdate
 from engine.storage.instances import InstanceRepository, instance_values, step_values
 from engine.storage.models import instances, step_instances, tasks
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, task_values
@@ -93,6 +94,29 @@ async def test_a_lost_race_writes_nothing(engine: Engine, db: Database, autocomm
     assert await events_after(db, after) == []
     async with db.read() as session:
         assert step.id not in {s.id for s in await InstanceRepository(session).steps_of([instance.id])}
+    assert await instance_of(db, task) == instance
+
+
+@pytest.mark.postgres_only
+async def test_a_failed_check_never_waits_for_the_event_lock(engine: Engine, db: Database) -> None:
+    """Every check runs before the event lock, which only a statement about to write its events
+    takes: a transition that fails (here a task someone else changed) neither waits for that lock
+    nor holds it up for the others."""
+    task = await new_form_task(engine)
+    instance = await instance_of(db, task)
+    after = await latest(engine)
+    async with db.engine.connect() as holder:  # another session holds the event lock meanwhile
+        await holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": EVENT_LOCK_KEY})
+        with pytest.raises(ConflictError, match="stale"):
+            async with db.transition_connection(autocommit=True) as connection:
+                stale = DeferredUpdate(tasks, task.id, task.revision + 3, {"revision": task.revision + 4},
+                                       ConflictError("stale"))  # fmt: skip
+                connection.defer_update(stale)
+                write = finish_transition(connection, bumped(instance), instance.revision,
+                                          events_for(task, engine.clock.now(), None))  # fmt: skip
+                await asyncio.wait_for(write, TIMEOUT)
+        await holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": EVENT_LOCK_KEY})
+    assert await events_after(db, after) == []
     assert await instance_of(db, task) == instance
 
 
