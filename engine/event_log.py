@@ -135,10 +135,11 @@ _NEWER_DEFINITION = (
     f"EXISTS (SELECT FROM {definitions.name} WHERE key = :definition_key AND version > :definition_version)"
 )
 # A transition that started from what its process remembered (engine.remembered) rather than a read:
-# the instance's open tasks must still be those, at the same revisions. (The statement's subqueries
-# see the tasks as they were before its own writes.)
+# the instance's open tasks must still be those, at the same revisions, listed as the runner lists
+# them (sorted by code point: "C"). The statement's subqueries see the tasks as they were before its
+# own writes.
 _CHANGED_SINCE = (
-    f"((SELECT coalesce(array_agg(id || ':' || revision ORDER BY id), '{{}}') FROM {tasks.name} "
+    f"((SELECT coalesce(array_agg(id || ':' || revision ORDER BY id COLLATE \"C\"), '{{}}') FROM {tasks.name} "
     f"WHERE workflow_instance_id = :b_id AND {OPEN_TASKS_SQL}) IS DISTINCT FROM CAST(:remembered_tasks AS text[]))"
 )
 REVISION_CHECK_FAILED = "SW409"

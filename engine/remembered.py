@@ -4,8 +4,8 @@ On PostgreSQL a transition first runs in autocommit: it reads the instance with 
 tasks, computes, and writes everything in one last statement that checks the instance is still at
 the revision read (:mod:`engine.event_log`). When this process committed the instance's last
 transition a moment ago it knows exactly what that read would return, so the next transition starts
-from it instead: one round trip and the read's decoding fewer (in the approval workload a quarter of
-a signal's CPU and a sixth of its time, ``bench.peer_engine``).
+from it instead: one round trip and the read's decoding fewer (in the approval workload, one
+driver: 23% less CPU and 15% less time per transition).
 
 Nothing remembered can make a transition do what a fresh read would not. Its last statement checks,
 besides the instance's revision, that the instance's open tasks are still the remembered ones (by id
@@ -16,10 +16,11 @@ every write went through the transition (a transaction's action may write rows d
 
 Entries last ``seconds`` and at most ``capacity`` are kept: long enough for a client or a chain of
 steps moving one instance on, short enough that an entry another process (another API process, a
-separate worker) has changed since is rarely met: that costs one attempt that writes nothing. Data
-keys come back in the order this process wrote them, where a read returns PostgreSQL's ``jsonb``
-order (SQLite's reads keep the written order too): the order of an object's keys is not part of
-the data.
+separate worker) has changed since is rarely met: that costs one attempt that writes nothing.
+
+Remembered data keeps its objects' keys in the order this process wrote them, where a read returns
+PostgreSQL's ``jsonb`` order; the order of an object's keys was never part of the data (SQLite's
+reads keep the written order, PostgreSQL's do not).
 """
 
 from __future__ import annotations
