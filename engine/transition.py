@@ -126,6 +126,7 @@ class Transition:
         # Open tasks as read with the instance, until this transition changes them (then read again).
         self._open_as_read: dict[str, Task] = {task.token_id: task for task in open_tasks}
         self._open_now: dict[str, Task] = {task.id: task for task in open_tasks}
+        self._changed: dict[str, Task] = {}  # by id, as this transition leaves them
         self._remembered_tasks = sorted(f"{task.id}:{task.revision}" for task in open_tasks) if remembered else None
         self._tokens_at_start = {token.id for token in instance.tokens}
         self._created: dict[str, Task] = {}  # by token
@@ -156,6 +157,10 @@ class Transition:
         open_tasks = sorted(self._open_now.values(), key=lambda task: (task.created_at, task.id))
         return LockedInstance(finished, dict(self._steps), open_tasks)
 
+    def as_left(self, task: Task) -> Task:
+        """``task`` as this transition leaves it: its last :meth:`update_task`, else as it was."""
+        return self._changed.get(task.id, task)
+
     async def update_task(self, task: Task, event: TaskEventKind, **values: Any) -> Task:
         """Change a task at its current revision and record the event; a lost race is a conflict,
         raised when the change is written (the next statement or the transition's last)."""
@@ -166,6 +171,7 @@ class Transition:
         known = {key: value for key, value in values.items() if key in _TASK_FIELDS}  # leases are storage-only
         changed = replace(task, revision=task.revision + 1, **known)
         self._open_as_read.pop(task.token_id, None)
+        self._changed[changed.id] = changed
         if changed.status.is_open:
             self._open_now[changed.id] = changed
         else:
