@@ -154,9 +154,10 @@ def _finish_on_postgres(
     """The statement for one shape of transition: the instance's UPDATE, or its INSERT when it is new;
     the rows and revision-checked updates the transition deferred
     (:class:`~engine.storage.deferred.TransitionConnection`): each table's inserts as one statement
-    from a JSON array, each update by its row's key; then the events under the lock and the NOTIFY;
-    last the check of every revision. Foreign keys are checked at the end of the statement, so
-    parents and children may arrive together. A ``remembered`` transition's open tasks are checked too."""
+    from a JSON array, each update by its row's key; then the check of every revision (a
+    ``remembered`` transition's open tasks too) and, only if it passed, the events under the lock and
+    the NOTIFY. Foreign keys are checked at the end of the statement, so parents and children may
+    arrive together."""
     key = (new_instance, with_events, remembered, _names(inserts), _names(updates))
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
