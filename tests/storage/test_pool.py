@@ -8,29 +8,23 @@ from sqlalchemy import func, select, text
 from engine.storage.database import Database
 
 
-@pytest.fixture
-def postgres(db: Database) -> Database:
-    if db.is_sqlite:
-        pytest.skip("SQLite's connections have no server backend to keep warm")
-    return db
-
-
-async def test_the_connection_returned_last_is_handed_out_next(postgres: Database) -> None:
+@pytest.mark.postgres_only  # SQLite's connections have no server backend to keep warm
+async def test_the_connection_returned_last_is_handed_out_next(db: Database) -> None:
     """Last in, first out: under light load one connection (and its server backend, with its caches
     and prepared statements) does the work while the rest sit idle, instead of every unit of work
     taking the coldest connection, which costs CPU on both sides and makes idle pings frequent."""
-    db = Database(postgres.url)
+    fresh = Database(db.url)  # no connections yet
     try:
-        async with db.read() as earlier, db.read() as later:  # ``later`` goes back first, ``earlier`` last
+        async with fresh.read() as earlier, fresh.read() as later:  # ``later`` goes back first, ``earlier`` last
             earlier_pid = await earlier.scalar(text("SELECT pg_backend_pid()"))
             later_pid = await later.scalar(text("SELECT pg_backend_pid()"))
         assert earlier_pid != later_pid
-        async with db.transition_connection(autocommit=True) as connection:
+        async with fresh.transition_connection(autocommit=True) as connection:
             [row] = await connection.read_all(select(func.pg_backend_pid().label("pid")), {})
         pids = [row.pid]
         for _ in range(3):
-            async with db.read() as session:
+            async with fresh.read() as session:
                 pids.append(await session.scalar(text("SELECT pg_backend_pid()")))
     finally:
-        await db.dispose()
+        await fresh.dispose()
     assert pids == [earlier_pid] * 4
