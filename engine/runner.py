@@ -174,9 +174,7 @@ class Engine:
             except NewerDefinitionDeployed:  # since this process last saw the key: read its version
                 self._latest_versions.pop(definition_key, None)
             else:
-                if autocommit and self._remembers:
-                    self.remembered.keep(transition.state_after(finished))
-                await self._after_commit(transition)
+                await self._committed(transition, finished, autocommit=autocommit)
                 return finished
         raise ConcurrentUpdateError(f"could not start {definition_key!r}: its definition keeps being redeployed")
 
@@ -249,9 +247,7 @@ class Engine:
                         await transition.load_starter()
                     result = await action(transition)
                     finished = await transition.write()  # last: the event lock is held only until commit
-                if autocommit and self._remembers:
-                    self.remembered.keep(transition.state_after(finished))
-                await self._after_commit(transition)
+                await self._committed(transition, finished, autocommit=autocommit)
                 return result, finished
             except (StepwiseError, TransactionNeeded, RememberedStateChanged) as error:
                 if isinstance(error, TransactionNeeded):
@@ -300,7 +296,11 @@ class Engine:
         async with self.db.read() as session:
             return await DirectoryRepository(session).get_user(user_id)
 
-    async def _after_commit(self, transition: Transition) -> None:
+    async def _committed(self, transition: Transition, finished: WorkflowInstance, *, autocommit: bool) -> None:
+        """After ``transition`` committed: remember what it left (only an autocommit transition's every
+        write went through it, :mod:`engine.remembered`), then tell the commit listeners."""
+        if autocommit and self._remembers:
+            self.remembered.keep(transition.state_after(finished))
         if not transition.events_written:
             return
         for listener in self.commit_listeners:

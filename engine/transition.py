@@ -125,9 +125,9 @@ class Transition:
         self._steps: dict[str, StepInstance] = dict(steps or {})
         # Open tasks as read with the instance, until this transition changes them (then read again).
         self._open_as_read: dict[str, Task] = {task.token_id: task for task in open_tasks}
-        self._open_now: dict[str, Task] = {task.id: task for task in open_tasks}
+        self._open_at_start = tuple(open_tasks)
+        self._remembered = remembered
         self._changed: dict[str, Task] = {}  # by id, as this transition leaves them
-        self._remembered_tasks = sorted(f"{task.id}:{task.revision}" for task in open_tasks) if remembered else None
         self._tokens_at_start = {token.id for token in instance.tokens}
         self._created: dict[str, Task] = {}  # by token
         self.events_written = 0
@@ -146,15 +146,15 @@ class Transition:
         """Write the instance as this transition leaves it (:meth:`finish`) and the recorded events,
         as the transaction's last statement (see :mod:`engine.event_log` for why last)."""
         finished = self.finish()
-        await finish_transition(
-            self.connection, finished, self.instance.revision, self.pending_events, self._remembered_tasks
-        )
+        remembered = sorted(f"{t.id}:{t.revision}" for t in self._open_at_start) if self._remembered else None
+        await finish_transition(self.connection, finished, self.instance.revision, self.pending_events, remembered)
         self.pending_events.clear()
         return finished
 
     def state_after(self, finished: WorkflowInstance) -> LockedInstance:
         """What reading ``finished`` back would return, once this transition's writes are committed."""
-        open_tasks = sorted(self._open_now.values(), key=lambda task: (task.created_at, task.id))
+        left = {task.id: task for task in (*self._open_at_start, *self._created.values())} | self._changed
+        open_tasks = sorted((t for t in left.values() if t.status.is_open), key=lambda t: (t.created_at, t.id))
         return LockedInstance(finished, dict(self._steps), open_tasks)
 
     def as_left(self, task: Task) -> Task:
@@ -172,10 +172,6 @@ class Transition:
         changed = replace(task, revision=task.revision + 1, **known)
         self._open_as_read.pop(task.token_id, None)
         self._changed[changed.id] = changed
-        if changed.status.is_open:
-            self._open_now[changed.id] = changed
-        else:
-            self._open_now.pop(changed.id, None)
         await self.record(event, changed)
         return changed
 
@@ -294,7 +290,6 @@ class Transition:
         task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
         self.connection.defer_insert(tasks, task_values(task))
         self._created[token.id] = task
-        self._open_now[task.id] = task
         await self.record(TaskEventKind.CREATED, task)
         return replace(token, task_id=task.id)
 
