@@ -93,6 +93,9 @@ class Worker:
         now = self.engine.clock.now()
         async with self.engine.db.transaction() as session:
             claimed = await TaskRepository(session).claim_runnable(now, self.worker_id, now + self.lease, self.batch)
+        # Claimed outside a transition: what the engine remembers of their instances is stale now, and
+        # recording the attempt from it would cost an attempt that writes nothing (engine.remembered).
+        self.engine.remembered.forget(task.workflow_instance_id for task in claimed)
         await asyncio.gather(*(self._attempt(task) for task in claimed))
         return len(claimed)
 

@@ -271,12 +271,13 @@ def revision_checked_update(table: Table) -> Update:
 
 def insert_from_json(table: Table, columns: tuple[str, ...], parameter: str, *, only_after: str | None = None) -> str:
     """``INSERT INTO table (columns)`` from the JSON array ``:parameter`` (rows of :func:`json_row`);
-    with ``only_after``, only if that CTE of the same statement returned a row."""
+    with ``only_after``, only if that CTE of the same statement returned a row. It returns a row per
+    row inserted (``true``: not every table has an ``id``), for the statement to count."""
     names = ", ".join(f'"{name}"' for name in columns)
     values = ", ".join(_from_json(table, name) for name in columns)
     rows = f"jsonb_to_recordset(:{parameter}) AS r({_typed_columns(table, columns)})"
     condition = f" WHERE EXISTS (SELECT FROM {only_after})" if only_after else ""
-    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {rows}{condition} RETURNING id"
+    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {rows}{condition} RETURNING true"
 
 
 def update_from_parameters(table: Table, columns: tuple[str, ...], prefix: str) -> str:

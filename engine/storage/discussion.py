@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 
 from engine.state import Document, TaskAttempt, TaskMessage
 from engine.storage.database import Executor
+from engine.storage.deferred import TransitionConnection
 from engine.storage.models import documents, task_attempts, task_messages
 
 
@@ -16,13 +17,20 @@ class TaskDetailsRepository:
     def __init__(self, session: Executor) -> None:
         self.session = session
 
+    async def _insert(self, table: Table, row: dict[str, Any]) -> None:
+        """On a transition's connection the row waits for its next or last statement, like the
+        transition's own rows (an autocommit transition then needs no transaction for it); elsewhere
+        it is written now."""
+        if isinstance(self.session, TransitionConnection):
+            self.session.defer_insert(table, row)
+        else:
+            await self.session.execute(table.insert().values(**row))
+
     async def add_message(self, message: TaskMessage) -> None:
-        await self.session.execute(
-            task_messages.insert().values(
-                id=message.id, task_id=message.task_id, author_id=message.author_id, body=message.body,
-                posted_at=message.posted_at,
-            )
-        )  # fmt: skip
+        await self._insert(task_messages, {
+            "id": message.id, "task_id": message.task_id, "author_id": message.author_id, "body": message.body,
+            "posted_at": message.posted_at,
+        })  # fmt: skip
 
     async def messages_of(self, task_ids: Collection[str]) -> dict[str, list[TaskMessage]]:
         query = (
@@ -43,7 +51,7 @@ class TaskDetailsRepository:
         }
 
     async def add_document(self, document: Document) -> None:
-        await self.session.execute(documents.insert().values(**_document_values(document)))
+        await self._insert(documents, _document_values(document))
 
     async def documents_of(self, task_ids: Collection[str]) -> dict[str, list[Document]]:
         query = (
@@ -61,13 +69,11 @@ class TaskDetailsRepository:
         return _document(row) if row else None
 
     async def add_attempt(self, attempt: TaskAttempt) -> None:
-        await self.session.execute(
-            task_attempts.insert().values(
-                task_id=attempt.task_id, number=attempt.number, started_at=attempt.started_at,
-                finished_at=attempt.finished_at, request=attempt.request, response=attempt.response,
-                error=attempt.error,
-            )
-        )  # fmt: skip
+        await self._insert(task_attempts, {
+            "task_id": attempt.task_id, "number": attempt.number, "started_at": attempt.started_at,
+            "finished_at": attempt.finished_at, "request": attempt.request, "response": attempt.response,
+            "error": attempt.error,
+        })  # fmt: skip
 
     async def next_attempt_number(self, task_id: str) -> int:
         current = await self.session.scalar(

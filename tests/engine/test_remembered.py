@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import httpx
 import pytest
 from sqlalchemy import text
 
+from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
 from engine.errors import ConflictError
 from engine.remembered import RememberedInstances
@@ -19,6 +21,7 @@ from engine.storage.tasks import TaskRepository
 from engine.transition import Transition
 from tests.engine.test_durability import approval_then_archive, contract, events_of, tasks_of
 from tests.engine.test_transition_costs import statements
+from tests.engine.test_worker import make_worker
 
 
 async def fresh_read(db: Database, instance_id: str) -> LockedInstance:
@@ -128,6 +131,29 @@ async def test_a_change_landing_during_a_transition_from_memory_reruns_it_from_a
     [approval, archive] = await tasks_of(engine, instance.id)
     assert (approval.title, approval.status, approval.revision) == ("meddled", TaskStatus.COMPLETED, 2)
     assert archive.status is TaskStatus.PENDING and meddled == 1
+
+
+@pytest.mark.postgres_only
+async def test_a_worker_records_an_attempt_in_one_statement(engine: Engine, db: Database) -> None:
+    """The worker claims outside a transition, so the engine forgets those instances: recording the
+    attempt (the attempt row, the task, the next task) is then one read and one last statement,
+    not a first attempt from stale memory that writes nothing."""
+    builder = WorkflowBuilder("echoes")
+    builder.system_task("prepare", "echo", {"output": {"who": "{{ startedBy.id }}"}}, store_as="prepared")
+    builder.user_task("check", title="Check", assign_to_role="approver")
+    builder.edge("prepare", "check")
+    await engine.deploy(builder.build())
+    instance = await engine.start("echoes", {}, "alice")
+    async with httpx.AsyncClient() as client, statements(db) as sent:
+        assert await make_worker(engine, client).run_once() == 1
+    assert len([s for s in sent.statements if "UPDATE workflow_instances" in s]) == 1
+    assert [c for c in sent.commands if c.startswith("COMMIT")] == ["COMMIT;"]  # the claim's; the rest reads
+    [prepare, check] = await tasks_of(engine, instance.id)
+    assert (prepare.status, prepare.output, check.status) == (
+        TaskStatus.COMPLETED,
+        {"who": "alice"},
+        TaskStatus.PENDING,
+    )
 
 
 async def test_sqlite_transitions_always_read(engine: Engine, db: Database) -> None:

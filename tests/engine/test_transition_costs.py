@@ -24,9 +24,10 @@ from engine.clock import ManualClock
 from engine.definitions import WorkflowDefinition
 from engine.registry import Assignment, NodeContext, UserTaskConfig
 from engine.runner import Engine
-from engine.state import TaskStatus, User
+from engine.state import Task, TaskStatus, User
 from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
+from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
 from engine.task_service import TaskService
@@ -274,7 +275,7 @@ async def test_a_signal_reads_once_and_writes_once(engine: Engine, db: Database)
 
 
 async def test_a_task_action_is_one_transition_that_returns_the_task_as_stored(engine: Engine, db: Database) -> None:
-    """Claim, save progress and submit through the task service: each returns the task as the
+    """Claim, post a message, save progress and submit through the task service: each returns the task as the
     database then holds it, and on PostgreSQL each runs once, in autocommit (no transaction, no
     second attempt: the task is not read back after the action's deferred writes)."""
     builder = WorkflowBuilder("note")
@@ -286,7 +287,16 @@ async def test_a_task_action_is_one_transition_that_returns_the_task_as_stored(e
     task_id = token.task_id
     assert task_id is not None
     carol, tasks = User("carol", "Carol", roles=frozenset({"clerk"})), TaskService(engine)
-    actions = [lambda: tasks.claim(carol, task_id), lambda: tasks.save_progress(carol, task_id, {"text": "v0"}, 1),
+
+    posted = []
+
+    async def post() -> Task:
+        message, task = await tasks.post_message(carol, task_id, "on it")
+        posted.append(message)
+        return task
+
+    actions = [lambda: tasks.claim(carol, task_id), post,
+               lambda: tasks.save_progress(carol, task_id, {"text": "v0"}, 1),
                lambda: tasks.submit(carol, task_id, {"text": "v1"}, 2)]  # fmt: skip
     for action in actions:
         async with statements(db) as sent:
@@ -296,6 +306,8 @@ async def test_a_task_action_is_one_transition_that_returns_the_task_as_stored(e
         if db.dialect == "postgresql":  # the one BEGIN is the read that finds the task's instance
             assert sent.begun == 1 and not [s for s in sent.statements if "FOR UPDATE" in s], sent.statements
     assert (returned.status, returned.revision, returned.output) == (TaskStatus.COMPLETED, 3, {"text": "v1"})
+    async with db.read() as session:
+        assert (await TaskDetailsRepository(session).messages_of([task_id]))[task_id] == posted
 
 
 async def test_users_with_and_without_memberships_in_one_read(db: Database, clock: ManualClock) -> None:
