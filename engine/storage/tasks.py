@@ -72,7 +72,6 @@ def task_from_row(row: Any, prefix: str = "") -> Task:
 # executing it (README "Performance"); SQLAlchemy also caches the compiled form of a prebuilt one.
 _INSERT = insert(tasks)
 _BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
-_BY_ID_FOR_UPDATE = _BY_ID.with_for_update()
 _BY_TOKEN = select(tasks).where(
     tasks.c.workflow_instance_id == bindparam("instance_id"), tasks.c.token_id == bindparam("token_id")
 )
@@ -111,9 +110,8 @@ class TaskRepository:
     async def insert(self, task: Task) -> None:
         await self.session.execute(_INSERT, task_values(task))
 
-    async def get_by_id(self, task_id: str, *, for_update: bool = False) -> Task | None:
-        query = _BY_ID_FOR_UPDATE if for_update else _BY_ID
-        row = (await self.session.execute(query, {"task_id": task_id})).first()
+    async def get_by_id(self, task_id: str) -> Task | None:
+        row = (await self.session.execute(_BY_ID, {"task_id": task_id})).first()
         return task_from_row(row) if row else None
 
     async def get_many(self, task_ids: Iterable[str]) -> dict[str, Task]:
