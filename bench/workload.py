@@ -83,8 +83,9 @@ class Run:
         return self.instances * self.transitions_per_instance / self.seconds
 
 
-async def drive(work: Any, instances: int, drivers: int) -> Run:
-    """Run ``await work()`` ``instances`` times from ``drivers`` concurrent drivers; time the whole."""
+async def drive(work: Any, instances: int, drivers: int, settle: Any = None) -> Run:
+    """Run ``await work()`` ``instances`` times from ``drivers`` concurrent drivers, then ``await
+    settle()`` if given; time the whole."""
     remaining = instances
 
     async def driver() -> None:
@@ -95,8 +96,11 @@ async def drive(work: Any, instances: int, drivers: int) -> Run:
 
     started = time.perf_counter()
     await asyncio.gather(*(driver() for _ in range(drivers)))
+    if settle is not None:
+        await settle()
     return Run(drivers=drivers, instances=instances, seconds=time.perf_counter() - started)
 
 
 async def run_stepwise(engine: Engine, instances: int, drivers: int) -> Run:
-    return await drive(lambda: one_instance(engine), instances, drivers)
+    """Timed until every event is numbered too (engine.sequencer numbers them after the commits)."""
+    return await drive(lambda: one_instance(engine), instances, drivers, engine.sequencer.idle)

@@ -99,7 +99,7 @@ class SubscriptionLimitError(StepwiseError):
 class SubscriberOverflowError(StepwiseError):
     """A subscriber did not keep up and its bounded queue overflowed; the subscription has ended.
 
-    ``resume_after`` is the id of the last event it was given (or where it started): subscribing
+    ``resume_after`` is the position of the last event it was given (or where it started): subscribing
     again after it misses nothing.
     """
 

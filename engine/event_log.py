@@ -4,48 +4,49 @@ Writing
 -------
 A :class:`~engine.transition.Transition` buffers the events it records and the engine writes them
 as the transaction's last work, just before ``COMMIT`` (:func:`finish_transition`, below; on its
-own, :func:`write_events`). On PostgreSQL writing them
+own, :func:`write_events`). Readers follow the log by ``position``, not by ``id``.
 
-1. takes the transaction-level advisory lock ``pg_advisory_xact_lock(EVENT_LOCK_KEY)``;
-2. inserts the events (ids from the table's identity sequence);
-3. runs ``NOTIFY stepwise_events, '<highest id>'`` — ids, not payloads, so the 8 KB limit never
-   bites. PostgreSQL delivers a notification when its transaction commits and drops it on
-   rollback, so it can neither announce an event nobody can read nor be lost after the commit.
+Why positions: id order (the identity sequence) is not commit order. A transaction holding id 10 may
+commit after one holding id 11, and a reader that had already moved its cursor past 11 would never
+see 10. A reader needs every event to become visible in cursor order, so that one integer cursor
+(``position > cursor``, which is also a client's resume cursor) misses nothing.
 
-Why the lock: sequence order is not commit order. A transaction holding id 10 may commit after one
-holding id 11, and a reader that had already moved its cursor past 11 would never see 10. Under the
-lock, taking ids and committing are one critical section, and PostgreSQL releases a transaction's
-locks only after its commit is visible; so whoever takes the lock next gets higher ids *and*
-commits later. Ids then become visible in increasing order, and a reader needs nothing but one
-integer cursor (``id > cursor``) — which is also what a client's resume cursor is.
+Numbering (PostgreSQL). A transition inserts its events without a position, takes no lock and sends
+no notification, so committing transitions flush their WAL together as PostgreSQL groups commits.
+After the commit its process runs a numbering round (:class:`engine.sequencer.EventSequencer`): the
+database function ``stepwise_number_events`` (migration ``452ee6c06fd3``) takes the transaction-level
+advisory lock ``EVENT_LOCK_KEY``, gives every committed event without a position the next positions
+from the sequence ``task_event_positions`` in id order, and sends ``NOTIFY stepwise_events, '<highest
+position>'`` (a number, never a payload, so the 8 KB limit never bites). Rounds hold the lock until
+their commit is visible and read what to number only after taking it, so a round's positions are
+higher than every earlier round's and become visible after them; positions never go back. PostgreSQL
+delivers a notification when its transaction commits, so none announces a position nobody can read.
 
-What it costs: event-writing transactions serialize for lock → insert → notify → commit (the rest
-of one statement, see below, plus the commit's WAL flush); the transition's real work (its row
-locks, reads and task writes) still runs in parallel, before the lock. PostgreSQL already
-serializes the commits of transactions that NOTIFY (``PreCommit_Notify`` in ``async.c`` holds a
-cluster-wide lock until after commit, to queue notifications in commit order), so the lock only
-adds the insert and the notify to a critical section that exists anyway. Measured on the
-development machine (PostgreSQL 15, two loaded CPUs, ``synchronous_commit=on``), when the lock,
-insert and notify were three statements: 16 clients each claiming and saving tasks of their own
-instances, 6 interleaved rounds of 320 transitions, medians 110 transitions/s with the lock and 97
-without — no difference that stands out of the noise; the commit's WAL flush dominates both.
+What it costs: rounds serialize (lock → number → notify → commit), but a round numbers whatever
+committed before it, so under load one round serves many transitions, and a transition waits for at
+most the round in progress and its own. Before, each event-writing transaction took the lock and
+notified itself, and PostgreSQL also serializes the commits of transactions that NOTIFY
+(``PreCommit_Notify`` in ``async.c`` holds a cluster-wide lock until after the commit's WAL flush):
+one flush at a time, ~1,500 commits/s on a 2-core machine where pgbench's grouped commits reach
+6,000 (bench.engine_throughput). An event committed by a process that dies before its round is
+numbered by the next round anyone runs; each server's event hub also runs one when it has heard
+nothing for a while (:mod:`engine.events`).
 
-The alternatives, rejected: a watermark on transaction ids (an ``xid8`` column and
-``pg_snapshot_xmin``) needs a schema change and lets any long write transaction hold back every
-subscriber; tracking gaps and re-reading them for a grace period is unsound (a transaction slower
-than the grace is skipped for good) and sees a gap for every rolled-back id, which are common here
-(lost races are retried).
+SQLite has one writer at a time (``BEGIN IMMEDIATE``), so there id order is commit order: an event's
+position is its id, set in its own transaction.
 
-SQLite has one writer at a time (``BEGIN IMMEDIATE``), so there id order is commit order already.
+The alternatives, rejected: taking the lock in every transaction (what this did until numbering: it
+and NOTIFY made commits single file); a watermark on transaction ids (an ``xid8`` column and
+``pg_snapshot_xmin``) lets any long write transaction hold back every subscriber; tracking gaps and
+re-reading them for a grace period is unsound (a transaction slower than the grace is skipped for
+good) and sees a gap for every rolled-back id, which are common here (lost races are retried).
 
 A transition ends with :func:`finish_transition`: on PostgreSQL the instance's UPDATE (or a new
 instance's INSERT), the rows and task updates the transition deferred
-(:mod:`engine.storage.deferred`), the lock, the events' insert and the NOTIFY are one statement, and
-a signal is two statements in all (one when its process remembers the instance,
-:mod:`engine.remembered`). The other writes and every check finish before the lock is taken, which
-is taken only once they all passed; the inserted events are joined to it, so no id is drawn from the
-sequence before the lock is held, and the lock (held until the commit) covers only the events. A
-lost race (the UPDATE matched nothing) takes no lock, inserts no row and no event, and the
+(:mod:`engine.storage.deferred`) and the events' insert are one statement, and a signal is two
+statements in all (one when its process remembers the instance, :mod:`engine.remembered`), besides
+its share of a numbering round. Every check runs before the events are inserted, which they are
+only when all passed. A lost race (the UPDATE matched nothing) inserts no row and no event, and the
 statement's own revision check then fails it as a whole (SQLSTATE ``SW409``), so nothing stays even
 in autocommit, where transitions first run. A start's statement also checks that no newer version
 of its definition has been deployed than the one it ran on (which its process did not read again),
@@ -54,7 +55,7 @@ fails the statement as a whole, and the engine runs the transition again.
 
 Reading
 -------
-:func:`load_deliveries` reads the events after a cursor once, each with what subscribers need to judge
+:func:`load_deliveries` reads the events after a cursor (a position) once, each with what subscribers need to judge
 and show it (the task as it is now, the instance's starter, the users it mentions, the message of
 ``MESSAGE_POSTED``), in a handful of batched queries however many events and subscribers there are.
 """
@@ -64,7 +65,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from asyncpg import PostgresError
 from sqlalchemy import ARRAY, Table, Text, TextClause, bindparam, text
@@ -98,33 +99,31 @@ EVENT_LOCK_KEY = 0x5354_4550_5749_5345  # "STEPWISE": the only advisory lock Ste
 
 _INSTANCE_COLUMNS = tuple(column.key for column in instances.c if column.key != "id")
 _EVENT_COLUMNS = "kind, task_id, step_instance_id, workflow_instance_id, actor_id, occurred_at, data"
-_EVENTS_AND_NOTIFY = f"""
-locked AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock(:lock_key) FROM checks AS c WHERE {{passed}}
-), inserted AS (
+_EVENTS = f"""
+inserted AS (
     INSERT INTO task_events ({_EVENT_COLUMNS})
     SELECT e.kind, e.task_id, e.step_instance_id, e.workflow_instance_id, e.actor_id, e.occurred_at,
            coalesce(e.data, 'null')
-    FROM locked, ROWS FROM (jsonb_to_recordset(:events) AS (
+    FROM checks AS c, ROWS FROM (jsonb_to_recordset(:events) AS (
         kind text, task_id text, step_instance_id text, workflow_instance_id text, actor_id text,
         occurred_at timestamptz, data jsonb
     )) WITH ORDINALITY AS e({_EVENT_COLUMNS}, position)
+    WHERE {{passed}}
     ORDER BY e.position
     RETURNING id
-), notified AS (
-    SELECT pg_notify(:channel, max(id)::text) FROM inserted HAVING count(*) > 0
 )"""
+_NUMBER_EVENTS = text("SELECT stepwise_number_events(:lock_key, :channel) AS latest")
 _CHANGED = "(SELECT coalesce(array_agg(id), '{{}}') FROM ({}) AS changed)"
-# Every revision check of the statement, in the statement, evaluated once, before the event lock is
-# taken (which it is only when they pass): it fails as a whole (SQLSTATE SW409, the counts as its
-# detail) when one fails, so that in autocommit nothing it wrote stays.
+# Every revision check of the statement, in the statement, evaluated once, before the events are
+# inserted (which they are only when all pass): it fails as a whole (SQLSTATE SW409, the counts as
+# its detail) when one fails, so that in autocommit nothing it wrote stays.
 _CHECKS = """checks AS MATERIALIZED (
     SELECT (SELECT count(*) FROM updated) AS updated, {changed} AS changed, {newer} AS newer,
            {changed_since} AS changed_since
 )"""
 _PASSED = "c.updated = 1 AND cardinality(c.changed) = {updates} AND NOT c.newer AND NOT c.changed_since"
 _CHECKED = """
-SELECT (SELECT max(id) FROM {inserted}) AS latest, {notified} AS notified, stepwise_conflict_unless(
+SELECT (SELECT max(id) FROM {inserted}) AS latest, stepwise_conflict_unless(
     {passed},
     json_build_object('updated', c.updated, 'changed', c.changed, 'newer', c.newer,
                       'changed_since', c.changed_since)::text
@@ -155,9 +154,9 @@ def _finish_on_postgres(
     the rows and revision-checked updates the transition deferred
     (:class:`~engine.storage.deferred.TransitionConnection`): each table's inserts as one statement
     from a JSON array, each update by its row's key; then the check of every revision (a
-    ``remembered`` transition's open tasks too) and, only if it passed, the events under the lock and
-    the NOTIFY. Foreign keys are checked at the end of the statement, so parents and children may
-    arrive together."""
+    ``remembered`` transition's open tasks too) and, only if it passed, the events (without
+    positions: a numbering round gives them theirs after the commit). Foreign keys are checked at
+    the end of the statement, so parents and children may arrive together."""
     key = (new_instance, with_events, remembered, _names(inserts), _names(updates))
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
@@ -179,13 +178,9 @@ def _finish_on_postgres(
         ))  # fmt: skip
         passed = _PASSED.format(updates=len(updates))
         if with_events:
-            # The other writes finish before the lock is taken: only the events wait for one another.
-            others = [f"(SELECT count(*) FROM {name}) >= 0" for name in writes if name != "updated"]
-            ctes.append(_EVENTS_AND_NOTIFY.replace("{passed}", " AND ".join([passed, *others])))
+            ctes.append(_EVENTS.replace("{passed}", passed))
         checked = _CHECKED.format(
-            inserted="inserted" if with_events else "(SELECT NULL::bigint AS id) AS no_events",
-            notified="(SELECT count(*) FROM notified)" if with_events else "0",  # a CTE no one reads never runs
-            passed=passed,
+            inserted="inserted" if with_events else "(SELECT NULL::bigint AS id) AS no_events", passed=passed
         )
         statement = text("WITH " + ",\n".join(ctes) + checked).bindparams(
             *([] if new_instance else update_parameters(instances, _INSTANCE_COLUMNS, "")),
@@ -253,7 +248,7 @@ async def finish_transition(
         else update_values(instance, expected_revision)
     )
     if events:
-        parameters.update(lock_key=EVENT_LOCK_KEY, channel=CHANNEL, events=[json_row(e.row()) for e in events])
+        parameters["events"] = [json_row(e.row()) for e in events]
     remembered = remembered_tasks is not None and not new_instance
     if remembered:
         parameters["remembered_tasks"] = list(remembered_tasks or ())
@@ -296,19 +291,32 @@ def _failed_checks(error: DBAPIError | PostgresError) -> dict[str, Any] | None:
 
 
 async def write_events(session: Executor, events: Sequence[NewTaskEvent]) -> int | None:
-    """Insert ``events`` as the transaction's last work; on PostgreSQL under the event lock, with a NOTIFY.
+    """Insert ``events`` as the transaction's last work: on SQLite with their positions, on PostgreSQL
+    for the next numbering round (:func:`number_events`) to number after the commit.
 
     Returns the highest id written (None when there was nothing to write).
     """
     if not events:
         return None
-    on_postgres = dialect_of(session) == "postgresql"
-    if on_postgres:
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOCK_KEY})
     latest = await TaskEventRepository(session).add_many(events)
-    if on_postgres:
-        await session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": CHANNEL, "id": str(latest)})
+    if dialect_of(session) != "postgresql":
+        await session.execute(_POSITIONS_ARE_IDS)
     return latest
+
+
+# SQLite writes one transaction at a time, so id order is commit order there.
+_POSITIONS_ARE_IDS = text("UPDATE task_events SET position = id WHERE position IS NULL")
+
+
+async def number_events(db: Database) -> int | None:
+    """One numbering round (PostgreSQL; see "Numbering" above): every committed event without a
+    position gets the next ones, in id order, announced by one NOTIFY. Returns the highest position
+    it gave (None when every committed event had one, and always on SQLite)."""
+    if db.is_sqlite:
+        return None
+    async with db.transition_connection(autocommit=True) as connection:
+        row = await connection.execute_last(_NUMBER_EVENTS, {"lock_key": EVENT_LOCK_KEY, "channel": CHANNEL})
+    return None if row["latest"] is None else int(row["latest"])
 
 
 @dataclass(frozen=True, eq=False)
@@ -329,6 +337,11 @@ class Delivery:
     """The directory users :func:`mentioned_users` names, read with the event; None for an id that is
     not in the directory (e.g. a system actor). May be empty (read without users): load them then."""
 
+    @property
+    def position(self) -> int:
+        """The event's place in the log, which cursors name (deliveries are read by position)."""
+        return cast(int, self.event.position)
+
 
 def mentioned_users(delivery: Delivery) -> set[str]:
     """Who an event names: its actor, the task's assignee and completer, the message's author."""
@@ -343,13 +356,13 @@ def mentioned_users(delivery: Delivery) -> set[str]:
 class Batch:
     deliveries: list[Delivery]
     read_through: int
-    """The highest event id read (the starting cursor when there was none)."""
+    """The highest position read (the starting cursor when there was none)."""
     full: bool
     """The read hit its limit: there may be more."""
 
 
 async def load_deliveries(db: Database, after: int, limit: int, *, with_users: bool = True) -> Batch:
-    """Events committed after ``after`` (at most ``limit``), each with its task as it is now and (unless
+    """Events numbered after position ``after`` (at most ``limit``), each with its task as it is now and (unless
     ``with_users`` is false: nobody is listening) the users it mentions."""
     async with db.read() as session:
         events = await TaskEventRepository(session).after(after, limit)
@@ -372,7 +385,7 @@ async def load_deliveries(db: Database, after: int, limit: int, *, with_users: b
             # and three directory queries each): that made pushing to many subscribers CPU-bound.
             found = await DirectoryRepository(session).get_users(set().union(*map(mentioned_users, deliveries)))
             deliveries = [replace(d, users={u: found.get(u) for u in mentioned_users(d)}) for d in deliveries]
-    return Batch(deliveries, events[-1].id, len(events) == limit)
+    return Batch(deliveries, cast(int, events[-1].position), len(events) == limit)
 
 
 def _message_id(event: TaskEvent) -> str | None:

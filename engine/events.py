@@ -7,10 +7,12 @@ Reading
 One :class:`EventHub` per server process. It reads each committed event once (with its task as it is
 now, the instance's starter, the users it mentions and the message of ``MESSAGE_POSTED``) and fans it out in memory to
 its subscribers' bounded queues. It is woken by the engine's commit listener (every commit of this
-process, and all of SQLite's real-time signalling), on PostgreSQL by its single ``LISTEN``
-connection (:mod:`engine.storage.listener`; other processes' commits), and by a poll while nothing
-else can signal it (SQLite's other processes, a ``LISTEN`` connection that is down). A lost
-``LISTEN`` connection is re-opened, and the hub then reads everything after the last id it saw.
+process, once its events are numbered, and all of SQLite's real-time signalling), on PostgreSQL by
+its single ``LISTEN`` connection (:mod:`engine.storage.listener`; every numbering round, other
+processes' too), and by a poll when it has heard nothing for a while (SQLite's other processes, a
+``LISTEN`` connection that is down, and on PostgreSQL events no round has numbered: the poll runs
+one). A lost ``LISTEN`` connection is re-opened, and the hub then reads everything after the last
+position it saw.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from engine.errors import SubscriberOverflowError, SubscriptionLimitError
-from engine.event_log import CHANNEL, EVENT_LOCK_KEY, Batch, Delivery, load_deliveries, write_events
+from engine.event_log import CHANNEL, EVENT_LOCK_KEY, Batch, Delivery, load_deliveries, number_events, write_events
 from engine.permissions import can_see_task, is_candidate
 from engine.state import TaskEventKind, User
 from engine.storage.database import Database
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 
 # Writers and readers of the log import these from here too.
 __all__ = [
-    "CHANNEL", "EVENT_LOCK_KEY", "Batch", "Delivery", "EventFilter", "EventHub", "load_deliveries", "write_events",
+    "CHANNEL", "EVENT_LOCK_KEY", "Batch", "Delivery", "EventFilter", "EventHub", "load_deliveries", "number_events",
+    "write_events",
 ]  # fmt: skip
 
 
@@ -106,7 +109,7 @@ class _Subscriber:
         try:
             wanted = self.accepts(delivery)
         except Exception:  # a broken filter must not stop the hub or the other subscribers
-            log.exception("subscription filter failed on event %s", delivery.event.id)
+            log.exception("subscription filter failed on event %s", delivery.position)
             wanted = False
         if not wanted:
             return True
@@ -179,7 +182,7 @@ class EventHub:
 
     @property
     def cursor(self) -> int:
-        """The highest event id fanned out so far."""
+        """The highest position fanned out so far."""
         return self._cursor
 
     def subscriptions_of(self, user_id: str) -> int:
@@ -205,7 +208,7 @@ class EventHub:
             tasks.append(asyncio.create_task(self.listener.run(stop, first_attempt), name="stepwise-events-listener"))
             await first_attempt.wait()
         async with self.db.read() as session:
-            self._cursor = await TaskEventRepository(session).latest_id()
+            self._cursor = await TaskEventRepository(session).latest_position()
         self._started = True
         tasks.append(asyncio.create_task(self._read_loop(stop), name="stepwise-events-reader"))
         try:
@@ -224,13 +227,13 @@ class EventHub:
     async def stream(self, user: User, filter: EventFilter, after: int | None = None) -> AsyncGenerator[Delivery, None]:
         """The events ``user`` may see that match ``filter``, in commit order, until the caller stops.
 
-        With ``after`` (an event id) it first replays what committed after it from the database,
+        With ``after`` (a position) it first replays what committed after it from the database,
         then continues live with no gap and no duplicate at the seam: it joins the hub (from then on
         its queue gets every event past the hub's cursor), catches up from the database once more,
         and drops queued events it has already read. Without ``after`` it starts at the hub's cursor.
 
         Raises :class:`SubscriptionLimitError` when the user has too many live subscriptions here,
-        and :class:`SubscriberOverflowError` (with the id to resume after) when its queue overflows.
+        and :class:`SubscriberOverflowError` (with the position to resume after) when its queue overflows.
         """
         if self._per_user[user.id] >= self.max_per_user:
             raise SubscriptionLimitError(
@@ -281,9 +284,9 @@ class EventHub:
                     ) from None
                 except _Closed:
                     return
-                if delivery.event.id <= seen:
+                if delivery.position <= seen:
                     continue
-                last = delivery.event.id
+                last = delivery.position
                 yield delivery
         finally:
             if subscriber is not None:
@@ -296,12 +299,19 @@ class EventHub:
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            # While LISTEN is up every commit anywhere wakes the hub; otherwise (SQLite, whose other
-            # processes cannot signal, or a listener that is down) poll as well.
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), None if self.listening else self.poll_seconds)
+            # While LISTEN is up every numbering round anywhere wakes the hub. Having heard nothing
+            # for poll_seconds it looks anyway: SQLite's other processes cannot signal, a listener
+            # may be down, and on PostgreSQL an event whose process died before numbering it waits
+            # for the next round anyone runs (event_log, "Numbering"), so the hub runs one.
+            woken = True
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            except TimeoutError:
+                woken = False
             self._wake.clear()
             try:
+                if not woken:
+                    await number_events(self.db)
                 await self._catch_up()
             except Exception:  # a database hiccup: the next wake or poll reads from the same cursor
                 log.exception("reading task events after %s failed", self._cursor)
@@ -312,7 +322,7 @@ class EventHub:
             # With nobody subscribed (most commits of a quiet server) the users are not worth reading.
             batch = await load_deliveries(self.db, self._cursor, self.batch_size, with_users=bool(self._subscribers))
             # Publishing and moving the cursor happen without an await in between, so a subscriber
-            # joining sees every event either already fanned out (id <= cursor) or still to come.
+            # joining sees every event either already fanned out (position <= cursor) or still to come.
             for delivery in batch.deliveries:
                 for subscriber in list(self._subscribers):
                     if not subscriber.offer(delivery):

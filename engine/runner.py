@@ -32,6 +32,7 @@ from engine.errors import FieldError as InputError
 from engine.parsing import parse_definition
 from engine.registry import Registry
 from engine.remembered import RememberedInstances
+from engine.sequencer import EventSequencer
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
 from engine.storage.database import Database
 from engine.storage.deferred import TransactionNeeded, TransitionConnection
@@ -69,6 +70,7 @@ class Engine:
         self._latest_versions: dict[str, int] = {}
         """The latest version of each key this process has seen (PostgreSQL: see :meth:`_latest`)."""
         self.remembered = remembered if remembered is not None else RememberedInstances()
+        self.sequencer = EventSequencer(db, self._tell_commit_listeners)
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -298,11 +300,19 @@ class Engine:
 
     async def _committed(self, transition: Transition, finished: WorkflowInstance, *, autocommit: bool) -> None:
         """After ``transition`` committed: remember what it left (only an autocommit transition's every
-        write went through it, :mod:`engine.remembered`), then tell the commit listeners."""
+        write went through it, :mod:`engine.remembered`), then, if it wrote events, tell the commit
+        listeners: on PostgreSQL once a numbering round has numbered them (:mod:`engine.sequencer`),
+        on SQLite (numbered in the transaction) now."""
         if autocommit and self._remembers:
             self.remembered.keep(transition.state_after(finished))
         if not transition.events_written:
             return
+        if self.db.is_sqlite:
+            await self._tell_commit_listeners()
+        else:
+            self.sequencer.committed()
+
+    async def _tell_commit_listeners(self) -> None:
         for listener in self.commit_listeners:
             try:
                 await listener()

@@ -206,6 +206,9 @@ class Task:
 @dataclass(frozen=True)
 class TaskEvent:
     id: int
+    position: int | None
+    """Its place in the event log, which readers' cursors name (:mod:`engine.event_log`); None until
+    numbered, for a moment after its commit on PostgreSQL."""
     kind: TaskEventKind
     task_id: str
     step_instance_id: str

@@ -50,18 +50,19 @@ from schema.types.user import User
 _CURSOR_PREFIX = "taskEvent:"
 
 
-def encode_event_cursor(event_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{event_id}".encode()).decode().rstrip("=")
+def encode_event_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
 
 
 def decode_event_cursor(cursor: str) -> int:
-    """The event id behind a cursor; anything else is the client's error (``BAD_USER_INPUT``)."""
+    """The event log position behind a cursor; anything else is the client's error (``BAD_USER_INPUT``).
+    (Cursors given before positions existed name event ids, which became those events' positions.)"""
     try:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if decoded.startswith(_CURSOR_PREFIX):
-            event_id = int(decoded.removeprefix(_CURSOR_PREFIX))
-            if event_id >= 0:
-                return event_id
+            position = int(decoded.removeprefix(_CURSOR_PREFIX))
+            if position >= 0:
+                return position
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise GraphQLError("`after` is not a task event cursor", extensions={"code": "BAD_USER_INPUT"})
@@ -92,7 +93,7 @@ class TaskEvent:
     def from_domain(cls, delivery: Delivery) -> TaskEvent:
         event = delivery.event
         return cls(
-            cursor=encode_event_cursor(event.id), kind=event.kind, task=Task.from_domain(delivery.task),
+            cursor=encode_event_cursor(delivery.position), kind=event.kind, task=Task.from_domain(delivery.task),
             occurred_at=event.occurred_at, source=delivery,
         )  # fmt: skip
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -70,6 +70,7 @@ class Database:
             _ping_idle_connections(self.engine, ping_idle_after)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._before_dispose: list[Callable[[], Awaitable[None]]] = []
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -113,7 +114,14 @@ class Database:
         async with self._read_sessions() as session:
             yield session
 
+    def before_dispose(self, finish: Callable[[], Awaitable[None]]) -> None:
+        """Have :meth:`dispose` await ``finish()`` first: work in the background that still needs the
+        pool (an engine's numbering rounds) ends before it, not on a new pool nobody disposes."""
+        self._before_dispose.append(finish)
+
     async def dispose(self) -> None:
+        for finish in self._before_dispose:
+            await finish()
         await self.engine.dispose()
 
 

@@ -201,7 +201,14 @@ class TaskRow(Base):
 
 class TaskEventRow(Base):
     __tablename__ = "task_events"
+    __table_args__ = (
+        # Readers' cursors are positions (engine.event_log); the sequencer finds what it has yet to number.
+        Index("ux_task_events_position", "position", unique=True),
+        Index("ix_task_events_unnumbered", "id", postgresql_where=text("position IS NULL"),
+              sqlite_where=text("position IS NULL")),
+    )  # fmt: skip
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    position: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(32))
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     step_instance_id: Mapped[str] = mapped_column(String(36))

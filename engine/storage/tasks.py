@@ -277,8 +277,8 @@ class NewTaskEvent:
 
 
 class TaskEventRepository:
-    """Task events, ids increasing. Writers go through :mod:`engine.event_log`, which keeps
-    id order equal to commit order on PostgreSQL (readers rely on it)."""
+    """Task events. Writers go through :mod:`engine.event_log`, which gives committed events their
+    positions in commit order (readers follow the log by position)."""
 
     def __init__(self, session: Executor) -> None:
         self.session = session
@@ -291,13 +291,16 @@ class TaskEventRepository:
         result = await self.session.execute(_INSERT_EVENTS, rows[0] if len(rows) == 1 else rows)
         return int(max(result.scalars()))
 
-    async def latest_id(self) -> int:
-        """The highest event id committed so far (0 when there are none)."""
-        latest = await self.session.scalar(select(func.max(task_events.c.id)))
+    async def latest_position(self) -> int:
+        """The highest position given so far (0 when there is none)."""
+        latest = await self.session.scalar(select(func.max(task_events.c.position)))
         return int(latest or 0)
 
-    async def after(self, event_id: int, limit: int = 500) -> list[TaskEvent]:
-        query = select(task_events).where(task_events.c.id > event_id).order_by(task_events.c.id).limit(limit)
+    async def after(self, position: int, limit: int = 500) -> list[TaskEvent]:
+        """The numbered events after ``position``, in log order."""
+        query = (
+            select(task_events).where(task_events.c.position > position).order_by(task_events.c.position).limit(limit)
+        )
         return [_event(row) for row in await self.session.execute(query)]
 
     async def for_task(self, task_id: str) -> list[TaskEvent]:
@@ -316,6 +319,7 @@ class TaskEventRepository:
 def _event(row: Any) -> TaskEvent:
     return TaskEvent(
         id=row.id,
+        position=row.position,
         kind=TaskEventKind(row.kind),
         task_id=row.task_id,
         step_instance_id=row.step_instance_id,

@@ -18,7 +18,7 @@ from engine.storage.database import Database
 from engine.storage.instances import InstanceRepository
 from engine.transition import Transition
 from tests.engine.test_durability import approval_then_archive, events_of, tasks_of
-from tests.engine.test_transition_costs import rework_loop, statements
+from tests.engine.test_transition_costs import NUMBERING, rework_loop, statements
 
 pytestmark = pytest.mark.postgres_only
 
@@ -26,9 +26,12 @@ pytestmark = pytest.mark.postgres_only
 async def test_a_start_is_one_statement_and_no_transaction(engine: Engine, db: Database) -> None:
     await engine.deploy(approval_then_archive())  # this process now knows the latest version
     await engine.start("approval", {}, "alice")  # and the definition's document is read once
+    await engine.sequencer.idle()
     async with statements(db) as sent:
         instance = await engine.start("approval", {}, "alice")
-    [last] = sent.statements  # it checks the version itself (the definition is not read)
+        await engine.sequencer.idle()
+    last, numbering = sent.statements  # it checks the version itself (the definition is not read)
+    assert numbering == NUMBERING
     assert "INSERT INTO workflow_instances" in last and "INSERT INTO tasks" in last
     assert "workflow_definitions" in last
     assert sent.commands == []
@@ -211,6 +214,7 @@ async def test_a_cancelled_transition_gives_its_connection_back(engine: Engine, 
     """A request cancelled mid-transition (a client that went away) returns the pool's connection."""
     await engine.deploy(approval_then_archive())
     instance = await engine.start("approval", {}, "alice")
+    await engine.sequencer.idle()  # its numbering round has given its connection back
     holding = asyncio.Event()
 
     async def wait_forever(transition: Transition) -> None:

@@ -60,6 +60,8 @@ async def tasks_of(engine: Engine, instance_id: str) -> list[Task]:
 
 
 async def events_of(engine: Engine, instance_id: str) -> list[TaskEvent]:
+    """Its events, numbered (engine.sequencer numbers them after the transitions return)."""
+    await engine.sequencer.idle()
     async with engine.db.read() as session:
         return await TaskEventRepository(session).for_instance(instance_id)
 

@@ -1,11 +1,13 @@
 """How a transition's last writes land (engine/event_log.py ``finish_transition``): the instance and
-its events together, in commit order, announced only after the commit, nothing at all on a lost race.
-On PostgreSQL they are one statement; these tests hold it to what the separate statements did."""
+its events together, nothing at all on a lost race; on PostgreSQL in one statement, and numbered in
+commit order by a round after the commit (``number_events``), which alone takes the event lock and
+announces them."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -16,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.errors import ConcurrentUpdateError, ConflictError
-from engine.event_log import CHANNEL, EVENT_LOCK_KEY, finish_transition, write_events
+from engine.event_log import CHANNEL, EVENT_LOCK_KEY, finish_transition, number_events, write_events
 from engine.runner import Engine
 from engine.state import StepInstance, Task, TaskEvent, TaskEventKind, WorkflowInstance, new_id
 from engine.storage.database import Database
@@ -26,7 +28,7 @@ from engine.storage.models import instances, step_instances, tasks
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, task_values
 from server.demo import load_demo
 from tests.engine.test_events import latest, new_form_task
-from tests.engine.test_transition_costs import statements
+from tests.engine.test_transition_costs import NUMBERING, statements
 from tests.server.live import TIMEOUT
 
 pytestmark = pytest.mark.usefixtures("demo")
@@ -52,8 +54,40 @@ def events_for(task: Task, at: Any, *data: dict[str, Any] | None) -> list[NewTas
 
 
 async def events_after(db: Database, after: int) -> list[TaskEvent]:
+    """The events numbered after position ``after``, once a round has numbered what committed."""
+    await number_events(db)
     async with db.read() as session:
         return await TaskEventRepository(session).after(after, 10_000)
+
+
+async def unnumbered(db: Database) -> int:
+    async with db.read() as session:
+        return int(await session.scalar(text("SELECT count(*) FROM task_events WHERE position IS NULL")) or 0)
+
+
+@asynccontextmanager
+async def event_lock_held(db: Database) -> AsyncIterator[None]:
+    """Another session holds the event lock meanwhile."""
+    async with db.engine.connect() as holder:
+        await holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": EVENT_LOCK_KEY})
+        try:
+            yield
+        finally:
+            await holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": EVENT_LOCK_KEY})
+
+
+async def waiting_for_the_event_lock(db: Database) -> int:
+    async with db.read() as session:
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = :low"
+        return int(await session.scalar(text(query), {"low": EVENT_LOCK_KEY & 0xFFFFFFFF}) or 0)
+
+
+async def until_waiting_for_the_event_lock(db: Database, count: int = 1) -> None:
+    for _ in range(int(TIMEOUT / 0.01)):  # bounded
+        if await waiting_for_the_event_lock(db) >= count:
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"{count} waiter(s) for the event lock never appeared")
 
 
 def bumped(instance: WorkflowInstance) -> WorkflowInstance:
@@ -98,58 +132,81 @@ async def test_a_lost_race_writes_nothing(engine: Engine, db: Database, autocomm
 
 
 @pytest.mark.postgres_only
-async def test_a_failed_check_never_waits_for_the_event_lock(engine: Engine, db: Database) -> None:
-    """Every check runs before the event lock, which only a statement about to write its events
-    takes: a transition that fails (here a task someone else changed) neither waits for that lock
-    nor holds it up for the others."""
+async def test_a_transition_never_waits_for_the_event_lock(engine: Engine, db: Database) -> None:
+    """Transitions commit their events without the lock; only the numbering round waits for it, and
+    numbers them once it has it."""
     task = await new_form_task(engine)
     instance = await instance_of(db, task)
     after = await latest(engine)
-    async with db.engine.connect() as holder:  # another session holds the event lock meanwhile
-        await holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": EVENT_LOCK_KEY})
-        with pytest.raises(ConflictError, match="stale"):
-            async with db.transition_connection(autocommit=True) as connection:
-                stale = DeferredUpdate(tasks, task.id, task.revision + 3, {"revision": task.revision + 4},
-                                       ConflictError("stale"))  # fmt: skip
-                connection.defer_update(stale)
-                write = finish_transition(connection, bumped(instance), instance.revision,
-                                          events_for(task, engine.clock.now(), None))  # fmt: skip
-                await asyncio.wait_for(write, TIMEOUT)
-        await holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": EVENT_LOCK_KEY})
+    async with event_lock_held(db):
+        async with db.transition_connection(autocommit=True) as connection:
+            write = finish_transition(connection, bumped(instance), instance.revision,
+                                      events_for(task, engine.clock.now(), None, None))  # fmt: skip
+            highest = await asyncio.wait_for(write, TIMEOUT)
+        assert await unnumbered(db) == 2  # committed, not yet numbered: no reader sees them
+        round = asyncio.create_task(number_events(db))
+        await until_waiting_for_the_event_lock(db)
+        assert not round.done()
+    numbered = await asyncio.wait_for(round, TIMEOUT)
+    written = await events_after(db, after)
+    assert [e.id for e in written][-1] == highest and written[-1].position == numbered == after + 2
+    assert await instance_of(db, task) == bumped(instance)
+
+
+@pytest.mark.postgres_only
+async def test_a_failed_check_writes_no_event_even_in_autocommit(engine: Engine, db: Database) -> None:
+    task = await new_form_task(engine)
+    instance = await instance_of(db, task)
+    after = await latest(engine)
+    with pytest.raises(ConflictError, match="stale"):
+        async with db.transition_connection(autocommit=True) as connection:
+            stale = DeferredUpdate(tasks, task.id, task.revision + 3, {"revision": task.revision + 4},
+                                   ConflictError("stale"))  # fmt: skip
+            connection.defer_update(stale)
+            await finish_transition(connection, bumped(instance), instance.revision,
+                                    events_for(task, engine.clock.now(), None))  # fmt: skip
+    assert await unnumbered(db) == 0
     assert await events_after(db, after) == []
     assert await instance_of(db, task) == instance
 
 
 @pytest.mark.postgres_only
-async def test_a_signal_ends_with_one_statement_for_the_instance_and_its_events(engine: Engine, db: Database) -> None:
+async def test_a_signal_ends_with_one_statement_and_a_numbering_round(engine: Engine, db: Database) -> None:
     task = await new_form_task(engine)
     async with statements(db) as sent:
         await engine.send_signal(task.workflow_instance_id, task.node_id, {"amount": 3}, "alice")
+        await engine.sequencer.idle()  # the round runs after send_signal returned
     [last] = [s for s in sent.statements if "task_events" in s or "pg_advisory" in s or "pg_notify" in s]
-    assert "UPDATE workflow_instances" in last and "pg_advisory_xact_lock" in last and "pg_notify" in last
-    assert sent.statements[-1] == last
+    assert "UPDATE workflow_instances" in last and "INSERT INTO task_events" in last
+    assert "pg_advisory" not in last and "pg_notify" not in last
+    assert sent.statements[-2:] == [last, NUMBERING]
+    assert await unnumbered(db) == 0
 
 
 @pytest.mark.postgres_only
-async def test_the_notification_names_the_highest_id_and_comes_only_after_commit(
+async def test_the_notification_names_the_highest_position_and_comes_only_from_a_round(
     engine: Engine, db: Database, database_url: str
 ) -> None:
     task = await new_form_task(engine)
     instance = await instance_of(db, task)
+    after = await latest(engine)
     received: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
     await listener.add_listener(CHANNEL, lambda *args: received.put_nowait(args[3]))
     try:
         async with db.transaction() as session:
-            highest = await finish_transition(await session.connection(), bumped(instance), instance.revision,
-                                              events_for(task, engine.clock.now(), None, None))  # fmt: skip
-            await asyncio.sleep(0.2)
-            assert received.empty()
-        assert await asyncio.wait_for(received.get(), TIMEOUT) == str(highest)
-        async with db.transaction() as session:  # a lost race announces nothing
+            await finish_transition(await session.connection(), bumped(instance), instance.revision,
+                                    events_for(task, engine.clock.now(), None, None))  # fmt: skip
+        await asyncio.sleep(0.2)
+        assert received.empty()  # committed, but not numbered: nothing to read yet
+        numbered = await number_events(db)
+        assert numbered == after + 2
+        assert await asyncio.wait_for(received.get(), TIMEOUT) == str(numbered)
+        async with db.transaction() as session:  # a lost race writes nothing, so nothing is announced
             with pytest.raises(ConcurrentUpdateError):
                 await finish_transition(await session.connection(), bumped(instance), instance.revision,
                                         events_for(task, engine.clock.now(), None))  # fmt: skip
+        assert await number_events(db) is None
         await asyncio.sleep(0.2)
         assert received.empty()
     finally:
@@ -157,7 +214,7 @@ async def test_the_notification_names_the_highest_id_and_comes_only_after_commit
 
 
 async def separately(session: AsyncSession, task: Task, instance: WorkflowInstance, at: datetime) -> int | None:
-    """How events were written before the final statement, and still are outside transitions."""
+    """How events are written outside a transition's last statement."""
     return await write_events(session, events_for(task, at, None))
 
 
@@ -168,29 +225,62 @@ async def together(session: AsyncSession, task: Task, instance: WorkflowInstance
 
 @pytest.mark.postgres_only
 @pytest.mark.parametrize("writer", [separately, together])
-async def test_event_ids_become_visible_in_commit_order(engine: Engine, db: Database, writer: Writer) -> None:
-    """A transaction that took ids first but commits last makes the next writer wait for it."""
+async def test_positions_follow_commit_order_not_id_order(engine: Engine, db: Database, writer: Writer) -> None:
+    """An event that took its id first but commits last is numbered after the one that committed
+    first: a reader whose cursor already passed that one still reads it."""
     first_task, second_task = await new_form_task(engine), await new_form_task(engine)
     first_instance, second_instance = await instance_of(db, first_task), await instance_of(db, second_task)
     async with db.transaction() as first:
         first_id = await writer(first, first_task, first_instance, engine.clock.now())
+        async with db.transaction() as second:
+            second_id = await writer(second, second_task, second_instance, engine.clock.now())
+        assert first_id is not None and second_id is not None and first_id < second_id
+        cursor = await number_events(db)  # numbers the second, the only one committed
+        assert cursor is not None
+        assert [e.id for e in await events_after(db, cursor - 1)] == [second_id]
+    [late] = await events_after(db, cursor)
+    assert late.id == first_id and late.position == cursor + 1
 
-        async def second_writer() -> int | None:
-            async with db.transaction() as second:
-                return await writer(second, second_task, second_instance, engine.clock.now())
 
-        second = asyncio.create_task(second_writer())
-        for _ in range(int(TIMEOUT / 0.01)):  # bounded: the second writer must queue behind the first
-            async with db.read() as session:
-                query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = :low"
-                if await session.scalar(text(query), {"low": EVENT_LOCK_KEY & 0xFFFFFFFF}):
-                    break
-            await asyncio.sleep(0.01)
-        else:
-            pytest.fail("the second writer never waited for the event lock")
-        assert not second.done()
-    second_id = await asyncio.wait_for(second, TIMEOUT)
-    assert first_id is not None and second_id is not None and first_id < second_id
+@pytest.mark.postgres_only
+async def test_a_round_numbers_what_committed_while_it_waited_for_the_lock(engine: Engine, db: Database) -> None:
+    """The round reads what to number only once it holds the lock (its statement began before)."""
+    task = await new_form_task(engine)
+    after = await latest(engine)
+    async with event_lock_held(db):
+        round = asyncio.create_task(number_events(db))
+        await until_waiting_for_the_event_lock(db)
+        async with db.transaction() as session:
+            written = await write_events(session, events_for(task, engine.clock.now(), None))
+    assert await asyncio.wait_for(round, TIMEOUT) == after + 1
+    assert [e.id for e in await events_after(db, after)] == [written]
+
+
+@pytest.mark.postgres_only
+async def test_transitions_do_not_wait_for_numbering_and_share_its_rounds(engine: Engine, db: Database) -> None:
+    """Sixteen transitions commit while the event lock is held elsewhere (the round their first
+    commit started waits for it); the commit listeners hear of them only once they are numbered, by
+    two rounds: the waiting one, which reads after it has the lock, and the one more after it that
+    any commit during a round asks for."""
+    forms = [await new_form_task(engine) for _ in range(16)]
+    await engine.sequencer.idle()
+    after, rounds = await latest(engine), engine.sequencer.rounds
+    heard: list[int] = []
+
+    async def listener() -> None:
+        heard.append(await unnumbered(db))
+
+    engine.commit_listeners.append(listener)
+    async with event_lock_held(db):
+        await asyncio.wait_for(asyncio.gather(*(
+            engine.send_signal(f.workflow_instance_id, f.node_id, {"amount": 1}, "alice") for f in forms
+        )), TIMEOUT)  # fmt: skip
+        await until_waiting_for_the_event_lock(db)
+        assert await unnumbered(db) == 2 * len(forms)  # each: completed, and the next task created
+        assert heard == []
+    await asyncio.wait_for(engine.sequencer.idle(), TIMEOUT)
+    assert engine.sequencer.rounds - rounds == 2 and heard == [0, 0]
+    assert len(await events_after(db, after)) == 2 * len(forms)
 
 
 @pytest.mark.postgres_only

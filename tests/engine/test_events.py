@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 
 from engine.errors import SubscriberOverflowError, SubscriptionLimitError
-from engine.events import Delivery, EventFilter, EventHub
+from engine.events import Delivery, EventFilter, EventHub, write_events
 from engine.runner import Engine
 from engine.state import Task, TaskEventKind, User
 from engine.storage.database import Database
-from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
 from engine.task_service import TaskService
 from server.demo import load_demo
 from tests.server.live import TIMEOUT, wait_until
@@ -48,15 +48,19 @@ async def person(engine: Engine, user_id: str) -> User:
 
 
 async def new_form_task(engine: Engine, by: str = "alice") -> Task:
+    """A new task, its creation numbered (engine.sequencer numbers events after start returns): a
+    subscription that joins after this does not begin with it."""
     instance = await engine.start("expense_approval", {"entityName": "Lunch"}, by)
+    await engine.sequencer.idle()
     async with engine.db.read() as session:
         [task] = await TaskRepository(session).find_by_instance(instance.id)
     return task
 
 
-async def event_ids(engine: Engine, after: int = 0) -> list[int]:
+async def event_positions(engine: Engine, after: int = 0) -> list[int | None]:
+    await engine.sequencer.idle()
     async with engine.db.read() as session:
-        return [e.id for e in await TaskEventRepository(session).after(after, 10_000)]
+        return [e.position for e in await TaskEventRepository(session).after(after, 10_000)]
 
 
 async def take(stream: AsyncGenerator[Delivery, None], count: int) -> list[Delivery]:
@@ -64,8 +68,10 @@ async def take(stream: AsyncGenerator[Delivery, None], count: int) -> list[Deliv
 
 
 async def latest(engine: Engine) -> int:
+    """The highest position, once what this process committed is numbered."""
+    await engine.sequencer.idle()
     async with engine.db.read() as session:
-        return await TaskEventRepository(session).latest_id()
+        return await TaskEventRepository(session).latest_position()
 
 
 async def test_replay_then_live_with_no_gap_and_no_duplicate(demo: Engine) -> None:
@@ -81,7 +87,7 @@ async def test_replay_then_live_with_no_gap_and_no_duplicate(demo: Engine) -> No
             for amount in range(5, 8):
                 await tasks.save_progress(alice, task.id, {"amount": amount}, None)
             rest = await take(stream, 6)
-    assert [d.event.id for d in first + rest] == await event_ids(demo, start)
+    assert [d.position for d in first + rest] == await event_positions(demo, start)
     assert [d.event.kind for d in first[:2]] == [TaskEventKind.CLAIMED, TaskEventKind.PROGRESS_SAVED]
 
 
@@ -95,8 +101,8 @@ async def test_concurrent_writers_reach_a_live_subscriber_exactly_once_in_commit
         alice = await person(demo, "alice")
         await asyncio.gather(*(TaskService(demo).save_progress(alice, t.id, {"amount": 1}, None) for t in forms))
         delivered = [await asyncio.wait_for(first, TIMEOUT), *await take(stream, 2 * len(forms) - 1)]
-    ids = [d.event.id for d in delivered]
-    assert ids == sorted(ids) == await event_ids(demo, start)
+    positions = [d.position for d in delivered]
+    assert positions == sorted(positions) == await event_positions(demo, start)
 
 
 async def test_visibility_and_filters_follow_the_task_as_it_is_now(demo: Engine) -> None:
@@ -135,7 +141,7 @@ async def test_a_full_queue_ends_only_that_subscription(demo: Engine) -> None:
         fast_first = asyncio.ensure_future(anext(fast))
         await wait_until(lambda: hub.subscriptions_of("alice") == 2, "both subscriptions")
         await tasks.claim(alice, task.id)
-        claimed = (await asyncio.wait_for(slow_first, TIMEOUT)).event.id
+        claimed = (await asyncio.wait_for(slow_first, TIMEOUT)).position
         await asyncio.wait_for(fast_first, TIMEOUT)
         for amount in range(3):
             await tasks.save_progress(alice, task.id, {"amount": amount}, None)
@@ -195,3 +201,20 @@ async def test_a_lost_listener_reconnects_and_catches_up(database_url: str, demo
             assert caught_up.task.id == missed.id and hub.listener.connections == 2
     finally:
         await other_process.db.dispose()
+
+
+async def test_an_event_its_process_never_numbered_arrives_at_the_next_poll(demo: Engine) -> None:
+    """A process that dies between its commit and its numbering round (PostgreSQL) leaves its events
+    without positions, where no reader sees them and no round announces them: the hub, having heard
+    nothing for ``poll_seconds``, runs a round itself. (On SQLite the poll is how other processes'
+    commits arrive at all.)"""
+    alice = await person(demo, "alice")
+    task = await new_form_task(demo)
+    async with running_hub(demo, poll_seconds=0.2) as hub, aclosing(hub.stream(alice, EVERYTHING)) as stream:
+        pending = asyncio.ensure_future(anext(stream))
+        await wait_until(lambda: hub.subscriptions_of("alice") == 1, "the subscription")
+        async with demo.db.transaction() as session:  # the events of a transition, but no round after it
+            written = await write_events(session, [NewTaskEvent(TaskEventKind.UPDATED, task, "alice",
+                                                                demo.clock.now(), None)])  # fmt: skip
+        arrived = await asyncio.wait_for(pending, TIMEOUT)
+    assert arrived.event.id == written and arrived.event.kind is TaskEventKind.UPDATED

@@ -20,7 +20,7 @@ from engine.storage.instances import InstanceRepository, LockedInstance
 from engine.storage.tasks import TaskRepository
 from engine.transition import Transition
 from tests.engine.test_durability import approval_then_archive, contract, events_of, tasks_of
-from tests.engine.test_transition_costs import statements
+from tests.engine.test_transition_costs import NUMBERING, statements
 from tests.engine.test_worker import make_worker
 
 
@@ -47,10 +47,13 @@ async def test_what_a_process_remembers_is_what_a_read_returns(engine: Engine, d
     assert await remembered(engine, instance.id) == await fresh_read(db, instance.id)
     for node, payload in [("draft", {"text": "v1"}), ("legal", {"ok": True}), ("finance", {"ok": True}),
                           ("sign", {"signed": True})]:  # fmt: skip
+        await engine.sequencer.idle()  # the last transition's round, before counting this one's statements
         async with statements(db) as sent:
             instance = await engine.send_signal(instance.id, node, payload, "carol")
-        [last] = sent.statements
+            await engine.sequencer.idle()
+        last, numbering = sent.statements
         assert "UPDATE workflow_instances" in last and "FROM workflow_instances LEFT OUTER JOIN" not in last
+        assert numbering == NUMBERING
         assert await remembered(engine, instance.id) == await fresh_read(db, instance.id), node
     assert [task.node_id for task in (await fresh_read(db, instance.id)).open_tasks] == ["archive"]
     finished = await engine.send_signal(instance.id, "archive", {"box": 1}, "carol")
@@ -67,6 +70,7 @@ async def test_another_process_moving_the_instance_meanwhile_gives_what_a_read_w
     # This process remembers the approval as the open task; the other process completed it since.
     moved = await engine.start("approval", {}, "alice")
     await other.send_signal(moved.id, "approval", {"decision": "approved"}, "bob")
+    await other.sequencer.idle()
     events = await events_of(engine, moved.id)
     # From memory the archive task does not exist yet ("not waiting"): from a read it does.
     finished = await engine.send_signal(moved.id, "archive", {"box": 1}, "carol")
@@ -79,6 +83,7 @@ async def test_another_process_moving_the_instance_meanwhile_gives_what_a_read_w
     # From memory the approval is still open: the attempt writes nothing and the read finds the conflict.
     again = await engine.start("approval", {}, "alice")
     await other.send_signal(again.id, "approval", {"decision": "approved"}, "bob")
+    await other.sequencer.idle()
     events = await events_of(engine, again.id)
     with pytest.raises(ConflictError, match="already completed"):
         await engine.send_signal(again.id, "approval", {"decision": "rejected"}, "bob")
@@ -98,9 +103,12 @@ async def test_a_task_changed_outside_any_transition_is_caught_by_the_last_state
     [finance] = [t for t in await tasks_of(engine, instance.id) if t.node_id == "finance"]
     async with db.transaction() as session:  # as TaskRepository.claim_runnable claims, outside a transition
         assert await TaskRepository(session).update(finance.id, finance.revision, {"assigned_user_id": "bob"})
+    await engine.sequencer.idle()
     async with statements(db) as sent:
         await engine.send_signal(instance.id, "legal", {"ok": True}, "carol")
-    failed, read, last = sent.statements  # the attempt from memory, then from a read
+        await engine.sequencer.idle()
+    failed, read, last, numbering = sent.statements  # the attempt from memory, then from a read
+    assert numbering == NUMBERING
     assert "UPDATE workflow_instances" in failed and "FROM workflow_instances LEFT OUTER JOIN" in read
     state = await remembered(engine, instance.id)
     assert state == await fresh_read(db, instance.id)

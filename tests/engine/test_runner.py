@@ -83,6 +83,7 @@ async def test_signal_errors_change_nothing(engine: Engine) -> None:
     await engine.deploy(approval_workflow().build())
     instance = await engine.start("approval", {"entityName": "X"}, "alice")
     await engine.send_signal(instance.id, "approvalDecision", {"decision": "approved"}, "bob")
+    await engine.sequencer.idle()
     async with engine.db.read() as session:
         before = await InstanceRepository(session).get(instance.id)
         events_before = await TaskEventRepository(session).for_instance(instance.id)

@@ -33,6 +33,10 @@ from engine.storage.tasks import TaskRepository
 from engine.task_service import TaskService
 from engine.transition import reads_starter_details
 
+# What a transition that wrote events sends after its commit on PostgreSQL (or shares with others
+# committing meanwhile): the numbering round of engine.event_log.
+NUMBERING = "SELECT stepwise_number_events($1, $2) AS latest"
+
 
 @dataclass
 class Sent:
@@ -256,21 +260,25 @@ async def test_a_step_is_created_once_and_found_again_by_a_loop(engine: Engine, 
 
 async def test_a_signal_reads_once_and_writes_once(engine: Engine, db: Database) -> None:
     """Steps and open tasks come with the instance; the task's update, the new step and task ride in
-    the last statement on PostgreSQL, in autocommit (SQLite writes them just before it, one by one,
-    in a transaction)."""
+    the last statement on PostgreSQL, in autocommit, then a numbering round (SQLite writes them just
+    before it, one by one, in a transaction, and numbers its events there)."""
     await engine.deploy(rework_loop())
     instance = await engine.start("rework", {}, "alice")
     engine.remembered.forget([instance.id])  # as another process would find it (test_remembered.py: without)
+    await engine.sequencer.idle()
     async with statements(db) as sent:
         await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
+        await engine.sequencer.idle()  # its numbering round runs after it returned
     if db.dialect == "postgresql":
-        read, last = sent.statements
-        assert "FOR UPDATE" not in read and "FROM workflow_instances" in read
+        read, last, numbering = sent.statements
+        assert "FOR UPDATE" not in read and "FROM workflow_instances" in read and numbering == NUMBERING
         assert all(f"{write} " in last for write in ("INSERT INTO step_instances", "INSERT INTO tasks",
                                                      "UPDATE tasks", "UPDATE workflow_instances"))  # fmt: skip
         assert sent.commands == []
     else:
-        assert [s.split()[0] for s in sent.statements] == ["SELECT", "INSERT", "INSERT", "UPDATE", "UPDATE", "INSERT"]
+        assert [s.split()[0] for s in sent.statements] == ["SELECT", "INSERT", "INSERT", "UPDATE", "UPDATE", "INSERT",
+                                                           "UPDATE"]  # fmt: skip
+        assert sent.statements[-1].startswith("UPDATE task_events SET position = id")
         assert [c.split()[0] for c in sent.commands] == ["BEGIN"]
 
 

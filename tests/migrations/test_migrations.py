@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from engine.event_log import number_events
 from engine.storage.database import Database
 from engine.storage.migrations import current_revision, head_revision, upgrade
 from engine.storage.models import Base
 
 
-async def test_upgrade_from_empty_matches_the_models(db: Database) -> None:
-    async with db.engine.begin() as connection:  # start from nothing, not from the fixture's template
+async def empty(db: Database) -> None:
+    """Start from nothing, not from the fixture's template."""
+    async with db.engine.begin() as connection:
         if db.is_sqlite:
             for table in [*reversed(Base.metadata.sorted_tables)]:
                 await connection.execute(text(f'DROP TABLE "{table.name}"'))
@@ -21,6 +27,10 @@ async def test_upgrade_from_empty_matches_the_models(db: Database) -> None:
         else:
             await connection.execute(text("DROP SCHEMA public CASCADE"))
             await connection.execute(text("CREATE SCHEMA public"))
+
+
+async def test_upgrade_from_empty_matches_the_models(db: Database) -> None:
+    await empty(db)
     assert await current_revision(db) is None
 
     await upgrade(db)
@@ -32,3 +42,49 @@ async def test_upgrade_from_empty_matches_the_models(db: Database) -> None:
 
     async with db.engine.connect() as connection:
         assert await connection.run_sync(differences) == []
+
+
+def foreign_keys(connection: Connection, state: str) -> None:
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # not SQLAlchemy's: no BEGIN
+    cursor.execute(f"PRAGMA foreign_keys={state}")
+    cursor.close()
+
+
+@asynccontextmanager
+async def without_foreign_keys(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A transaction that may write events without their tasks."""
+    async with db.engine.connect() as connection:
+        if db.is_sqlite:  # a pragma outside any transaction; the pooled connection gets it back after
+            await connection.run_sync(foreign_keys, "OFF")
+        try:
+            async with connection.begin():
+                if not db.is_sqlite:
+                    await connection.execute(text("SET LOCAL session_replication_role = replica"))
+                yield connection
+        finally:
+            if db.is_sqlite:
+                await connection.run_sync(foreign_keys, "ON")
+
+
+async def test_events_keep_their_ids_as_positions_so_old_cursors_resume_where_they_did(db: Database) -> None:
+    """Cursors given before event positions named event ids: every existing event's position is its
+    id, and positions given later are higher than all of them."""
+    await empty(db)
+    await upgrade(db, "5a0c3e9d1b47")
+    columns = "kind, task_id, step_instance_id, workflow_instance_id, occurred_at"
+    values = "'UPDATED', 't', 's', 'w', '2026-01-01T00:00:00+00:00'"
+    async with without_foreign_keys(db) as connection:
+        insert = text(f"INSERT INTO task_events (id, {columns}) VALUES (:id, {values})")
+        await connection.execute(insert, [{"id": 3}, {"id": 7}, {"id": 12}])
+    await upgrade(db)
+    query = text("SELECT id, position FROM task_events ORDER BY id")
+    async with db.read() as session:
+        assert [tuple(row) for row in await session.execute(query)] == [(3, 3), (7, 7), (12, 12)]
+    async with without_foreign_keys(db) as connection:
+        await connection.execute(text(f"INSERT INTO task_events ({columns}) VALUES ({values})"))
+        if db.is_sqlite:  # as write_events numbers there
+            await connection.execute(text("UPDATE task_events SET position = id WHERE position IS NULL"))
+    if not db.is_sqlite:
+        assert await number_events(db) == 13
+    async with db.read() as session:
+        assert await session.scalar(text("SELECT position FROM task_events WHERE id NOT IN (3, 7, 12)")) == 13

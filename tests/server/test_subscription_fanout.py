@@ -54,8 +54,9 @@ async def feeds(url: str, settings: Settings, users: list[str], **variables: Any
 
 
 async def latest_event(engine: Engine) -> int:
+    await engine.sequencer.idle()  # what this process committed is numbered
     async with engine.db.read() as session:
-        return await TaskEventRepository(session).latest_id()
+        return await TaskEventRepository(session).latest_position()
 
 
 async def cursor_now(engine: Engine) -> str:

@@ -75,8 +75,9 @@ async def person(engine: Engine, user_id: str) -> User:
 
 
 async def cursor_now(engine: Engine) -> str:
+    await engine.sequencer.idle()  # what this process committed is numbered
     async with engine.db.read() as session:
-        return encode_event_cursor(await TaskEventRepository(session).latest_id())
+        return encode_event_cursor(await TaskEventRepository(session).latest_position())
 
 
 async def task_at(engine: Engine, instance: WorkflowInstance, node_id: str) -> Task:
@@ -245,7 +246,7 @@ async def test_a_slow_subscriber_overflows_alone_and_resumes_from_its_cursor(
             while len(received) < 4:
                 received.append((await slow.next())["payload"]["data"]["taskEvents"]["cursor"])
             async with engine.db.read() as session:
-                progress = [e.id for e in await TaskEventRepository(session).for_task(form.id)][2:]
+                progress = [e.position for e in await TaskEventRepository(session).for_task(form.id)][2:]
             assert received == [encode_event_cursor(i) for i in progress]
 
             # The fast subscriber never noticed.
