@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select, text
 
@@ -28,3 +30,31 @@ async def test_the_connection_returned_last_is_handed_out_next(db: Database) -> 
     finally:
         await fresh.dispose()
     assert pids == [earlier_pid] * 4
+
+
+@pytest.mark.postgres_only
+async def test_sixteen_concurrent_units_of_work_keep_their_connections(db: Database) -> None:
+    """The pool keeps what sixteen concurrent units of work (the engine benchmark's drivers, plus a
+    numbering round) need: a connection beyond the pool's size is closed when it comes back, and the
+    next burst starts a new server backend for it, which at a pool of 10 halved transitions/s."""
+    fresh = Database(db.url)
+    gate = asyncio.Event()
+
+    async def unit_of_work() -> int:
+        async with fresh.read() as session:
+            pid = int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)
+            await gate.wait()  # all sixteen hold their connection at once
+            return pid
+
+    async def burst() -> set[int]:
+        gate.clear()
+        working = [asyncio.create_task(unit_of_work()) for _ in range(16)]
+        await asyncio.sleep(0.2)
+        gate.set()
+        return set(await asyncio.gather(*working))
+
+    try:
+        first, second = await burst(), await burst()
+    finally:
+        await fresh.dispose()
+    assert len(first) == 16 and second == first
