@@ -339,3 +339,30 @@ async def test_deferred_rows_are_stored_as_inserts_store_them(engine: Engine, db
     assert rows[0][1] == 1 and rows[0][4:] == (False, False, "null", "null")
     assert rows[0][0]["data"] == {"big": 2**70 + 1, "note": "changed"}
     assert rows[0][3]["due_at"] == "2026-03-01T07:30:15.123456+00:00"
+
+
+@pytest.mark.postgres_only
+async def test_a_quiet_process_numbers_at_once_and_a_busy_one_gathers(engine: Engine, db: Database) -> None:
+    """A round begins at once when the last began ``min_interval`` ago; otherwise it waits for that
+    and then numbers everything committed meanwhile in one go."""
+    forms = [await new_form_task(engine) for _ in range(3)]
+    engine.sequencer.min_interval = 0.5
+    await asyncio.sleep(0.5)  # quiet since the last round
+    rounds = engine.sequencer.rounds
+
+    async def signal(task: Task) -> None:
+        await engine.send_signal(task.workflow_instance_id, task.node_id, {"amount": 1}, "alice")
+
+    await signal(forms[0])
+    for _ in range(int(0.3 / 0.01)):  # numbered within 0.3 s, long before the interval is over
+        if await unnumbered(db) == 0:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the first commit after a quiet spell was not numbered at once")
+    await signal(forms[1])
+    await signal(forms[2])
+    await asyncio.sleep(0.05)
+    assert await unnumbered(db) == 4 and engine.sequencer.rounds == rounds + 1  # the next round waits
+    await asyncio.wait_for(engine.sequencer.idle(), TIMEOUT)
+    assert await unnumbered(db) == 0 and engine.sequencer.rounds == rounds + 2
