@@ -311,7 +311,9 @@ class EventHub:
             self._wake.clear()
             try:
                 if not woken:
-                    await number_events(self.db)
+                    numbered = await number_events(self.db)
+                    if numbered is None and self.listening:  # nothing new anywhere: LISTEN would have said
+                        continue
                 await self._catch_up()
             except Exception:  # a database hiccup: the next wake or poll reads from the same cursor
                 log.exception("reading task events after %s failed", self._cursor)

@@ -218,3 +218,15 @@ async def test_an_event_its_process_never_numbered_arrives_at_the_next_poll(demo
                                                                 demo.clock.now(), None)])  # fmt: skip
         arrived = await asyncio.wait_for(pending, TIMEOUT)
     assert arrived.event.id == written and arrived.event.kind is TaskEventKind.UPDATED
+
+
+@pytest.mark.postgres_only
+async def test_a_quiet_hub_with_its_listener_up_reads_nothing(demo: Engine) -> None:
+    """Its poll's round numbers nothing, and anything numbered elsewhere would have been announced:
+    so it does not read the log (which an idle server would otherwise do every poll)."""
+    async with running_hub(demo, poll_seconds=0.1) as hub:
+        await wait_until(lambda: hub.listening, "the listener")
+        await asyncio.sleep(0.15)
+        before = hub.catch_ups
+        await asyncio.sleep(0.5)  # five polls
+        assert hub.catch_ups == before
