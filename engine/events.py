@@ -202,8 +202,7 @@ class EventHub:
         stop = asyncio.Event()
         tasks = []
         if self.db.dialect == "postgresql":
-            # LISTEN first, then read the starting cursor: nothing committed in between goes unseen,
-            # and an idle hub issues no statements at all.
+            # LISTEN first, then read the starting cursor: nothing numbered in between goes unseen.
             first_attempt = asyncio.Event()
             tasks.append(asyncio.create_task(self.listener.run(stop, first_attempt), name="stepwise-events-listener"))
             await first_attempt.wait()
