@@ -24,8 +24,8 @@ delivers a notification when its transaction commits, so none announces a positi
 
 What it costs: rounds serialize (lock → number → notify → commit), but a round numbers whatever
 committed before it, so under load one round serves many transitions, and no transition waits for
-one: its process runs them in the background, at most one every 10 ms. Before, each event-writing transaction took the lock and
-notified itself, and PostgreSQL also serializes the commits of transactions that NOTIFY
+one: its process runs them in the background, at most one every 10 ms. Before, each event-writing
+transaction took the lock and notified itself, and PostgreSQL also serializes the commits of transactions that NOTIFY
 (``PreCommit_Notify`` in ``async.c`` holds a cluster-wide lock until after the commit's WAL flush):
 one flush at a time, ~1,500 commits/s on a 2-core machine where pgbench's grouped commits reach
 6,000 (bench.engine_throughput). An event committed by a process that dies before its round is
