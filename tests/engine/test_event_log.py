@@ -29,7 +29,7 @@ from engine.storage.tasks import NewTaskEvent, TaskEventRepository, task_values
 from server.demo import load_demo
 from tests.engine.test_events import latest, new_form_task
 from tests.engine.test_transition_costs import NUMBERING, statements
-from tests.server.live import TIMEOUT
+from tests.server.live import TIMEOUT, wait_until
 
 pytestmark = pytest.mark.usefixtures("demo")
 Writer = Callable[[AsyncSession, Task, WorkflowInstance, datetime], Awaitable[int | None]]
@@ -82,12 +82,11 @@ async def waiting_for_the_event_lock(db: Database) -> int:
         return int(await session.scalar(text(query), {"low": EVENT_LOCK_KEY & 0xFFFFFFFF}) or 0)
 
 
-async def until_waiting_for_the_event_lock(db: Database, count: int = 1) -> None:
-    for _ in range(int(TIMEOUT / 0.01)):  # bounded
-        if await waiting_for_the_event_lock(db) >= count:
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"{count} waiter(s) for the event lock never appeared")
+async def until_waiting_for_the_event_lock(db: Database) -> None:
+    async def someone_waits() -> bool:
+        return await waiting_for_the_event_lock(db) >= 1
+
+    await wait_until(someone_waits, "a waiter for the event lock")
 
 
 def bumped(instance: WorkflowInstance) -> WorkflowInstance:
@@ -353,13 +352,11 @@ async def test_a_quiet_process_numbers_at_once_and_a_busy_one_gathers(engine: En
     async def signal(task: Task) -> None:
         await engine.send_signal(task.workflow_instance_id, task.node_id, {"amount": 1}, "alice")
 
-    await signal(forms[0])
-    for _ in range(int(0.3 / 0.01)):  # numbered within 0.3 s, long before the interval is over
-        if await unnumbered(db) == 0:
-            break
-        await asyncio.sleep(0.01)
-    else:
-        pytest.fail("the first commit after a quiet spell was not numbered at once")
+    async def all_numbered() -> bool:
+        return await unnumbered(db) == 0
+
+    await signal(forms[0])  # numbered within 0.3 s, long before the interval is over
+    await wait_until(all_numbered, "the first commit after a quiet spell numbered at once", timeout=0.3)
     await signal(forms[1])
     await signal(forms[2])
     await asyncio.sleep(0.05)

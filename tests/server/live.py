@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,16 @@ LEGACY_WS = "graphql-ws"
 EVENT_FIELDS = "cursor kind actor { id } occurredAt task { id nodeId status assignee { id } }"
 
 
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll ``condition`` every few milliseconds until it holds; fail after ``timeout`` seconds."""
+async def wait_until(condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = TIMEOUT) -> None:
+    """Poll ``condition`` (which may read the database: awaited when it returns an awaitable) every
+    few milliseconds until it holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not condition():
+
+    async def holds() -> bool:
+        found = condition()
+        return await found if inspect.isawaitable(found) else bool(found)
+
+    while not await holds():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.005)
