@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import gc
+import weakref
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, ClassVar
@@ -80,6 +83,16 @@ class Query:
     def rows(self) -> list[Row | None]:
         return list(ROWS)
 
+    @strawberry.field
+    async def gathered(self, info: strawberry.Info) -> list[str]:
+        # graphql-core's helper for resolvers awaiting several things as one unit of work
+        return await info._raw_info.async_helpers.gather([_later("a"), _later("b")])  # type: ignore[no-any-return]
+
+
+async def _later(value: str) -> str:
+    await asyncio.sleep(0)
+    return value
+
 
 QUERY = "{ rows { id title note colour at count shout secret owner { name } } }"
 
@@ -133,6 +146,25 @@ async def test_a_prefetched_relation_is_served_without_calling_its_resolver() ->
     assert result.data["rows"] == [{"id": "1", "owner": {"name": "loaded for 1"}},
                                    {"id": "5", "owner": {"name": "prefetched"}}]  # fmt: skip
     assert resolver_calls == ["1"], "only the row without a prefetched owner called the resolver"
+
+
+class Held:
+    """A query's context: what must go when the query ends."""
+
+
+async def test_a_finished_query_lets_go_of_its_context_without_the_cycle_collector() -> None:
+    ROWS[:] = [GOOD]
+    context = Held()
+    released = weakref.ref(context)
+    gc.disable()  # only reference counting frees now: a cycle would keep the context
+    try:
+        result = await make_schema(True).execute("{ rows { id owner { name } } gathered }", context_value=context)
+        assert result.errors is None and result.data is not None
+        assert result.data["gathered"] == ["a", "b"], "the resolver helpers still reach their executor"
+        del context, result
+        assert released() is None, "the executor (and with it the context) was kept alive by a reference cycle"
+    finally:
+        gc.enable()
 
 
 @strawberry.type
