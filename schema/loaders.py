@@ -3,7 +3,7 @@ number of queries however many tasks it holds."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,7 +28,7 @@ from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
 
-K = TypeVar("K")
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
@@ -47,6 +47,32 @@ def _loader(
         return [found.get(key, default()) for key in keys]
 
     return DataLoader(load_fn=load)
+
+
+async def load_all(loader: DataLoader[K, V], keys: Iterable[K]) -> dict[K, V]:
+    """What ``loader`` holds for each of ``keys``, for a resolver that knows all its keys at once.
+
+    ``load_many`` gives every key a future, a batch entry and a slot in a gather (for a 50-task
+    page's steps and assignees, 4% of its CPU). Here the keys the request has not loaded yet go to
+    the loader's batch function together, and their values are cached for the request's later loads.
+    """
+    found: dict[K, V] = {}
+    missing = []
+    for key in dict.fromkeys(keys):
+        cached = loader.cache_map.get(key) if loader.cache else None
+        if cached is not None and cached.done() and not cached.cancelled() and cached.exception() is None:
+            found[key] = cached.result()
+        else:
+            missing.append(key)
+    if missing:
+        loaded: dict[K, V] = {}
+        for key, value in zip(missing, await loader.load_fn(missing), strict=True):
+            if isinstance(value, BaseException):  # a batch function's way to fail one key (load would raise)
+                raise value
+            loaded[key] = value
+        loader.prime_many(loaded)
+        found.update(loaded)
+    return found
 
 
 def _none() -> None:

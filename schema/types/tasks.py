@@ -17,7 +17,7 @@ from engine import permissions, state
 from engine.definitions import Node, WorkflowDefinition
 from engine.storage.inbox import TaskOrderField, encode_cursor
 from schema.context import Info
-from schema.loaders import TitledStep
+from schema.loaders import TitledStep, load_all
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
 from schema.types.user import User
 
@@ -329,13 +329,14 @@ class TaskConnection:
         wanted = selected_names(info.selected_fields[0].selections, ("edges", "node")) if nodes else set()
         loaders = info.context.loaders
         if "step" in wanted:
-            titled = await loaders.titled_steps.load_many([node.source.step_instance_id for node in nodes])
-            for node, step in zip(nodes, titled, strict=True):
+            titled = await load_all(loaders.titled_steps, (node.source.step_instance_id for node in nodes))
+            for node in nodes:
+                step = titled[node.source.step_instance_id]
                 assert step is not None, "a task's step always exists (foreign key)"
                 node.prefetched["step"] = StepInstance.titled(step)
         if "assignee" in wanted:
             user_ids = sorted({node.source.assigned_user_id for node in nodes if node.source.assigned_user_id})
-            users = dict(zip(user_ids, await loaders.users.load_many(user_ids), strict=True))
+            users = await load_all(loaders.users, user_ids)
             for node in nodes:
                 user_id = node.source.assigned_user_id
                 node.prefetched["assignee"] = None if user_id is None else User.of(users[user_id], user_id)
