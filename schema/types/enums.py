@@ -38,4 +38,5 @@ class TaskType(Enum):
 
     @classmethod
     def of(cls, value: str) -> TaskType:
-        return cls.__members__.get(value, cls.CUSTOM)
+        # ``_value2member_map_`` is the enum's own lookup table (``__members__`` builds a view per call)
+        return cls._value2member_map_.get(value, cls.CUSTOM)  # type: ignore[return-value]
