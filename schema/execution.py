@@ -4,9 +4,10 @@ Most fields of a page are leaves read straight off a type's attribute (``Task.ti
 ``Task.status``): 550 of the 740 fields of a 50-task inbox page. graphql-core gives each of them a
 resolve info, a resolver call, two awaitable checks and a walk through ``complete_value``; that is
 about a third of the page's CPU (bench/profiling.py inbox). :func:`plain_leaves` finds these fields
-once per schema, and :class:`ExecutionContext` reads and serializes them directly. Anything that
-is not the plain case — no value for a non-null field, a value the scalar refuses, a missing
-attribute — goes through graphql-core's own path, so errors read exactly as before.
+once per schema, and :class:`ExecutionContext` reads and serializes an object's selected leaves in
+one loop, handing only its other fields to graphql-core. An object with anything that is not the
+plain case — no value for a non-null field, a value the scalar refuses, a missing attribute — goes
+through graphql-core's own path whole, so errors read exactly as before.
 
 A page that loads a relation for all its rows at once (``TaskConnection.page``: each task's step
 and assignee) leaves the values in the row's ``prefetched`` dict. :func:`serve_prefetched` puts a
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, cast
 
 from graphql import (
     GraphQLEnumType,
@@ -30,7 +32,7 @@ from graphql import (
     GraphQLSchema,
     Undefined,
 )
-from graphql.execution.collect_fields import FieldDetailsList
+from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
@@ -49,6 +51,18 @@ class Prefetching(Protocol):
 
 # (attribute name, the leaf type that serializes it)
 Leaf = tuple[str, GraphQLScalarType | GraphQLEnumType]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How :meth:`ExecutionContext.execute_fields` completes one selection of an object type."""
+
+    leaves: tuple[tuple[str, str, GraphQLScalarType | GraphQLEnumType, bool], ...]
+    """(response name, attribute, leaf type, nullable) of the selected plain leaves"""
+    rest: GroupedFieldSet
+    """the other selected fields, for graphql-core"""
+    order: tuple[str, ...] | None
+    """the response names in the query's order, when leaves-then-rest is not it"""
 
 
 def prepare(schema: GraphQLSchema) -> None:
@@ -124,28 +138,87 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         middleware = self.middleware_manager.middlewares if self.middleware_manager else ()
         self._plain_leaves: dict[str, dict[str, Leaf]] = leaves if leaves and not middleware else {}
         self.async_helpers = _helpers_of(weakref.proxy(self))
+        # by the selection's id: its dict is the executor's (cached per object type and nodes) and
+        # lives as long as the executor, like this cache
+        self._plans: dict[int, _Plan | None] = {}
 
-    def execute_field(
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: FieldDetailsList,
-        path: Path,
-        position_context: Any = None,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
     ) -> Any:
+        """Complete an object's plain leaves in one loop, the other fields through graphql-core.
+
+        A leaf without a value the plain path can give (a null where the type forbids one, a value
+        the scalar refuses, a missing attribute) sends the whole object through graphql-core's own
+        path, which reports it located, as before.
+        """
+        plan = self._plans.get(id(grouped_field_set), _ABSENT)
+        if plan is _ABSENT:
+            plan = self._plans[id(grouped_field_set)] = self._plan(parent_type, grouped_field_set)
+        if plan is None:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+        assert isinstance(plan, _Plan)
+        results: dict[str, Any] = {}
+        try:
+            for response_name, attribute, leaf, nullable in plan.leaves:
+                value = getattr(source_value, attribute)
+                if value is None:
+                    if not nullable:
+                        raise _NotPlain
+                    results[response_name] = None
+                    continue
+                serialized = leaf.coerce_output_value(value)
+                if serialized is None or serialized is Undefined:
+                    raise _NotPlain
+                results[response_name] = serialized
+        except Exception:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+        if not plan.rest:
+            return results
+        others = super().execute_fields(parent_type, source_value, path, plan.rest, position_context)
+        if self.is_awaitable(others):
+            return _merged_later(results, others, plan.order)
+        return _merged(results, cast(dict[str, Any], others), plan.order)
+
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> _Plan | None:
         by_name = self._plain_leaves.get(parent_type.name)
-        if by_name is not None:
-            leaf = by_name.get(field_details_list[0].node.name.value)
-            if leaf is not None:
-                try:
-                    value = getattr(source, leaf[0])
-                    if value is not None:
-                        serialized = leaf[1].coerce_output_value(value)
-                        if serialized is not None and serialized is not Undefined:
-                            return serialized
-                except Exception:  # noqa: S110 — the standard path below reports it, located
-                    pass
-        return super().execute_field(parent_type, source, field_details_list, path, position_context)
+        if by_name is None:
+            return None
+        leaves, rest = [], {}
+        for response_name, field_details_list in grouped_field_set.items():
+            field_name = field_details_list[0].node.name.value
+            leaf = by_name.get(field_name)
+            if leaf is None:
+                rest[response_name] = field_details_list
+            else:
+                nullable = not isinstance(parent_type.fields[field_name].type, GraphQLNonNull)
+                leaves.append((response_name, leaf[0], leaf[1], nullable))
+        if not leaves:
+            return None
+        order = tuple(grouped_field_set)
+        in_order = order == tuple(name for name, *_ in leaves) + tuple(rest)
+        return _Plan(tuple(leaves), rest, None if in_order else order)
+
+
+class _NotPlain(Exception):
+    """A leaf the plain path cannot complete (graphql-core's path reports it)."""
+
+
+def _merged(leaves: dict[str, Any], others: dict[str, Any], order: tuple[str, ...] | None) -> dict[str, Any]:
+    if order is None:
+        leaves.update(others)
+        return leaves
+    return {name: leaves[name] if name in leaves else others[name] for name in order}
+
+
+async def _merged_later(
+    leaves: dict[str, Any], others: Awaitable[dict[str, Any]], order: tuple[str, ...] | None
+) -> dict[str, Any]:
+    return _merged(leaves, await others, order)
 
 
 def _helpers_of(executor: Any) -> GraphQLResolveInfoHelpers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import json
 import weakref
 from datetime import UTC, datetime
 from enum import Enum
@@ -136,6 +137,18 @@ async def test_shortcuts_answer_what_the_standard_path_answers_including_errors(
     assert "Cannot return null for non-nullable field Row.title." in messages[("rows", 1, "title")]
     assert "Enum 'Colour' cannot represent value: 'green'" in messages[("rows", 2, "colour")]
     assert "Int cannot represent non-integer value: 'many'" in messages[("rows", 3, "count")]
+
+
+async def test_fields_keep_the_query_order_when_leaves_and_other_fields_interleave() -> None:
+    ROWS[:] = [GOOD, dataclasses.replace(GOOD, id=strawberry.ID("6"), note="a note")]
+    query = "{ rows { owner { name } id shout label: title note again: id colour } }"
+    standard = await make_schema(False).execute(query)
+    fast = await make_schema(True).execute(query)
+    assert fast.errors is None and standard.errors is None
+    assert json.dumps(fast.data) == json.dumps(standard.data), "same values in the same order"
+    assert fast.data is not None
+    assert list(fast.data["rows"][1]) == ["owner", "id", "shout", "label", "note", "again", "colour"]
+    assert fast.data["rows"][1]["note"] == "a note" and fast.data["rows"][0]["note"] is None
 
 
 async def test_a_prefetched_relation_is_served_without_calling_its_resolver() -> None:
