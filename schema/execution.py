@@ -1,19 +1,21 @@
-"""How operations execute: Strawberry's executor, with plain leaves and prefetched relations taken directly.
+"""How operations execute: Strawberry's executor, completing plain fields and prefetched relations itself.
 
 Most fields of a page are leaves read straight off a type's attribute (``Task.title``,
 ``Task.status``): 550 of the 740 fields of a 50-task inbox page. graphql-core gives each of them a
 resolve info, a resolver call, two awaitable checks and a walk through ``complete_value``; that is
 about a third of the page's CPU (bench/profiling.py inbox). :func:`plain_leaves` finds these fields
 once per schema, and :class:`ExecutionContext` reads and serializes an object's selected leaves in
-one loop, handing only its other fields to graphql-core. An object with anything that is not the
-plain case — no value for a non-null field, a value the scalar refuses, a missing attribute — goes
-through graphql-core's own path whole, so errors read exactly as before.
+one loop. Fields of an object type whose value needs no resolver — a plain attribute
+(``TaskEdge.node``) or a relation the page prefetched (below) — are found by
+:func:`direct_objects`, and their objects completed the same way, without a resolve info. Only
+the other fields go to graphql-core. An object with anything that is not the plain case — no value
+for a non-null field, a value the scalar refuses, a missing attribute, a relation not prefetched —
+goes through graphql-core's own path whole, so errors read exactly as before.
 
 A page that loads a relation for all its rows at once (``TaskConnection.page``: each task's step
 and assignee) leaves the values in the row's ``prefetched`` dict. :func:`serve_prefetched` puts a
-resolver in front of those fields that returns the prefetched value, so the 100 such fields of a
-50-task page skip Strawberry's per-call resolver set-up (an ``Info``, argument conversion, the
-extension chain); a row without the value calls the field's own resolver.
+resolver in front of those fields that returns the prefetched value (for an executor without the
+shortcuts above), and a row without the value calls the field's own resolver.
 """
 
 from __future__ import annotations
@@ -21,24 +23,27 @@ from __future__ import annotations
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, cast
+from typing import Any, ClassVar, NamedTuple, Protocol, cast
 
 from graphql import (
     GraphQLEnumType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLResolveInfoHelpers,
     GraphQLScalarType,
     GraphQLSchema,
     Undefined,
+    get_nullable_type,
 )
-from graphql.execution.collect_fields import GroupedFieldSet
-from graphql.pyutils import Path
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
 PLAIN_LEAVES = "stepwise.plain-leaves"
+DIRECT_OBJECTS = "stepwise.direct-objects"
 _ABSENT = object()
 
 
@@ -53,22 +58,40 @@ class Prefetching(Protocol):
 Leaf = tuple[str, GraphQLScalarType | GraphQLEnumType]
 
 
+# (attribute name, whether it is read from the row's ``prefetched``)
+DirectObject = tuple[str, bool]
+
+
+class _Direct(NamedTuple):
+    """A selected field :meth:`ExecutionContext.execute_fields` completes itself."""
+
+    response_name: str
+    attribute: str
+    prefetched: bool
+    leaf: GraphQLScalarType | GraphQLEnumType | None
+    """the leaf type serializing it; None for an object (its own fields are completed the same way)"""
+    object_type: GraphQLObjectType | None
+    field_type: GraphQLOutputType
+    nullable: bool
+    field_details_list: FieldDetailsList
+
+
 @dataclass(frozen=True)
 class _Plan:
     """How :meth:`ExecutionContext.execute_fields` completes one selection of an object type."""
 
-    leaves: tuple[tuple[str, str, GraphQLScalarType | GraphQLEnumType, bool], ...]
-    """(response name, attribute, leaf type, nullable) of the selected plain leaves"""
+    direct: tuple[_Direct, ...]
     rest: GroupedFieldSet
     """the other selected fields, for graphql-core"""
     order: tuple[str, ...] | None
-    """the response names in the query's order, when leaves-then-rest is not it"""
+    """the response names in the query's order, when direct-then-rest is not it"""
 
 
 def prepare(schema: GraphQLSchema) -> None:
     """Set ``schema`` up for :class:`ExecutionContext`: its plain leaves found, its prefetched fields served."""
     schema.extensions[PLAIN_LEAVES] = plain_leaves(schema)
     serve_prefetched(schema)
+    schema.extensions[DIRECT_OBJECTS] = direct_objects(schema)
 
 
 def plain_leaves(schema: GraphQLSchema) -> dict[str, dict[str, Leaf]]:
@@ -117,6 +140,37 @@ def serve_prefetched(schema: GraphQLSchema) -> None:
             raise TypeError(f"{type_.name} names unknown fields as prefetchable: {sorted(names - served)}")
 
 
+def direct_objects(schema: GraphQLSchema) -> dict[str, dict[str, DirectObject]]:
+    """Per object type, its fields of an object type whose value needs no resolver call.
+
+    That is a plain attribute (as in :func:`plain_leaves`) or a field a page prefetches (see
+    :func:`serve_prefetched`), of an object type that does not check its values (``is_type_of``);
+    not a list, no arguments, no field extension.
+    """
+    found: dict[str, dict[str, DirectObject]] = {}
+    for type_ in schema.type_map.values():
+        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+            continue
+        origin = getattr(type_.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF), "origin", None)
+        prefetchable: frozenset[str] = getattr(origin, "PREFETCHABLE", frozenset())
+        for name, field in type_.fields.items():
+            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            target = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+            if (
+                not isinstance(definition, StrawberryField)
+                or definition.extensions
+                or field.args
+                or not isinstance(target, GraphQLObjectType)
+                or target.is_type_of is not None
+            ):
+                continue
+            if definition.python_name in prefetchable:
+                found.setdefault(type_.name, {})[name] = (definition.python_name, True)
+            elif getattr(field.resolve, "_is_default", False) and definition.default_resolver is getattr:
+                found.setdefault(type_.name, {})[name] = (definition.python_name, False)
+    return found
+
+
 def _prefetched_or(name: str, resolve: Callable[..., Any]) -> Callable[..., Any]:
     def resolve_prefetched(source: Prefetching, info: Any, **arguments: Any) -> Any:
         found = source.prefetched.get(name, _ABSENT)
@@ -126,7 +180,7 @@ def _prefetched_or(name: str, resolve: Callable[..., Any]) -> Callable[..., Any]
 
 
 class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context, reading plain leaves (see :func:`plain_leaves`) directly.
+    """Strawberry's execution context, completing plain leaves and direct objects itself.
 
     Without :func:`prepare` on the schema it executes exactly as Strawberry's own."""
 
@@ -136,7 +190,11 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # Middleware (a schema extension's ``resolve``) wraps every resolver; with any, every field
         # takes the standard path. Strawberry passes a manager always, empty when there is none.
         middleware = self.middleware_manager.middlewares if self.middleware_manager else ()
-        self._plain_leaves: dict[str, dict[str, Leaf]] = leaves if leaves and not middleware else {}
+        standard = not leaves or bool(middleware)
+        self._plain_leaves: dict[str, dict[str, Leaf]] = {} if standard else cast(dict[str, dict[str, Leaf]], leaves)
+        self._direct_objects: dict[str, dict[str, DirectObject]] = (
+            {} if standard else self.schema.extensions.get(DIRECT_OBJECTS, {})
+        )
         self.async_helpers = _helpers_of(weakref.proxy(self))
         # by the selection's id: its dict is the executor's (cached per object type and nodes) and
         # lives as long as the executor, like this cache
@@ -150,11 +208,13 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        """Complete an object's plain leaves in one loop, the other fields through graphql-core.
+        """Complete an object's plain leaves and direct objects itself, its other fields through graphql-core.
 
-        A leaf without a value the plain path can give (a null where the type forbids one, a value
-        the scalar refuses, a missing attribute) sends the whole object through graphql-core's own
-        path, which reports it located, as before.
+        First every direct field's value is read, without running anything: a value the direct path
+        cannot complete (a null where the type forbids one, a value the scalar refuses, a missing
+        attribute, a relation the page did not prefetch) sends the whole object through graphql-core's
+        own path, which reports it located, as before. Then the direct objects' fields are completed
+        (their errors handled as graphql-core handles a field's), then the rest.
         """
         plan = self._plans.get(id(grouped_field_set), _ABSENT)
         if plan is _ABSENT:
@@ -163,45 +223,102 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
         assert isinstance(plan, _Plan)
         results: dict[str, Any] = {}
+        objects: list[tuple[_Direct, Any]] = []
         try:
-            for response_name, attribute, leaf, nullable in plan.leaves:
-                value = getattr(source_value, attribute)
-                if value is None:
-                    if not nullable:
+            for direct in plan.direct:
+                if direct.prefetched:
+                    value = source_value.prefetched.get(direct.attribute, _ABSENT)
+                    if value is _ABSENT:
                         raise _NotPlain
-                    results[response_name] = None
-                    continue
-                serialized = leaf.coerce_output_value(value)
-                if serialized is None or serialized is Undefined:
-                    raise _NotPlain
-                results[response_name] = serialized
+                else:
+                    value = getattr(source_value, direct.attribute)
+                if value is None:
+                    if not direct.nullable:
+                        raise _NotPlain
+                    results[direct.response_name] = None
+                elif direct.leaf is None:
+                    objects.append((direct, value))
+                    results[direct.response_name] = None  # completed below, in its place
+                else:
+                    serialized = direct.leaf.coerce_output_value(value)
+                    if serialized is None or serialized is Undefined:
+                        raise _NotPlain
+                    results[direct.response_name] = serialized
         except Exception:
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
-        if not plan.rest:
-            return results
-        others = super().execute_fields(parent_type, source_value, path, plan.rest, position_context)
-        if self.is_awaitable(others):
-            return _merged_later(results, others, plan.order)
+        pending: list[tuple[str, Awaitable[Any]]] = []
+        try:
+            for direct, value in objects:
+                completed = self._complete_object(parent_type, direct, path, value, position_context)
+                if self.is_awaitable(completed):
+                    pending.append((direct.response_name, completed))
+                results[direct.response_name] = completed
+            others = (
+                super().execute_fields(parent_type, source_value, path, plan.rest, position_context)
+                if plan.rest
+                else {}
+            )
+        except Exception:
+            if pending:  # as graphql-core does with its fields' pending work
+                self.settle_in_background([awaitable for _, awaitable in pending])
+            raise
+        if pending or self.is_awaitable(others):
+            return _merged_later(results, pending, others, plan.order)
         return _merged(results, cast(dict[str, Any], others), plan.order)
 
-    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> _Plan | None:
-        by_name = self._plain_leaves.get(parent_type.name)
-        if by_name is None:
+    def _complete_object(
+        self, parent_type: GraphQLObjectType, direct: _Direct, path: Path | None, value: Any, position_context: Any
+    ) -> Any:
+        """``direct``'s object completed as graphql-core's ``execute_field`` would once resolved."""
+        field_path = Path(path, direct.response_name, parent_type.name)
+        assert direct.object_type is not None
+        try:
+            completed = self.collect_and_execute_subfields(
+                direct.object_type, direct.field_details_list, field_path, value, position_context
+            )
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, direct.field_type, direct.field_details_list, field_path)
             return None
-        leaves, rest = [], {}
+        if self.is_awaitable(completed):
+            return self._completed_later(direct, field_path, completed)
+        return completed
+
+    async def _completed_later(self, direct: _Direct, path: Path, completed: Awaitable[Any]) -> Any:
+        try:
+            return await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, direct.field_type, direct.field_details_list, path)
+            return None
+
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> _Plan | None:
+        leaves = self._plain_leaves.get(parent_type.name, {})
+        objects = self._direct_objects.get(parent_type.name, {})
+        if not leaves and not objects:
+            return None
+        direct, rest = [], {}
         for response_name, field_details_list in grouped_field_set.items():
             field_name = field_details_list[0].node.name.value
-            leaf = by_name.get(field_name)
-            if leaf is None:
-                rest[response_name] = field_details_list
+            kind: GraphQLScalarType | GraphQLEnumType | GraphQLObjectType
+            if field_name in leaves:
+                attribute, kind = leaves[field_name]
+                prefetched = False
+            elif field_name in objects:
+                attribute, prefetched = objects[field_name]
+                kind = cast(GraphQLObjectType, get_nullable_type(parent_type.fields[field_name].type))
             else:
-                nullable = not isinstance(parent_type.fields[field_name].type, GraphQLNonNull)
-                leaves.append((response_name, leaf[0], leaf[1], nullable))
-        if not leaves:
+                rest[response_name] = field_details_list
+                continue
+            field_type = parent_type.fields[field_name].type
+            leaf = None if isinstance(kind, GraphQLObjectType) else kind
+            object_type = kind if isinstance(kind, GraphQLObjectType) else None
+            nullable = not isinstance(field_type, GraphQLNonNull)
+            direct.append(_Direct(response_name, attribute, prefetched, leaf, object_type, field_type, nullable,
+                                  field_details_list))  # fmt: skip
+        if not direct:
             return None
         order = tuple(grouped_field_set)
-        in_order = order == tuple(name for name, *_ in leaves) + tuple(rest)
-        return _Plan(tuple(leaves), rest, None if in_order else order)
+        in_order = order == tuple(d.response_name for d in direct) + tuple(rest)
+        return _Plan(tuple(direct), rest, None if in_order else order)
 
 
 class _NotPlain(Exception):
@@ -216,9 +333,17 @@ def _merged(leaves: dict[str, Any], others: dict[str, Any], order: tuple[str, ..
 
 
 async def _merged_later(
-    leaves: dict[str, Any], others: Awaitable[dict[str, Any]], order: tuple[str, ...] | None
+    results: dict[str, Any],
+    pending: list[tuple[str, Awaitable[Any]]],
+    others: Awaitable[dict[str, Any]] | dict[str, Any],
+    order: tuple[str, ...] | None,
 ) -> dict[str, Any]:
-    return _merged(leaves, await others, order)
+    awaitables = [awaitable for _, awaitable in pending]
+    if not isinstance(others, dict):
+        awaitables.append(others)
+    done = await gather_with_cancel(*awaitables)
+    results.update((name, value) for (name, _), value in zip(pending, done, strict=False))
+    return _merged(results, others if isinstance(others, dict) else done[-1], order)
 
 
 def _helpers_of(executor: Any) -> GraphQLResolveInfoHelpers:

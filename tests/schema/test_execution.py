@@ -16,7 +16,14 @@ import strawberry
 from strawberry.permission import BasePermission
 from strawberry.types import ExecutionResult
 
-from schema.execution import PLAIN_LEAVES, ExecutionContext, plain_leaves, prepare, serve_prefetched
+from schema.execution import (
+    DIRECT_OBJECTS,
+    PLAIN_LEAVES,
+    ExecutionContext,
+    plain_leaves,
+    prepare,
+    serve_prefetched,
+)
 from schema.schema import build_schema
 
 
@@ -42,6 +49,16 @@ class Owner:
 
 
 @strawberry.type
+class Inner:
+    label: str
+
+    @strawberry.field
+    async def loud(self) -> str:
+        await asyncio.sleep(0)
+        return self.label.upper()
+
+
+@strawberry.type
 class Row:
     id: strawberry.ID
     title: str
@@ -49,6 +66,8 @@ class Row:
     colour: Colour
     at: datetime
     count: int
+    inner: Inner = dataclasses.field(default_factory=lambda: Inner(label="in"))
+    maybe: Inner | None = None
     prefetched: strawberry.Private[dict[str, object]] = dataclasses.field(default_factory=dict)
     PREFETCHABLE: ClassVar[frozenset[str]] = frozenset({"owner"})
 
@@ -151,6 +170,35 @@ async def test_fields_keep_the_query_order_when_leaves_and_other_fields_interlea
     assert fast.data["rows"][1]["note"] == "a note" and fast.data["rows"][0]["note"] is None
 
 
+@pytest.mark.parametrize("inner_fields", ["label", "label loud"])
+async def test_objects_completed_directly_report_errors_as_the_standard_path_does(inner_fields: str) -> None:
+    broken = Inner(label=None)  # type: ignore[arg-type]
+    owned = {"owner": Owner(name="o")}  # prefetched for every row: no row falls back for want of it
+    ROWS[:] = [
+        dataclasses.replace(GOOD, maybe=Inner(label="m"), prefetched=owned),
+        dataclasses.replace(GOOD, id=strawberry.ID("7"), inner=broken, prefetched=owned),  # the row goes null
+        dataclasses.replace(GOOD, id=strawberry.ID("8"), maybe=broken, prefetched=owned),  # only maybe does
+        dataclasses.replace(GOOD, id=strawberry.ID("9"), inner=None, prefetched=owned),  # type: ignore[arg-type]
+    ]
+    query = f"{{ rows {{ id inner {{ {inner_fields} }} maybe {{ {inner_fields} }} owner {{ name }} }} }}"
+    standard_schema = make_schema(False)
+    serve_prefetched(standard_schema._schema)  # the same values, through graphql-core's own path
+    standard = await standard_schema.execute(query)
+    fast = await make_schema(True).execute(query)
+    assert comparable(fast) == comparable(standard)
+    assert json.dumps(fast.data) == json.dumps(standard.data)
+    assert fast.data is not None
+    loud = {"loud": "IN"} if "loud" in inner_fields else {}
+    assert fast.data["rows"][0] == {"id": "1", "inner": {"label": "in", **loud},
+                                    "maybe": {"label": "m", **({"loud": "M"} if loud else {})},
+                                    "owner": {"name": "o"}}  # fmt: skip
+    assert fast.data["rows"][1] is None and fast.data["rows"][3] is None
+    assert fast.data["rows"][2] is not None and fast.data["rows"][2]["maybe"] is None
+    paths = sorted(tuple(path) for _, path in comparable(fast)[1])
+    assert ("rows", 1, "inner", "label") in paths and ("rows", 2, "maybe", "label") in paths
+    assert ("rows", 3, "inner") in paths
+
+
 async def test_a_prefetched_relation_is_served_without_calling_its_resolver() -> None:
     ROWS[:] = [GOOD, dataclasses.replace(GOOD, id=strawberry.ID("5"), prefetched={"owner": Owner(name="prefetched")})]
     resolver_calls.clear()
@@ -218,6 +266,10 @@ def test_the_served_schema_takes_both_shortcuts() -> None:
     leaves = schema.extensions[PLAIN_LEAVES]
     assert {"id", "title", "status", "createdAt"} <= leaves["Task"].keys()
     assert not {"assignee", "step", "viewerCanClaim", "form"} & leaves["Task"].keys()
+    direct = schema.extensions[DIRECT_OBJECTS]
+    assert direct["Task"] == {"assignee": ("assignee", True), "step": ("step", True)}
+    assert direct["TaskEdge"] == {"node": ("node", False)}
+    assert "edges" not in direct["TaskConnection"], "lists go through graphql-core"
     task = schema.type_map["Task"]
     assert task.fields["assignee"].resolve.__name__ == "resolve_prefetched"  # type: ignore[attr-defined, union-attr]
     assert task.fields["step"].resolve.__name__ == "resolve_prefetched"  # type: ignore[attr-defined, union-attr]
