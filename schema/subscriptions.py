@@ -274,7 +274,7 @@ class SubscriptionExecutionContext(ExecutionContext):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._subfields_by_nodes: dict[tuple[GraphQLObjectType, tuple[int, ...]], CollectedFields] = {}
+        self._subfields_by_nodes: dict[tuple[GraphQLObjectType, object], CollectedFields] = {}
         self._share_key: tuple[int, str] | None = None
         self._share_key_known = False
 
@@ -292,10 +292,18 @@ class SubscriptionExecutionContext(ExecutionContext):
     def collect_subfields(
         self, return_type: GraphQLObjectType, field_details_list: FieldDetailsList
     ) -> CollectedFields:
-        if any(d.defer_usage is not None or d.fragment_variable_values is not None for d in field_details_list):
-            return super().collect_subfields(return_type, field_details_list)
         # The nodes are the (cached) document's, alive as long as this executor: their ids are stable.
-        key = (return_type, tuple(id(d.node) for d in field_details_list))
+        # Nearly always one field node: that case builds no tuple (a page asks for every object it completes).
+        key: tuple[GraphQLObjectType, object]
+        if len(field_details_list) == 1:
+            details = field_details_list[0]
+            if details.defer_usage is not None or details.fragment_variable_values is not None:
+                return super().collect_subfields(return_type, field_details_list)
+            key = (return_type, id(details.node))
+        else:
+            if any(d.defer_usage is not None or d.fragment_variable_values is not None for d in field_details_list):
+                return super().collect_subfields(return_type, field_details_list)
+            key = (return_type, tuple(id(d.node) for d in field_details_list))
         found = self._subfields_by_nodes.get(key)
         if found is None:
             found = self._subfields_by_nodes[key] = super().collect_subfields(return_type, field_details_list)
