@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -290,6 +290,12 @@ async def test_utc_datetimes_round_trip_aware(db: Database) -> None:
         assert (value.hour, value.microsecond) == (9, 654321)
     assert stored.completed_at is None
     assert found == "wi-1" and later == "wi-1"
+    async with db.read() as session:
+        if db.engine.dialect.name == "postgresql":  # the session's zone does not change what is read
+            await session.execute(text("SET LOCAL TimeZone = 'Pacific/Auckland'"))
+        again = await InstanceRepository(session).get("wi-1")
+    assert again is not None and again.started_at == local
+    assert again.started_at.tzinfo is not None and again.started_at.utcoffset() == timedelta(0)
 
 
 async def test_naive_datetimes_are_refused(db: Database) -> None:
