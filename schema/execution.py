@@ -196,9 +196,9 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
             {} if standard else self.schema.extensions.get(DIRECT_OBJECTS, {})
         )
         self.async_helpers = _helpers_of(weakref.proxy(self))
-        # by the selection's id: its dict is the executor's (cached per object type and nodes) and
-        # lives as long as the executor, like this cache
-        self._plans: dict[int, _Plan | None] = {}
+        self._plans: dict[int, tuple[GroupedFieldSet, _Plan | None]] = {}
+        """By the selection's id; each entry keeps its selection alive, so that id is not reused
+        while the entry lasts (graphql-core's own subfield cache does the same)."""
 
     def execute_fields(
         self,
@@ -216,12 +216,15 @@ class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
         own path, which reports it located, as before. Then the direct objects' fields are completed
         (their errors handled as graphql-core handles a field's), then the rest.
         """
-        plan = self._plans.get(id(grouped_field_set), _ABSENT)
-        if plan is _ABSENT:
-            plan = self._plans[id(grouped_field_set)] = self._plan(parent_type, grouped_field_set)
+        planned = self._plans.get(id(grouped_field_set))
+        if planned is None:
+            planned = self._plans[id(grouped_field_set)] = (
+                grouped_field_set,
+                self._plan(parent_type, grouped_field_set),
+            )
+        plan = planned[1]
         if plan is None:
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
-        assert isinstance(plan, _Plan)
         results: dict[str, Any] = {}
         objects: list[tuple[_Direct, Any]] = []
         try:
@@ -342,7 +345,7 @@ async def _merged_later(
     if not isinstance(others, dict):
         awaitables.append(others)
     done = await gather_with_cancel(*awaitables)
-    results.update((name, value) for (name, _), value in zip(pending, done, strict=False))
+    results.update((name, value) for (name, _), value in zip(pending, done[: len(pending)], strict=True))
     return _merged(results, others if isinstance(others, dict) else done[-1], order)
 
 

@@ -287,6 +287,7 @@ class SubscriptionExecutionContext(ExecutionContext):
         executor = super().build_per_event_executor(payload)
         assert isinstance(executor, SubscriptionExecutionContext)
         executor._relevant_sub_fields = {}  # per event, so it goes with the event
+        executor._plans = {}  # likewise: it keeps each event's root selection alive
         return executor
 
     def collect_subfields(
