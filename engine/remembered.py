@@ -61,11 +61,10 @@ class RememberedInstances:
 
     def keep(self, state: LockedInstance) -> None:
         """Remember ``state`` (an instance that has ended is not: nothing moves it on)."""
+        self._entries.pop(state.instance.id, None)  # re-added last: the newest entry
         if self.capacity <= 0 or state.instance.status.is_final:
-            self._entries.pop(state.instance.id, None)
             return
         now = self._clock()
-        self._entries.pop(state.instance.id, None)
         self._entries[state.instance.id] = _Entry(state, now)
         while self._entries:
             oldest_id, oldest = next(iter(self._entries.items()))
