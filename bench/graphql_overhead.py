@@ -4,8 +4,8 @@ The bench builds its own app (``create_bench_app``: the real ``create_app`` plus
 here, never in ``server/app.py``):
 
 * ``POST /graphql`` — the shipped endpoint;
-* ``GET /bare/tasks?role=…`` — the same authentication, the same repository call (``search_tasks``)
-  and byte-identical JSON, with no GraphQL in between;
+* ``GET /bare/tasks?role=…`` — the same authentication, the same repository calls (the page, and the
+  count on a connection of its own meanwhile) and byte-identical JSON, with no GraphQL in between;
 * ``POST /graphql-uncached`` — a lever, measured: the shipped schema without Strawberry's ``ParserCache``
   and ``ValidationCache`` (what shipped before them), so the run shows what the caches are worth.
 
@@ -57,7 +57,16 @@ from bench.seed import (
 from engine.errors import AuthenticationError
 from engine.runner import Engine
 from engine.state import Task
-from engine.storage.inbox import TaskOrderField, TaskQuery, encode_cursor, search_tasks
+from engine.storage.inbox import (
+    TaskOrderField,
+    TaskQuery,
+    TaskSearch,
+    count_tasks,
+    encode_cursor,
+    page_of_tasks,
+    task_search,
+)
+from schema.queries import running
 from schema.schema import build_schema
 from server.app import create_app
 from server.auth import authenticate
@@ -97,6 +106,10 @@ def create_bench_app() -> Starlette:
     app = create_app(settings)
     engine: Engine = app.state.engine
 
+    async def count_alongside(search: TaskSearch) -> int:
+        async with engine.db.autocommit_read() as connection:
+            return await count_tasks(connection, search)
+
     async def bare_tasks(request: Request) -> Response:
         async with engine.db.read() as session:  # authenticates in the page's session, as /graphql does
             try:
@@ -106,8 +119,11 @@ def create_bench_app() -> Starlette:
             if viewer is None:
                 return Response('{"error":"authentication required"}', status_code=401,
                                 media_type="application/json")  # fmt: skip
-            query = TaskQuery(role=request.query_params.get("role"))
-            tasks, total, has_next = await search_tasks(session, viewer, query, 50, None)
+            search = task_search(viewer, TaskQuery(role=request.query_params.get("role")), 50, None)
+            async with running(count_alongside(search)) as counting:  # as /graphql counts: see task_connection
+                tasks, has_next = await page_of_tasks(session, search)
+                assert counting is not None
+                total = await counting
         edges = [{"cursor": encode_cursor(t, TaskOrderField.CREATED_AT), "node": _node(t)} for t in tasks]
         page_info = {"hasNextPage": has_next, "endCursor": edges[-1]["cursor"] if edges else None}
         body = {"data": {"tasks": {"totalCount": total, "pageInfo": page_info, "edges": edges}}}

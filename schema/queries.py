@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from datetime import datetime
 from enum import Enum
+from typing import Any, TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -13,14 +17,15 @@ from engine import permissions, state
 from engine.errors import NotFoundError, ValidationError
 from engine.services import visible_task
 from engine.storage.inbox import TaskOrderField as EngineOrderField
-from engine.storage.inbox import TaskQuery, search_tasks
-from schema.context import Info
+from engine.storage.inbox import TaskQuery, TaskSearch, count_tasks, page_of_tasks, task_search
+from schema.context import Context, Info
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus
-from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance
+from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names
 from schema.types.user import User
 
 TaskOrderField = strawberry.enum(EngineOrderField, name="TaskOrderField")
+T = TypeVar("T")
 
 
 @strawberry.enum
@@ -86,13 +91,44 @@ def bad_user_input(exc: ValidationError) -> GraphQLError:
 
 
 async def task_connection(info: Info, query: TaskQuery, first: int, after: str | None) -> TaskConnection:
-    """A page of the tasks the viewer may see that match ``query``; bad paging arguments are BAD_USER_INPUT."""
+    """A page of the tasks the viewer may see that match ``query``; bad paging arguments are BAD_USER_INPUT.
+
+    ``totalCount`` is counted only when selected, and on a connection of its own while the page is
+    read and built: the count scans the index entries of every matching task (at a million tasks,
+    a role's 11,000 open ones: 3-4 ms of PostgreSQL's time, bench.inbox_scaling), the page 51 rows.
+    """
     try:
-        async with info.context.read() as session:
-            tasks, total, has_next = await search_tasks(session, info.context.user, query, first, after)
+        search = task_search(info.context.user, query, first, after)
     except ValidationError as exc:
         raise bad_user_input(exc) from exc
-    return await TaskConnection.page(info, tasks, total, has_next, query.order_by)
+    selections = info.selected_fields[0].selections
+    counted = "totalCount" in selected_names(selections, ())
+    async with running(_count(info.context, search) if counted else None) as total:
+        async with info.context.read() as session:
+            tasks, has_next = await page_of_tasks(session, search)
+        return await TaskConnection.page(info, selections, tasks, has_next, search.order_by, total)
+
+
+async def _count(context: Context, search: TaskSearch) -> int:
+    async with context.engine.db.autocommit_read() as connection:
+        return await count_tasks(connection, search)
+
+
+@asynccontextmanager
+async def running(work: Coroutine[Any, Any, T] | None) -> AsyncIterator[asyncio.Task[T] | None]:
+    """``work`` running as a task while the block runs (the block awaits it for its result). A block
+    that ends early still waits for it to end: a read is not cut off mid-statement, and its error is
+    taken (the block's own error is the one to report)."""
+    if work is None:
+        yield None
+        return
+    task = asyncio.create_task(work)
+    try:
+        yield task
+    finally:
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()
 
 
 async def visible_step_tasks(

@@ -118,6 +118,16 @@ class Database:
         async with self._read_sessions() as session:
             yield session
 
+    @asynccontextmanager
+    async def autocommit_read(self) -> AsyncIterator[AsyncConnection]:
+        """A read on a connection of its own, beside a unit of work that holds another.
+
+        On PostgreSQL outside any transaction: no BEGIN and ROLLBACK round trips, and each statement
+        reads what was committed when it began, as a READ COMMITTED statement inside a transaction
+        does too. On SQLite (which takes over transactions, see below) a read transaction of its own."""
+        async with (self.engine if self.is_sqlite else self._autocommit_engine).connect() as connection:
+            yield connection
+
     def before_dispose(self, finish: Callable[[], Awaitable[None]]) -> None:
         """Have :meth:`dispose` await ``finish()`` first: work in the background that still needs the
         pool (an engine's numbering rounds) ends before it, not on a new pool nobody disposes."""

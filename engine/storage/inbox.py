@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, and_, bindparam, func, literal, or_, select, true, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import permissions
 from engine.definitions import Priority
 from engine.errors import FieldError, ValidationError
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
+from engine.storage.database import Executor
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
 from engine.storage.tasks import task_from_row
 
@@ -158,10 +158,21 @@ def _conditions(viewer: User, query: TaskQuery) -> list[ColumnElement[bool]]:
     return where
 
 
-async def search_tasks(
-    session: AsyncSession, viewer: User, query: TaskQuery, first: int, after: str | None
-) -> tuple[list[Task], int, bool]:
-    """A page of visible tasks: ``(tasks, total_count, has_next_page)``."""
+@dataclass(frozen=True)
+class TaskSearch:
+    """One page of the inbox to read, its arguments checked: what :func:`count_tasks` and
+    :func:`page_of_tasks` run (on one executor in turn, or on two at once)."""
+
+    where: tuple[ColumnElement[bool], ...]
+    order_by: TaskOrderField
+    descending: bool
+    first: int
+    after: tuple[Any, str] | None
+    """The (sort value, id) the page starts after."""
+
+
+def task_search(viewer: User, query: TaskQuery, first: int, after: str | None) -> TaskSearch:
+    """``viewer``'s search for ``query``; bad paging or filter arguments raise :class:`ValidationError`."""
     if not 0 <= first <= MAX_PAGE:
         raise ValidationError(
             f"first must be between 0 and {MAX_PAGE}, not {first}",
@@ -170,17 +181,35 @@ async def search_tasks(
     if query.due_before is not None and query.due_before.tzinfo is None:
         message = "dueBefore needs a UTC offset, e.g. 2026-01-05T09:00:00Z"
         raise ValidationError(message, [FieldError("filter.dueBefore", message, "INVALID_FORMAT")])
-    where = _conditions(viewer, query)
-    total = int(await session.scalar(select(func.count()).select_from(tasks).where(*where)) or 0)
-    sort = _sort_column(query.order_by)
-    page = select(tasks).where(*where)
-    if after is not None:
-        value, task_id = _decode_cursor(after, query.order_by)
+    start = None if after is None else _decode_cursor(after, query.order_by)
+    return TaskSearch(tuple(_conditions(viewer, query)), query.order_by, query.descending, first, start)
+
+
+async def count_tasks(executor: Executor, search: TaskSearch) -> int:
+    """How many tasks the search finds (on every page)."""
+    return int(await executor.scalar(select(func.count()).select_from(tasks).where(*search.where)) or 0)
+
+
+async def page_of_tasks(executor: Executor, search: TaskSearch) -> tuple[list[Task], bool]:
+    """The search's page, and whether another page follows."""
+    sort = _sort_column(search.order_by)
+    page = select(tasks).where(*search.where)
+    if search.after is not None:
+        value, task_id = search.after
         # A row comparison: the index on (…, sort column, id) serves it as a range.
         key, bound = tuple_(sort, tasks.c.id), tuple_(literal(value, sort.type), literal(task_id, tasks.c.id.type))
-        page = page.where(key < bound if query.descending else key > bound)
-    ordering = (sort.desc(), tasks.c.id.desc()) if query.descending else (sort.asc(), tasks.c.id.asc())
+        page = page.where(key < bound if search.descending else key > bound)
+    ordering = (sort.desc(), tasks.c.id.desc()) if search.descending else (sort.asc(), tasks.c.id.asc())
     # One row more than asked tells whether another page follows (``first: 0`` too: a count-only query).
-    rows = (await session.execute(page.order_by(*ordering).limit(first + 1))).all()
-    found = [task_from_row(row) for row in rows[:first]]
-    return found, total, len(rows) > first
+    rows = (await executor.execute(page.order_by(*ordering).limit(search.first + 1))).all()
+    return [task_from_row(row) for row in rows[: search.first]], len(rows) > search.first
+
+
+async def search_tasks(
+    executor: Executor, viewer: User, query: TaskQuery, first: int, after: str | None
+) -> tuple[list[Task], int, bool]:
+    """A page of visible tasks, counted and read in turn: ``(tasks, total_count, has_next_page)``."""
+    search = task_search(viewer, query, first, after)
+    total = await count_tasks(executor, search)
+    found, has_next = await page_of_tasks(executor, search)
+    return found, total, has_next

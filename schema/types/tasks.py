@@ -5,7 +5,7 @@ request's DataLoaders."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import ClassVar
 
@@ -320,13 +320,15 @@ class TaskConnection:
 
     @classmethod
     async def page(
-        cls, info: Info, tasks: list[state.Task], total: int, has_next: bool, order: TaskOrderField
-    ) -> TaskConnection:
-        """The page, with the relations the query selects on its tasks loaded for all of them at once."""
+        cls, info: Info, selections: list[Selection], tasks: list[state.Task], has_next: bool, order: TaskOrderField,
+        total: Awaitable[int] | None,
+    ) -> TaskConnection:  # fmt: skip
+        """The page, with the relations ``selections`` select on its tasks loaded for all of them at
+        once; ``total`` is awaited last (a count that runs meanwhile), and is None when not selected."""
         edges = [TaskEdge(cursor=encode_cursor(t, order), node=Task.from_domain(t)) for t in tasks]
         end = edges[-1].cursor if edges else None
         nodes = [edge.node for edge in edges]
-        wanted = selected_names(info.selected_fields[0].selections, ("edges", "node")) if nodes else set()
+        wanted = selected_names(selections, ("edges", "node")) if nodes else set()
         loaders = info.context.loaders
         if "step" in wanted:
             titled = await load_all(loaders.titled_steps, (node.source.step_instance_id for node in nodes))
@@ -340,7 +342,8 @@ class TaskConnection:
             for node in nodes:
                 user_id = node.source.assigned_user_id
                 node.prefetched["assignee"] = None if user_id is None else User.of(users[user_id], user_id)
-        return cls(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end), total_count=total)
+        total_count = 0 if total is None else await total  # 0: never shown, the query does not select it
+        return cls(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end), total_count=total_count)
 
 
 def selected_names(selections: Iterable[Selection], path: Sequence[str]) -> set[str]:

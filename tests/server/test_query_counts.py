@@ -95,21 +95,43 @@ async def test_an_inbox_page_costs_a_constant_number_of_statements(
     assert len(queries) <= MAX_STATEMENTS, "\n".join(queries)
 
 
-async def test_a_query_reads_on_one_connection(app_engine: Engine, settings: Settings, clock: ManualClock) -> None:
+async def test_a_query_reads_on_one_connection_and_counts_on_another(
+    app_engine: Engine, settings: Settings, clock: ManualClock
+) -> None:
     """Authentication, the page and all its nested batches share one read session: one checkout
-    (with its BEGIN and ROLLBACK) for the whole request, not one per DataLoader batch."""
+    (with its BEGIN and ROLLBACK) for the whole request, not one per DataLoader batch. ``totalCount``
+    is counted on a connection of its own (it runs while the page is read), and only when selected."""
     await make_tasks(app_engine, 12)
     async with fresh_server(settings, clock) as (app, client):
-        pool = app.state.engine.db.engine.sync_engine.pool
+        db = app.state.engine.db
         checkouts: list[object] = []
-        event.listen(pool, "checkout", lambda *args: checkouts.append(args))
+        event.listen(db.engine.sync_engine.pool, "checkout", lambda dbapi, record, proxy: checkouts.append(dbapi))
+        on: list[tuple[object, str]] = []  # (connection, statement)
+
+        def record(conn: Any, cursor: Any, sql: str, *rest: Any) -> None:
+            on.append((conn.connection, sql))
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", record)
         headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
-        for _ in range(2):  # the first also reads the definition into the engine's cache
+        uncounted = PAGE.replace("totalCount", "")
+        response = await client.post("/graphql", json={"query": PAGE, "variables": {"first": 12}}, headers=headers)
+        assert response.json()["data"]["tasks"]["totalCount"] == 12  # and the definition is in the engine's cache
+        for query, connections in [(PAGE, 2), (uncounted, 1)]:
             checkouts.clear()
-            response = await client.post("/graphql", json={"query": PAGE, "variables": {"first": 12}}, headers=headers)
+            on.clear()
+            response = await client.post("/graphql", json={"query": query, "variables": {"first": 12}}, headers=headers)
             body = response.json()
             assert "errors" not in body and len(body["data"]["tasks"]["edges"]) == 12, body
-    assert len(checkouts) == 1
+            assert len(checkouts) == connections
+            statements: dict[object, list[str]] = {}
+            for connection, sql in on:
+                if sql.strip().upper() != "BEGIN":  # SQLite's explicit BEGIN per connection
+                    statements.setdefault(connection, []).append(" ".join(sql.split()))
+            counts = [sql for sql in sum(statements.values(), []) if sql.startswith("SELECT count(*)")]
+            assert len(statements) == connections and len(counts) == connections - 1, statements
+            assert all(sqls == counts or not set(sqls) & set(counts) for sqls in statements.values()), statements
+        assert "totalCount" not in body["data"]["tasks"]
+        assert db.engine.sync_engine.pool.checkedout() == 0
 
 
 FRAGMENTS = """query($first: Int!) { tasks(first: $first) { totalCount edges { ...edge } } }
