@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, literal_column, select, union_all
+from sqlalchemy import delete, literal_column, select, union_all
 
 from engine.state import User
 from engine.storage.database import Executor
+from engine.storage.lists import any_of
 from engine.storage.models import groups, roles, user_groups, user_roles, users
 
 # A user with every membership in one round trip: one row per role or group (kind "r"/"g"), or one
@@ -20,7 +21,7 @@ _MEMBERSHIPS = union_all(
 _USERS = (
     select(users.c.id, users.c.name, users.c.email, _MEMBERSHIPS.c.kind, _MEMBERSHIPS.c.member_of)
     .outerjoin(_MEMBERSHIPS, _MEMBERSHIPS.c.user_id == users.c.id)
-    .where(users.c.id.in_(bindparam("ids", expanding=True)))
+    .where(any_of(users.c.id, "ids"))
 )
 
 

@@ -15,22 +15,21 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, bindparam, func, literal, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, true, tuple_
 
 from engine import permissions
 from engine.definitions import Priority
 from engine.errors import FieldError, ValidationError
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
 from engine.storage.database import Executor
+from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
 from engine.storage.tasks import task_from_row
 
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 MAX_PAGE = 200
-# Rendered as literals so the planner can match the partial ``ix_tasks_*_unfinished`` indexes.
-_UNFINISHED = tasks.c.status.not_in(
-    bindparam("finished_statuses", list(FINISHED_TASK_STATUSES), expanding=True, literal_execute=True)
-)
+# Literals, so the planner can match the partial ``ix_tasks_*_unfinished`` indexes.
+_UNFINISHED = tasks.c.status.not_in(sql_literals(FINISHED_TASK_STATUSES))
 
 
 class TaskOrderField(StrEnum):

@@ -20,6 +20,7 @@ from engine.state import (
 )
 from engine.storage.database import Executor
 from engine.storage.deferred import TransitionConnection, revision_checked_update
+from engine.storage.lists import any_of
 from engine.storage.models import definitions, instances, step_instances, tasks
 from engine.storage.tasks import task_from_row
 
@@ -46,16 +47,16 @@ _READ_FOR_TRANSITION = (
 _LOCK_FOR_TRANSITION = _READ_FOR_TRANSITION.with_for_update(of=instances)
 _STEP = select(step_instances).where(step_instances.c.id == bindparam("step_id"))
 # Batches the pages' DataLoaders read on every request; "ids" expands to the batch's keys.
-_INSTANCES = select(instances).where(instances.c.id.in_(bindparam("ids", expanding=True)))
-_STEPS = select(step_instances).where(step_instances.c.id.in_(bindparam("ids", expanding=True)))
+_INSTANCES = select(instances).where(any_of(instances.c.id, "ids"))
+_STEPS = select(step_instances).where(any_of(step_instances.c.id, "ids"))
 _STEPS_WITH_DEFINITIONS = (
     select(step_instances, instances.c.definition_key, instances.c.definition_version)
     .join(instances, instances.c.id == step_instances.c.workflow_instance_id)
-    .where(step_instances.c.id.in_(bindparam("ids", expanding=True)))
+    .where(any_of(step_instances.c.id, "ids"))
 )
 _STEPS_OF_INSTANCES = (
     select(step_instances)
-    .where(step_instances.c.workflow_instance_id.in_(bindparam("ids", expanding=True)))
+    .where(any_of(step_instances.c.workflow_instance_id, "ids"))
     .order_by(step_instances.c.created_at, step_instances.c.id)
 )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, case, func, insert, literal_column, or_, select, update
 
 from engine.state import (
     ACTIVE_TASK_STATUSES,
@@ -24,6 +24,7 @@ from engine.state import (
 )
 from engine.storage.database import Executor
 from engine.storage.deferred import revision_checked_update
+from engine.storage.lists import any_of, sql_literals
 from engine.storage.models import task_attempts, task_events, tasks
 
 _INSERT_FIELDS = (
@@ -78,16 +79,15 @@ _BY_TOKEN = select(tasks).where(
 _UPDATE = revision_checked_update(tasks)
 _LEASE_OWNER = select(tasks.c.lease_owner).where(tasks.c.id == bindparam("task_id"))
 # Batches the pages' DataLoaders read on every request; "ids" expands to the batch's keys.
-_BY_IDS = select(tasks).where(tasks.c.id.in_(bindparam("ids", expanding=True)))
+_BY_IDS = select(tasks).where(any_of(tasks.c.id, "ids"))
 _BY_INSTANCES = (
-    select(tasks)
-    .where(tasks.c.workflow_instance_id.in_(bindparam("ids", expanding=True)))
-    .order_by(tasks.c.created_at, tasks.c.id)
+    select(tasks).where(any_of(tasks.c.workflow_instance_id, "ids")).order_by(tasks.c.created_at, tasks.c.id)
 )
 
 
 def _count_of(statuses: Collection[TaskStatus]) -> Any:
-    return func.sum(case((tasks.c.status.in_([s.value for s in statuses]), 1), else_=0))
+    one, zero = literal_column("1", Integer()), literal_column("0", Integer())
+    return func.sum(case((tasks.c.status.in_(sql_literals(s.value for s in statuses)), one), else_=zero))
 
 
 _STEP_METRICS = (
@@ -98,7 +98,7 @@ _STEP_METRICS = (
         _count_of([TaskStatus.COMPLETED]).label("completed"),
         _count_of(BLOCKED_TASK_STATUSES).label("blocked"),
     )
-    .where(tasks.c.step_instance_id.in_(bindparam("ids", expanding=True)))
+    .where(any_of(tasks.c.step_instance_id, "ids"))
     .group_by(tasks.c.step_instance_id)
 )
 
