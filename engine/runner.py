@@ -34,7 +34,7 @@ from engine.registry import Registry
 from engine.remembered import RememberedInstances
 from engine.sequencer import EventSequencer
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
-from engine.storage.database import Database
+from engine.storage.database import Database, Executor
 from engine.storage.deferred import TransactionNeeded, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
@@ -112,12 +112,20 @@ class Engine:
                 continue
         raise ConcurrentUpdateError(f"could not deploy {definition.key!r}: too many concurrent deploys")
 
-    async def definition(self, key: str, version: int | None = None) -> WorkflowDefinition:
-        """A deployed definition (the latest version unless one is named); cached, they never change."""
+    async def definition(
+        self, key: str, version: int | None = None, executor: Executor | None = None
+    ) -> WorkflowDefinition:
+        """A deployed definition (the latest version unless one is named); cached, they never change.
+
+        A cold cache reads it on ``executor`` when given: work that already holds a connection (a
+        query's shared read session) must not wait for a second one (see ``Database.spare_read``)."""
         if version is not None and (key, version) in self._definitions:
             return self._definitions[(key, version)]
-        async with self.db.read() as session:
-            deployed = await DefinitionRepository(session).get(key, version)
+        if executor is not None:
+            deployed = await DefinitionRepository(executor).get(key, version)
+        else:
+            async with self.db.read() as session:
+                deployed = await DefinitionRepository(session).get(key, version)
         if deployed is None:
             suffix = f" version {version}" if version is not None else ""
             raise NotFoundError(f"no workflow definition {key!r}{suffix}")

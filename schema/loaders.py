@@ -108,8 +108,9 @@ class DataLoaders:
 
         async def definitions(keys: Sequence[tuple[str, int]]) -> list[WorkflowDefinition]:
             # The engine caches deployed versions (they never change); a cold cache costs one read
-            # per distinct version, not one per task asking for it.
-            found = {key: await engine.definition(*key) for key in dict.fromkeys(keys)}
+            # per distinct version, not one per task asking for it, on the query's own connection.
+            async with read() as session:
+                found = {key: await engine.definition(*key, executor=session) for key in dict.fromkeys(keys)}
             return [found[key] for key in keys]
 
         async def instance_tasks(session: AsyncSession, ids: list[str]) -> dict[str, list[Task]]:
@@ -130,7 +131,7 @@ class DataLoaders:
             found = await InstanceRepository(session).get_steps_with_definitions(ids)
             titled = {}
             for step_id, (step, key, version) in found.items():
-                definition = await engine.definition(key, version)
+                definition = await engine.definition(key, version, executor=session)
                 titled[step_id] = TitledStep(step, definition.step_title(step.step_key))
             return titled
 

@@ -94,8 +94,9 @@ async def task_connection(info: Info, query: TaskQuery, first: int, after: str |
     """A page of the tasks the viewer may see that match ``query``; bad paging arguments are BAD_USER_INPUT.
 
     ``totalCount`` is counted only when selected, and on a connection of its own while the page is
-    read and built: the count scans the index entries of every matching task (at a million tasks,
-    a role's 11,000 open ones: 3-4 ms of PostgreSQL's time, bench.inbox_scaling), the page 51 rows.
+    read and built when the pool has one to spare (else after the page, on the query's): the count
+    scans the index entries of every matching task (at a million tasks, a role's 11,000 open ones:
+    3-4 ms of PostgreSQL's time, bench.inbox_scaling), the page 51 rows.
     """
     try:
         search = task_search(info.context.user, query, first, after)
@@ -110,8 +111,12 @@ async def task_connection(info: Info, query: TaskQuery, first: int, after: str |
 
 
 async def _count(context: Context, search: TaskSearch) -> int:
-    async with context.engine.db.autocommit_read() as connection:
-        return await count_tasks(connection, search)
+    async with context.engine.db.spare_read() as spare:
+        if spare is not None:
+            return await count_tasks(spare, search)
+    # No connection to spare: the query's own, once the page has been read on it.
+    async with context.read() as session:
+        return await count_tasks(session, search)
 
 
 @asynccontextmanager

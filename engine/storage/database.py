@@ -31,7 +31,7 @@ import orjson
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from engine.storage.deferred import TransitionConnection
@@ -122,12 +122,21 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def autocommit_read(self) -> AsyncIterator[AsyncConnection]:
-        """A read on a connection of its own, beside a unit of work that holds another.
+    async def spare_read(self) -> AsyncIterator[AsyncConnection | None]:
+        """A read on a connection of its own, beside a unit of work that holds another; None when the
+        pool has none to spare at once (none idle and no room within its size).
+
+        Never waiting is what makes it safe: work that holds one connection and waits for a second
+        waits forever once every connection is held by work doing the same (32 concurrent inbox
+        pages did, on a pool of 30). The check and the checkout happen in one step of the event loop.
 
         On PostgreSQL outside any transaction: no BEGIN and ROLLBACK round trips, and each statement
         reads what was committed when it began, as a READ COMMITTED statement inside a transaction
         does too. On SQLite (which takes over transactions, see below) a read transaction of its own."""
+        pool = self.engine.sync_engine.pool
+        if not isinstance(pool, QueuePool) or pool.checkedout() >= pool.size():
+            yield None
+            return
         async with (self.engine if self.is_sqlite else self._autocommit_engine).connect() as connection:
             yield connection
 

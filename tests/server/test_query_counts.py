@@ -134,6 +134,25 @@ async def test_a_query_reads_on_one_connection_and_counts_on_another(
         assert db.engine.sync_engine.pool.checkedout() == 0
 
 
+async def test_more_concurrent_pages_than_pooled_connections_all_complete(
+    app_engine: Engine, settings: Settings, clock: ManualClock
+) -> None:
+    """Each page holds a connection; a count that waited for a second one beside it would wait
+    forever once every connection is held by a page doing the same. A count with no connection to
+    spare at once runs after its page, on the page's connection."""
+    await make_tasks(app_engine, 12)
+    async with fresh_server(settings, clock) as (app, client):
+        pool = app.state.engine.db.engine.sync_engine.pool
+        headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
+        body = {"query": PAGE, "variables": {"first": 5}}
+        requests = 2 * (pool.size() + pool._max_overflow) + 2
+        responses = await asyncio.wait_for(
+            asyncio.gather(*(client.post("/graphql", json=body, headers=headers) for _ in range(requests))), 20
+        )
+        assert [r.json()["data"]["tasks"]["totalCount"] for r in responses] == [12] * requests
+        assert pool.checkedout() == 0
+
+
 FRAGMENTS = """query($first: Int!) { tasks(first: $first) { totalCount edges { ...edge } } }
 fragment edge on TaskEdge { node { id ... on Task { assignee { id name } } ...where } }
 fragment where on Task { step { key metrics { total } } workflowInstance { id startedBy { id } } }"""

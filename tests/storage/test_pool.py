@@ -58,3 +58,27 @@ async def test_sixteen_concurrent_units_of_work_keep_their_connections(db: Datab
     finally:
         await fresh.dispose()
     assert len(first) == 16 and second == first
+
+
+async def test_a_spare_read_never_waits_for_a_connection(db: Database) -> None:
+    """A spare read gets a connection only if one is idle or the pool has room within its size; else
+    None at once (waiting beside a held connection can deadlock, see Database.spare_read)."""
+    fresh = Database(db.url, pool_size=2)
+    pool = fresh.engine.sync_engine.pool
+    try:
+        async with fresh.spare_read() as spare:
+            assert spare is not None
+            assert await spare.scalar(select(func.count()).select_from(text("users"))) == 0
+        held = [fresh.read() for _ in range(pool.size())]  # type: ignore[attr-defined]
+        sessions = [await reading.__aenter__() for reading in held]
+        for session in sessions:
+            await session.execute(text("SELECT 1"))  # each checks its connection out
+        async with asyncio.timeout(5), fresh.spare_read() as spare:
+            assert spare is None
+        await held[0].__aexit__(None, None, None)
+        async with fresh.spare_read() as spare:
+            assert spare is not None
+        for reading in held[1:]:
+            await reading.__aexit__(None, None, None)
+    finally:
+        await fresh.dispose()
