@@ -5,8 +5,7 @@ here, never in ``server/app.py``):
 
 * ``POST /graphql`` — the shipped endpoint;
 * ``GET /bare/tasks?role=…`` — the same authentication, the same repository calls (the page, and the
-  count on a spare connection meanwhile, as ``task_connection`` does) and byte-identical JSON, with
-  no GraphQL in between;
+  count beside it, as ``task_connection`` does) and byte-identical JSON, with no GraphQL in between;
 * ``POST /graphql-uncached`` — a lever, measured: the shipped schema without Strawberry's ``ParserCache``
   and ``ValidationCache`` (what shipped before them), so the run shows what the caches are worth.
 
@@ -58,16 +57,9 @@ from bench.seed import (
 from engine.errors import AuthenticationError
 from engine.runner import Engine
 from engine.state import Task
-from engine.storage.inbox import (
-    TaskOrderField,
-    TaskQuery,
-    TaskSearch,
-    count_tasks,
-    encode_cursor,
-    page_of_tasks,
-    task_search,
-)
+from engine.storage.inbox import TaskOrderField, TaskQuery, count_beside, encode_cursor, page_of_tasks, task_search
 from schema.queries import running
+from schema.reads import SharedReads
 from schema.schema import build_schema
 from server.app import create_app
 from server.auth import authenticate
@@ -107,26 +99,26 @@ def create_bench_app() -> Starlette:
     app = create_app(settings)
     engine: Engine = app.state.engine
 
-    async def count_alongside(search: TaskSearch) -> int | None:
-        async with engine.db.spare_read() as spare:
-            return None if spare is None else await count_tasks(spare, search)
-
     async def bare_tasks(request: Request) -> Response:
-        async with engine.db.read() as session:  # authenticates in the page's session, as /graphql does
-            try:
-                viewer = await authenticate(engine, settings, request.headers.get("authorization"), session)
-            except AuthenticationError as exc:
-                return Response(json.dumps({"error": exc.message}), status_code=401, media_type="application/json")
+        reads = SharedReads(engine.db)  # one read session for the request, as /graphql has
+        try:
+            async with reads.session() as session:
+                try:
+                    viewer = await authenticate(engine, settings, request.headers.get("authorization"), session)
+                except AuthenticationError as exc:
+                    return Response(json.dumps({"error": exc.message}), status_code=401,
+                                    media_type="application/json")  # fmt: skip
             if viewer is None:
                 return Response('{"error":"authentication required"}', status_code=401,
                                 media_type="application/json")  # fmt: skip
             search = task_search(viewer, TaskQuery(role=request.query_params.get("role")), 50, None)
-            async with running(count_alongside(search)) as counting:  # as /graphql counts: see task_connection
-                tasks, has_next = await page_of_tasks(session, search)
+            async with running(count_beside(engine.db, search, reads.session)) as counting:  # as task_connection
+                async with reads.session() as session:
+                    tasks, has_next = await page_of_tasks(session, search)
                 assert counting is not None
                 total = await counting
-                if total is None:  # no connection to spare: on the page's, after it
-                    total = await count_tasks(session, search)
+        finally:
+            await reads.close()
         edges = [{"cursor": encode_cursor(t, TaskOrderField.CREATED_AT), "node": _node(t)} for t in tasks]
         page_info = {"hasNextPage": has_next, "endCursor": edges[-1]["cursor"] if edges else None}
         body = {"data": {"tasks": {"totalCount": total, "pageInfo": page_info, "edges": edges}}}

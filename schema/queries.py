@@ -17,8 +17,8 @@ from engine import permissions, state
 from engine.errors import NotFoundError, ValidationError
 from engine.services import visible_task
 from engine.storage.inbox import TaskOrderField as EngineOrderField
-from engine.storage.inbox import TaskQuery, TaskSearch, count_tasks, page_of_tasks, task_search
-from schema.context import Context, Info
+from engine.storage.inbox import TaskQuery, count_beside, page_of_tasks, task_search
+from schema.context import Info
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus
 from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names
@@ -104,19 +104,10 @@ async def task_connection(info: Info, query: TaskQuery, first: int, after: str |
         raise bad_user_input(exc) from exc
     selections = info.selected_fields[0].selections
     counted = "totalCount" in selected_names(selections, ())
-    async with running(_count(info.context, search) if counted else None) as total:
+    async with running(count_beside(info.context.engine.db, search, info.context.read) if counted else None) as total:
         async with info.context.read() as session:
             tasks, has_next = await page_of_tasks(session, search)
         return await TaskConnection.page(info, selections, tasks, has_next, search.order_by, total)
-
-
-async def _count(context: Context, search: TaskSearch) -> int:
-    async with context.engine.db.spare_read() as spare:
-        if spare is not None:
-            return await count_tasks(spare, search)
-    # No connection to spare: the query's own, once the page has been read on it.
-    async with context.read() as session:
-        return await count_tasks(session, search)
 
 
 @asynccontextmanager

@@ -2,7 +2,8 @@
 
 A page's resolvers and DataLoaders read in several batches (the page, then its users, steps,
 instances…). Each batch on its own session costs a pool checkout, BEGIN and ROLLBACK round trips;
-sharing one session makes a page one transaction on one connection. An HTTP request's viewer is
+sharing one session makes a page one transaction on one connection (the inbox's count may run
+beside it on a spare one: ``engine.storage.inbox.count_beside``). An HTTP request's viewer is
 looked up in that session too (server.graphql_app), before the operation is known: a query goes on
 in it, a mutation or subscription closes it before it runs.
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -21,7 +22,7 @@ from engine import permissions
 from engine.definitions import Priority
 from engine.errors import FieldError, ValidationError
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
-from engine.storage.database import Executor
+from engine.storage.database import Database, Executor
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
 from engine.storage.tasks import task_from_row
@@ -202,6 +203,21 @@ async def page_of_tasks(executor: Executor, search: TaskSearch) -> tuple[list[Ta
     # One row more than asked tells whether another page follows (``first: 0`` too: a count-only query).
     rows = (await executor.execute(page.order_by(*ordering).limit(search.first + 1))).all()
     return [task_from_row(row) for row in rows[: search.first]], len(rows) > search.first
+
+
+async def count_beside(
+    db: Database, search: TaskSearch, own: Callable[[], AbstractAsyncContextManager[Executor]]
+) -> int:
+    """The search's count for a unit of work that holds a connection and reads the page on it meanwhile.
+
+    On a connection of its own when the pool has one to spare at once; else on ``own`` (the unit of
+    work's, which hands it out to one user at a time), after the page: never waiting for a second
+    connection beside a held one (see ``Database.spare_read``)."""
+    async with db.spare_read() as spare:
+        if spare is not None:
+            return await count_tasks(spare, search)
+    async with own() as executor:
+        return await count_tasks(executor, search)
 
 
 async def search_tasks(

@@ -46,7 +46,7 @@ _READ_FOR_TRANSITION = (
 )
 _LOCK_FOR_TRANSITION = _READ_FOR_TRANSITION.with_for_update(of=instances)
 _STEP = select(step_instances).where(step_instances.c.id == bindparam("step_id"))
-# Batches the pages' DataLoaders read on every request; "ids" expands to the batch's keys.
+# Batches the pages' DataLoaders read on every request; "ids" is the batch's keys, bound as one list.
 _INSTANCES = select(instances).where(any_of(instances.c.id, "ids"))
 _STEPS = select(step_instances).where(any_of(step_instances.c.id, "ids"))
 _STEPS_WITH_DEFINITIONS = (

@@ -78,7 +78,7 @@ _BY_TOKEN = select(tasks).where(
 )
 _UPDATE = revision_checked_update(tasks)
 _LEASE_OWNER = select(tasks.c.lease_owner).where(tasks.c.id == bindparam("task_id"))
-# Batches the pages' DataLoaders read on every request; "ids" expands to the batch's keys.
+# Batches the pages' DataLoaders read on every request; "ids" is the batch's keys, bound as one list.
 _BY_IDS = select(tasks).where(any_of(tasks.c.id, "ids"))
 _BY_INSTANCES = (
     select(tasks).where(any_of(tasks.c.workflow_instance_id, "ids")).order_by(tasks.c.created_at, tasks.c.id)
