@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.pool import QueuePool
 
 from engine.storage.database import Database
 
@@ -65,20 +67,20 @@ async def test_a_spare_read_never_waits_for_a_connection(db: Database) -> None:
     None at once (waiting beside a held connection can deadlock, see Database.spare_read)."""
     fresh = Database(db.url, pool_size=2)
     pool = fresh.engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)
     try:
         async with fresh.spare_read() as spare:
             assert spare is not None
             assert await spare.scalar(select(func.count()).select_from(text("users"))) == 0
-        held = [fresh.read() for _ in range(pool.size())]  # type: ignore[attr-defined]
-        sessions = [await reading.__aenter__() for reading in held]
-        for session in sessions:
-            await session.execute(text("SELECT 1"))  # each checks its connection out
-        async with asyncio.timeout(5), fresh.spare_read() as spare:
-            assert spare is None
-        await held[0].__aexit__(None, None, None)
-        async with fresh.spare_read() as spare:
-            assert spare is not None
-        for reading in held[1:]:
-            await reading.__aexit__(None, None, None)
+        async with AsyncExitStack() as first_held, AsyncExitStack() as others_held:
+            sessions = [await first_held.enter_async_context(fresh.read())]
+            sessions += [await others_held.enter_async_context(fresh.read()) for _ in range(pool.size() - 1)]
+            for session in sessions:
+                await session.execute(text("SELECT 1"))  # each checks its connection out
+            async with asyncio.timeout(5), fresh.spare_read() as spare:
+                assert spare is None
+            await first_held.aclose()
+            async with fresh.spare_read() as spare:
+                assert spare is not None
     finally:
         await fresh.dispose()
