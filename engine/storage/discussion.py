@@ -10,7 +10,24 @@ from sqlalchemy import Table, func, select
 from engine.state import Document, TaskAttempt, TaskMessage
 from engine.storage.database import Executor
 from engine.storage.deferred import TransitionConnection
+from engine.storage.lists import any_of
 from engine.storage.models import documents, task_attempts, task_messages
+
+# Batches of the task pages' DataLoaders; "ids" is the batch's keys, bound as one list.
+_MESSAGES_OF = (
+    select(task_messages)
+    .where(any_of(task_messages.c.task_id, "ids"))
+    .order_by(task_messages.c.posted_at, task_messages.c.id)
+)
+_MESSAGES = select(task_messages).where(any_of(task_messages.c.id, "ids"))
+_DOCUMENTS_OF = (
+    select(documents).where(any_of(documents.c.task_id, "ids")).order_by(documents.c.uploaded_at, documents.c.id)
+)
+_ATTEMPTS_OF = (
+    select(task_attempts)
+    .where(any_of(task_attempts.c.task_id, "ids"))
+    .order_by(task_attempts.c.task_id, task_attempts.c.number)
+)
 
 
 class TaskDetailsRepository:
@@ -33,34 +50,23 @@ class TaskDetailsRepository:
         })  # fmt: skip
 
     async def messages_of(self, task_ids: Collection[str]) -> dict[str, list[TaskMessage]]:
-        query = (
-            select(task_messages)
-            .where(task_messages.c.task_id.in_(list(task_ids)))
-            .order_by(task_messages.c.posted_at, task_messages.c.id)
-        )
         found: dict[str, list[TaskMessage]] = {task_id: [] for task_id in task_ids}
-        for row in await self.session.execute(query):
+        for row in await self.session.execute(_MESSAGES_OF, {"ids": list(task_ids)}):
             found[row.task_id].append(TaskMessage(row.id, row.task_id, row.author_id, row.body, row.posted_at))
         return found
 
     async def get_messages(self, message_ids: Collection[str]) -> dict[str, TaskMessage]:
-        query = select(task_messages).where(task_messages.c.id.in_(list(message_ids)))
         return {
             row.id: TaskMessage(row.id, row.task_id, row.author_id, row.body, row.posted_at)
-            for row in await self.session.execute(query)
+            for row in await self.session.execute(_MESSAGES, {"ids": list(message_ids)})
         }
 
     async def add_document(self, document: Document) -> None:
         await self._insert(documents, _document_values(document))
 
     async def documents_of(self, task_ids: Collection[str]) -> dict[str, list[Document]]:
-        query = (
-            select(documents)
-            .where(documents.c.task_id.in_(list(task_ids)))
-            .order_by(documents.c.uploaded_at, documents.c.id)
-        )
         found: dict[str, list[Document]] = {task_id: [] for task_id in task_ids}
-        for row in await self.session.execute(query):
+        for row in await self.session.execute(_DOCUMENTS_OF, {"ids": list(task_ids)}):
             found[row.task_id].append(_document(row))
         return found
 
@@ -82,13 +88,8 @@ class TaskDetailsRepository:
         return int(current or 0) + 1
 
     async def attempts_of(self, task_ids: Collection[str]) -> dict[str, list[TaskAttempt]]:
-        query = (
-            select(task_attempts)
-            .where(task_attempts.c.task_id.in_(list(task_ids)))
-            .order_by(task_attempts.c.task_id, task_attempts.c.number)
-        )
         found: dict[str, list[TaskAttempt]] = {task_id: [] for task_id in task_ids}
-        for row in await self.session.execute(query):
+        for row in await self.session.execute(_ATTEMPTS_OF, {"ids": list(task_ids)}):
             found[row.task_id].append(
                 TaskAttempt(
                     row.task_id, row.number, row.started_at, row.finished_at, row.request, row.response, row.error
