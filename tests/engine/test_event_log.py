@@ -363,3 +363,36 @@ async def test_a_quiet_process_numbers_at_once_and_a_busy_one_gathers(engine: En
     assert await unnumbered(db) == 4 and engine.sequencer.rounds == rounds + 1  # the next round waits
     await asyncio.wait_for(engine.sequencer.idle(), TIMEOUT)
     assert await unnumbered(db) == 0 and engine.sequencer.rounds == rounds + 2
+
+
+@pytest.mark.postgres_only
+async def test_a_round_reads_the_unnumbered_events_by_index_with_plans_made_on_a_small_log(
+    engine: Engine, db: Database, database_url: str
+) -> None:
+    """A connection keeps the round's plans for its life: planned while the log was small and
+    analyzed so (a new database's first minutes), they must still find the unnumbered events by
+    their partial index and update them by key once the log has grown, not scan it every round."""
+    task = await new_form_task(engine)
+    number = "SELECT stepwise_number_events($1, $2)"
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute("ANALYZE task_events")
+        await connection.fetchval(number, EVENT_LOCK_KEY, CHANNEL)  # this connection plans the round now
+        grow = """
+            INSERT INTO task_events (kind, task_id, step_instance_id, workflow_instance_id, actor_id, occurred_at, data)
+            SELECT 'UPDATED', id, step_instance_id, workflow_instance_id, 'alice', now(), 'null'
+            FROM tasks, generate_series(1, $2) WHERE id = $1"""
+        await connection.execute(grow, task.id, 5_000)
+        await connection.fetchval(number, EVENT_LOCK_KEY, CHANNEL)
+        await connection.execute(grow, task.id, 3)
+        async with connection.transaction():
+            latest_position = await connection.fetchval(number, EVENT_LOCK_KEY, CHANNEL)
+            scans = await connection.fetchrow(
+                "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'task_events'"
+            )
+        assert scans is not None and scans["seq_scan"] == 0 and scans["idx_scan"] > 0
+        numbered = await connection.fetch("SELECT position FROM task_events ORDER BY id DESC LIMIT 3")
+        assert sorted(row["position"] for row in numbered) == [latest_position - n for n in (2, 1, 0)]
+        assert await unnumbered(db) == 0
+    finally:
+        await connection.close()
