@@ -13,6 +13,7 @@ from engine import permissions
 from engine.errors import FieldError, ForbiddenError, NotFoundError, ValidationError
 from engine.runner import Engine
 from engine.state import DeployedDefinition, Task, User, WorkflowInstance
+from engine.storage.database import ReadSessions
 from engine.storage.instances import DefinitionRepository, InstanceRepository
 from engine.storage.tasks import TaskRepository
 
@@ -52,9 +53,12 @@ class WorkflowService:
             raise ForbiddenError("only the starter, a manager or an admin may cancel a workflow")
         return await self.engine.cancel(workflow_instance_id, user.id, reason)
 
-    async def visible_instance(self, user: User, workflow_instance_id: str) -> WorkflowInstance:
-        """The instance if ``user`` may see it (starter, supervisor, or can see one of its tasks)."""
-        async with self.engine.db.read() as session:
+    async def visible_instance(
+        self, user: User, workflow_instance_id: str, read: ReadSessions | None = None
+    ) -> WorkflowInstance:
+        """The instance if ``user`` may see it (starter, supervisor, or can see one of its tasks);
+        read in ``read``'s session (by default one of its own)."""
+        async with (read or self.engine.db.read)() as session:
             instance = await InstanceRepository(session).get(workflow_instance_id)
             if instance is None:
                 raise NotFoundError(f"no workflow instance {workflow_instance_id}")
@@ -65,14 +69,15 @@ class WorkflowService:
             return instance
         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
 
-    async def definitions(self) -> list[DeployedDefinition]:
-        async with self.engine.db.read() as session:
+    async def definitions(self, read: ReadSessions | None = None) -> list[DeployedDefinition]:
+        async with (read or self.engine.db.read)() as session:
             return await DefinitionRepository(session).latest_of_each()
 
 
-async def visible_task(engine: Engine, user: User, task_id: str) -> Task:
-    """The task if ``user`` may see it; otherwise ``NotFoundError``, so existence does not leak."""
-    async with engine.db.read() as session:
+async def visible_task(engine: Engine, user: User, task_id: str, read: ReadSessions | None = None) -> Task:
+    """The task if ``user`` may see it; otherwise ``NotFoundError``, so existence does not leak.
+    Read in ``read``'s session (by default one of its own)."""
+    async with (read or engine.db.read)() as session:
         task = await TaskRepository(session).get_by_id(task_id)
         instance = await InstanceRepository(session).get(task.workflow_instance_id) if task else None
     if task is None or instance is None or not permissions.can_see_task(user, task, instance.started_by):

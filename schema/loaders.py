@@ -4,7 +4,6 @@ number of queries however many tasks it holds."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +22,7 @@ from engine.state import (
     User,
     WorkflowInstance,
 )
+from engine.storage.database import ReadSessions
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
@@ -32,12 +32,8 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-Sessions = Callable[[], AbstractAsyncContextManager[AsyncSession]]
-"""Where a loader's batches read: a session of their own each, or a query's shared one."""
-
-
 def _loader(
-    sessions: Sessions,
+    sessions: ReadSessions,
     fetch: Callable[[AsyncSession, list[str]], Awaitable[Mapping[str, Any]]],
     default: Callable[[], V],
 ) -> DataLoader[str, V]:
@@ -103,7 +99,7 @@ class DataLoaders:
     definitions: DataLoader[tuple[str, int], WorkflowDefinition]
 
     @classmethod
-    def create(cls, engine: Engine, sessions: Sessions | None = None) -> DataLoaders:
+    def create(cls, engine: Engine, sessions: ReadSessions | None = None) -> DataLoaders:
         read = sessions or engine.db.read
 
         async def definitions(keys: Sequence[tuple[str, int]]) -> list[WorkflowDefinition]:

@@ -143,7 +143,7 @@ class Query:
     @strawberry.field(permission_classes=[IsAuthenticated], description="A task the viewer may see, else null.")
     async def task(self, info: Info, id: strawberry.ID) -> Task | None:
         try:
-            return Task.from_domain(await visible_task(info.context.engine, info.context.user, id))
+            return Task.from_domain(await visible_task(info.context.engine, info.context.user, id, info.context.read))
         except NotFoundError:
             return None
 
@@ -175,10 +175,11 @@ class Query:
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def workflow_instance(self, info: Info, id: strawberry.ID) -> WorkflowInstance | None:
         try:
-            return WorkflowInstance.from_domain(await info.context.workflows.visible_instance(info.context.user, id))
+            found = await info.context.workflows.visible_instance(info.context.user, id, info.context.read)
+            return WorkflowInstance.from_domain(found)
         except NotFoundError:
             return None
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="The latest version of each definition.")
     async def workflow_definitions(self, info: Info) -> list[WorkflowDefinition]:
-        return [WorkflowDefinition.from_domain(d) for d in await info.context.workflows.definitions()]
+        return [WorkflowDefinition.from_domain(d) for d in await info.context.workflows.definitions(info.context.read)]

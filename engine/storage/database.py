@@ -24,7 +24,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import orjson
@@ -35,6 +35,11 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 from engine.storage.deferred import TransitionConnection
+
+ReadSessions = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+"""Where a read runs: :meth:`Database.read` (a session of its own) or a caller's session that is
+already open (a GraphQL query's shared one), so a reader that holds a connection never waits for a
+second beside it."""
 
 _WRITE_OPTION = "stepwise_write"
 _CHECKED_IN_AT = "stepwise_checked_in_at"

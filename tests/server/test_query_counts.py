@@ -153,6 +153,34 @@ async def test_more_concurrent_pages_than_pooled_connections_all_complete(
         assert pool.checkedout() == 0
 
 
+LOOKUPS = """query($task: ID!, $instance: ID!) { task(id: $task) { id } workflowInstance(id: $instance) { id }
+  workflowDefinitions { key } }"""
+
+
+async def test_more_concurrent_lookups_than_pooled_connections_all_complete(
+    app_engine: Engine, settings: Settings, clock: ManualClock
+) -> None:
+    """A query keeps the connection it authenticated on; a task, an instance or the definitions read
+    on a second one beside it would wait for ever once every connection is held by a query doing the
+    same. They read on the query's own."""
+    instance = await app_engine.start("expense_approval", {"entityName": "lunch"}, "dana")
+    [token] = instance.tokens
+    async with fresh_server(settings, clock) as (app, client):
+        pool = app.state.engine.db.engine.sync_engine.pool
+        headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
+        body = {"query": LOOKUPS, "variables": {"task": token.task_id, "instance": instance.id}}
+        requests = 2 * (pool.size() + pool._max_overflow) + 2
+        responses = await asyncio.wait_for(
+            asyncio.gather(*(client.post("/graphql", json=body, headers=headers) for _ in range(requests))), 20
+        )
+        answers = [response.json() for response in responses]
+        assert all("errors" not in answer for answer in answers), answers[0]
+        assert {answer["data"]["task"]["id"] for answer in answers} == {token.task_id}
+        assert {answer["data"]["workflowInstance"]["id"] for answer in answers} == {instance.id}
+        assert all({"key": "expense_approval"} in answer["data"]["workflowDefinitions"] for answer in answers)
+        assert pool.checkedout() == 0
+
+
 FRAGMENTS = """query($first: Int!) { tasks(first: $first) { totalCount edges { ...edge } } }
 fragment edge on TaskEdge { node { id ... on Task { assignee { id name } } ...where } }
 fragment where on Task { step { key metrics { total } } workflowInstance { id startedBy { id } } }"""
