@@ -30,7 +30,7 @@ def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitab
     return [
         (
             engine_throughput.NAME,
-            lambda: engine_throughput.run(50 if quick else 400, 100 if quick else 1200),
+            lambda: engine_throughput.run(60 if quick else 600, 150 if quick else 2400),
             [Target(f"engine_c{c}_vs_pgbench", None, g, "x", True) for c, g in engine_throughput.GOALS.items()],
         ),
         (
