@@ -58,14 +58,12 @@ class WorkflowService:
     ) -> WorkflowInstance:
         """The instance if ``user`` may see it (starter, supervisor, or can see one of its tasks);
         read in ``read``'s session (by default one of its own)."""
-        async with (read or self.engine.db.read)() as session:
+        async with (read or self.engine.db.read)() as session:  # NotFound after it: a shared one rolls back on errors
             instance = await InstanceRepository(session).get(workflow_instance_id)
-            if instance is None:
-                raise NotFoundError(f"no workflow instance {workflow_instance_id}")
-            if permissions.can_see_instance(user, instance, ()):
-                return instance
-            tasks = await TaskRepository(session).find_by_instance(workflow_instance_id)
-        if permissions.can_see_instance(user, instance, tasks):
+            tasks: list[Task] = []
+            if instance is not None and not permissions.can_see_instance(user, instance, ()):
+                tasks = await TaskRepository(session).find_by_instance(workflow_instance_id)
+        if instance is not None and permissions.can_see_instance(user, instance, tasks):
             return instance
         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
 
