@@ -33,10 +33,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("position", sa.BigInteger(), nullable=True))
     op.execute("UPDATE task_events SET position = id")
     with op.batch_alter_table("task_events", schema=None) as batch_op:
-        batch_op.create_index(
-            "ux_task_events_position", ["position"], unique=True,
-            postgresql_where=sa.text("position IS NOT NULL"), sqlite_where=sa.text("position IS NOT NULL"),
-        )  # fmt: skip
+        batch_op.create_index("ux_task_events_position", ["position"], unique=True)
         batch_op.create_index(
             "ix_task_events_unnumbered", ["id"],
             postgresql_where=sa.text("position IS NULL"), sqlite_where=sa.text("position IS NULL"),

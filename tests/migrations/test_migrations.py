@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -88,3 +89,25 @@ async def test_events_keep_their_ids_as_positions_so_old_cursors_resume_where_th
         assert await number_events(db) == 13
     async with db.read() as session:
         assert await session.scalar(text("SELECT position FROM task_events WHERE id NOT IN (3, 7, 12)")) == 13
+
+
+async def position_index(db: Database) -> str:
+    """The definition of the index readers' cursors use, as the database holds it."""
+    query = (
+        "SELECT sql FROM sqlite_master WHERE name = 'ux_task_events_position'"
+        if db.is_sqlite
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ux_task_events_position'"
+    )
+    async with db.read() as session:
+        return str(await session.scalar(text(query)))
+
+
+async def test_a_database_past_the_positions_migration_gets_the_partial_position_index(db: Database) -> None:
+    """The index leaving out unnumbered events came in a migration of its own, so a database already
+    at the positions revision gets it too."""
+    await empty(db)
+    await upgrade(db, "9090c695fd6d")
+    partial = re.compile(r'WHERE\s*\(?\s*"?position"?\s+IS\s+NOT\s+NULL', re.IGNORECASE)
+    assert not partial.search(await position_index(db))
+    await upgrade(db)
+    assert partial.search(await position_index(db))
