@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Collection
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,7 +21,7 @@ from engine import permissions
 from engine.definitions import Priority
 from engine.errors import FieldError, ValidationError
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
-from engine.storage.database import Database, Executor
+from engine.storage.database import Database, Executor, ReadSessions
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
 from engine.storage.tasks import task_from_row
@@ -205,9 +204,7 @@ async def page_of_tasks(executor: Executor, search: TaskSearch) -> tuple[list[Ta
     return [task_from_row(row) for row in rows[: search.first]], len(rows) > search.first
 
 
-async def count_beside(
-    db: Database, search: TaskSearch, own: Callable[[], AbstractAsyncContextManager[Executor]]
-) -> int:
+async def count_beside(db: Database, search: TaskSearch, own: ReadSessions) -> int:
     """The search's count for a unit of work that holds a connection and reads the page on it meanwhile.
 
     On a connection of its own when the pool has one to spare at once; else on ``own`` (the unit of
