@@ -148,10 +148,23 @@ FINISHED_TASK_STATUSES = ("COMPLETED", "CANCELLED")
 UNFINISHED_TASKS_SQL = "status NOT IN ({})".format(", ".join(f"'{s}'" for s in FINISHED_TASK_STATUSES))
 
 
+def _inbox_index(name: str, assignee_column: str) -> Index:
+    """An inbox by status in creation order. Tasks without this kind of assignee (most have only one
+    of role, user and group; system tasks none) are left out: every index a task is in costs each
+    insert and update of it, and a lookup ``column = value`` implies ``column IS NOT NULL``."""
+    where = text(f"{assignee_column} IS NOT NULL")
+    return Index(name, assignee_column, "status", "created_at", postgresql_where=where, sqlite_where=where)
+
+
 def _unfinished_inbox_index(name: str, assignee_column: str) -> Index:
-    """An inbox page of unfinished tasks in creation order, without reading or sorting finished ones."""
-    where = text(UNFINISHED_TASKS_SQL)
+    """An inbox page of unfinished tasks in creation order, without reading or sorting finished ones
+    (nor tasks without this kind of assignee, as :func:`_inbox_index`)."""
+    where = text(f"{UNFINISHED_TASKS_SQL} AND {assignee_column} IS NOT NULL")
     return Index(name, assignee_column, "created_at", "id", postgresql_where=where, sqlite_where=where)
+
+
+# The worker's claim names the kind as literal SQL for the same reason as the unfinished statuses.
+SYSTEM_TASKS_SQL = "kind = 'SYSTEM'"
 
 
 class TaskRow(Base):
@@ -159,15 +172,27 @@ class TaskRow(Base):
     __table_args__ = (
         # Idempotent creation: one task per token (a token id is fresh at every hop).
         UniqueConstraint("workflow_instance_id", "token_id"),
-        Index("ix_tasks_role_inbox", "assigned_role", "status", "created_at"),
-        Index("ix_tasks_user_inbox", "assigned_user_id", "status", "created_at"),
-        Index("ix_tasks_group_inbox", "assigned_group", "status", "created_at"),
+        _inbox_index("ix_tasks_role_inbox", "assigned_role"),
+        _inbox_index("ix_tasks_user_inbox", "assigned_user_id"),
+        _inbox_index("ix_tasks_group_inbox", "assigned_group"),
         _unfinished_inbox_index("ix_tasks_role_unfinished", "assigned_role"),
         _unfinished_inbox_index("ix_tasks_user_unfinished", "assigned_user_id"),
         _unfinished_inbox_index("ix_tasks_group_unfinished", "assigned_group"),
         Index("ix_tasks_step", "step_instance_id", "status"),
-        Index("ix_tasks_runnable", "kind", "status", "next_run_at"),
-        Index("ix_tasks_expiry", "expires_at"),
+        # System tasks only (what the worker claims), and user tasks with an expiry only.
+        Index(
+            "ix_tasks_runnable",
+            "status",
+            "next_run_at",
+            postgresql_where=text(SYSTEM_TASKS_SQL),
+            sqlite_where=text(SYSTEM_TASKS_SQL),
+        ),
+        Index(
+            "ix_tasks_expiry",
+            "expires_at",
+            postgresql_where=text("expires_at IS NOT NULL"),
+            sqlite_where=text("expires_at IS NOT NULL"),
+        ),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     workflow_instance_id: Mapped[str] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))

@@ -77,6 +77,8 @@ _BY_TOKEN = select(tasks).where(
     tasks.c.workflow_instance_id == bindparam("instance_id"), tasks.c.token_id == bindparam("token_id")
 )
 _UPDATE = revision_checked_update(tasks)
+# A literal, so the planner can match the partial ``ix_tasks_runnable`` (models.SYSTEM_TASKS_SQL).
+_SYSTEM_TASK = tasks.c.kind == sql_literals([TaskKind.SYSTEM.value])[0]
 _LEASE_OWNER = select(tasks.c.lease_owner).where(tasks.c.id == bindparam("task_id"))
 # Batches the pages' DataLoaders read on every request; "ids" is the batch's keys, bound as one list.
 _BY_IDS = select(tasks).where(any_of(tasks.c.id, "ids"))
@@ -171,7 +173,7 @@ class TaskRepository:
         abandoned = and_(tasks.c.status == TaskStatus.RUNNING.value, tasks.c.lease_expires_at < now)
         query = (
             select(tasks)
-            .where(tasks.c.kind == TaskKind.SYSTEM.value, or_(due, abandoned))
+            .where(_SYSTEM_TASK, or_(due, abandoned))
             .order_by(tasks.c.next_run_at, tasks.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)

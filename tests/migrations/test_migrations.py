@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.event_log import number_events
 from engine.storage.database import Database
-from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.storage.migrations import alembic_config, current_revision, head_revision, upgrade
 from engine.storage.models import Base
 
 
@@ -111,3 +112,59 @@ async def test_a_database_past_the_positions_migration_gets_the_partial_position
     assert not partial.search(await position_index(db))
     await upgrade(db)
     assert partial.search(await position_index(db))
+
+
+SPARSE_TASK_INDEXES = {
+    "ix_tasks_role_inbox": "assigned_role IS NOT NULL",
+    "ix_tasks_user_inbox": "assigned_user_id IS NOT NULL",
+    "ix_tasks_group_inbox": "assigned_group IS NOT NULL",
+    "ix_tasks_role_unfinished": "assigned_role IS NOT NULL",
+    "ix_tasks_user_unfinished": "assigned_user_id IS NOT NULL",
+    "ix_tasks_group_unfinished": "assigned_group IS NOT NULL",
+    "ix_tasks_runnable": "kind = 'SYSTEM'",
+    "ix_tasks_expiry": "expires_at IS NOT NULL",
+}
+
+
+async def task_index_predicates(db: Database) -> dict[str, str]:
+    """Each task index's WHERE as the database holds it, without quoting, casts or parentheses."""
+    query = (
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' AND sql IS NOT NULL"
+        if db.is_sqlite
+        else "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks'"
+    )
+    async with db.read() as session:
+        rows = (await session.execute(text(query))).all()
+    found = {}
+    for name, definition in rows:
+        where = definition.split(" WHERE ", 1)[1] if " WHERE " in definition else ""
+        found[name] = re.sub(r"::(character varying|text|timestamp with time zone)(\[\])?|[()\"]", "", where)
+    return found
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with db.engine.connect() as connection:
+        await connection.run_sync(run)
+
+
+async def test_task_indexes_leave_out_tasks_they_never_find_and_come_back_whole_on_downgrade(db: Database) -> None:
+    await empty(db)
+    await upgrade(db, "c41e7d2a9b03")
+    before = await task_index_predicates(db)
+    assert all(condition not in before[name] for name, condition in SPARSE_TASK_INDEXES.items()), before
+    await upgrade(db)
+    after = await task_index_predicates(db)
+    for name, condition in SPARSE_TASK_INDEXES.items():
+        assert condition in after[name], (name, after[name])
+    assert "'COMPLETED', 'CANCELLED'" in after["ix_tasks_user_unfinished"]  # still for unfinished tasks only
+    assert set(after) == set(before)
+    try:
+        await downgrade(db, "c41e7d2a9b03")
+        assert await task_index_predicates(db) == before
+    finally:  # the PostgreSQL database is the session's: the tests after this one expect head
+        await upgrade(db)
