@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -28,11 +29,19 @@ def head_revision() -> str | None:
 
 async def upgrade(db: Database, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` over the database's own connection."""
+    await _migrate(db, command.upgrade, revision)
 
+
+async def downgrade(db: Database, revision: str) -> None:
+    """Undo migrations down to ``revision`` (a release rolled back)."""
+    await _migrate(db, command.downgrade, revision)
+
+
+async def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -> None:
     def run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
     # Alembic manages the transactions itself: a migration may step outside one (CREATE INDEX CONCURRENTLY).
     async with db.engine.connect() as connection:

@@ -6,7 +6,6 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.event_log import number_events
 from engine.storage.database import Database
-from engine.storage.migrations import alembic_config, current_revision, head_revision, upgrade
+from engine.storage.migrations import current_revision, downgrade, head_revision, upgrade
 from engine.storage.models import Base
 
 
@@ -140,16 +139,6 @@ async def task_index_predicates(db: Database) -> dict[str, str]:
         where = definition.split(" WHERE ", 1)[1] if " WHERE " in definition else ""
         found[name] = re.sub(r"::(character varying|text|timestamp with time zone)(\[\])?|[()\"]", "", where)
     return found
-
-
-async def downgrade(db: Database, revision: str) -> None:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-    async with db.engine.connect() as connection:
-        await connection.run_sync(run)
 
 
 async def test_task_indexes_leave_out_tasks_they_never_find_and_come_back_whole_on_downgrade(db: Database) -> None:

@@ -158,7 +158,7 @@ async def test_an_inbox_by_status_uses_the_index_of_tasks_with_that_kind_of_assi
         (TaskQuery(group="finance"), "ix_tasks_group_unfinished"),
     ):
         for generic in (False, True):
-            count_plan, page_plan = await plans_of(db, query, generic=generic)
+            _, page_plan = await plans_of(db, query, generic=generic)
             assert index in page_plan, page_plan
     async with db.read() as session:
         query = TaskQuery(group="finance", statuses=[TaskStatus.COMPLETED])
@@ -168,7 +168,8 @@ async def test_an_inbox_by_status_uses_the_index_of_tasks_with_that_kind_of_assi
 
 
 async def test_the_worker_and_the_expiry_sweep_use_their_partial_indexes(db: Database) -> None:
-    """Only system tasks are in the worker's index and only tasks with an expiry in the sweep's."""
+    """The worker's claim reaches its index of system tasks only, and the expiry sweep its index of
+    tasks with an expiry only, with their parameters' values and without."""
     async with db.transaction() as session:
         await InstanceRepository(session).insert(an_instance())
         step = await new_step(session, "wi-1", "review", "decision")
