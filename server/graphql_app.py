@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, overload
+from typing import Any, NoReturn, overload
 
 import orjson
 import strawberry
@@ -79,6 +79,12 @@ class StepwiseGraphQL(GraphQL[Context, None]):
                     await reads.close()
                 await request.close()
 
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON has no NaN or Infinity (RFC 8259), but Python's parser takes them: a request carrying
+        one is not JSON (400 over HTTP, a refused message over a WebSocket), rather than a value no
+        client can read back and PostgreSQL refuses to store."""
+        return json.loads(data, parse_constant=_not_a_json_number)
+
     def encode_json(self, data: object) -> str:
         # orjson writes a page's response several times faster than the standard library (the 50-task
         # inbox page: README "Performance"). Text, not bytes: Strawberry sends bytes to a WebSocket as
@@ -119,3 +125,7 @@ class StepwiseGraphQL(GraphQL[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(graphiql_html(request.url.path))
+
+
+def _not_a_json_number(name: str) -> NoReturn:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)

@@ -3,6 +3,7 @@ workflowDefinitions, sendSignal, deployWorkflowDefinition — with their permiss
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import httpx
@@ -148,6 +149,25 @@ async def test_start_with_bad_input_or_unknown_definition(gql: GraphQL, bad_inpu
     missing = await gql(START, user="alice", key="nope", input={})
     assert missing["data"]["startWorkflow"] == {"__typename": "NotFound", "code": "NOT_FOUND",
                                                 "message": "no workflow definition 'nope'"}  # fmt: skip
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_a_number_json_does_not_have_is_refused_and_nothing_starts(
+    client: httpx.AsyncClient, settings: Settings, gql: GraphQL, constant: str
+) -> None:
+    """Python's JSON parser takes NaN and Infinity; JSON has neither, PostgreSQL refuses them in
+    ``jsonb``, and a client could not read them back."""
+    token = issue_token(settings, "alice", timedelta(minutes=5))
+    body = (
+        '{"query": ' + json.dumps(START) + ', "variables": {"key": "expense_approval", '
+        '"input": {"entityName": "Team lunch", "amount": ' + constant + "}}}"
+    )
+    response = await client.post(
+        "/graphql", content=body, headers={"authorization": f"Bearer {token}", "content-type": "application/json"}
+    )
+    assert response.status_code == 400 and "JSON" in response.text
+    listed = await gql("{ tasks(filter: {}) { totalCount } }", user="alice")
+    assert listed["data"]["tasks"]["totalCount"] == 0
 
 
 @pytest.mark.parametrize(
