@@ -27,6 +27,13 @@ from server.graphiql import graphiql_html
 from server.settings import Settings
 
 
+def _not_a_json_number(name: str) -> NoReturn:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_not_a_json_number)  # built once, as json.loads's own
+
+
 class StepwiseGraphQL(GraphQL[Context, None]):
     """Multipart requests (the GraphQL multipart request spec, for ``uploadTaskDocuments``) are on.
 
@@ -83,7 +90,8 @@ class StepwiseGraphQL(GraphQL[Context, None]):
         """JSON has no NaN or Infinity (RFC 8259), but Python's parser takes them: a request carrying
         one is not JSON (400 over HTTP, a refused message over a WebSocket), rather than a value no
         client can read back and PostgreSQL refuses to store."""
-        return json.loads(data, parse_constant=_not_a_json_number)
+        text = data if isinstance(data, str) else data.decode(json.detect_encoding(data), "surrogatepass")
+        return _STRICT_JSON.decode(text)
 
     def encode_json(self, data: object) -> str:
         # orjson writes a page's response several times faster than the standard library (the 50-task
@@ -125,7 +133,3 @@ class StepwiseGraphQL(GraphQL[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(graphiql_html(request.url.path))
-
-
-def _not_a_json_number(name: str) -> NoReturn:
-    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
