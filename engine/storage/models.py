@@ -164,7 +164,8 @@ def _unfinished_inbox_index(name: str, assignee_column: str) -> Index:
 
 
 # The worker's claim names the kind as literal SQL for the same reason as the unfinished statuses.
-SYSTEM_TASKS_SQL = "kind = 'SYSTEM'"
+SYSTEM_TASK_KIND = "SYSTEM"
+SYSTEM_TASKS_SQL = f"kind = '{SYSTEM_TASK_KIND}'"
 
 
 class TaskRow(Base):

@@ -25,7 +25,7 @@ from engine.state import (
 from engine.storage.database import Executor
 from engine.storage.deferred import revision_checked_update
 from engine.storage.lists import any_of, sql_literals
-from engine.storage.models import task_attempts, task_events, tasks
+from engine.storage.models import SYSTEM_TASK_KIND, task_attempts, task_events, tasks
 
 _INSERT_FIELDS = (
     "id", "workflow_instance_id", "step_instance_id", "token_id", "node_id", "schema_type", "name", "title",
@@ -78,7 +78,7 @@ _BY_TOKEN = select(tasks).where(
 )
 _UPDATE = revision_checked_update(tasks)
 # A literal, so the planner can match the partial ``ix_tasks_runnable`` (models.SYSTEM_TASKS_SQL).
-_SYSTEM_TASK = tasks.c.kind == sql_literals([TaskKind.SYSTEM.value])[0]
+_SYSTEM_TASK = tasks.c.kind == sql_literals([SYSTEM_TASK_KIND])[0]
 _LEASE_OWNER = select(tasks.c.lease_owner).where(tasks.c.id == bindparam("task_id"))
 # Batches the pages' DataLoaders read on every request; "ids" is the batch's keys, bound as one list.
 _BY_IDS = select(tasks).where(any_of(tasks.c.id, "ids"))
