@@ -10,7 +10,6 @@ import strawberry
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
@@ -24,6 +23,7 @@ from schema.loaders import DataLoaders
 from schema.reads import SharedReads
 from server.auth import authenticate
 from server.graphiql import graphiql_html
+from server.http_spec import GraphQLOverHTTP
 from server.settings import Settings
 
 
@@ -34,7 +34,7 @@ def _not_a_json_number(name: str) -> NoReturn:
 _STRICT_JSON = json.JSONDecoder(parse_constant=_not_a_json_number)  # built once, as json.loads's own
 
 
-class StepwiseGraphQL(GraphQL[Context, None]):
+class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
     """Multipart requests (the GraphQL multipart request spec, for ``uploadTaskDocuments``) are on.
 
     Strawberry turns them off by default because a browser may send a ``multipart/form-data`` POST
