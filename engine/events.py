@@ -174,6 +174,10 @@ class EventHub:
         self._started = False
         self.catch_ups = 0
         """How many times the reader has read up to the newest event (for tests and metrics)."""
+        self.events_read = 0
+        """Events the reader has read from the log and fanned out (for metrics)."""
+        self.delivered = 0
+        """Events handed to subscriptions, replays included (for metrics)."""
 
     @property
     def listening(self) -> bool:
@@ -187,6 +191,15 @@ class EventHub:
 
     def subscriptions_of(self, user_id: str) -> int:
         return self._per_user[user_id]
+
+    @property
+    def subscriptions(self) -> int:
+        """Live subscriptions in this process."""
+        return self._per_user.total()
+
+    def queue_depths(self) -> list[int]:
+        """Each live subscription's backlog: events queued for it and not yet sent."""
+        return [len(subscriber.queue) for subscriber in self._subscribers]
 
     def wake(self) -> None:
         """Read new events now (the in-process signal)."""
@@ -262,6 +275,7 @@ class EventHub:
             if position is not None:  # the bulk of a replay, before joining, so the queue stays small
                 async with aclosing(replay()) as replayed:
                     async for delivery in replayed:
+                        self.delivered += 1
                         yield delivery
             subscriber = _Subscriber(accepts, self.queue_size)
             self._subscribers.add(subscriber)
@@ -270,6 +284,7 @@ class EventHub:
             else:  # what committed during the replay; the queue holds everything past the hub's cursor
                 async with aclosing(replay()) as replayed:
                     async for delivery in replayed:
+                        self.delivered += 1
                         yield delivery
             seen = last = position
             while True:
@@ -286,6 +301,7 @@ class EventHub:
                 if delivery.position <= seen:
                     continue
                 last = delivery.position
+                self.delivered += 1
                 yield delivery
         finally:
             if subscriber is not None:
@@ -329,6 +345,7 @@ class EventHub:
                     if not subscriber.offer(delivery):
                         self._subscribers.discard(subscriber)
             self._cursor = batch.read_through
+            self.events_read += len(batch.deliveries)
             if not batch.full:
                 self.catch_ups += 1
                 return

@@ -11,6 +11,7 @@ in a transaction (``BEGIN IMMEDIATE``). The instance is written with an optimist
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.errors import FieldError as InputError
+from engine.observer import EngineObserver
 from engine.parsing import parse_definition
 from engine.registry import Registry
 from engine.remembered import RememberedInstances
@@ -65,6 +67,8 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.settings: Mapping[str, Any] = settings or {}
         self.commit_listeners: list[CommitListener] = []
+        self.observer = EngineObserver()
+        """Told of every committed transition and worker attempt (the server's metrics replace it)."""
         self._definitions: dict[tuple[str, int], WorkflowDefinition] = {}
         self._reads_starter: dict[tuple[str, int], bool] = {}
         self._latest_versions: dict[str, int] = {}
@@ -176,6 +180,7 @@ class Engine:
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
         autocommit = True  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores it)
+        began = time.perf_counter()
         for _ in range(_RACE_RETRIES):
             try:
                 transition, finished = await self._start(definition_key, input, started_by, autocommit=autocommit)
@@ -185,6 +190,7 @@ class Engine:
                 self._latest_versions.pop(definition_key, None)
             else:
                 await self._committed(transition, finished, autocommit=autocommit)
+                self.observer.transition_committed("start", time.perf_counter() - began, transition.events_written)
                 return finished
         raise ConcurrentUpdateError(f"could not start {definition_key!r}: its definition keeps being redeployed")
 
@@ -237,6 +243,7 @@ class Engine:
         first, so contention queues on the row lock instead of retrying in a loop.
         """
         autocommit = True
+        began = time.perf_counter()
         remembered = self.remembered.take(workflow_instance_id) if self._remembers else None
         for _ in range(_RACE_RETRIES):
             try:
@@ -258,6 +265,7 @@ class Engine:
                     result = await action(transition)
                     finished = await transition.write()  # last: the event lock is held only until commit
                 await self._committed(transition, finished, autocommit=autocommit)
+                self.observer.transition_committed("transition", time.perf_counter() - began, transition.events_written)
                 return result, finished
             except (StepwiseError, TransactionNeeded, RememberedStateChanged) as error:
                 if isinstance(error, TransactionNeeded):

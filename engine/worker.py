@@ -4,14 +4,21 @@ completes the task (the workflow moves on), schedules a retry with back-off, or 
 Execution is at-least-once: a worker that dies mid-attempt leaves a lease that expires, and another
 worker runs the attempt again (HTTP calls carry ``Idempotency-Key: <task id>`` for that reason). A
 result is only written by the worker that still holds the lease.
+
+A worker told to stop (:meth:`Worker.run`'s ``stop``) claims nothing more, gives the attempts it is
+running a grace period, then cancels those still running and hands their tasks back: runnable at
+once for any worker, the interrupted attempt not counted, rather than leased until the lease ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
+import time
+from collections import Counter
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -20,6 +27,7 @@ from engine.definitions import RetryPolicy
 from engine.errors import ExecutionFailedError, StepwiseError
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, SystemTaskExecutor, WaitUntil
 from engine.executors.redaction import redact, redact_text
+from engine.observer import AttemptOutcome
 from engine.runner import Engine
 from engine.state import Task, TaskAttempt, TaskEventKind, TaskStatus, new_id
 from engine.storage.directory import DirectoryRepository
@@ -57,6 +65,8 @@ class Worker:
         self.poll_interval = poll_interval
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self._wake = asyncio.Event()
+        self._executing: dict[str, asyncio.Future[ExecutionResult | WaitUntil]] = {}
+        self._handing_back = False
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (called after commits that queue tasks)."""
@@ -96,6 +106,8 @@ class Worker:
         # Claimed outside a transition: what the engine remembers of their instances is stale now, and
         # recording the attempt from it would cost an attempt that writes nothing (engine.remembered).
         self.engine.remembered.forget(task.workflow_instance_id for task in claimed)
+        for task_type, count in Counter(task.schema_type for task in claimed).items():
+            self.engine.observer.tasks_claimed(task_type, count)
         await asyncio.gather(*(self._attempt(task) for task in claimed))
         return len(claimed)
 
@@ -109,11 +121,22 @@ class Worker:
                 break
         return total
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll for due tasks until ``stop`` is set; a commit listener may wake it early."""
+    async def run(self, stop: asyncio.Event, grace_seconds: float = math.inf) -> None:
+        """Poll for due tasks until ``stop`` is set; a commit listener may wake it early.
+
+        Once ``stop`` is set it claims nothing more; attempts still running get ``grace_seconds`` to
+        finish, then they are cancelled and their tasks handed back (see the module docstring)."""
         while not stop.is_set():
+            batch = asyncio.ensure_future(self.run_once())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([batch, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not batch.done():
+                await asyncio.wait([batch], timeout=grace_seconds)
+                if not batch.done():
+                    self.hand_back_running()
             try:
-                ran = await self.run_once()
+                ran = await batch
             except Exception:  # a database hiccup must not end the worker; it retries on the next tick
                 log.exception("worker %s: claiming tasks failed", self.worker_id)
                 ran = 0
@@ -125,30 +148,59 @@ class Worker:
             for waiter in waiters:
                 waiter.cancel()
 
+    def hand_back_running(self) -> None:
+        """Cancel the attempts running now; each hands its task back (:meth:`run` does this after its grace)."""
+        self._handing_back = True
+        for execution in self._executing.values():
+            execution.cancel()
+
     async def _attempt(self, task: Task) -> None:
+        began = time.perf_counter()
+        result = await self._run_attempt(task)
+        self.engine.observer.attempt_finished(task.schema_type, result, time.perf_counter() - began)
+
+    async def _run_attempt(self, task: Task) -> AttemptOutcome:
         started = self.engine.clock.now()
         request: ExecutionRequest | None = None
         try:
             request = await self._request(task)
             executor = self.executors[task.schema_type]
             heartbeat = asyncio.create_task(self._keep_lease(task.id))
+            execution = asyncio.ensure_future(executor.execute(request, self.context))
+            self._executing[task.id] = execution
             try:
-                outcome: ExecutionResult | WaitUntil | ExecutionFailedError = await executor.execute(
-                    request, self.context
-                )
+                outcome: ExecutionResult | WaitUntil | ExecutionFailedError = await execution
+            except asyncio.CancelledError:
+                if not (self._handing_back and execution.cancelled()):
+                    raise
+                return await self._hand_back(task)
             finally:
                 heartbeat.cancel()
+                self._executing.pop(task.id, None)
         except ExecutionFailedError as exc:
             outcome = exc
         except Exception as exc:  # an executor bug fails the attempt, never the worker
             log.exception("task %s: executor %s raised", task.id, task.schema_type)
             outcome = ExecutionFailedError(f"{type(exc).__name__}: {exc}")
         try:
-            await self.engine.transition(
+            recorded, _ = await self.engine.transition(
                 task.workflow_instance_id, None, lambda t: self._record(t, task, request, outcome, started)
             )
         except StepwiseError as exc:
             log.warning("task %s: attempt result not recorded: %s", task.id, exc.message)
+            return AttemptOutcome.DROPPED
+        return recorded
+
+    async def _hand_back(self, task: Task) -> AttemptOutcome:
+        try:
+            async with self.engine.db.transaction() as session:
+                handed = await TaskRepository(session).hand_back(task.id, self.worker_id, self.engine.clock.now())
+        except Exception:  # the lease then runs out as a dead worker's would
+            log.exception("task %s: handing the task back failed", task.id)
+            return AttemptOutcome.DROPPED
+        self.engine.remembered.forget([task.workflow_instance_id])
+        log.info("task %s: stopping, handed back to any worker", task.id)
+        return AttemptOutcome.HANDED_BACK if handed else AttemptOutcome.DROPPED
 
     async def _keep_lease(self, task_id: str) -> None:
         """Renew the lease every third of its length while the attempt runs, so a slow call is never
@@ -187,20 +239,20 @@ class Worker:
         request: ExecutionRequest | None,
         outcome: ExecutionResult | WaitUntil | ExecutionFailedError,
         started: Any,
-    ) -> None:
+    ) -> AttemptOutcome:
         task = await transition.tasks.get_by_id(claimed.id)
         if task is None or task.status is not TaskStatus.RUNNING:
-            return
+            return AttemptOutcome.DROPPED
         if await transition.tasks.lease_owner(task.id) != self.worker_id:
             log.info("task %s: lease lost to another worker; dropping this attempt's result", task.id)
-            return
+            return AttemptOutcome.DROPPED
         now = transition.now
         if isinstance(outcome, WaitUntil):
             await transition.update_task(
                 task, TaskEventKind.UPDATED, status=TaskStatus.WAITING, next_run_at=outcome.until,
                 attempt_count=task.attempt_count - 1, lease_owner=None, lease_expires_at=None,
             )  # fmt: skip
-            return
+            return AttemptOutcome.WAITING
         details = TaskDetailsRepository(transition.connection)
         number = await details.next_attempt_number(task.id)
         sent = outcome.request if outcome.request is not None else (dict(request.config) if request else None)
@@ -212,14 +264,15 @@ class Worker:
         )
         if isinstance(outcome, ExecutionResult):
             await transition.complete(task, outcome.output, lease_owner=None, lease_expires_at=None, error=None)
-            return
+            return AttemptOutcome.COMPLETED
         assert error is not None
         policy = transition.definition.node(task.node_id).retry or DEFAULT_RETRY
         if outcome.non_retryable or task.attempt_count >= policy.max_attempts:
             await transition.fail(task, error)
-            return
+            return AttemptOutcome.FAILED
         retry_at = now + policy.delay_before(task.attempt_count + 1)
         await transition.update_task(
             task, TaskEventKind.UPDATED, status=TaskStatus.WAITING, next_run_at=retry_at, error=error,
             lease_owner=None, lease_expires_at=None,
         )  # fmt: skip
+        return AttemptOutcome.RETRYING

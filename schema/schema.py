@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
@@ -34,8 +35,11 @@ def _should_mask(error: GraphQLError) -> bool:
     return not (error.extensions or {}).get("code")
 
 
-def build_schema(mask_errors: bool = True, cache_documents: bool = True) -> strawberry.Schema:
-    extensions: list[Any] = [ShareReadsPerQuery]
+def build_schema(
+    mask_errors: bool = True, cache_documents: bool = True, instruments: Sequence[Any] = ()
+) -> strawberry.Schema:
+    """``instruments``: the server's metrics and tracing extensions (factories), run around everything else."""
+    extensions: list[Any] = [*instruments, ShareReadsPerQuery]
     if cache_documents:
         # Clients send the same few documents over and over; parsing and validating them again is most
         # of GraphQL's overhead on a small page (bench/graphql_overhead.py measures it, 1.4–2.1×).

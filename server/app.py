@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
 from engine.catalog import default_registry
@@ -21,11 +22,17 @@ from engine.runner import Engine
 from engine.storage.database import Database
 from engine.storage.migrations import current_revision, head_revision, upgrade
 from schema.schema import build_schema
+from server.access import ObservedRequests
 from server.devtools import Mailbox, dev_routes, running_mailbox
 from server.files import document_routes
 from server.graphiql import graphiql_assets_mount
 from server.graphql_app import StepwiseGraphQL
+from server.health import health_routes
+from server.logs import configure_logging
+from server.metrics import Metrics, metrics_route
 from server.settings import Settings
+from server.shutdown import Shutdown
+from server.tracing import graphql_tracing, instrument_database, request_tracer, tracer_provider_for
 from server.workers import running_worker
 
 log = logging.getLogger(__name__)
@@ -50,8 +57,15 @@ async def prepare_database(db: Database, settings: Settings) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, freeze_startup_objects: bool = False
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    freeze_startup_objects: bool = False,
+    tracer_provider: TracerProvider | None = None,
+    handle_signals: bool = False,
 ) -> Starlette:
+    """``tracer_provider`` replaces the one ``STEPWISE_OTLP_ENDPOINT`` would make (tests pass an
+    in-memory one); ``handle_signals``: a served process's SIGTERM begins its graceful shutdown."""
     settings = settings or Settings.from_env()
     mailbox = Mailbox()
     if settings.dev and settings.smtp_url is None:
@@ -63,12 +77,28 @@ def create_app(
         db, queue_size=settings.subscription_queue_size, max_per_user=settings.subscriptions_per_user,
         poll_seconds=settings.events_poll_seconds,
     )  # fmt: skip
-    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), engine, settings, blobs, events)
+    metrics = Metrics(engine, events) if settings.metrics else None
+    if metrics is not None:
+        engine.observer = metrics
+    tracing = tracer_provider or tracer_provider_for(settings)
+    if tracing is not None:
+        instrument_database(db, tracing)
+    instruments = [
+        *([metrics.graphql_extension()] if metrics else []),
+        *([graphql_tracing(tracing)] if tracing else []),
+    ]
+    schema = build_schema(mask_errors=settings.mask_errors, instruments=instruments)
+    graphql = StepwiseGraphQL(schema, engine, settings, blobs, events)
+    shutdown = Shutdown()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(db.dispose)
+            if tracing is not None and tracer_provider is None:  # ours: flush what is batched, then stop
+                stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
+            if handle_signals:
+                stack.enter_context(shutdown.on_signals())
             await prepare_database(db, settings)
             await stack.enter_async_context(events.running())
             engine.commit_listeners.append(events.on_commit)
@@ -76,7 +106,7 @@ def create_app(
             if settings.dev:
                 await stack.enter_async_context(running_mailbox(mailbox, settings.dev_mailbox_port))
             if settings.embedded_worker:
-                await stack.enter_async_context(running_worker(engine, settings))
+                await stack.enter_async_context(running_worker(engine, settings, shutdown.begun, tracing))
             if freeze_startup_objects:
                 # A started server holds ~140k long-lived objects (schema, SQLAlchemy, Jinja, caches) that
                 # every full collection walked: 120 ms pauses, the inbox's p99 (bench.inbox_scaling). Frozen,
@@ -87,38 +117,30 @@ def create_app(
                 gc.set_threshold(20_000, 20, 20)
             yield
 
-    async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> JSONResponse:
-        try:
-            current = await current_revision(db)
-        except Exception as exc:  # any driver error means "not ready", with the reason shown
-            return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-        head = head_revision()
-        ready = current == head
-        body = {"status": "ok" if ready else "unavailable", "migration": current, "head": head}
-        return JSONResponse(body, status_code=200 if ready else 503)
-
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
+            *health_routes(db, events, shutdown),
+            *([metrics_route(metrics, settings)] if metrics else []),
             *document_routes(engine, settings, blobs),
             *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(ObservedRequests, metrics=metrics, tracer=request_tracer(tracing) if tracing else None)],
     )
     app.state.engine = engine
     app.state.blobs = blobs
     app.state.events = events
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.shutdown = shutdown
     return app
 
 
 def create_app_from_env() -> Starlette:
     """The factory uvicorn calls (``--workers`` needs an import string)."""
-    return create_app(Settings.from_env(), freeze_startup_objects=True)
+    settings = Settings.from_env()
+    configure_logging(settings)  # again here: uvicorn's --workers processes start from this factory
+    return create_app(settings, freeze_startup_objects=True, handle_signals=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
+import math
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -22,6 +23,7 @@ from engine.storage.database import Database
 from engine.storage.migrations import head_revision, upgrade
 from server.auth import issue_token
 from server.demo import load_demo
+from server.logs import configure_logging
 from server.settings import Settings
 from server.workers import running_worker
 
@@ -44,7 +46,7 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
 @click.group()
 def main() -> None:
     """Stepwise: a workflow task-execution server."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(Settings.from_env())
 
 
 @main.command()
@@ -58,10 +60,12 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
         os.environ["STEPWISE_AUTO_MIGRATE"] = "true"
     click.echo(f"Stepwise: GraphiQL at http://{host}:{port}/graphql")
     # No per-message deflate: pushed task events are small JSON, and compressing each one cost CPU per
-    # delivery and a compressor's memory per connection (bench.push_memory profile).
+    # delivery and a compressor's memory per connection (bench.push_memory profile). No uvicorn access
+    # log (server.access writes one without the query string) and no uvicorn log config (server.logs).
     uvicorn.run(
         "server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-        ws_per_message_deflate=False,
+        ws_per_message_deflate=False, access_log=False, log_config=None,
+        timeout_graceful_shutdown=math.ceil(Settings.from_env().shutdown_seconds),
     )  # fmt: skip
 
 
@@ -73,17 +77,18 @@ def worker() -> None:
     async def run() -> None:
         db = Database(settings.database_url)
         engine = Engine(db, default_registry(), settings=settings.template_settings)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # both stop it gracefully (server.shutdown)
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         try:
-            async with running_worker(engine, settings) as running:
-                click.echo(f"worker {running.worker_id} running; Ctrl-C stops it")
-                await asyncio.Event().wait()
+            async with running_worker(engine, settings, stop) as running:
+                click.echo(f"worker {running.worker_id} running; Ctrl-C or SIGTERM stops it")
+                await stop.wait()
         finally:
             await db.dispose()
-
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
         click.echo("worker stopped")
+
+    asyncio.run(run())
 
 
 @main.group()

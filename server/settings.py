@@ -37,6 +37,16 @@ def _flag(name: str, default: bool) -> bool:
     return default if raw is None else raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    for choice in choices:
+        if raw.strip().lower() == choice.lower():
+            return choice
+    raise ValueError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite+aiosqlite:///./stepwise.db"
@@ -64,6 +74,14 @@ class Settings:
     events_poll_seconds: float = 5.0
     template_settings: Mapping[str, Any] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
+    metrics: bool = True
+    metrics_token: str | None = None
+    log_format: str = "text"
+    log_level: str = "INFO"
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = 1.0
+    service_name: str = "stepwise"
+    shutdown_seconds: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -97,6 +115,14 @@ class Settings:
             events_poll_seconds=float(env("STEPWISE_EVENTS_POLL_SECONDS", str(defaults.events_poll_seconds))),
             template_settings=_json_object("STEPWISE_TEMPLATE_SETTINGS"),
             secrets={k: str(v) for k, v in _json_object("STEPWISE_SECRETS").items()},
+            metrics=_flag("STEPWISE_METRICS", defaults.metrics),
+            metrics_token=env("STEPWISE_METRICS_TOKEN") or None,
+            log_format=_choice("STEPWISE_LOG_FORMAT", defaults.log_format, ("text", "json")),
+            log_level=_choice("STEPWISE_LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+            otlp_endpoint=env("STEPWISE_OTLP_ENDPOINT") or None,
+            trace_sample_ratio=float(env("STEPWISE_TRACE_SAMPLE_RATIO", str(defaults.trace_sample_ratio))),
+            service_name=env("STEPWISE_SERVICE_NAME", defaults.service_name),
+            shutdown_seconds=float(env("STEPWISE_SHUTDOWN_SECONDS", str(defaults.shutdown_seconds))),
         )
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")

@@ -8,18 +8,29 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
+from opentelemetry.sdk.trace import TracerProvider
 
 from engine.executors import BUILTIN_EXECUTORS
 from engine.executors.base import ExecutionContext, HostPolicy
 from engine.runner import Engine
 from engine.worker import Worker
 from server.settings import Settings
+from server.tracing import instrument_http_client
 
 
 @asynccontextmanager
-async def running_worker(engine: Engine, settings: Settings) -> AsyncIterator[Worker]:
-    """A worker polling in the background, woken by every commit of this process, stopped on exit."""
+async def running_worker(
+    engine: Engine,
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> AsyncIterator[Worker]:
+    """A worker polling in the background, woken by every commit of this process, stopped on exit or
+    as soon as ``stop`` is set (a shutdown has begun): attempts running then get
+    ``settings.shutdown_seconds`` to finish before they are handed back."""
     async with httpx.AsyncClient(follow_redirects=False) as http:
+        if tracer_provider is not None:
+            instrument_http_client(http, tracer_provider)
         context = ExecutionContext(
             http=http, clock=engine.clock, smtp_url=settings.smtp_url,
             host_policy=HostPolicy(allow=settings.http_allow, deny=settings.http_deny),
@@ -34,8 +45,8 @@ async def running_worker(engine: Engine, settings: Settings) -> AsyncIterator[Wo
             worker.wake()
 
         engine.commit_listeners.append(wake)
-        stop = asyncio.Event()
-        loop = asyncio.create_task(worker.run(stop))
+        stop = stop or asyncio.Event()
+        loop = asyncio.create_task(worker.run(stop, grace_seconds=settings.shutdown_seconds))
         try:
             yield worker
         finally:

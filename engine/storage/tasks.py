@@ -238,6 +238,24 @@ class TaskRepository:
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
+    async def hand_back(self, task_id: str, worker_id: str, now: datetime) -> bool:
+        """Release a task this worker leased and stopped running before its attempt ended: runnable
+        now by any worker, the interrupted attempt not counted. False when the lease is not its own."""
+        result = await self.session.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.status == TaskStatus.RUNNING.value)
+            .values(
+                status=case((tasks.c.attempt_count > 1, TaskStatus.WAITING.value), else_=TaskStatus.PENDING.value),
+                attempt_count=tasks.c.attempt_count - 1,
+                lease_owner=None,
+                lease_expires_at=None,
+                next_run_at=now,
+                revision=tasks.c.revision + 1,
+                updated_at=now,
+            )  # fmt: skip
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
     async def lease_owner(self, task_id: str) -> str | None:
         owner: str | None = await self.session.scalar(_LEASE_OWNER, {"task_id": task_id})
         return owner
