@@ -159,21 +159,43 @@ class OperationMetrics(SchemaExtension):
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._recorded = False
 
     def on_operation(self) -> Generator[None, None, None]:
         began = time.perf_counter()
-        yield
-        context = self.execution_context
-        name = context.operation_name
+        failure: GraphQLError | None = None
         try:
-            kind = context.operation_type.value
+            yield
+        except GraphQLError as error:  # ParserCache raises a syntax error through the hooks, before any result
+            failure = error
+            raise
+        finally:
+            if not self._recorded:
+                self._record(time.perf_counter() - began, failure)
+
+    def on_execute(self) -> Generator[None, None, None]:
+        # A subscription's operation lasts as long as it does (and a client's disconnecting ends it
+        # without the code after on_operation's yield): it is counted once it has started.
+        began = time.perf_counter()
+        yield
+        if self._kind() == "subscription":
+            self._record(time.perf_counter() - began)
+
+    def _kind(self) -> str:
+        try:
+            return self.execution_context.operation_type.value
         except RuntimeError:  # the document did not parse, or names no operation
-            kind = "unknown"
+            return "unknown"
+
+    def _record(self, seconds: float, failure: GraphQLError | None = None) -> None:
+        self._recorded = True
+        context = self.execution_context
+        name, kind = context.operation_name, self._kind()
         label = self.metrics.operation_label(name)
         self.metrics.operations.labels(label, kind).inc()
-        self.metrics.operation_seconds.labels(label, kind).observe(time.perf_counter() - began)
+        self.metrics.operation_seconds.labels(label, kind).observe(seconds)
         result = context.result
-        errors = (result.errors if result is not None else None) or context.pre_execution_errors or []
+        errors = [failure] if failure else (result.errors if result else None) or context.pre_execution_errors or []
         for error in errors:
             self.metrics.graphql_errors.labels(_error_code(error, context.graphql_document is None, result)).inc()
         info = current_request()

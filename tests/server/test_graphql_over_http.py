@@ -152,8 +152,12 @@ def graphql_http_audit() -> Path:
 async def test_the_graphql_http_audit_passes_every_check(
     graphql_http_audit: Path, database_url: str, tmp_path: Path
 ) -> None:
-    env = {"STEPWISE_DATABASE_URL": database_url, "STEPWISE_FILES_DIR": str(tmp_path / "files"),
-           "STEPWISE_EMBEDDED_WORKER": "false", "STEPWISE_SECRET_KEY": "audit-secret-key-of-at-least-32-bytes"}  # fmt: skip
+    env = {
+        "STEPWISE_DATABASE_URL": database_url,
+        "STEPWISE_FILES_DIR": str(tmp_path / "files"),
+        "STEPWISE_EMBEDDED_WORKER": "false",
+        "STEPWISE_SECRET_KEY": "audit-secret-key-of-at-least-32-bytes",
+    }
     async with server_processes(1, env, tmp_path) as (url,):
         audit = subprocess.run(
             ["node", "-e", AUDIT_SCRIPT, f"{url}/graphql"],
