@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from graphql import GraphQLError
 from opentelemetry import trace
@@ -31,6 +31,8 @@ from server.settings import Settings
 MIN_REDACTED_LENGTH = 4
 REDACTED = "***"
 _TOKENS = re.compile(r"(?i)\b(bearer\s+)[\w.~+/=-]+|\beyJ[\w-]*\.[\w-]+\.[\w-]*")
+# Libraries whose DEBUG lines carry the data itself (SQL parameters, message bodies): never logged.
+_DATA_DEBUG_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy.engine", "httpcore", "hpack", "websockets", "multipart")
 _REQUEST_FIELDS = ("request_id", "user_id", "operation")
 _ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
 
@@ -73,10 +75,14 @@ class Redactor:
 
 
 class RequestContextFilter(logging.Filter):
-    """Adds the request's fields and the current trace and span ids to every record (``-`` if none),
-    and keeps the GraphQL document Strawberry's error lines quote out of them."""
+    """Adds the request's fields and the current trace and span ids to every record, and keeps
+    documents out: Strawberry's lines for errors in a client's request say where and what kind, not
+    the message (which quotes the document's values); httpx's lines name URLs without the query;
+    DEBUG lines of libraries that dump what they send and receive are dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO and record.name.startswith(_DATA_DEBUG_LOGGERS):
+            return False
         info = _current_request.get()
         for name in _REQUEST_FIELDS:
             if not hasattr(record, name):
@@ -85,10 +91,21 @@ class RequestContextFilter(logging.Filter):
         record.trace_id = format(span.trace_id, "032x") if span.is_valid else None
         record.span_id = format(span.span_id, "016x") if span.is_valid else None
         if isinstance(record.msg, GraphQLError):  # str() of one quotes the document around its location
-            error = record.msg
-            where = ".".join(str(part) for part in error.path) if error.path else "request"
-            record.msg, record.args = f"GraphQL error at {where}: {error.message}", None
+            record.msg, record.args = _graphql_error_line(record.msg), None
+        elif record.name == "httpx" and isinstance(record.args, tuple) and len(record.args) >= 2:
+            method, url, *rest = record.args
+            record.args = (method, str(url).split("?", 1)[0], *rest)
         return True
+
+
+def _graphql_error_line(error: GraphQLError) -> str:
+    where = ".".join(str(part) for part in error.path) if error.path else "request"
+    if error.original_error is not None:  # raised by our code: its message is ours
+        return f"GraphQL error at {where}: {error.message}"
+    locations = ", ".join(f"{location.line}:{location.column}" for location in error.locations or [])
+    code = (error.extensions or {}).get("code")
+    kind = code if isinstance(code, str) else type(error).__name__
+    return f"GraphQL request error at {where} ({locations or 'no location'}): {kind}"
 
 
 class TextFormatter(logging.Formatter):
@@ -130,17 +147,22 @@ class _StepwiseHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler :func:`configure_logging` installed, so a second call replaces it."""
 
 
-def configure_logging(settings: Settings) -> None:
-    """Send every logger's records (uvicorn's too) through one handler on the root logger."""
+def log_handler(settings: Settings, stream: IO[str] | None = None) -> logging.Handler:
+    """The handler every record goes through: request fields, trace ids, the format, the redaction."""
     redact = Redactor(settings.secrets.values())
-    handler = _StepwiseHandler()
+    handler = _StepwiseHandler(stream)
     handler.addFilter(RequestContextFilter())
     handler.setFormatter(JsonFormatter(redact) if settings.log_format == "json" else TextFormatter(redact))
+    return handler
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send every logger's records (uvicorn's too) through one handler on the root logger."""
     root = logging.getLogger()
     for existing in list(root.handlers):
         if isinstance(existing, _StepwiseHandler) or type(existing) is logging.StreamHandler:  # basicConfig's
             root.removeHandler(existing)
-    root.addHandler(handler)
+    root.addHandler(log_handler(settings))
     root.setLevel(settings.log_level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
