@@ -46,7 +46,9 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
 @click.group()
 def main() -> None:
     """Stepwise: a workflow task-execution server."""
-    configure_logging(Settings.from_env())
+    settings = Settings.from_env()
+    configure_logging(settings)
+    click.get_current_context().obj = settings
 
 
 @main.command()
@@ -54,7 +56,8 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
 @click.option("--migrate", is_flag=True, help="Apply pending migrations at start-up.")
-def serve(host: str, port: int, workers: int, migrate: bool) -> None:
+@click.pass_obj
+def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool) -> None:
     """Serve the GraphQL API (and GraphiQL) on http://HOST:PORT/graphql."""
     if migrate:
         os.environ["STEPWISE_AUTO_MIGRATE"] = "true"
@@ -65,7 +68,7 @@ def serve(host: str, port: int, workers: int, migrate: bool) -> None:
     uvicorn.run(
         "server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
         ws_per_message_deflate=False, access_log=False, log_config=None,
-        timeout_graceful_shutdown=math.ceil(Settings.from_env().shutdown_seconds),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
     )  # fmt: skip
 
 

@@ -164,7 +164,12 @@ def configure_logging(settings: Settings) -> None:
             root.removeHandler(existing)
     root.addHandler(log_handler(settings))
     root.setLevel(settings.log_level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # uvicorn's access line names the query string, which for a GET is the GraphQL document;
+    # server.access writes the access line instead.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False

@@ -167,7 +167,8 @@ def hanging_target() -> Iterator[tuple[str, asyncio.Event]]:
 SLOW_FLOW = {
     "key": "slow_call", "start": "call",
     "nodes": [
-        {"id": "call", "type": "http", "config": {"method": "GET", "url": "{{ settings.target }}", "timeoutMs": 300000}},
+        {"id": "call", "type": "http",
+         "config": {"method": "GET", "url": "{{ settings.target }}", "timeoutMs": 300000}},
         {"id": "check", "type": "userTask", "title": "Check", "assignToRole": "approver"},
     ],
     "edges": [{"from": "call", "to": "check"}],
