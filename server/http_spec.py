@@ -92,6 +92,15 @@ class GraphQLOverHTTP(GraphQL[ContextT, RootValueT]):
         except HTTPException as exc:
             return self._refusal(request, exc)
 
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
+        parsed = await super().parse_http_body(request)
+        for data in parsed if isinstance(parsed, list) else [parsed]:
+            if not isinstance(data.operation_name, str | None):
+                raise HTTPException(
+                    400, "The GraphQL operation's `operationName` must be a string or null, if provided."
+                )
+        return parsed
+
     async def execute_single(
         self,
         request: Request,

@@ -135,8 +135,8 @@ class Metrics(EngineObserver):
         self.http_requests.labels(method, route, str(status)).inc()
         self.http_seconds.labels(method, route).observe(seconds)
 
-    def operation_label(self, name: str | None) -> str:
-        if not name:
+    def operation_label(self, name: object) -> str:
+        if not name or not isinstance(name, str):
             return ANONYMOUS
         if name in self._operation_names:
             return name

@@ -98,6 +98,13 @@ async def test_get_runs_queries_and_refuses_mutations_with_405(client: httpx.Asy
     assert "POST" in refused.json()["errors"][0]["message"]
 
 
+@pytest.mark.parametrize("operation_name", [{"name": "Q"}, ["Q"], 7])
+async def test_an_operation_name_that_is_not_a_string_is_400(client: httpx.AsyncClient, operation_name: Any) -> None:
+    body = {"query": "query Q { __typename }", "operationName": operation_name}
+    response = await client.post("/graphql", json=body, headers=LEGACY_JSON)
+    assert response.status_code == 400 and "operationName" in response.json()["errors"][0]["message"]
+
+
 async def test_an_accept_naming_no_json_type_is_406(client: httpx.AsyncClient) -> None:
     response = await post(client, {"accept": "text/plain"}, "{ __typename }")
     assert response.status_code == 406
