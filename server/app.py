@@ -30,6 +30,7 @@ from server.graphql_app import StepwiseGraphQL
 from server.health import health_routes
 from server.logs import configure_logging
 from server.metrics import Metrics, metrics_route
+from server.rate_limits import RateLimits
 from server.settings import Settings
 from server.shutdown import Shutdown
 from server.tracing import graphql_tracing, instrument_database, request_tracer, tracer_provider_for
@@ -83,9 +84,11 @@ def create_app(
     tracing = tracer_provider or tracer_provider_for(settings)
     if tracing is not None:
         instrument_database(db, tracing)
+    rate_limits = RateLimits(settings)
     instruments = [
         *([metrics.graphql_extension()] if metrics else []),
         *([graphql_tracing(tracing)] if tracing else []),
+        *([rate_limits.graphql_extension()] if rate_limits.enabled else []),
     ]
     schema = build_schema(mask_errors=settings.mask_errors, instruments=instruments)
     graphql = StepwiseGraphQL(schema, engine, settings, blobs, events)

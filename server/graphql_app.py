@@ -24,6 +24,7 @@ from schema.reads import SharedReads
 from server.auth import authenticate
 from server.graphiql import graphiql_html
 from server.http_spec import GraphQLOverHTTP
+from server.rate_limits import ConnectionLimits
 from server.settings import Settings
 
 
@@ -65,6 +66,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         self.settings = settings
         self.blobs = blobs
         self.events = events
+        self.connections = ConnectionLimits(settings.ws_connections_per_user, settings.ws_connections)
 
     @overload
     async def run(self, request: Request, context: Context = UNSET, root_value: None = UNSET) -> Response: ...
@@ -80,6 +82,9 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         try:
             return await super().run(request, context, root_value)
         finally:
+            admitted: str | None = getattr(request.state, "admitted_user", None)
+            if admitted is not None:
+                self.connections.release(admitted)
             if isinstance(request, Request):
                 reads: SharedReads | None = getattr(request.state, "reads", None)
                 if reads is not None:  # the operation never ran (a syntax error, say) or kept it open
@@ -129,6 +134,10 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         await self._authenticate(context, header if isinstance(header, str) else None)
         if context.authentication_error is not None or context.viewer is None:
             raise ConnectionRejectionError({"message": "authentication required"})
+        refused = self.connections.admit(context.viewer.id)
+        if refused is not None:
+            raise ConnectionRejectionError({"message": refused, "extensions": {"code": "TOO_MANY_CONNECTIONS"}})
+        context.request.state.admitted_user = context.viewer.id
         return await super().on_ws_connect(context)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:

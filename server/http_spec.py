@@ -29,6 +29,8 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.unset import UNSET
 
+from server.rate_limits import retry_after
+
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
 ContextT = TypeVar("ContextT")
@@ -124,7 +126,10 @@ class GraphQLOverHTTP(GraphQL[ContextT, RootValueT]):
                 ) from exc
             raise
         sub_response.media_type = media_type
-        if media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):
+        if (wait := retry_after(result)) is not None:
+            sub_response.status_code = 429
+            sub_response.headers["Retry-After"] = str(wait)
+        elif media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):
             sub_response.status_code = 400
         return result
 

@@ -82,6 +82,12 @@ class Settings:
     trace_sample_ratio: float = 1.0
     service_name: str = "stepwise"
     shutdown_seconds: float = 30.0
+    mutations_per_minute: float = 600.0
+    mutation_burst: int = 100
+    subscription_starts_per_minute: float = 120.0
+    subscription_start_burst: int = 60
+    ws_connections_per_user: int = 20
+    ws_connections: int = 10_000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -123,6 +129,16 @@ class Settings:
             trace_sample_ratio=float(env("STEPWISE_TRACE_SAMPLE_RATIO", str(defaults.trace_sample_ratio))),
             service_name=env("STEPWISE_SERVICE_NAME", defaults.service_name),
             shutdown_seconds=float(env("STEPWISE_SHUTDOWN_SECONDS", str(defaults.shutdown_seconds))),
+            mutations_per_minute=float(env("STEPWISE_MUTATIONS_PER_MINUTE", str(defaults.mutations_per_minute))),
+            mutation_burst=int(env("STEPWISE_MUTATION_BURST", str(defaults.mutation_burst))),
+            subscription_starts_per_minute=float(
+                env("STEPWISE_SUBSCRIPTION_STARTS_PER_MINUTE", str(defaults.subscription_starts_per_minute))
+            ),
+            subscription_start_burst=int(
+                env("STEPWISE_SUBSCRIPTION_START_BURST", str(defaults.subscription_start_burst))
+            ),
+            ws_connections_per_user=int(env("STEPWISE_WS_CONNECTIONS_PER_USER", str(defaults.ws_connections_per_user))),
+            ws_connections=int(env("STEPWISE_WS_CONNECTIONS", str(defaults.ws_connections))),
         )
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")

@@ -90,7 +90,7 @@ async def test_sigterm_mid_burst_loses_nothing_acknowledged(database_url: str, t
     token = issue_token(Settings(secret_key=SECRET_KEY), "alice")
     log = tmp_path / "serve.log"
     env = {"STEPWISE_DATABASE_URL": database_url, "STEPWISE_FILES_DIR": str(tmp_path / "files"),
-           "STEPWISE_SHUTDOWN_SECONDS": "10"}  # fmt: skip
+           "STEPWISE_SHUTDOWN_SECONDS": "10", "STEPWISE_MUTATIONS_PER_MINUTE": "0"}  # fmt: skip
     acknowledged: list[str] = []
     refused = 0
     async with served(env, log) as (process, url):

@@ -1,0 +1,150 @@
+"""Fairness between clients of one process: rate limits and WebSocket connection limits.
+
+**Rate limits** are token buckets per user (per client address for anonymous requests): one for
+mutations, one for subscription starts. A bucket holds ``burst`` tokens and refills at ``per_minute``
+a minute; an operation takes one. An empty bucket refuses the operation before any resolver runs,
+with a GraphQL error whose ``extensions`` say ``code: RATE_LIMITED`` and ``retryAfter`` (seconds):
+over HTTP the response is ``429`` with ``Retry-After``, over a WebSocket the subscription's error.
+Queries are not limited here (their cost is bounded by the operation limits).
+
+**Connection limits** bound the WebSockets one user holds in this process and all of the
+process's; one over is refused at ``connection_init`` (``4403`` on ``graphql-transport-ws``).
+
+Limits are per process: behind N processes a user gets up to N times as much.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types.execution import ExecutionResult
+
+from server.settings import Settings
+
+RATE_LIMITED = "RATE_LIMITED"
+_MAX_BUCKETS = 10_000
+"""Past this many remembered clients, buckets that have refilled (worth nothing) are forgotten."""
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class TokenBuckets:
+    """``burst`` tokens per key, refilled at ``per_minute`` a minute; ``take`` spends one."""
+
+    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(max(1, burst))
+        self.clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, key: str) -> float | None:
+        """Spend a token of ``key``'s bucket: None if there was one, else the seconds until there is."""
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= _MAX_BUCKETS:
+                self._forget_full(now)
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+        else:
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return None
+        return (1 - bucket.tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.updated) * self.rate >= self.burst]
+        for key in full:
+            del self._buckets[key]
+
+
+class RateLimits:
+    """The process's buckets; :meth:`graphql_extension` enforces them on operations."""
+
+    def __init__(self, settings: Settings) -> None:
+        def buckets(per_minute: float, burst: int) -> TokenBuckets | None:
+            return TokenBuckets(per_minute, burst) if per_minute > 0 else None
+
+        self.by_type = {
+            "mutation": buckets(settings.mutations_per_minute, settings.mutation_burst),
+            "subscription": buckets(settings.subscription_starts_per_minute, settings.subscription_start_burst),
+        }
+
+    @property
+    def enabled(self) -> bool:
+        return any(self.by_type.values())
+
+    def graphql_extension(self) -> Callable[[], SchemaExtension]:
+        return lambda: RateLimitOperations(self)
+
+
+class RateLimitOperations(SchemaExtension):
+    def __init__(self, limits: RateLimits) -> None:
+        self.limits = limits
+
+    def on_execute(self) -> Generator[None, None, None]:
+        context = self.execution_context
+        buckets = self.limits.by_type.get(context.operation_type.value)
+        if buckets is not None:
+            wait = buckets.take(_client_key(context.context))
+            if wait is not None:
+                seconds = max(1, math.ceil(wait))
+                raise GraphQLError(
+                    f"too many {context.operation_type.value}s: try again in {seconds} s",
+                    extensions={"code": RATE_LIMITED, "retryAfter": seconds},
+                )
+        yield
+
+
+def _client_key(context: object) -> str:
+    viewer = getattr(context, "viewer", None)
+    if viewer is not None:
+        return f"user:{viewer.id}"
+    client = getattr(getattr(context, "request", None), "client", None)
+    return f"address:{client.host}" if client is not None else "address:unknown"
+
+
+def retry_after(result: ExecutionResult) -> int | None:
+    """The ``retryAfter`` of a rate-limited result, else None."""
+    for error in result.errors or []:
+        extensions = error.extensions or {}
+        if extensions.get("code") == RATE_LIMITED:
+            return int(extensions.get("retryAfter", 1))
+    return None
+
+
+class ConnectionLimits:
+    """Live WebSocket connections: at most ``per_user`` for one user and ``total`` in the process."""
+
+    def __init__(self, per_user: int, total: int) -> None:
+        self.per_user = per_user
+        self.total = total
+        self._by_user: Counter[str] = Counter()
+
+    def admit(self, user_id: str) -> str | None:
+        """Count a new connection of ``user_id``; None when admitted, else why not."""
+        if self.total > 0 and self._by_user.total() >= self.total:
+            return f"this server holds its maximum of {self.total} connections; try again later"
+        if self.per_user > 0 and self._by_user[user_id] >= self.per_user:
+            return f"at most {self.per_user} connections per user; close one before opening another"
+        self._by_user[user_id] += 1
+        return None
+
+    def release(self, user_id: str) -> None:
+        self._by_user[user_id] -= 1
+        if self._by_user[user_id] <= 0:
+            del self._by_user[user_id]
+
+    def of(self, user_id: str) -> int:
+        return self._by_user[user_id]
