@@ -96,7 +96,8 @@ async def test_subscription_starts_past_the_burst_get_a_typed_error(limited: Sta
         await socket.subscribe("2", SUBSCRIPTION)
         refused = await socket.next()
         assert refused["id"] == "2" and refused["type"] in ("error", "next"), refused
-        errors: list[dict[str, Any]] = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+        payload = refused["payload"]
+        errors: list[dict[str, Any]] = payload if refused["type"] == "error" else payload["errors"]
         assert errors[0]["extensions"]["code"] == RATE_LIMITED and errors[0]["extensions"]["retryAfter"] == 60
 
 
