@@ -168,6 +168,8 @@ class Worker:
             heartbeat = asyncio.create_task(self._keep_lease(task.id))
             execution = asyncio.ensure_future(executor.execute(request, self.context))
             self._executing[task.id] = execution
+            if self._handing_back:  # it was still preparing when the others were cancelled
+                execution.cancel()
             try:
                 outcome: ExecutionResult | WaitUntil | ExecutionFailedError = await execution
             except asyncio.CancelledError:

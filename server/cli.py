@@ -25,6 +25,7 @@ from server.auth import issue_token
 from server.demo import load_demo
 from server.logs import configure_logging
 from server.settings import Settings
+from server.tracing import instrument_database, tracer_provider_for
 from server.workers import running_worker
 
 T = TypeVar("T")
@@ -80,15 +81,20 @@ def worker() -> None:
     async def run() -> None:
         db = Database(settings.database_url)
         engine = Engine(db, default_registry(), settings=settings.template_settings)
+        tracing = tracer_provider_for(settings)
+        if tracing is not None:
+            instrument_database(db, tracing)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):  # both stop it gracefully (server.shutdown)
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         try:
-            async with running_worker(engine, settings, stop) as running:
+            async with running_worker(engine, settings, stop, tracing) as running:
                 click.echo(f"worker {running.worker_id} running; Ctrl-C or SIGTERM stops it")
                 await stop.wait()
         finally:
             await db.dispose()
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)
         click.echo("worker stopped")
 
     asyncio.run(run())

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
@@ -72,6 +73,14 @@ def is_request_error(result: ExecutionResult) -> bool:
         return True
     errors = result.errors or []
     return result.data is None and bool(errors) and all(error.path is None for error in errors)
+
+
+def _raised_by_a_bug(result: ExecutionResult) -> bool:
+    """A pre-execution error that is an unexpected exception (an extension's), not the client's doing."""
+    return any(
+        error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+        for error in result.errors or []
+    )
 
 
 class MethodNotAllowed(HTTPException):
@@ -130,7 +139,7 @@ class GraphQLOverHTTP(GraphQL[ContextT, RootValueT]):
             sub_response.status_code = 429
             sub_response.headers["Retry-After"] = str(wait)
         elif media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):
-            sub_response.status_code = 400
+            sub_response.status_code = 500 if _raised_by_a_bug(result) else 400
         return result
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:

@@ -87,6 +87,18 @@ async def test_an_executed_operation_is_200_with_data_even_with_field_errors(
     assert signed_in.status_code == 200 and signed_in.json() == {"data": {"me": {"id": "alice"}}}
 
 
+async def test_a_bug_before_execution_is_500_under_the_spec_media_type(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(context: object) -> str:
+        raise RuntimeError("an extension's bug")
+
+    monkeypatch.setattr("server.rate_limits._client_key", broken)  # runs before every mutation executes
+    headers = {**SPEC_JSON, "authorization": f"Bearer {issue_token(settings, 'alice')}"}
+    response = await post(client, headers, 'mutation { startWorkflow(input: {definitionKey: "x"}) { __typename } }')
+    assert response.status_code == 500 and "data" not in response.json()
+
+
 async def test_get_runs_queries_and_refuses_mutations_with_405(client: httpx.AsyncClient) -> None:
     query = await client.get("/graphql", params={"query": "{ __typename }"}, headers=SPEC_JSON)
     assert query.status_code == 200 and query.json() == {"data": {"__typename": "Query"}}

@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +146,10 @@ async def test_sigterm_mid_burst_loses_nothing_acknowledged(database_url: str, t
 
 
 @pytest.fixture
-def hanging_target() -> Iterator[tuple[str, asyncio.Event]]:
+async def hanging_target() -> AsyncIterator[tuple[str, asyncio.Event]]:
     """An HTTP target that accepts a call and never answers (until the test ends)."""
     called = asyncio.Event()
-    loop = asyncio.get_event_loop()
+    loop = asyncio.get_running_loop()
 
     async def hook(request: Request) -> JSONResponse:
         loop.call_soon_threadsafe(called.set)
@@ -175,8 +175,9 @@ SLOW_FLOW = {
 }  # fmt: skip
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
 async def test_sigterm_hands_back_the_tasks_the_worker_was_running(
-    database_url: str, tmp_path: Path, hanging_target: tuple[str, asyncio.Event]
+    database_url: str, tmp_path: Path, hanging_target: tuple[str, asyncio.Event], command: str
 ) -> None:
     target, called = hanging_target
 
@@ -185,11 +186,18 @@ async def test_sigterm_hands_back_the_tasks_the_worker_was_running(
         return (await engine.start("slow_call", {}, "alice")).id
 
     instance_id = await with_demo(database_url, start)
-    log = tmp_path / "serve.log"
+    log = tmp_path / "stepwise.log"
     env = {"STEPWISE_DATABASE_URL": database_url, "STEPWISE_FILES_DIR": str(tmp_path / "files"),
            "STEPWISE_TEMPLATE_SETTINGS": json.dumps({"target": target}), "STEPWISE_WORKER_LEASE_SECONDS": "600",
            "STEPWISE_SHUTDOWN_SECONDS": "1"}  # fmt: skip
-    async with served(env, log) as (process, _):
+    async with AsyncExitStack() as stack:
+        if command == "serve":
+            process, _ = await stack.enter_async_context(served(env, log))
+        else:
+            output = stack.enter_context(log.open("wb"))
+            process = subprocess.Popen([str(Path(sys.executable).parent / "stepwise"), "worker"],
+                                       env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+            stack.callback(lambda: process.poll() is None and process.kill())
         await asyncio.wait_for(called.wait(), 30)
         process.send_signal(signal.SIGTERM)
         # The call would hang for five minutes, the lease is ten: exiting at all means the grace applied.
