@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +48,9 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
 @click.group()
 def main() -> None:
     """Stepwise: a workflow task-execution server."""
+    # Reading the settings may warn: a provisional handler formats that line as the rest will be.
+    provisional = "json" if os.environ.get("STEPWISE_LOG_FORMAT", "").strip().lower() == "json" else "text"
+    configure_logging(replace(Settings(), log_format=provisional))
     settings = Settings.from_env()
     configure_logging(settings)
     click.get_current_context().obj = settings
