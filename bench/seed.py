@@ -23,8 +23,8 @@ from typing import Any
 import asyncpg
 
 from bench.common import sqlalchemy_url
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
+from engine.definitions.builder import WorkflowBuilder
 from engine.runner import Engine
 from engine.storage.database import Database
 

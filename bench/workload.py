@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
+from engine.definitions.builder import WorkflowBuilder
 from engine.runner import Engine
 from engine.state import InstanceStatus
 from engine.storage.database import Database

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from engine.definitions.registry import Registry
 from engine.executors import register_builtin_system_tasks
-from engine.registry import Registry
 from engine.usertasks import register_builtin_user_tasks
 
 

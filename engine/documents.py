@@ -25,7 +25,7 @@ from typing import IO, Protocol, runtime_checkable
 import puremagic
 
 from engine import permissions
-from engine.definitions import DOCUMENT_UPLOAD_SCHEMA_TYPE, DocumentRequirement, Node
+from engine.definitions.model import DOCUMENT_UPLOAD_SCHEMA_TYPE, DocumentRequirement, Node
 from engine.errors import (
     ConcurrentUpdateError,
     FieldError,

@@ -18,7 +18,10 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 
 from engine.clock import Clock, SystemClock
-from engine.definitions import WorkflowDefinition
+from engine.definitions.model import WorkflowDefinition
+from engine.definitions.parsing import parse_definition
+from engine.definitions.registry import Registry
+from engine.definitions.validation import validate_definition
 from engine.errors import (
     ConcurrentUpdateError,
     InvalidStateError,
@@ -29,8 +32,6 @@ from engine.errors import (
     ValidationError,
 )
 from engine.errors import FieldError as InputError
-from engine.parsing import parse_definition
-from engine.registry import Registry
 from engine.remembered import RememberedInstances
 from engine.sequencer import EventSequencer
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
@@ -40,7 +41,6 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
 from engine.storage.models import instances
 from engine.transition import Transition, needs_starter, reads_starter_details
-from engine.validation import validate_definition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

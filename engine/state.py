@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from engine.definitions import Priority
+from engine.definitions.model import Priority
 
 
 class InstanceStatus(StrEnum):

@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine import permissions
-from engine.definitions import APPROVAL_SCHEMA_TYPE, DOCUMENT_UPLOAD_SCHEMA_TYPE
+from engine.definitions.forms import MAX_TEXT_LENGTH, validate_values
+from engine.definitions.model import APPROVAL_SCHEMA_TYPE, DOCUMENT_UPLOAD_SCHEMA_TYPE
 from engine.errors import ConflictError, FieldError, ForbiddenError, InvalidStateError, NotFoundError, ValidationError
-from engine.forms import MAX_TEXT_LENGTH, validate_values
 from engine.runner import Engine
 from engine.state import Task, TaskEventKind, TaskKind, TaskMessage, TaskStatus, User, new_id
 from engine.storage.directory import DirectoryRepository

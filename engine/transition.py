@@ -16,10 +16,11 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
-from engine.definitions import Node, OnDue, WorkflowDefinition
+from engine.definitions.model import Node, OnDue, WorkflowDefinition
+from engine.definitions.registry import NodeContext, Registry, default_schema_type
+from engine.definitions.templates import evaluate_condition, render_text
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
 from engine.event_log import finish_transition
-from engine.registry import NodeContext, Registry, default_schema_type
 from engine.state import (
     InstanceStatus,
     StepInstance,
@@ -37,7 +38,6 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import LockedInstance, step_values
 from engine.storage.models import step_instances, tasks
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository, stored_changes, task_values
-from engine.templates import evaluate_condition, render_text
 from engine.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
 
 log = logging.getLogger(__name__)

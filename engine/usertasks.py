@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.definitions import (
+from engine.definitions.model import (
     APPROVAL_SCHEMA_TYPE,
     DOCUMENT_UPLOAD_SCHEMA_TYPE,
     FIELD_TYPES,
@@ -19,8 +19,8 @@ from engine.definitions import (
     Form,
     Node,
 )
-from engine.registry import Assignment, NodeContext, Registry, UserTaskConfig
-from engine.templates import render_text
+from engine.definitions.registry import Assignment, NodeContext, Registry, UserTaskConfig
+from engine.definitions.templates import render_text
 
 
 def static_assignment(node: Node, variables: Mapping[str, Any]) -> Assignment:

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from engine.definitions import RetryPolicy
+from engine.definitions.model import RetryPolicy
+from engine.definitions.templates import render_value
 from engine.errors import ExecutionFailedError, StepwiseError
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, SystemTaskExecutor, WaitUntil
 from engine.executors.redaction import redact, redact_text
@@ -26,7 +27,6 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
-from engine.templates import render_value
 from engine.transition import Transition, template_variables
 
 log = logging.getLogger(__name__)

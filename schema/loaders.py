@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from engine.definitions import WorkflowDefinition
+from engine.definitions.model import WorkflowDefinition
 from engine.runner import Engine
 from engine.state import (
     Document,

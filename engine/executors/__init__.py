@@ -7,6 +7,7 @@ and the types it can check before templates are rendered) and runs one attempt (
 
 from __future__ import annotations
 
+from engine.definitions.registry import Registry
 from engine.executors.base import SystemTaskExecutor
 from engine.executors.delay import DelayExecutor
 from engine.executors.echo import EchoExecutor
@@ -14,7 +15,6 @@ from engine.executors.email import EmailExecutor
 from engine.executors.graphql import GraphQLExecutor
 from engine.executors.http import HttpExecutor
 from engine.executors.javascript import JavaScriptExecutor
-from engine.registry import Registry
 
 BUILTIN_EXECUTORS: tuple[SystemTaskExecutor, ...] = (
     HttpExecutor(),

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
+from engine.definitions.templates import is_template
 from engine.errors import ExecutionFailedError
 from engine.executors.redaction import redact_text
-from engine.templates import is_template
 
 SCALAR = (str, int, float, bool)
 

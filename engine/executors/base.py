@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from engine.clock import Clock
-from engine.definitions import Node
+from engine.definitions.model import Node
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import isodate
 
-from engine.definitions import Node
+from engine.definitions.model import Node
 from engine.executors._config import check_keys, pending, require_valid
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 

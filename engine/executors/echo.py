@@ -6,7 +6,7 @@ the simplest system task to test the machinery with.
 
 from __future__ import annotations
 
-from engine.definitions import Node
+from engine.definitions.model import Node
 from engine.executors._config import check_keys
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 

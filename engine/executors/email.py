@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from engine.definitions import Node
+from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.executors._config import check_keys, check_string, check_string_list, require_valid
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil

@@ -26,7 +26,7 @@ from gql.transport.exceptions import (
 )
 from gql.transport.httpx import HTTPXAsyncTransport
 
-from engine.definitions import Node
+from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.executors._config import (
     as_text,

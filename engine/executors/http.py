@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from engine.definitions import Node
+from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.executors._config import (
     as_text,

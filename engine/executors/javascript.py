@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.definitions import Node
+from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.executors._config import check_int, check_keys, check_string, require_valid
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select, true, tuple_
 
 from engine import permissions
-from engine.definitions import Priority
+from engine.definitions.model import Priority
 from engine.errors import FieldError, ValidationError
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
 from engine.storage.database import Database, Executor, ReadSessions

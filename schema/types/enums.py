@@ -6,19 +6,20 @@ from enum import Enum
 
 import strawberry
 
-from engine import definitions, state
+from engine import state
+from engine.definitions.model import Priority
 
 strawberry.enum(state.TaskKind, name="TaskKind")
 strawberry.enum(state.TaskStatus, name="TaskStatus")
 strawberry.enum(state.TaskDisplayStatus, name="TaskDisplayStatus")
-strawberry.enum(definitions.Priority, name="TaskPriority")
+strawberry.enum(Priority, name="TaskPriority")
 strawberry.enum(state.InstanceStatus, name="WorkflowStatus")
 strawberry.enum(state.TaskEventKind, name="TaskEventKind")
 
 TaskKind = state.TaskKind
 TaskStatus = state.TaskStatus
 TaskDisplayStatus = state.TaskDisplayStatus
-TaskPriority = definitions.Priority
+TaskPriority = Priority
 WorkflowStatus = state.InstanceStatus
 TaskEventKind = state.TaskEventKind
 

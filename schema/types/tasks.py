@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 from strawberry.types.nodes import SelectedField, Selection
 
 from engine import permissions, state
-from engine.definitions import Node, WorkflowDefinition
+from engine.definitions.model import Node, WorkflowDefinition
 from engine.storage.inbox import TaskOrderField, encode_cursor
 from schema.context import Info
 from schema.loaders import TitledStep, load_all

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
 from engine.clock import ManualClock
-from engine.registry import Assignment, NodeContext
+from engine.definitions.builder import WorkflowBuilder
+from engine.definitions.registry import Assignment, NodeContext
 from engine.runner import Engine
 from engine.storage.database import Database
 from engine.storage.tasks import TaskRepository

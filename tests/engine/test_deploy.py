@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from engine.builder import WorkflowBuilder
-from engine.definitions import WorkflowDefinition
+from engine.definitions.builder import WorkflowBuilder
+from engine.definitions.model import WorkflowDefinition
 from engine.errors import NotFoundError, ValidationError
 from engine.runner import Engine
 from engine.state import InstanceStatus

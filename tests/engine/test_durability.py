@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
 from engine.clock import ManualClock
-from engine.definitions import WorkflowDefinition
+from engine.definitions.builder import WorkflowBuilder
+from engine.definitions.model import WorkflowDefinition
 from engine.errors import ConflictError
 from engine.runner import Engine
 from engine.state import InstanceStatus, Task, TaskEvent, TaskEventKind, TaskStatus, WorkflowInstance, new_id

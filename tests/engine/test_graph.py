@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine.builder import WorkflowBuilder
-from engine.definitions import WorkflowDefinition
+from engine.definitions.builder import WorkflowBuilder
+from engine.definitions.model import WorkflowDefinition
 from engine.runner import Engine
 from engine.state import InstanceStatus, Task, TaskEventKind, TaskStatus, WorkflowInstance
 from engine.storage.instances import InstanceRepository

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
+from engine.definitions.builder import WorkflowBuilder
 from engine.errors import ConflictError
 from engine.remembered import RememberedInstances
 from engine.runner import Engine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.builder import WorkflowBuilder
+from engine.definitions.builder import WorkflowBuilder
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
 from engine.runner import Engine
 from engine.state import InstanceStatus, TaskEventKind, TaskKind, TaskStatus

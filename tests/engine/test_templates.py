@@ -1,6 +1,6 @@
 """Templates and conditions: the sandbox holds, missing data renders empty, native types survive, no eval.
 
-``engine.templates`` documents two behaviours for a refused or failing template: ``render_text``
+``engine.definitions.templates`` documents two behaviours for a refused or failing template: ``render_text``
 (titles, descriptions) renders the whole text empty; ``render_value`` (system-task config) lets the
 error propagate so a task never silently loses a value. A single ``{{ expression }}`` whose access is
 refused renders ``None`` there.
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from jinja2.exceptions import SecurityError
 
-from engine.templates import (
+from engine.definitions.templates import (
     TemplateSyntaxError,
     check_template,
     compile_condition,

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
 from engine.clock import ManualClock
-from engine.definitions import WorkflowDefinition
-from engine.registry import Assignment, NodeContext, UserTaskConfig
+from engine.definitions.builder import WorkflowBuilder
+from engine.definitions.model import WorkflowDefinition
+from engine.definitions.registry import Assignment, NodeContext, UserTaskConfig
 from engine.runner import Engine
 from engine.state import Task, TaskStatus, User
 from engine.storage.database import Database

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
-from engine.definitions import WorkflowDefinition
+from engine.definitions.builder import WorkflowBuilder
+from engine.definitions.model import WorkflowDefinition
+from engine.definitions.parsing import parse_definition
+from engine.definitions.registry import Assignment, NodeContext, Registry
+from engine.definitions.validation import validate_definition
 from engine.errors import DefinitionError, FieldError
-from engine.parsing import parse_definition
-from engine.registry import Assignment, NodeContext, Registry
 from engine.runner import Engine
 from engine.storage.models import definitions
-from engine.validation import validate_definition
 
 Doc = dict[str, Any]
 

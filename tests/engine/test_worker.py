@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
 from engine.clock import ManualClock
+from engine.definitions.builder import WorkflowBuilder
 from engine.errors import ForbiddenError, InvalidStateError
 from engine.executors import BUILTIN_EXECUTORS
 from engine.executors.base import ExecutionContext, HostPolicy

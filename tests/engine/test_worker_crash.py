@@ -31,9 +31,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
-from engine.definitions import Node
+from engine.definitions.builder import WorkflowBuilder
+from engine.definitions.model import Node
 from engine.executors import BUILTIN_EXECUTORS
 from engine.executors.base import (
     ExecutionContext,

@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from engine.definitions import Node
+from engine.definitions.model import Node
 from engine.executors.base import ExecutionRequest
 
 TASK_ID = "task-0001"

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from engine.definitions import Node
+from engine.definitions.model import Node
+from engine.definitions.registry import Registry
 from engine.executors import BUILTIN_EXECUTORS, register_builtin_system_tasks
-from engine.registry import Registry
 
 
 def problems(node_type: str, config: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.definitions import Node, Priority
+from engine.definitions.model import Node, Priority
 
 
 @dataclass(frozen=True)

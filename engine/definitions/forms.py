@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from engine.definitions import Form, FormField
+from engine.definitions.model import Form, FormField
 from engine.errors import FieldError, ValidationError
 
 MAX_TEXT_LENGTH = 10_000

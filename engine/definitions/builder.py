@@ -14,8 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from engine.definitions import NodeType, WorkflowDefinition
-from engine.parsing import parse_definition
+from engine.definitions.model import NodeType, WorkflowDefinition
+from engine.definitions.parsing import parse_definition
 
 
 class WorkflowBuilder:

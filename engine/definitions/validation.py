@@ -9,10 +9,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from engine.definitions import Node, NodeType, WorkflowDefinition
+from engine.definitions.model import Node, NodeType, WorkflowDefinition
+from engine.definitions.registry import Registry, default_schema_type
+from engine.definitions.templates import TemplateSyntaxError, check_template, compile_condition
 from engine.errors import DefinitionError, FieldError
-from engine.registry import Registry, default_schema_type
-from engine.templates import TemplateSyntaxError, check_template, compile_condition
 
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
 _STORE_AS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
