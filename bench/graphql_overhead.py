@@ -55,9 +55,9 @@ from bench.seed import (
     task_spread,
 )
 from engine.errors import AuthenticationError
-from engine.runner import Engine
 from engine.state import Task
 from engine.storage.inbox import TaskOrderField, TaskQuery, count_beside, encode_cursor, page_of_tasks, task_search
+from engine.transitions.engine import Engine
 from schema.queries import running
 from schema.reads import SharedReads
 from schema.schema import build_schema

@@ -25,8 +25,8 @@ import asyncpg
 from bench.common import sqlalchemy_url
 from engine.catalog import default_registry
 from engine.definitions.builder import WorkflowBuilder
-from engine.runner import Engine
 from engine.storage.database import Database
+from engine.transitions.engine import Engine
 
 DEFINITION_KEY = "bench_inbox"
 VIEWER = "bench_viewer"

@@ -13,10 +13,10 @@ from typing import Any
 
 from engine.catalog import default_registry
 from engine.definitions.builder import WorkflowBuilder
-from engine.runner import Engine
 from engine.state import InstanceStatus
 from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
+from engine.transitions.engine import Engine
 
 DEFINITION_KEY = "bench_approval"
 TRANSITIONS_PER_INSTANCE = 3

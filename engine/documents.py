@@ -34,14 +34,14 @@ from engine.errors import (
     NotFoundError,
     ValidationError,
 )
-from engine.runner import Engine
 from engine.services import visible_task
 from engine.state import Document, Task, TaskEventKind, TaskKind, TaskStatus, User, new_id
 from engine.storage.database import Executor
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
-from engine.transition import Transition
+from engine.transitions.engine import Engine
+from engine.transitions.transition import Transition
 
 CHUNK_BYTES = 1 << 20
 SNIFF_BYTES = 64 * 1024

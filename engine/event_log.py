@@ -2,7 +2,7 @@
 
 Writing
 -------
-A :class:`~engine.transition.Transition` buffers the events it records and the engine writes them
+A :class:`~engine.transitions.transition.Transition` buffers the events it records and the engine writes them
 as the transaction's last work, just before ``COMMIT`` (:func:`finish_transition`, below; on its
 own, :func:`write_events`). Readers follow the log by ``position``, not by ``id``.
 
@@ -44,7 +44,7 @@ good) and sees a gap for every rolled-back id, which are common here (lost races
 A transition ends with :func:`finish_transition`: on PostgreSQL the instance's UPDATE (or a new
 instance's INSERT), the rows and task updates the transition deferred
 (:mod:`engine.storage.deferred`) and the events' insert are one statement, and a signal is two
-statements in all (one when its process remembers the instance, :mod:`engine.remembered`), besides
+statements in all (one when its process remembers the instance, :mod:`engine.transitions.remembered`), besides
 its share of a numbering round. Every check runs before the events are inserted, which they are
 only when all passed. A lost race (the UPDATE matched nothing) inserts no row and no event, and the
 statement's own revision check then fails it as a whole (SQLSTATE ``SW409``), so nothing stays even
@@ -227,7 +227,7 @@ async def finish_transition(
     them. Returns the highest event id (None when there were none).
 
     ``remembered_tasks`` (PostgreSQL only): the transition started from remembered state
-    (:mod:`engine.remembered`) whose open tasks were these ``id:revision``; if the instance's open
+    (:mod:`engine.transitions.remembered`) whose open tasks were these ``id:revision``; if the instance's open
     tasks are no longer exactly these, nothing is written
     (:class:`~engine.errors.RememberedStateChanged`)."""
     inserts, updates = executor.take_deferred() if isinstance(executor, TransitionConnection) else ([], [])

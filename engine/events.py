@@ -193,7 +193,7 @@ class EventHub:
         self._wake.set()
 
     async def on_commit(self) -> None:
-        """An :attr:`Engine.commit_listeners <engine.runner.Engine.commit_listeners>` callback."""
+        """An :attr:`Engine.commit_listeners <engine.transitions.engine.Engine.commit_listeners>` callback."""
         self.wake()
 
     @asynccontextmanager

@@ -11,11 +11,11 @@ from typing import Any
 
 from engine import permissions
 from engine.errors import FieldError, ForbiddenError, NotFoundError, ValidationError
-from engine.runner import Engine
 from engine.state import DeployedDefinition, Task, User, WorkflowInstance
 from engine.storage.database import ReadSessions
 from engine.storage.instances import DefinitionRepository, InstanceRepository
 from engine.storage.tasks import TaskRepository
+from engine.transitions.engine import Engine
 
 
 class WorkflowService:

@@ -14,12 +14,12 @@ from engine import permissions
 from engine.definitions.forms import MAX_TEXT_LENGTH, validate_values
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, DOCUMENT_UPLOAD_SCHEMA_TYPE
 from engine.errors import ConflictError, FieldError, ForbiddenError, InvalidStateError, NotFoundError, ValidationError
-from engine.runner import Engine
 from engine.state import Task, TaskEventKind, TaskKind, TaskMessage, TaskStatus, User, new_id
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.tasks import TaskRepository
-from engine.transition import Transition
+from engine.transitions.engine import Engine
+from engine.transitions.transition import Transition
 
 MAX_MESSAGE_LENGTH = 10_000
 

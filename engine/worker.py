@@ -21,13 +21,13 @@ from engine.definitions.templates import render_value
 from engine.errors import ExecutionFailedError, StepwiseError
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, SystemTaskExecutor, WaitUntil
 from engine.executors.redaction import redact, redact_text
-from engine.runner import Engine
 from engine.state import Task, TaskAttempt, TaskEventKind, TaskStatus, new_id
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
-from engine.transition import Transition, template_variables
+from engine.transitions.engine import Engine
+from engine.transitions.transition import Transition, template_variables
 
 log = logging.getLogger(__name__)
 DEFAULT_RETRY = RetryPolicy()

@@ -12,9 +12,9 @@ from strawberry.types import Info as StrawberryInfo
 from engine.documents import BlobStore, DocumentService
 from engine.errors import AuthenticationError
 from engine.events import EventHub
-from engine.runner import Engine
 from engine.services import WorkflowService
 from engine.state import User
+from engine.transitions.engine import Engine
 from schema.loaders import DataLoaders
 
 if TYPE_CHECKING:

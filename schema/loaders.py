@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from engine.definitions.model import WorkflowDefinition
-from engine.runner import Engine
 from engine.state import (
     Document,
     StepInstance,
@@ -27,6 +26,7 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
+from engine.transitions.engine import Engine
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

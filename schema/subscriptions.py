@@ -37,8 +37,8 @@ from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
 
 from engine.errors import NotFoundError, StepwiseError, SubscriberOverflowError
 from engine.events import Delivery, EventFilter
-from engine.runner import Engine
 from engine.services import visible_task
+from engine.transitions.engine import Engine
 from schema.context import Info
 from schema.execution import ExecutionContext
 from schema.loaders import DataLoaders

@@ -17,9 +17,9 @@ from engine.catalog import default_registry
 from engine.clock import Clock
 from engine.documents import BlobStore
 from engine.events import EventHub
-from engine.runner import Engine
 from engine.storage.database import Database
 from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.transitions.engine import Engine
 from schema.schema import build_schema
 from server.devtools import Mailbox, dev_routes, running_mailbox
 from server.files import document_routes

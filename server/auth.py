@@ -9,9 +9,9 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.errors import AuthenticationError
-from engine.runner import Engine
 from engine.state import User
 from engine.storage.directory import DirectoryRepository
+from engine.transitions.engine import Engine
 from server.settings import Settings
 
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from engine.documents import BlobStore, DocumentService
 from engine.errors import AuthenticationError, NotFoundError
-from engine.runner import Engine
+from engine.transitions.engine import Engine
 from server.auth import authenticate
 from server.settings import Settings
 

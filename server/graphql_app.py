@@ -18,7 +18,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from engine.documents import BlobStore
 from engine.errors import AuthenticationError
 from engine.events import EventHub
-from engine.runner import Engine
+from engine.transitions.engine import Engine
 from schema.context import Context
 from schema.loaders import DataLoaders
 from schema.reads import SharedReads

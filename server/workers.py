@@ -11,7 +11,7 @@ import httpx
 
 from engine.executors import BUILTIN_EXECUTORS
 from engine.executors.base import ExecutionContext, HostPolicy
-from engine.runner import Engine
+from engine.transitions.engine import Engine
 from engine.worker import Worker
 from server.settings import Settings
 

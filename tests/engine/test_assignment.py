@@ -8,9 +8,9 @@ from engine.catalog import default_registry
 from engine.clock import ManualClock
 from engine.definitions.builder import WorkflowBuilder
 from engine.definitions.registry import Assignment, NodeContext
-from engine.runner import Engine
 from engine.storage.database import Database
 from engine.storage.tasks import TaskRepository
+from engine.transitions.engine import Engine
 
 
 @dataclass(frozen=True)

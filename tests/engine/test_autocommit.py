@@ -1,4 +1,4 @@
-"""Transitions in autocommit on PostgreSQL (engine/runner.py, engine/storage/deferred.py): without
+"""Transitions in autocommit on PostgreSQL (engine/transitions/engine.py, engine/storage/deferred.py): without
 BEGIN and COMMIT, yet as atomic as before. A transition that must write before its end, or that lost
 a race, runs again in a transaction that locks the instance; nothing of the first attempt stays."""
 
@@ -12,11 +12,11 @@ from asyncpg import InterfaceError, InternalClientError, PostgresError
 from sqlalchemy import func, select, text
 
 from engine.errors import ConflictError
-from engine.runner import Engine
 from engine.state import Task, TaskEventKind, WorkflowInstance
 from engine.storage.database import Database
 from engine.storage.instances import InstanceRepository
-from engine.transition import Transition
+from engine.transitions.engine import Engine
+from engine.transitions.transition import Transition
 from tests.engine.test_durability import approval_then_archive, events_of, tasks_of
 from tests.engine.test_transition_costs import NUMBERING, rework_loop, statements
 

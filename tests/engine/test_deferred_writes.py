@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import text
 
 from engine.errors import ConflictError
-from engine.runner import Engine
 from engine.state import TaskEventKind, TaskStatus
 from engine.storage.database import Database
 from engine.storage.instances import InstanceRepository
-from engine.transition import Transition
+from engine.transitions.engine import Engine
+from engine.transitions.transition import Transition
 from tests.engine.test_durability import approval_then_archive, events_of, tasks_of
 
 

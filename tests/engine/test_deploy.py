@@ -9,10 +9,10 @@ import pytest
 from engine.definitions.builder import WorkflowBuilder
 from engine.definitions.model import WorkflowDefinition
 from engine.errors import NotFoundError, ValidationError
-from engine.runner import Engine
 from engine.state import InstanceStatus
 from engine.storage.instances import DefinitionRepository
 from engine.storage.tasks import TaskRepository
+from engine.transitions.engine import Engine
 
 
 def review_v1() -> dict[str, Any]:

@@ -18,12 +18,12 @@ from engine.clock import ManualClock
 from engine.definitions.builder import WorkflowBuilder
 from engine.definitions.model import WorkflowDefinition
 from engine.errors import ConflictError
-from engine.runner import Engine
 from engine.state import InstanceStatus, Task, TaskEvent, TaskEventKind, TaskStatus, WorkflowInstance, new_id
 from engine.storage.database import Database
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository
-from engine.transition import Transition
+from engine.transitions.engine import Engine
+from engine.transitions.transition import Transition
 
 
 def contract() -> WorkflowDefinition:

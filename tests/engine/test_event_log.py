@@ -19,13 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.errors import ConcurrentUpdateError, ConflictError
 from engine.event_log import CHANNEL, EVENT_LOCK_KEY, finish_transition, number_events, write_events
-from engine.runner import Engine
 from engine.state import StepInstance, Task, TaskEvent, TaskEventKind, WorkflowInstance, new_id
 from engine.storage.database import Database
 from engine.storage.deferred import DeferredUpdate
 from engine.storage.instances import InstanceRepository, instance_values, step_values
 from engine.storage.models import instances, step_instances, tasks
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, task_values
+from engine.transitions.engine import Engine
 from server.demo import load_demo
 from tests.engine.test_events import latest, new_form_task
 from tests.engine.test_transition_costs import NUMBERING, statements

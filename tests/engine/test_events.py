@@ -13,11 +13,11 @@ from sqlalchemy import text
 
 from engine.errors import SubscriberOverflowError, SubscriptionLimitError
 from engine.events import Delivery, EventFilter, EventHub, write_events
-from engine.runner import Engine
 from engine.state import Task, TaskEventKind, User
 from engine.storage.database import Database
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
 from engine.task_service import TaskService
+from engine.transitions.engine import Engine
 from server.demo import load_demo
 from tests.server.live import TIMEOUT, wait_until
 

@@ -9,10 +9,10 @@ import pytest
 
 from engine.definitions.builder import WorkflowBuilder
 from engine.definitions.model import WorkflowDefinition
-from engine.runner import Engine
 from engine.state import InstanceStatus, Task, TaskEventKind, TaskStatus, WorkflowInstance
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.transitions.engine import Engine
 
 
 def graph(

@@ -12,13 +12,13 @@ from sqlalchemy import text
 from engine.catalog import default_registry
 from engine.definitions.builder import WorkflowBuilder
 from engine.errors import ConflictError
-from engine.remembered import RememberedInstances
-from engine.runner import Engine
 from engine.state import InstanceStatus, TaskEventKind, TaskStatus
 from engine.storage.database import Database
 from engine.storage.instances import InstanceRepository, LockedInstance
 from engine.storage.tasks import TaskRepository
-from engine.transition import Transition
+from engine.transitions.engine import Engine
+from engine.transitions.remembered import RememberedInstances
+from engine.transitions.transition import Transition
 from tests.engine.test_durability import approval_then_archive, contract, events_of, tasks_of
 from tests.engine.test_transition_costs import NUMBERING, statements
 from tests.engine.test_worker import make_worker

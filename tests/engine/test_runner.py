@@ -6,10 +6,10 @@ import pytest
 
 from engine.definitions.builder import WorkflowBuilder
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
-from engine.runner import Engine
 from engine.state import InstanceStatus, TaskEventKind, TaskKind, TaskStatus
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.transitions.engine import Engine
 
 
 def approval_workflow() -> WorkflowBuilder:

@@ -23,7 +23,6 @@ from engine.clock import ManualClock
 from engine.definitions.builder import WorkflowBuilder
 from engine.definitions.model import WorkflowDefinition
 from engine.definitions.registry import Assignment, NodeContext, UserTaskConfig
-from engine.runner import Engine
 from engine.state import Task, TaskStatus, User
 from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
@@ -31,7 +30,8 @@ from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
 from engine.task_service import TaskService
-from engine.transition import reads_starter_details
+from engine.transitions.engine import Engine
+from engine.transitions.transition import reads_starter_details
 
 # What a transition that wrote events sends after its commit on PostgreSQL (or shares with others
 # committing meanwhile): the numbering round of engine.event_log.

@@ -21,8 +21,8 @@ from engine.definitions.parsing import parse_definition
 from engine.definitions.registry import Assignment, NodeContext, Registry
 from engine.definitions.validation import validate_definition
 from engine.errors import DefinitionError, FieldError
-from engine.runner import Engine
 from engine.storage.models import definitions
+from engine.transitions.engine import Engine
 
 Doc = dict[str, Any]
 

@@ -20,13 +20,13 @@ from engine.definitions.builder import WorkflowBuilder
 from engine.errors import ForbiddenError, InvalidStateError
 from engine.executors import BUILTIN_EXECUTORS
 from engine.executors.base import ExecutionContext, HostPolicy
-from engine.runner import Engine
 from engine.state import InstanceStatus, TaskEventKind, TaskStatus, User
 from engine.storage.database import Database
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository
 from engine.task_service import TaskService
+from engine.transitions.engine import Engine
 from engine.worker import Worker
 from tests.executors.support import ServerThread
 

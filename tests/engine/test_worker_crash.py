@@ -43,12 +43,12 @@ from engine.executors.base import (
     SystemTaskExecutor,
     WaitUntil,
 )
-from engine.runner import Engine
 from engine.state import InstanceStatus, Task, TaskEventKind, TaskStatus
 from engine.storage.database import Database
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.models import instances, task_events, tasks
 from engine.storage.tasks import TaskRepository
+from engine.transitions.engine import Engine
 from engine.worker import Worker
 from tests.executors.support import ServerThread
 

@@ -21,7 +21,7 @@ import pytest
 
 from engine.executors import BUILTIN_EXECUTORS
 from engine.executors.base import ExecutionContext, HostPolicy
-from engine.runner import Engine
+from engine.transitions.engine import Engine
 from engine.worker import Worker
 from server.auth import issue_token
 from server.settings import Settings

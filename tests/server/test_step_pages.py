@@ -20,7 +20,7 @@ import pytest
 from engine.clock import ManualClock
 from engine.executors import BUILTIN_EXECUTORS
 from engine.executors.base import ExecutionContext, HostPolicy
-from engine.runner import Engine
+from engine.transitions.engine import Engine
 from engine.worker import Worker
 from tests.server.conftest import GraphQL
 from tests.server.test_inbox import add_stranger

@@ -1,8 +1,8 @@
 """The engine's public API: deploy definitions, start instances, signal nodes, cancel.
 
-Every call is one transition, atomic (:mod:`engine.transition`). On PostgreSQL it first runs in
+Every call is one transition, atomic (:mod:`engine.transitions.transition`). On PostgreSQL it first runs in
 autocommit: reads (or starts from what this process's own last transition of the instance left,
-:mod:`engine.remembered`), then one last statement that writes everything if the instance is still
+:mod:`engine.transitions.remembered`), then one last statement that writes everything if the instance is still
 at the revision read. A lost race is retried from a fresh read in a transaction that locks the instance
 row first (``FOR UPDATE``), as is a transition that must write before its end. SQLite always runs it
 in a transaction (``BEGIN IMMEDIATE``). The instance is written with an optimistic revision check.
@@ -32,7 +32,6 @@ from engine.errors import (
     ValidationError,
 )
 from engine.errors import FieldError as InputError
-from engine.remembered import RememberedInstances
 from engine.sequencer import EventSequencer
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
 from engine.storage.database import Database, Executor
@@ -40,7 +39,8 @@ from engine.storage.deferred import TransactionNeeded, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
 from engine.storage.models import instances
-from engine.transition import Transition, needs_starter, reads_starter_details
+from engine.transitions.remembered import RememberedInstances
+from engine.transitions.transition import Transition, needs_starter, reads_starter_details
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -161,7 +161,7 @@ class Engine:
 
     @property
     def _remembers(self) -> bool:
-        """Whether transitions start from remembered state (:mod:`engine.remembered`): on PostgreSQL,
+        """Whether transitions start from remembered state (:mod:`engine.transitions.remembered`): on PostgreSQL,
         where a transition's first attempt runs in autocommit and its last statement checks it."""
         return self.db.dialect == "postgresql"
 
@@ -231,7 +231,7 @@ class Engine:
         engine makes land together or not at all.
 
         On PostgreSQL the first attempt runs in autocommit, reading the instance without a lock (or
-        starting from the state this process's own last transition of it left, :mod:`engine.remembered`);
+        starting from the state this process's own last transition of it left, :mod:`engine.transitions.remembered`);
         its last statement writes only if the instance is still at the revision read. A lost race, or
         an action that must write before the end, runs again in a transaction that locks the instance
         first, so contention queues on the row lock instead of retrying in a loop.
@@ -308,7 +308,7 @@ class Engine:
 
     async def _committed(self, transition: Transition, finished: WorkflowInstance, *, autocommit: bool) -> None:
         """After ``transition`` committed: remember what it left (only an autocommit transition's every
-        write went through it, :mod:`engine.remembered`), then, if it wrote events, tell the commit
+        write went through it, :mod:`engine.transitions.remembered`), then, if it wrote events, tell the commit
         listeners: on PostgreSQL once a numbering round has numbered them (:mod:`engine.sequencer`),
         on SQLite (numbered in the transaction) now."""
         if autocommit and self._remembers:

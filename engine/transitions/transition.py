@@ -1,9 +1,9 @@
 """One transition of one workflow instance: everything it changes commits at once, or nothing does.
 
 A :class:`Transition` holds the instance (locked, or checked by revision when it is written: see
-:mod:`engine.runner`), its definition and the connection; it completes
+:mod:`engine.transitions.engine`), its definition and the connection; it completes
 tasks, moves tokens along edges (conditions, forks, joins), creates the tasks tokens wait at, and
-writes a task event for every change. The :class:`~engine.runner.Engine` opens and commits it.
+writes a task event for every change. The :class:`~engine.transitions.engine.Engine` opens and commits it.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Transition:
     ) -> None:
         """``steps`` are all of the instance's step instances by key (none for a new instance) and
         ``open_tasks`` its open tasks, both as read with the locked instance, or as this process
-        ``remembered`` them (:mod:`engine.remembered`: the last statement then checks them)."""
+        ``remembered`` them (:mod:`engine.transitions.remembered`: the last statement then checks them)."""
         self.connection = connection
         self.definition = definition
         self.registry = registry
