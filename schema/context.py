@@ -11,7 +11,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from engine.documents import BlobStore, DocumentService
 from engine.errors import AuthenticationError
-from engine.events import EventHub
+from engine.events.hub import EventHub
 from engine.services import WorkflowService
 from engine.state import User
 from engine.transitions.engine import Engine

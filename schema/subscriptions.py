@@ -1,6 +1,6 @@
 """Subscriptions (DESIGN §4): task events, notifications and discussion messages, pushed live.
 
-Each resolver streams from the process's :class:`~engine.events.EventHub`, which checks visibility
+Each resolver streams from the process's :class:`~engine.events.hub.EventHub`, which checks visibility
 per event against the task as it is now. A :class:`TaskEvent`'s ``cursor`` is opaque; passing the
 last one received as ``taskEvents(after:)`` replays what committed after it and then continues live.
 
@@ -36,7 +36,8 @@ from graphql import (
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
 
 from engine.errors import NotFoundError, StepwiseError, SubscriberOverflowError
-from engine.events import Delivery, EventFilter
+from engine.events.hub import EventFilter
+from engine.events.log import Delivery
 from engine.services import visible_task
 from engine.transitions.engine import Engine
 from schema.context import Info

@@ -16,7 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from engine.catalog import default_registry
 from engine.clock import Clock
 from engine.documents import BlobStore
-from engine.events import EventHub
+from engine.events.hub import EventHub
 from engine.storage.database import Database
 from engine.storage.migrations import current_revision, head_revision, upgrade
 from engine.transitions.engine import Engine

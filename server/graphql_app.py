@@ -17,7 +17,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from engine.documents import BlobStore
 from engine.errors import AuthenticationError
-from engine.events import EventHub
+from engine.events.hub import EventHub
 from engine.transitions.engine import Engine
 from schema.context import Context
 from schema.loaders import DataLoaders

@@ -257,7 +257,7 @@ _INSERT_EVENTS = insert(task_events).returning(task_events.c.id)
 
 @dataclass(frozen=True)
 class NewTaskEvent:
-    """An event a transition recorded and has not written yet (see :mod:`engine.event_log`)."""
+    """An event a transition recorded and has not written yet (see :mod:`engine.storage.writer`)."""
 
     kind: TaskEventKind
     task: Task
@@ -279,7 +279,7 @@ class NewTaskEvent:
 
 
 class TaskEventRepository:
-    """Task events. Writers go through :mod:`engine.event_log`, which gives committed events their
+    """Task events. Writers go through :mod:`engine.events.numbering`, which gives committed events their
     positions in commit order (readers follow the log by position)."""
 
     def __init__(self, session: Executor) -> None:

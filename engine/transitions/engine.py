@@ -32,7 +32,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.errors import FieldError as InputError
-from engine.sequencer import EventSequencer
+from engine.events.sequencer import EventSequencer
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
 from engine.storage.database import Database, Executor
 from engine.storage.deferred import TransactionNeeded, TransitionConnection
@@ -144,7 +144,7 @@ class Engine:
         read once per version). Any process may deploy, so the version is never trusted stale: on
         SQLite it is read every time (one indexed ``max(version)``, in-process); on PostgreSQL the
         version this process last saw is used without a read, and the start's last statement fails
-        with :class:`NewerDefinitionDeployed` if a newer one exists by then (:mod:`engine.event_log`):
+        with :class:`NewerDefinitionDeployed` if a newer one exists by then (:mod:`engine.storage.postgres.finish`):
         one round trip fewer for every start, a second attempt after another process deployed."""
         version = self._latest_versions.get(key) if connection.dialect.name == "postgresql" else None
         repository = DefinitionRepository(connection)
@@ -309,7 +309,7 @@ class Engine:
     async def _committed(self, transition: Transition, finished: WorkflowInstance, *, autocommit: bool) -> None:
         """After ``transition`` committed: remember what it left (only an autocommit transition's every
         write went through it, :mod:`engine.transitions.remembered`), then, if it wrote events, tell the commit
-        listeners: on PostgreSQL once a numbering round has numbered them (:mod:`engine.sequencer`),
+        listeners: on PostgreSQL once a numbering round has numbered them (:mod:`engine.events.sequencer`),
         on SQLite (numbered in the transaction) now."""
         if autocommit and self._remembers:
             self.remembered.keep(transition.state_after(finished))

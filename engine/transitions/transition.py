@@ -20,7 +20,6 @@ from engine.definitions.model import Node, OnDue, WorkflowDefinition
 from engine.definitions.registry import NodeContext, Registry, default_schema_type
 from engine.definitions.templates import evaluate_condition, render_text
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
-from engine.event_log import finish_transition
 from engine.state import (
     InstanceStatus,
     StepInstance,
@@ -38,6 +37,7 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import LockedInstance, step_values
 from engine.storage.models import step_instances, tasks
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository, stored_changes, task_values
+from engine.storage.writer import finish_transition
 from engine.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class Transition:
 
     async def write(self) -> WorkflowInstance:
         """Write the instance as this transition leaves it (:meth:`finish`) and the recorded events,
-        as the transaction's last statement (see :mod:`engine.event_log` for why last)."""
+        as the transaction's last statement (see :mod:`engine.events.numbering` for why last)."""
         finished = self.finish()
         remembered = sorted(f"{t.id}:{t.revision}" for t in self._open_at_start) if self._remembered else None
         await finish_transition(self.connection, finished, self.instance.revision, self.pending_events, remembered)

@@ -1,4 +1,4 @@
-"""How a transition's last writes land (engine/event_log.py ``finish_transition``): the instance and
+"""How a transition's last writes land (engine/storage/writer.py ``finish_transition``): the instance and
 its events together, nothing at all on a lost race; on PostgreSQL in one statement, and numbered in
 commit order by a round after the commit (``number_events``), which alone takes the event lock and
 announces them."""
@@ -18,13 +18,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.errors import ConcurrentUpdateError, ConflictError
-from engine.event_log import CHANNEL, EVENT_LOCK_KEY, finish_transition, number_events, write_events
+from engine.events.numbering import CHANNEL, EVENT_LOCK_KEY, number_events, write_events
 from engine.state import StepInstance, Task, TaskEvent, TaskEventKind, WorkflowInstance, new_id
 from engine.storage.database import Database
 from engine.storage.deferred import DeferredUpdate
 from engine.storage.instances import InstanceRepository, instance_values, step_values
 from engine.storage.models import instances, step_instances, tasks
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, task_values
+from engine.storage.writer import finish_transition
 from engine.transitions.engine import Engine
 from server.demo import load_demo
 from tests.engine.test_events import latest, new_form_task

@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from engine.errors import SubscriberOverflowError, SubscriptionLimitError
-from engine.events import Delivery, EventFilter, EventHub, write_events
+from engine.events.hub import EventFilter, EventHub
+from engine.events.log import Delivery
+from engine.events.numbering import write_events
 from engine.state import Task, TaskEventKind, User
 from engine.storage.database import Database
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository

@@ -34,7 +34,7 @@ from engine.transitions.engine import Engine
 from engine.transitions.transition import reads_starter_details
 
 # What a transition that wrote events sends after its commit on PostgreSQL (or shares with others
-# committing meanwhile): the numbering round of engine.event_log.
+# committing meanwhile): the numbering round of engine.events.numbering.
 NUMBERING = "SELECT stepwise_number_events($1, $2) AS latest"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from engine.clock import ManualClock
-from engine.events import EventHub
+from engine.events.hub import EventHub
 from engine.state import Task
 from engine.storage.directory import DirectoryRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository

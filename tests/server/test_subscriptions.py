@@ -23,7 +23,7 @@ import pytest
 from starlette.applications import Starlette
 
 from engine.clock import ManualClock
-from engine.events import EventHub
+from engine.events.hub import EventHub
 from engine.state import Task, User, WorkflowInstance
 from engine.storage.directory import DirectoryRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository

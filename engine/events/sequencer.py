@@ -1,4 +1,4 @@
-"""Numbering this process's committed events (:mod:`engine.event_log`, "Numbering").
+"""Numbering this process's committed events (:mod:`engine.events.numbering`).
 
 On PostgreSQL a transition's events get their positions after its commit, from a numbering round
 this process runs in the background: the transition returns at once, and the engine's commit
@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from engine.event_log import number_events
+from engine.events.numbering import number_events
 from engine.storage.database import Database
 
 log = logging.getLogger(__name__)

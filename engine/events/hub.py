@@ -1,6 +1,7 @@
 """Real time (DESIGN §4): committed task events, pushed to subscribers the moment they commit.
 
-How events are written and read back is :mod:`engine.event_log`; this module fans them out.
+How events are numbered is :mod:`engine.events.numbering`, how they are read back :mod:`engine.events.log`;
+this module fans them out.
 
 Reading
 -------
@@ -8,7 +9,7 @@ One :class:`EventHub` per server process. It reads each committed event once (wi
 now, the instance's starter, the users it mentions and the message of ``MESSAGE_POSTED``) and fans it out in memory to
 its subscribers' bounded queues. It is woken by the engine's commit listener (every commit of this
 process, once its events are numbered, and all of SQLite's real-time signalling), on PostgreSQL by
-its single ``LISTEN`` connection (:mod:`engine.storage.listener`; every numbering round, other
+its single ``LISTEN`` connection (:mod:`engine.storage.postgres.listener`; every numbering round, other
 processes' too), and by a poll when it has heard nothing for a while (SQLite's other processes, a
 ``LISTEN`` connection that is down, and on PostgreSQL events no round has numbered: the poll runs
 one). A lost ``LISTEN`` connection is re-opened, and the hub then reads everything after the last
@@ -25,20 +26,15 @@ from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from engine.errors import SubscriberOverflowError, SubscriptionLimitError
-from engine.event_log import CHANNEL, EVENT_LOCK_KEY, Batch, Delivery, load_deliveries, number_events, write_events
+from engine.events.log import Delivery, load_deliveries
+from engine.events.numbering import CHANNEL, number_events
 from engine.permissions import can_see_task, is_candidate
 from engine.state import TaskEventKind, User
 from engine.storage.database import Database
-from engine.storage.listener import Connect, Listener, connect_to
+from engine.storage.postgres.listener import Connect, Listener, connect_to
 from engine.storage.tasks import TaskEventRepository
 
 log = logging.getLogger(__name__)
-
-# Writers and readers of the log import these from here too.
-__all__ = [
-    "CHANNEL", "EVENT_LOCK_KEY", "Batch", "Delivery", "EventFilter", "EventHub", "load_deliveries", "number_events",
-    "write_events",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -301,7 +297,7 @@ class EventHub:
             # While LISTEN is up every numbering round anywhere wakes the hub. Having heard nothing
             # for poll_seconds it looks anyway: SQLite's other processes cannot signal, a listener
             # may be down, and on PostgreSQL an event whose process died before numbering it waits
-            # for the next round anyone runs (event_log, "Numbering"), so the hub runs one.
+            # for the next round anyone runs (engine.events.numbering), so the hub runs one.
             woken = True
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
