@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
-from engine.documents import BlobStore, DocumentService
 from engine.errors import AuthenticationError
 from engine.events.hub import EventHub
-from engine.services import WorkflowService
 from engine.state import User
+from engine.tasks.blobs import BlobStore
+from engine.tasks.documents import DocumentService
+from engine.tasks.workflows import WorkflowService
 from engine.transitions.engine import Engine
 from schema.loaders import DataLoaders
 

@@ -13,11 +13,12 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.scalars import JSON
 
-from engine import permissions, state
+from engine import state
 from engine.errors import NotFoundError, ValidationError
-from engine.services import visible_task
 from engine.storage.inbox import TaskOrderField as EngineOrderField
 from engine.storage.inbox import TaskQuery, count_beside, page_of_tasks, task_search
+from engine.tasks import permissions
+from engine.tasks.visibility import VisibilityService
 from schema.context import Info
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus
@@ -143,7 +144,9 @@ class Query:
     @strawberry.field(permission_classes=[IsAuthenticated], description="A task the viewer may see, else null.")
     async def task(self, info: Info, id: strawberry.ID) -> Task | None:
         try:
-            return Task.from_domain(await visible_task(info.context.engine, info.context.user, id, info.context.read))
+            return Task.from_domain(
+                await VisibilityService(info.context.engine).task(info.context.user, id, info.context.read)
+            )
         except NotFoundError:
             return None
 

@@ -38,7 +38,7 @@ from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
 from engine.errors import NotFoundError, StepwiseError, SubscriberOverflowError
 from engine.events.hub import EventFilter
 from engine.events.log import Delivery
-from engine.services import visible_task
+from engine.tasks.visibility import VisibilityService
 from engine.transitions.engine import Engine
 from schema.context import Info
 from schema.execution import ExecutionContext
@@ -192,7 +192,7 @@ class Subscription:
     @strawberry.subscription(permission_classes=[IsAuthenticated], description="New messages on a task, live.")
     async def task_messages(self, info: Info, task_id: strawberry.ID) -> AsyncGenerator[TaskMessage, None]:
         try:
-            await visible_task(info.context.engine, info.context.user, task_id)
+            await VisibilityService(info.context.engine).task(info.context.user, task_id)
         except NotFoundError as exc:
             raise _error(exc) from exc
         async with aclosing(_deliveries(info, EventFilter.messages(task_id))) as deliveries:

@@ -15,10 +15,10 @@ from starlette.routing import Route, WebSocketRoute
 
 from engine.catalog import default_registry
 from engine.clock import Clock
-from engine.documents import BlobStore
 from engine.events.hub import EventHub
 from engine.storage.database import Database
 from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.tasks.blobs import BlobStore
 from engine.transitions.engine import Engine
 from schema.schema import build_schema
 from server.devtools import Mailbox, dev_routes, running_mailbox

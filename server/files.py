@@ -15,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from engine.documents import BlobStore, DocumentService
 from engine.errors import AuthenticationError, NotFoundError
+from engine.tasks.blobs import BlobStore
+from engine.tasks.documents import DocumentService
 from engine.transitions.engine import Engine
 from server.auth import authenticate
 from server.settings import Settings

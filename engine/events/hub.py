@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from engine.errors import SubscriberOverflowError, SubscriptionLimitError
 from engine.events.log import Delivery, load_deliveries
 from engine.events.numbering import CHANNEL, number_events
-from engine.permissions import can_see_task, is_candidate
 from engine.state import TaskEventKind, User
 from engine.storage.database import Database
 from engine.storage.postgres.listener import Connect, Listener, connect_to
 from engine.storage.tasks import TaskEventRepository
+from engine.tasks.permissions import can_see_task, is_candidate
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from engine.storage.instances import LockedInstance, step_values
 from engine.storage.models import step_instances, tasks
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository, stored_changes, task_values
 from engine.storage.writer import finish_transition
-from engine.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
+from engine.tasks.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
 
 log = logging.getLogger(__name__)
 _TASK_FIELDS = frozenset(f.name for f in fields(Task))

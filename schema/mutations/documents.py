@@ -1,6 +1,6 @@
 """``uploadTaskDocuments``: files arrive by the GraphQL multipart request spec as ``Upload`` values.
 
-The engine's :class:`~engine.documents.DocumentService` owns every rule (visibility, state,
+The engine's :class:`~engine.tasks.documents.DocumentService` owns every rule (visibility, state,
 permission, requirement, sniffed type, sizes, counts). A value that is not a file — an inline
 string where an upload belongs — reaches it as is and comes back as a ``ValidationFailed`` entry.
 """

@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 
 from engine import state
 from engine.errors import StepwiseError
-from engine.task_service import TaskService
+from engine.tasks.service import TaskService
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
 from schema.permissions import IsAuthenticated

@@ -13,9 +13,10 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.nodes import SelectedField, Selection
 
-from engine import permissions, state
+from engine import state
 from engine.definitions.model import Node, WorkflowDefinition
 from engine.storage.inbox import TaskOrderField, encode_cursor
+from engine.tasks import permissions
 from schema.context import Info
 from schema.loaders import TitledStep, load_all
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus

@@ -18,7 +18,7 @@ from engine.events.numbering import write_events
 from engine.state import Task, TaskEventKind, User
 from engine.storage.database import Database
 from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
-from engine.task_service import TaskService
+from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from server.demo import load_demo
 from tests.server.live import TIMEOUT, wait_until

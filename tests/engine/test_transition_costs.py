@@ -29,7 +29,7 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
-from engine.task_service import TaskService
+from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from engine.transitions.transition import reads_starter_details
 

@@ -25,7 +25,7 @@ from engine.storage.database import Database
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository
-from engine.task_service import TaskService
+from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from engine.worker import Worker
 from tests.executors.support import ServerThread

@@ -16,7 +16,7 @@ from engine.events.hub import EventHub
 from engine.state import Task
 from engine.storage.directory import DirectoryRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository
-from engine.task_service import TaskService
+from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from schema.subscriptions import encode_event_cursor
 from server.app import create_app

@@ -1,4 +1,5 @@
-"""Uploaded documents: the blob store, content sniffing, and who may upload and download.
+"""Uploaded documents: who may upload and download, and what an upload must be (bytes: :mod:`engine.tasks.blobs`,
+types: :mod:`engine.tasks.sniffing`).
 
 Bytes live in a content-addressed directory (``<root>/<sha256[:2]>/<sha256>``); one row per
 document lives in the database. An upload streams each file into a temporary file while hashing,
@@ -11,20 +12,9 @@ its content and reused by the next identical upload); a row never points at a mi
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import os
-import re
-import tempfile
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import IO, Protocol, runtime_checkable
 
-import puremagic
-
-from engine import permissions
 from engine.definitions.model import DOCUMENT_UPLOAD_SCHEMA_TYPE, DocumentRequirement, Node
 from engine.errors import (
     ConcurrentUpdateError,
@@ -34,180 +24,26 @@ from engine.errors import (
     NotFoundError,
     ValidationError,
 )
-from engine.services import visible_task
 from engine.state import Document, Task, TaskEventKind, TaskKind, TaskStatus, User, new_id
 from engine.storage.database import Executor
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
+from engine.tasks import permissions
+from engine.tasks.blobs import BlobStore, IncomingFile, StagedBlob
+from engine.tasks.sniffing import accepts, clean_filename, sniff
+from engine.tasks.visibility import VisibilityService
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
-
-CHUNK_BYTES = 1 << 20
-SNIFF_BYTES = 64 * 1024
-MAX_FILENAME_LENGTH = 255
-OCTET_STREAM = "application/octet-stream"
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@runtime_checkable
-class IncomingFile(Protocol):
-    """What an upload must offer (Starlette's ``UploadFile`` does)."""
-
-    @property
-    def filename(self) -> str | None: ...
-
-    @property
-    def content_type(self) -> str | None: ...
-
-    async def read(self, size: int = -1) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class StagedBlob:
-    """An upload written to a temporary file; ``too_large`` means reading stopped past the limit."""
-
-    temp: Path
-    sha256: str
-    size: int
-    head: bytes
-    too_large: bool
-
-
-class BlobStore:
-    """Content-addressed files under ``root``, each written to a temporary file and renamed into place."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path_of(self, sha256: str) -> Path:
-        if not _SHA256.fullmatch(sha256):
-            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-        return self.root / sha256[:2] / sha256
-
-    async def stage(self, source: IncomingFile, max_bytes: int | None) -> StagedBlob:
-        """Stream ``source`` into a temporary file, hashing it; stop reading once it exceeds ``max_bytes``."""
-        incoming = self.root / ".incoming"
-        await asyncio.to_thread(incoming.mkdir, parents=True, exist_ok=True)
-        fd, name = await asyncio.to_thread(tempfile.mkstemp, dir=incoming, suffix=".part")
-        temp = Path(name)
-        digest, size, head, too_large = hashlib.sha256(), 0, bytearray(), False
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := await source.read(CHUNK_BYTES):
-                    size += len(chunk)
-                    if max_bytes is not None and size > max_bytes:
-                        too_large = True
-                        break
-                    digest.update(chunk)
-                    if len(head) < SNIFF_BYTES:
-                        head += chunk[: SNIFF_BYTES - len(head)]
-                    await asyncio.to_thread(out.write, chunk)
-                await asyncio.to_thread(_flush, out)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        return StagedBlob(temp, digest.hexdigest(), size, bytes(head), too_large)
-
-    async def keep(self, staged: StagedBlob) -> Path:
-        """Move a staged blob to its content address (an identical blob already there is kept)."""
-        final = self.path_of(staged.sha256)
-
-        def move() -> None:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                staged.temp.unlink(missing_ok=True)
-            else:
-                os.replace(staged.temp, final)
-
-        await asyncio.to_thread(move)
-        return final
-
-    async def discard(self, staged: StagedBlob) -> None:
-        await asyncio.to_thread(staged.temp.unlink, missing_ok=True)
-
-
-def _flush(out: IO[bytes]) -> None:
-    out.flush()
-    os.fsync(out.fileno())
-
-
-# -- content types ---------------------------------------------------------------------------
-
-
-def _media_type(value: str | None) -> str | None:
-    """``type/subtype`` in lower case without parameters; None when it is not one."""
-    if not value:
-        return None
-    media = value.split(";", 1)[0].strip().lower()
-    return media if re.fullmatch(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", media) else None
-
-
-def accepts(patterns: Sequence[str], content_type: str) -> bool:
-    """Whether ``content_type`` matches one of ``patterns`` (``*/*``, ``image/*``, ``application/pdf``)."""
-    major = content_type.split("/", 1)[0]
-    for pattern in patterns:
-        pattern = pattern.strip().lower()
-        if pattern in ("*", "*/*") or pattern == content_type or pattern == f"{major}/*":
-            return True
-    return False
-
-
-def _looks_like_text(head: bytes) -> bool:
-    if b"\x00" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # a character cut at the end of the head is still text
-        return exc.start >= len(head) - 3 and exc.reason == "unexpected end of data"
-    return True
-
-
-def sniff(head: bytes, declared: str | None, accept: Sequence[str] = ()) -> str:
-    """The content type the bytes show.
-
-    Among the readings the magic numbers allow at the best confidence, prefer the declared one,
-    then one the requirement accepts, then the first. Bytes with no magic number are ``text/plain``
-    (or the declared ``text/*`` type) when they are UTF-8 without NULs, else ``application/octet-stream``.
-    """
-    claimed = _media_type(declared)
-    try:
-        matches = [m for m in puremagic.magic_string(head) if m.mime_type]
-    except (puremagic.PureError, ValueError):
-        matches = []
-    if matches:
-        best = max(m.confidence for m in matches)
-        readings = list(dict.fromkeys(str(m.mime_type).lower() for m in matches if m.confidence == best))
-        if claimed is not None and claimed in readings:
-            return claimed
-        return next((r for r in readings if accepts(accept, r)), readings[0])
-    if head and _looks_like_text(head):
-        return claimed if claimed is not None and claimed.startswith("text/") else "text/plain"
-    return OCTET_STREAM
-
-
-def clean_filename(name: str | None) -> str:
-    """The last path component, without control characters, at most 255 characters; ``upload`` if empty."""
-    base = re.split(r"[/\\]", name or "")[-1]
-    base = "".join(c for c in unicodedata.normalize("NFC", base) if unicodedata.category(c)[0] != "C").strip()
-    if base in ("", ".", ".."):
-        return "upload"
-    if len(base) > MAX_FILENAME_LENGTH:
-        stem, dot, suffix = base.rpartition(".")
-        keep = suffix if dot and 0 < len(suffix) <= 16 else ""
-        base = base[: MAX_FILENAME_LENGTH - len(keep) - 1] + "." + keep if keep else base[:MAX_FILENAME_LENGTH]
-    return base
-
-
-# -- the service -----------------------------------------------------------------------------
 
 
 class DocumentService:
     """Uploading to and downloading from document-upload tasks, with DESIGN §5's rules."""
 
-    def __init__(self, engine: Engine, blobs: BlobStore) -> None:
+    def __init__(self, engine: Engine, blobs: BlobStore, visibility: VisibilityService | None = None) -> None:
         self.engine = engine
         self.blobs = blobs
+        self.visibility = visibility or VisibilityService(engine)
 
     async def upload(
         self, user: User, task_id: str, requirement_key: str, files: Sequence[object]
@@ -280,7 +116,7 @@ class DocumentService:
         if document is None:
             raise NotFoundError(f"no document {document_id}")
         try:
-            await visible_task(self.engine, user, document.task_id)
+            await self.visibility.task(user, document.task_id)
         except NotFoundError:
             raise NotFoundError(f"no document {document_id}") from None
         return document

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from engine import permissions
 from engine.definitions.forms import MAX_TEXT_LENGTH, validate_values
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, DOCUMENT_UPLOAD_SCHEMA_TYPE
 from engine.errors import ConflictError, FieldError, ForbiddenError, InvalidStateError, NotFoundError, ValidationError
@@ -18,6 +17,7 @@ from engine.state import Task, TaskEventKind, TaskKind, TaskMessage, TaskStatus,
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.tasks import TaskRepository
+from engine.tasks import permissions
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 

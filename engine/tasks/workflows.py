@@ -1,4 +1,4 @@
-"""Services: the engine's operations with the permission rules applied.
+"""Workflows as a user starts, signals, cancels and deploys them, with the permission rules applied.
 
 Every entry point (GraphQL, CLI, tests) goes through these, so the rules live in one place. They
 raise :mod:`engine.errors` exceptions; the schema turns them into typed error results.
@@ -9,20 +9,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine import permissions
-from engine.errors import FieldError, ForbiddenError, NotFoundError, ValidationError
-from engine.state import DeployedDefinition, Task, User, WorkflowInstance
+from engine.errors import FieldError, ForbiddenError, ValidationError
+from engine.state import DeployedDefinition, User, WorkflowInstance
 from engine.storage.database import ReadSessions
-from engine.storage.instances import DefinitionRepository, InstanceRepository
-from engine.storage.tasks import TaskRepository
+from engine.storage.instances import DefinitionRepository
+from engine.tasks import permissions
+from engine.tasks.visibility import VisibilityService
 from engine.transitions.engine import Engine
 
 
 class WorkflowService:
     """Starting, signalling, cancelling and deploying, as a given user."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, visibility: VisibilityService | None = None) -> None:
         self.engine = engine
+        self.visibility = visibility or VisibilityService(engine)
 
     async def start(self, user: User, definition_key: str, input: Any) -> WorkflowInstance:
         if input is not None and not isinstance(input, Mapping):
@@ -56,28 +57,9 @@ class WorkflowService:
     async def visible_instance(
         self, user: User, workflow_instance_id: str, read: ReadSessions | None = None
     ) -> WorkflowInstance:
-        """The instance if ``user`` may see it (starter, supervisor, or can see one of its tasks);
-        read in ``read``'s session (by default one of its own)."""
-        async with (read or self.engine.db.read)() as session:  # NotFound after it: a shared one rolls back on errors
-            instance = await InstanceRepository(session).get(workflow_instance_id)
-            tasks: list[Task] = []
-            if instance is not None and not permissions.can_see_instance(user, instance, ()):
-                tasks = await TaskRepository(session).find_by_instance(workflow_instance_id)
-        if instance is not None and permissions.can_see_instance(user, instance, tasks):
-            return instance
-        raise NotFoundError(f"no workflow instance {workflow_instance_id}")
+        """The instance if ``user`` may see it (see :class:`~engine.tasks.visibility.VisibilityService`)."""
+        return await self.visibility.instance(user, workflow_instance_id, read)
 
     async def definitions(self, read: ReadSessions | None = None) -> list[DeployedDefinition]:
         async with (read or self.engine.db.read)() as session:
             return await DefinitionRepository(session).latest_of_each()
-
-
-async def visible_task(engine: Engine, user: User, task_id: str, read: ReadSessions | None = None) -> Task:
-    """The task if ``user`` may see it; otherwise ``NotFoundError``, so existence does not leak.
-    Read in ``read``'s session (by default one of its own)."""
-    async with (read or engine.db.read)() as session:
-        task = await TaskRepository(session).get_by_id(task_id)
-        instance = await InstanceRepository(session).get(task.workflow_instance_id) if task else None
-    if task is None or instance is None or not permissions.can_see_task(user, task, instance.started_by):
-        raise NotFoundError(f"no task {task_id}")
-    return task
