@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from engine.definitions.registry import Registry
-from engine.executors import register_builtin_system_tasks
 from engine.tasks.usertasks import register_builtin_user_tasks
+from engine.workers.builtin import register_builtin_system_tasks
 
 
 def default_registry() -> Registry:

@@ -9,10 +9,10 @@ from datetime import timedelta
 
 import httpx
 
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
 from engine.transitions.engine import Engine
-from engine.worker import Worker
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.worker import Worker
 from server.settings import Settings
 
 

@@ -28,7 +28,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 
 from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
-from engine.executors._config import (
+from engine.workers.config_checks import (
     as_text,
     check_int,
     check_keys,
@@ -38,10 +38,10 @@ from engine.executors._config import (
     pending,
     require_valid,
 )
-from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
-from engine.executors.hostpolicy import enforce_host_policy
-from engine.executors.http import DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, retryable_status
-from engine.executors.redaction import redact, redact_headers, redact_text
+from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.hostpolicy import enforce_host_policy
+from engine.workers.http import DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, retryable_status
+from engine.workers.redaction import redact, redact_headers, redact_text
 
 KEYS = ("url", "query", "variables", "headers", "operationName", "timeoutMs")
 

@@ -15,7 +15,7 @@ import httpx
 
 from engine.definitions.templates import is_template
 from engine.errors import ExecutionFailedError
-from engine.executors.redaction import redact_text
+from engine.workers.redaction import redact_text
 
 SCALAR = (str, int, float, bool)
 

@@ -8,7 +8,7 @@ import pytest
 
 from engine.definitions.model import Node
 from engine.definitions.registry import Registry
-from engine.executors import BUILTIN_EXECUTORS, register_builtin_system_tasks
+from engine.workers.builtin import BUILTIN_EXECUTORS, register_builtin_system_tasks
 
 
 def problems(node_type: str, config: dict[str, Any]) -> list[str]:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from engine.errors import ExecutionFailedError
-from engine.executors.base import ExecutionContext, ExecutionResult
-from engine.executors.javascript import JavaScriptExecutor
-from tests.executors.support import attempt
+from engine.workers.executor import ExecutionContext, ExecutionResult
+from engine.workers.javascript import JavaScriptExecutor
+from tests.workers.support import attempt
 
 JS = JavaScriptExecutor()
 # A fresh interpreter starts in ~40 ms here; this margin absorbs a slow CI machine as well.
@@ -180,7 +180,7 @@ async def test_data_counts_against_the_memory_limit(context: ExecutionContext) -
 async def test_a_runtime_that_cannot_start_is_retryable(
     context: ExecutionContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("engine.executors.javascript.RUNNER", tmp_path / "missing.py")
+    monkeypatch.setattr("engine.workers.javascript.RUNNER", tmp_path / "missing.py")
 
     error = await fails("return 1;", context)
 

@@ -29,9 +29,9 @@ from typing import Any
 
 from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
-from engine.executors._config import check_int, check_keys, check_string, require_valid
-from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
-from engine.executors.redaction import redact, redact_text
+from engine.workers.config_checks import check_int, check_keys, check_string, require_valid
+from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.redaction import redact, redact_text
 
 DEFAULT_TIMEOUT_MS = 1_000
 MAX_TIMEOUT_MS = 60_000

@@ -24,9 +24,9 @@ import aiosmtplib
 
 from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
-from engine.executors._config import check_keys, check_string, check_string_list, require_valid
-from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
-from engine.executors.redaction import redact, redact_text
+from engine.workers.config_checks import check_keys, check_string, check_string_list, require_valid
+from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.redaction import redact, redact_text
 
 KEYS = ("to", "cc", "subject", "body", "html")
 DEFAULT_SENDER = "stepwise@localhost"

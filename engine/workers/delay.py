@@ -15,8 +15,8 @@ from typing import Any
 import isodate
 
 from engine.definitions.model import Node
-from engine.executors._config import check_keys, pending, require_valid
-from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.config_checks import check_keys, pending, require_valid
+from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 
 KEYS = ("duration", "until")
 

@@ -19,8 +19,6 @@ from typing import Any
 from engine.definitions.model import RetryPolicy
 from engine.definitions.templates import render_value
 from engine.errors import ExecutionFailedError, StepwiseError
-from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, SystemTaskExecutor, WaitUntil
-from engine.executors.redaction import redact, redact_text
 from engine.state import Task, TaskAttempt, TaskEventKind, TaskStatus, new_id
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
@@ -28,6 +26,8 @@ from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition, template_variables
+from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, SystemTaskExecutor, WaitUntil
+from engine.workers.redaction import redact, redact_text
 
 log = logging.getLogger(__name__)
 DEFAULT_RETRY = RetryPolicy()

@@ -34,8 +34,14 @@ from starlette.routing import Route
 from engine.catalog import default_registry
 from engine.definitions.builder import WorkflowBuilder
 from engine.definitions.model import Node
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import (
+from engine.state import InstanceStatus, Task, TaskEventKind, TaskStatus
+from engine.storage.database import Database
+from engine.storage.discussion import TaskDetailsRepository
+from engine.storage.models import instances, task_events, tasks
+from engine.storage.tasks import TaskRepository
+from engine.transitions.engine import Engine
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import (
     ExecutionContext,
     ExecutionRequest,
     ExecutionResult,
@@ -43,14 +49,8 @@ from engine.executors.base import (
     SystemTaskExecutor,
     WaitUntil,
 )
-from engine.state import InstanceStatus, Task, TaskEventKind, TaskStatus
-from engine.storage.database import Database
-from engine.storage.discussion import TaskDetailsRepository
-from engine.storage.models import instances, task_events, tasks
-from engine.storage.tasks import TaskRepository
-from engine.transitions.engine import Engine
-from engine.worker import Worker
-from tests.executors.support import ServerThread
+from engine.workers.worker import Worker
+from tests.workers.support import ServerThread
 
 STEPWISE = Path(sys.executable).with_name("stepwise")  # the console script of the venv running the tests
 SECRET_KEY = "crash-test-secret-key-0123456789abcdef"

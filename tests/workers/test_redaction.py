@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.executors.redaction import redact, redact_headers
+from engine.workers.redaction import redact, redact_headers
 
 
 def test_every_occurrence_of_every_secret_anywhere_is_masked() -> None:

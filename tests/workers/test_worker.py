@@ -18,8 +18,6 @@ from engine.catalog import default_registry
 from engine.clock import ManualClock
 from engine.definitions.builder import WorkflowBuilder
 from engine.errors import ForbiddenError, InvalidStateError
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
 from engine.state import InstanceStatus, TaskEventKind, TaskStatus, User
 from engine.storage.database import Database
 from engine.storage.discussion import TaskDetailsRepository
@@ -27,8 +25,10 @@ from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskEventRepository, TaskRepository
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
-from engine.worker import Worker
-from tests.executors.support import ServerThread
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.worker import Worker
+from tests.workers.support import ServerThread
 
 SECRET = "s3cr3t-token-value"
 ADMIN = User("dana", "Dana", roles=frozenset({"admin"}))

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from engine.clock import ManualClock
-from engine.executors.base import ExecutionContext, HostPolicy
-from tests.executors.support import ServerThread, free_port
+from engine.workers.executor import ExecutionContext, HostPolicy
+from tests.workers.support import ServerThread, free_port
 
 
 @dataclass

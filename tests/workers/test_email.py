@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from engine.errors import ExecutionFailedError
-from engine.executors.base import ExecutionContext, ExecutionResult
-from engine.executors.email import EmailExecutor, SmtpServer
-from tests.executors.conftest import Mailbox
-from tests.executors.support import attempt, free_port
+from engine.workers.email import EmailExecutor, SmtpServer
+from engine.workers.executor import ExecutionContext, ExecutionResult
+from tests.workers.conftest import Mailbox
+from tests.workers.support import attempt, free_port
 
 EMAIL = EmailExecutor()
 

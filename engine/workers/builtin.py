@@ -2,19 +2,19 @@
 
 Each executor both checks its node's ``config`` at deploy time (``validate``: required keys, unknown keys,
 and the types it can check before templates are rendered) and runs one attempt (``execute``). See
-:mod:`engine.executors.base` for the protocol and what an attempt is handed.
+:mod:`engine.workers.executor` for the protocol and what an attempt is handed.
 """
 
 from __future__ import annotations
 
 from engine.definitions.registry import Registry
-from engine.executors.base import SystemTaskExecutor
-from engine.executors.delay import DelayExecutor
-from engine.executors.echo import EchoExecutor
-from engine.executors.email import EmailExecutor
-from engine.executors.graphql import GraphQLExecutor
-from engine.executors.http import HttpExecutor
-from engine.executors.javascript import JavaScriptExecutor
+from engine.workers.delay import DelayExecutor
+from engine.workers.echo import EchoExecutor
+from engine.workers.email import EmailExecutor
+from engine.workers.executor import SystemTaskExecutor
+from engine.workers.graphql import GraphQLExecutor
+from engine.workers.http import HttpExecutor
+from engine.workers.javascript import JavaScriptExecutor
 
 BUILTIN_EXECUTORS: tuple[SystemTaskExecutor, ...] = (
     HttpExecutor(),

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from engine.errors import ExecutionFailedError
-from engine.executors.base import ExecutionContext, ExecutionResult, HostPolicy
-from engine.executors.graphql import GraphQLExecutor
-from tests.executors.conftest import Target
-from tests.executors.support import attempt
+from engine.workers.executor import ExecutionContext, ExecutionResult, HostPolicy
+from engine.workers.graphql import GraphQLExecutor
+from tests.workers.conftest import Target
+from tests.workers.support import attempt
 
 GRAPHQL = GraphQLExecutor()
 

@@ -1,4 +1,4 @@
-"""Which hosts HTTP and GraphQL tasks may reach (:class:`~engine.executors.base.HostPolicy`).
+"""Which hosts HTTP and GraphQL tasks may reach (:class:`~engine.workers.executor.HostPolicy`).
 
 Entries are CIDRs or addresses (``169.254.0.0/16``, ``10.1.2.3``) or host names (``api.example.com``, and
 ``*.example.com`` or ``.example.com`` for a domain and everything under it). Names are checked as written;
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from engine.errors import ExecutionFailedError
-from engine.executors.base import HostPolicy
+from engine.workers.executor import HostPolicy
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

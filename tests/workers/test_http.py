@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from engine.errors import ExecutionFailedError
-from engine.executors.base import ExecutionContext, ExecutionResult, HostPolicy
-from engine.executors.http import HttpExecutor
-from tests.executors.conftest import Target
-from tests.executors.support import TASK_ID, attempt
+from engine.workers.executor import ExecutionContext, ExecutionResult, HostPolicy
+from engine.workers.http import HttpExecutor
+from tests.workers.conftest import Target
+from tests.workers.support import TASK_ID, attempt
 
 HTTP = HttpExecutor()
 

@@ -1,6 +1,6 @@
 """The child process of a ``javascript`` task: evaluates one script in QuickJS and exits.
 
-Run as ``python -I _jsrunner.py`` by :mod:`engine.executors.javascript`, never imported: it reads the job
+Run as ``python -I _jsrunner.py`` by :mod:`engine.workers.javascript`, never imported: it reads the job
 (``{"code", "data", "timeoutMs", "memoryMb"}``, JSON) from stdin, prints ``ready``, runs the code, then prints
 ``ok`` and the result as JSON, or ``error`` and ``{"kind", "message"}``. Standard library and ``quickjs``
 only, so the process starts in a few tens of milliseconds.

@@ -26,7 +26,7 @@ import httpx
 
 from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
-from engine.executors._config import (
+from engine.workers.config_checks import (
     as_text,
     check_int,
     check_keys,
@@ -36,9 +36,9 @@ from engine.executors._config import (
     pending,
     require_valid,
 )
-from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
-from engine.executors.hostpolicy import enforce_host_policy
-from engine.executors.redaction import redact, redact_headers, redact_text
+from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.hostpolicy import enforce_host_policy
+from engine.workers.redaction import redact, redact_headers, redact_text
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DEFAULT_TIMEOUT_MS = 10_000

@@ -8,10 +8,10 @@ import pytest
 
 from engine.clock import ManualClock
 from engine.errors import ExecutionFailedError
-from engine.executors.base import ExecutionContext, ExecutionResult, WaitUntil
-from engine.executors.delay import DelayExecutor
-from engine.executors.echo import EchoExecutor
-from tests.executors.support import attempt
+from engine.workers.delay import DelayExecutor
+from engine.workers.echo import EchoExecutor
+from engine.workers.executor import ExecutionContext, ExecutionResult, WaitUntil
+from tests.workers.support import attempt
 
 DELAY = DelayExecutor()
 

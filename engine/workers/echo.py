@@ -7,8 +7,8 @@ the simplest system task to test the machinery with.
 from __future__ import annotations
 
 from engine.definitions.model import Node
-from engine.executors._config import check_keys
-from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.config_checks import check_keys
+from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 
 
 class EchoExecutor:

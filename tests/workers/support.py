@@ -13,7 +13,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from engine.definitions.model import Node
-from engine.executors.base import ExecutionRequest
+from engine.workers.executor import ExecutionRequest
 
 TASK_ID = "task-0001"
 
