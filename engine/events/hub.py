@@ -31,7 +31,7 @@ from engine.events.numbering import CHANNEL, number_events
 from engine.state import TaskEventKind, User
 from engine.storage.database import Database
 from engine.storage.postgres.listener import Connect, Listener, connect_to
-from engine.storage.tasks import TaskEventRepository
+from engine.storage.task_events import TaskEventRepository
 from engine.tasks.permissions import can_see_task, is_candidate
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.storage.task_events import TaskEventRepository
+from engine.storage.tasks import TaskRepository
 
 
 @dataclass(frozen=True, eq=False)

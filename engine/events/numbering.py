@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 
 from engine.storage.database import Database, Executor, dialect_of
-from engine.storage.tasks import NewTaskEvent, TaskEventRepository
+from engine.storage.task_events import NewTaskEvent, TaskEventRepository
 
 CHANNEL = "stepwise_events"
 EVENT_LOCK_KEY = 0x5354_4550_5749_5345  # "STEPWISE": the only advisory lock Stepwise takes

@@ -18,15 +18,17 @@ engine runs it again in a transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Executable, Insert, MetaData, Table, Update, bindparam, insert, update
-from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
+
+from engine.storage.postgres.driver import DriverRow, fetch_on_driver
 
 Rows = list[tuple[Table, list[dict[str, Any]]]]
 
@@ -158,18 +160,15 @@ class TransitionConnection:
         return [DriverRow(row) for row in await self._on_driver(statement, parameters)]
 
     async def _on_driver(self, statement: Executable, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-        """``statement`` on the driver's own connection, compiled once. Its parameters and columns
-        still go through their types' processors. A transition's two hot statements run so outside a
-        transaction: SQLAlchemy's execution around them (context, parameter and result processing,
-        the greenlet bridge) cost more than the driver's own work, and a fixed statement with typed
-        parameters needs none of it."""
-        prepared = _for_driver(statement, self.dialect)
+        """``statement`` on the driver's own connection (:func:`engine.storage.postgres.driver.fetch`).
+        A transition's two hot statements run so outside a transaction: SQLAlchemy's execution around
+        them (context, parameter and result processing, the greenlet bridge) cost more than the
+        driver's own work, and a fixed statement with typed parameters needs none of it."""
         pooled = (await self._connection.get_raw_connection()) if self._connection is not None else self._pooled
         assert pooled is not None and pooled.driver_connection is not None, "a checked-out connection"
         driver = pooled.driver_connection
-        arguments = [parameters[name] if bind is None else bind(parameters[name]) for name, bind in prepared.parameters]
         try:
-            records = await driver.fetch(prepared.sql, *arguments)
+            return await fetch_on_driver(driver, statement, self.dialect, parameters)
         except Exception:
             if driver.is_closed():  # what SQLAlchemy does for its own statements: no pool hands it out again
                 if self._connection is not None:
@@ -178,61 +177,11 @@ class TransitionConnection:
                     await greenlet_spawn(pooled.invalidate)  # which also gives it back to the pool
                     self._pooled = None
             raise
-        rows = [dict(record.items()) for record in records]
-        for row in rows:
-            for key, result in prepared.results:
-                row[key] = result(row[key])
-        return rows
 
     async def _before(self, statement: Executable) -> None:
         if not self.in_transaction and not getattr(statement, "is_select", False):
             raise TransactionNeeded(f"a write before the transition's last statement: {statement}")
         await self.flush()
-
-
-class DriverRow:
-    """A row read on the driver's own connection, as the repositories use a SQLAlchemy ``Row``:
-    attributes by column key, and ``_mapping``."""
-
-    __slots__ = ("_mapping",)
-
-    def __init__(self, mapping: dict[str, Any]) -> None:
-        self._mapping = mapping
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._mapping[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-@dataclass(frozen=True)
-class _DriverStatement:
-    sql: str
-    parameters: tuple[tuple[str, Callable[[Any], Any] | None], ...]
-    """Each positional parameter's name and the bind processor of its type, if it has one."""
-    results: tuple[tuple[str, Callable[[Any], Any]], ...]
-    """The result columns whose types process what the driver returns, with their processors."""
-
-
-_DRIVER_STATEMENTS: dict[Executable, _DriverStatement] = {}
-
-
-def _for_driver(statement: Executable, dialect: Dialect) -> _DriverStatement:
-    """``statement`` compiled for ``dialect``'s driver, once (statements passed here are long-lived)."""
-    found = _DRIVER_STATEMENTS.get(statement)
-    if found is None:
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-        binds = compiled.binds
-        columns = getattr(statement, "selected_columns", ())
-        results = ((c.key, c.type.dialect_impl(dialect).result_processor(dialect, None)) for c in columns)
-        found = _DRIVER_STATEMENTS[statement] = _DriverStatement(
-            compiled.string,
-            tuple((name, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-                  for name in compiled.positiontup),
-            tuple((key, processor) for key, processor in results if processor is not None),
-        )  # fmt: skip
-    return found
 
 
 _TABLE_ORDERS: dict[int, dict[str, int]] = {}

@@ -19,7 +19,7 @@ from engine.storage.deferred import DeferredUpdate, Rows, TransitionConnection
 from engine.storage.instances import InstanceRepository, instance_values
 from engine.storage.models import instances
 from engine.storage.postgres.finish import PostgresTransitionWriter
-from engine.storage.tasks import NewTaskEvent
+from engine.storage.task_events import NewTaskEvent
 
 
 class TransitionWriter(Protocol):

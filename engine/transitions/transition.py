@@ -36,7 +36,8 @@ from engine.storage.deferred import DeferredUpdate, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import LockedInstance, step_values
 from engine.storage.models import step_instances, tasks
-from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository, stored_changes, task_values
+from engine.storage.task_events import NewTaskEvent, TaskEventRepository
+from engine.storage.tasks import TaskRepository, stored_changes, task_values
 from engine.storage.writer import finish_transition
 from engine.tasks.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
 

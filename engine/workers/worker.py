@@ -23,6 +23,7 @@ from engine.state import Task, TaskAttempt, TaskEventKind, TaskStatus, new_id
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
+from engine.storage.leases import LeaseRepository
 from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition, template_variables
@@ -92,7 +93,7 @@ class Worker:
         await self.expire_due()
         now = self.engine.clock.now()
         async with self.engine.db.transaction() as session:
-            claimed = await TaskRepository(session).claim_runnable(now, self.worker_id, now + self.lease, self.batch)
+            claimed = await LeaseRepository(session).claim_runnable(now, self.worker_id, now + self.lease, self.batch)
         # Claimed outside a transition: what the engine remembers of their instances is stale now, and
         # recording the attempt from it would cost an attempt that writes nothing (engine.remembered).
         self.engine.remembered.forget(task.workflow_instance_id for task in claimed)
@@ -158,7 +159,7 @@ class Worker:
             try:
                 until = self.engine.clock.now() + self.lease
                 async with self.engine.db.transaction() as session:
-                    if not await TaskRepository(session).extend_lease(task_id, self.worker_id, until):
+                    if not await LeaseRepository(session).extend_lease(task_id, self.worker_id, until):
                         return  # lost already; _record will drop this attempt's result
             except Exception:  # a failed renewal is retried at the next beat
                 log.exception("task %s: renewing the lease failed", task_id)
@@ -191,7 +192,7 @@ class Worker:
         task = await transition.tasks.get_by_id(claimed.id)
         if task is None or task.status is not TaskStatus.RUNNING:
             return
-        if await transition.tasks.lease_owner(task.id) != self.worker_id:
+        if await LeaseRepository(transition.connection).lease_owner(task.id) != self.worker_id:
             log.info("task %s: lease lost to another worker; dropping this attempt's result", task.id)
             return
         now = transition.now

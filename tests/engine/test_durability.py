@@ -21,7 +21,8 @@ from engine.errors import ConflictError
 from engine.state import InstanceStatus, Task, TaskEvent, TaskEventKind, TaskStatus, WorkflowInstance, new_id
 from engine.storage.database import Database
 from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.storage.task_events import TaskEventRepository
+from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 

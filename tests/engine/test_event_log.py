@@ -24,7 +24,8 @@ from engine.storage.database import Database
 from engine.storage.deferred import DeferredUpdate
 from engine.storage.instances import InstanceRepository, instance_values, step_values
 from engine.storage.models import instances, step_instances, tasks
-from engine.storage.tasks import NewTaskEvent, TaskEventRepository, task_values
+from engine.storage.task_events import NewTaskEvent, TaskEventRepository
+from engine.storage.tasks import task_values
 from engine.storage.writer import finish_transition
 from engine.transitions.engine import Engine
 from server.demo import load_demo

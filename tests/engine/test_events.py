@@ -17,7 +17,8 @@ from engine.events.log import Delivery
 from engine.events.numbering import write_events
 from engine.state import Task, TaskEventKind, User
 from engine.storage.database import Database
-from engine.storage.tasks import NewTaskEvent, TaskEventRepository, TaskRepository
+from engine.storage.task_events import NewTaskEvent, TaskEventRepository
+from engine.storage.tasks import TaskRepository
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from server.demo import load_demo

@@ -11,7 +11,8 @@ from engine.definitions.builder import WorkflowBuilder
 from engine.definitions.model import WorkflowDefinition
 from engine.state import InstanceStatus, Task, TaskEventKind, TaskStatus, WorkflowInstance
 from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.storage.task_events import TaskEventRepository
+from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 
 

@@ -21,7 +21,7 @@ from engine.transitions.remembered import RememberedInstances
 from engine.transitions.transition import Transition
 from tests.engine.test_durability import approval_then_archive, contract, events_of, tasks_of
 from tests.engine.test_transition_costs import NUMBERING, statements
-from tests.engine.test_worker import make_worker
+from tests.workers.test_worker import make_worker
 
 
 async def fresh_read(db: Database, instance_id: str) -> LockedInstance:
@@ -101,7 +101,7 @@ async def test_a_task_changed_outside_any_transition_is_caught_by_the_last_state
     instance = await engine.start("contract", {"entityName": "ACME"}, "alice")
     instance = await engine.send_signal(instance.id, "draft", {"text": "v1"}, "alice")
     [finance] = [t for t in await tasks_of(engine, instance.id) if t.node_id == "finance"]
-    async with db.transaction() as session:  # as TaskRepository.claim_runnable claims, outside a transition
+    async with db.transaction() as session:  # as LeaseRepository.claim_runnable claims, outside a transition
         assert await TaskRepository(session).update(finance.id, finance.revision, {"assigned_user_id": "bob"})
     await engine.sequencer.idle()
     async with statements(db) as sent:

@@ -8,7 +8,8 @@ from engine.definitions.builder import WorkflowBuilder
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
 from engine.state import InstanceStatus, TaskEventKind, TaskKind, TaskStatus
 from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.storage.task_events import TaskEventRepository
+from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 
 

@@ -26,7 +26,8 @@ from engine.clock import ManualClock
 from engine.events.hub import EventHub
 from engine.state import Task, User, WorkflowInstance
 from engine.storage.directory import DirectoryRepository
-from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.storage.task_events import TaskEventRepository
+from engine.storage.tasks import TaskRepository
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from schema.subscriptions import encode_event_cursor

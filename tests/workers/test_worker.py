@@ -22,7 +22,9 @@ from engine.state import InstanceStatus, TaskEventKind, TaskStatus, User
 from engine.storage.database import Database
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import TaskEventRepository, TaskRepository
+from engine.storage.leases import LeaseRepository
+from engine.storage.task_events import TaskEventRepository
+from engine.storage.tasks import TaskRepository
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
@@ -206,7 +208,7 @@ async def test_an_expired_lease_is_picked_up_by_another_worker(
     await engine.deploy(b.build())
     instance = await engine.start("echoes", {"name": "world"}, "alice")
     async with engine.db.transaction() as session:  # a worker that claims and then dies
-        [claimed] = await TaskRepository(session).claim_runnable(clock.now(), "dead-worker", clock.now() + timedelta(
+        [claimed] = await LeaseRepository(session).claim_runnable(clock.now(), "dead-worker", clock.now() + timedelta(
             seconds=30), 10)  # fmt: skip
     survivor = make_worker(engine, http_client)
     assert await survivor.run_once() == 0, "a live lease is respected"
@@ -253,9 +255,9 @@ async def test_a_running_attempt_keeps_its_lease_and_a_dead_workers_attempt_is_r
     await engine.deploy(b.build())
     instance = await engine.start("slow", {}, "alice")
     async with engine.db.transaction() as session:
-        [task] = await TaskRepository(session).claim_runnable(clock.now(), "w1", clock.now() + timedelta(seconds=5), 1)
-        assert await TaskRepository(session).extend_lease(task.id, "w1", clock.now() + timedelta(seconds=60))
-        assert not await TaskRepository(session).extend_lease(task.id, "w2", clock.now() + timedelta(seconds=60))
+        [task] = await LeaseRepository(session).claim_runnable(clock.now(), "w1", clock.now() + timedelta(seconds=5), 1)
+        assert await LeaseRepository(session).extend_lease(task.id, "w1", clock.now() + timedelta(seconds=60))
+        assert not await LeaseRepository(session).extend_lease(task.id, "w2", clock.now() + timedelta(seconds=60))
     clock.advance(timedelta(seconds=30))
     survivor = make_worker(engine, http_client)
     assert await survivor.run_once() == 0, "the renewed lease still holds"

@@ -31,7 +31,7 @@ from engine.storage.deferred import DeferredUpdate, Rows, TransitionConnection
 from engine.storage.instances import OPEN_TASKS_SQL, changed_concurrently, update_values
 from engine.storage.models import definitions, instances, tasks
 from engine.storage.postgres.statements import insert_from_json, json_row, update_from_parameters, update_parameters
-from engine.storage.tasks import NewTaskEvent
+from engine.storage.task_events import NewTaskEvent
 
 _INSTANCE_COLUMNS = tuple(column.key for column in instances.c if column.key != "id")
 _EVENT_COLUMNS = "kind, task_id, step_instance_id, workflow_instance_id, actor_id, occurred_at, data"
