@@ -41,7 +41,7 @@ from engine.events.log import Delivery
 from engine.tasks.visibility import VisibilityService
 from engine.transitions.engine import Engine
 from schema.context import Info
-from schema.execution import ExecutionContext
+from schema.execution import PlainFieldsExecutionContext
 from schema.loaders import DataLoaders
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskEventKind
@@ -215,7 +215,7 @@ event's shared DataLoaders. Any other field with a resolver (``viewerCanClaim``,
 ``tasks``, whatever is added later) makes a selection per subscriber: slower, never wrong."""
 
 
-def _same_for_every_viewer(executor: ExecutionContext) -> bool:
+def _same_for_every_viewer(executor: PlainFieldsExecutionContext) -> bool:
     """Whether the subscription's selection reads nothing but plain fields and :data:`_SHARED_RESOLVERS`."""
     fragments = executor.fragment_definitions
 
@@ -259,7 +259,7 @@ async def _copy_of(shared: asyncio.Future[ExecutionResult]) -> ExecutionResult:
     return ExecutionResult(result.data, list(result.errors) if result.errors else None, result.extensions)
 
 
-class SubscriptionExecutionContext(ExecutionContext):
+class SubscriptionExecutionContext(PlainFieldsExecutionContext):
     """Strawberry's executor, made cheap for one event delivered to many subscribers.
 
     - Subscribers whose selection and variables are the same, and whose selection cannot differ
