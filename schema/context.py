@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
-from engine.errors import AuthenticationError
-from engine.events.hub import EventHub
-from engine.state import User
-from engine.tasks.blobs import BlobStore
-from engine.tasks.documents import DocumentService
-from engine.tasks.workflows import WorkflowService
-from engine.transitions.engine import Engine
+from engine import AuthenticationError, BlobStore, DocumentService, Engine, EventHub, User, WorkflowService
 from schema.loaders import DataLoaders
-
-if TYPE_CHECKING:
-    from schema.reads import SharedReads
+from schema.reads import SharedReads
 
 
 @dataclass

@@ -35,18 +35,23 @@ from graphql import (
 )
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
 
-from engine.errors import NotFoundError, StepwiseError, SubscriberOverflowError
-from engine.events.hub import EventFilter
-from engine.events.log import Delivery
-from engine.tasks.visibility import VisibilityService
-from engine.transitions.engine import Engine
+from engine import (
+    Delivery,
+    Engine,
+    EventFilter,
+    NotFoundError,
+    StepwiseError,
+    SubscriberOverflowError,
+    VisibilityService,
+)
 from schema.context import Info
 from schema.execution import PlainFieldsExecutionContext
 from schema.loaders import DataLoaders
 from schema.permissions import IsAuthenticated
+from schema.types.details import TaskMessage
 from schema.types.enums import TaskEventKind
-from schema.types.tasks import Task, TaskMessage, load_user
-from schema.types.user import User
+from schema.types.tasks import Task
+from schema.types.user import User, load_user
 
 _CURSOR_PREFIX = "taskEvent:"
 

@@ -13,13 +13,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from engine.catalog import default_registry
-from engine.clock import Clock
-from engine.events.hub import EventHub
-from engine.storage.database import Database
-from engine.storage.migrations import current_revision, head_revision, upgrade
-from engine.tasks.blobs import BlobStore
-from engine.transitions.engine import Engine
+from engine import (
+    BlobStore,
+    Clock,
+    Database,
+    Engine,
+    EventHub,
+    current_revision,
+    default_registry,
+    head_revision,
+    upgrade,
+)
 from schema.schema import build_schema
 from server.devtools import Mailbox, dev_routes, running_mailbox
 from server.files import document_routes

@@ -15,10 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from engine.errors import AuthenticationError, NotFoundError
-from engine.tasks.blobs import BlobStore
-from engine.tasks.documents import DocumentService
-from engine.transitions.engine import Engine
+from engine import AuthenticationError, BlobStore, DocumentService, Engine, NotFoundError
 from server.auth import authenticate
 from server.settings import Settings
 

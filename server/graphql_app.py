@@ -15,10 +15,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from engine.errors import AuthenticationError
-from engine.events.hub import EventHub
-from engine.tasks.blobs import BlobStore
-from engine.transitions.engine import Engine
+from engine import AuthenticationError, BlobStore, Engine, EventHub
 from schema.context import Context
 from schema.loaders import DataLoaders
 from schema.reads import SharedReads

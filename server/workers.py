@@ -9,10 +9,7 @@ from datetime import timedelta
 
 import httpx
 
-from engine.transitions.engine import Engine
-from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext, HostPolicy
-from engine.workers.worker import Worker
+from engine import BUILTIN_EXECUTORS, Engine, ExecutionContext, HostPolicy, Worker
 from server.settings import Settings
 
 

@@ -12,11 +12,12 @@ from typing import Annotated
 import strawberry
 from strawberry.file_uploads import Upload
 
-from engine.errors import InvalidStateError, StepwiseError
+from engine import InvalidStateError, StepwiseError
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
 from schema.permissions import IsAuthenticated
-from schema.types.tasks import Document, Task
+from schema.types.details import Document
+from schema.types.tasks import Task
 
 
 @strawberry.input

@@ -8,13 +8,12 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import state
-from engine.errors import StepwiseError
-from engine.tasks.service import TaskService
+from engine import StepwiseError, TaskService, state
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
 from schema.permissions import IsAuthenticated
-from schema.types.tasks import Task, TaskMessage
+from schema.types.details import TaskMessage
+from schema.types.tasks import Task
 
 
 @strawberry.input

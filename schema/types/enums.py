@@ -6,8 +6,7 @@ from enum import Enum
 
 import strawberry
 
-from engine import state
-from engine.definitions.model import Priority
+from engine import Priority, state
 
 strawberry.enum(state.TaskKind, name="TaskKind")
 strawberry.enum(state.TaskStatus, name="TaskStatus")

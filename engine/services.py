@@ -1,0 +1,34 @@
+"""The engine's services for one app, built once and shared by every entry point (GraphQL, file
+downloads, CLI): the only way in to the operations that apply the permission rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.tasks.blobs import BlobStore
+from engine.tasks.documents import DocumentService
+from engine.tasks.service import TaskService
+from engine.tasks.visibility import VisibilityService
+from engine.tasks.workflows import WorkflowService
+from engine.transitions.engine import Engine
+
+
+@dataclass(frozen=True)
+class Services:
+    engine: Engine
+    visibility: VisibilityService
+    workflows: WorkflowService
+    tasks: TaskService
+    documents: DocumentService | None
+    """None without a blob store: documents cannot be uploaded then."""
+
+    @classmethod
+    def build(cls, engine: Engine, blobs: BlobStore | None = None) -> Services:
+        visibility = VisibilityService(engine)
+        return cls(
+            engine=engine,
+            visibility=visibility,
+            workflows=WorkflowService(engine, visibility),
+            tasks=TaskService(engine),
+            documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
+        )
