@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import (
-    NotFoundError,
-    TaskQuery,
-    VisibilityService,
-    permissions,
-    state,
-)
+from engine import NotFoundError, TaskQuery, state
 from engine import TaskOrderField as EngineOrderField
 from schema.context import Info
 from schema.permissions import IsAuthenticated
@@ -24,7 +17,6 @@ from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInsta
 from schema.types.user import User
 
 TaskOrderField = strawberry.enum(EngineOrderField, name="TaskOrderField")
-T = TypeVar("T")
 
 
 @strawberry.enum
@@ -88,9 +80,7 @@ class Query:
     @strawberry.field(permission_classes=[IsAuthenticated], description="A task the viewer may see, else null.")
     async def task(self, info: Info, id: strawberry.ID) -> Task | None:
         try:
-            return Task.from_domain(
-                await VisibilityService(info.context.engine).task(info.context.user, id, info.context.read)
-            )
+            return Task.from_domain(await info.context.visibility.task(info.context.user, id, info.context.read))
         except NotFoundError:
             return None
 
@@ -107,22 +97,17 @@ class Query:
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="A step page: metrics and tasks.")
     async def step_instance(self, info: Info, id: strawberry.ID) -> StepInstance | None:
-        loaders, user = info.context.loaders, info.context.user
-        step = await loaders.steps.load(id)
-        if step is None:
+        try:
+            step, instance = await info.context.visibility.step(info.context.user, id, info.context.read)
+        except NotFoundError:
             return None
-        instance = await loaders.instances.load(step.workflow_instance_id)
-        assert instance is not None, "a step's instance always exists (foreign key)"
-        if not permissions.can_see_instance(user, instance, ()):
-            tasks = await loaders.instance_tasks.load(instance.id)
-            if not permissions.can_see_instance(user, instance, tasks):
-                return None
+        info.context.loaders.instances.prime(instance.id, instance)  # its fields read the instance again
         return await StepInstance.from_domain(info, step)
 
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def workflow_instance(self, info: Info, id: strawberry.ID) -> WorkflowInstance | None:
         try:
-            found = await info.context.workflows.visible_instance(info.context.user, id, info.context.read)
+            found = await info.context.visibility.instance(info.context.user, id, info.context.read)
             return WorkflowInstance.from_domain(found)
         except NotFoundError:
             return None

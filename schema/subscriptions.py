@@ -42,7 +42,6 @@ from engine import (
     NotFoundError,
     StepwiseError,
     SubscriberOverflowError,
-    VisibilityService,
 )
 from schema.context import Info
 from schema.execution import PlainFieldsExecutionContext
@@ -197,7 +196,7 @@ class Subscription:
     @strawberry.subscription(permission_classes=[IsAuthenticated], description="New messages on a task, live.")
     async def task_messages(self, info: Info, task_id: strawberry.ID) -> AsyncGenerator[TaskMessage, None]:
         try:
-            await VisibilityService(info.context.engine).task(info.context.user, task_id)
+            await info.context.visibility.task(info.context.user, task_id)
         except NotFoundError as exc:
             raise _error(exc) from exc
         async with aclosing(_deliveries(info, EventFilter.messages(task_id))) as deliveries:

@@ -19,6 +19,7 @@ from engine import (
     Database,
     Engine,
     EventHub,
+    Services,
     current_revision,
     default_registry,
     head_revision,
@@ -63,11 +64,12 @@ def create_app(
     db = Database(settings.database_url)
     engine = Engine(db, default_registry(), clock=clock, settings=settings.template_settings)
     blobs = BlobStore(settings.files_dir)
+    services = Services.build(engine, blobs)  # once per app: every request goes through these
     events = EventHub(
         db, queue_size=settings.subscription_queue_size, max_per_user=settings.subscriptions_per_user,
         poll_seconds=settings.events_poll_seconds,
     )  # fmt: skip
-    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), engine, settings, blobs, events)
+    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), services, settings, events)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -110,7 +112,7 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            *document_routes(engine, settings, blobs),
+            *document_routes(services, settings),
             *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
         ],
@@ -118,6 +120,7 @@ def create_app(
     )
     app.state.engine = engine
     app.state.blobs = blobs
+    app.state.services = services
     app.state.events = events
     app.state.settings = settings
     return app

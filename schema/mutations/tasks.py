@@ -8,7 +8,7 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import StepwiseError, TaskService, state
+from engine import StepwiseError, state
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
 from schema.permissions import IsAuthenticated
@@ -90,21 +90,21 @@ async def _task_result(work: Awaitable[state.Task]) -> TaskResult:
 class TaskMutations:
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Save a draft; the first save claims.")
     async def save_task_progress(self, info: Info, input: SaveTaskProgressInput) -> TaskResult:
-        service = TaskService(info.context.engine)
+        service = info.context.tasks
         return await _task_result(
             service.save_progress(info.context.user, input.task_id, input.values, input.expected_revision)
         )
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Validate and complete a task.")
     async def submit_task(self, info: Info, input: SubmitTaskInput) -> TaskResult:
-        service = TaskService(info.context.engine)
+        service = info.context.tasks
         return await _task_result(
             service.submit(info.context.user, input.task_id, input.values, input.expected_revision)
         )
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def approve_task(self, info: Info, input: DecideTaskInput) -> TaskResult:
-        service = TaskService(info.context.engine)
+        service = info.context.tasks
         return await _task_result(
             service.decide(
                 info.context.user, input.task_id, "approved", input.comment, input.values, input.expected_revision
@@ -113,7 +113,7 @@ class TaskMutations:
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def reject_task(self, info: Info, input: DecideTaskInput) -> TaskResult:
-        service = TaskService(info.context.engine)
+        service = info.context.tasks
         return await _task_result(
             service.decide(
                 info.context.user, input.task_id, "rejected", input.comment, input.values, input.expected_revision
@@ -122,23 +122,21 @@ class TaskMutations:
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def claim_task(self, info: Info, input: ClaimTaskInput) -> TaskResult:
-        return await _task_result(TaskService(info.context.engine).claim(info.context.user, input.task_id))
+        return await _task_result(info.context.tasks.claim(info.context.user, input.task_id))
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Managers and admins: (re)assign.")
     async def assign_task(self, info: Info, input: AssignTaskInput) -> TaskResult:
-        service = TaskService(info.context.engine)
+        service = info.context.tasks
         return await _task_result(service.assign(info.context.user, input.task_id, input.user_id))
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admins: re-run a FAILED system task.")
     async def retry_task(self, info: Info, input: RetryTaskInput) -> TaskResult:
-        return await _task_result(TaskService(info.context.engine).retry(info.context.user, input.task_id))
+        return await _task_result(info.context.tasks.retry(info.context.user, input.task_id))
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def post_task_message(self, info: Info, input: PostTaskMessageInput) -> TaskMessageResult:
         try:
-            message, task = await TaskService(info.context.engine).post_message(
-                info.context.user, input.task_id, input.body
-            )
+            message, task = await info.context.tasks.post_message(info.context.user, input.task_id, input.body)
         except StepwiseError as exc:
             return to_error(exc)  # type: ignore[return-value]
         return TaskMessageSuccess(message=TaskMessage.from_domain(message), task=Task.from_domain(task))
