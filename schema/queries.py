@@ -8,15 +8,14 @@ from enum import Enum
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import NotFoundError, TaskQuery, state
-from engine import TaskOrderField as EngineOrderField
+from engine import NotFoundError, TaskOrderField, TaskQuery, state
 from schema.context import Info
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus
 from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance
 from schema.types.user import User
 
-TaskOrderField = strawberry.enum(EngineOrderField, name="TaskOrderField")
+strawberry.enum(TaskOrderField, name="TaskOrderField")  # registered in place, as schema.types.enums does
 
 
 @strawberry.enum
@@ -42,7 +41,7 @@ class TaskFilter:
 
 @strawberry.input
 class TaskOrder:
-    field: TaskOrderField  # type: ignore[valid-type]
+    field: TaskOrderField
     direction: OrderDirection
 
 
@@ -66,7 +65,7 @@ def task_query(filter: TaskFilter | None, order: TaskOrder | None) -> TaskQuery:
         role=f.role, user_id=f.user_id, group=f.group_id, statuses=f.status, priorities=f.priority, kind=f.kind,
         assigned_to_me=bool(f.assigned_to_me), include_completed=bool(f.include_completed),
         workflow_instance_id=f.workflow_instance_id, step_instance_id=f.step_instance_id, due_before=f.due_before,
-        order_by=EngineOrderField(order.field) if order else EngineOrderField.CREATED_AT,
+        order_by=TaskOrderField(order.field) if order else TaskOrderField.CREATED_AT,
         descending=bool(order and order.direction is OrderDirection.DESC),
     )  # fmt: skip
 

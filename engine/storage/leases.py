@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.engine import CursorResult
 
 from engine.state import Task, TaskStatus
 from engine.storage.database import Executor
@@ -88,7 +90,7 @@ class LeaseRepository:
             .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.status == TaskStatus.RUNNING.value)
             .values(lease_expires_at=until)
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return cast(CursorResult[Any], result).rowcount == 1  # an UPDATE's result: a CursorResult
 
     async def lease_owner(self, task_id: str) -> str | None:
         owner: str | None = await self.session.scalar(_LEASE_OWNER, {"task_id": task_id})

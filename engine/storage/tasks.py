@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Integer, bindparam, case, func, insert, literal_column, select
+from sqlalchemy.engine import CursorResult
 
 from engine.state import (
     ACTIVE_TASK_STATUSES,
@@ -153,7 +154,7 @@ class TaskRepository:
         """Apply ``values`` and bump the revision, only if the task is still at ``expected_revision``."""
         stored = {**stored_changes(values, expected_revision), "b_id": task_id, "b_revision": expected_revision}
         result = await self.session.execute(_UPDATE, stored)
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        return cast(CursorResult[Any], result).rowcount == 1  # an UPDATE's result: a CursorResult
 
     async def find_expiring(self, now: datetime, limit: int = 100) -> list[Task]:
         """Open user tasks whose node says ``onDue: "expire"`` and whose due time has passed."""

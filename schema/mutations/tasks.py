@@ -74,8 +74,9 @@ class TaskMessageSuccess:
 TaskResult = Annotated[
     TaskSuccess | NotFound | Forbidden | Conflict | InvalidState | ValidationFailed, strawberry.union("TaskResult")
 ]
+# Conflict: the task's instance stayed too busy for the message's transition (it gave up retrying).
 TaskMessageResult = Annotated[
-    TaskMessageSuccess | NotFound | Forbidden | ValidationFailed, strawberry.union("TaskMessageResult")
+    TaskMessageSuccess | NotFound | Forbidden | Conflict | ValidationFailed, strawberry.union("TaskMessageResult")
 ]
 
 
@@ -138,5 +139,8 @@ class TaskMutations:
         try:
             message, task = await info.context.tasks.post_message(info.context.user, input.task_id, input.body)
         except StepwiseError as exc:
-            return to_error(exc)  # type: ignore[return-value]
+            error = to_error(exc)
+            if isinstance(error, InvalidState):  # a message may be posted on a task in any state: a bug
+                raise
+            return error
         return TaskMessageSuccess(message=TaskMessage.from_domain(message), task=Task.from_domain(task))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import cast
 
 import strawberry
 
@@ -39,4 +40,4 @@ class TaskType(Enum):
     @classmethod
     def of(cls, value: str) -> TaskType:
         # ``_value2member_map_`` is the enum's own lookup table (``__members__`` builds a view per call)
-        return cls._value2member_map_.get(value, cls.CUSTOM)  # type: ignore[return-value]
+        return cast(TaskType, cls._value2member_map_.get(value, cls.CUSTOM))

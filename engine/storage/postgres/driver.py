@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Executable
+from sqlalchemy import ClauseElement, Executable
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 async def fetch_on_driver(
@@ -61,14 +62,16 @@ def _for_driver(statement: Executable, dialect: Dialect) -> _DriverStatement:
     """``statement`` compiled for ``dialect``'s driver, once (statements passed here are long-lived)."""
     found = _DRIVER_STATEMENTS.get(statement)
     if found is None:
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-        binds = compiled.binds
+        assert isinstance(statement, ClauseElement), f"not a statement that compiles: {statement!r}"
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))  # a statement compiles with a SQLCompiler
+        binds, positions = compiled.binds, compiled.positiontup
+        assert positions is not None, "asyncpg's parameters are positional ($1, $2…)"
         columns = getattr(statement, "selected_columns", ())
         results = ((c.key, c.type.dialect_impl(dialect).result_processor(dialect, None)) for c in columns)
         found = _DRIVER_STATEMENTS[statement] = _DriverStatement(
             compiled.string,
             tuple((name, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-                  for name in compiled.positiontup),
+                  for name in positions),
             tuple((key, processor) for key, processor in results if processor is not None),
         )  # fmt: skip
     return found
