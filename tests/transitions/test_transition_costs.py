@@ -4,7 +4,7 @@ The starter's directory entry is read only when something may use more than ``st
 latest definition is the latest one even when another process deployed it; a step is created once
 per instance and found again without a read of its own; a signal is one read and one write, on
 PostgreSQL without BEGIN or COMMIT (one write when its process remembers the instance:
-tests/engine/test_remembered.py).
+tests/transitions/test_remembered.py).
 """
 
 from __future__ import annotations

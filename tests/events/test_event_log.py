@@ -29,9 +29,9 @@ from engine.storage.tasks import task_values
 from engine.storage.writer import finish_transition
 from engine.transitions.engine import Engine
 from server.demo import load_demo
-from tests.engine.test_events import latest, new_form_task
-from tests.engine.test_transition_costs import NUMBERING, statements
+from tests.events.test_hub import latest, new_form_task
 from tests.server.live import TIMEOUT, wait_until
+from tests.transitions.test_transition_costs import NUMBERING, statements
 
 pytestmark = pytest.mark.usefixtures("demo")
 Writer = Callable[[AsyncSession, Task, WorkflowInstance, datetime], Awaitable[int | None]]

@@ -1,4 +1,4 @@
-"""The token runner end to end, on SQLite and PostgreSQL."""
+"""The engine (engine.transitions.engine) end to end, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

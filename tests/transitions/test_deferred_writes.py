@@ -13,7 +13,7 @@ from engine.storage.database import Database
 from engine.storage.instances import InstanceRepository
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
-from tests.engine.test_durability import approval_then_archive, events_of, tasks_of
+from tests.transitions.test_durability import approval_then_archive, events_of, tasks_of
 
 
 async def test_a_task_changed_twice_in_one_transition_is_written_once_with_both(engine: Engine) -> None:
@@ -75,7 +75,7 @@ async def test_a_task_changed_by_someone_else_meanwhile_fails_the_whole_transiti
     read and its last statement is caught by the revision, and nothing of the transition stays."""
     await engine.deploy(approval_then_archive())
     instance = await engine.start("approval", {}, "alice")
-    engine.remembered.forget([instance.id])  # from a read (tests/engine/test_remembered.py: from memory)
+    engine.remembered.forget([instance.id])  # from a read (tests/transitions/test_remembered.py: from memory)
     events_before = await events_of(engine, instance.id)
 
     async def complete_after_a_meddler(transition: Transition) -> None:

@@ -17,8 +17,8 @@ from engine.storage.database import Database
 from engine.storage.instances import InstanceRepository
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
-from tests.engine.test_durability import approval_then_archive, events_of, tasks_of
-from tests.engine.test_transition_costs import NUMBERING, rework_loop, statements
+from tests.transitions.test_durability import approval_then_archive, events_of, tasks_of
+from tests.transitions.test_transition_costs import NUMBERING, rework_loop, statements
 
 pytestmark = pytest.mark.postgres_only
 

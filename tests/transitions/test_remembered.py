@@ -1,4 +1,4 @@
-"""A transition that starts from what its process remembered of the instance (engine.remembered):
+"""A transition that starts from what its process remembered of the instance (engine.transitions.remembered):
 one statement instead of two, and never an outcome a fresh read would not give."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.remembered import RememberedInstances
 from engine.transitions.transition import Transition
-from tests.engine.test_durability import approval_then_archive, contract, events_of, tasks_of
-from tests.engine.test_transition_costs import NUMBERING, statements
+from tests.transitions.test_durability import approval_then_archive, contract, events_of, tasks_of
+from tests.transitions.test_transition_costs import NUMBERING, statements
 from tests.workers.test_worker import make_worker
 
 

@@ -1,4 +1,4 @@
-"""The event hub (engine/events.py): commit order, the seam between replay and live, fan-out,
+"""The event hub (engine/events/hub.py): commit order, the seam between replay and live, fan-out,
 back-pressure and the PostgreSQL listener's reconnection."""
 
 from __future__ import annotations
