@@ -14,13 +14,18 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
-from engine.catalog import default_registry
-from engine.clock import Clock
-from engine.documents import BlobStore
-from engine.events import EventHub
-from engine.runner import Engine
-from engine.storage.database import Database
-from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine import (
+    BlobStore,
+    Clock,
+    Database,
+    Engine,
+    EventHub,
+    Services,
+    current_revision,
+    default_registry,
+    head_revision,
+    upgrade,
+)
 from schema.schema import build_schema
 from server.access import ObservedRequests
 from server.devtools import Mailbox, dev_routes, running_mailbox
@@ -74,6 +79,7 @@ def create_app(
     db = Database(settings.database_url)
     engine = Engine(db, default_registry(), clock=clock, settings=settings.template_settings)
     blobs = BlobStore(settings.files_dir)
+    services = Services.build(engine, blobs)  # once per app: every request goes through these
     events = EventHub(
         db, queue_size=settings.subscription_queue_size, max_per_user=settings.subscriptions_per_user,
         poll_seconds=settings.events_poll_seconds,
@@ -91,7 +97,7 @@ def create_app(
         *([rate_limits.graphql_extension()] if rate_limits.enabled else []),
     ]
     schema = build_schema(mask_errors=settings.mask_errors, instruments=instruments)
-    graphql = StepwiseGraphQL(schema, engine, settings, blobs, events)
+    graphql = StepwiseGraphQL(schema, services, settings, events)
     shutdown = Shutdown()
 
     @asynccontextmanager
@@ -126,7 +132,7 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             *health_routes(db, events, shutdown),
             *([metrics_route(metrics, settings)] if metrics else []),
-            *document_routes(engine, settings, blobs),
+            *document_routes(services, settings),
             *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
         ],
@@ -135,6 +141,7 @@ def create_app(
     )
     app.state.engine = engine
     app.state.blobs = blobs
+    app.state.services = services
     app.state.events = events
     app.state.settings = settings
     app.state.metrics = metrics

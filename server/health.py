@@ -6,9 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine.events import EventHub
-from engine.storage.database import Database
-from engine.storage.migrations import current_revision, head_revision
+from engine import Database, EventHub, current_revision, head_revision
 from server.shutdown import Shutdown
 
 

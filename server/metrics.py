@@ -34,9 +34,7 @@ from starlette.routing import Route
 from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import PreExecutionError
 
-from engine.events import EventHub
-from engine.observer import AttemptOutcome, EngineObserver
-from engine.runner import Engine
+from engine import AttemptOutcome, Engine, EngineObserver, EventHub
 from server.logs import current_request
 from server.settings import Settings
 

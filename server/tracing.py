@@ -29,7 +29,7 @@ from opentelemetry.trace import Tracer
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.tracing import OpenTelemetryExtension
 
-from engine.storage.database import Database
+from engine import Database
 from server.settings import Settings
 
 TRACES_PATH = "/v1/traces"

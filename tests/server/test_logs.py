@@ -19,15 +19,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from engine.clock import ManualClock
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
-from engine.worker import Worker
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.worker import Worker
 from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo
 from server.logs import REDACTED, Redactor, RequestInfo, log_handler, request_scope
 from server.settings import Settings
-from tests.executors.support import ServerThread
+from tests.workers.support import ServerThread
 
 API_KEY = "sk-live-7f3a9c1e5b2d8f40"
 DOCUMENT_TEXT = "CONFIDENTIAL-CONTRACT-CLAUSE-42"

@@ -11,10 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from engine.clock import ManualClock
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
-from engine.runner import Engine
-from engine.worker import Worker
+from engine.transitions.engine import Engine
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.worker import Worker
 from server.app import create_app
 from server.auth import issue_token
 from server.settings import Settings

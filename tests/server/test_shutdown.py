@@ -25,13 +25,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from engine.catalog import default_registry
-from engine.runner import Engine
 from engine.storage.database import Database
+from engine.transitions.engine import Engine
 from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
-from tests.executors.support import ServerThread
 from tests.server.live import TRANSPORT_WS, free_port, wait_until
+from tests.workers.support import ServerThread
 
 SECRET_KEY = "shutdown-secret-key-of-at-least-32-bytes"
 START = """mutation($input: JSON) { startWorkflow(input: {definitionKey: "expense_approval", input: $input}) {

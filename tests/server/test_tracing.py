@@ -26,7 +26,7 @@ from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
 from server.tracing import traces_url
-from tests.executors.support import ServerThread
+from tests.workers.support import ServerThread
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
