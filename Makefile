@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-# `make run` is the demo: development tools on (a local mailbox, a notify hook) and template settings
-# that point the demo's HTTP and GraphQL tasks at this server. Set either variable to override.
+# `make run` is the demo: development tools on (a local mailbox, a notify hook), template settings that
+# point the demo's HTTP and GraphQL tasks at this server, and the host policy re-opened for this server's
+# own address and port (tasks may not call loopback otherwise). Set any of the variables to override.
 run: export STEPWISE_DEV ?= true
 run: export STEPWISE_TEMPLATE_SETTINGS ?= {"baseUrl": "http://$(HOST):$(PORT)", "notifyUrl": "http://$(HOST):$(PORT)/dev/notify"}
+run: export STEPWISE_HTTP_ALLOW ?= $(HOST):$(PORT)
 
 .PHONY: install install-test run test lint typecheck bench clean
 

@@ -40,7 +40,7 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
 from engine.storage.models import instances
 from engine.transition import Transition, needs_starter, reads_starter_details
-from engine.validation import validate_definition
+from engine.validation import DEFAULT_MAX_JSON_BYTES, check_json_size, validate_definition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,8 +59,12 @@ class Engine:
         clock: Clock | None = None,
         settings: Mapping[str, Any] | None = None,
         remembered: RememberedInstances | None = None,
+        max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
     ) -> None:
+        """``max_json_bytes`` bounds every JSON value a caller hands in (``input``, ``values``, ``payload``)
+        and every system task's output (:func:`engine.validation.check_json_size`)."""
         self.db = db
+        self.max_json_bytes = max_json_bytes
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
         self.settings: Mapping[str, Any] = settings or {}
@@ -175,6 +179,7 @@ class Engine:
         """Start the latest version of ``definition_key`` and run until every token waits or ends."""
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
+        check_json_size(input, "input", self.max_json_bytes)
         autocommit = True  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores it)
         for _ in range(_RACE_RETRIES):
             try:
@@ -278,6 +283,7 @@ class Engine:
         A signal to an unknown node is ``NotFoundError``; to a node that already completed,
         ``ConflictError``; to a node no token has reached, ``InvalidStateError``. None changes anything.
         """
+        check_json_size(payload, "payload", self.max_json_bytes)
 
         async def signal(transition: Transition) -> None:
             # The node's own state decides first: a second signal to a completed node is a conflict

@@ -12,14 +12,16 @@ import asyncio
 import logging
 import os
 import socket
+import traceback
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from engine.definitions import RetryPolicy
 from engine.errors import ExecutionFailedError, StepwiseError
 from engine.executors.base import ExecutionContext, ExecutionRequest, ExecutionResult, SystemTaskExecutor, WaitUntil
-from engine.executors.redaction import redact, redact_text
+from engine.executors.redaction import redact, redact_logs, redact_text
 from engine.runner import Engine
 from engine.state import Task, TaskAttempt, TaskEventKind, TaskStatus, new_id
 from engine.storage.directory import DirectoryRepository
@@ -28,6 +30,7 @@ from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
 from engine.templates import render_value
 from engine.transition import Transition, template_variables
+from engine.validation import json_size
 
 log = logging.getLogger(__name__)
 DEFAULT_RETRY = RetryPolicy()
@@ -52,6 +55,7 @@ class Worker:
         self.executors = executors
         self.context = context
         self.secrets: Mapping[str, str] = secrets or {}
+        redact_logs(self.secrets)
         self.lease = lease
         self.batch = batch
         self.poll_interval = poll_interval
@@ -141,14 +145,27 @@ class Worker:
         except ExecutionFailedError as exc:
             outcome = exc
         except Exception as exc:  # an executor bug fails the attempt, never the worker
-            log.exception("task %s: executor %s raised", task.id, task.schema_type)
+            trace = redact_text(traceback.format_exc(), self.secrets)  # a message may quote the rendered config
+            log.error("task %s: executor %s raised\n%s", task.id, task.schema_type, trace)
             outcome = ExecutionFailedError(f"{type(exc).__name__}: {exc}")
+        if isinstance(outcome, ExecutionResult):
+            outcome = self._checked_output(outcome)
         try:
             await self.engine.transition(
                 task.workflow_instance_id, None, lambda t: self._record(t, task, request, outcome, started)
             )
         except StepwiseError as exc:
-            log.warning("task %s: attempt result not recorded: %s", task.id, exc.message)
+            log.warning("task %s: attempt result not recorded: %s", task.id, redact_text(exc.message, self.secrets))
+
+    def _checked_output(self, result: ExecutionResult) -> ExecutionResult | ExecutionFailedError:
+        """The result with every secret masked in its output (a target may echo a header back), or a failure
+        for good when that output is larger than the engine stores (the same call would give the same)."""
+        output = redact(result.output, self.secrets)
+        size, limit = json_size(output), self.engine.max_json_bytes
+        if size > limit:
+            message = f"the output is {size} bytes as JSON; at most {limit} are stored"
+            return ExecutionFailedError(message, non_retryable=True, request=result.request, response=result.response)
+        return replace(result, output=output)
 
     async def _keep_lease(self, task_id: str) -> None:
         """Renew the lease every third of its length while the attempt runs, so a slow call is never
@@ -170,7 +187,10 @@ class Worker:
             starter = await DirectoryRepository(session).get_user(instance.started_by)
         definition = await self.engine.definition(instance.definition_key, instance.definition_version)
         node = definition.node(task.node_id)
-        variables = template_variables(instance.data, instance.started_by, starter, self.engine.settings, self.secrets)
+        # Only executors that say they send secrets (HTTP and GraphQL, in headers, URLs, bodies) render them: an
+        # echo or JavaScript task would put them in its output, an email in a message the starter may address.
+        offered = self.secrets if getattr(self.executors[task.schema_type], "uses_secrets", False) else None
+        variables = template_variables(instance.data, instance.started_by, starter, self.engine.settings, offered)
         try:
             config = render_value(dict(node.config), variables)
         except Exception as exc:  # a template that fails at run time is a configuration error: no retry helps

@@ -34,7 +34,11 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
     async def run() -> T:
         db = Database(settings.database_url)
         try:
-            return await work(Engine(db, default_registry(), settings=settings.template_settings))
+            return await work(
+                Engine(
+                    db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+                )
+            )
         finally:
             await db.dispose()
 
@@ -72,7 +76,9 @@ def worker() -> None:
 
     async def run() -> None:
         db = Database(settings.database_url)
-        engine = Engine(db, default_registry(), settings=settings.template_settings)
+        engine = Engine(
+            db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+        )
         try:
             async with running_worker(engine, settings) as running:
                 click.echo(f"worker {running.worker_id} running; Ctrl-C stops it")

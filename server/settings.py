@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.executors.base import HostPolicy
+from engine.executors.hostpolicy import check_entries
+from engine.validation import DEFAULT_MAX_JSON_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,16 @@ def _json_object(name: str) -> dict[str, Any]:
 def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     raw = os.environ.get(name)
     return default if raw is None else tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _hosts(name: str) -> tuple[str, ...]:
+    entries = _list(name, ())
+    bad = check_entries(entries)
+    if bad:
+        raise ValueError(
+            f"{name}: {', '.join(map(repr, bad))} is not a host, address or network (with an optional :port)"
+        )
+    return entries
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -55,7 +66,8 @@ class Settings:
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 1.0
     http_allow: tuple[str, ...] = ()
-    http_deny: tuple[str, ...] = HostPolicy().deny
+    http_deny: tuple[str, ...] = ()
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     mask_errors: bool = True
     subscriptions_per_connection: int = 20
     subscriptions_per_user: int = 50
@@ -85,8 +97,9 @@ class Settings:
             embedded_worker=_flag("STEPWISE_EMBEDDED_WORKER", defaults.embedded_worker),
             worker_lease_seconds=float(env("STEPWISE_WORKER_LEASE_SECONDS", str(defaults.worker_lease_seconds))),
             worker_poll_seconds=float(env("STEPWISE_WORKER_POLL_SECONDS", str(defaults.worker_poll_seconds))),
-            http_allow=_list("STEPWISE_HTTP_ALLOW", defaults.http_allow),
-            http_deny=_list("STEPWISE_HTTP_DENY", defaults.http_deny),
+            http_allow=_hosts("STEPWISE_HTTP_ALLOW"),
+            http_deny=_hosts("STEPWISE_HTTP_DENY"),
+            max_json_bytes=int(env("STEPWISE_MAX_JSON_BYTES", str(defaults.max_json_bytes))),
             mask_errors=_flag("STEPWISE_MASK_ERRORS", defaults.mask_errors),
             subscriptions_per_connection=int(
                 env("STEPWISE_SUBSCRIPTIONS_PER_CONNECTION", str(defaults.subscriptions_per_connection))

@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import httpx
-
 from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
+from engine.executors.base import ExecutionContext
+from engine.executors.hostpolicy import HostPolicy
 from engine.runner import Engine
 from engine.worker import Worker
 from server.settings import Settings
@@ -19,12 +18,12 @@ from server.settings import Settings
 @asynccontextmanager
 async def running_worker(engine: Engine, settings: Settings) -> AsyncIterator[Worker]:
     """A worker polling in the background, woken by every commit of this process, stopped on exit."""
-    async with httpx.AsyncClient(follow_redirects=False) as http:
-        context = ExecutionContext(
-            http=http, clock=engine.clock, smtp_url=settings.smtp_url,
-            host_policy=HostPolicy(allow=settings.http_allow, deny=settings.http_deny),
-            settings=settings.template_settings,
-        )  # fmt: skip
+    context = ExecutionContext(
+        clock=engine.clock, smtp_url=settings.smtp_url,
+        host_policy=HostPolicy(allow=settings.http_allow, deny=settings.http_deny),
+        settings=settings.template_settings, max_body_bytes=settings.max_json_bytes,
+    )  # fmt: skip
+    async with context:
         worker = Worker(
             engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, secrets=settings.secrets,
             lease=timedelta(seconds=settings.worker_lease_seconds), poll_interval=settings.worker_poll_seconds,

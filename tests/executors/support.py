@@ -14,8 +14,12 @@ from starlette.types import ASGIApp
 
 from engine.definitions import Node
 from engine.executors.base import ExecutionRequest
+from engine.executors.hostpolicy import HostPolicy
 
 TASK_ID = "task-0001"
+# The test servers run on loopback, which the default host policy refuses: the tests re-open it as a
+# deployment would (STEPWISE_HTTP_ALLOW), explicitly.
+LOOPBACK_ALLOWED = HostPolicy(allow=("127.0.0.1", "localhost"))
 
 
 def attempt(

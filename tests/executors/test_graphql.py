@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from engine.errors import ExecutionFailedError
-from engine.executors.base import ExecutionContext, ExecutionResult, HostPolicy
+from engine.executors.base import ExecutionContext, ExecutionResult
 from engine.executors.graphql import GraphQLExecutor
+from engine.executors.hostpolicy import HostPolicy
 from tests.executors.conftest import Target
 from tests.executors.support import attempt
 

@@ -20,11 +20,12 @@ import httpx
 import pytest
 
 from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
+from engine.executors.base import ExecutionContext
 from engine.runner import Engine
 from engine.worker import Worker
 from server.auth import issue_token
 from server.settings import Settings
+from tests.executors.support import LOOPBACK_ALLOWED
 from tests.server.conftest import GraphQL
 
 ROLES = ("admin", "manager", "assignee", "candidate", "starter", "stranger")
@@ -244,8 +245,7 @@ async def failed_system_task(scene: Scene) -> None:
     """alice's instance whose http task used its one attempt: the task and the instance are FAILED.
     The server's embedded worker is off in tests; this is the worker ``stepwise worker`` runs."""
     await scene.start("system", assign=False)
-    async with httpx.AsyncClient() as http:
-        context = ExecutionContext(http=http, clock=scene.engine.clock, host_policy=HostPolicy())
+    async with ExecutionContext(clock=scene.engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
         worker = Worker(scene.engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
         assert await worker.run_once() == 1
     query = "query($id: ID!) { task(id: $id) { kind status assignedRole assignedGroup assignee { id } } }"

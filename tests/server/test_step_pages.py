@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from engine.clock import ManualClock
 from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
+from engine.executors.base import ExecutionContext
 from engine.runner import Engine
 from engine.worker import Worker
+from tests.executors.support import LOOPBACK_ALLOWED
 from tests.server.conftest import GraphQL
 from tests.server.test_inbox import add_stranger
 from tests.server.test_task_api import snapshot
@@ -122,8 +122,7 @@ async def review(gql: GraphQL, app_engine: Engine) -> Review:
 @pytest.fixture
 async def worker(app_engine: Engine) -> AsyncIterator[Worker]:
     """A worker like ``stepwise worker``'s, run by hand (the test server's embedded worker is off)."""
-    async with httpx.AsyncClient() as http:
-        context = ExecutionContext(http=http, clock=app_engine.clock, host_policy=HostPolicy())
+    async with ExecutionContext(clock=app_engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
         executors = {executor.type: executor for executor in BUILTIN_EXECUTORS}
         yield Worker(app_engine, executors, context, lease=timedelta(seconds=30))
 
