@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,7 +31,7 @@ from engine.storage.models import Base, instances
 from engine.storage.tasks import TaskRepository
 from engine.task_service import TaskService
 from engine.worker import Worker
-from tests.executors.support import LOOPBACK_ALLOWED, ServerThread
+from tests.executors.support import LOOPBACK_ALLOWED, ServerThread, free_port
 
 SECRET = "zq-secret-4f9c2e7b-value"
 APPROVER = User("ann", "Ann", roles=frozenset({"approver"}))
@@ -252,3 +254,48 @@ async def test_a_response_or_output_over_the_limit_fails_the_task_for_good(
     assert echo.status is TaskStatus.FAILED and echo.attempt_count == 1 and echo.output is None
     assert f"at most {limit} are stored" in (echo.error or "")
     assert "x" * 1000 not in await every_row(engine)
+
+
+# -- 7: one email entry, one recipient --------------------------------------------------------------------
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[str, _Inbox]]:
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{controller.port}", inbox
+    finally:
+        controller.stop()
+
+
+async def test_a_rendered_to_entry_with_two_addresses_is_sent_to_no_one(
+    engine: Engine, contexts: list[ExecutionContext], smtp: tuple[str, _Inbox]
+) -> None:
+    url, inbox = smtp
+    b = WorkflowBuilder("mail")
+    b.system_task("mail", "email", {"to": ["{{ recipient }}"], "subject": "Report"}, retry={"maxAttempts": 3})
+    await engine.deploy(b.build())
+    two = await engine.start("mail", {"recipient": "boss@x.test, attacker@y.test"}, "alice")
+    one = await engine.start("mail", {"recipient": "Boss <boss@x.test>"}, "alice")
+    worker = worker_for(engine, contexts)
+    worker.context.smtp_url = url
+    before = len(inbox.envelopes)
+
+    await worker.run_until_idle()
+
+    refused, sent = (await tasks_by_node(engine, two.id))["mail"], (await tasks_by_node(engine, one.id))["mail"]
+    assert refused.status is TaskStatus.FAILED and refused.attempt_count == 1
+    assert "'boss@x.test, attacker@y.test' is not exactly one email address" in (refused.error or "")
+    assert sent.status is TaskStatus.COMPLETED and sent.output["to"] == ["Boss <boss@x.test>"]
+    assert [envelope.rcpt_tos for envelope in inbox.envelopes[before:]] == [["boss@x.test"]]
