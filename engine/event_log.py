@@ -369,7 +369,8 @@ async def load_deliveries(db: Database, after: int, limit: int, *, with_users: b
         if not events:
             return Batch([], after, False)
         tasks = await TaskRepository(session).get_many({e.task_id for e in events})
-        instances = await InstanceRepository(session).get_many({e.workflow_instance_id for e in events})
+        # Only who started each: not the data, which holds every input and output the instance stored.
+        instances = await InstanceRepository(session).get_many({e.workflow_instance_id for e in events}, summary=True)
         message_ids = {message_id for e in events if (message_id := _message_id(e)) is not None}
         messages = await TaskDetailsRepository(session).get_messages(message_ids) if message_ids else {}
         deliveries = []

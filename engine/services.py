@@ -54,15 +54,15 @@ class WorkflowService:
         return await self.engine.cancel(workflow_instance_id, user.id, reason)
 
     async def visible_instance(
-        self, user: User, workflow_instance_id: str, read: ReadSessions | None = None
+        self, user: User, workflow_instance_id: str, read: ReadSessions | None = None, *, summary: bool = False
     ) -> WorkflowInstance:
         """The instance if ``user`` may see it (starter, supervisor, or can see one of its tasks);
-        read in ``read``'s session (by default one of its own)."""
+        read in ``read``'s session (by default one of its own); ``summary``: without its data."""
         async with (read or self.engine.db.read)() as session:  # NotFound after it: a shared one rolls back on errors
-            instance = await InstanceRepository(session).get(workflow_instance_id)
+            instance = await InstanceRepository(session).get(workflow_instance_id, summary=summary)
             tasks: list[Task] = []
             if instance is not None and not permissions.can_see_instance(user, instance, ()):
-                tasks = await TaskRepository(session).find_by_instance(workflow_instance_id)
+                tasks = await TaskRepository(session).find_by_instances([workflow_instance_id], summary=True)
         if instance is not None and permissions.can_see_instance(user, instance, tasks):
             return instance
         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
@@ -77,7 +77,8 @@ async def visible_task(engine: Engine, user: User, task_id: str, read: ReadSessi
     Read in ``read``'s session (by default one of its own)."""
     async with (read or engine.db.read)() as session:
         task = await TaskRepository(session).get_by_id(task_id)
-        instance = await InstanceRepository(session).get(task.workflow_instance_id) if task else None
+        instances = InstanceRepository(session)
+        instance = await instances.get(task.workflow_instance_id, summary=True) if task else None
     if task is None or instance is None or not permissions.can_see_task(user, task, instance.started_by):
         raise NotFoundError(f"no task {task_id}")
     return task

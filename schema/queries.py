@@ -21,7 +21,7 @@ from engine.storage.inbox import TaskQuery, count_beside, page_of_tasks, task_se
 from schema.context import Info
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus
-from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names
+from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names, shows_task_values
 from schema.types.user import User
 
 TaskOrderField = strawberry.enum(EngineOrderField, name="TaskOrderField")
@@ -93,7 +93,9 @@ def bad_user_input(exc: ValidationError) -> GraphQLError:
 async def task_connection(info: Info, query: TaskQuery, first: int, after: str | None) -> TaskConnection:
     """A page of the tasks the viewer may see that match ``query``; bad paging arguments are BAD_USER_INPUT.
 
-    ``totalCount`` is counted only when selected, and on a connection of its own while the page is
+    The tasks' values (``input``, ``output``, ``draft``) are read only when selected: each may be as large
+    as the size limit, and an inbox page shows none of them. ``totalCount`` is counted only when selected,
+    and on a connection of its own while the page is
     read and built when the pool has one to spare (else after the page, on the query's): the count
     scans the index entries of every matching task (at a million tasks, a role's 11,000 open ones:
     3-4 ms of PostgreSQL's time, bench.inbox_scaling), the page 51 rows.
@@ -104,9 +106,10 @@ async def task_connection(info: Info, query: TaskQuery, first: int, after: str |
         raise bad_user_input(exc) from exc
     selections = info.selected_fields[0].selections
     counted = "totalCount" in selected_names(selections, ())
+    summary = not shows_task_values(selections, ("edges", "node"))
     async with running(count_beside(info.context.engine.db, search, info.context.read) if counted else None) as total:
         async with info.context.read() as session:
-            tasks, has_next = await page_of_tasks(session, search)
+            tasks, has_next = await page_of_tasks(session, search, summary=summary)
         return await TaskConnection.page(info, selections, tasks, has_next, search.order_by, total)
 
 
@@ -167,7 +170,7 @@ class Query:
         instance = await loaders.instances.load(step.workflow_instance_id)
         assert instance is not None, "a step's instance always exists (foreign key)"
         if not permissions.can_see_instance(user, instance, ()):
-            tasks = await loaders.instance_tasks.load(instance.id)
+            tasks = await loaders.instance_task_summaries.load(instance.id)
             if not permissions.can_see_instance(user, instance, tasks):
                 return None
         return await StepInstance.from_domain(info, step)
@@ -175,8 +178,10 @@ class Query:
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def workflow_instance(self, info: Info, id: strawberry.ID) -> WorkflowInstance | None:
         try:
-            found = await info.context.workflows.visible_instance(info.context.user, id, info.context.read)
-            return WorkflowInstance.from_domain(found)
+            summary = "data" not in selected_names(info.selected_fields[0].selections, ())
+            workflows = info.context.workflows
+            found = await workflows.visible_instance(info.context.user, id, info.context.read, summary=summary)
+            return WorkflowInstance.from_domain(found, summary=summary)
         except NotFoundError:
             return None
 

@@ -54,13 +54,25 @@ def stored_changes(values: Mapping[str, Any], expected_revision: int) -> dict[st
 
 
 _TASK_FIELDS = tuple(field.name for field in fields(Task))  # each a column of the same name
+# The JSON a task carries (its input, result and saved draft), up to the size limit each: a page or list
+# that shows none of them reads the rest of the row only (``summary``).
+TASK_VALUE_COLUMNS = ("input", "output", "draft")
+_SUMMARY_FIELDS = tuple(name for name in _TASK_FIELDS if name not in TASK_VALUE_COLUMNS)
+TASK_SUMMARY_COLUMNS = tuple(column for column in tasks.c if column.name not in TASK_VALUE_COLUMNS)
 
 
-def task_from_row(row: Any, prefix: str = "") -> Task:
+def task_from_row(row: Any, prefix: str = "", *, summary: bool = False) -> Task:
     """The task in ``row`` (a SQLAlchemy row or a :class:`~engine.storage.deferred.DriverRow`), whose
-    task columns are named ``prefix`` + column (a joined read labels them so)."""
+    task columns are named ``prefix`` + column (a joined read labels them so).
+
+    A ``summary`` row has no :data:`TASK_VALUE_COLUMNS`: its task's ``input`` is empty and its ``output``
+    and ``draft`` None, which only a reader that never shows them may ask for."""
     mapping = row._mapping  # by key, not by attribute: a driver row's attributes cost a Python call each
-    values = {name: mapping[prefix + name] for name in _TASK_FIELDS}
+    if summary:
+        values = {name: mapping[prefix + name] for name in _SUMMARY_FIELDS}
+        values.update(input={}, output=None, draft=None)
+    else:
+        values = {name: mapping[prefix + name] for name in _TASK_FIELDS}
     values.update(
         kind=TaskKind(values["kind"]),
         status=TaskStatus(values["status"]),
@@ -84,6 +96,11 @@ _LEASE_OWNER = select(tasks.c.lease_owner).where(tasks.c.id == bindparam("task_i
 _BY_IDS = select(tasks).where(any_of(tasks.c.id, "ids"))
 _BY_INSTANCES = (
     select(tasks).where(any_of(tasks.c.workflow_instance_id, "ids")).order_by(tasks.c.created_at, tasks.c.id)
+)
+_SUMMARIES_BY_INSTANCES = (
+    select(*TASK_SUMMARY_COLUMNS)
+    .where(any_of(tasks.c.workflow_instance_id, "ids"))
+    .order_by(tasks.c.created_at, tasks.c.id)
 )
 
 
@@ -150,9 +167,11 @@ class TaskRepository:
             statuses=OPEN_TASK_STATUSES if open_only else None,
         )
 
-    async def find_by_instances(self, workflow_instance_ids: Collection[str]) -> list[Task]:
-        rows = await self.session.execute(_BY_INSTANCES, {"ids": list(workflow_instance_ids)})
-        return [task_from_row(row) for row in rows]
+    async def find_by_instances(self, workflow_instance_ids: Collection[str], *, summary: bool = False) -> list[Task]:
+        """The instances' tasks, oldest first; ``summary``: without their values (:func:`task_from_row`)."""
+        statement = _SUMMARIES_BY_INSTANCES if summary else _BY_INSTANCES
+        rows = await self.session.execute(statement, {"ids": list(workflow_instance_ids)})
+        return [task_from_row(row, summary=summary) for row in rows]
 
     async def update(self, task_id: str, expected_revision: int, values: Mapping[str, Any]) -> bool:
         """Apply ``values`` and bump the revision, only if the task is still at ``expected_revision``."""

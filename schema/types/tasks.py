@@ -281,7 +281,7 @@ class Task:
     async def workflow_instance(self, info: Info) -> WorkflowInstance:
         instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
         assert instance is not None
-        return WorkflowInstance.from_domain(instance)
+        return WorkflowInstance.from_domain(instance, summary=True)
 
     @strawberry.field
     def viewer_can_claim(self, info: Info) -> bool:
@@ -354,6 +354,16 @@ def selected_names(selections: Iterable[Selection], path: Sequence[str]) -> set[
     return {field.name for field in _fields(current)}
 
 
+def shows_task_values(selections: Iterable[Selection], path: Sequence[str]) -> bool:
+    """Whether the tasks at ``path`` below ``selections`` select a value (``input``, ``output``, ``draft``),
+    else they are read as summaries. Directives are not evaluated: a value under ``@skip`` still counts,
+    so the answer can only err towards reading more."""
+    return not selected_names(selections, path).isdisjoint(TASK_VALUE_FIELDS)
+
+
+TASK_VALUE_FIELDS = frozenset({"input", "output", "draft"})
+
+
 def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
     for selection in selections:
         if isinstance(selection, SelectedField):
@@ -375,18 +385,27 @@ class WorkflowInstance:
     definition_key: str
     definition_version: int
     status: WorkflowStatus
-    data: JSON
     started_at: datetime
     completed_at: datetime | None
     source: strawberry.Private[state.WorkflowInstance]
+    summary: strawberry.Private[bool] = False
+    """``source`` was read without its data (which may hold every input and output the instance stored)."""
 
     @classmethod
-    def from_domain(cls, instance: state.WorkflowInstance) -> WorkflowInstance:
+    def from_domain(cls, instance: state.WorkflowInstance, *, summary: bool = False) -> WorkflowInstance:
         return cls(
             id=strawberry.ID(instance.id), definition_key=instance.definition_key,
-            definition_version=instance.definition_version, status=instance.status, data=JSON(dict(instance.data)),
-            started_at=instance.started_at, completed_at=instance.completed_at, source=instance,
+            definition_version=instance.definition_version, status=instance.status,
+            started_at=instance.started_at, completed_at=instance.completed_at, source=instance, summary=summary,
         )  # fmt: skip
+
+    @strawberry.field
+    async def data(self, info: Info) -> JSON:
+        if not self.summary:
+            return JSON(dict(self.source.data))
+        full = await info.context.loaders.instances_with_data.load(self.source.id)
+        assert full is not None, "an instance is never deleted"
+        return JSON(dict(full.data))
 
     @strawberry.field
     async def started_by(self, info: Info) -> User:
@@ -406,6 +425,7 @@ class WorkflowInstance:
 
     @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
     async def tasks(self, info: Info) -> list[Task]:
-        user = info.context.user
-        tasks = await info.context.loaders.instance_tasks.load(self.source.id)
+        user, loaders = info.context.user, info.context.loaders
+        shown = shows_task_values(info.selected_fields[0].selections, ())
+        tasks = await (loaders.instance_tasks if shown else loaders.instance_task_summaries).load(self.source.id)
         return [Task.from_domain(t) for t in tasks if permissions.can_see_task(user, t, self.source.started_by)]
