@@ -29,6 +29,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.errors import FieldError as InputError
+from engine.forms import MAX_TEXT_LENGTH
 from engine.parsing import parse_definition
 from engine.registry import Registry
 from engine.remembered import RememberedInstances
@@ -298,6 +299,9 @@ class Engine:
         self, workflow_instance_id: str, actor_id: str | None, reason: str | None = None
     ) -> WorkflowInstance:
         """Cancel every open task and the instance; a finished instance is ``InvalidStateError``."""
+        if reason is not None and len(reason) > MAX_TEXT_LENGTH:
+            problem = InputError("reason", f"at most {MAX_TEXT_LENGTH} characters", "TOO_LONG")
+            raise ValidationError("reason is too long", [problem])
 
         async def cancel(transition: Transition) -> None:
             status = transition.instance.status

@@ -299,3 +299,18 @@ async def test_a_rendered_to_entry_with_two_addresses_is_sent_to_no_one(
     assert "'boss@x.test, attacker@y.test' is not exactly one email address" in (refused.error or "")
     assert sent.status is TaskStatus.COMPLETED and sent.output["to"] == ["Boss <boss@x.test>"]
     assert [envelope.rcpt_tos for envelope in inbox.envelopes[before:]] == [["boss@x.test"]]
+
+
+async def test_rendered_titles_and_descriptions_are_cut_and_a_long_cancel_reason_refused(engine: Engine) -> None:
+    b = WorkflowBuilder("wordy")
+    b.user_task("read", title="Read {{ text }}", description="{{ text }}{{ text }}", assign_to_role="approver")
+    await engine.deploy(b.build())
+    instance = await engine.start("wordy", {"text": "w" * 6000}, "alice")
+
+    task = (await tasks_by_node(engine, instance.id))["read"]
+    with pytest.raises(ValidationError) as failure:
+        await engine.cancel(instance.id, "alice", "r" * 10_001)
+
+    assert len(task.title) == 1000 and task.title.startswith("Read www") and task.title.endswith("…")
+    assert len(task.description) == 10_000 and task.description.endswith("…")
+    assert [(e.field, e.code) for e in failure.value.field_errors] == [("reason", "TOO_LONG")]
