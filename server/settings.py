@@ -111,6 +111,8 @@ class Settings:
             template_settings=_json_object("STEPWISE_TEMPLATE_SETTINGS"),
             secrets={k: str(v) for k, v in _json_object("STEPWISE_SECRETS").items()},
         )
+        if settings.max_json_bytes < 1024:
+            raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
         return settings

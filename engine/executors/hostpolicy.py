@@ -282,7 +282,8 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         if encoding not in _DECODED | {"identity", ""}:
             problem = ExecutionFailedError(f"the response is encoded as {encoding!r}, which tasks do not decode",
                                            non_retryable=True)  # fmt: skip
-        elif encoding in ("identity", "") and declared.isdigit() and int(declared) > self.max_body_bytes:
+        elif (request.method != "HEAD" and encoding in ("identity", "") and declared.isdigit()
+              and int(declared) > self.max_body_bytes):  # fmt: skip
             problem = body_too_large(self.max_body_bytes)
         if problem is not None:
             await response.aclose()

@@ -118,6 +118,21 @@ async def test_a_response_body_over_the_limit_fails_for_good(
     assert failure.value.request is not None
 
 
+async def test_a_head_request_is_not_judged_by_the_length_it_announces(
+    target: Target, context: ExecutionContext
+) -> None:
+    capped = replace(context, max_body_bytes=1000)
+    try:
+        result = await HttpExecutor().execute(
+            attempt("http", {"method": "HEAD", "url": f"{target.url}/big?bytes=5000"}), capped
+        )
+    finally:
+        await capped.aclose()
+
+    assert isinstance(result, ExecutionResult)
+    assert result.output["headers"]["content-length"] == "5000" and result.output["body"] == ""
+
+
 async def test_a_graphql_response_over_the_limit_fails_for_good(target: Target, context: ExecutionContext) -> None:
     capped = replace(context, max_body_bytes=100)
     config = {"url": f"{target.url}/graphql", "query": '{ greet(name: "%s") }' % ("x" * 200)}

@@ -33,3 +33,10 @@ def test_an_entry_that_is_not_a_host_is_refused(monkeypatch: pytest.MonkeyPatch)
 
     with pytest.raises(ValueError, match="STEPWISE_HTTP_ALLOW: '127.0.0.1:eighty' is not a host"):
         Settings.from_env()
+
+
+def test_a_size_limit_below_a_kilobyte_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEPWISE_MAX_JSON_BYTES", "10")
+
+    with pytest.raises(ValueError, match="at least 1024"):
+        Settings.from_env()
