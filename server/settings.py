@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.executors.hostpolicy import check_entries
-from engine.validation import DEFAULT_MAX_JSON_BYTES
+from engine import DEFAULT_MAX_JSON_BYTES, check_host_entries
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
 
 def _hosts(name: str) -> tuple[str, ...]:
     entries = _list(name, ())
-    bad = check_entries(entries)
+    bad = check_host_entries(entries)
     if bad:
         raise ValueError(
             f"{name}: {', '.join(map(repr, bad))} is not a host, address or network (with an optional :port)"

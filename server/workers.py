@@ -7,11 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext
-from engine.executors.hostpolicy import HostPolicy
-from engine.runner import Engine
-from engine.worker import Worker
+from engine import BUILTIN_EXECUTORS, Engine, ExecutionContext, HostPolicy, Worker
 from server.settings import Settings
 
 

@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext
-from engine.runner import Engine
-from engine.worker import Worker
+from engine.transitions.engine import Engine
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext
+from engine.workers.worker import Worker
 from server.auth import issue_token
 from server.settings import Settings
-from tests.executors.support import LOOPBACK_ALLOWED
 from tests.server.conftest import GraphQL
+from tests.workers.support import LOOPBACK_ALLOWED
 
 ROLES = ("admin", "manager", "assignee", "candidate", "starter", "stranger")
 USERS = {"admin": "dana", "manager": "carol", "assignee": "erin", "candidate": "bob", "starter": "alice",

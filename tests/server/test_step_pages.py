@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from engine.clock import ManualClock
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext
-from engine.runner import Engine
-from engine.worker import Worker
-from tests.executors.support import LOOPBACK_ALLOWED
+from engine.transitions.engine import Engine
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext
+from engine.workers.worker import Worker
 from tests.server.conftest import GraphQL
 from tests.server.test_inbox import add_stranger
 from tests.server.test_task_api import snapshot
+from tests.workers.support import LOOPBACK_ALLOWED
 
 REVIEW = {
     "key": "step_pages", "title": "Step pages",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from engine.runner import Engine
-from engine.task_service import TaskService
+from engine.tasks.service import TaskService
+from engine.transitions.engine import Engine
 from tests.server.conftest import GraphQL
 from tests.server.test_query_counts import counting
 
@@ -34,7 +34,7 @@ async def expense_with_values(engine: Engine) -> tuple[str, str]:
 
 
 def read_values(statements: list[str]) -> list[str]:
-    """The value columns ``statements`` read, but for the event reader's (engine.event_log), which may run
+    """The value columns ``statements`` read, but for the event reader's (engine.events.log), which may run
     in the background meanwhile and reads the tasks it delivers whole, for subscriptions to select from."""
     requests = [s for s in statements if not re.search(r"FROM tasks\s+WHERE tasks.id (IN|= ANY)", s)]
     return sorted({column for statement in requests for column in VALUE_COLUMNS if column in statement})
