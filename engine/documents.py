@@ -203,7 +203,7 @@ def clean_filename(name: str | None) -> str:
 
 
 class DocumentService:
-    """Uploading to and downloading from document-upload tasks, with DESIGN §5's rules."""
+    """Uploading to and downloading from document-upload tasks, with docs/design.md §5's rules."""
 
     def __init__(self, engine: Engine, blobs: BlobStore) -> None:
         self.engine = engine

@@ -1,4 +1,4 @@
-"""The event log (DESIGN §4): how committed task events are written, and read back as deliveries.
+"""The event log (docs/design.md §4): how committed task events are written, and read back as deliveries.
 
 Writing
 -------

@@ -243,7 +243,7 @@ class TaskRepository:
         return owner
 
     async def step_metrics(self, step_ids: Collection[str]) -> dict[str, StepMetrics]:
-        """DESIGN §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
+        """docs/design.md §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
         metrics = {step_id: StepMetrics() for step_id in step_ids}
         for row in await self.session.execute(_STEP_METRICS, {"ids": list(step_ids)}):
             metrics[row.step_instance_id] = StepMetrics(

@@ -1,4 +1,4 @@
-"""DESIGN §5 cell by cell through the real HTTP app: every action × admin, manager, assignee,
+"""docs/design.md §5 cell by cell through the real HTTP app: every action × admin, manager, assignee,
 candidate, starter and stranger — and the README's "Permissions" table says the same thing.
 
 Every task here belongs to role ``approver`` in an instance alice started, so the columns never
