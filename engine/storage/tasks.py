@@ -70,7 +70,7 @@ def task_from_row(row: Any, prefix: str = "") -> Task:
 
 
 # Transitions run these on every hop. Built once: building a statement per call costs more CPU than
-# executing it (README "Performance"); SQLAlchemy also caches the compiled form of a prebuilt one.
+# executing it (CHANGELOG.md, round 1); SQLAlchemy also caches the compiled form of a prebuilt one.
 _INSERT = insert(tasks)
 _BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
 _BY_TOKEN = select(tasks).where(
