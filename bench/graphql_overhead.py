@@ -55,10 +55,10 @@ from bench.seed import (
     task_spread,
 )
 from engine.errors import AuthenticationError
-from engine.runner import Engine
 from engine.state import Task
 from engine.storage.inbox import TaskOrderField, TaskQuery, count_beside, encode_cursor, page_of_tasks, task_search
-from schema.queries import running
+from engine.transitions.engine import Engine
+from schema.inbox import running
 from schema.reads import SharedReads
 from schema.schema import build_schema
 from server.app import create_app
@@ -112,7 +112,7 @@ def create_bench_app() -> Starlette:
                 return Response('{"error":"authentication required"}', status_code=401,
                                 media_type="application/json")  # fmt: skip
             search = task_search(viewer, TaskQuery(role=request.query_params.get("role")), 50, None)
-            async with running(count_beside(engine.db, search, reads.session)) as counting:  # as task_connection
+            async with running(count_beside(engine.db, search, reads.session)) as counting:  # as TaskConnection.search
                 async with reads.session() as session:
                     tasks, has_next = await page_of_tasks(session, search)
                 assert counting is not None
@@ -125,7 +125,7 @@ def create_bench_app() -> Starlette:
         return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
     uncached_schema = build_schema(mask_errors=settings.mask_errors, cache_documents=False)
-    uncached = StepwiseGraphQL(uncached_schema, engine, settings, app.state.blobs)
+    uncached = StepwiseGraphQL(uncached_schema, app.state.services, settings)
     app.router.routes[0:0] = [
         Route("/bare/tasks", bare_tasks, methods=["GET"]),
         Route("/graphql-uncached", uncached, methods=["POST"]),

@@ -79,8 +79,8 @@ async def child(what: str, units: int, url: str, step_id: str) -> None:
     if what == "transition":
         from bench.workload import run_stepwise
         from engine.catalog import default_registry
-        from engine.runner import Engine
         from engine.storage.database import Database
+        from engine.transitions.engine import Engine
 
         engine = Engine(Database(url), default_registry())
         try:

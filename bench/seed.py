@@ -23,10 +23,10 @@ from typing import Any
 import asyncpg
 
 from bench.common import sqlalchemy_url
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
-from engine.runner import Engine
+from engine.definitions.builder import WorkflowBuilder
 from engine.storage.database import Database
+from engine.transitions.engine import Engine
 
 DEFINITION_KEY = "bench_inbox"
 VIEWER = "bench_viewer"

@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine.builder import WorkflowBuilder
 from engine.catalog import default_registry
-from engine.runner import Engine
+from engine.definitions.builder import WorkflowBuilder
 from engine.state import InstanceStatus
 from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
+from engine.transitions.engine import Engine
 
 DEFINITION_KEY = "bench_approval"
 TRANSITIONS_PER_INSTANCE = 3

@@ -1,4 +1,101 @@
-"""Stepwise engine: workflow definitions, the token runner, tasks, storage and events.
+"""Stepwise engine: workflow definitions, transitions, events, tasks, workers and storage.
 
-The engine imports neither ``schema`` nor ``server``; both build on it.
+The engine imports neither ``schema`` nor ``server``; both build on it and import only what this
+module exports (``__all__``; tests/test_import_boundaries.py checks it). Inside the engine, modules
+import each other by their own paths, never from here.
+
+Where things are: a definition is parsed and validated in ``definitions/``; a transition is run by
+the :class:`Engine` and written in ``transitions/`` (its last statement in ``storage/writer.py``
+and, on PostgreSQL, ``storage/postgres/finish.py``); an event is numbered and delivered in
+``events/``; a permission is decided in ``tasks/permissions.py`` and applied by the services in
+``tasks/``; a system task's executor runs in ``workers/``.
 """
+
+from engine import errors, state
+from engine.catalog import default_registry
+from engine.clock import Clock, ManualClock, SystemClock
+from engine.definitions.model import Node, Priority, WorkflowDefinition
+from engine.errors import (
+    AuthenticationError,
+    ConcurrentUpdateError,
+    ConflictError,
+    DefinitionError,
+    FieldError,
+    ForbiddenError,
+    InvalidStateError,
+    NotFoundError,
+    StepwiseError,
+    SubscriberOverflowError,
+    SubscriptionLimitError,
+    ValidationError,
+)
+from engine.events.hub import EventFilter, EventHub
+from engine.events.log import Delivery
+from engine.services import Services
+from engine.state import (
+    DeployedDefinition,
+    Document,
+    InstanceStatus,
+    StepInstance,
+    StepMetrics,
+    Task,
+    TaskAttempt,
+    TaskEvent,
+    TaskEventKind,
+    TaskKind,
+    TaskMessage,
+    TaskStatus,
+    User,
+    WorkflowInstance,
+)
+from engine.storage.database import Database, ReadSessions
+from engine.storage.directory import DirectoryRepository
+from engine.storage.discussion import TaskDetailsRepository
+from engine.storage.inbox import (
+    TaskOrderField,
+    TaskQuery,
+    TaskSearch,
+    count_beside,
+    encode_cursor,
+    page_of_tasks,
+    task_search,
+)
+from engine.storage.instances import InstanceRepository
+from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.storage.tasks import TaskRepository
+from engine.tasks import permissions
+from engine.tasks.blobs import BlobStore
+from engine.tasks.documents import DocumentService
+from engine.tasks.service import TaskService
+from engine.tasks.visibility import VisibilityService
+from engine.tasks.workflows import WorkflowService
+from engine.transitions.engine import Engine
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.worker import Worker
+
+__all__ = [
+    # whole modules: the domain's dataclasses and states, the errors, the permission rules
+    "errors", "state", "permissions",
+    # running the engine
+    "Engine", "Database", "ReadSessions", "Clock", "SystemClock", "ManualClock", "default_registry",
+    "upgrade", "current_revision", "head_revision",
+    # the domain's dataclasses and states (also as ``state.X``)
+    "User", "Task", "TaskStatus", "TaskKind", "TaskEvent", "TaskEventKind", "TaskMessage", "TaskAttempt", "Document",
+    "WorkflowInstance", "InstanceStatus", "StepInstance", "StepMetrics", "DeployedDefinition",
+    # definitions
+    "WorkflowDefinition", "Node", "Priority",
+    # the services (built once per app: Services.build)
+    "Services", "VisibilityService", "WorkflowService", "TaskService", "DocumentService", "BlobStore",
+    # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
+    "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
+    "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
+    # events
+    "EventHub", "EventFilter", "Delivery",
+    # workers
+    "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy",
+    # errors
+    "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
+    "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
+    "SubscriptionLimitError", "SubscriberOverflowError",
+]  # fmt: skip

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.executors import register_builtin_system_tasks
-from engine.registry import Registry
-from engine.usertasks import register_builtin_user_tasks
+from engine.definitions.registry import Registry
+from engine.tasks.usertasks import register_builtin_user_tasks
+from engine.workers.builtin import register_builtin_system_tasks
 
 
 def default_registry() -> Registry:

@@ -133,5 +133,5 @@ class NewerDefinitionDeployed(Exception):  # noqa: N818  (a signal to the runner
 
 class RememberedStateChanged(Exception):  # noqa: N818  (a signal to the runner, not an error: it never leaves it)
     """A transition started from the state this process remembered its instance in
-    (:mod:`engine.remembered`), and the instance's open tasks are no longer as remembered; nothing
+    (:mod:`engine.transitions.remembered`), and the instance's open tasks are no longer as remembered; nothing
     was written. The runner reads the instance and runs the transition again."""

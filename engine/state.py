@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from engine.definitions import Priority
+from engine.definitions.model import Priority
 
 
 class InstanceStatus(StrEnum):
@@ -207,7 +207,7 @@ class Task:
 class TaskEvent:
     id: int
     position: int | None
-    """Its place in the event log, which readers' cursors name (:mod:`engine.event_log`); None until
+    """Its place in the event log, which readers' cursors name (:mod:`engine.events.numbering`); None until
     numbered, for a moment after its commit on PostgreSQL."""
     kind: TaskEventKind
     task_id: str

@@ -4,33 +4,36 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as StrawberryInfo
 
-from engine.documents import BlobStore, DocumentService
-from engine.errors import AuthenticationError
-from engine.events import EventHub
-from engine.runner import Engine
-from engine.services import WorkflowService
-from engine.state import User
+from engine import (
+    AuthenticationError,
+    DocumentService,
+    Engine,
+    EventHub,
+    Services,
+    TaskService,
+    User,
+    VisibilityService,
+    WorkflowService,
+)
 from schema.loaders import DataLoaders
-
-if TYPE_CHECKING:
-    from schema.reads import SharedReads
+from schema.reads import SharedReads
 
 
 @dataclass
 class Context:
-    engine: Engine
+    services: Services
+    """The app's services, built once (engine.Services): every resolver goes through them."""
     loaders: DataLoaders
     viewer: User | None = None
     authentication_error: AuthenticationError | None = None
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] = field(default_factory=dict)
-    blobs: BlobStore | None = None
     events: EventHub | None = None
     subscription_limit: int | None = None
     """Live subscriptions allowed on one connection (a WebSocket's context lasts the connection)."""
@@ -53,14 +56,26 @@ class Context:
         return self.reads.session() if self.reads is not None else self.engine.db.read()
 
     @property
+    def engine(self) -> Engine:
+        return self.services.engine
+
+    @property
     def workflows(self) -> WorkflowService:
-        return WorkflowService(self.engine)
+        return self.services.workflows
+
+    @property
+    def tasks(self) -> TaskService:
+        return self.services.tasks
+
+    @property
+    def visibility(self) -> VisibilityService:
+        return self.services.visibility
 
     @property
     def documents(self) -> DocumentService:
-        if self.blobs is None:
-            raise RuntimeError("this context has no blob store: documents cannot be uploaded")
-        return DocumentService(self.engine, self.blobs)
+        if self.services.documents is None:
+            raise RuntimeError("this app has no blob store: documents cannot be uploaded")
+        return self.services.documents
 
 
 Info = StrawberryInfo[Context, None]

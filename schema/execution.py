@@ -4,7 +4,7 @@ Most fields of a page are leaves read straight off a type's attribute (``Task.ti
 ``Task.status``): 550 of the 740 fields of a 50-task inbox page. graphql-core gives each of them a
 resolve info, a resolver call, two awaitable checks and a walk through ``complete_value``; that is
 about a third of the page's CPU (bench/profiling.py inbox). :func:`plain_leaves` finds these fields
-once per schema, and :class:`ExecutionContext` reads and serializes an object's selected leaves in
+once per schema, and :class:`PlainFieldsExecutionContext` reads and serializes an object's selected leaves in
 one loop. Fields of an object type whose value needs no resolver — a plain attribute
 (``TaskEdge.node``) or a relation the page prefetched (below) — are found by
 :func:`direct_objects`, and their objects completed the same way, without a resolve info. Only
@@ -63,7 +63,7 @@ DirectObject = tuple[str, bool]
 
 
 class _Direct(NamedTuple):
-    """A selected field :meth:`ExecutionContext.execute_fields` completes itself."""
+    """A selected field :meth:`PlainFieldsExecutionContext.execute_fields` completes itself."""
 
     response_name: str
     attribute: str
@@ -78,7 +78,7 @@ class _Direct(NamedTuple):
 
 @dataclass(frozen=True)
 class _Plan:
-    """How :meth:`ExecutionContext.execute_fields` completes one selection of an object type."""
+    """How :meth:`PlainFieldsExecutionContext.execute_fields` completes one selection of an object type."""
 
     direct: tuple[_Direct, ...]
     rest: GroupedFieldSet
@@ -88,7 +88,8 @@ class _Plan:
 
 
 def prepare(schema: GraphQLSchema) -> None:
-    """Set ``schema`` up for :class:`ExecutionContext`: its plain leaves found, its prefetched fields served."""
+    """Set ``schema`` up for :class:`PlainFieldsExecutionContext`: its plain leaves found, its prefetched
+    fields served."""
     schema.extensions[PLAIN_LEAVES] = plain_leaves(schema)
     serve_prefetched(schema)
     schema.extensions[DIRECT_OBJECTS] = direct_objects(schema)
@@ -179,7 +180,7 @@ def _prefetched_or(name: str, resolve: Callable[..., Any]) -> Callable[..., Any]
     return resolve_prefetched
 
 
-class ExecutionContext(StrawberryGraphQLCoreExecutionContext):
+class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context, completing plain leaves and direct objects itself.
 
     Without :func:`prepare` on the schema it executes exactly as Strawberry's own."""

@@ -10,23 +10,23 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from engine.definitions import WorkflowDefinition
-from engine.runner import Engine
-from engine.state import (
+from engine import (
+    DirectoryRepository,
     Document,
+    Engine,
+    InstanceRepository,
+    ReadSessions,
     StepInstance,
     StepMetrics,
     Task,
     TaskAttempt,
+    TaskDetailsRepository,
     TaskMessage,
+    TaskRepository,
     User,
+    WorkflowDefinition,
     WorkflowInstance,
 )
-from engine.storage.database import ReadSessions
-from engine.storage.directory import DirectoryRepository
-from engine.storage.discussion import TaskDetailsRepository
-from engine.storage.instances import InstanceRepository
-from engine.storage.tasks import TaskRepository
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

@@ -1,4 +1,4 @@
-"""Strawberry permission classes. Finer rules (who may claim, submit…) live in ``engine.permissions``
+"""Strawberry permission classes. Finer rules (who may claim, submit…) live in ``engine.tasks.permissions``
 and are applied by the engine's services; this only keeps anonymous requests out."""
 
 from __future__ import annotations

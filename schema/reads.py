@@ -9,6 +9,7 @@ in it, a mutation or subscription closes it before it runs.
 
 Queries only: a mutation's payload must show what the mutation just committed, and a SQLite read
 transaction keeps the snapshot it began with. Subscriptions read per event (see schema.subscriptions).
+Each query gets its :class:`SharedReads` from :class:`schema.schema.ShareReadsPerQuery`.
 """
 
 from __future__ import annotations
@@ -16,17 +17,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry.extensions import SchemaExtension
-from strawberry.types.graphql import OperationType
 
-from engine.storage.database import Database
-from schema.loaders import DataLoaders
-
-if TYPE_CHECKING:
-    from schema.context import Context
+from engine import Database
 
 
 class SharedReads:
@@ -53,24 +47,3 @@ class SharedReads:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-class ShareReadsPerQuery(SchemaExtension):
-    """Gives each query operation a :class:`SharedReads`, and DataLoaders that read through it."""
-
-    async def on_execute(self) -> AsyncIterator[None]:
-        execution = self.execution_context
-        context: Context = execution.context
-        authenticated_in, context.request_reads = context.request_reads, None
-        if execution.operation_type is not OperationType.QUERY:
-            if authenticated_in is not None:  # not held open while a mutation works
-                await authenticated_in.close()
-            yield
-            return
-        reads = authenticated_in or SharedReads(context.engine.db)
-        context.reads, context.loaders = reads, DataLoaders.create(context.engine, reads.session)
-        try:
-            yield
-        finally:
-            context.reads = None
-            await reads.close()

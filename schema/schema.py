@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types.graphql import OperationType
 
+from schema.context import Context
 from schema.execution import prepare
+from schema.loaders import DataLoaders
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
-from schema.reads import ShareReadsPerQuery
+from schema.reads import SharedReads
 from schema.subscriptions import Subscription, SubscriptionExecutionContext
 
 
 @strawberry.type
 class Mutation(WorkflowMutations, TaskMutations, DocumentMutations):
     pass
+
+
+class ShareReadsPerQuery(SchemaExtension):
+    """Gives each query operation a :class:`SharedReads`, and DataLoaders that read through it."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        execution = self.execution_context
+        context: Context = execution.context
+        authenticated_in, context.request_reads = context.request_reads, None
+        if execution.operation_type is not OperationType.QUERY:
+            if authenticated_in is not None:  # not held open while a mutation works
+                await authenticated_in.close()
+            yield
+            return
+        reads = authenticated_in or SharedReads(context.engine.db)
+        context.reads, context.loaders = reads, DataLoaders.create(context.engine, reads.session)
+        try:
+            yield
+        finally:
+            context.reads = None
+            await reads.close()
 
 
 def _should_mask(error: GraphQLError) -> bool:

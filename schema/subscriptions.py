@@ -1,6 +1,6 @@
 """Subscriptions (docs/design.md §4): task events, notifications and discussion messages, pushed live.
 
-Each resolver streams from the process's :class:`~engine.events.EventHub`, which checks visibility
+Each resolver streams from the process's :class:`~engine.events.hub.EventHub`, which checks visibility
 per event against the task as it is now. A :class:`TaskEvent`'s ``cursor`` is opaque; passing the
 last one received as ``taskEvents(after:)`` replays what committed after it and then continues live.
 
@@ -35,17 +35,22 @@ from graphql import (
 )
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
 
-from engine.errors import NotFoundError, StepwiseError, SubscriberOverflowError
-from engine.events import Delivery, EventFilter
-from engine.runner import Engine
-from engine.services import visible_task
+from engine import (
+    Delivery,
+    Engine,
+    EventFilter,
+    NotFoundError,
+    StepwiseError,
+    SubscriberOverflowError,
+)
 from schema.context import Info
-from schema.execution import ExecutionContext
+from schema.execution import PlainFieldsExecutionContext
 from schema.loaders import DataLoaders
 from schema.permissions import IsAuthenticated
+from schema.types.details import TaskMessage
 from schema.types.enums import TaskEventKind
-from schema.types.tasks import Task, TaskMessage, load_user
-from schema.types.user import User
+from schema.types.tasks import Task
+from schema.types.user import User, load_user
 
 _CURSOR_PREFIX = "taskEvent:"
 
@@ -191,7 +196,7 @@ class Subscription:
     @strawberry.subscription(permission_classes=[IsAuthenticated], description="New messages on a task, live.")
     async def task_messages(self, info: Info, task_id: strawberry.ID) -> AsyncGenerator[TaskMessage, None]:
         try:
-            await visible_task(info.context.engine, info.context.user, task_id)
+            await info.context.visibility.task(info.context.user, task_id)
         except NotFoundError as exc:
             raise _error(exc) from exc
         async with aclosing(_deliveries(info, EventFilter.messages(task_id))) as deliveries:
@@ -214,7 +219,7 @@ event's shared DataLoaders. Any other field with a resolver (``viewerCanClaim``,
 ``tasks``, whatever is added later) makes a selection per subscriber: slower, never wrong."""
 
 
-def _same_for_every_viewer(executor: ExecutionContext) -> bool:
+def _same_for_every_viewer(executor: PlainFieldsExecutionContext) -> bool:
     """Whether the subscription's selection reads nothing but plain fields and :data:`_SHARED_RESOLVERS`."""
     fragments = executor.fragment_definitions
 
@@ -258,7 +263,7 @@ async def _copy_of(shared: asyncio.Future[ExecutionResult]) -> ExecutionResult:
     return ExecutionResult(result.data, list(result.errors) if result.errors else None, result.extensions)
 
 
-class SubscriptionExecutionContext(ExecutionContext):
+class SubscriptionExecutionContext(PlainFieldsExecutionContext):
     """Strawberry's executor, made cheap for one event delivered to many subscribers.
 
     - Subscribers whose selection and variables are the same, and whose selection cannot differ

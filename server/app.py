@@ -13,13 +13,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from engine.catalog import default_registry
-from engine.clock import Clock
-from engine.documents import BlobStore
-from engine.events import EventHub
-from engine.runner import Engine
-from engine.storage.database import Database
-from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine import (
+    BlobStore,
+    Clock,
+    Database,
+    Engine,
+    EventHub,
+    Services,
+    current_revision,
+    default_registry,
+    head_revision,
+    upgrade,
+)
 from schema.schema import build_schema
 from server.devtools import Mailbox, dev_routes, running_mailbox
 from server.files import document_routes
@@ -59,11 +64,12 @@ def create_app(
     db = Database(settings.database_url)
     engine = Engine(db, default_registry(), clock=clock, settings=settings.template_settings)
     blobs = BlobStore(settings.files_dir)
+    services = Services.build(engine, blobs)  # once per app: every request goes through these
     events = EventHub(
         db, queue_size=settings.subscription_queue_size, max_per_user=settings.subscriptions_per_user,
         poll_seconds=settings.events_poll_seconds,
     )  # fmt: skip
-    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), engine, settings, blobs, events)
+    graphql = StepwiseGraphQL(build_schema(mask_errors=settings.mask_errors), services, settings, events)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -106,7 +112,7 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            *document_routes(engine, settings, blobs),
+            *document_routes(services, settings),
             *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
         ],
@@ -114,6 +120,7 @@ def create_app(
     )
     app.state.engine = engine
     app.state.blobs = blobs
+    app.state.services = services
     app.state.events = events
     app.state.settings = settings
     return app

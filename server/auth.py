@@ -8,10 +8,7 @@ from functools import lru_cache
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.errors import AuthenticationError
-from engine.runner import Engine
-from engine.state import User
-from engine.storage.directory import DirectoryRepository
+from engine import AuthenticationError, DirectoryRepository, Engine, User
 from server.settings import Settings
 
 

@@ -16,11 +16,7 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 
-from engine.catalog import default_registry
-from engine.errors import DefinitionError, StepwiseError
-from engine.runner import Engine
-from engine.storage.database import Database
-from engine.storage.migrations import head_revision, upgrade
+from engine import Database, DefinitionError, Engine, StepwiseError, default_registry, head_revision, upgrade
 from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings

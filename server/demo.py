@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.runner import Engine
-from engine.storage.directory import DirectoryRepository
+from engine import DirectoryRepository, Engine
 
 DEFINITIONS_DIR = Path(__file__).parent / "demo_definitions"
 

@@ -15,9 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from engine.documents import BlobStore, DocumentService
-from engine.errors import AuthenticationError, NotFoundError
-from engine.runner import Engine
+from engine import AuthenticationError, NotFoundError, Services
 from server.auth import authenticate
 from server.settings import Settings
 
@@ -34,8 +32,10 @@ def _unauthorized(message: str) -> Response:
     return PlainTextResponse(message, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
-def document_routes(engine: Engine, settings: Settings, blobs: BlobStore) -> list[Route]:
-    service = DocumentService(engine, blobs)
+def document_routes(services: Services, settings: Settings) -> list[Route]:
+    engine, service = services.engine, services.documents
+    assert service is not None, "an app that serves documents has a blob store"
+    blobs = service.blobs
 
     async def download(request: Request) -> Response:
         try:

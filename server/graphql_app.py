@@ -15,10 +15,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from engine.documents import BlobStore
-from engine.errors import AuthenticationError
-from engine.events import EventHub
-from engine.runner import Engine
+from engine import AuthenticationError, EventHub, Services
 from schema.context import Context
 from schema.loaders import DataLoaders
 from schema.reads import SharedReads
@@ -46,9 +43,8 @@ class StepwiseGraphQL(GraphQL[Context, None]):
     def __init__(
         self,
         schema: strawberry.Schema,
-        engine: Engine,
+        services: Services,
         settings: Settings,
-        blobs: BlobStore,
         events: EventHub | None = None,
     ) -> None:
         super().__init__(
@@ -61,9 +57,9 @@ class StepwiseGraphQL(GraphQL[Context, None]):
             keep_alive=True,
             keep_alive_interval=settings.ws_keepalive_seconds,
         )
-        self.engine = engine
+        self.services = services
+        self.engine = services.engine
         self.settings = settings
-        self.blobs = blobs
         self.events = events
 
     @overload
@@ -103,8 +99,8 @@ class StepwiseGraphQL(GraphQL[Context, None]):
             return json.dumps(data, separators=(",", ":"))
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        context = Context(engine=self.engine, loaders=DataLoaders.create(self.engine), request=request,
-                          response=response, blobs=self.blobs, events=self.events,
+        context = Context(services=self.services, loaders=DataLoaders.create(self.engine), request=request,
+                          response=response, events=self.events,
                           subscription_limit=self.settings.subscriptions_per_connection)  # fmt: skip
         if isinstance(request, Request):
             # A query goes on reading in the session the viewer was looked up in (schema.reads).

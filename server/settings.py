@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.executors.base import HostPolicy
+from engine import HostPolicy
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,7 @@ from datetime import timedelta
 
 import httpx
 
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
-from engine.runner import Engine
-from engine.worker import Worker
+from engine import BUILTIN_EXECUTORS, Engine, ExecutionContext, HostPolicy, Worker
 from server.settings import Settings
 
 

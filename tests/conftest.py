@@ -23,10 +23,10 @@ from sqlalchemy import text
 
 from engine.catalog import default_registry
 from engine.clock import ManualClock
-from engine.runner import Engine
 from engine.storage.database import Database
 from engine.storage.migrations import upgrade
 from engine.storage.models import Base
+from engine.transitions.engine import Engine
 
 PG_ADMIN_URL = os.environ.get("STEPWISE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"

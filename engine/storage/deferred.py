@@ -4,7 +4,7 @@ A transition creates steps and tasks and changes tasks as it goes, but needs non
 back before it ends. :class:`TransitionConnection` keeps them until the next statement, which writes
 them first (so every statement sees what came before it, as if each write had run at once), or until
 the transition's last statement, which on PostgreSQL writes them itself
-(:func:`engine.event_log.finish_transition`): no round trip of their own. A constraint a write
+(:func:`engine.storage.writer.finish_transition`): no round trip of their own. A constraint a write
 breaks fails the statement that carries it, and a revision that no longer matches raises the
 update's own error there; either fails the transition, which then changes nothing, as before.
 
@@ -18,17 +18,17 @@ engine runs it again in a transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BindParameter, Executable, Insert, MetaData, Table, Update, bindparam, insert, update
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection, CursorResult, Dialect
+from sqlalchemy import Executable, Insert, MetaData, Table, Update, bindparam, insert, update
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
+
+from engine.storage.postgres.driver import DriverRow, fetch_on_driver
 
 Rows = list[tuple[Table, list[dict[str, Any]]]]
 
@@ -160,18 +160,15 @@ class TransitionConnection:
         return [DriverRow(row) for row in await self._on_driver(statement, parameters)]
 
     async def _on_driver(self, statement: Executable, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-        """``statement`` on the driver's own connection, compiled once. Its parameters and columns
-        still go through their types' processors. A transition's two hot statements run so outside a
-        transaction: SQLAlchemy's execution around them (context, parameter and result processing,
-        the greenlet bridge) cost more than the driver's own work, and a fixed statement with typed
-        parameters needs none of it."""
-        prepared = _for_driver(statement, self.dialect)
+        """``statement`` on the driver's own connection (:func:`engine.storage.postgres.driver.fetch`).
+        A transition's two hot statements run so outside a transaction: SQLAlchemy's execution around
+        them (context, parameter and result processing, the greenlet bridge) cost more than the
+        driver's own work, and a fixed statement with typed parameters needs none of it."""
         pooled = (await self._connection.get_raw_connection()) if self._connection is not None else self._pooled
         assert pooled is not None and pooled.driver_connection is not None, "a checked-out connection"
         driver = pooled.driver_connection
-        arguments = [parameters[name] if bind is None else bind(parameters[name]) for name, bind in prepared.parameters]
         try:
-            records = await driver.fetch(prepared.sql, *arguments)
+            return await fetch_on_driver(driver, statement, self.dialect, parameters)
         except Exception:
             if driver.is_closed():  # what SQLAlchemy does for its own statements: no pool hands it out again
                 if self._connection is not None:
@@ -180,61 +177,11 @@ class TransitionConnection:
                     await greenlet_spawn(pooled.invalidate)  # which also gives it back to the pool
                     self._pooled = None
             raise
-        rows = [dict(record.items()) for record in records]
-        for row in rows:
-            for key, result in prepared.results:
-                row[key] = result(row[key])
-        return rows
 
     async def _before(self, statement: Executable) -> None:
         if not self.in_transaction and not getattr(statement, "is_select", False):
             raise TransactionNeeded(f"a write before the transition's last statement: {statement}")
         await self.flush()
-
-
-class DriverRow:
-    """A row read on the driver's own connection, as the repositories use a SQLAlchemy ``Row``:
-    attributes by column key, and ``_mapping``."""
-
-    __slots__ = ("_mapping",)
-
-    def __init__(self, mapping: dict[str, Any]) -> None:
-        self._mapping = mapping
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._mapping[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-@dataclass(frozen=True)
-class _DriverStatement:
-    sql: str
-    parameters: tuple[tuple[str, Callable[[Any], Any] | None], ...]
-    """Each positional parameter's name and the bind processor of its type, if it has one."""
-    results: tuple[tuple[str, Callable[[Any], Any]], ...]
-    """The result columns whose types process what the driver returns, with their processors."""
-
-
-_DRIVER_STATEMENTS: dict[Executable, _DriverStatement] = {}
-
-
-def _for_driver(statement: Executable, dialect: Dialect) -> _DriverStatement:
-    """``statement`` compiled for ``dialect``'s driver, once (statements passed here are long-lived)."""
-    found = _DRIVER_STATEMENTS.get(statement)
-    if found is None:
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-        binds = compiled.binds
-        columns = getattr(statement, "selected_columns", ())
-        results = ((c.key, c.type.dialect_impl(dialect).result_processor(dialect, None)) for c in columns)
-        found = _DRIVER_STATEMENTS[statement] = _DriverStatement(
-            compiled.string,
-            tuple((name, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-                  for name in compiled.positiontup),
-            tuple((key, processor) for key, processor in results if processor is not None),
-        )  # fmt: skip
-    return found
 
 
 _TABLE_ORDERS: dict[int, dict[str, int]] = {}
@@ -264,56 +211,3 @@ def revision_checked_update(table: Table) -> Update:
         match = (table.c.id == bindparam("b_id"), table.c.revision == bindparam("b_revision"))
         statement = _UPDATES[table] = update(table).where(*match)
     return statement
-
-
-# -- the same writes as JSON arrays in one PostgreSQL statement ---------------------------------------
-
-
-def insert_from_json(table: Table, columns: tuple[str, ...], parameter: str, *, only_after: str | None = None) -> str:
-    """``INSERT INTO table (columns)`` from the JSON array ``:parameter`` (rows of :func:`json_row`);
-    with ``only_after``, only if that CTE of the same statement returned a row. It returns a row per
-    row inserted (``true``: not every table has an ``id``), for the statement to count."""
-    names = ", ".join(f'"{name}"' for name in columns)
-    values = ", ".join(_from_json(table, name) for name in columns)
-    rows = f"jsonb_to_recordset(:{parameter}) AS r({_typed_columns(table, columns)})"
-    condition = f" WHERE EXISTS (SELECT FROM {only_after})" if only_after else ""
-    return f"INSERT INTO {table.name} ({names}) SELECT {values} FROM {rows}{condition} RETURNING true"
-
-
-def update_from_parameters(table: Table, columns: tuple[str, ...], prefix: str) -> str:
-    """``UPDATE table SET columns`` of the row ``:<prefix>b_id`` if still at ``:<prefix>b_revision``,
-    the values from ``:<prefix><column>``; returns its id. (A row at a time, not a JSON array: the
-    planner then always finds the row by its key.)"""
-    assignments = ", ".join(f'"{name}" = :{prefix}{name}' for name in columns)
-    match = f"id = :{prefix}b_id AND revision = :{prefix}b_revision"
-    return f"UPDATE {table.name} SET {assignments} WHERE {match} RETURNING id"
-
-
-def update_parameters(table: Table, columns: tuple[str, ...], prefix: str) -> list[BindParameter[Any]]:
-    """The typed parameters of :func:`update_from_parameters` (the columns' own types bind them)."""
-    return [bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in columns]
-
-
-def json_row(row: dict[str, Any], columns: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """``row``'s ``columns`` (all by default) as a JSON object: times as ISO 8601 text, the rest as
-    they are."""
-    return {name: _json_value(row[name]) for name in (row if columns is None else columns)}
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
-        return value.isoformat()
-    return value
-
-
-def _typed_columns(table: Table, columns: tuple[str, ...]) -> str:
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it unannotated
-    return ", ".join(f'"{name}" {table.c[name].type.compile(dialect=dialect)}' for name in columns)
-
-
-def _from_json(table: Table, name: str) -> str:
-    """A column's value from the JSON row ``r``. A JSON column's Python None is stored as JSON
-    ``null``, as SQLAlchemy's own statements store it."""
-    return f"""coalesce(r."{name}", 'null')""" if isinstance(table.c[name].type, JSON) else f'r."{name}"'

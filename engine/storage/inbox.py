@@ -17,14 +17,14 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select, true, tuple_
 
-from engine import permissions
-from engine.definitions import Priority
+from engine.definitions.model import Priority
 from engine.errors import FieldError, ValidationError
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
 from engine.storage.database import Database, Executor, ReadSessions
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
 from engine.storage.tasks import task_from_row
+from engine.tasks import permissions
 
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 MAX_PAGE = 200

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy.engine import CursorResult
 
 from engine.errors import ConcurrentUpdateError
 from engine.state import (
@@ -171,7 +172,7 @@ class InstanceRepository:
     async def update(self, instance: WorkflowInstance, expected_revision: int) -> None:
         """Write ``instance`` if nobody changed it since ``expected_revision``."""
         result = await self.session.execute(_UPDATE_INSTANCE, update_values(instance, expected_revision))
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if cast(CursorResult[Any], result).rowcount != 1:  # an UPDATE's result: a CursorResult
             raise changed_concurrently(instance)
 
     async def insert_step(self, step: StepInstance) -> None:

@@ -233,7 +233,7 @@ class TaskRow(Base):
 class TaskEventRow(Base):
     __tablename__ = "task_events"
     __table_args__ = (
-        # Readers' cursors are positions (engine.event_log); the sequencer finds what it has yet to number.
+        # Readers' cursors are positions (engine.events.numbering); the sequencer finds what it has yet to number.
         Index("ux_task_events_position", "position", unique=True, postgresql_where=text("position IS NOT NULL"),
               sqlite_where=text("position IS NOT NULL")),
         Index("ix_task_events_unnumbered", "id", postgresql_where=text("position IS NULL"),

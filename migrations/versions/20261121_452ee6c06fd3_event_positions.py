@@ -4,7 +4,7 @@ Revision ID: 452ee6c06fd3
 Revises: 5a0c3e9d1b47
 Create Date: 2026-11-21 20:10:00.000000
 
-Readers follow the event log by ``position`` instead of ``id`` (engine/event_log.py, "Numbering").
+Readers follow the event log by ``position`` instead of ``id`` (engine/events/numbering.py).
 On PostgreSQL a transition inserts its events without a position, and a numbering round
 (``stepwise_number_events``, under the event lock) gives every committed event without one the next
 positions, in id order, and announces the highest with ``NOTIFY``; so commits no longer queue for

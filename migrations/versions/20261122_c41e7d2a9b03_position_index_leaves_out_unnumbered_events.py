@@ -5,7 +5,7 @@ Revises: 9090c695fd6d
 Create Date: 2026-11-22 03:00:00.000000
 
 Every transition inserts its events without a position (a numbering round gives them one after the
-commit, engine.event_log); a unique index over every row indexed each of those NULLs, only for the
+commit, engine.events.numbering); a unique index over every row indexed each of those NULLs, only for the
 round to index the event again. The index now holds numbered events only, which is all that
 readers' cursors (``position > cursor``) look up. (This change was first made by editing
 ``452ee6c06fd3`` in place, which a database already past that revision would never have run.)

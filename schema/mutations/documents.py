@@ -1,6 +1,6 @@
 """``uploadTaskDocuments``: files arrive by the GraphQL multipart request spec as ``Upload`` values.
 
-The engine's :class:`~engine.documents.DocumentService` owns every rule (visibility, state,
+The engine's :class:`~engine.tasks.documents.DocumentService` owns every rule (visibility, state,
 permission, requirement, sniffed type, sizes, counts). A value that is not a file — an inline
 string where an upload belongs — reaches it as is and comes back as a ``ValidationFailed`` entry.
 """
@@ -12,11 +12,12 @@ from typing import Annotated
 import strawberry
 from strawberry.file_uploads import Upload
 
-from engine.errors import InvalidStateError, StepwiseError
+from engine import InvalidStateError, StepwiseError
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
 from schema.permissions import IsAuthenticated
-from schema.types.tasks import Document, Task
+from schema.types.details import Document
+from schema.types.tasks import Task
 
 
 @strawberry.input

@@ -7,7 +7,7 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from engine.errors import StepwiseError
+from engine import StepwiseError
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
 from schema.permissions import IsAuthenticated
@@ -55,14 +55,16 @@ class DeploySuccess:
     created: bool = strawberry.field(description="False when an identical document was already the latest version.")
 
 
+# Conflict: a start or a deploy gives up after losing its race a few times in a row (the definition
+# kept being redeployed; other deploys kept taking the next version): the client may try again.
 StartWorkflowResult = Annotated[
-    StartWorkflowSuccess | NotFound | Forbidden | ValidationFailed, strawberry.union("StartWorkflowResult")
+    StartWorkflowSuccess | NotFound | Forbidden | Conflict | ValidationFailed, strawberry.union("StartWorkflowResult")
 ]
 WorkflowResult = Annotated[
     WorkflowSuccess | NotFound | Forbidden | Conflict | InvalidState | ValidationFailed,
     strawberry.union("WorkflowResult"),
 ]
-DeployResult = Annotated[DeploySuccess | Forbidden | ValidationFailed, strawberry.union("DeployResult")]
+DeployResult = Annotated[DeploySuccess | Forbidden | Conflict | ValidationFailed, strawberry.union("DeployResult")]
 
 
 @strawberry.type
@@ -72,7 +74,10 @@ class WorkflowMutations:
         try:
             instance = await info.context.workflows.start(info.context.user, input.definition_key, input.input)
         except StepwiseError as exc:
-            return to_error(exc)  # type: ignore[return-value]
+            error = to_error(exc)
+            if isinstance(error, InvalidState):  # a new instance is in no state yet: a bug if it comes
+                raise
+            return error
         return StartWorkflowSuccess(workflow_instance=WorkflowInstance.from_domain(instance))
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
@@ -98,5 +103,8 @@ class WorkflowMutations:
         try:
             deployed, created = await info.context.workflows.deploy(info.context.user, input.definition)
         except StepwiseError as exc:
-            return to_error(exc)  # type: ignore[return-value]
+            error = to_error(exc)
+            if isinstance(error, NotFound | InvalidState):  # a deploy reads no object and has no state: a bug
+                raise
+            return error
         return DeploySuccess(definition=WorkflowDefinition.from_domain(deployed), created=created)

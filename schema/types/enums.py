@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import cast
 
 import strawberry
 
-from engine import definitions, state
+from engine import Priority, state
 
 strawberry.enum(state.TaskKind, name="TaskKind")
 strawberry.enum(state.TaskStatus, name="TaskStatus")
 strawberry.enum(state.TaskDisplayStatus, name="TaskDisplayStatus")
-strawberry.enum(definitions.Priority, name="TaskPriority")
+strawberry.enum(Priority, name="TaskPriority")
 strawberry.enum(state.InstanceStatus, name="WorkflowStatus")
 strawberry.enum(state.TaskEventKind, name="TaskEventKind")
 
 TaskKind = state.TaskKind
 TaskStatus = state.TaskStatus
 TaskDisplayStatus = state.TaskDisplayStatus
-TaskPriority = definitions.Priority
+TaskPriority = Priority
 WorkflowStatus = state.InstanceStatus
 TaskEventKind = state.TaskEventKind
 
@@ -39,4 +40,4 @@ class TaskType(Enum):
     @classmethod
     def of(cls, value: str) -> TaskType:
         # ``_value2member_map_`` is the enum's own lookup table (``__members__`` builds a view per call)
-        return cls._value2member_map_.get(value, cls.CUSTOM)  # type: ignore[return-value]
+        return cast(TaskType, cls._value2member_map_.get(value, cls.CUSTOM))

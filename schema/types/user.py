@@ -3,6 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from engine import state
+from schema.context import Info
 
 
 @strawberry.type(description="A directory user; `id` is the username.")
@@ -29,3 +30,9 @@ class User:
     def unknown(cls, user_id: str) -> User:
         """A user that is no longer (or never was) in the directory, e.g. a system actor."""
         return cls(id=strawberry.ID(user_id), name=user_id, email=None, roles=[], groups=[])
+
+
+async def load_user(info: Info, user_id: str | None) -> User | None:
+    if user_id is None:
+        return None
+    return User.of(await info.context.loaders.users.load(user_id), user_id)

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from engine.event_log import number_events
+from engine.events.numbering import number_events
 from engine.storage.database import Database
 from engine.storage.migrations import current_revision, downgrade, head_revision, upgrade
 from engine.storage.models import Base

@@ -19,7 +19,7 @@ from strawberry.types import ExecutionResult
 from schema.execution import (
     DIRECT_OBJECTS,
     PLAIN_LEAVES,
-    ExecutionContext,
+    PlainFieldsExecutionContext,
     plain_leaves,
     prepare,
     serve_prefetched,
@@ -118,7 +118,7 @@ QUERY = "{ rows { id title note colour at count shout secret owner { name } } }"
 
 
 def make_schema(shortcuts: bool) -> strawberry.Schema:
-    schema = strawberry.Schema(query=Query, execution_context_class=ExecutionContext)
+    schema = strawberry.Schema(query=Query, execution_context_class=PlainFieldsExecutionContext)
     if shortcuts:
         prepare(schema._schema)
     return schema

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from schema.queries import running
+from schema.inbox import running
 
 
 async def test_the_work_runs_while_the_block_does_and_gives_its_result() -> None:

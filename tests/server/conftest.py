@@ -12,7 +12,7 @@ import pytest
 from starlette.applications import Starlette
 
 from engine.clock import ManualClock
-from engine.runner import Engine
+from engine.transitions.engine import Engine
 from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo

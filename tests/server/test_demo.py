@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from engine.runner import Engine
 from engine.storage.directory import DirectoryRepository
 from engine.storage.models import definitions, user_groups, user_roles, users
+from engine.transitions.engine import Engine
 from server.demo import load_demo
 
 

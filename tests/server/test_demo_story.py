@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from engine.runner import Engine
 from engine.storage.directory import DirectoryRepository
+from engine.transitions.engine import Engine
 from server.auth import issue_token
 from server.settings import Settings
 from tests.server.conftest import GraphQL

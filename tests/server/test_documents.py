@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from engine.documents import accepts, clean_filename, sniff
-from engine.runner import Engine
 from engine.storage.models import documents, task_events
+from engine.tasks.sniffing import accepts, clean_filename, sniff
+from engine.transitions.engine import Engine
 from server.auth import issue_token
 from server.settings import Settings
 from tests.server.conftest import GraphQL

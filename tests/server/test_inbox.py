@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from engine.clock import ManualClock
-from engine.runner import Engine
 from engine.storage.directory import DirectoryRepository
+from engine.transitions.engine import Engine
 from tests.server.conftest import GraphQL
 
 TASKS = """query($filter: TaskFilter, $order: TaskOrder, $first: Int, $after: String) {

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
-from engine.runner import Engine
-from engine.worker import Worker
+from engine.transitions.engine import Engine
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.worker import Worker
 from server.auth import issue_token
 from server.settings import Settings
 from tests.server.conftest import GraphQL

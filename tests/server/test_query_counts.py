@@ -13,8 +13,8 @@ from sqlalchemy import event
 from starlette.applications import Starlette
 
 from engine.clock import ManualClock
-from engine.runner import Engine
-from engine.task_service import TaskService
+from engine.tasks.service import TaskService
+from engine.transitions.engine import Engine
 from server.app import create_app
 from server.auth import issue_token
 from server.settings import Settings

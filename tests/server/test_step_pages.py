@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from engine.clock import ManualClock
-from engine.executors import BUILTIN_EXECUTORS
-from engine.executors.base import ExecutionContext, HostPolicy
-from engine.runner import Engine
-from engine.worker import Worker
+from engine.transitions.engine import Engine
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.worker import Worker
 from tests.server.conftest import GraphQL
 from tests.server.test_inbox import add_stranger
 from tests.server.test_task_api import snapshot

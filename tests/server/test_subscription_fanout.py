@@ -12,12 +12,13 @@ from typing import Any
 from starlette.applications import Starlette
 
 from engine.clock import ManualClock
-from engine.events import EventHub
-from engine.runner import Engine
+from engine.events.hub import EventHub
 from engine.state import Task
 from engine.storage.directory import DirectoryRepository
-from engine.storage.tasks import TaskEventRepository, TaskRepository
-from engine.task_service import TaskService
+from engine.storage.task_events import TaskEventRepository
+from engine.storage.tasks import TaskRepository
+from engine.tasks.service import TaskService
+from engine.transitions.engine import Engine
 from schema.subscriptions import encode_event_cursor
 from server.app import create_app
 from server.auth import issue_token

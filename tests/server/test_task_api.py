@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from engine.runner import Engine
 from engine.storage.models import task_events, tasks
+from engine.transitions.engine import Engine
 from tests.server.conftest import GraphQL
 from tests.server.test_workflow_api import start_expense
 

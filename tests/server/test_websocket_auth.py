@@ -25,8 +25,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from engine.catalog import default_registry
-from engine.runner import Engine
 from engine.storage.database import Database
+from engine.transitions.engine import Engine
 from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo

@@ -19,6 +19,7 @@ from engine.state import TaskKind, TaskStatus, User
 from engine.storage.database import Database
 from engine.storage.inbox import TaskQuery, search_tasks
 from engine.storage.instances import InstanceRepository
+from engine.storage.leases import LeaseRepository
 from engine.storage.tasks import TaskRepository
 from tests.storage.test_repositories import T0, a_task, an_instance, new_step
 
@@ -185,7 +186,7 @@ async def test_the_worker_and_the_expiry_sweep_use_their_partial_indexes(db: Dat
     now = T0 + timedelta(hours=1)
 
     async def claim(session: AsyncSession) -> None:
-        claimed = await TaskRepository(session).claim_runnable(now, "w1", now + timedelta(seconds=30), 10)
+        claimed = await LeaseRepository(session).claim_runnable(now, "w1", now + timedelta(seconds=30), 10)
         assert sorted(task.id for task in claimed) == ["t-00", "t-03", "t-06", "t-09"]
 
     async def sweep(session: AsyncSession) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.definitions import Priority
+from engine.definitions.model import Priority
 from engine.errors import ConcurrentUpdateError
 from engine.state import (
     InstanceStatus,

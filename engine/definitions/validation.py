@@ -1,0 +1,159 @@
+"""Deploy-time validation of a whole definition against what the registry knows.
+
+Every message names the node (or edge, or step) it is about, and every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from engine.definitions.model import Node, NodeType, WorkflowDefinition
+from engine.definitions.registry import Registry, default_schema_type
+from engine.definitions.templates import TemplateSyntaxError, check_template, compile_condition
+from engine.errors import DefinitionError, FieldError
+
+_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
+_STORE_AS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def validate_definition(definition: WorkflowDefinition, registry: Registry) -> None:
+    """Raise :class:`DefinitionError` listing every problem of ``definition``."""
+    errors: list[FieldError] = []
+
+    def fail(field: str, message: str, code: str = "INVALID") -> None:
+        errors.append(FieldError(field=field, message=message, code=code))
+
+    if not _KEY.match(definition.key):
+        fail(
+            "definition.key",
+            f"definition key {definition.key!r} must be a letter then letters, digits, _ . -",
+        )
+    if not definition.nodes:
+        fail("definition.nodes", "a definition needs at least one node", "REQUIRED")
+
+    seen: set[str] = set()
+    for node in definition.nodes:
+        if node.id in seen:
+            fail(f"nodes.{node.id}.id", f"node {node.id!r}: id is used by more than one node", "DUPLICATE")
+        seen.add(node.id)
+
+    if definition.start and not definition.has_node(definition.start):
+        fail("definition.start", f"start node {definition.start!r} does not exist", "UNKNOWN_NODE")
+
+    for node in definition.nodes:  # each node object: with duplicate ids, ``definition.node(id)`` is the last
+        path = f"nodes.{node.id}"
+        for message, field in _node_problems(node, registry):
+            fail(f"{path}.{field}" if field else path, f"node {node.id!r}: {message}")
+
+    for index, edge in enumerate(definition.edges):
+        label = f"edge {edge.source!r} → {edge.target!r}"
+        for end, name in ((edge.source, "from"), (edge.target, "to")):
+            if end and not definition.has_node(end):
+                fail(f"edges.{index}.{name}", f"{label}: node {end!r} does not exist", "UNKNOWN_NODE")
+        if edge.when is not None:
+            try:
+                compile_condition(edge.when)
+            except TemplateSyntaxError as exc:
+                fail(f"edges.{index}.when", f"{label} (from node {edge.source!r}): {exc}", "BAD_CONDITION")
+
+    _check_steps(definition, fail)
+    if definition.has_node(definition.start):
+        for node_id in _unreachable(definition):
+            fail(f"nodes.{node_id}", f"node {node_id!r} cannot be reached from start node {definition.start!r}",
+                 "UNREACHABLE")  # fmt: skip
+
+    if errors:
+        first = errors[0].message
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise DefinitionError(f"definition {definition.key!r} is invalid: {first}{more}", errors)
+
+
+def _node_problems(node: Node, registry: Registry) -> Iterable[tuple[str, str]]:
+    if node.join is not None and node.join != "all":
+        yield f"join must be 'all', not {node.join!r}", "join"
+    # Every node's title is rendered when its task is created (a system task's too), so it must parse.
+    yield from _template_problems("title", node.title)
+    if node.is_user_task:
+        schema_type = node.schema_type or default_schema_type(node)
+        executor = registry.user_tasks.get(schema_type)
+        if executor is None:
+            known = ", ".join(sorted(registry.user_tasks))
+            yield f"unknown schemaType {schema_type!r} (known: {known})", "schemaType"
+        else:
+            yield from ((message, "") for message in executor.validate(node))
+        assignments = [node.assign_to_role, node.assign_to_user, node.assign_to_group, node.assign_with]
+        if sum(value is not None for value in assignments) > 1:
+            yield "use only one of assignToRole, assignToUser, assignToGroup and assignWith", ""
+        if node.assign_with is not None and node.assign_with not in registry.assigners:
+            yield f"unknown assignment executor {node.assign_with!r}", "assignWith"
+        if node.due_in is not None and node.due_at is not None:
+            yield "use dueIn or dueAt, not both", ""
+        for key, template in (
+            ("description", node.description),
+            ("dueAt", node.due_at),
+            ("assignToRole", node.assign_to_role),
+            ("assignToUser", node.assign_to_user),
+            ("assignToGroup", node.assign_to_group),
+        ):
+            yield from _template_problems(key, template)
+    elif node.type in registry.system_tasks:
+        yield from ((message, "config") for message in registry.system_tasks[node.type].validate(node))
+        yield from _template_problems("config", dict(node.config))
+    else:
+        known = ", ".join(sorted({NodeType.USER_TASK.value, *registry.system_tasks}))
+        yield f"unknown node type {node.type!r} (known: {known})", "type"
+    if node.store_as is not None and not _STORE_AS.match(node.store_as):
+        yield f"storeAs {node.store_as!r} must be an identifier (letters, digits, _)", "storeAs"
+
+
+def _template_problems(key: str, value: Any) -> Iterable[tuple[str, str]]:
+    if isinstance(value, str):
+        try:
+            check_template(value)
+        except TemplateSyntaxError as exc:
+            yield f"{key}: {exc}", key
+    elif isinstance(value, Mapping):
+        for child_key, child in value.items():
+            yield from _template_problems(f"{key}.{child_key}", child)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _template_problems(f"{key}.{index}", child)
+
+
+def _check_steps(definition: WorkflowDefinition, fail: Any) -> None:
+    placed: dict[str, str] = {}
+    milestone_keys: set[str] = set()
+    step_keys: set[str] = set()
+    for milestone in definition.milestones:
+        if milestone.key in milestone_keys:
+            fail(f"milestones.{milestone.key}", f"milestone {milestone.key!r} is defined twice", "DUPLICATE")
+        milestone_keys.add(milestone.key)
+        for step in milestone.steps:
+            path = f"milestones.{milestone.key}.steps.{step.key}"
+            if step.key in step_keys:
+                fail(path, f"step {step.key!r} is defined twice", "DUPLICATE")
+            step_keys.add(step.key)
+            for node_id in step.nodes:
+                if not definition.has_node(node_id):
+                    fail(f"{path}.nodes", f"step {step.key!r} lists node {node_id!r}, which does not exist",
+                         "UNKNOWN_NODE")  # fmt: skip
+                elif node_id in placed:
+                    fail(f"nodes.{node_id}", f"node {node_id!r} is in two steps: {placed[node_id]!r} and "
+                         f"{step.key!r}", "DUPLICATE")  # fmt: skip
+                placed[node_id] = step.key
+    for node in definition.nodes:
+        if node.id not in placed:
+            fail(f"nodes.{node.id}", f"node {node.id!r} is not in any step of any milestone", "NO_STEP")
+
+
+def _unreachable(definition: WorkflowDefinition) -> list[str]:
+    reached = {definition.start}
+    frontier = [definition.start]
+    while frontier:
+        for edge in definition.outgoing(frontier.pop()):
+            if edge.target not in reached and definition.has_node(edge.target):
+                reached.add(edge.target)
+                frontier.append(edge.target)
+    return [node.id for node in definition.nodes if node.id not in reached]

@@ -1,0 +1,1 @@
+"""PostgreSQL-only storage: the one-statement finish of a transition, its driver-level reads, the LISTEN connection."""

@@ -1,0 +1,66 @@
+"""Who may see a task, a workflow instance, a step instance: each read returns the object, or
+``NotFoundError`` for those who may not see it, so that existence does not leak. The rules are
+:mod:`engine.tasks.permissions`'; every entry point asks here."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.errors import NotFoundError
+from engine.state import StepInstance, Task, User, WorkflowInstance
+from engine.storage.database import ReadSessions
+from engine.storage.instances import InstanceRepository
+from engine.storage.tasks import TaskRepository
+from engine.tasks import permissions
+from engine.transitions.engine import Engine
+
+
+class VisibilityService:
+    """Each read runs in ``read``'s session (a caller's shared one, e.g. a GraphQL query's), by
+    default in one of its own."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def task(self, user: User, task_id: str, read: ReadSessions | None = None) -> Task:
+        """The task if ``user`` may see it."""
+        async with (read or self.engine.db.read)() as session:
+            task = await TaskRepository(session).get_by_id(task_id)
+            instance = await InstanceRepository(session).get(task.workflow_instance_id) if task else None
+        if task is None or instance is None or not permissions.can_see_task(user, task, instance.started_by):
+            raise NotFoundError(f"no task {task_id}")
+        return task
+
+    async def instance(
+        self, user: User, workflow_instance_id: str, read: ReadSessions | None = None
+    ) -> WorkflowInstance:
+        """The instance if ``user`` may see it (starter, supervisor, or can see one of its tasks)."""
+        async with (read or self.engine.db.read)() as session:  # NotFound after it: a shared one rolls back on errors
+            instance = await InstanceRepository(session).get(workflow_instance_id)
+            if instance is not None and not permissions.can_see_instance(user, instance, ()):
+                if not permissions.can_see_instance(user, instance, await self._tasks_of(session, instance)):
+                    instance = None
+        if instance is None:
+            raise NotFoundError(f"no workflow instance {workflow_instance_id}")
+        return instance
+
+    async def step(
+        self, user: User, step_id: str, read: ReadSessions | None = None
+    ) -> tuple[StepInstance, WorkflowInstance]:
+        """The step instance and its workflow instance, if ``user`` may see the instance (a step page
+        shows what its instance shows)."""
+        async with (read or self.engine.db.read)() as session:
+            repository = InstanceRepository(session)
+            step = await repository.get_step(step_id)
+            instance = await repository.get(step.workflow_instance_id) if step is not None else None
+            assert step is None or instance is not None, "a step's instance always exists (foreign key)"
+            if instance is not None and not permissions.can_see_instance(user, instance, ()):
+                if not permissions.can_see_instance(user, instance, await self._tasks_of(session, instance)):
+                    instance = None
+        if step is None or instance is None:
+            raise NotFoundError(f"no step instance {step_id}")
+        return step, instance
+
+    @staticmethod
+    async def _tasks_of(session: AsyncSession, instance: WorkflowInstance) -> list[Task]:
+        return await TaskRepository(session).find_by_instance(instance.id)

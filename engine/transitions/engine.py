@@ -1,0 +1,328 @@
+"""The engine's public API: deploy definitions, start instances, signal nodes, cancel.
+
+Every call is one transition, atomic (:mod:`engine.transitions.transition`). On PostgreSQL it first runs in
+autocommit: reads (or starts from what this process's own last transition of the instance left,
+:mod:`engine.transitions.remembered`), then one last statement that writes everything if the instance is still
+at the revision read. A lost race is retried from a fresh read in a transaction that locks the instance
+row first (``FOR UPDATE``), as is a transition that must write before its end. SQLite always runs it
+in a transaction (``BEGIN IMMEDIATE``). The instance is written with an optimistic revision check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+
+from engine.clock import Clock, SystemClock
+from engine.definitions.model import WorkflowDefinition
+from engine.definitions.parsing import parse_definition
+from engine.definitions.registry import Registry
+from engine.definitions.validation import validate_definition
+from engine.errors import (
+    ConcurrentUpdateError,
+    InvalidStateError,
+    NewerDefinitionDeployed,
+    NotFoundError,
+    RememberedStateChanged,
+    StepwiseError,
+    ValidationError,
+)
+from engine.errors import FieldError as InputError
+from engine.events.sequencer import EventSequencer
+from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
+from engine.storage.database import Database, Executor
+from engine.storage.deferred import TransactionNeeded, TransitionConnection
+from engine.storage.directory import DirectoryRepository
+from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
+from engine.storage.models import instances
+from engine.transitions.remembered import RememberedInstances
+from engine.transitions.transition import Transition, needs_starter, reads_starter_details
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CommitListener = Callable[[], Awaitable[None]]
+_RACE_RETRIES = 8
+
+
+class Engine:
+    """Runs workflows against one database. Safe to share between concurrent requests."""
+
+    def __init__(
+        self,
+        db: Database,
+        registry: Registry,
+        *,
+        clock: Clock | None = None,
+        settings: Mapping[str, Any] | None = None,
+        remembered: RememberedInstances | None = None,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.clock: Clock = clock or SystemClock()
+        self.settings: Mapping[str, Any] = settings or {}
+        self.commit_listeners: list[CommitListener] = []
+        self._definitions: dict[tuple[str, int], WorkflowDefinition] = {}
+        self._reads_starter: dict[tuple[str, int], bool] = {}
+        self._latest_versions: dict[str, int] = {}
+        """The latest version of each key this process has seen (PostgreSQL: see :meth:`_latest`)."""
+        self.remembered = remembered if remembered is not None else RememberedInstances()
+        self.sequencer = EventSequencer(db, self._tell_commit_listeners)
+
+    # -- definitions -----------------------------------------------------------------------
+
+    def validate(self, document: Mapping[str, Any] | WorkflowDefinition) -> WorkflowDefinition:
+        """Parse and validate a definition without deploying it."""
+        definition = document if isinstance(document, WorkflowDefinition) else parse_definition(document)
+        validate_definition(definition, self.registry)
+        return definition
+
+    async def deploy(
+        self, document: Mapping[str, Any] | WorkflowDefinition, deployed_by: str | None = None
+    ) -> tuple[DeployedDefinition, bool]:
+        """Deploy as the next version of its key; returns ``(deployed, created)``.
+
+        A document identical to the latest version deploys nothing and returns that version, so
+        loading the same definitions twice changes nothing.
+        """
+        definition = self.validate(document)
+        canonical = definition.to_json()
+        for _ in range(_RACE_RETRIES):
+            try:
+                async with self.db.transaction() as session:
+                    repository = DefinitionRepository(session)
+                    latest = await repository.get(definition.key)
+                    if latest is not None and dict(latest.document) == canonical:
+                        return latest, False
+                    deployed = DeployedDefinition(
+                        key=definition.key,
+                        version=(latest.version + 1) if latest else 1,
+                        title=definition.title,
+                        document=canonical,
+                        deployed_at=self.clock.now(),
+                        deployed_by=deployed_by,
+                    )
+                    await repository.insert(deployed)
+                self._latest_versions[deployed.key] = deployed.version
+                return deployed, True
+            except IntegrityError:  # another process deployed the same version number first
+                continue
+        raise ConcurrentUpdateError(f"could not deploy {definition.key!r}: too many concurrent deploys")
+
+    async def definition(
+        self, key: str, version: int | None = None, executor: Executor | None = None
+    ) -> WorkflowDefinition:
+        """A deployed definition (the latest version unless one is named); cached, they never change.
+
+        A cold cache reads it on ``executor`` when given: work that already holds a connection (a
+        query's shared read session) must not wait for a second one (see ``Database.spare_read``)."""
+        if version is not None and (key, version) in self._definitions:
+            return self._definitions[(key, version)]
+        if executor is not None:
+            deployed = await DefinitionRepository(executor).get(key, version)
+        else:
+            async with self.db.read() as session:
+                deployed = await DefinitionRepository(session).get(key, version)
+        if deployed is None:
+            suffix = f" version {version}" if version is not None else ""
+            raise NotFoundError(f"no workflow definition {key!r}{suffix}")
+        return self._cache(deployed)
+
+    def _cache(self, deployed: DeployedDefinition) -> WorkflowDefinition:
+        cached = self._definitions.get((deployed.key, deployed.version))
+        if cached is None:
+            cached = replace(parse_definition(deployed.document), version=deployed.version)
+            self._reads_starter[(deployed.key, deployed.version)] = reads_starter_details(cached)
+            self._definitions[(deployed.key, deployed.version)] = cached
+        return cached
+
+    async def _latest(self, connection: TransitionConnection, key: str) -> WorkflowDefinition:
+        """The latest version of ``key``, then the parsed definition from the cache (the document is
+        read once per version). Any process may deploy, so the version is never trusted stale: on
+        SQLite it is read every time (one indexed ``max(version)``, in-process); on PostgreSQL the
+        version this process last saw is used without a read, and the start's last statement fails
+        with :class:`NewerDefinitionDeployed` if a newer one exists by then (:mod:`engine.storage.postgres.finish`):
+        one round trip fewer for every start, a second attempt after another process deployed."""
+        version = self._latest_versions.get(key) if connection.dialect.name == "postgresql" else None
+        repository = DefinitionRepository(connection)
+        if version is None:
+            version = await repository.latest_version(key)
+        cached = self._definitions.get((key, version)) if version is not None else None
+        if cached is None:
+            deployed = await repository.get(key, version) if version is not None else None
+            if deployed is None:
+                raise NotFoundError(f"no workflow definition {key!r}")
+            cached = self._cache(deployed)
+        self._latest_versions[key] = cached.version
+        return cached
+
+    @property
+    def _remembers(self) -> bool:
+        """Whether transitions start from remembered state (:mod:`engine.transitions.remembered`): on PostgreSQL,
+        where a transition's first attempt runs in autocommit and its last statement checks it."""
+        return self.db.dialect == "postgresql"
+
+    def _needs_starter(self, definition: WorkflowDefinition) -> bool:
+        reads = self._reads_starter.get((definition.key, definition.version))
+        return needs_starter(definition, self.registry, reads if reads is not None else True)
+
+    # -- instances -------------------------------------------------------------------------
+
+    async def start(self, definition_key: str, input: Mapping[str, Any] | None, started_by: str) -> WorkflowInstance:
+        """Start the latest version of ``definition_key`` and run until every token waits or ends."""
+        if input is not None and not isinstance(input, Mapping):
+            raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
+        autocommit = True  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores it)
+        for _ in range(_RACE_RETRIES):
+            try:
+                transition, finished = await self._start(definition_key, input, started_by, autocommit=autocommit)
+            except TransactionNeeded:  # it must write before its end: in a transaction, then
+                autocommit = False
+            except NewerDefinitionDeployed:  # since this process last saw the key: read its version
+                self._latest_versions.pop(definition_key, None)
+            else:
+                await self._committed(transition, finished, autocommit=autocommit)
+                return finished
+        raise ConcurrentUpdateError(f"could not start {definition_key!r}: its definition keeps being redeployed")
+
+    async def _start(
+        self, definition_key: str, input: Mapping[str, Any] | None, started_by: str, *, autocommit: bool
+    ) -> tuple[Transition, WorkflowInstance]:
+        async with self.db.transition_connection(autocommit=autocommit) as connection:
+            transition = await self._started(connection, definition_key, input, started_by)
+            return transition, await transition.write()
+
+    async def _started(
+        self, connection: TransitionConnection, definition_key: str, input: Mapping[str, Any] | None, started_by: str
+    ) -> Transition:
+        definition = await self._latest(connection, definition_key)
+        now = self.clock.now()
+        instance = WorkflowInstance(
+            id=new_id(),
+            definition_key=definition.key,
+            definition_version=definition.version,
+            status=InstanceStatus.RUNNING,
+            data=dict(input or {}),
+            tokens=(),
+            started_by=started_by,
+            started_at=now,
+            updated_at=now,
+            revision=0,
+        )
+        connection.defer_insert(instances, instance_values(instance))  # the last statement writes it
+        transition = Transition(connection, instance, definition, self.registry, now, started_by, self.settings)
+        if self._needs_starter(definition):
+            await transition.load_starter()
+        await transition.advance([Token(id=new_id(), node_id=definition.start)])
+        return transition
+
+    async def transition(
+        self,
+        workflow_instance_id: str,
+        actor_id: str | None,
+        action: Callable[[Transition], Awaitable[T]],
+    ) -> tuple[T, WorkflowInstance]:
+        """Run ``action`` on the locked instance and commit everything it did in one transaction.
+
+        This is how services complete, claim or cancel: the rules they check and the changes the
+        engine makes land together or not at all.
+
+        On PostgreSQL the first attempt runs in autocommit, reading the instance without a lock (or
+        starting from the state this process's own last transition of it left, :mod:`engine.transitions.remembered`);
+        its last statement writes only if the instance is still at the revision read. A lost race, or
+        an action that must write before the end, runs again in a transaction that locks the instance
+        first, so contention queues on the row lock instead of retrying in a loop.
+        """
+        autocommit = True
+        remembered = self.remembered.take(workflow_instance_id) if self._remembers else None
+        for _ in range(_RACE_RETRIES):
+            try:
+                async with self.db.transition_connection(autocommit=autocommit) as connection:
+                    locked = remembered or await InstanceRepository(connection).lock_for_transition(
+                        workflow_instance_id
+                    )
+                    if locked is None:
+                        raise NotFoundError(f"no workflow instance {workflow_instance_id}")
+                    instance = locked.instance
+                    definition = await self.definition(instance.definition_key, instance.definition_version)
+                    now = self.clock.now()
+                    transition = Transition(
+                        connection, instance, definition, self.registry, now, actor_id, self.settings,
+                        steps=locked.steps, open_tasks=locked.open_tasks, remembered=remembered is not None,
+                    )  # fmt: skip
+                    if self._needs_starter(definition):
+                        await transition.load_starter()
+                    result = await action(transition)
+                    finished = await transition.write()  # last: the event lock is held only until commit
+                await self._committed(transition, finished, autocommit=autocommit)
+                return result, finished
+            except (StepwiseError, TransactionNeeded, RememberedStateChanged) as error:
+                if isinstance(error, TransactionNeeded):
+                    autocommit = False
+                elif remembered is None and isinstance(error, ConcurrentUpdateError):
+                    log.debug("instance %s changed concurrently; retrying the transition", workflow_instance_id)
+                    autocommit = False
+                elif remembered is None:
+                    raise
+                remembered = None  # what it started from may be why it failed: again from a fresh read
+        raise ConcurrentUpdateError(f"workflow instance {workflow_instance_id} is too busy; try again")
+
+    async def send_signal(
+        self, workflow_instance_id: str, node: str, payload: Any, actor_id: str | None
+    ) -> WorkflowInstance:
+        """Complete the task waiting at ``node`` with ``payload`` (stored under ``storeAs``) and move on.
+
+        A signal to an unknown node is ``NotFoundError``; to a node that already completed,
+        ``ConflictError``; to a node no token has reached, ``InvalidStateError``. None changes anything.
+        """
+
+        async def signal(transition: Transition) -> None:
+            # The node's own state decides first: a second signal to a completed node is a conflict
+            # even when that node's completion also finished the instance.
+            task = await transition.open_task_at(node)
+            await transition.complete(task, payload)
+
+        _, instance = await self.transition(workflow_instance_id, actor_id, signal)
+        return instance
+
+    async def cancel(
+        self, workflow_instance_id: str, actor_id: str | None, reason: str | None = None
+    ) -> WorkflowInstance:
+        """Cancel every open task and the instance; a finished instance is ``InvalidStateError``."""
+
+        async def cancel(transition: Transition) -> None:
+            status = transition.instance.status
+            if status.is_final:
+                raise InvalidStateError(f"workflow instance {workflow_instance_id} is already {status.value}")
+            await transition.cancel(reason)
+
+        _, instance = await self.transition(workflow_instance_id, actor_id, cancel)
+        return instance
+
+    async def user(self, user_id: str) -> User | None:
+        async with self.db.read() as session:
+            return await DirectoryRepository(session).get_user(user_id)
+
+    async def _committed(self, transition: Transition, finished: WorkflowInstance, *, autocommit: bool) -> None:
+        """After ``transition`` committed: remember what it left (only an autocommit transition's every
+        write went through it, :mod:`engine.transitions.remembered`), then, if it wrote events, tell the commit
+        listeners: on PostgreSQL once a numbering round has numbered them (:mod:`engine.events.sequencer`),
+        on SQLite (numbered in the transaction) now."""
+        if autocommit and self._remembers:
+            self.remembered.keep(transition.state_after(finished))
+        if not transition.events_written:
+            return
+        if self.db.is_sqlite:
+            await self._tell_commit_listeners()
+        else:
+            self.sequencer.committed()
+
+    async def _tell_commit_listeners(self) -> None:
+        for listener in self.commit_listeners:
+            try:
+                await listener()
+            except Exception:  # a listener must never undo or fail a committed transition
+                log.exception("commit listener failed")

@@ -1,0 +1,408 @@
+"""One transition of one workflow instance: everything it changes commits at once, or nothing does.
+
+A :class:`Transition` holds the instance (locked, or checked by revision when it is written: see
+:mod:`engine.transitions.engine`), its definition and the connection; it completes
+tasks, moves tokens along edges (conditions, forks, joins), creates the tasks tokens wait at, and
+writes a task event for every change. The :class:`~engine.transitions.engine.Engine` opens and commits it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, replace
+from datetime import datetime
+from typing import Any
+
+from engine.definitions.model import Node, OnDue, WorkflowDefinition
+from engine.definitions.registry import NodeContext, Registry, default_schema_type
+from engine.definitions.templates import evaluate_condition, render_text
+from engine.errors import ConflictError, InvalidStateError, NotFoundError
+from engine.state import (
+    InstanceStatus,
+    StepInstance,
+    Task,
+    TaskEventKind,
+    TaskKind,
+    TaskStatus,
+    Token,
+    User,
+    WorkflowInstance,
+    new_id,
+)
+from engine.storage.deferred import DeferredUpdate, TransitionConnection
+from engine.storage.directory import DirectoryRepository
+from engine.storage.instances import LockedInstance, step_values
+from engine.storage.models import step_instances, tasks
+from engine.storage.task_events import NewTaskEvent, TaskEventRepository
+from engine.storage.tasks import TaskRepository, stored_changes, task_values
+from engine.storage.writer import finish_transition
+from engine.tasks.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
+
+log = logging.getLogger(__name__)
+_TASK_FIELDS = frozenset(f.name for f in fields(Task))
+# ``startedBy`` other than as ``startedBy.id`` (which needs no lookup: it is the instance's started_by).
+_STARTER_DETAILS = re.compile(r"startedBy(?!\.id\b)")
+# JMESPath that can reach every variable without naming it: ``@``, wildcards, escaped identifiers.
+_ANY_VARIABLE = re.compile(r"[@*\\]")
+_TEMPLATED_USER_TASKS = (FORM_TASK, APPROVAL_TASK, DOCUMENT_UPLOAD_TASK)
+
+
+def template_variables(
+    data: Mapping[str, Any],
+    started_by: str,
+    starter: User | None,
+    settings: Mapping[str, Any],
+    secrets: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """What templates and conditions see: the instance data, ``startedBy`` and ``settings``, plus
+    ``secrets`` only where a system task's config is rendered for a call (never for stored text)."""
+    variables = {**data, "startedBy": starter.to_template() if starter else {"id": started_by},
+                 "settings": dict(settings)}  # fmt: skip
+    if secrets is not None:
+        variables["secrets"] = dict(secrets)
+    return variables
+
+
+def reads_starter_details(definition: WorkflowDefinition) -> bool:
+    """Whether a transition of ``definition`` may need the starter's directory entry (name, email,
+    roles, groups), not just ``startedBy.id``: a template or condition that says ``startedBy``
+    otherwise, a condition over all the data, or an ``assignWith`` assigner (code that may read it).
+    Conservative; a definition can only over-report. The executors are checked by :func:`needs_starter`."""
+    if _STARTER_DETAILS.search(json.dumps(definition.to_json())):
+        return True
+    if any(edge.when is not None and _ANY_VARIABLE.search(edge.when) for edge in definition.edges):
+        return True
+    return any(node.assign_with is not None for node in definition.nodes)
+
+
+def needs_starter(definition: WorkflowDefinition, registry: Registry, reads_details: bool) -> bool:
+    """Load the starter for this transition? Yes if ``reads_details`` (:func:`reads_starter_details`),
+    or if a user task runs an executor other than the built-in ones (which only render the node's
+    templates): its code may read any variable."""
+    if reads_details:
+        return True
+    return any(
+        registry.user_tasks.get(node.schema_type or default_schema_type(node)) not in _TEMPLATED_USER_TASKS
+        for node in definition.nodes
+        if node.is_user_task
+    )
+
+
+class Transition:
+    """Mutable working state of one instance inside one database transaction."""
+
+    def __init__(
+        self,
+        connection: TransitionConnection,
+        instance: WorkflowInstance,
+        definition: WorkflowDefinition,
+        registry: Registry,
+        now: datetime,
+        actor_id: str | None,
+        settings: Mapping[str, Any],
+        *,
+        steps: Mapping[str, StepInstance] | None = None,
+        open_tasks: Sequence[Task] = (),
+        remembered: bool = False,
+    ) -> None:
+        """``steps`` are all of the instance's step instances by key (none for a new instance) and
+        ``open_tasks`` its open tasks, both as read with the locked instance, or as this process
+        ``remembered`` them (:mod:`engine.transitions.remembered`: the last statement then checks them)."""
+        self.connection = connection
+        self.definition = definition
+        self.registry = registry
+        self.now = now
+        self.actor_id = actor_id
+        self.settings = settings
+        self.instance = instance
+        self.data: dict[str, Any] = dict(instance.data)
+        self.tokens: list[Token] = list(instance.tokens)
+        self.tasks = TaskRepository(connection)
+        self.events = TaskEventRepository(connection)
+        self._directory = DirectoryRepository(connection)
+        self._steps: dict[str, StepInstance] = dict(steps or {})
+        # Open tasks as read with the instance, until this transition changes them (then read again).
+        self._open_as_read: dict[str, Task] = {task.token_id: task for task in open_tasks}
+        self._open_at_start = tuple(open_tasks)
+        self._remembered = remembered
+        self._changed: dict[str, Task] = {}  # by id, as this transition leaves them
+        self._tokens_at_start = {token.id for token in instance.tokens}
+        self._created: dict[str, Task] = {}  # by token
+        self.events_written = 0
+        self.pending_events: list[NewTaskEvent] = []
+        self._starter: User | None = None
+        self.outcome: tuple[InstanceStatus, str | None] | None = None
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def record(self, kind: TaskEventKind, task: Task, data: Mapping[str, Any] | None = None) -> None:
+        """Record an event; :meth:`write` writes them all as the transaction's last step."""
+        self.pending_events.append(NewTaskEvent(kind, task, self.actor_id, self.now, data))
+        self.events_written += 1
+
+    async def write(self) -> WorkflowInstance:
+        """Write the instance as this transition leaves it (:meth:`finish`) and the recorded events,
+        as the transaction's last statement (see :mod:`engine.events.numbering` for why last)."""
+        finished = self.finish()
+        remembered = sorted(f"{t.id}:{t.revision}" for t in self._open_at_start) if self._remembered else None
+        await finish_transition(self.connection, finished, self.instance.revision, self.pending_events, remembered)
+        self.pending_events.clear()
+        return finished
+
+    def state_after(self, finished: WorkflowInstance) -> LockedInstance:
+        """What reading ``finished`` back would return, once this transition's writes are committed."""
+        left = {task.id: task for task in (*self._open_at_start, *self._created.values())} | self._changed
+        open_tasks = sorted((t for t in left.values() if t.status.is_open), key=lambda t: (t.created_at, t.id))
+        return LockedInstance(finished, dict(self._steps), open_tasks)
+
+    def as_left(self, task: Task) -> Task:
+        """``task`` as this transition leaves it: its last :meth:`update_task`, else as it was."""
+        return self._changed.get(task.id, task)
+
+    async def update_task(self, task: Task, event: TaskEventKind, **values: Any) -> Task:
+        """Change a task at its current revision and record the event; a lost race is a conflict,
+        raised when the change is written (the next statement or the transition's last)."""
+        values.setdefault("updated_at", self.now)
+        conflict = ConflictError(f"task {task.id} was changed by someone else; reload it and try again")
+        change = stored_changes(values, task.revision)
+        self.connection.defer_update(DeferredUpdate(tasks, task.id, task.revision, change, conflict))
+        known = {key: value for key, value in values.items() if key in _TASK_FIELDS}  # leases are storage-only
+        changed = replace(task, revision=task.revision + 1, **known)
+        self._open_as_read.pop(task.token_id, None)
+        self._changed[changed.id] = changed
+        await self.record(event, changed)
+        return changed
+
+    async def open_task_at(self, node_id: str) -> Task:
+        """The open task a signal to ``node_id`` completes, or the error that says why there is none."""
+        if not self.definition.has_node(node_id):
+            raise NotFoundError(f"workflow instance {self.instance.id} has no node {node_id!r}")
+        waiting = [t for t in self.tokens if t.node_id == node_id and t.task_id is not None]
+        for token in waiting:
+            task = self._open_as_read.get(token.id) or await self.tasks.get_by_token(self.instance.id, token.id)
+            if task is not None and task.status.is_open:
+                return task
+        if any(t.status is TaskStatus.COMPLETED for t in await self.tasks.find_by_instance(self.instance.id)
+               if t.node_id == node_id):  # fmt: skip
+            raise ConflictError(f"node {node_id!r} has already completed; the signal was ignored")
+        raise InvalidStateError(f"node {node_id!r} is not waiting for a signal")
+
+    async def complete(self, task: Task, output: Any, **extra: Any) -> Task:
+        """Complete ``task``, store ``output`` under the node's ``storeAs`` and move its token on."""
+        if not task.status.is_open:
+            raise ConflictError(f"task {task.id} is already {task.status.value.lower()}")
+        if self.instance.status.is_final:
+            raise InvalidStateError(f"workflow instance {self.instance.id} is {self.instance.status.value}")
+        completed = await self.update_task(
+            task,
+            TaskEventKind.COMPLETED,
+            status=TaskStatus.COMPLETED,
+            output=output,
+            completed_at=self.now,
+            completed_by=self.actor_id,
+            **extra,
+        )
+        node = self.definition.node(task.node_id)
+        if node.store_as:
+            self.data[node.store_as] = output
+        token = next((t for t in self.tokens if t.task_id == task.id), None)
+        if token is not None:
+            self.tokens.remove(token)
+            await self.advance(self.leave(node))
+        return completed
+
+    async def fail(self, task: Task, error: str) -> Task:
+        """A system task ran out of attempts: the task and the instance are ``FAILED``."""
+        failed = await self.update_task(task, TaskEventKind.FAILED, status=TaskStatus.FAILED, error=error,
+                                        lease_owner=None, lease_expires_at=None)  # fmt: skip
+        self.outcome = (InstanceStatus.FAILED, f"node {task.node_id!r} failed: {error}")
+        return failed
+
+    def reopen(self) -> None:
+        """Take a ``FAILED`` instance back to running (an admin retried its failed task)."""
+        self.instance = replace(self.instance, status=InstanceStatus.RUNNING, error=None, completed_at=None)
+        self.outcome = None
+
+    async def expire(self, task: Task) -> Task:
+        """A user task passed its due time where the node says ``onDue: "expire"``: it is blocked now."""
+        return await self.update_task(task, TaskEventKind.EXPIRED, status=TaskStatus.EXPIRED, expires_at=None)
+
+    async def cancel(self, reason: str | None) -> None:
+        """Cancel every open task and end the instance as ``CANCELLED``."""
+        for task in await self.tasks.find_by_instance(self.instance.id, open_only=True):
+            await self.update_task(task, TaskEventKind.CANCELLED, status=TaskStatus.CANCELLED)
+        self.tokens.clear()
+        self.outcome = (InstanceStatus.CANCELLED, reason)
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def leave(self, node: Node) -> list[Token]:
+        """Tokens for every outgoing edge whose condition holds (several fork; none ends the token)."""
+        variables = self.variables()
+        return [
+            Token(id=new_id(), node_id=edge.target, arrived_from=node.id)
+            for edge in self.definition.outgoing(node.id)
+            if edge.when is None or evaluate_condition(edge.when, variables)
+        ]
+
+    async def advance(self, ready: list[Token]) -> None:
+        """Move ``ready`` tokens into their nodes until each waits at a task or a join."""
+        while ready:
+            token = ready.pop(0)
+            node = self.definition.node(token.node_id)
+            if node.join == "all":
+                merged = self._join(node, token)
+                if merged is None:
+                    continue
+                token = merged
+            self.tokens.append(await self.enter(node, token))
+
+    def _join(self, node: Node, token: Token) -> Token | None:
+        parked = [t for t in self.tokens if t.node_id == node.id and t.task_id is None] + [token]
+        needed = {edge.source for edge in self.definition.incoming(node.id)}
+        if not needed <= {t.arrived_from for t in parked}:
+            self.tokens.append(token)
+            return None
+        for edge_source in needed:  # consume one token per incoming edge, oldest first
+            arrived = next(t for t in parked if t.arrived_from == edge_source)
+            parked.remove(arrived)
+            if arrived in self.tokens:
+                self.tokens.remove(arrived)
+        return Token(id=new_id(), node_id=node.id)
+
+    async def enter(self, node: Node, token: Token) -> Token:
+        """Create (idempotently: once per token) the task ``token`` waits at in ``node``.
+
+        A token that already has a task gets that task back, and nothing is written or recorded.
+        Tokens are fresh at every hop, so only one this transition began with can have one, and
+        only for such a token is the database asked. A new task's step and task rows wait for the
+        transaction's next statement or its last one
+        (:class:`~engine.storage.database.TransitionConnection`): no round trip of their own.
+        """
+        existing = self._created.get(token.id)
+        if existing is None and token.id in self._tokens_at_start:
+            existing = self._open_as_read.get(token.id) or await self.tasks.get_by_token(self.instance.id, token.id)
+        if existing is not None:
+            return replace(token, task_id=existing.id)
+        step_instance = self._step_instance(node)
+        task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
+        self.connection.defer_insert(tasks, task_values(task))
+        self._created[token.id] = task
+        await self.record(TaskEventKind.CREATED, task)
+        return replace(token, task_id=task.id)
+
+    def _step_instance(self, node: Node) -> StepInstance:
+        """The instance's step ``node`` is in: the one it has (all were read with the instance, which
+        is locked), or a new one."""
+        place = self.definition.step_of(node.id)
+        assert place is not None, "validation guarantees every node is in a step"
+        milestone, step = place
+        known = self._steps.get(step.key)
+        if known is None:
+            known = StepInstance(new_id(), self.instance.id, milestone.key, step.key, self.now)
+            self.connection.defer_insert(step_instances, step_values(known))
+            self._steps[step.key] = known
+        return known
+
+    async def _user_task(self, node: Node, token: Token, step_instance_id: str) -> Task:
+        context = NodeContext(node=node, workflow_instance_id=self.instance.id, variables=self.variables())
+        due_at = self._due_at(node)
+        executor = self.registry.user_task_executor(node)
+        config = await executor.configure(context)
+        assignment = config.assignment
+        if node.assign_with is not None:
+            assignment = await self.registry.assigners[node.assign_with].assign(context)
+        return self._new_task(
+            node, token, step_instance_id,
+            kind=TaskKind.USER, type=executor.task_type, schema_type=executor.schema_type,
+            title=config.title, description=config.description, signal_name=node.signal_name,
+            assigned_role=assignment.role, assigned_user_id=assignment.user_id, assigned_group=assignment.group,
+            priority=config.priority, input=dict(config.input), due_at=due_at,
+            expires_at=due_at if node.on_due is OnDue.EXPIRE else None,
+        )  # fmt: skip
+
+    async def _system_task(self, node: Node, token: Token, step_instance_id: str) -> Task:
+        return self._new_task(
+            node, token, step_instance_id,
+            kind=TaskKind.SYSTEM, type=self.registry.task_type(node), schema_type=node.type,
+            title=render_text(node.title, self.variables()) or node.display_name, description=None,
+            signal_name=None, assigned_role=None, assigned_user_id=None, assigned_group=None,
+            priority=node.priority, input={}, due_at=None, next_run_at=self.now,
+        )  # fmt: skip
+
+    def _new_task(self, node: Node, token: Token, step_instance_id: str, **values: Any) -> Task:
+        return Task(
+            id=new_id(),
+            workflow_instance_id=self.instance.id,
+            step_instance_id=step_instance_id,
+            token_id=token.id,
+            node_id=node.id,
+            name=node.display_name,
+            status=TaskStatus.PENDING,
+            output=None,
+            draft=None,
+            revision=0,
+            created_at=self.now,
+            updated_at=self.now,
+            **values,
+        )
+
+    def _due_at(self, node: Node) -> datetime | None:
+        if node.due_in is not None:
+            return self.now + node.due_in
+        if node.due_at:
+            text = render_text(node.due_at, self.variables())
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                log.warning("node %s: dueAt %r is not an ISO 8601 date-time; no due date set", node.id, text)
+                return None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=self.now.tzinfo)
+        return None
+
+    # -- data and status -------------------------------------------------------------------
+
+    def set_starter(self, user: User | None) -> None:
+        self._starter = user
+
+    async def load_starter(self) -> None:
+        """Read the starter's directory entry for ``startedBy`` (see :func:`needs_starter` for when)."""
+        self._starter = await self._directory.get_user(self.instance.started_by)
+
+    def variables(self) -> dict[str, Any]:
+        """What templates and conditions see: the data, ``startedBy`` and ``settings`` (never secrets)."""
+        return template_variables(self.data, self.instance.started_by, self._starter, self.settings)
+
+    def finish(self) -> WorkflowInstance:
+        """The instance as this transition leaves it, with its status derived from the tokens."""
+        if self.outcome is not None:
+            status, error = self.outcome
+        elif self.instance.status.is_final:
+            status, error = self.instance.status, self.instance.error
+        else:
+            status, error = self._derived_status()
+        completed_at = (self.instance.completed_at or self.now) if status.is_final else None
+        return replace(
+            self.instance,
+            status=status,
+            data=self.data,
+            tokens=tuple(self.tokens),
+            updated_at=self.now,
+            completed_at=completed_at,
+            revision=self.instance.revision + 1,
+            error=error,
+        )
+
+    def _derived_status(self) -> tuple[InstanceStatus, str | None]:
+        if not self.tokens:
+            return InstanceStatus.COMPLETED, None
+        waiting = [t for t in self.tokens if t.task_id is not None]
+        if not waiting:
+            stuck = ", ".join(sorted({t.node_id for t in self.tokens}))
+            return InstanceStatus.FAILED, f"join at {stuck} can never complete: no branch is still running"
+        if any(not self.definition.node(t.node_id).is_user_task for t in waiting):
+            return InstanceStatus.RUNNING, None
+        return InstanceStatus.WAITING_FOR_SIGNAL, None

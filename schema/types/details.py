@@ -1,0 +1,97 @@
+"""What a task shows besides itself: its form, its document requirements and documents, its attempts
+and its messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from engine import state
+from schema.context import Info
+from schema.types.user import User, load_user
+
+
+@strawberry.type
+class FormField:
+    key: str
+    type: str
+    label: str
+    required: bool
+    options: list[str] | None
+    mask: str | None
+    multiline: bool | None
+
+
+@strawberry.type
+class Form:
+    fields: list[FormField]
+
+
+@strawberry.type
+class DocumentRequirement:
+    key: str
+    label: str
+    accept: list[str]
+    min_files: int
+    max_files: int | None
+    max_bytes: int | None
+
+
+@strawberry.type
+class Document:
+    id: strawberry.ID
+    requirement_key: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    uploaded_at: datetime
+    source: strawberry.Private[state.Document]
+
+    @strawberry.field(description="Download address: GET with the same bearer token.")
+    def url(self) -> str:
+        return f"/files/documents/{self.id}"
+
+    @strawberry.field
+    async def uploaded_by(self, info: Info) -> User:
+        user = await load_user(info, self.source.uploaded_by)
+        assert user is not None
+        return user
+
+    @classmethod
+    def from_domain(cls, document: state.Document) -> Document:
+        return cls(
+            id=strawberry.ID(document.id), requirement_key=document.requirement_key, filename=document.filename,
+            content_type=document.content_type, size=document.size, sha256=document.sha256,
+            uploaded_at=document.uploaded_at, source=document,
+        )  # fmt: skip
+
+
+@strawberry.type
+class TaskAttempt:
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    request: JSON | None
+    response: JSON | None
+    error: str | None
+
+
+@strawberry.type
+class TaskMessage:
+    id: strawberry.ID
+    body: str
+    posted_at: datetime
+    source: strawberry.Private[state.TaskMessage]
+
+    @strawberry.field
+    async def author(self, info: Info) -> User:
+        user = await load_user(info, self.source.author_id)
+        assert user is not None
+        return user
+
+    @classmethod
+    def from_domain(cls, message: state.TaskMessage) -> TaskMessage:
+        return cls(id=strawberry.ID(message.id), body=message.body, posted_at=message.posted_at, source=message)

@@ -1,0 +1,178 @@
+"""Real servers for the executors to call: one uvicorn target (Starlette routes plus a Strawberry GraphQL
+app) and one aiosmtpd SMTP server, both on 127.0.0.1 and started once for the directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import pytest
+import strawberry
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+
+from engine.clock import ManualClock
+from engine.workers.executor import ExecutionContext, HostPolicy
+from tests.workers.support import ServerThread, free_port
+
+
+@dataclass
+class Target:
+    """The HTTP/GraphQL target server and what it saw."""
+
+    url: str
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def last(self, path: str) -> dict[str, Any]:
+        return [request for request in self.seen if request["path"] == path][-1]
+
+
+def _target_app(target: Target) -> Starlette:
+    async def record(request: Request) -> dict[str, Any]:
+        body = await request.body()
+        seen = {"path": request.url.path, "method": request.method, "headers": dict(request.headers),
+                "query": dict(request.query_params), "body": body.decode()}  # fmt: skip
+        target.seen.append(seen)
+        return seen
+
+    async def echo(request: Request) -> Response:
+        seen = await record(request)
+        received = json.loads(seen["body"]) if seen["body"] else None
+        return JSONResponse({"method": seen["method"], "query": seen["query"], "json": received,
+                             "idempotencyKey": request.headers.get("idempotency-key")})  # fmt: skip
+
+    async def text(request: Request) -> Response:
+        await record(request)
+        return PlainTextResponse("plain words")
+
+    async def status(request: Request) -> Response:
+        await record(request)
+        return Response("boom", status_code=int(request.path_params["code"]))
+
+    async def slow(request: Request) -> Response:
+        await record(request)
+        await asyncio.sleep(float(request.query_params.get("seconds", "1")))
+        return JSONResponse({"late": True})
+
+    async def redirect(request: Request) -> Response:
+        await record(request)
+        return RedirectResponse("/echo", status_code=302)
+
+    routes = [
+        Route("/echo", echo, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/text", text),
+        Route("/status/{code:int}", status, methods=["GET", "POST"]),
+        Route("/slow", slow, methods=["GET", "POST"]),
+        Route("/redirect", redirect),
+        Route("/graphql", _Recorded(GraphQL(_schema()), target)),
+    ]
+    return Starlette(routes=routes)
+
+
+class _Recorded:
+    """An ASGI app that notes each request's path and headers, then hands it to ``app``."""
+
+    def __init__(self, app: ASGIApp, target: Target) -> None:
+        self.app, self.target = app, target
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        self.target.seen.append({"path": scope["path"], "method": scope["method"], "headers": headers})
+        await self.app(scope, receive, send)
+
+
+def _schema() -> strawberry.Schema:
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def greet(self, name: str) -> str:
+            return f"Hello, {name}!"
+
+        @strawberry.field
+        def header(self, info: strawberry.Info, name: str) -> str | None:
+            value: str | None = info.context["request"].headers.get(name)
+            return value
+
+        @strawberry.field
+        def broken(self) -> str:
+            raise ValueError("the resolver broke")
+
+    class QuietSchema(strawberry.Schema):
+        def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+            pass  # the errors are the point of the test; no tracebacks in the log
+
+    return QuietSchema(query=Query)
+
+
+@pytest.fixture(scope="session")
+def target() -> Iterator[Target]:
+    target = Target(url="")
+    server = ServerThread(_target_app(target))
+    server.start()
+    target.url = server.url
+    try:
+        yield target
+    finally:
+        server.stop()
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class Mailbox:
+    """The aiosmtpd server and the messages it received."""
+
+    url: str
+    inbox: _Inbox
+
+    def messages(self) -> list[EmailMessage]:
+        parsed = []
+        for envelope in self.inbox.envelopes:
+            assert isinstance(envelope.original_content, bytes)
+            message = message_from_bytes(envelope.original_content, policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            parsed.append(message)
+        return parsed
+
+
+@pytest.fixture(scope="session")
+def mailbox() -> Iterator[Mailbox]:
+    inbox = _Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield Mailbox(url=f"smtp://127.0.0.1:{port}", inbox=inbox)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    # trust_env=False: a proxy from the environment must not sit between the tests and 127.0.0.1.
+    async with httpx.AsyncClient(trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture
+def context(http: httpx.AsyncClient, clock: ManualClock) -> ExecutionContext:
+    return ExecutionContext(http=http, clock=clock, host_policy=HostPolicy())

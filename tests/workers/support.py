@@ -1,0 +1,78 @@
+"""Helpers for the executor tests: building an attempt, and running real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from engine.definitions.model import Node
+from engine.workers.executor import ExecutionRequest
+
+TASK_ID = "task-0001"
+
+
+def attempt(
+    node_type: str,
+    config: Mapping[str, Any],
+    *,
+    task_id: str = TASK_ID,
+    data: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    created_at: datetime | None = None,
+) -> ExecutionRequest:
+    """One attempt of a node whose ``config`` is already rendered, as the worker would hand it over."""
+    node = Node(id=f"{node_type}_node", type=node_type, config=dict(config))
+    return ExecutionRequest(
+        task_id=task_id,
+        workflow_instance_id="instance-0001",
+        node=node,
+        attempt=1,
+        config=dict(config),
+        task_created_at=created_at or datetime(2026, 1, 5, 9, 0, tzinfo=UTC),
+        data=dict(data or {}),
+        secrets=dict(secrets or {}),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ServerThread:
+    """A real uvicorn server on its own thread and event loop, so a busy test loop cannot stall it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        config = uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=2)  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
