@@ -1,4 +1,5 @@
-"""The ``stepwise`` command (DESIGN §6): serve, worker, db upgrade, demo load, token, subscribe, definitions deploy."""
+"""The ``stepwise`` command (docs/design.md §6): serve, worker, db upgrade, demo load, token, subscribe,
+definitions deploy."""
 
 from __future__ import annotations
 

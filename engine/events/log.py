@@ -1,4 +1,4 @@
-"""The event log read back as deliveries (DESIGN §4): what subscribers are handed for each committed event.
+"""The event log read back as deliveries (docs/design.md §4): what subscribers are handed for each committed event.
 
 Events are written and numbered by :mod:`engine.events.numbering`; the hub (:mod:`engine.events.hub`)
 fans deliveries out. :func:`load_deliveries` reads the events after a cursor (a position) once, each

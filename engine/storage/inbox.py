@@ -57,7 +57,7 @@ class TaskQuery:
 
 
 def visibility(viewer: User) -> ColumnElement[bool]:
-    """DESIGN §5 as SQL: assignee, role holder, group member, the instance's starter, or a supervisor."""
+    """docs/design.md §5 as SQL: assignee, role holder, group member, the instance's starter, or a supervisor."""
     if permissions.is_supervisor(viewer):
         return true()
     started = select(instances.c.id).where(instances.c.started_by == viewer.id)

@@ -81,7 +81,7 @@ def task_from_row(row: Any, prefix: str = "", *, summary: bool = False) -> Task:
 
 
 # Transitions run these on every hop. Built once: building a statement per call costs more CPU than
-# executing it (README "Performance"); SQLAlchemy also caches the compiled form of a prebuilt one.
+# executing it (CHANGELOG.md, round 1); SQLAlchemy also caches the compiled form of a prebuilt one.
 _INSERT = insert(tasks)
 _BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
 _BY_TOKEN = select(tasks).where(
@@ -190,7 +190,7 @@ class TaskRepository:
         return [task_from_row(row) for row in await self.session.execute(query)]
 
     async def step_metrics(self, step_ids: Collection[str]) -> dict[str, StepMetrics]:
-        """DESIGN §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
+        """docs/design.md §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
         metrics = {step_id: StepMetrics() for step_id in step_ids}
         for row in await self.session.execute(_STEP_METRICS, {"ids": list(step_ids)}):
             metrics[row.step_instance_id] = StepMetrics(

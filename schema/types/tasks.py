@@ -67,7 +67,7 @@ class StepInstance:
         return cls(id=strawberry.ID(step.id), key=step.step_key, title=titled.title, milestone_key=step.milestone_key,
                    source=step)  # fmt: skip
 
-    @strawberry.field(description="Total, active, completed and blocked tasks (DESIGN §1).")
+    @strawberry.field(description="Total, active, completed and blocked tasks (docs/design.md §1).")
     async def metrics(self, info: Info) -> StepMetrics:
         m = await info.context.loaders.step_metrics.load(self.source.id)
         return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)

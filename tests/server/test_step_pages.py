@@ -1,5 +1,5 @@
 """Step pages and instance pages through the real HTTP app: ``stepInstance(id)`` with its metrics
-(DESIGN §1's table) and tasks, ``workflowInstance(id)`` with its milestone timeline, and
+(docs/design.md §1's table) and tasks, ``workflowInstance(id)`` with its milestone timeline, and
 ``cancelWorkflow``.
 
 The definition here forks after a kickoff form into a three-task review step and an audit step, so a
@@ -128,7 +128,7 @@ async def worker(app_engine: Engine) -> AsyncIterator[Worker]:
 
 
 async def test_step_metrics_follow_the_tasks(review: Review, worker: Worker, clock: ManualClock) -> None:
-    """DESIGN §1: PENDING and CANCELLED count in total only; CLAIMED is active; EXPIRED is blocked."""
+    """docs/design.md §1: PENDING and CANCELLED count in total only; CLAIMED is active; EXPIRED is blocked."""
     assert await review.metrics("kickoff") == metrics(1, completed=1)
     assert await review.metrics("review") == metrics(3)
     await review.act(CLAIM, "bob", "r1")
