@@ -1,6 +1,6 @@
 """CPU cost that does not drift: instructions per request and per transition, counted by callgrind.
 
-Wall-clock figures on a shared 2-core machine move ±40% between runs (README "Performance"), which
+Wall-clock figures on a shared 2-core machine move ±40% between runs (docs/performance.md), which
 hides a 10% improvement. Valgrind's callgrind counts the instructions a process executes, which is
 the same from run to run whatever else the machine is doing. So a lever is judged here first:
 

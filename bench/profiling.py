@@ -207,7 +207,7 @@ async def profile_inbox(requests: int) -> None:
                 await profiled("stepInstance{metrics}", requests, "request", lambda: send(step, requests), counter)
 
 
-# -- evidence for the proposals (README "Performance"): nothing here changes engine/schema/server code ----
+# -- evidence for the proposals (docs/performance.md): nothing here changes engine/schema/server code ----
 
 
 async def statement_costs(count: int = 2000) -> None:

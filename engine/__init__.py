@@ -15,6 +15,7 @@ from engine import errors, state
 from engine.catalog import default_registry
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.definitions.model import Node, Priority, WorkflowDefinition
+from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES
 from engine.errors import (
     AuthenticationError,
     ConcurrentUpdateError,
@@ -72,7 +73,9 @@ from engine.tasks.visibility import VisibilityService
 from engine.tasks.workflows import WorkflowService
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.executor import ExecutionContext
+from engine.workers.hostpolicy import HostPolicy
+from engine.workers.hostpolicy import check_entries as check_host_entries
 from engine.workers.worker import Worker
 
 __all__ = [
@@ -94,7 +97,7 @@ __all__ = [
     # events
     "EventHub", "EventFilter", "Delivery",
     # workers
-    "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy",
+    "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors

@@ -62,7 +62,7 @@ class TaskDisplayStatus(StrEnum):
 
 
 def display_status(status: TaskStatus) -> TaskDisplayStatus:
-    """The badge of DESIGN §1's table."""
+    """The badge of docs/design.md §1's table."""
     if status is TaskStatus.PENDING:
         return TaskDisplayStatus.TO_DO
     if status in ACTIVE_TASK_STATUSES:

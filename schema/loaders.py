@@ -88,10 +88,14 @@ class DataLoaders:
     users: DataLoader[str, User | None]
     tasks: DataLoader[str, Task | None]
     instances: DataLoader[str, WorkflowInstance | None]
+    """Without their data (read as ``{}``): what relations and permission checks need of an instance."""
+    instances_with_data: DataLoader[str, WorkflowInstance | None]
     steps: DataLoader[str, StepInstance | None]
     titled_steps: DataLoader[str, TitledStep | None]
     step_metrics: DataLoader[str, StepMetrics]
     instance_tasks: DataLoader[str, list[Task]]
+    instance_task_summaries: DataLoader[str, list[Task]]
+    """Without their values (``input``, ``output``, ``draft``): for a list that shows none of them."""
     instance_steps: DataLoader[str, list[StepInstance]]
     messages: DataLoader[str, list[TaskMessage]]
     documents: DataLoader[str, list[Document]]
@@ -109,11 +113,14 @@ class DataLoaders:
                 found = {key: await engine.definition(*key, executor=session) for key in dict.fromkeys(keys)}
             return [found[key] for key in keys]
 
-        async def instance_tasks(session: AsyncSession, ids: list[str]) -> dict[str, list[Task]]:
-            grouped: dict[str, list[Task]] = {key: [] for key in ids}
-            for task in await TaskRepository(session).find_by_instances(ids):
-                grouped[task.workflow_instance_id].append(task)
-            return grouped
+        def instance_tasks(summary: bool) -> Callable[[AsyncSession, list[str]], Awaitable[dict[str, list[Task]]]]:
+            async def fetch(session: AsyncSession, ids: list[str]) -> dict[str, list[Task]]:
+                grouped: dict[str, list[Task]] = {key: [] for key in ids}
+                for task in await TaskRepository(session).find_by_instances(ids, summary=summary):
+                    grouped[task.workflow_instance_id].append(task)
+                return grouped
+
+            return fetch
 
         async def instance_steps(session: AsyncSession, ids: list[str]) -> dict[str, list[StepInstance]]:
             grouped: dict[str, list[StepInstance]] = {key: [] for key in ids}
@@ -134,11 +141,13 @@ class DataLoaders:
         return cls(
             users=_loader(read, lambda s, ids: DirectoryRepository(s).get_users(ids), _none),
             tasks=_loader(read, lambda s, ids: TaskRepository(s).get_many(ids), _none),
-            instances=_loader(read, lambda s, ids: InstanceRepository(s).get_many(ids), _none),
+            instances=_loader(read, lambda s, ids: InstanceRepository(s).get_many(ids, summary=True), _none),
+            instances_with_data=_loader(read, lambda s, ids: InstanceRepository(s).get_many(ids), _none),
             steps=_loader(read, lambda s, ids: InstanceRepository(s).get_steps(ids), _none),
             titled_steps=_loader(read, titled_steps, _none),
             step_metrics=_loader(read, lambda s, ids: TaskRepository(s).step_metrics(ids), StepMetrics),
-            instance_tasks=_loader(read, instance_tasks, list),
+            instance_tasks=_loader(read, instance_tasks(summary=False), list),
+            instance_task_summaries=_loader(read, instance_tasks(summary=True), list),
             instance_steps=_loader(read, instance_steps, list),
             messages=_loader(read, lambda s, ids: TaskDetailsRepository(s).messages_of(ids), list),
             documents=_loader(read, lambda s, ids: TaskDetailsRepository(s).documents_of(ids), list),

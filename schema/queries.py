@@ -12,7 +12,7 @@ from engine import NotFoundError, TaskOrderField, TaskQuery, state
 from schema.context import Info
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus
-from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance
+from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names
 from schema.types.user import User
 
 strawberry.enum(TaskOrderField, name="TaskOrderField")  # registered in place, as schema.types.enums does
@@ -106,8 +106,10 @@ class Query:
     @strawberry.field(permission_classes=[IsAuthenticated])
     async def workflow_instance(self, info: Info, id: strawberry.ID) -> WorkflowInstance | None:
         try:
-            found = await info.context.visibility.instance(info.context.user, id, info.context.read)
-            return WorkflowInstance.from_domain(found)
+            summary = "data" not in selected_names(info.selected_fields[0].selections, ())
+            visibility = info.context.visibility
+            found = await visibility.instance(info.context.user, id, info.context.read, summary=summary)
+            return WorkflowInstance.from_domain(found, summary=summary)
         except NotFoundError:
             return None
 

@@ -1,4 +1,4 @@
-"""Subscriptions (DESIGN §4): task events, notifications and discussion messages, pushed live.
+"""Subscriptions (docs/design.md §4): task events, notifications and discussion messages, pushed live.
 
 Each resolver streams from the process's :class:`~engine.events.hub.EventHub`, which checks visibility
 per event against the task as it is now. A :class:`TaskEvent`'s ``cursor`` is opaque; passing the

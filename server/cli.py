@@ -1,4 +1,5 @@
-"""The ``stepwise`` command (DESIGN §6): serve, worker, db upgrade, demo load, token, subscribe, definitions deploy."""
+"""The ``stepwise`` command (docs/design.md §6): serve, worker, db upgrade, demo load, token, subscribe,
+definitions deploy."""
 
 from __future__ import annotations
 
@@ -34,7 +35,11 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
     async def run() -> T:
         db = Database(settings.database_url)
         try:
-            return await work(Engine(db, default_registry(), settings=settings.template_settings))
+            return await work(
+                Engine(
+                    db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+                )
+            )
         finally:
             await db.dispose()
 
@@ -80,7 +85,9 @@ def worker() -> None:
 
     async def run() -> None:
         db = Database(settings.database_url)
-        engine = Engine(db, default_registry(), settings=settings.template_settings)
+        engine = Engine(
+            db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+        )
         tracing = tracer_provider_for(settings)
         if tracing is not None:
             instrument_database(db, tracing)

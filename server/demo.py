@@ -1,4 +1,4 @@
-"""``stepwise demo load``: the demo users and definitions of DESIGN §6. Loading twice changes nothing."""
+"""``stepwise demo load``: the demo users and definitions of docs/design.md §6. Loading twice changes nothing."""
 
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
 
     def encode_json(self, data: object) -> str:
         # orjson writes a page's response several times faster than the standard library (the 50-task
-        # inbox page: README "Performance"). Text, not bytes: Strawberry sends bytes to a WebSocket as
+        # inbox page: docs/adr/0009-orjson.md). Text, not bytes: Strawberry sends bytes to a WebSocket as
         # a binary frame, which graphql-ws clients refuse.
         try:
             return orjson.dumps(data).decode()

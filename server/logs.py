@@ -34,6 +34,7 @@ _TOKENS = re.compile(r"(?i)\b(bearer\s+)[\w.~+/=-]+|\beyJ[\w-]*\.[\w-]+\.[\w-]*"
 # Libraries whose DEBUG lines carry the data itself (SQL parameters, message bodies): never logged.
 _DATA_DEBUG_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy.engine", "httpcore", "hpack", "websockets", "multipart")
 _REQUEST_FIELDS = ("request_id", "user_id", "operation")
+_URL_QUERY = re.compile(r"(\bhttps?://[^\s?#\"]+)[?#][^\s\"]*")
 _ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
 
 
@@ -92,9 +93,8 @@ class RequestContextFilter(logging.Filter):
         record.span_id = format(span.span_id, "016x") if span.is_valid else None
         if isinstance(record.msg, GraphQLError):  # str() of one quotes the document around its location
             record.msg, record.args = _graphql_error_line(record.msg), None
-        elif record.name == "httpx" and isinstance(record.args, tuple) and len(record.args) >= 2:
-            method, url, *rest = record.args
-            record.args = (method, str(url).split("?", 1)[0], *rest)
+        elif record.name == "httpx":  # its request line; the engine's own filter may have formatted it already
+            record.msg, record.args = _URL_QUERY.sub(r"\1", record.getMessage()), None
         return True
 
 

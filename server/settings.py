@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import HostPolicy
+from engine import DEFAULT_MAX_JSON_BYTES, check_host_entries
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,16 @@ def _json_object(name: str) -> dict[str, Any]:
 def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     raw = os.environ.get(name)
     return default if raw is None else tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _hosts(name: str) -> tuple[str, ...]:
+    entries = _list(name, ())
+    bad = check_host_entries(entries)
+    if bad:
+        raise ValueError(
+            f"{name}: {', '.join(map(repr, bad))} is not a host, address or network (with an optional :port)"
+        )
+    return entries
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -65,7 +75,8 @@ class Settings:
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 1.0
     http_allow: tuple[str, ...] = ()
-    http_deny: tuple[str, ...] = HostPolicy().deny
+    http_deny: tuple[str, ...] = ()
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES
     mask_errors: bool = True
     subscriptions_per_connection: int = 20
     subscriptions_per_user: int = 50
@@ -109,8 +120,9 @@ class Settings:
             embedded_worker=_flag("STEPWISE_EMBEDDED_WORKER", defaults.embedded_worker),
             worker_lease_seconds=float(env("STEPWISE_WORKER_LEASE_SECONDS", str(defaults.worker_lease_seconds))),
             worker_poll_seconds=float(env("STEPWISE_WORKER_POLL_SECONDS", str(defaults.worker_poll_seconds))),
-            http_allow=_list("STEPWISE_HTTP_ALLOW", defaults.http_allow),
-            http_deny=_list("STEPWISE_HTTP_DENY", defaults.http_deny),
+            http_allow=_hosts("STEPWISE_HTTP_ALLOW"),
+            http_deny=_hosts("STEPWISE_HTTP_DENY"),
+            max_json_bytes=int(env("STEPWISE_MAX_JSON_BYTES", str(defaults.max_json_bytes))),
             mask_errors=_flag("STEPWISE_MASK_ERRORS", defaults.mask_errors),
             subscriptions_per_connection=int(
                 env("STEPWISE_SUBSCRIPTIONS_PER_CONNECTION", str(defaults.subscriptions_per_connection))
@@ -140,6 +152,8 @@ class Settings:
             ws_connections_per_user=int(env("STEPWISE_WS_CONNECTIONS_PER_USER", str(defaults.ws_connections_per_user))),
             ws_connections=int(env("STEPWISE_WS_CONNECTIONS", str(defaults.ws_connections))),
         )
+        if settings.max_json_bytes < 1024:
+            raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
         return settings

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-import httpx
 from opentelemetry.sdk.trace import TracerProvider
 
 from engine import BUILTIN_EXECUTORS, Engine, ExecutionContext, HostPolicy, Worker
@@ -25,14 +24,14 @@ async def running_worker(
     """A worker polling in the background, woken by every commit of this process, stopped on exit or
     as soon as ``stop`` is set (a shutdown has begun): attempts running then get
     ``settings.shutdown_seconds`` to finish before they are handed back."""
-    async with httpx.AsyncClient(follow_redirects=False) as http:
+    context = ExecutionContext(
+        clock=engine.clock, smtp_url=settings.smtp_url,
+        host_policy=HostPolicy(allow=settings.http_allow, deny=settings.http_deny),
+        settings=settings.template_settings, max_body_bytes=settings.max_json_bytes,
+    )  # fmt: skip
+    async with context:
         if tracer_provider is not None:
-            instrument_http_client(http, tracer_provider)
-        context = ExecutionContext(
-            http=http, clock=engine.clock, smtp_url=settings.smtp_url,
-            host_policy=HostPolicy(allow=settings.http_allow, deny=settings.http_deny),
-            settings=settings.template_settings,
-        )  # fmt: skip
+            instrument_http_client(context.http, tracer_provider)
         worker = Worker(
             engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, secrets=settings.secrets,
             lease=timedelta(seconds=settings.worker_lease_seconds), poll_interval=settings.worker_poll_seconds,

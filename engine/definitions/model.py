@@ -1,7 +1,7 @@
 """Workflow definitions: immutable once deployed, so every class here is a frozen dataclass.
 
 A definition is milestones → steps → node ids, plus the nodes and the edges between them. The JSON
-format of DESIGN §2 is read by :mod:`engine.definitions.parsing` and produced by
+format of docs/design.md §2 is read by :mod:`engine.definitions.parsing` and produced by
 :mod:`engine.definitions.builder`; ``to_json`` writes the same format back.
 """
 

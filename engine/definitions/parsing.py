@@ -1,4 +1,4 @@
-"""Read the JSON definition format (DESIGN §2) into :mod:`engine.definitions.model` dataclasses.
+"""Read the JSON definition format (docs/design.md §2) into :mod:`engine.definitions.model` dataclasses.
 
 Structural problems (wrong types, missing keys, unknown keys) are collected, not raised one by one,
 so a deploy reports every problem at once; each names the node or edge it is about.

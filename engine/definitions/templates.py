@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
+import jinja2.meta
 import jmespath
 import jmespath.exceptions
 import jmespath.functions
@@ -55,6 +56,22 @@ def check_template(source: str) -> None:
         _compile_expression(match.group("expr"))
     else:
         _compile_template(source)
+
+
+def variables_named(value: Any) -> set[str]:
+    """The variables the templates in ``value`` (any JSON value) read, e.g. ``{"secrets", "expense"}``."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return set()
+        try:
+            return set(jinja2.meta.find_undeclared_variables(_ENVIRONMENT.parse(value)))
+        except jinja2.TemplateSyntaxError:
+            return set()  # reported as a syntax error by check_template
+    if isinstance(value, Mapping):
+        return set().union(*(variables_named(item) for item in value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(*(variables_named(item) for item in value))
+    return set()
 
 
 def render_text(source: str | None, context: Mapping[str, Any]) -> str:

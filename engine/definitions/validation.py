@@ -5,14 +5,39 @@ Every message names the node (or edge, or step) it is about, and every problem i
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 from engine.definitions.model import Node, NodeType, WorkflowDefinition
 from engine.definitions.registry import Registry, default_schema_type
-from engine.definitions.templates import TemplateSyntaxError, check_template, compile_condition
-from engine.errors import DefinitionError, FieldError
+from engine.definitions.templates import TemplateSyntaxError, check_template, compile_condition, variables_named
+from engine.errors import DefinitionError, FieldError, ValidationError
+
+# The largest JSON value a client may send (``input``, ``values``, ``payload``) or a system task may store
+# (``output``), and the largest response body an HTTP or GraphQL task reads: the server's
+# STEPWISE_MAX_JSON_BYTES. Every value stored lands in rows that pages and transitions read back.
+DEFAULT_MAX_JSON_BYTES = 256 * 1024
+
+
+def json_size(value: Any) -> int:
+    """``value``'s size as compact UTF-8 JSON, as it is stored."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # what orjson does not take (integers beyond 64 bits): the standard library's spelling
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+
+
+def check_json_size(value: Any, field: str, limit: int) -> None:
+    """Refuse ``value`` with a ``VALIDATION_FAILED`` naming ``field`` when it is larger than ``limit`` bytes."""
+    size = json_size(value)
+    if size > limit:
+        message = f"{field} is {size} bytes as JSON; at most {limit} are accepted"
+        raise ValidationError(message, [FieldError(field, message, "TOO_LARGE")])
+
 
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
 _STORE_AS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -70,11 +95,19 @@ def validate_definition(definition: WorkflowDefinition, registry: Registry) -> N
         raise DefinitionError(f"definition {definition.key!r} is invalid: {first}{more}", errors)
 
 
+def _secrets_problems(key: str, value: Any) -> Iterable[tuple[str, str]]:
+    """``secrets`` reach only the configs of executors that send them (engine.workers.worker): anywhere else a
+    template naming them would render nothing, or, were they offered, store them."""
+    if "secrets" in variables_named(value):
+        yield f"{key} names secrets, which only http and graphql tasks' configs may use", key
+
+
 def _node_problems(node: Node, registry: Registry) -> Iterable[tuple[str, str]]:
     if node.join is not None and node.join != "all":
         yield f"join must be 'all', not {node.join!r}", "join"
     # Every node's title is rendered when its task is created (a system task's too), so it must parse.
     yield from _template_problems("title", node.title)
+    yield from _secrets_problems("title", node.title)
     if node.is_user_task:
         schema_type = node.schema_type or default_schema_type(node)
         executor = registry.user_tasks.get(schema_type)
@@ -98,9 +131,13 @@ def _node_problems(node: Node, registry: Registry) -> Iterable[tuple[str, str]]:
             ("assignToGroup", node.assign_to_group),
         ):
             yield from _template_problems(key, template)
+            yield from _secrets_problems(key, template)
     elif node.type in registry.system_tasks:
-        yield from ((message, "config") for message in registry.system_tasks[node.type].validate(node))
+        system = registry.system_tasks[node.type]
+        yield from ((message, "config") for message in system.validate(node))
         yield from _template_problems("config", dict(node.config))
+        if not getattr(system, "uses_secrets", False):
+            yield from _secrets_problems("config", dict(node.config))
     else:
         known = ", ".join(sorted({NodeType.USER_TASK.value, *registry.system_tasks}))
         yield f"unknown node type {node.type!r} (known: {known})", "type"

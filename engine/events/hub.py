@@ -1,4 +1,4 @@
-"""Real time (DESIGN §4): committed task events, pushed to subscribers the moment they commit.
+"""Real time (docs/design.md §4): committed task events, pushed to subscribers the moment they commit.
 
 How events are numbered is :mod:`engine.events.numbering`, how they are read back :mod:`engine.events.log`;
 this module fans them out.
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Which visible events a subscription wants. Visibility (DESIGN §5) is always applied first."""
+    """Which visible events a subscription wants. Visibility (docs/design.md §5) is always applied first."""
 
     workflow_instance_id: str | None = None
     step_instance_id: str | None = None

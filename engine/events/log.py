@@ -1,4 +1,4 @@
-"""The event log read back as deliveries (DESIGN §4): what subscribers are handed for each committed event.
+"""The event log read back as deliveries (docs/design.md §4): what subscribers are handed for each committed event.
 
 Events are written and numbered by :mod:`engine.events.numbering`; the hub (:mod:`engine.events.hub`)
 fans deliveries out. :func:`load_deliveries` reads the events after a cursor (a position) once, each
@@ -72,7 +72,8 @@ async def load_deliveries(db: Database, after: int, limit: int, *, with_users: b
         if not events:
             return Batch([], after, False)
         tasks = await TaskRepository(session).get_many({e.task_id for e in events})
-        instances = await InstanceRepository(session).get_many({e.workflow_instance_id for e in events})
+        # Only who started each: not the data, which holds every input and output the instance stored.
+        instances = await InstanceRepository(session).get_many({e.workflow_instance_id for e in events}, summary=True)
         message_ids = {message_id for e in events if (message_id := _message_id(e)) is not None}
         messages = await TaskDetailsRepository(session).get_messages(message_ids) if message_ids else {}
         deliveries = []

@@ -1,4 +1,5 @@
-"""The event log's writing and numbering (DESIGN §4): how committed task events get the positions readers follow.
+"""The event log's writing and numbering (docs/design.md §4): how committed task events get the positions
+readers follow.
 
 A :class:`~engine.transitions.transition.Transition` buffers the events it records and the engine writes them
 as the transaction's last work, just before ``COMMIT`` (:func:`engine.storage.writer.finish_transition`;

@@ -1,4 +1,4 @@
-"""The directory: users, roles, groups and memberships (DESIGN §1, §5)."""
+"""The directory: users, roles, groups and memberships (docs/design.md §1, §5)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskSt
 from engine.storage.database import Database, Executor, ReadSessions
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
-from engine.storage.tasks import task_from_row
+from engine.storage.tasks import TASK_SUMMARY_COLUMNS, task_from_row
 from engine.tasks import permissions
 
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
@@ -57,7 +57,7 @@ class TaskQuery:
 
 
 def visibility(viewer: User) -> ColumnElement[bool]:
-    """DESIGN §5 as SQL: assignee, role holder, group member, the instance's starter, or a supervisor."""
+    """docs/design.md §5 as SQL: assignee, role holder, group member, the instance's starter, or a supervisor."""
     if permissions.is_supervisor(viewer):
         return true()
     started = select(instances.c.id).where(instances.c.started_by == viewer.id)
@@ -189,10 +189,11 @@ async def count_tasks(executor: Executor, search: TaskSearch) -> int:
     return int(await executor.scalar(select(func.count()).select_from(tasks).where(*search.where)) or 0)
 
 
-async def page_of_tasks(executor: Executor, search: TaskSearch) -> tuple[list[Task], bool]:
-    """The search's page, and whether another page follows."""
+async def page_of_tasks(executor: Executor, search: TaskSearch, *, summary: bool = False) -> tuple[list[Task], bool]:
+    """The search's page, and whether another page follows; ``summary``: without the tasks' values (their
+    input, output and draft, up to the size limit each), for a page that shows none of them."""
     sort = _sort_column(search.order_by)
-    page = select(tasks).where(*search.where)
+    page = (select(*TASK_SUMMARY_COLUMNS) if summary else select(tasks)).where(*search.where)
     if search.after is not None:
         value, task_id = search.after
         # A row comparison: the index on (…, sort column, id) serves it as a range.
@@ -201,7 +202,7 @@ async def page_of_tasks(executor: Executor, search: TaskSearch) -> tuple[list[Ta
     ordering = (sort.desc(), tasks.c.id.desc()) if search.descending else (sort.asc(), tasks.c.id.asc())
     # One row more than asked tells whether another page follows (``first: 0`` too: a count-only query).
     rows = (await executor.execute(page.order_by(*ordering).limit(search.first + 1))).all()
-    return [task_from_row(row) for row in rows[: search.first]], len(rows) > search.first
+    return [task_from_row(row, summary=summary) for row in rows[: search.first]], len(rows) > search.first
 
 
 async def count_beside(db: Database, search: TaskSearch, own: ReadSessions) -> int:

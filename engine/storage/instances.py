@@ -49,6 +49,11 @@ _LOCK_FOR_TRANSITION = _READ_FOR_TRANSITION.with_for_update(of=instances)
 _STEP = select(step_instances).where(step_instances.c.id == bindparam("step_id"))
 # Batches the pages' DataLoaders read on every request; "ids" is the batch's keys, bound as one list.
 _INSTANCES = select(instances).where(any_of(instances.c.id, "ids"))
+# Without ``data`` (every stored input and output of the instance): for readers that only need who started
+# it, its status or its definition, as most of a page's relations do.
+_SUMMARY_COLUMNS = tuple(column for column in instances.c if column.name != "data")
+_INSTANCE_SUMMARY = select(*_SUMMARY_COLUMNS).where(instances.c.id == bindparam("instance_id"))
+_INSTANCE_SUMMARIES = select(*_SUMMARY_COLUMNS).where(any_of(instances.c.id, "ids"))
 _STEPS = select(step_instances).where(any_of(step_instances.c.id, "ids"))
 _STEPS_WITH_DEFINITIONS = (
     select(step_instances, instances.c.definition_key, instances.c.definition_version)
@@ -161,13 +166,16 @@ class InstanceRepository:
         open_tasks.sort(key=lambda task: (task.created_at, task.id))
         return LockedInstance(_instance(rows[0]), steps, open_tasks)
 
-    async def get(self, instance_id: str) -> WorkflowInstance | None:
-        row = (await self.session.execute(_INSTANCE, {"instance_id": instance_id})).first()
-        return _instance(row) if row else None
+    async def get(self, instance_id: str, *, summary: bool = False) -> WorkflowInstance | None:
+        """The instance; ``summary``: without its data (read as ``{}``), for a reader that never shows it."""
+        statement = _INSTANCE_SUMMARY if summary else _INSTANCE
+        row = (await self.session.execute(statement, {"instance_id": instance_id})).first()
+        return _instance(row, summary) if row else None
 
-    async def get_many(self, ids: Iterable[str]) -> dict[str, WorkflowInstance]:
-        rows = await self.session.execute(_INSTANCES, {"ids": list(ids)})
-        return {row.id: _instance(row) for row in rows}
+    async def get_many(self, ids: Iterable[str], *, summary: bool = False) -> dict[str, WorkflowInstance]:
+        """The instances by id; ``summary`` as for :meth:`get`."""
+        rows = await self.session.execute(_INSTANCE_SUMMARIES if summary else _INSTANCES, {"ids": list(ids)})
+        return {row.id: _instance(row, summary) for row in rows}
 
     async def update(self, instance: WorkflowInstance, expected_revision: int) -> None:
         """Write ``instance`` if nobody changed it since ``expected_revision``."""
@@ -231,13 +239,13 @@ def instance_values(instance: WorkflowInstance) -> dict[str, Any]:
     }
 
 
-def _instance(row: Any) -> WorkflowInstance:
+def _instance(row: Any, summary: bool = False) -> WorkflowInstance:
     return WorkflowInstance(
         id=row.id,
         definition_key=row.definition_key,
         definition_version=row.definition_version,
         status=InstanceStatus(row.status),
-        data=row.data,
+        data={} if summary else row.data,
         tokens=tuple(Token.from_json(doc) for doc in row.tokens),
         started_by=row.started_by,
         started_at=row.started_at,

@@ -53,13 +53,25 @@ def stored_changes(values: Mapping[str, Any], expected_revision: int) -> dict[st
 
 
 _TASK_FIELDS = tuple(field.name for field in fields(Task))  # each a column of the same name
+# The JSON a task carries (its input, result and saved draft), up to the size limit each: a page or list
+# that shows none of them reads the rest of the row only (``summary``).
+TASK_VALUE_COLUMNS = ("input", "output", "draft")
+_SUMMARY_FIELDS = tuple(name for name in _TASK_FIELDS if name not in TASK_VALUE_COLUMNS)
+TASK_SUMMARY_COLUMNS = tuple(column for column in tasks.c if column.name not in TASK_VALUE_COLUMNS)
 
 
-def task_from_row(row: Any, prefix: str = "") -> Task:
+def task_from_row(row: Any, prefix: str = "", *, summary: bool = False) -> Task:
     """The task in ``row`` (a SQLAlchemy row or a :class:`~engine.storage.postgres.driver.DriverRow`), whose
-    task columns are named ``prefix`` + column (a joined read labels them so)."""
+    task columns are named ``prefix`` + column (a joined read labels them so).
+
+    A ``summary`` row has no :data:`TASK_VALUE_COLUMNS`: its task's ``input`` is empty and its ``output``
+    and ``draft`` None, which only a reader that never shows them may ask for."""
     mapping = row._mapping  # by key, not by attribute: a driver row's attributes cost a Python call each
-    values = {name: mapping[prefix + name] for name in _TASK_FIELDS}
+    if summary:
+        values = {name: mapping[prefix + name] for name in _SUMMARY_FIELDS}
+        values.update(input={}, output=None, draft=None)
+    else:
+        values = {name: mapping[prefix + name] for name in _TASK_FIELDS}
     values.update(
         kind=TaskKind(values["kind"]),
         status=TaskStatus(values["status"]),
@@ -69,7 +81,7 @@ def task_from_row(row: Any, prefix: str = "") -> Task:
 
 
 # Transitions run these on every hop. Built once: building a statement per call costs more CPU than
-# executing it (README "Performance"); SQLAlchemy also caches the compiled form of a prebuilt one.
+# executing it (CHANGELOG.md, round 1); SQLAlchemy also caches the compiled form of a prebuilt one.
 _INSERT = insert(tasks)
 _BY_ID = select(tasks).where(tasks.c.id == bindparam("task_id"))
 _BY_TOKEN = select(tasks).where(
@@ -80,6 +92,11 @@ _UPDATE = revision_checked_update(tasks)
 _BY_IDS = select(tasks).where(any_of(tasks.c.id, "ids"))
 _BY_INSTANCES = (
     select(tasks).where(any_of(tasks.c.workflow_instance_id, "ids")).order_by(tasks.c.created_at, tasks.c.id)
+)
+_SUMMARIES_BY_INSTANCES = (
+    select(*TASK_SUMMARY_COLUMNS)
+    .where(any_of(tasks.c.workflow_instance_id, "ids"))
+    .order_by(tasks.c.created_at, tasks.c.id)
 )
 
 
@@ -146,9 +163,11 @@ class TaskRepository:
             statuses=OPEN_TASK_STATUSES if open_only else None,
         )
 
-    async def find_by_instances(self, workflow_instance_ids: Collection[str]) -> list[Task]:
-        rows = await self.session.execute(_BY_INSTANCES, {"ids": list(workflow_instance_ids)})
-        return [task_from_row(row) for row in rows]
+    async def find_by_instances(self, workflow_instance_ids: Collection[str], *, summary: bool = False) -> list[Task]:
+        """The instances' tasks, oldest first; ``summary``: without their values (:func:`task_from_row`)."""
+        statement = _SUMMARIES_BY_INSTANCES if summary else _BY_INSTANCES
+        rows = await self.session.execute(statement, {"ids": list(workflow_instance_ids)})
+        return [task_from_row(row, summary=summary) for row in rows]
 
     async def update(self, task_id: str, expected_revision: int, values: Mapping[str, Any]) -> bool:
         """Apply ``values`` and bump the revision, only if the task is still at ``expected_revision``."""
@@ -171,7 +190,7 @@ class TaskRepository:
         return [task_from_row(row) for row in await self.session.execute(query)]
 
     async def step_metrics(self, step_ids: Collection[str]) -> dict[str, StepMetrics]:
-        """DESIGN §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
+        """docs/design.md §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
         metrics = {step_id: StepMetrics() for step_id in step_ids}
         for row in await self.session.execute(_STEP_METRICS, {"ids": list(step_ids)}):
             metrics[row.step_instance_id] = StepMetrics(

@@ -38,7 +38,7 @@ from engine.transitions.transition import Transition
 
 
 class DocumentService:
-    """Uploading to and downloading from document-upload tasks, with DESIGN §5's rules."""
+    """Uploading to and downloading from document-upload tasks, with docs/design.md §5's rules."""
 
     def __init__(self, engine: Engine, blobs: BlobStore, visibility: VisibilityService | None = None) -> None:
         self.engine = engine

@@ -1,4 +1,4 @@
-"""Who may do what (DESIGN §5). Services enforce these; the API's ``viewerCan*`` flags show them.
+"""Who may do what (docs/design.md §5). Services enforce these; the API's ``viewerCan*`` flags show them.
 
 Each rule is a pure function of the actor, the task and the instance's starter, so the GraphQL
 schema, the CLI and the tests all get the same answers.

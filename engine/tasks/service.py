@@ -2,7 +2,8 @@
 
 Each operation runs as one engine transition, so the rule checks, the task change, its events and
 whatever the workflow does next commit together. Checks come in a fixed order: visibility
-(``NotFound``, so existence does not leak), state, permission, revision, then the values.
+(``NotFound``, so existence does not leak), state, permission, revision, then the values — except
+their size, refused before anything is read (it says nothing about the task, and costs every reader).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from engine.definitions.forms import MAX_TEXT_LENGTH, validate_values
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, DOCUMENT_UPLOAD_SCHEMA_TYPE
+from engine.definitions.validation import check_json_size
 from engine.errors import ConflictError, FieldError, ForbiddenError, InvalidStateError, NotFoundError, ValidationError
 from engine.state import Task, TaskEventKind, TaskKind, TaskMessage, TaskStatus, User, new_id
 from engine.storage.directory import DirectoryRepository
@@ -99,6 +101,8 @@ class TaskService:
                                             status=TaskStatus.CLAIMED)  # fmt: skip
 
     async def save_progress(self, user: User, task_id: str, values: Any, expected_revision: int | None) -> Task:
+        check_json_size(values, "values", self.engine.max_json_bytes)
+
         async def save(transition: Transition, task: Task) -> None:
             task = await self._prepare(transition, task, user, expected_revision)
             node = transition.definition.node(task.node_id)
@@ -109,6 +113,8 @@ class TaskService:
         return (await self._on_task(user, task_id, save))[1]
 
     async def submit(self, user: User, task_id: str, values: Any, expected_revision: int | None) -> Task:
+        check_json_size(values, "values", self.engine.max_json_bytes)
+
         async def submit(transition: Transition, task: Task) -> None:
             task = await self._prepare(transition, task, user, expected_revision)
             if task.schema_type == APPROVAL_SCHEMA_TYPE:
@@ -130,6 +136,8 @@ class TaskService:
     async def decide(
         self, user: User, task_id: str, decision: str, comment: str | None, values: Any, expected_revision: int | None
     ) -> Task:
+        check_json_size(values, "values", self.engine.max_json_bytes)
+
         async def decide(transition: Transition, task: Task) -> None:
             task = await self._prepare(transition, task, user, expected_revision)
             if task.schema_type != APPROVAL_SCHEMA_TYPE:

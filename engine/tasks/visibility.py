@@ -26,17 +26,19 @@ class VisibilityService:
         """The task if ``user`` may see it."""
         async with (read or self.engine.db.read)() as session:
             task = await TaskRepository(session).get_by_id(task_id)
-            instance = await InstanceRepository(session).get(task.workflow_instance_id) if task else None
+            instances = InstanceRepository(session)
+            instance = await instances.get(task.workflow_instance_id, summary=True) if task else None
         if task is None or instance is None or not permissions.can_see_task(user, task, instance.started_by):
             raise NotFoundError(f"no task {task_id}")
         return task
 
     async def instance(
-        self, user: User, workflow_instance_id: str, read: ReadSessions | None = None
+        self, user: User, workflow_instance_id: str, read: ReadSessions | None = None, *, summary: bool = False
     ) -> WorkflowInstance:
-        """The instance if ``user`` may see it (starter, supervisor, or can see one of its tasks)."""
+        """The instance if ``user`` may see it (starter, supervisor, or can see one of its tasks);
+        ``summary``: without its data (read as ``{}``), for a caller that does not show it."""
         async with (read or self.engine.db.read)() as session:  # NotFound after it: a shared one rolls back on errors
-            instance = await InstanceRepository(session).get(workflow_instance_id)
+            instance = await InstanceRepository(session).get(workflow_instance_id, summary=summary)
             if instance is not None and not permissions.can_see_instance(user, instance, ()):
                 if not permissions.can_see_instance(user, instance, await self._tasks_of(session, instance)):
                     instance = None
@@ -47,12 +49,12 @@ class VisibilityService:
     async def step(
         self, user: User, step_id: str, read: ReadSessions | None = None
     ) -> tuple[StepInstance, WorkflowInstance]:
-        """The step instance and its workflow instance, if ``user`` may see the instance (a step page
-        shows what its instance shows)."""
+        """The step instance and its workflow instance (without its data), if ``user`` may see the instance
+        (a step page shows what its instance shows)."""
         async with (read or self.engine.db.read)() as session:
             repository = InstanceRepository(session)
             step = await repository.get_step(step_id)
-            instance = await repository.get(step.workflow_instance_id) if step is not None else None
+            instance = await repository.get(step.workflow_instance_id, summary=True) if step is not None else None
             assert step is None or instance is not None, "a step's instance always exists (foreign key)"
             if instance is not None and not permissions.can_see_instance(user, instance, ()):
                 if not permissions.can_see_instance(user, instance, await self._tasks_of(session, instance)):
@@ -63,4 +65,4 @@ class VisibilityService:
 
     @staticmethod
     async def _tasks_of(session: AsyncSession, instance: WorkflowInstance) -> list[Task]:
-        return await TaskRepository(session).find_by_instance(instance.id)
+        return await TaskRepository(session).find_by_instances([instance.id], summary=True)

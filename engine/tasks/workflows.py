@@ -44,21 +44,21 @@ class WorkflowService:
 
     async def send_signal(self, user: User, workflow_instance_id: str, node_id: str, payload: Any) -> WorkflowInstance:
         if not permissions.can_administer(user):
-            await self.visible_instance(user, workflow_instance_id)  # NotFound for those who can't see it
+            await self.visible_instance(user, workflow_instance_id, summary=True)  # NotFound for those who can't see it
             raise ForbiddenError("only an admin may send a raw signal; complete the task instead")
         return await self.engine.send_signal(workflow_instance_id, node_id, payload, user.id)
 
     async def cancel(self, user: User, workflow_instance_id: str, reason: str | None) -> WorkflowInstance:
-        instance = await self.visible_instance(user, workflow_instance_id)
+        instance = await self.visible_instance(user, workflow_instance_id, summary=True)
         if not (permissions.is_supervisor(user) or instance.started_by == user.id):
             raise ForbiddenError("only the starter, a manager or an admin may cancel a workflow")
         return await self.engine.cancel(workflow_instance_id, user.id, reason)
 
     async def visible_instance(
-        self, user: User, workflow_instance_id: str, read: ReadSessions | None = None
+        self, user: User, workflow_instance_id: str, read: ReadSessions | None = None, *, summary: bool = False
     ) -> WorkflowInstance:
         """The instance if ``user`` may see it (see :class:`~engine.tasks.visibility.VisibilityService`)."""
-        return await self.visibility.instance(user, workflow_instance_id, read)
+        return await self.visibility.instance(user, workflow_instance_id, read, summary=summary)
 
     async def definitions(self, read: ReadSessions | None = None) -> list[DeployedDefinition]:
         async with (read or self.engine.db.read)() as session:

@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 
 from engine.clock import Clock, SystemClock
+from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import WorkflowDefinition
 from engine.definitions.parsing import parse_definition
 from engine.definitions.registry import Registry
-from engine.definitions.validation import validate_definition
+from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES, check_json_size, validate_definition
 from engine.errors import (
     ConcurrentUpdateError,
     InvalidStateError,
@@ -61,8 +62,12 @@ class Engine:
         clock: Clock | None = None,
         settings: Mapping[str, Any] | None = None,
         remembered: RememberedInstances | None = None,
+        max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
     ) -> None:
+        """``max_json_bytes`` bounds every JSON value a caller hands in (``input``, ``values``, ``payload``)
+        and every system task's output (:func:`engine.definitions.validation.check_json_size`)."""
         self.db = db
+        self.max_json_bytes = max_json_bytes
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
         self.settings: Mapping[str, Any] = settings or {}
@@ -179,6 +184,7 @@ class Engine:
         """Start the latest version of ``definition_key`` and run until every token waits or ends."""
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
+        check_json_size(input, "input", self.max_json_bytes)
         autocommit = True  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores it)
         began = time.perf_counter()
         for _ in range(_RACE_RETRIES):
@@ -286,6 +292,7 @@ class Engine:
         A signal to an unknown node is ``NotFoundError``; to a node that already completed,
         ``ConflictError``; to a node no token has reached, ``InvalidStateError``. None changes anything.
         """
+        check_json_size(payload, "payload", self.max_json_bytes)
 
         async def signal(transition: Transition) -> None:
             # The node's own state decides first: a second signal to a completed node is a conflict
@@ -300,6 +307,9 @@ class Engine:
         self, workflow_instance_id: str, actor_id: str | None, reason: str | None = None
     ) -> WorkflowInstance:
         """Cancel every open task and the instance; a finished instance is ``InvalidStateError``."""
+        if reason is not None and len(reason) > MAX_TEXT_LENGTH:
+            problem = InputError("reason", f"at most {MAX_TEXT_LENGTH} characters", "TOO_LONG")
+            raise ValidationError("reason is too long", [problem])
 
         async def cancel(transition: Transition) -> None:
             status = transition.instance.status

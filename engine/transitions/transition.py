@@ -16,6 +16,7 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
+from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import Node, OnDue, WorkflowDefinition
 from engine.definitions.registry import NodeContext, Registry, default_schema_type
 from engine.definitions.templates import evaluate_condition, render_text
@@ -48,6 +49,11 @@ _STARTER_DETAILS = re.compile(r"startedBy(?!\.id\b)")
 # JMESPath that can reach every variable without naming it: ``@``, wildcards, escaped identifiers.
 _ANY_VARIABLE = re.compile(r"[@*\\]")
 _TEMPLATED_USER_TASKS = (FORM_TASK, APPROVAL_TASK, DOCUMENT_UPLOAD_TASK)
+MAX_TITLE_LENGTH = 1_000
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def template_variables(
@@ -334,6 +340,11 @@ class Transition:
         )  # fmt: skip
 
     def _new_task(self, node: Node, token: Token, step_instance_id: str, **values: Any) -> Task:
+        # Rendered from the instance's data, a title or description could be as large as the size limit,
+        # and every inbox page reads them: cut, visibly.
+        values["title"] = _cut(values["title"], MAX_TITLE_LENGTH)
+        if values["description"] is not None:
+            values["description"] = _cut(values["description"], MAX_TEXT_LENGTH)
         return Task(
             id=new_id(),
             workflow_instance_id=self.instance.id,

@@ -1,7 +1,8 @@
 """The ``email`` system task: one message sent with aiosmtplib to the server in ``STEPWISE_SMTP_URL``.
 
 Config: ``to`` (list), ``cc`` (list), ``subject``, ``body`` (plain text) and ``html`` (optional; with it the
-message is ``multipart/alternative``). The result stored under ``storeAs`` is ``{messageId, to, cc}``.
+message is ``multipart/alternative``). The result stored under ``storeAs`` is ``{messageId, to, cc}``. Each
+``to`` and ``cc`` entry must be exactly one address (:func:`one_address`), as written or as rendered.
 
 The server URL (``ExecutionContext.smtp_url``): ``smtp://[user:password@]host[:port]`` (port 25), with
 ``?starttls=true`` to upgrade the connection, or ``smtps://`` for TLS from the start (port 465); ``?from=``
@@ -13,6 +14,7 @@ share one id, which mail clients and servers use to drop duplicates.
 
 from __future__ import annotations
 
+import email.policy
 import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ import aiosmtplib
 
 from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
-from engine.workers.config_checks import check_keys, check_string, check_string_list, require_valid
+from engine.workers.config_checks import check_keys, check_string, check_string_list, pending, require_valid
 from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
 from engine.workers.redaction import redact, redact_text
 
@@ -35,11 +37,35 @@ SMTP_TIMEOUT_S = 30.0
 
 def config_problems(config: Mapping[str, Any], *, rendered: bool) -> list[str]:
     problems = check_keys(config, ("to", "subject"), KEYS)
-    problems += check_string_list(config, "to", rendered=rendered, non_empty=True)
-    problems += check_string_list(config, "cc", rendered=rendered)
+    for key in ("to", "cc"):
+        listed = check_string_list(config, key, rendered=rendered, non_empty=key == "to")
+        problems += listed or _address_problems(config, key, rendered=rendered)
     for key in ("subject", "body", "html"):
         problems += check_string(config, key, rendered=rendered)
     return problems
+
+
+def one_address(entry: str) -> str | None:
+    """``entry`` as one mailbox (``a@x.test`` or ``Ann <a@x.test>``), or None unless it is exactly one.
+
+    One entry, one recipient: a template that renders ``"a@x.test, b@y.test"`` (or a group, or anything the
+    parser had to repair) must not address a second person the definition never named."""
+    try:
+        header = email.policy.default.header_factory("To", entry.strip())
+    except Exception:  # the parser raises IndexError and friends on some malformed input, not only its own
+        return None
+    addresses = header.addresses
+    if header.defects or len(addresses) != 1 or any(group.display_name for group in header.groups):
+        return None
+    local, _, domain = addresses[0].addr_spec.rpartition("@")
+    return str(addresses[0]) if local and domain else None
+
+
+def _address_problems(config: Mapping[str, Any], key: str, *, rendered: bool) -> list[str]:
+    entries = config.get(key)
+    entries = [entries] if isinstance(entries, str) else list(entries or [])
+    bad = [entry for entry in entries if not pending(entry, rendered) and entry.strip() and one_address(entry) is None]
+    return [f"config {key!r}: {entry!r} is not exactly one email address" for entry in bad]
 
 
 @dataclass(frozen=True)
@@ -141,9 +167,9 @@ class EmailExecutor:
 
 
 def _addresses(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value.strip()] if isinstance(value, str) else [str(item).strip() for item in value]
+    """The rendered, checked entries (:func:`one_address`), each in its canonical spelling."""
+    entries = [] if value is None else [value] if isinstance(value, str) else list(value)
+    return [address for address in map(one_address, map(str, entries)) if address is not None]
 
 
 def _build(

@@ -15,12 +15,15 @@ import httpx
 
 from engine.clock import Clock
 from engine.definitions.model import Node
+from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES
+from engine.workers.hostpolicy import HostPolicy, task_http_client
 
 
 @dataclass(frozen=True)
 class ExecutionRequest:
-    """One attempt of one system task. ``config`` is already rendered (secrets included); ``data`` is
-    the instance data (what a JavaScript task sees as ``data``)."""
+    """One attempt of one system task. ``config`` is already rendered (with secrets, for an executor that
+    ``uses_secrets``); ``data`` is the instance data (what a JavaScript task sees as ``data``); ``secrets``
+    are what to redact from anything recorded."""
 
     task_id: str
     workflow_instance_id: str
@@ -49,25 +52,42 @@ class WaitUntil:
     request: Any = None
 
 
-@dataclass(frozen=True)
-class HostPolicy:
-    """Which hosts HTTP and GraphQL tasks may call. Deny wins; an empty allow list allows the rest."""
-
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ("169.254.0.0/16", "fe80::/10", "metadata.google.internal")
-
-
 @dataclass
 class ExecutionContext:
-    http: httpx.AsyncClient
+    """What executors run with. ``http`` is built from ``host_policy`` on first use, never handed in, so
+    no caller can give tasks a client that skips the policy; :meth:`aclose` (or ``async with``) closes it."""
+
     clock: Clock
     smtp_url: str | None = None
     host_policy: HostPolicy = field(default_factory=HostPolicy)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    max_body_bytes: int = DEFAULT_MAX_JSON_BYTES
+    _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = task_http_client(self.host_policy, self.max_body_bytes)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> ExecutionContext:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 class SystemTaskExecutor(Protocol):
-    """Runs one node type. Raise :class:`engine.errors.ExecutionFailedError` for a failed attempt."""
+    """Runs one node type. Raise :class:`engine.errors.ExecutionFailedError` for a failed attempt.
+
+    Its config's templates see ``secrets`` only if the executor says ``uses_secrets = True`` (the HTTP and
+    GraphQL ones); whatever it returns is redacted before it is stored, but a secret it reshapes (encodes,
+    splits) cannot be recognised, so no other executor is handed them."""
 
     type: str
     task_type: str

@@ -5,8 +5,8 @@ The result stored under ``storeAs`` is the response's ``data``. A response with 
 (retryable: resolvers fail for passing reasons too) and records ``{data, errors}`` as the response.
 
 The transport reuses the context's :class:`httpx.AsyncClient` rather than opening a client per attempt, so
-GraphQL calls share its connection pool and settings, as HTTP tasks do. They are checked against the same
-host policy, carry the same ``Idempotency-Key`` and follow no redirects.
+GraphQL calls share its connection pool and settings, as HTTP tasks do: the same host policy on every
+connection, the same cap on response bodies, the same ``Idempotency-Key``, no redirects.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from engine.workers.config_checks import (
     require_valid,
 )
 from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
-from engine.workers.hostpolicy import enforce_host_policy
 from engine.workers.http import DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, retryable_status
 from engine.workers.redaction import redact, redact_headers, redact_text
 
@@ -78,10 +77,11 @@ class _ContextTransport(HTTPXAsyncTransport):
 
 
 class GraphQLExecutor:
-    """Runs ``graphql`` nodes: one operation per attempt, checked against the host policy first."""
+    """Runs ``graphql`` nodes: one operation per attempt, checked against the host policy as it connects."""
 
     type = "graphql"
     task_type = "GRAPHQL"
+    uses_secrets = True  # headers, URLs and bodies may render ``{{ secrets.NAME }}``
 
     def validate(self, node: Node) -> list[str]:
         return config_problems(node.config, rendered=False)
@@ -116,8 +116,6 @@ class GraphQLExecutor:
         client = Client(transport=_ContextTransport(str(url), context.http), execute_timeout=None)
         try:
             async with asyncio.timeout(timeout_ms / 1000):
-                await enforce_host_policy(url.host, url.port or (443 if url.scheme == "https" else 80),
-                                          context.host_policy, request=recorded)  # fmt: skip
                 async with client as session:
                     data = await session.execute(
                         operation,
@@ -133,7 +131,10 @@ class GraphQLExecutor:
             message = f"{label} answered {status} without a GraphQL result"
             raise failed(message, non_retryable=not retryable_status(status), response={"status": status}) from exc
         except TransportConnectionFailed as exc:
-            if isinstance(exc.__cause__, httpx.TimeoutException):
+            cause = exc.__cause__
+            if isinstance(cause, ExecutionFailedError):  # the host policy or the body's size limit
+                raise failed(f"{label}: {cause.message}", non_retryable=cause.non_retryable) from exc
+            if isinstance(cause, httpx.TimeoutException):
                 raise failed(f"{label} timed out after {timeout_ms} ms") from exc
             raise failed(f"{label} failed: {exc}") from exc
         except TransportError as exc:  # e.g. an answer that is not a GraphQL result

@@ -5,13 +5,14 @@ Config: ``method`` (default ``GET``), ``url``, ``headers``, ``query``, ``json`` 
 ``storeAs`` is ``{status, headers, body}``, the body parsed when the response says it is JSON.
 
 Every request carries ``Idempotency-Key: <task id>``: execution is at-least-once, so a target that dedupes on
-that header sees each task once however often it is retried or re-run after a crash. Redirects are not
-followed, because the target of a redirect would escape the host policy.
+that header sees each task once however often it is retried or re-run after a crash. Every connection is
+checked against the host policy (:mod:`engine.workers.hostpolicy`), redirects are not followed, and a
+response body larger than the context's ``max_body_bytes`` ends the attempt.
 
 Failures, and whether a retry may help:
 
-- host refused by the policy, invalid config, unexpected 4xx (except 408/425/429), unexpected 1xx-3xx:
-  non-retryable;
+- host refused by the policy, a body over the size limit, invalid config, unexpected 4xx (except
+  408/425/429), unexpected 1xx-3xx: non-retryable;
 - timeout, connection failure, 5xx, 408, 425, 429: retryable.
 """
 
@@ -37,7 +38,6 @@ from engine.workers.config_checks import (
     require_valid,
 )
 from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
-from engine.workers.hostpolicy import enforce_host_policy
 from engine.workers.redaction import redact, redact_headers, redact_text
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -144,10 +144,11 @@ class _Call:
 
 
 class HttpExecutor:
-    """Runs ``http`` nodes: one request per attempt, checked against the host policy first."""
+    """Runs ``http`` nodes: one request per attempt, checked against the host policy as it connects."""
 
     type = "http"
     task_type = "HTTP"
+    uses_secrets = True  # headers, URLs and bodies may render ``{{ secrets.NAME }}``
 
     def validate(self, node: Node) -> list[str]:
         return config_problems(node.config, rendered=False)
@@ -158,23 +159,23 @@ class HttpExecutor:
         call = _Call.from_config(request.config, request.task_id)
         recorded = redact(call.recorded(request.config), secrets)
         label = redact_text(f"{call.method} {call.url}", secrets)
-        url = httpx.URL(call.url)
         try:
             # One deadline for the whole call: httpx's own timeout applies per phase (connect, each read), so a
             # server that trickles its answer byte by byte would otherwise never time out.
             async with asyncio.timeout(call.timeout_ms / 1000):
-                await enforce_host_policy(url.host, url.port or _default_port(url), context.host_policy,
-                                          request=recorded)  # fmt: skip
                 response = await context.http.request(
                     call.method,
-                    url,
-                    params=call.query,
+                    # Merged: httpx's ``params`` would replace a query string the URL already has.
+                    httpx.URL(call.url).copy_merge_params(call.query),
                     headers=call.headers,
                     json=call.json if "json" in request.config else None,
                     content=call.body.encode() if call.body is not None else None,
                     timeout=call.timeout_ms / 1000,
                     follow_redirects=False,
                 )
+        except ExecutionFailedError as exc:  # the host policy or the body's size limit (engine.workers.hostpolicy)
+            message = redact_text(f"{label}: {exc.message}", secrets)
+            raise ExecutionFailedError(message, non_retryable=exc.non_retryable, request=recorded) from exc
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise ExecutionFailedError(f"{label} timed out after {call.timeout_ms} ms", request=recorded) from exc
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
@@ -196,7 +197,3 @@ class HttpExecutor:
                 response=recorded_response,
             )
         return ExecutionResult(output=output, request=recorded, response=recorded_response)
-
-
-def _default_port(url: httpx.URL) -> int:
-    return 443 if url.scheme == "https" else 80

@@ -47,6 +47,21 @@ KILL_GRACE_S = 0.25
 _PASSED_ENVIRONMENT = ("PATH", "LD_LIBRARY_PATH", "SYSTEMROOT")
 
 
+# Beyond the result's limit: the status line, an error report (its message is cut at 4,000 characters).
+_REPORT_ROOM = 16 * 1024
+
+
+async def _read_at_most(stream: asyncio.StreamReader, limit: int) -> bytes | None:
+    """Everything up to end of file, or None as soon as more than ``limit`` bytes came."""
+    chunks, total = [], 0
+    while chunk := await stream.read(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def config_problems(config: Mapping[str, Any], *, rendered: bool) -> list[str]:
     problems = check_keys(config, ("code",), KEYS)
     problems += check_string(config, "code", rendered=rendered)
@@ -57,7 +72,8 @@ def config_problems(config: Mapping[str, Any], *, rendered: bool) -> list[str]:
 
 @dataclass(frozen=True)
 class ScriptOutcome:
-    """What the child reported: ``status`` is ``ok``, ``error``, ``killed`` (deadline) or ``crashed``."""
+    """What the child reported: ``status`` is ``ok``, ``error``, ``killed`` (deadline), ``too_large`` (its
+    output passed the limit, and it was killed) or ``crashed``."""
 
     status: str
     payload: bytes
@@ -83,11 +99,14 @@ class JavaScriptExecutor:
         recorded = redact({"code": code, "timeoutMs": timeout_ms, "memoryMb": memory_mb}, secrets)
         job = {"code": code, "data": json.dumps(dict(request.data), default=str), "timeoutMs": timeout_ms,
                "memoryMb": memory_mb}  # fmt: skip
-        outcome = await run_script(json.dumps(job).encode("utf-8"), timeout_ms / 1000, request=recorded)
+        outcome = await run_script(json.dumps(job).encode("utf-8"), timeout_ms / 1000, context.max_body_bytes,
+                                   request=recorded)  # fmt: skip
 
         def failed(message: str) -> ExecutionFailedError:
             return ExecutionFailedError(redact_text(message, secrets), non_retryable=True, request=recorded)
 
+        if outcome.status == "too_large":
+            raise failed(f"JavaScript's result is larger than the limit of {context.max_body_bytes} bytes")
         if outcome.status == "ok":
             return ExecutionResult(output=json.loads(outcome.payload), request=recorded)
         if outcome.status == "error":
@@ -107,8 +126,11 @@ class JavaScriptExecutor:
         raise failed(f"JavaScript error: {message}")
 
 
-async def run_script(job: bytes, timeout_s: float, *, request: object = None) -> ScriptOutcome:
-    """Run one job in a child process and collect what it reports; the child never outlives this call."""
+async def run_script(job: bytes, timeout_s: float, max_output_bytes: int, *, request: object = None) -> ScriptOutcome:
+    """Run one job in a child process and collect what it reports; the child never outlives this call.
+
+    Its report is read up to ``max_output_bytes`` (and a little for the status line and error reports),
+    never whole first: a script may build a result as large as its memory limit."""
     environment = {key: os.environ[key] for key in _PASSED_ENVIRONMENT if key in os.environ}
     try:
         # -I: no user site, no PYTHON* variables and, above all, not this directory on sys.path (whose
@@ -138,18 +160,20 @@ async def run_script(job: bytes, timeout_s: float, *, request: object = None) ->
         if ready == b"ready\n":
             try:
                 async with asyncio.timeout(timeout_s + KILL_GRACE_S):
-                    output = await process.stdout.read()
+                    output = await _read_at_most(process.stdout, max_output_bytes + _REPORT_ROOM)
+                    if output is None:
+                        return ScriptOutcome("too_large", b"", None)
                     await process.wait()
             except TimeoutError:
                 return ScriptOutcome("killed", b"", None)
         else:  # the script never started: the child reports why, or died before it could
-            output = ready + await process.stdout.read()
+            output = ready + (await _read_at_most(process.stdout, _REPORT_ROOM) or b"")
             await process.wait()
             if not output:
-                tail = (await process.stderr.read()).decode("utf-8", "replace").strip()[-500:]
+                tail = (await process.stderr.read(_REPORT_ROOM)).decode("utf-8", "replace").strip()[-500:]
                 message = f"the JavaScript runtime failed to start (exit code {process.returncode}): {tail}"
                 raise ExecutionFailedError(message, request=request)
-        stderr = await process.stderr.read()
+        stderr = await process.stderr.read(_REPORT_ROOM)
         status, _, payload = output.partition(b"\n")
         if process.returncode == 0 and status in (b"ok", b"error"):
             return ScriptOutcome(status.decode(), payload, 0, stderr)

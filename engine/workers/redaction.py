@@ -1,13 +1,17 @@
-"""Keeping secrets out of recorded attempts.
+"""Keeping secrets out of everything stored and logged.
 
-Configs are rendered with secrets in them (``{{ secrets.apiToken }}``) because the call needs them; what is
-*recorded* about the call — request, response, error message — goes through :func:`redact` first, which
-replaces every occurrence of every secret value with ``***``, and :func:`redact_headers`, which masks
-credential-bearing headers whatever their value, since a token need not come from ``secrets`` to be one.
+Configs of HTTP and GraphQL tasks are rendered with secrets in them (``{{ secrets.apiToken }}``) because the
+call needs them; everything the worker *stores* about the call — the attempt's request, response and error,
+the task's output (a target may echo a header back), the task's and the instance's error, and so the task
+events and instance data made from them — goes through :func:`redact` first, which replaces every occurrence
+of every secret value with ``***``, and :func:`redact_headers`, which masks credential-bearing headers
+whatever their value, since a token need not come from ``secrets`` to be one. :func:`redact_logs` does the
+same for what the HTTP libraries and the worker log.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -75,3 +79,41 @@ def _pattern(secrets: frozenset[str]) -> re.Pattern[str] | None:
         return None
     # Longest first, so a secret that contains another is masked whole rather than in pieces.
     return re.compile("|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True)))
+
+
+# Loggers that may write a secret: the request line (httpx, INFO: a secret in a query string), headers and
+# bodies (httpcore, gql: DEBUG), and the worker's own messages about attempts.
+_LOGGERS_TO_REDACT = (
+    "httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "httpcore.socks",
+    "gql.transport.httpx", "engine.workers.worker", "engine.definitions.templates",
+)  # fmt: skip
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a record whose message holds a secret value, before any handler formats it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[str, str] = {}  # by value: every worker's secrets, in one process
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            redacted = redact_text(message, self.secrets)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+_LOG_FILTER = _RedactingFilter()
+
+
+def redact_logs(secrets: Mapping[str, str]) -> None:
+    """Mask ``secrets`` in what the HTTP libraries and the worker log, from now on, in this process."""
+    if not secrets:
+        return
+    _LOG_FILTER.secrets.update({value: value for value in secrets.values() if value})
+    for name in _LOGGERS_TO_REDACT:
+        logger = logging.getLogger(name)
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)

@@ -18,13 +18,16 @@ import math
 import os
 import socket
 import time
+import traceback
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from engine.definitions.model import RetryPolicy
 from engine.definitions.templates import render_value
+from engine.definitions.validation import json_size
 from engine.errors import ExecutionFailedError, StepwiseError
 from engine.observer import AttemptOutcome
 from engine.state import Task, TaskAttempt, TaskEventKind, TaskStatus, new_id
@@ -36,7 +39,7 @@ from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition, template_variables
 from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, SystemTaskExecutor, WaitUntil
-from engine.workers.redaction import redact, redact_text
+from engine.workers.redaction import redact, redact_logs, redact_text
 
 log = logging.getLogger(__name__)
 DEFAULT_RETRY = RetryPolicy()
@@ -61,6 +64,7 @@ class Worker:
         self.executors = executors
         self.context = context
         self.secrets: Mapping[str, str] = secrets or {}
+        redact_logs(self.secrets)
         self.lease = lease
         self.batch = batch
         self.poll_interval = poll_interval
@@ -183,14 +187,17 @@ class Worker:
         except ExecutionFailedError as exc:
             outcome = exc
         except Exception as exc:  # an executor bug fails the attempt, never the worker
-            log.exception("task %s: executor %s raised", task.id, task.schema_type)
+            trace = redact_text(traceback.format_exc(), self.secrets)  # a message may quote the rendered config
+            log.error("task %s: executor %s raised\n%s", task.id, task.schema_type, trace)
             outcome = ExecutionFailedError(f"{type(exc).__name__}: {exc}")
+        if isinstance(outcome, ExecutionResult):
+            outcome = self._checked_output(outcome)
         try:
             recorded, _ = await self.engine.transition(
                 task.workflow_instance_id, None, lambda t: self._record(t, task, request, outcome, started)
             )
         except StepwiseError as exc:
-            log.warning("task %s: attempt result not recorded: %s", task.id, exc.message)
+            log.warning("task %s: attempt result not recorded: %s", task.id, redact_text(exc.message, self.secrets))
             return AttemptOutcome.DROPPED
         return recorded
 
@@ -204,6 +211,16 @@ class Worker:
         self.engine.remembered.forget([task.workflow_instance_id])
         log.info("task %s: stopping, handed back to any worker", task.id)
         return AttemptOutcome.HANDED_BACK if handed else AttemptOutcome.DROPPED
+
+    def _checked_output(self, result: ExecutionResult) -> ExecutionResult | ExecutionFailedError:
+        """The result with every secret masked in its output (a target may echo a header back), or a failure
+        for good when that output is larger than the engine stores (the same call would give the same)."""
+        output = redact(result.output, self.secrets)
+        size, limit = json_size(output), self.engine.max_json_bytes
+        if size > limit:
+            message = f"the output is {size} bytes as JSON; at most {limit} are stored"
+            return ExecutionFailedError(message, non_retryable=True, request=result.request, response=result.response)
+        return replace(result, output=output)
 
     async def _keep_lease(self, task_id: str) -> None:
         """Renew the lease every third of its length while the attempt runs, so a slow call is never
@@ -225,7 +242,10 @@ class Worker:
             starter = await DirectoryRepository(session).get_user(instance.started_by)
         definition = await self.engine.definition(instance.definition_key, instance.definition_version)
         node = definition.node(task.node_id)
-        variables = template_variables(instance.data, instance.started_by, starter, self.engine.settings, self.secrets)
+        # Only executors that say they send secrets (HTTP and GraphQL, in headers, URLs, bodies) render them: an
+        # echo or JavaScript task would put them in its output, an email in a message the starter may address.
+        offered = self.secrets if getattr(self.executors[task.schema_type], "uses_secrets", False) else None
+        variables = template_variables(instance.data, instance.started_by, starter, self.engine.settings, offered)
         try:
             config = render_value(dict(node.config), variables)
         except Exception as exc:  # a template that fails at run time is a configuration error: no retry helps

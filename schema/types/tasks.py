@@ -67,7 +67,7 @@ class StepInstance:
         return cls(id=strawberry.ID(step.id), key=step.step_key, title=titled.title, milestone_key=step.milestone_key,
                    source=step)  # fmt: skip
 
-    @strawberry.field(description="Total, active, completed and blocked tasks (DESIGN §1).")
+    @strawberry.field(description="Total, active, completed and blocked tasks (docs/design.md §1).")
     async def metrics(self, info: Info) -> StepMetrics:
         m = await info.context.loaders.step_metrics.load(self.source.id)
         return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
@@ -204,7 +204,7 @@ class Task:
     async def workflow_instance(self, info: Info) -> WorkflowInstance:
         instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
         assert instance is not None
-        return WorkflowInstance.from_domain(instance)
+        return WorkflowInstance.from_domain(instance, summary=True)
 
     @strawberry.field
     def viewer_can_claim(self, info: Info) -> bool:
@@ -245,10 +245,12 @@ class TaskConnection:
     async def search(cls, info: Info, query: TaskQuery, first: int, after: str | None) -> TaskConnection:
         """A page of the tasks the viewer may see that match ``query``; bad paging arguments are BAD_USER_INPUT.
 
-        ``totalCount`` is counted only when selected, and on a connection of its own while the page is
-        read and built when the pool has one to spare (else after the page, on the query's): the count
-        scans the index entries of every matching task (at a million tasks, a role's 11,000 open ones:
-        3-4 ms of PostgreSQL's time, bench.inbox_scaling), the page 51 rows.
+        The tasks' values (``input``, ``output``, ``draft``) are read only when selected: each may be as
+        large as the size limit, and an inbox page shows none of them. ``totalCount`` is counted only when
+        selected, and on a connection of its own while the page is read and built when the pool has one to
+        spare (else after the page, on the query's): the count scans the index entries of every matching
+        task (at a million tasks, a role's 11,000 open ones: 3-4 ms of PostgreSQL's time,
+        bench.inbox_scaling), the page 51 rows.
         """
         try:
             search = task_search(info.context.user, query, first, after)
@@ -256,11 +258,12 @@ class TaskConnection:
             raise bad_user_input(exc) from exc
         selections = info.selected_fields[0].selections
         counted = "totalCount" in selected_names(selections, ())
+        summary = not shows_task_values(selections, ("edges", "node"))
         async with running(
             count_beside(info.context.engine.db, search, info.context.read) if counted else None
         ) as total:
             async with info.context.read() as session:
-                tasks, has_next = await page_of_tasks(session, search)
+                tasks, has_next = await page_of_tasks(session, search, summary=summary)
             return await cls.page(info, selections, tasks, has_next, search.order_by, total)
 
     @classmethod
@@ -299,6 +302,16 @@ def selected_names(selections: Iterable[Selection], path: Sequence[str]) -> set[
     return {field.name for field in _fields(current)}
 
 
+def shows_task_values(selections: Iterable[Selection], path: Sequence[str]) -> bool:
+    """Whether the tasks at ``path`` below ``selections`` select a value (``input``, ``output``, ``draft``),
+    else they are read as summaries. Directives are not evaluated: a value under ``@skip`` still counts,
+    so the answer can only err towards reading more."""
+    return not selected_names(selections, path).isdisjoint(TASK_VALUE_FIELDS)
+
+
+TASK_VALUE_FIELDS = frozenset({"input", "output", "draft"})
+
+
 def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
     for selection in selections:
         if isinstance(selection, SelectedField):
@@ -320,18 +333,27 @@ class WorkflowInstance:
     definition_key: str
     definition_version: int
     status: WorkflowStatus
-    data: JSON
     started_at: datetime
     completed_at: datetime | None
     source: strawberry.Private[state.WorkflowInstance]
+    summary: strawberry.Private[bool] = False
+    """``source`` was read without its data (which may hold every input and output the instance stored)."""
 
     @classmethod
-    def from_domain(cls, instance: state.WorkflowInstance) -> WorkflowInstance:
+    def from_domain(cls, instance: state.WorkflowInstance, *, summary: bool = False) -> WorkflowInstance:
         return cls(
             id=strawberry.ID(instance.id), definition_key=instance.definition_key,
-            definition_version=instance.definition_version, status=instance.status, data=JSON(dict(instance.data)),
-            started_at=instance.started_at, completed_at=instance.completed_at, source=instance,
+            definition_version=instance.definition_version, status=instance.status,
+            started_at=instance.started_at, completed_at=instance.completed_at, source=instance, summary=summary,
         )  # fmt: skip
+
+    @strawberry.field
+    async def data(self, info: Info) -> JSON:
+        if not self.summary:
+            return JSON(dict(self.source.data))
+        full = await info.context.loaders.instances_with_data.load(self.source.id)
+        assert full is not None, "an instance is never deleted"
+        return JSON(dict(full.data))
 
     @strawberry.field
     async def started_by(self, info: Info) -> User:
@@ -351,6 +373,7 @@ class WorkflowInstance:
 
     @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
     async def tasks(self, info: Info) -> list[Task]:
-        user = info.context.user
-        tasks = await info.context.loaders.instance_tasks.load(self.source.id)
+        user, loaders = info.context.user, info.context.loaders
+        shown = shows_task_values(info.selected_fields[0].selections, ())
+        tasks = await (loaders.instance_tasks if shown else loaders.instance_task_summaries).load(self.source.id)
         return [Task.from_domain(t) for t in tasks if permissions.can_see_task(user, t, self.source.started_by)]

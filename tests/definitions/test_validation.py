@@ -1,7 +1,7 @@
 """Deploy-time validation: every problem is a ``DefinitionError`` whose message and field error name the node.
 
 Most tests need no database: they parse (``parse_definition``) and validate (``validate_definition``)
-against the default registry. Each starts from DESIGN §2's example, which is valid, and breaks one
+against the default registry. Each starts from docs/design.md §2's example, which is valid, and breaks one
 thing, so a test can only pass because of the problem it is about.
 """
 

@@ -1,4 +1,4 @@
-"""`stepwise demo load` creates DESIGN §6's users and definitions, and a second run changes nothing."""
+"""`stepwise demo load` creates docs/design.md §6's users and definitions, and a second run changes nothing."""
 
 from __future__ import annotations
 

@@ -34,7 +34,9 @@ STATE = """query($id: ID!) { workflowInstance(id: $id) { status tasks { id nodeI
 @pytest.fixture
 async def live_app(settings: Settings, clock: ManualClock) -> AsyncIterator[tuple[Starlette, dict[str, str]]]:
     template = {"target": "http://127.0.0.1:9/unreachable"}
-    app = create_app(replace(settings, embedded_worker=True, template_settings=template), clock=clock)
+    # The unreachable target is on loopback, re-opened as a deployment would: the call fails to connect.
+    settings = replace(settings, embedded_worker=True, template_settings=template, http_allow=("127.0.0.1:9",))
+    app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         await load_demo(app.state.engine)
         yield app, template

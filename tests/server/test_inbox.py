@@ -61,7 +61,7 @@ WORLD: dict[str, Spec] = {
     "cancelled": Spec(user_task(assignToRole="approver"), "alice", 6, INF, 1, 12, open=False),
 }  # fmt: skip
 OPEN = [label for label, spec in WORLD.items() if spec.open]
-# Who sees what (DESIGN §5): role holders, group members, the assignee, the instance's starter.
+# Who sees what (docs/design.md §5): role holders, group members, the assignee, the instance's starter.
 VISIBLE = {
     "alice": {"low", "echo", "done", "cancelled", "request"},  # started four; holds role requester
     "bob": {"low", "urgent", "for_bob", "done", "cancelled"},  # role approver; for_bob is his

@@ -20,14 +20,14 @@ from starlette.routing import Route
 
 from engine.clock import ManualClock
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.executor import ExecutionContext
 from engine.workers.worker import Worker
 from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo
 from server.logs import REDACTED, Redactor, RequestInfo, log_handler, request_scope
 from server.settings import Settings
-from tests.workers.support import ServerThread
+from tests.workers.support import LOOPBACK_ALLOWED, ServerThread
 
 API_KEY = "sk-live-7f3a9c1e5b2d8f40"
 DOCUMENT_TEXT = "CONFIDENTIAL-CONTRACT-CLAUSE-42"
@@ -124,9 +124,9 @@ async def test_a_scenario_using_secrets_logs_none_of_them(
             await load_demo(engine)
             await engine.deploy(SECRET_FLOW)
             await engine.start("keyed_call", {}, "alice")
-            async with httpx.AsyncClient() as http:
-                context = ExecutionContext(http=http, clock=engine.clock, host_policy=HostPolicy(),
-                                           settings=settings.template_settings)  # fmt: skip
+            async with ExecutionContext(
+                clock=engine.clock, host_policy=LOOPBACK_ALLOWED, settings=settings.template_settings
+            ) as context:
                 worker = Worker(engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, secrets=settings.secrets)
                 assert await worker.run_until_idle() == 1
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:

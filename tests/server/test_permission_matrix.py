@@ -1,5 +1,5 @@
-"""DESIGN §5 cell by cell through the real HTTP app: every action × admin, manager, assignee,
-candidate, starter and stranger — and the README's "Permissions" table says the same thing.
+"""docs/design.md §5 cell by cell through the real HTTP app: every action × admin, manager, assignee,
+candidate, starter and stranger — and docs/permissions.md, the one statement of the table, says the same thing.
 
 Every task here belongs to role ``approver`` in an instance alice started, so the columns never
 overlap: dana (admin), carol (manager), erin after carol's ``assignTask`` (assignee: no role, no
@@ -21,11 +21,12 @@ import pytest
 
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.executor import ExecutionContext
 from engine.workers.worker import Worker
 from server.auth import issue_token
 from server.settings import Settings
 from tests.server.conftest import GraphQL
+from tests.workers.support import LOOPBACK_ALLOWED
 
 ROLES = ("admin", "manager", "assignee", "candidate", "starter", "stranger")
 USERS = {"admin": "dana", "manager": "carol", "assignee": "erin", "candidate": "bob", "starter": "alice",
@@ -244,8 +245,7 @@ async def failed_system_task(scene: Scene) -> None:
     """alice's instance whose http task used its one attempt: the task and the instance are FAILED.
     The server's embedded worker is off in tests; this is the worker ``stepwise worker`` runs."""
     await scene.start("system", assign=False)
-    async with httpx.AsyncClient() as http:
-        context = ExecutionContext(http=http, clock=scene.engine.clock, host_policy=HostPolicy())
+    async with ExecutionContext(clock=scene.engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
         worker = Worker(scene.engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
         assert await worker.run_once() == 1
     query = "query($id: ID!) { task(id: $id) { kind status assignedRole assignedGroup assignee { id } } }"
@@ -303,16 +303,15 @@ async def test_cell(
     assert await ACTIONS[action](scene) == expected
 
 
-def readme_permissions() -> str:
-    text = (Path(__file__).parents[2] / "README.md").read_text()
-    start = text.index("\n## Permissions\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else len(text)]
+REPOSITORY = Path(__file__).parents[2]
+TABLE_HEADER = "| action | admin | manager | assignee | candidate | starter | stranger |"
 
 
-def test_the_readme_table_is_this_matrix() -> None:
-    section = readme_permissions()
-    assert "| action | admin | manager | assignee | candidate | starter | stranger |" in section
+def test_the_documented_table_is_this_matrix() -> None:
+    documented = (REPOSITORY / "docs" / "permissions.md").read_text()
+    assert TABLE_HEADER in documented
     for action, cells in MATRIX.items():
-        assert f"| {action} | {' | '.join(cells)} |" in section, action
+        assert f"| {action} | {' | '.join(cells)} |" in documented, action
     assert set(ACTIONS) == set(MATRIX)
+    # One statement of the table: a copy elsewhere would drift from the one this test checks.
+    assert TABLE_HEADER not in (REPOSITORY / "README.md").read_text()

@@ -189,7 +189,7 @@ async def test_sigterm_hands_back_the_tasks_the_worker_was_running(
     log = tmp_path / "stepwise.log"
     env = {"STEPWISE_DATABASE_URL": database_url, "STEPWISE_FILES_DIR": str(tmp_path / "files"),
            "STEPWISE_TEMPLATE_SETTINGS": json.dumps({"target": target}), "STEPWISE_WORKER_LEASE_SECONDS": "600",
-           "STEPWISE_SHUTDOWN_SECONDS": "1"}  # fmt: skip
+           "STEPWISE_HTTP_ALLOW": "127.0.0.1", "STEPWISE_SHUTDOWN_SECONDS": "1"}  # fmt: skip
     async with AsyncExitStack() as stack:
         if command == "serve":
             process, _ = await stack.enter_async_context(served(env, log))

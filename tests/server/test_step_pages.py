@@ -1,5 +1,5 @@
 """Step pages and instance pages through the real HTTP app: ``stepInstance(id)`` with its metrics
-(DESIGN §1's table) and tasks, ``workflowInstance(id)`` with its milestone timeline, and
+(docs/design.md §1's table) and tasks, ``workflowInstance(id)`` with its milestone timeline, and
 ``cancelWorkflow``.
 
 The definition here forks after a kickoff form into a three-task review step and an audit step, so a
@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from engine.clock import ManualClock
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.executor import ExecutionContext
 from engine.workers.worker import Worker
 from tests.server.conftest import GraphQL
 from tests.server.test_inbox import add_stranger
 from tests.server.test_task_api import snapshot
+from tests.workers.support import LOOPBACK_ALLOWED
 
 REVIEW = {
     "key": "step_pages", "title": "Step pages",
@@ -122,14 +122,13 @@ async def review(gql: GraphQL, app_engine: Engine) -> Review:
 @pytest.fixture
 async def worker(app_engine: Engine) -> AsyncIterator[Worker]:
     """A worker like ``stepwise worker``'s, run by hand (the test server's embedded worker is off)."""
-    async with httpx.AsyncClient() as http:
-        context = ExecutionContext(http=http, clock=app_engine.clock, host_policy=HostPolicy())
+    async with ExecutionContext(clock=app_engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
         executors = {executor.type: executor for executor in BUILTIN_EXECUTORS}
         yield Worker(app_engine, executors, context, lease=timedelta(seconds=30))
 
 
 async def test_step_metrics_follow_the_tasks(review: Review, worker: Worker, clock: ManualClock) -> None:
-    """DESIGN §1: PENDING and CANCELLED count in total only; CLAIMED is active; EXPIRED is blocked."""
+    """docs/design.md §1: PENDING and CANCELLED count in total only; CLAIMED is active; EXPIRED is blocked."""
     assert await review.metrics("kickoff") == metrics(1, completed=1)
     assert await review.metrics("review") == metrics(3)
     await review.act(CLAIM, "bob", "r1")

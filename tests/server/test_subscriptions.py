@@ -329,6 +329,7 @@ def node_client() -> Path:
     return script
 
 
+@pytest.mark.timeout(300)  # the first run on a machine may npm-install the client (node_client allows 180 s)
 async def test_the_npm_graphql_ws_client(
     app_engine: Engine, live_url: str, settings: Settings, node_client: Path
 ) -> None:

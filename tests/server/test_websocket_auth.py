@@ -1,5 +1,5 @@
 """WebSocket authentication against a real uvicorn server: the bearer token travels in
-``connection_init``'s payload (DESIGN §5), on both subprotocols.
+``connection_init``'s payload (docs/design.md §5), on both subprotocols.
 
 The server runs ``server.app.create_app(settings)`` — lifespan and all — on its own thread and event
 loop, with uvicorn's WebSocket support on; the client is the ``websockets`` library. Only the

@@ -247,7 +247,7 @@ async def test_a_second_signal_to_the_node_that_completed_the_instance_is_a_conf
     assert instance.status is InstanceStatus.COMPLETED
     async with engine.db.read() as session:
         before = await InstanceRepository(session).get(instance.id)
-    with pytest.raises(ConflictError, match="already completed"):  # DESIGN §3, not INVALID_STATE
+    with pytest.raises(ConflictError, match="already completed"):  # docs/design.md §3, not INVALID_STATE
         await engine.send_signal(instance.id, "only", {"n": 2}, "bob")
     async with engine.db.read() as session:
         assert await InstanceRepository(session).get(instance.id) == before

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import httpx
 import pytest
 from sqlalchemy import text
 
@@ -19,6 +18,7 @@ from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.remembered import RememberedInstances
 from engine.transitions.transition import Transition
+from engine.workers.executor import ExecutionContext
 from tests.transitions.test_durability import approval_then_archive, contract, events_of, tasks_of
 from tests.transitions.test_transition_costs import NUMBERING, statements
 from tests.workers.test_worker import make_worker
@@ -152,8 +152,11 @@ async def test_a_worker_records_an_attempt_in_one_statement(engine: Engine, db: 
     builder.edge("prepare", "check")
     await engine.deploy(builder.build())
     instance = await engine.start("echoes", {}, "alice")
-    async with httpx.AsyncClient() as client, statements(db) as sent:
-        assert await make_worker(engine, client).run_once() == 1
+    contexts: list[ExecutionContext] = []
+    async with statements(db) as sent:
+        assert await make_worker(engine, contexts).run_once() == 1
+    for context in contexts:
+        await context.aclose()
     assert len([s for s in sent.statements if "UPDATE workflow_instances" in s]) == 1
     assert [c for c in sent.commands if c.startswith("COMMIT")] == ["COMMIT;"]  # the claim's; the rest reads
     [prepare, check] = await tasks_of(engine, instance.id)

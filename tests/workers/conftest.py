@@ -4,6 +4,7 @@ app) and one aiosmtpd SMTP server, both on 127.0.0.1 and started once for the di
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -11,21 +12,20 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-import httpx
 import pytest
 import strawberry
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from engine.clock import ManualClock
-from engine.workers.executor import ExecutionContext, HostPolicy
-from tests.workers.support import ServerThread, free_port
+from engine.workers.executor import ExecutionContext
+from tests.workers.support import LOOPBACK_ALLOWED, ServerThread, free_port
 
 
 @dataclass
@@ -66,6 +66,33 @@ def _target_app(target: Target) -> Starlette:
         await asyncio.sleep(float(request.query_params.get("seconds", "1")))
         return JSONResponse({"late": True})
 
+    async def big(request: Request) -> Response:
+        """``bytes`` bytes, with a Content-Length, chunked (no length) or gzip-compressed whatever was asked."""
+        await record(request)
+        size, how = int(request.query_params["bytes"]), request.query_params.get("as", "length")
+        if how == "gzip":
+            return Response(gzip.compress(b"a" * size), headers={"Content-Encoding": "gzip"})
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, size, 4096):
+                yield b"a" * min(4096, size - start)
+
+        if how == "chunked":
+            return StreamingResponse(chunks(), media_type="text/plain")
+        return Response(b"a" * size, media_type="text/plain")
+
+    async def reflect(request: Request) -> Response:
+        """Every request header back, in the body and as response headers (what a careless target does)."""
+        await record(request)
+        headers = {f"X-Seen-{name}": value for name, value in request.headers.items() if name.startswith("x-")}
+        return JSONResponse(dict(request.headers), headers=headers)
+
+    async def cookie(request: Request) -> Response:
+        await record(request)
+        response = PlainTextResponse("have one")
+        response.set_cookie("session", "from-an-earlier-call")
+        return response
+
     async def redirect(request: Request) -> Response:
         await record(request)
         return RedirectResponse("/echo", status_code=302)
@@ -76,6 +103,9 @@ def _target_app(target: Target) -> Starlette:
         Route("/status/{code:int}", status, methods=["GET", "POST"]),
         Route("/slow", slow, methods=["GET", "POST"]),
         Route("/redirect", redirect),
+        Route("/big", big),
+        Route("/cookie", cookie),
+        Route("/reflect", reflect, methods=["GET", "POST"]),
         Route("/graphql", _Recorded(GraphQL(_schema()), target)),
     ]
     return Starlette(routes=routes)
@@ -167,12 +197,9 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    # trust_env=False: a proxy from the environment must not sit between the tests and 127.0.0.1.
-    async with httpx.AsyncClient(trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture
-def context(http: httpx.AsyncClient, clock: ManualClock) -> ExecutionContext:
-    return ExecutionContext(http=http, clock=clock, host_policy=HostPolicy())
+async def context(clock: ManualClock) -> AsyncIterator[ExecutionContext]:
+    context = ExecutionContext(clock=clock, host_policy=LOOPBACK_ALLOWED)
+    try:
+        yield context
+    finally:
+        await context.aclose()

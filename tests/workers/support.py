@@ -14,8 +14,12 @@ from starlette.types import ASGIApp
 
 from engine.definitions.model import Node
 from engine.workers.executor import ExecutionRequest
+from engine.workers.hostpolicy import HostPolicy
 
 TASK_ID = "task-0001"
+# The test servers run on loopback, which the default host policy refuses: the tests re-open it as a
+# deployment would (STEPWISE_HTTP_ALLOW), explicitly.
+LOOPBACK_ALLOWED = HostPolicy(allow=("127.0.0.1", "localhost"))
 
 
 def attempt(

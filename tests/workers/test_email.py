@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.workers.email import EmailExecutor, SmtpServer
 from engine.workers.executor import ExecutionContext, ExecutionResult
@@ -106,3 +107,37 @@ def test_smtp_url_parsing(url: str, expected: SmtpServer) -> None:
 def test_smtp_url_must_be_smtp() -> None:
     with pytest.raises(ValueError, match="smtp://"):
         SmtpServer.from_url("http://mail.example.com")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["a@example.com, b@example.com", "a@example.com; b@example.com", "a@example.com b@example.com",
+     "team: a@example.com, b@example.com;", "not an address", "a@"],
+)  # fmt: skip
+async def test_an_entry_that_is_not_exactly_one_address_fails_for_good(
+    mailbox: Mailbox, context: ExecutionContext, entry: str
+) -> None:
+    context = replace(context, smtp_url=mailbox.url)
+    sent = len(mailbox.messages())
+
+    with pytest.raises(ExecutionFailedError) as failure:
+        await send({"to": ["ok@example.com"], "cc": [entry], "subject": "Hi"}, context, task_id="mail-6")
+
+    assert failure.value.non_retryable
+    assert f"config 'cc': {entry!r} is not exactly one email address" in failure.value.message
+    assert len(mailbox.messages()) == sent
+
+
+async def test_a_named_address_is_one_recipient(mailbox: Mailbox, context: ExecutionContext) -> None:
+    context = replace(context, smtp_url=mailbox.url)
+
+    result = await send({"to": ['"Smith, Ann" <ann@example.com>'], "subject": "Hi"}, context, task_id="mail-7")
+
+    assert result.output["to"] == ['"Smith, Ann" <ann@example.com>']
+    assert mailbox.inbox.envelopes[-1].rcpt_tos == ["ann@example.com"]
+
+
+def test_a_literal_entry_is_checked_at_deploy() -> None:
+    node = Node(id="mail", type="email", config={"to": ["a@example.com, b@example.com", "{{ who }}"], "subject": "Hi"})
+
+    assert EMAIL.validate(node) == ["config 'to': 'a@example.com, b@example.com' is not exactly one email address"]

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from engine.errors import ExecutionFailedError
-from engine.workers.executor import ExecutionContext, ExecutionResult, HostPolicy
+from engine.workers.executor import ExecutionContext, ExecutionResult
 from engine.workers.graphql import GraphQLExecutor
+from engine.workers.hostpolicy import HostPolicy
 from tests.workers.conftest import Target
 from tests.workers.support import attempt
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-import httpx
 import pytest
 
+from engine.clock import ManualClock
 from engine.errors import ExecutionFailedError
-from engine.workers.executor import ExecutionContext, ExecutionResult, HostPolicy
+from engine.workers.executor import ExecutionContext, ExecutionResult
+from engine.workers.hostpolicy import HostPolicy
 from engine.workers.http import HttpExecutor
 from tests.workers.conftest import Target
 from tests.workers.support import TASK_ID, attempt
@@ -139,61 +141,138 @@ async def test_connection_refused_is_retryable(context: ExecutionContext) -> Non
     "url",
     [
         "http://169.254.169.254/latest/meta-data/",
-        "http://[fe80::1]/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://168.63.129.16/machine",
+        "http://[fd00:ec2::254]/latest/meta-data/",
         "http://[::ffff:169.254.169.254]/",
         "http://metadata.google.internal/computeMetadata/v1/",
+        "http://127.0.0.1:5432/",
+        "http://127.1.2.3/",
+        "http://[::1]/",
+        "http://0.0.0.0/",
+        "http://10.1.2.3/",
+        "http://172.16.0.1/",
+        "http://192.168.1.1/",
+        "http://100.64.0.1/",
+        "http://[fe80::1]/",
+        "http://[fd00::1]/",
+        "http://[fc00::1]/",
+        "http://[64:ff9b::a01:203]/",
+        "http://[::7f00:1]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[2002:7f00:1::]/",
+        "http://224.0.0.1/",
     ],
 )
-async def test_denied_hosts_are_refused_before_any_connection(url: str, clock: object) -> None:
-    sent: list[httpx.Request] = []
+async def test_non_public_and_metadata_addresses_are_refused_by_default(
+    url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked_up: list[str] = []
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
 
-    async def spy(request: httpx.Request) -> None:
-        sent.append(request)
+    async def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        return await real(host, *args, **kwargs)
 
-    async with httpx.AsyncClient(trust_env=False, event_hooks={"request": [spy]}) as client:
-        context = ExecutionContext(http=client, clock=clock)  # type: ignore[arg-type]
-        started = time.monotonic()
+    monkeypatch.setattr(loop, "getaddrinfo", spy)
+    context = ExecutionContext(clock=clock)  # the default policy
+    try:
         with pytest.raises(ExecutionFailedError) as failure:
             await run({"url": url, "timeoutMs": 5000}, context)
+    finally:
+        await context.aclose()
 
-    assert sent == []
-    assert time.monotonic() - started < 0.5  # no connect attempt waiting out a timeout
+    # Refused before any connect (a connect to 10.1.2.3 would wait out the timeout instead), and a denied
+    # name is not even looked up.
     assert failure.value.non_retryable
-    assert "denied" in failure.value.message
+    assert "is not a public address" in failure.value.message or "cloud metadata" in failure.value.message
+    assert looked_up == []
     assert failure.value.request == {"method": "GET", "url": url, "headers": {"Idempotency-Key": TASK_ID}, "query": {}}
 
 
-async def test_a_name_that_resolves_into_a_denied_network_is_refused(target: Target, context: ExecutionContext) -> None:
-    url = target.url.replace("127.0.0.1", "localhost") + "/echo"
-    context = replace(context, host_policy=HostPolicy(deny=("127.0.0.0/8", "::1/128")))
+async def test_the_default_policy_refuses_a_loopback_server(target: Target, clock: ManualClock) -> None:
+    context = ExecutionContext(clock=clock)
+    seen = len(target.seen)
+    try:
+        with pytest.raises(ExecutionFailedError) as failure:
+            await run({"url": f"{target.url}/echo"}, context)
+        with pytest.raises(ExecutionFailedError) as by_name:
+            await run({"url": target.url.replace("127.0.0.1", "localhost") + "/echo"}, context)
+    finally:
+        await context.aclose()
 
-    with pytest.raises(ExecutionFailedError) as failure:
-        await run({"url": url}, context)
-
-    assert failure.value.non_retryable
-    assert "in denied network" in failure.value.message
-    assert not [seen for seen in target.seen if seen["path"] == "/echo" and "localhost" in seen["headers"]["host"]]
+    assert failure.value.non_retryable and by_name.value.non_retryable
+    assert "'127.0.0.1' is not a public address" in failure.value.message
+    assert "'localhost' (" in by_name.value.message and "is not a public address" in by_name.value.message
+    assert len(target.seen) == seen
 
 
-async def test_allow_list_admits_listed_networks_only(target: Target, context: ExecutionContext) -> None:
-    allowed = replace(context, host_policy=HostPolicy(allow=("127.0.0.1/32",)))
-    elsewhere = replace(context, host_policy=HostPolicy(allow=("10.0.0.0/8", "api.example.com")))
+async def test_the_allow_list_reopens_an_address_on_one_port(target: Target, context: ExecutionContext) -> None:
+    port = int(target.url.rsplit(":", 1)[1])
+    on_port = replace(context, host_policy=HostPolicy(allow=(f"127.0.0.1:{port}",)))
+    other_port = replace(context, host_policy=HostPolicy(allow=(f"127.0.0.1:{port + 1}", "10.0.0.0/8")))
 
-    result = await run({"url": f"{target.url}/echo"}, allowed)
-    with pytest.raises(ExecutionFailedError) as failure:
-        await run({"url": f"{target.url}/echo"}, elsewhere)
+    try:
+        result = await run({"url": f"{target.url}/echo"}, on_port)
+        with pytest.raises(ExecutionFailedError) as failure:
+            await run({"url": f"{target.url}/echo"}, other_port)
+    finally:
+        await on_port.aclose()
+        await other_port.aclose()
 
     assert result.output["status"] == 200
     assert failure.value.non_retryable
-    assert "allow list" in failure.value.message
+    assert "allow list does not name it" in failure.value.message
 
 
-async def test_allow_list_admits_listed_names(target: Target, context: ExecutionContext) -> None:
+async def test_the_allow_list_reopens_a_name_and_its_addresses(target: Target, context: ExecutionContext) -> None:
     by_name = replace(context, host_policy=HostPolicy(allow=("localhost",)))
 
-    result = await run({"url": target.url.replace("127.0.0.1", "localhost") + "/echo"}, by_name)
+    try:
+        result = await run({"url": target.url.replace("127.0.0.1", "localhost") + "/echo"}, by_name)
+    finally:
+        await by_name.aclose()
 
     assert result.output["status"] == 200
+
+
+async def test_deny_wins_and_metadata_cannot_be_reopened(target: Target, context: ExecutionContext) -> None:
+    denied = replace(context, host_policy=HostPolicy(allow=("127.0.0.1", "169.254.0.0/16"), deny=("127.0.0.0/8",)))
+
+    try:
+        with pytest.raises(ExecutionFailedError) as loopback:
+            await run({"url": f"{target.url}/echo"}, denied)
+        with pytest.raises(ExecutionFailedError) as metadata:
+            await run({"url": "http://169.254.169.254/"}, denied)
+    finally:
+        await denied.aclose()
+
+    assert "is denied by the host policy" in loopback.value.message
+    assert "cloud metadata endpoint" in metadata.value.message
+
+
+async def test_a_public_name_on_the_deny_list_is_not_looked_up(
+    context: ExecutionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked_up: list[str] = []
+
+    async def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        raise AssertionError("a denied name must not be resolved")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", spy)
+    denied = replace(context, host_policy=HostPolicy(deny=("*.example.com",)))
+
+    try:
+        with pytest.raises(ExecutionFailedError) as failure:
+            await run({"url": "https://api.example.com/v1"}, denied)
+    finally:
+        await denied.aclose()
+
+    assert failure.value.non_retryable
+    assert "'api.example.com' is denied by the host policy" in failure.value.message
+    assert looked_up == []
 
 
 async def test_a_config_that_renders_badly_fails_for_good(context: ExecutionContext) -> None:
@@ -202,3 +281,13 @@ async def test_a_config_that_renders_badly_fails_for_good(context: ExecutionCont
 
     assert failure.value.non_retryable
     assert "'url'" in failure.value.message and "'timeoutMs'" in failure.value.message
+
+
+async def test_query_parameters_join_those_already_in_the_url(target: Target, context: ExecutionContext) -> None:
+    await run({"url": f"{target.url}/echo?page=2&sort=name", "query": {"tag": "a"}}, context)
+    await run({"url": f"{target.url}/echo?only=here"}, context)
+
+    assert [seen["query"] for seen in target.seen if seen["path"] == "/echo"][-2:] == [
+        {"page": "2", "sort": "name", "tag": "a"},
+        {"only": "here"},
+    ]

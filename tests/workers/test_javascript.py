@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,15 @@ async def test_a_runtime_that_cannot_start_is_retryable(
 
     assert not error.non_retryable
     assert error.message.startswith("the JavaScript runtime failed to start (exit code 2)")
+
+
+async def test_a_result_over_the_size_limit_is_not_read_whole(context: ExecutionContext) -> None:
+    capped = replace(context, max_body_bytes=10_000)
+
+    fits = await run("return 'x'.repeat(9990);", capped)
+    # 5 MB, far beyond what the parent reads: it stops at the limit and kills the child.
+    error = await fails("return 'x'.repeat(5 * 1024 * 1024);", capped, memoryMb=256, timeoutMs=10_000)
+
+    assert fits == "x" * 9990
+    assert error.non_retryable
+    assert error.message == "JavaScript's result is larger than the limit of 10000 bytes"

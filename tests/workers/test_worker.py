@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,9 +27,9 @@ from engine.storage.tasks import TaskRepository
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext, HostPolicy
+from engine.workers.executor import ExecutionContext
 from engine.workers.worker import Worker
-from tests.workers.support import ServerThread
+from tests.workers.support import LOOPBACK_ALLOWED, ServerThread
 
 SECRET = "s3cr3t-token-value"
 ADMIN = User("dana", "Dana", roles=frozenset({"admin"}))
@@ -73,13 +72,17 @@ def flaky(flaky_server: tuple[ServerThread, list[Flaky]]) -> Flaky:
 
 
 @pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
+async def contexts() -> AsyncIterator[list[ExecutionContext]]:
+    """The execution contexts a test's workers made, closed after it."""
+    made: list[ExecutionContext] = []
+    yield made
+    for context in made:
+        await context.aclose()
 
 
-def make_worker(engine: Engine, http_client: httpx.AsyncClient) -> Worker:
-    context = ExecutionContext(http=http_client, clock=engine.clock, host_policy=HostPolicy())
+def make_worker(engine: Engine, contexts: list[ExecutionContext]) -> Worker:
+    context = ExecutionContext(clock=engine.clock, host_policy=LOOPBACK_ALLOWED)
+    contexts.append(context)
     executors = {executor.type: executor for executor in BUILTIN_EXECUTORS}
     return Worker(engine, executors, context, secrets={"apiToken": SECRET}, lease=timedelta(seconds=30))
 
@@ -112,13 +115,13 @@ async def instance_status(engine: Engine, instance_id: str) -> InstanceStatus:
 
 
 async def test_retry_with_backoff_then_success(
-    engine: Engine, clock: ManualClock, flaky: Flaky, http_client: httpx.AsyncClient
+    engine: Engine, clock: ManualClock, flaky: Flaky, contexts: list[ExecutionContext]
 ) -> None:
     flaky.failures = 1
     await engine.deploy(hook_workflow(flaky.url).build())
     instance = await engine.start("hook", {"amount": 12.5}, "alice")
     assert instance.status is InstanceStatus.RUNNING
-    worker = make_worker(engine, http_client)
+    worker = make_worker(engine, contexts)
 
     assert await worker.run_once() == 1  # echo
     assert await worker.run_once() == 1  # http: 500
@@ -144,12 +147,12 @@ async def test_retry_with_backoff_then_success(
 
 
 async def test_exhausted_attempts_fail_the_instance_and_an_admin_retry_resumes_it(
-    engine: Engine, clock: ManualClock, flaky: Flaky, http_client: httpx.AsyncClient
+    engine: Engine, clock: ManualClock, flaky: Flaky, contexts: list[ExecutionContext]
 ) -> None:
     flaky.failures = 2
     await engine.deploy(hook_workflow(flaky.url, attempts=2).build())
     instance = await engine.start("hook", {"amount": 1}, "alice")
-    worker = make_worker(engine, http_client)
+    worker = make_worker(engine, contexts)
     await worker.run_until_idle()
     clock.advance(timedelta(seconds=10))
     await worker.run_until_idle()
@@ -176,7 +179,7 @@ async def test_exhausted_attempts_fail_the_instance_and_an_admin_retry_resumes_i
     assert [a.number for a in attempts] == [1, 2, 3]
 
 
-async def test_a_delay_survives_a_restart(db: Database, clock: ManualClock, http_client: httpx.AsyncClient) -> None:
+async def test_a_delay_survives_a_restart(db: Database, clock: ManualClock, contexts: list[ExecutionContext]) -> None:
     b = WorkflowBuilder("wait")
     b.system_task("pause", "delay", {"duration": "PT1H"})
     b.user_task("after", title="After the pause", assign_to_role="approver")
@@ -184,12 +187,12 @@ async def test_a_delay_survives_a_restart(db: Database, clock: ManualClock, http
     engine = Engine(db, default_registry(), clock=clock)
     await engine.deploy(b.build())
     instance = await engine.start("wait", {}, "alice")
-    await make_worker(engine, http_client).run_until_idle()
+    await make_worker(engine, contexts).run_until_idle()
     assert (await tasks_by_node(engine, instance.id))["pause"].status is TaskStatus.WAITING
 
     restarted = Engine(Database(db.url), default_registry(), clock=clock)  # nothing kept in memory
     try:
-        worker = make_worker(restarted, http_client)
+        worker = make_worker(restarted, contexts)
         clock.advance(timedelta(minutes=59))
         assert await worker.run_until_idle() == 0
         clock.advance(timedelta(minutes=1))
@@ -201,7 +204,7 @@ async def test_a_delay_survives_a_restart(db: Database, clock: ManualClock, http
 
 
 async def test_an_expired_lease_is_picked_up_by_another_worker(
-    engine: Engine, clock: ManualClock, http_client: httpx.AsyncClient
+    engine: Engine, clock: ManualClock, contexts: list[ExecutionContext]
 ) -> None:
     b = WorkflowBuilder("echoes")
     b.system_task("say", "echo", {"output": "hello {{ name }}"}, store_as="said")
@@ -210,7 +213,7 @@ async def test_an_expired_lease_is_picked_up_by_another_worker(
     async with engine.db.transaction() as session:  # a worker that claims and then dies
         [claimed] = await LeaseRepository(session).claim_runnable(clock.now(), "dead-worker", clock.now() + timedelta(
             seconds=30), 10)  # fmt: skip
-    survivor = make_worker(engine, http_client)
+    survivor = make_worker(engine, contexts)
     assert await survivor.run_once() == 0, "a live lease is respected"
     clock.advance(timedelta(seconds=31))
     assert await survivor.run_until_idle() == 1
@@ -220,7 +223,7 @@ async def test_an_expired_lease_is_picked_up_by_another_worker(
 
 
 async def test_due_tasks_expire_only_where_the_node_says_so(
-    engine: Engine, clock: ManualClock, http_client: httpx.AsyncClient
+    engine: Engine, clock: ManualClock, contexts: list[ExecutionContext]
 ) -> None:
     b = WorkflowBuilder("deadlines")
     b.user_task("strict", title="Strict", assign_to_role="approver", due_in="PT1H", on_due="expire")
@@ -231,7 +234,7 @@ async def test_due_tasks_expire_only_where_the_node_says_so(
     await engine.deploy(b.build())
     instance = await engine.start("deadlines", {}, "alice")
     instance = await engine.send_signal(instance.id, "start", {}, "bob")
-    worker = make_worker(engine, http_client)
+    worker = make_worker(engine, contexts)
 
     clock.advance(timedelta(minutes=59))
     assert await worker.expire_due() == 0
@@ -248,7 +251,7 @@ async def test_due_tasks_expire_only_where_the_node_says_so(
 
 
 async def test_a_running_attempt_keeps_its_lease_and_a_dead_workers_attempt_is_recorded(
-    engine: Engine, clock: ManualClock, http_client: httpx.AsyncClient
+    engine: Engine, clock: ManualClock, contexts: list[ExecutionContext]
 ) -> None:
     b = WorkflowBuilder("slow")
     b.system_task("say", "echo", {"output": "hi"}, store_as="said")
@@ -259,7 +262,7 @@ async def test_a_running_attempt_keeps_its_lease_and_a_dead_workers_attempt_is_r
         assert await LeaseRepository(session).extend_lease(task.id, "w1", clock.now() + timedelta(seconds=60))
         assert not await LeaseRepository(session).extend_lease(task.id, "w2", clock.now() + timedelta(seconds=60))
     clock.advance(timedelta(seconds=30))
-    survivor = make_worker(engine, http_client)
+    survivor = make_worker(engine, contexts)
     assert await survivor.run_once() == 0, "the renewed lease still holds"
     clock.advance(timedelta(seconds=31))
     assert await survivor.run_until_idle() == 1

@@ -23,7 +23,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -45,12 +44,11 @@ from engine.workers.executor import (
     ExecutionContext,
     ExecutionRequest,
     ExecutionResult,
-    HostPolicy,
     SystemTaskExecutor,
     WaitUntil,
 )
 from engine.workers.worker import Worker
-from tests.workers.support import ServerThread
+from tests.workers.support import LOOPBACK_ALLOWED, ServerThread
 
 STEPWISE = Path(sys.executable).with_name("stepwise")  # the console script of the venv running the tests
 SECRET_KEY = "crash-test-secret-key-0123456789abcdef"
@@ -195,6 +193,7 @@ def spawn_worker(database_url: str, target_url: str, log: Path) -> subprocess.Po
         STEPWISE_WORKER_LEASE_SECONDS="3",
         STEPWISE_WORKER_POLL_SECONDS="0.2",
         STEPWISE_TEMPLATE_SETTINGS=f'{{"target": "{target_url}"}}',
+        STEPWISE_HTTP_ALLOW="127.0.0.1",  # the target is on loopback
         PYTHONUNBUFFERED="1",
     )
     with log.open("wb") as out:  # the child keeps its own descriptor
@@ -325,9 +324,8 @@ async def worker_on_own_pool(
     """A worker with its own ``Database`` (its own connection pool), ``Engine`` and HTTP client."""
     db = Database(database_url)
     try:
-        async with httpx.AsyncClient() as http:
-            engine = Engine(db, default_registry(), settings=settings)
-            context = ExecutionContext(http=http, clock=engine.clock, host_policy=HostPolicy(), settings=settings)
+        engine = Engine(db, default_registry(), settings=settings)
+        async with ExecutionContext(clock=engine.clock, host_policy=LOOPBACK_ALLOWED, settings=settings) as context:
             executors = {e.type: Tracked(e, name, ledger) for e in BUILTIN_EXECUTORS}
             yield Worker(engine, executors, context, lease=timedelta(seconds=60), batch=2, worker_id=name)
     finally:

@@ -4,12 +4,8 @@ runnable at once by another worker with the interrupted attempt not counted."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-
-import httpx
-import pytest
 
 from engine.definitions.builder import WorkflowBuilder
 from engine.observer import AttemptOutcome, EngineObserver
@@ -19,7 +15,7 @@ from engine.storage.instances import InstanceRepository
 from engine.storage.leases import LeaseRepository
 from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, HostPolicy
+from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult
 from engine.workers.http import HttpExecutor
 from engine.workers.worker import Worker
 
@@ -58,8 +54,8 @@ def slow_call() -> WorkflowBuilder:
     return b
 
 
-def worker_with(engine: Engine, executor: HttpExecutor, http: httpx.AsyncClient, name: str) -> Worker:
-    context = ExecutionContext(http=http, clock=engine.clock, host_policy=HostPolicy())
+def worker_with(engine: Engine, executor: HttpExecutor, name: str) -> Worker:
+    context = ExecutionContext(clock=engine.clock)  # the held calls make no request
     return Worker(engine, {"http": executor}, context, lease=timedelta(minutes=10), worker_id=name)
 
 
@@ -69,19 +65,13 @@ async def the_call(engine: Engine, instance_id: str) -> Task:
     return task
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-async def test_an_attempt_still_running_after_the_grace_is_handed_back(engine: Engine, http: httpx.AsyncClient) -> None:
+async def test_an_attempt_still_running_after_the_grace_is_handed_back(engine: Engine) -> None:
     outcomes = Outcomes()
     engine.observer = outcomes
     await engine.deploy(slow_call().build())
     instance = await engine.start("slow_call", {}, "alice")
     held = Held()
-    stopping = worker_with(engine, held, http, "stopping")
+    stopping = worker_with(engine, held, "stopping")
     stop = asyncio.Event()
     running = asyncio.create_task(stopping.run(stop, grace_seconds=0.05))
     await asyncio.wait_for(held.started.wait(), 10)
@@ -100,17 +90,17 @@ async def test_an_attempt_still_running_after_the_grace_is_handed_back(engine: E
     # Another worker takes it at once: the ten-minute lease was given back, not left to run out.
     quick = Held()
     quick.release.set()
-    assert await worker_with(engine, quick, http, "other").run_once() == 1
+    assert await worker_with(engine, quick, "other").run_once() == 1
     assert (await the_call(engine, instance.id)).status is TaskStatus.COMPLETED
     assert outcomes.seen == [AttemptOutcome.HANDED_BACK, AttemptOutcome.COMPLETED]
 
 
-async def test_an_attempt_that_ends_within_the_grace_is_recorded(engine: Engine, http: httpx.AsyncClient) -> None:
+async def test_an_attempt_that_ends_within_the_grace_is_recorded(engine: Engine) -> None:
     await engine.deploy(slow_call().build())
     instance = await engine.start("slow_call", {}, "alice")
     held = Held()
     stop = asyncio.Event()
-    running = asyncio.create_task(worker_with(engine, held, http, "stopping").run(stop))
+    running = asyncio.create_task(worker_with(engine, held, "stopping").run(stop))
     await asyncio.wait_for(held.started.wait(), 10)
     stop.set()
     await asyncio.sleep(0.05)
