@@ -10,9 +10,12 @@ cannot interrupt a catastrophically backtracking regular expression, and a threa
 process can: the parent kills it at the wall-clock deadline, and whatever the script did, it took only its
 own process down. Starting one costs some 30-50 ms, and no state survives from one script to the next.
 
-Every failure of the script itself — a thrown error, the time or memory limit — is non-retryable: the code is
-a function of the instance data, so a retry would fail the same way. Failing to start the runtime is
-retryable.
+The child's report is read up to the context's ``max_body_bytes`` and no further (a script may build a
+result as large as its memory limit); past it the child is killed and the attempt fails.
+
+Every failure of the script itself — a thrown error, the time or memory limit, a result over the size
+limit — is non-retryable: the code is a function of the instance data, so a retry would fail the same way.
+Failing to start the runtime is retryable.
 """
 
 from __future__ import annotations

@@ -150,6 +150,7 @@ async def test_connection_refused_is_retryable(context: ExecutionContext) -> Non
         "http://127.1.2.3/",
         "http://[::1]/",
         "http://0.0.0.0/",
+        "http://[::]/",
         "http://10.1.2.3/",
         "http://172.16.0.1/",
         "http://192.168.1.1/",
@@ -189,6 +190,16 @@ async def test_non_public_and_metadata_addresses_are_refused_by_default(
     assert "is not a public address" in failure.value.message or "cloud metadata" in failure.value.message
     assert looked_up == []
     assert failure.value.request == {"method": "GET", "url": url, "headers": {"Idempotency-Key": TASK_ID}, "query": {}}
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "017700000001", "127.1"])
+async def test_other_spellings_of_loopback_are_refused_as_what_they_resolve_to(host: str, clock: ManualClock) -> None:
+    async with ExecutionContext(clock=clock) as context:
+        with pytest.raises(ExecutionFailedError) as failure:
+            await run({"url": f"http://{host}:9/", "timeoutMs": 5000}, context)
+
+    assert failure.value.non_retryable
+    assert "(127.0.0.1) is not a public address" in failure.value.message
 
 
 async def test_the_default_policy_refuses_a_loopback_server(target: Target, clock: ManualClock) -> None:
