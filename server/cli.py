@@ -71,10 +71,12 @@ def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool)
     # No per-message deflate: pushed task events are small JSON, and compressing each one cost CPU per
     # delivery and a compressor's memory per connection (bench.push_memory profile). No uvicorn access
     # log (server.access writes one without the query string) and no uvicorn log config (server.logs).
+    # Headers have a deadline (server.serving), bodies another (server.bodies).
     uvicorn.run(
         "server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
         ws_per_message_deflate=False, access_log=False, log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
+        http="server.serving:HeaderDeadlineProtocol", timeout_keep_alive=math.ceil(settings.keepalive_seconds),
     )  # fmt: skip
 
 
