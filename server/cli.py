@@ -1,5 +1,5 @@
 """The ``stepwise`` command (docs/design.md §6): serve, worker, db upgrade, demo load, token, subscribe,
-definitions deploy."""
+definitions deploy, schema export."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import click
 import uvicorn
 
 from engine import Database, DefinitionError, Engine, StepwiseError, default_registry, head_revision, upgrade
+from schema.schema import build_schema
 from server.auth import issue_token
 from server.demo import load_demo
 from server.logs import configure_logging
@@ -216,3 +217,19 @@ def definitions_deploy(file: Path, actor: str) -> None:
         raise click.ClickException(exc.message) from exc
     verb = "deployed" if created else "unchanged, already"
     click.echo(f"{verb} {deployed.key} version {deployed.version}")
+
+
+@main.group("schema")
+def schema_group() -> None:
+    """The GraphQL schema."""
+
+
+def served_sdl() -> str:
+    """The SDL of the schema the server serves: what client code generators read."""
+    return build_schema().as_str() + "\n"
+
+
+@schema_group.command("export")
+def schema_export() -> None:
+    """Print the served schema's SDL (commit it as schema.graphql: `stepwise schema export > schema.graphql`)."""
+    click.echo(served_sdl(), nl=False)
