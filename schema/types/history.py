@@ -55,7 +55,7 @@ class HistoryEntry:
         description="The task's revision after the change (for PROGRESS_SAVED, the saved draft's); null on "
         "events recorded before history was kept."
     )
-    decision: str | None = strawberry.field(description="An approval's decision (`APPROVED`, `REJECTED`).")
+    decision: str | None = strawberry.field(description="An approval's decision (`approved` or `rejected`).")
     comment: str | None = strawberry.field(description="An approval decision's comment.")
     details: JSON | None = strawberry.field(
         description="What else the event recorded (e.g. `documentsAdded`, `messageId`)."
