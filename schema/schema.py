@@ -13,6 +13,7 @@ from strawberry.types.graphql import OperationType
 
 from schema.context import Context
 from schema.execution import prepare
+from schema.limits import OperationLimits, limit_extensions
 from schema.loaders import DataLoaders
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
@@ -60,10 +61,12 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 def build_schema(
-    mask_errors: bool = True, cache_documents: bool = True, instruments: Sequence[Any] = ()
-) -> strawberry.Schema:
-    """``instruments``: the server's metrics and tracing extensions (factories), run around everything else."""
-    extensions: list[Any] = [*instruments, ShareReadsPerQuery]
+    mask_errors: bool = True, cache_documents: bool = True, instruments: Sequence[Any] = (),
+    limits: OperationLimits | None = None,
+) -> strawberry.Schema:  # fmt: skip
+    """``instruments``: the server's metrics and tracing extensions (factories), run around everything else;
+    ``limits``: what one operation may ask (schema.limits; the defaults when not given)."""
+    extensions: list[Any] = [*instruments, *limit_extensions(limits or OperationLimits()), ShareReadsPerQuery]
     if cache_documents:
         # Clients send the same few documents over and over; parsing and validating them again is most
         # of GraphQL's overhead on a small page (bench/graphql_overhead.py measures it, 1.4–2.1×).

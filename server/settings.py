@@ -108,6 +108,11 @@ class Settings:
     jwks_timeout_seconds: float = 5.0
     jwks_cache_seconds: float = 300.0
     jwks_refetch_seconds: float = 30.0
+    max_query_depth: int = 15
+    max_aliases: int = 30
+    max_tokens: int = 1_000
+    max_document_bytes: int = 32_768
+    max_query_cost: int = 25_000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -171,6 +176,11 @@ class Settings:
             jwks_timeout_seconds=float(env("STEPWISE_JWKS_TIMEOUT_SECONDS", str(defaults.jwks_timeout_seconds))),
             jwks_cache_seconds=float(env("STEPWISE_JWKS_CACHE_SECONDS", str(defaults.jwks_cache_seconds))),
             jwks_refetch_seconds=float(env("STEPWISE_JWKS_REFETCH_SECONDS", str(defaults.jwks_refetch_seconds))),
+            max_query_depth=int(env("STEPWISE_MAX_QUERY_DEPTH", str(defaults.max_query_depth))),
+            max_aliases=int(env("STEPWISE_MAX_ALIASES", str(defaults.max_aliases))),
+            max_tokens=int(env("STEPWISE_MAX_TOKENS", str(defaults.max_tokens))),
+            max_document_bytes=int(env("STEPWISE_MAX_DOCUMENT_BYTES", str(defaults.max_document_bytes))),
+            max_query_cost=int(env("STEPWISE_MAX_QUERY_COST", str(defaults.max_query_cost))),
         )
         if settings.token_ttl_minutes > settings.max_token_lifetime_minutes:
             raise ValueError("STEPWISE_TOKEN_TTL_MINUTES is longer than STEPWISE_MAX_TOKEN_LIFETIME_MINUTES")
