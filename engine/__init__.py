@@ -25,6 +25,7 @@ from engine.errors import (
     ForbiddenError,
     InvalidStateError,
     NotFoundError,
+    SeparationOfDutiesError,
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
@@ -65,7 +66,7 @@ from engine.storage.inbox import (
 from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
 from engine.storage.tasks import TaskRepository
-from engine.tasks import permissions
+from engine.tasks import permissions, policies
 from engine.tasks.blobs import BlobStore
 from engine.tasks.documents import DocumentService
 from engine.tasks.service import TaskService
@@ -79,8 +80,8 @@ from engine.workers.hostpolicy import check_entries as check_host_entries
 from engine.workers.worker import Worker
 
 __all__ = [
-    # whole modules: the domain's dataclasses and states, the errors, the permission rules
-    "errors", "state", "permissions",
+    # whole modules: the domain's dataclasses and states, the errors, the permission and approval-policy rules
+    "errors", "state", "permissions", "policies",
     # running the engine
     "Engine", "Database", "ReadSessions", "Clock", "SystemClock", "ManualClock", "default_registry",
     "upgrade", "current_revision", "head_revision",
@@ -103,5 +104,5 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "SeparationOfDutiesError",
 ]  # fmt: skip

@@ -50,6 +50,18 @@ class AssignTaskInput:
 
 
 @strawberry.input
+class DelegateTaskInput:
+    task_id: strawberry.ID
+    to: strawberry.ID = strawberry.field(description="The delegate: works on the task, then resolves it back.")
+
+
+@strawberry.input
+class ResolveTaskInput:
+    task_id: strawberry.ID
+    values: JSON | None = strawberry.field(default=None, description="Left as the owner's draft.")
+
+
+@strawberry.input
 class RetryTaskInput:
     task_id: strawberry.ID
 
@@ -129,6 +141,14 @@ class TaskMutations:
     async def assign_task(self, info: Info, input: AssignTaskInput) -> TaskResult:
         service = info.context.tasks
         return await _task_result(service.assign(info.context.user, input.task_id, input.user_id))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="The assignee hands the task to a delegate.")
+    async def delegate_task(self, info: Info, input: DelegateTaskInput) -> TaskResult:
+        return await _task_result(info.context.tasks.delegate(info.context.user, input.task_id, input.to))
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="The delegate hands it back to its owner.")
+    async def resolve_task(self, info: Info, input: ResolveTaskInput) -> TaskResult:
+        return await _task_result(info.context.tasks.resolve(info.context.user, input.task_id, input.values))
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admins: re-run a FAILED system task.")
     async def retry_task(self, info: Info, input: RetryTaskInput) -> TaskResult:
