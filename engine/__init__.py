@@ -32,6 +32,7 @@ from engine.errors import (
 )
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
+from engine.fastpaths import FastPaths
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.state import (
@@ -83,7 +84,7 @@ __all__ = [
     "errors", "state", "permissions",
     # running the engine
     "Engine", "Database", "ReadSessions", "Clock", "SystemClock", "ManualClock", "default_registry",
-    "upgrade", "current_revision", "head_revision",
+    "upgrade", "current_revision", "head_revision", "FastPaths",
     # the domain's dataclasses and states (also as ``state.X``)
     "User", "Task", "TaskStatus", "TaskKind", "TaskEvent", "TaskEventKind", "TaskMessage", "TaskAttempt", "Document",
     "WorkflowInstance", "InstanceStatus", "StepInstance", "StepMetrics", "DeployedDefinition",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, check_host_entries
+from engine import DEFAULT_MAX_JSON_BYTES, FastPaths, check_host_entries
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,9 @@ class Settings:
     subscription_start_burst: int = 60
     ws_connections_per_user: int = 20
     ws_connections: int = 10_000
+    fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
+    """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
+    even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -151,6 +154,7 @@ class Settings:
             ),
             ws_connections_per_user=int(env("STEPWISE_WS_CONNECTIONS_PER_USER", str(defaults.ws_connections_per_user))),
             ws_connections=int(env("STEPWISE_WS_CONNECTIONS", str(defaults.ws_connections))),
+            fast_paths=FastPaths.from_env(),
         )
         if settings.max_json_bytes < 1024:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
