@@ -65,6 +65,7 @@ from engine.storage.inbox import (
 )
 from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions
 from engine.tasks.blobs import BlobStore
@@ -95,6 +96,7 @@ __all__ = [
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
+    "HistoryPage", "encode_history_cursor",
     # events
     "EventHub", "EventFilter", "Delivery",
     # workers

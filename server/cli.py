@@ -1,5 +1,5 @@
 """The ``stepwise`` command (docs/design.md §6): serve, worker, db upgrade, demo load, token, subscribe,
-definitions deploy."""
+definitions deploy, schema export."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import click
 import uvicorn
 
 from engine import Database, DefinitionError, Engine, StepwiseError, default_registry, head_revision, upgrade
+from schema.schema import build_schema
 from server.auth import issue_token
 from server.demo import load_demo
 from server.logs import configure_logging
@@ -71,10 +72,12 @@ def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool)
     # No per-message deflate: pushed task events are small JSON, and compressing each one cost CPU per
     # delivery and a compressor's memory per connection (bench.push_memory profile). No uvicorn access
     # log (server.access writes one without the query string) and no uvicorn log config (server.logs).
+    # Headers have a deadline (server.serving), bodies another (server.bodies).
     uvicorn.run(
         "server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
         ws_per_message_deflate=False, access_log=False, log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
+        http="server.serving:HeaderDeadlineProtocol", timeout_keep_alive=math.ceil(settings.keepalive_seconds),
     )  # fmt: skip
 
 
@@ -214,3 +217,19 @@ def definitions_deploy(file: Path, actor: str) -> None:
         raise click.ClickException(exc.message) from exc
     verb = "deployed" if created else "unchanged, already"
     click.echo(f"{verb} {deployed.key} version {deployed.version}")
+
+
+@main.group("schema")
+def schema_group() -> None:
+    """The GraphQL schema."""
+
+
+def served_sdl() -> str:
+    """The SDL of the schema the server serves: what client code generators read."""
+    return build_schema().as_str() + "\n"
+
+
+@schema_group.command("export")
+def schema_export() -> None:
+    """Print the served schema's SDL (commit it as schema.graphql: `stepwise schema export > schema.graphql`)."""
+    click.echo(served_sdl(), nl=False)

@@ -19,8 +19,9 @@ from schema.context import Context
 from schema.loaders import DataLoaders
 from schema.reads import SharedReads
 from server.auth import authenticate
+from server.bodies import is_multipart
 from server.graphiql import graphiql_html
-from server.http_spec import GraphQLOverHTTP
+from server.http_spec import GraphQLOverHTTP, Refusal
 from server.rate_limits import ConnectionLimits
 from server.settings import Settings
 
@@ -111,6 +112,14 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
             # A query goes on reading in the session the viewer was looked up in (schema.reads).
             context.request_reads = request.state.reads = SharedReads(self.engine.db)
             await self._authenticate(context, request.headers.get("authorization"), context.request_reads)
+            if context.viewer is None and is_multipart(request.headers):
+                # Refused before a byte of the body is read: an upload is only ever someone's, and
+                # reading it first let anyone make the server spool hundreds of megabytes (issue #27).
+                error = context.authentication_error
+                raise Refusal(
+                    401, error.message if error is not None else "authentication required: send a bearer token",
+                    {"WWW-Authenticate": "Bearer", "Connection": "close"}, code="UNAUTHENTICATED",
+                )  # fmt: skip
         return context
 
     async def _authenticate(self, context: Context, header: str | None, reads: SharedReads | None = None) -> None:
