@@ -28,6 +28,7 @@ from engine.errors import (
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
+    UnavailableError,
     ValidationError,
 )
 from engine.events.hub import EventFilter, EventHub
@@ -106,5 +107,5 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError",
 ]  # fmt: skip
