@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 
 from engine import policies, state
 from schema.context import Info
+from schema.sharing import same_for_every_viewer
 from schema.types.user import User, load_user
 
 
@@ -54,6 +55,7 @@ class ApprovalDecision:
     values: JSON | None
 
     @strawberry.field
+    @same_for_every_viewer
     async def by(self, info: Info) -> User:
         user = await load_user(info, self.by_id)
         assert user is not None

@@ -30,6 +30,7 @@ from engine import (
 from schema.context import Info
 from schema.inbox import bad_user_input, running
 from schema.loaders import TitledStep, load_all
+from schema.sharing import same_for_every_viewer
 from schema.types.approvals import (
     ApprovalDecision,
     ApprovalPolicy,
@@ -40,6 +41,8 @@ from schema.types.approvals import (
 )
 from schema.types.details import Document, DocumentRequirement, Form, FormField, TaskAttempt, TaskMessage
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
+from schema.types.history import HistoryConnection, instance_history, task_history
+from schema.types.paging import PageInfo
 from schema.types.user import User, load_user
 
 
@@ -47,6 +50,13 @@ async def definition_of(info: Info, workflow_instance_id: str) -> WorkflowDefini
     instance = await info.context.loaders.instances.load(workflow_instance_id)
     assert instance is not None, "a task's instance always exists (foreign key)"
     return await info.context.loaders.definitions.load((instance.definition_key, instance.definition_version))
+
+
+async def load_task(info: Info, task_id: str) -> Task:
+    """A task already known to be visible to the viewer (e.g. one whose history it reads)."""
+    found = await info.context.loaders.tasks.load(task_id)
+    assert found is not None, "a task is never deleted"
+    return Task.from_domain(found)
 
 
 @strawberry.type
@@ -77,6 +87,7 @@ class StepInstance:
                    source=step)  # fmt: skip
 
     @strawberry.field(description="Total, active, completed and blocked tasks (docs/design.md §1).")
+    @same_for_every_viewer
     async def metrics(self, info: Info) -> StepMetrics:
         m = await info.context.loaders.step_metrics.load(self.source.id)
         return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
@@ -142,26 +153,32 @@ class Task:
 
     # A page answers these from ``prefetched`` without calling them (schema.execution.serve_prefetched).
     @strawberry.field
+    @same_for_every_viewer
     async def assignee(self, info: Info) -> User | None:
         return await load_user(info, self.source.assigned_user_id)
 
     @strawberry.field
+    @same_for_every_viewer
     async def completed_by(self, info: Info) -> User | None:
         return await load_user(info, self.source.completed_by)
 
     @strawberry.field(description="True while separation of duties leaves no one eligible (see blockedReason).")
+    @same_for_every_viewer
     def blocked(self) -> bool:
         return self.source.blocked_reason is not None
 
     @strawberry.field(description="What the task requires: approval levels and exclusions; null if neither.")
+    @same_for_every_viewer
     def approval_policy(self) -> ApprovalPolicy | None:
         return approval_policy(self.source)
 
     @strawberry.field(description="Every decision so far, oldest first.")
+    @same_for_every_viewer
     def decisions(self) -> list[ApprovalDecision]:
         return decisions(self.source)
 
     @strawberry.field(description="`approved` or `rejected` once an approval task is settled, else null.")
+    @same_for_every_viewer
     def outcome(self) -> str | None:
         return policies.outcome(self.source)
 
@@ -170,14 +187,17 @@ class Task:
         return eligibility(info.context.user, self.source)
 
     @strawberry.field(description="While delegated: the delegate, who works on it and resolves it back.")
+    @same_for_every_viewer
     async def delegated_to(self, info: Info) -> User | None:
         return await load_user(info, self.source.delegated_to)
 
     @strawberry.field(description="Who completes it: its assignee, also while it is delegated.")
+    @same_for_every_viewer
     async def owner(self, info: Info) -> User | None:
         return await load_user(info, self.source.assigned_user_id)
 
     @strawberry.field(description="The form's field definitions (form and approval tasks).")
+    @same_for_every_viewer
     async def form(self, info: Info) -> Form | None:
         node = await self._node(info)
         if node.form is None:
@@ -198,6 +218,7 @@ class Task:
         )
 
     @strawberry.field
+    @same_for_every_viewer
     async def document_requirements(self, info: Info) -> list[DocumentRequirement]:
         node = await self._node(info)
         return [
@@ -213,10 +234,12 @@ class Task:
         ]
 
     @strawberry.field
+    @same_for_every_viewer
     async def documents(self, info: Info) -> list[Document]:
         return [Document.from_domain(d) for d in await info.context.loaders.documents.load(self.source.id)]
 
     @strawberry.field(description="Every attempt of a system task, secrets redacted.")
+    @same_for_every_viewer
     async def attempts(self, info: Info) -> list[TaskAttempt]:
         return [
             TaskAttempt(
@@ -231,20 +254,28 @@ class Task:
         ]
 
     @strawberry.field(description="The discussion, oldest first.")
+    @same_for_every_viewer
     async def messages(self, info: Info) -> list[TaskMessage]:
         return [TaskMessage.from_domain(m) for m in await info.context.loaders.messages.load(self.source.id)]
 
     @strawberry.field
+    @same_for_every_viewer
     async def step(self, info: Info) -> StepInstance:
         titled = await info.context.loaders.titled_steps.load(self.source.step_instance_id)
         assert titled is not None, "a task's step always exists (foreign key)"
         return StepInstance.titled(titled)
 
     @strawberry.field
+    @same_for_every_viewer
     async def workflow_instance(self, info: Info) -> WorkflowInstance:
         instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
         assert instance is not None
         return WorkflowInstance.from_domain(instance, summary=True)
+
+    @strawberry.field(description="The task's events, oldest first: who did what, when, and what it changed.")
+    async def history(self, info: Info, first: int = 50, after: str | None = None) -> HistoryConnection:
+        page = await task_history(info, self.source.id, first, after)
+        return HistoryConnection.of(page, lambda task_id: load_task(info, task_id))
 
     @strawberry.field
     def viewer_can_claim(self, info: Info) -> bool:
@@ -269,12 +300,6 @@ class Task:
     @strawberry.field
     def viewer_can_retry(self, info: Info) -> bool:
         return permissions.can_retry(info.context.user, self.source)
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
 
 
 @strawberry.type
@@ -404,12 +429,14 @@ class WorkflowInstance:
         return JSON(dict(full.data))
 
     @strawberry.field
+    @same_for_every_viewer
     async def started_by(self, info: Info) -> User:
         user = await load_user(info, self.source.started_by)
         assert user is not None
         return user
 
     @strawberry.field(description="The milestone timeline: every milestone, with the steps reached so far.")
+    @same_for_every_viewer
     async def milestones(self, info: Info) -> list[Milestone]:
         definition = await definition_of(info, self.source.id)
         reached = {s.step_key: s for s in await info.context.loaders.instance_steps.load(self.source.id)}
@@ -418,6 +445,14 @@ class WorkflowInstance:
             steps = [await StepInstance.from_domain(info, reached[s.key]) for s in milestone.steps if s.key in reached]
             timeline.append(Milestone(key=milestone.key, title=milestone.title, steps=steps))
         return timeline
+
+    @strawberry.field(
+        description="The events of the instance's tasks that the viewer may see, oldest first (the tasks "
+        "`tasks` lists)."
+    )
+    async def history(self, info: Info, first: int = 50, after: str | None = None) -> HistoryConnection:
+        page = await instance_history(info, self.source.id, first, after)
+        return HistoryConnection.of(page, lambda task_id: load_task(info, task_id))
 
     @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
     async def tasks(self, info: Info) -> list[Task]:
