@@ -28,10 +28,12 @@ from engine.errors import (
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
+    UnavailableError,
     ValidationError,
 )
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
+from engine.fastpaths import FastPaths
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.state import (
@@ -85,7 +87,7 @@ __all__ = [
     "errors", "state", "permissions",
     # running the engine
     "Engine", "Database", "ReadSessions", "Clock", "SystemClock", "ManualClock", "default_registry",
-    "upgrade", "current_revision", "head_revision",
+    "upgrade", "current_revision", "head_revision", "FastPaths",
     # the domain's dataclasses and states (also as ``state.X``)
     "User", "Task", "TaskStatus", "TaskKind", "TaskEvent", "TaskEventKind", "TaskMessage", "TaskAttempt", "Document",
     "WorkflowInstance", "InstanceStatus", "StepInstance", "StepMetrics", "DeployedDefinition",
@@ -106,5 +108,5 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError",
 ]  # fmt: skip

@@ -34,7 +34,7 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
     settings = Settings.from_env()
 
     async def run() -> T:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, fast_paths=settings.fast_paths)
         try:
             return await work(
                 Engine(
@@ -87,7 +87,7 @@ def worker() -> None:
     settings = Settings.from_env()
 
     async def run() -> None:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, fast_paths=settings.fast_paths)
         engine = Engine(
             db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
         )
@@ -147,6 +147,11 @@ def token(user: str, ttl_minutes: int | None) -> None:
     found = _with_engine(lambda engine: engine.user(user))
     if found is None:
         raise click.ClickException(f"no user {user!r} in the directory (try `stepwise demo load`)")
+    if ttl_minutes and ttl_minutes > settings.max_token_lifetime_minutes:
+        raise click.ClickException(
+            f"the server refuses tokens that live longer than {settings.max_token_lifetime_minutes} minutes "
+            "(STEPWISE_MAX_TOKEN_LIFETIME_MINUTES)"
+        )
     ttl = timedelta(minutes=ttl_minutes) if ttl_minutes else None
     click.echo(issue_token(settings, user, ttl))
 

@@ -14,7 +14,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from engine import AuthenticationError, EventHub, Services
+from engine import AuthenticationError, EventHub, Services, UnavailableError
 from schema.context import Context
 from schema.loaders import DataLoaders
 from schema.reads import SharedReads
@@ -131,12 +131,19 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
                     context.viewer = await authenticate(self.engine, self.settings, header, session)
         except AuthenticationError as exc:
             context.authentication_error = exc
+        except UnavailableError as exc:  # the client did nothing wrong: 503, try again
+            raise Refusal(503, exc.message, {"Retry-After": "5"}, code=exc.code) from exc
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """WebSockets authenticate in ``connection_init``'s payload; a bad token closes the connection."""
         params: dict[str, Any] = context.connection_params or {}
         header = params.get("authorization") or params.get("Authorization")
-        await self._authenticate(context, header if isinstance(header, str) else None)
+        try:
+            await self._authenticate(context, header if isinstance(header, str) else None)
+        except Refusal as unavailable:
+            raise ConnectionRejectionError(
+                {"message": unavailable.reason, "extensions": {"code": unavailable.code}}
+            ) from None
         if context.authentication_error is not None or context.viewer is None:
             raise ConnectionRejectionError({"message": "authentication required"})
         refused = self.connections.admit(context.viewer.id)
