@@ -23,6 +23,7 @@ from engine.errors import (
     DefinitionError,
     FieldError,
     ForbiddenError,
+    IdempotencyKeyReusedError,
     InvalidStateError,
     NotFoundError,
     StepwiseError,
@@ -32,6 +33,7 @@ from engine.errors import (
 )
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
+from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.state import (
@@ -94,6 +96,8 @@ __all__ = [
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
+    # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
+    "IdempotencyKeys", "IdempotentRequest",
     # events
     "EventHub", "EventFilter", "Delivery",
     # workers
@@ -103,5 +107,5 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "IdempotencyKeyReusedError",
 ]  # fmt: skip

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,11 @@ class Settings:
     subscription_start_burst: int = 60
     ws_connections_per_user: int = 20
     ws_connections: int = 10_000
+    idempotency_key_hours: float = 24.0
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        return timedelta(hours=self.idempotency_key_hours)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -151,9 +157,12 @@ class Settings:
             ),
             ws_connections_per_user=int(env("STEPWISE_WS_CONNECTIONS_PER_USER", str(defaults.ws_connections_per_user))),
             ws_connections=int(env("STEPWISE_WS_CONNECTIONS", str(defaults.ws_connections))),
+            idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
         )
         if settings.max_json_bytes < 1024:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
+        if settings.idempotency_key_hours <= 0:
+            raise ValueError("STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0")
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
         return settings
