@@ -29,6 +29,7 @@ from engine.errors import (
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
+    UnavailableError,
     ValidationError,
 )
 from engine.events.hub import EventFilter, EventHub
@@ -66,6 +67,7 @@ from engine.storage.inbox import (
 )
 from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions
 from engine.tasks.blobs import BlobStore
@@ -96,6 +98,7 @@ __all__ = [
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
+    "HistoryPage", "encode_history_cursor",
     # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
     "IdempotencyKeys", "IdempotentRequest",
     # events
@@ -107,5 +110,5 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError", "IdempotencyKeyReusedError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
 ]  # fmt: skip

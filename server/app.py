@@ -28,6 +28,7 @@ from engine import (
 )
 from schema.schema import build_schema
 from server.access import ObservedRequests
+from server.bodies import BoundedBodies
 from server.devtools import Mailbox, dev_routes, running_mailbox
 from server.files import document_routes
 from server.graphiql import graphiql_assets_mount
@@ -144,7 +145,15 @@ def create_app(
             graphiql_assets_mount(),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(ObservedRequests, metrics=metrics, tracer=request_tracer(tracing) if tracing else None)],
+        middleware=[
+            Middleware(ObservedRequests, metrics=metrics, tracer=request_tracer(tracing) if tracing else None),
+            Middleware(
+                BoundedBodies,
+                max_bytes=settings.max_body_bytes,
+                max_upload_bytes=settings.max_upload_bytes,
+                timeout_seconds=settings.body_timeout_seconds,
+            ),
+        ],  # fmt: skip
     )
     app.state.engine = engine
     app.state.blobs = blobs

@@ -1,7 +1,7 @@
 """idempotency keys
 
 Revision ID: e0a1d3c5b7f9
-Revises: c4af671dd890
+Revises: 7d3e5a91c2f4
 Create Date: 2026-12-03 15:30:00.000000
 
 One row per (user, key) a mutation was sent with, written in the transaction of the change it
@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 import engine.storage.models
 
 revision: str = "e0a1d3c5b7f9"
-down_revision: str | None = "c4af671dd890"
+down_revision: str | None = "7d3e5a91c2f4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
