@@ -34,6 +34,7 @@ from engine.errors import (
 )
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
+from engine.fastpaths import FastPaths
 from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
@@ -87,7 +88,7 @@ __all__ = [
     "errors", "state", "permissions",
     # running the engine
     "Engine", "Database", "ReadSessions", "Clock", "SystemClock", "ManualClock", "default_registry",
-    "upgrade", "current_revision", "head_revision",
+    "upgrade", "current_revision", "head_revision", "FastPaths",
     # the domain's dataclasses and states (also as ``state.X``)
     "User", "Task", "TaskStatus", "TaskKind", "TaskEvent", "TaskEventKind", "TaskMessage", "TaskAttempt", "Document",
     "WorkflowInstance", "InstanceStatus", "StepInstance", "StepMetrics", "DeployedDefinition",

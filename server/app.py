@@ -77,7 +77,7 @@ def create_app(
     mailbox = Mailbox()
     if settings.dev and settings.smtp_url is None:
         settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, fast_paths=settings.fast_paths)
     engine = Engine(
         db,
         default_registry(),
@@ -104,7 +104,9 @@ def create_app(
         *([graphql_tracing(tracing)] if tracing else []),
         *([rate_limits.graphql_extension()] if rate_limits.enabled else []),
     ]
-    schema = build_schema(mask_errors=settings.mask_errors, instruments=instruments)
+    schema = build_schema(
+        mask_errors=settings.mask_errors, instruments=instruments, fast_execution=settings.fast_paths.execution
+    )
     graphql = StepwiseGraphQL(schema, services, settings, events)
     shutdown = Shutdown()
 

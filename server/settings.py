@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, check_host_entries
+from engine import DEFAULT_MAX_JSON_BYTES, FastPaths, check_host_entries
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,9 @@ class Settings:
     jwks_timeout_seconds: float = 5.0
     jwks_cache_seconds: float = 300.0
     jwks_refetch_seconds: float = 30.0
+    fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
+    """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
+    even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
     idempotency_key_hours: float = 24.0
 
     @property
@@ -177,6 +180,7 @@ class Settings:
             jwks_timeout_seconds=float(env("STEPWISE_JWKS_TIMEOUT_SECONDS", str(defaults.jwks_timeout_seconds))),
             jwks_cache_seconds=float(env("STEPWISE_JWKS_CACHE_SECONDS", str(defaults.jwks_cache_seconds))),
             jwks_refetch_seconds=float(env("STEPWISE_JWKS_REFETCH_SECONDS", str(defaults.jwks_refetch_seconds))),
+            fast_paths=FastPaths.from_env(),
             idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
         )
         if settings.token_ttl_minutes > settings.max_token_lifetime_minutes:
