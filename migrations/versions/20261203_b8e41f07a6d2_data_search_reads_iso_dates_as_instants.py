@@ -1,7 +1,7 @@
 """data search reads ISO dates as instants
 
 Revision ID: b8e41f07a6d2
-Revises: 7d3e5a91c2f4
+Revises: e0a1d3c5b7f9
 Create Date: 2026-12-03 16:00:00.000000
 
 Search by business data (engine/storage/data_search.py) compares an ISO 8601 date or date-time
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "b8e41f07a6d2"
-down_revision: str | None = "7d3e5a91c2f4"
+down_revision: str | None = "e0a1d3c5b7f9"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
