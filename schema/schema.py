@@ -12,6 +12,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.graphql import OperationType
 
 from schema.context import Context
+from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
 from schema.loaders import DataLoaders
 from schema.mutations.documents import DocumentMutations
@@ -23,7 +24,12 @@ from schema.subscriptions import Subscription, SubscriptionExecutionContext
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations, DocumentMutations):
+class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, DevSignInMutations):
+    pass
+
+
+@strawberry.type(name="Query")
+class RootQuery(Query, DirectoryQueries):
     pass
 
 
@@ -71,7 +77,7 @@ def build_schema(
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
     schema = strawberry.Schema(
-        query=Query,
+        query=RootQuery,
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
