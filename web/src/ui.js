@@ -155,6 +155,7 @@ export function useDialog(ref, onClose) {
       [...node.querySelectorAll("a[href],button:not([disabled]),input:not([disabled]),select,textarea,[tabindex]:not([tabindex='-1'])")]
         .filter((el) => el.offsetParent !== null || el === document.activeElement);
     (node.querySelector("[autofocus]") ?? focusables()[0] ?? node).focus();
+    // On the document: a button that disables itself while it works drops the focus to the body.
     const onKey = (e) => {
       if (e.key === "Escape") {
         e.preventDefault();
@@ -162,6 +163,11 @@ export function useDialog(ref, onClose) {
       } else if (e.key === "Tab") {
         const items = focusables();
         if (!items.length) return;
+        if (!node.contains(document.activeElement)) {
+          e.preventDefault();
+          items[0].focus();
+          return;
+        }
         const first = items[0];
         const last = items[items.length - 1];
         if (e.shiftKey && document.activeElement === first) {
@@ -173,9 +179,9 @@ export function useDialog(ref, onClose) {
         }
       }
     };
-    node.addEventListener("keydown", onKey);
+    document.addEventListener("keydown", onKey);
     return () => {
-      node.removeEventListener("keydown", onKey);
+      document.removeEventListener("keydown", onKey);
       if (previous && document.contains(previous)) previous.focus();
     };
   }, []);

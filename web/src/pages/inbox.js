@@ -131,9 +131,9 @@ export function Inbox({ me }) {
     <div class="page-head">
       <h1 id="inbox-title">Inbox</h1>
       ${page && html`<p class="totals" data-testid="totals">
-        <strong data-testid="total-count">${page.totalCount}</strong> ${page.totalCount === 1 ? "task" : "tasks"}
-        ${overdue > 0 && html` · <span class="overdue">${overdue} overdue shown</span>`}
-        · showing ${page.edges.length}</p>`}
+        <strong data-testid="total-count">${page.totalCount}</strong>${page.totalCount === 1 ? " task" : " tasks"}
+        ${overdue > 0 && html`<span> · </span><span class="overdue">${overdue} overdue shown</span>`}
+        <span> · showing ${page.edges.length}</span></p>`}
     </div>
     <form class="filters" aria-label="Filters" onSubmit=${(e) => e.preventDefault()}>
       <div class="filter toggle">

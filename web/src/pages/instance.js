@@ -21,6 +21,9 @@ function milestoneState(milestone, index, milestones) {
   return "current";
 }
 
+const INSTANCE_STATUS = {
+  RUNNING: "Running", WAITING_FOR_SIGNAL: "Waiting for tasks", COMPLETED: "Completed", FAILED: "Failed", CANCELLED: "Cancelled",
+};
 const STATE_LABEL = { done: "Done", current: "Current", upcoming: "Upcoming" };
 
 export function InstancePage({ id }) {
@@ -47,7 +50,7 @@ export function InstancePage({ id }) {
   return html`<section class="page" aria-labelledby="instance-title">
     <div class="page-head">
       <h1 id="instance-title">${instance.definitionKey} <span class="muted">v${instance.definitionVersion}</span></h1>
-      <span class=${`badge instance-${instance.status.toLowerCase()}`} data-testid="instance-status">${instance.status.replaceAll("_", " ").toLowerCase()}</span>
+      <span class=${`badge instance-${instance.status.toLowerCase()}`} data-testid="instance-status">${INSTANCE_STATUS[instance.status] ?? instance.status}</span>
     </div>
     <p class="muted">Started by ${instance.startedBy.name} · ${when(instance.startedAt)}
       ${instance.completedAt && html` · finished ${when(instance.completedAt)}`}</p>

@@ -84,8 +84,8 @@ export function ApprovalWork({ task, onDone, onReload }) {
   const { busy, errors, run } = useTaskAction(task, fields, onDone);
   const decide = (document) => run(document, { comment: comment || null, values: fields.length ? cleanValues(fields, values) : null });
   return html`<div class="stack">
-    <section aria-labelledby="approval-request"><h3 id="approval-request">Request</h3>
-      <${DataList} value=${task.input} label="Task input" /></section>
+    ${Object.keys(task.input ?? {}).length > 0 && html`<section aria-labelledby="approval-request"><h3 id="approval-request">Request</h3>
+      <${DataList} value=${task.input} label="Task input" /></section>`}
     <section aria-labelledby="approval-previous"><h3 id="approval-previous">Previous tasks' outputs</h3>
       <${DataList} value=${task.workflowInstance?.data} label="Workflow data" /></section>
     <form class="stack" onSubmit=${(e) => e.preventDefault()} aria-label="Decision">
