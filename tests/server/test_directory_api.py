@@ -46,7 +46,7 @@ async def test_dev_sign_in_issues_a_token_that_signs_in(dev_client: httpx.AsyncC
     result = body["data"]["devSignIn"]
     assert result["__typename"] == "DevSignInSuccess"
     assert result["user"] == {"id": "bob", "name": "Bob Brown", "roles": ["approver"]}
-    assert decode_token(settings, result["token"]) == "bob"
+    assert await decode_token(settings, result["token"]) == "bob"
     me = await post(dev_client, "{ me { id } }", token=result["token"])
     assert me["data"]["me"] == {"id": "bob"}
 
