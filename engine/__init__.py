@@ -23,6 +23,7 @@ from engine.errors import (
     DefinitionError,
     FieldError,
     ForbiddenError,
+    IdempotencyKeyReusedError,
     InvalidStateError,
     NotFoundError,
     SeparationOfDutiesError,
@@ -35,6 +36,7 @@ from engine.errors import (
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
 from engine.fastpaths import FastPaths
+from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.state import (
@@ -53,6 +55,7 @@ from engine.state import (
     User,
     WorkflowInstance,
 )
+from engine.storage.data_search import DataCondition, DataOperator, DataSort, DataSource
 from engine.storage.database import Database, ReadSessions
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
@@ -98,7 +101,9 @@ __all__ = [
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
-    "HistoryPage", "encode_history_cursor",
+    "HistoryPage", "encode_history_cursor", "DataCondition", "DataOperator", "DataSource", "DataSort",
+    # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
+    "IdempotencyKeys", "IdempotentRequest",
     # events
     "EventHub", "EventFilter", "Delivery",
     # workers
@@ -108,5 +113,6 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "SeparationOfDutiesError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
+    "SeparationOfDutiesError",
 ]  # fmt: skip

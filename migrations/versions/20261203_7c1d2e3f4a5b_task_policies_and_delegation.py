@@ -1,7 +1,7 @@
 """task approval policies, separation of duties and delegation (issue #22)
 
 Revision ID: 7c1d2e3f4a5b
-Revises: 7d3e5a91c2f4
+Revises: b8e41f07a6d2
 Create Date: 2026-12-03 15:30:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "7c1d2e3f4a5b"
-down_revision: str | None = "7d3e5a91c2f4"
+down_revision: str | None = "b8e41f07a6d2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
