@@ -12,7 +12,7 @@ run: export STEPWISE_DEV ?= true
 run: export STEPWISE_TEMPLATE_SETTINGS ?= {"baseUrl": "http://$(HOST):$(PORT)", "notifyUrl": "http://$(HOST):$(PORT)/dev/notify"}
 run: export STEPWISE_HTTP_ALLOW ?= $(HOST):$(PORT)
 
-.PHONY: install install-test run test test-latest lint typecheck bench clean
+.PHONY: install install-test run test test-plain test-latest lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,32 @@ run: install
 	$(BIN)/stepwise demo load
 	$(BIN)/stepwise serve --host $(HOST) --port $(PORT)
 
-test: install-test
+# The browser tests (tests/web/, GraphiQL's) drive Debian's Chromium: installed here when make runs as root on
+# Debian; otherwise this says what to install (without it they are skipped, and fail under CI=true).
+CHROMIUM := /usr/bin/chromium
+.PHONY: browser
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "could not install chromium: the browser tests will be skipped (and fail under CI=true)"; \
+	  else \
+	    echo "the browser tests need Debian's chromium at $(CHROMIUM): run 'sudo apt-get install chromium'" \
+	         "(without it they are skipped, and fail under CI=true)"; \
+	  fi; \
+	fi
+
+test: install-test browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite with every fast path off (engine/fastpaths.py, docs/adr/): the plain path each mechanism replaces
+# must stay correct, since it is what an operator falls back to when a library upgrade breaks the mechanism.
+PLAIN := STEPWISE_FAST_EXECUTION=false STEPWISE_FAST_DRIVER_WRITES=false \
+	STEPWISE_FAST_REMEMBERED_INSTANCES=false STEPWISE_FAST_COUNT_BESIDE=false
+
+test-plain: install-test
+	$(PLAIN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The schema and server tests on the newest strawberry-graphql and graphql-core releases the registry offers,
 # in a venv of their own (everything else as locked): schema/execution.py and schema/subscriptions.py use both

@@ -11,7 +11,9 @@ from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, Vali
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.graphql import OperationType
 
+from engine import FastPaths
 from schema.context import Context
+from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
 from schema.limits import OperationLimits, limit_extensions
 from schema.loaders import DataLoaders
@@ -24,7 +26,12 @@ from schema.subscriptions import Subscription, SubscriptionExecutionContext
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations, DocumentMutations):
+class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, DevSignInMutations):
+    pass
+
+
+@strawberry.type(name="Query")
+class RootQuery(Query, DirectoryQueries):
     pass
 
 
@@ -61,11 +68,16 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 def build_schema(
-    mask_errors: bool = True, cache_documents: bool = True, instruments: Sequence[Any] = (),
+    mask_errors: bool = True,
+    cache_documents: bool = True,
+    instruments: Sequence[Any] = (),
+    fast_execution: bool | None = None,
     limits: OperationLimits | None = None,
-) -> strawberry.Schema:  # fmt: skip
-    """``instruments``: the server's metrics and tracing extensions (factories), run around everything else;
-    ``limits``: what one operation may ask (schema.limits; the defaults when not given)."""
+) -> strawberry.Schema:
+    """``instruments``: the server's metrics and tracing extensions (factories), run around everything else.
+    ``fast_execution``: the executor shortcut (:mod:`schema.execution`, ``STEPWISE_FAST_EXECUTION``; by
+    default as that variable says); off, every field goes through its resolver. ``limits``: what one
+    operation may ask (schema.limits; the defaults when not given)."""
     extensions: list[Any] = [*instruments, *limit_extensions(limits or OperationLimits()), ShareReadsPerQuery]
     if cache_documents:
         # Clients send the same few documents over and over; parsing and validating them again is most
@@ -74,7 +86,7 @@ def build_schema(
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
     schema = strawberry.Schema(
-        query=Query,
+        query=RootQuery,
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
@@ -83,5 +95,6 @@ def build_schema(
         # per-event memo growing for a subscription's life. Queries and mutations run as before.
         execution_context_class=SubscriptionExecutionContext,
     )
-    prepare(schema._schema)  # Strawberry's GraphQL schema has no public accessor
+    if fast_execution if fast_execution is not None else FastPaths.from_env().execution:
+        prepare(schema._schema)  # Strawberry's GraphQL schema has no public accessor
     return schema

@@ -41,6 +41,7 @@ from server.rate_limits import RateLimits
 from server.settings import Settings
 from server.shutdown import Shutdown
 from server.tracing import graphql_tracing, instrument_database, request_tracer, tracer_provider_for
+from server.webapp import web_routes
 from server.workers import running_worker
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,14 @@ def create_app(
     mailbox = Mailbox()
     if settings.dev and settings.smtp_url is None:
         settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, fast_paths=settings.fast_paths)
     engine = Engine(
-        db, default_registry(), clock=clock, settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+        db,
+        default_registry(),
+        clock=clock,
+        settings=settings.template_settings,
+        max_json_bytes=settings.max_json_bytes,
+        idempotency_ttl=settings.idempotency_ttl,
     )
     blobs = BlobStore(settings.files_dir)
     services = Services.build(engine, blobs)  # once per app: every request goes through these
@@ -103,7 +109,10 @@ def create_app(
     limits = OperationLimits(max_depth=settings.max_query_depth, max_aliases=settings.max_aliases,
                              max_tokens=settings.max_tokens, max_document_bytes=settings.max_document_bytes,
                              max_cost=settings.max_query_cost)  # fmt: skip
-    schema = build_schema(mask_errors=settings.mask_errors, instruments=instruments, limits=limits)
+    schema = build_schema(
+        mask_errors=settings.mask_errors, instruments=instruments, fast_execution=settings.fast_paths.execution,
+        limits=limits,
+    )
     graphql = StepwiseGraphQL(schema, services, settings, events)
     shutdown = Shutdown()
 
@@ -142,6 +151,7 @@ def create_app(
             *document_routes(services, settings),
             *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
+            *web_routes(),
         ],
         lifespan=lifespan,
         middleware=[

@@ -34,11 +34,15 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
     settings = Settings.from_env()
 
     async def run() -> T:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, fast_paths=settings.fast_paths)
         try:
             return await work(
                 Engine(
-                    db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+                    db,
+                    default_registry(),
+                    settings=settings.template_settings,
+                    max_json_bytes=settings.max_json_bytes,
+                    idempotency_ttl=settings.idempotency_ttl,
                 )
             )
         finally:
@@ -87,9 +91,13 @@ def worker() -> None:
     settings = Settings.from_env()
 
     async def run() -> None:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, fast_paths=settings.fast_paths)
         engine = Engine(
-            db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+            db,
+            default_registry(),
+            settings=settings.template_settings,
+            max_json_bytes=settings.max_json_bytes,
+            idempotency_ttl=settings.idempotency_ttl,
         )
         tracing = tracer_provider_for(settings)
         if tracing is not None:

@@ -7,10 +7,11 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, check_host_entries
+from engine import DEFAULT_MAX_JSON_BYTES, FastPaths, check_host_entries
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,14 @@ class Settings:
     max_tokens: int = 1_000
     max_document_bytes: int = 32_768
     max_query_cost: int = 25_000
+    fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
+    """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
+    even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
+    idempotency_key_hours: float = 24.0
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        return timedelta(hours=self.idempotency_key_hours)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -181,6 +190,8 @@ class Settings:
             max_tokens=int(env("STEPWISE_MAX_TOKENS", str(defaults.max_tokens))),
             max_document_bytes=int(env("STEPWISE_MAX_DOCUMENT_BYTES", str(defaults.max_document_bytes))),
             max_query_cost=int(env("STEPWISE_MAX_QUERY_COST", str(defaults.max_query_cost))),
+            fast_paths=FastPaths.from_env(),
+            idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
         )
         if settings.token_ttl_minutes > settings.max_token_lifetime_minutes:
             raise ValueError("STEPWISE_TOKEN_TTL_MINUTES is longer than STEPWISE_MAX_TOKEN_LIFETIME_MINUTES")
@@ -188,6 +199,8 @@ class Settings:
             raise ValueError("STEPWISE_MAX_BODY_BYTES must be at least STEPWISE_MAX_JSON_BYTES: a body carries a value")
         if settings.max_json_bytes < 1024:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
+        if settings.idempotency_key_hours <= 0:
+            raise ValueError("STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0")
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
         return settings

@@ -23,12 +23,22 @@ from engine import (
     encode_cursor,
     page_of_tasks,
     permissions,
+    policies,
     state,
     task_search,
 )
 from schema.context import Info
 from schema.inbox import bad_user_input, running
 from schema.loaders import TitledStep, load_all
+from schema.sharing import same_for_every_viewer
+from schema.types.approvals import (
+    ApprovalDecision,
+    ApprovalPolicy,
+    Eligibility,
+    approval_policy,
+    decisions,
+    eligibility,
+)
 from schema.types.details import Document, DocumentRequirement, Form, FormField, TaskAttempt, TaskMessage
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
 from schema.types.history import HistoryConnection, instance_history, task_history
@@ -77,6 +87,7 @@ class StepInstance:
                    source=step)  # fmt: skip
 
     @strawberry.field(description="Total, active, completed and blocked tasks (docs/design.md §1).")
+    @same_for_every_viewer
     async def metrics(self, info: Info) -> StepMetrics:
         m = await info.context.loaders.step_metrics.load(self.source.id)
         return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
@@ -115,6 +126,9 @@ class Task:
     updated_at: datetime
     due_at: datetime | None
     completed_at: datetime | None
+    blocked_reason: str | None = strawberry.field(
+        description="Why no one may work on the task: separation of duties left no eligible user. Null if none."
+    )
     source: strawberry.Private[state.Task]
     prefetched: strawberry.Private[dict[str, object]] = dataclasses.field(default_factory=dict)
     """Relations its page loaded for every task at once (see ``TaskConnection.page``), by field name."""
@@ -130,7 +144,7 @@ class Task:
             input=JSON(dict(task.input)), output=task.output,
             draft=JSON(dict(task.draft)) if task.draft is not None else None,
             created_at=task.created_at, updated_at=task.updated_at, due_at=task.due_at,
-            completed_at=task.completed_at, source=task,
+            completed_at=task.completed_at, blocked_reason=task.blocked_reason, source=task,
         )  # fmt: skip
 
     async def _node(self, info: Info) -> Node:
@@ -139,14 +153,51 @@ class Task:
 
     # A page answers these from ``prefetched`` without calling them (schema.execution.serve_prefetched).
     @strawberry.field
+    @same_for_every_viewer
     async def assignee(self, info: Info) -> User | None:
         return await load_user(info, self.source.assigned_user_id)
 
     @strawberry.field
+    @same_for_every_viewer
     async def completed_by(self, info: Info) -> User | None:
         return await load_user(info, self.source.completed_by)
 
+    @strawberry.field(description="True while separation of duties leaves no one eligible (see blockedReason).")
+    @same_for_every_viewer
+    def blocked(self) -> bool:
+        return self.source.blocked_reason is not None
+
+    @strawberry.field(description="What the task requires: approval levels and exclusions; null if neither.")
+    @same_for_every_viewer
+    def approval_policy(self) -> ApprovalPolicy | None:
+        return approval_policy(self.source)
+
+    @strawberry.field(description="Every decision so far, oldest first.")
+    @same_for_every_viewer
+    def decisions(self) -> list[ApprovalDecision]:
+        return decisions(self.source)
+
+    @strawberry.field(description="`approved` or `rejected` once an approval task is settled, else null.")
+    @same_for_every_viewer
+    def outcome(self) -> str | None:
+        return policies.outcome(self.source)
+
+    @strawberry.field(description="Whether the viewer may approve or reject it now, and why not.")
+    def eligible_to_decide(self, info: Info) -> Eligibility:
+        return eligibility(info.context.user, self.source)
+
+    @strawberry.field(description="While delegated: the delegate, who works on it and resolves it back.")
+    @same_for_every_viewer
+    async def delegated_to(self, info: Info) -> User | None:
+        return await load_user(info, self.source.delegated_to)
+
+    @strawberry.field(description="Who completes it: its assignee, also while it is delegated.")
+    @same_for_every_viewer
+    async def owner(self, info: Info) -> User | None:
+        return await load_user(info, self.source.assigned_user_id)
+
     @strawberry.field(description="The form's field definitions (form and approval tasks).")
+    @same_for_every_viewer
     async def form(self, info: Info) -> Form | None:
         node = await self._node(info)
         if node.form is None:
@@ -167,6 +218,7 @@ class Task:
         )
 
     @strawberry.field
+    @same_for_every_viewer
     async def document_requirements(self, info: Info) -> list[DocumentRequirement]:
         node = await self._node(info)
         return [
@@ -182,10 +234,12 @@ class Task:
         ]
 
     @strawberry.field
+    @same_for_every_viewer
     async def documents(self, info: Info) -> list[Document]:
         return [Document.from_domain(d) for d in await info.context.loaders.documents.load(self.source.id)]
 
     @strawberry.field(description="Every attempt of a system task, secrets redacted.")
+    @same_for_every_viewer
     async def attempts(self, info: Info) -> list[TaskAttempt]:
         return [
             TaskAttempt(
@@ -200,16 +254,19 @@ class Task:
         ]
 
     @strawberry.field(description="The discussion, oldest first.")
+    @same_for_every_viewer
     async def messages(self, info: Info) -> list[TaskMessage]:
         return [TaskMessage.from_domain(m) for m in await info.context.loaders.messages.load(self.source.id)]
 
     @strawberry.field
+    @same_for_every_viewer
     async def step(self, info: Info) -> StepInstance:
         titled = await info.context.loaders.titled_steps.load(self.source.step_instance_id)
         assert titled is not None, "a task's step always exists (foreign key)"
         return StepInstance.titled(titled)
 
     @strawberry.field
+    @same_for_every_viewer
     async def workflow_instance(self, info: Info) -> WorkflowInstance:
         instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
         assert instance is not None
@@ -231,6 +288,14 @@ class Task:
     @strawberry.field
     def viewer_can_assign(self, info: Info) -> bool:
         return permissions.can_assign(info.context.user, self.source)
+
+    @strawberry.field
+    def viewer_can_delegate(self, info: Info) -> bool:
+        return permissions.can_delegate(info.context.user, self.source)
+
+    @strawberry.field
+    def viewer_can_resolve(self, info: Info) -> bool:
+        return permissions.can_resolve(info.context.user, self.source)
 
     @strawberry.field
     def viewer_can_retry(self, info: Info) -> bool:
@@ -364,12 +429,14 @@ class WorkflowInstance:
         return JSON(dict(full.data))
 
     @strawberry.field
+    @same_for_every_viewer
     async def started_by(self, info: Info) -> User:
         user = await load_user(info, self.source.started_by)
         assert user is not None
         return user
 
     @strawberry.field(description="The milestone timeline: every milestone, with the steps reached so far.")
+    @same_for_every_viewer
     async def milestones(self, info: Info) -> list[Milestone]:
         definition = await definition_of(info, self.source.id)
         reached = {s.step_key: s for s in await info.context.loaders.instance_steps.load(self.source.id)}
