@@ -110,7 +110,9 @@ def create_app(
                              max_tokens=settings.max_tokens, max_document_bytes=settings.max_document_bytes,
                              max_cost=settings.max_query_cost)  # fmt: skip
     schema = build_schema(
-        mask_errors=settings.mask_errors, instruments=instruments, fast_execution=settings.fast_paths.execution,
+        mask_errors=settings.mask_errors,
+        instruments=instruments,
+        fast_execution=settings.fast_paths.execution,
         limits=limits,
     )
     graphql = StepwiseGraphQL(schema, services, settings, events)
