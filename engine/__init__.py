@@ -12,6 +12,7 @@ and, on PostgreSQL, ``storage/postgres/finish.py``); an event is numbered and de
 """
 
 from engine import errors, state
+from engine.calendars import BusinessCalendar, Calendars, parse_calendars
 from engine.catalog import default_registry
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.definitions.model import Node, Priority, WorkflowDefinition
@@ -98,6 +99,8 @@ __all__ = [
     "EventHub", "EventFilter", "Delivery",
     # workers
     "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
+    # business time (issue #22)
+    "BusinessCalendar", "Calendars", "parse_calendars",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors

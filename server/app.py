@@ -78,7 +78,12 @@ def create_app(
         settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
     db = Database(settings.database_url)
     engine = Engine(
-        db, default_registry(), clock=clock, settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+        db,
+        default_registry(),
+        clock=clock,
+        settings=settings.template_settings,
+        max_json_bytes=settings.max_json_bytes,
+        calendars=settings.calendars,
     )
     blobs = BlobStore(settings.files_dir)
     services = Services.build(engine, blobs)  # once per app: every request goes through these

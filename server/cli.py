@@ -38,7 +38,11 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
         try:
             return await work(
                 Engine(
-                    db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+                    db,
+                    default_registry(),
+                    settings=settings.template_settings,
+                    max_json_bytes=settings.max_json_bytes,
+                    calendars=settings.calendars,
                 )
             )
         finally:
@@ -87,7 +91,11 @@ def worker() -> None:
     async def run() -> None:
         db = Database(settings.database_url)
         engine = Engine(
-            db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+            db,
+            default_registry(),
+            settings=settings.template_settings,
+            max_json_bytes=settings.max_json_bytes,
+            calendars=settings.calendars,
         )
         tracing = tracer_provider_for(settings)
         if tracing is not None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, check_host_entries
+from engine import DEFAULT_MAX_JSON_BYTES, Calendars, check_host_entries, parse_calendars
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ class Settings:
     subscription_start_burst: int = 60
     ws_connections_per_user: int = 20
     ws_connections: int = 10_000
+    calendars: Calendars = field(default_factory=Calendars)
+    """Business-time calendars by name (``STEPWISE_CALENDARS``); ``default`` is Monday to Friday 09:00–17:00 UTC."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -151,6 +153,7 @@ class Settings:
             ),
             ws_connections_per_user=int(env("STEPWISE_WS_CONNECTIONS_PER_USER", str(defaults.ws_connections_per_user))),
             ws_connections=int(env("STEPWISE_WS_CONNECTIONS", str(defaults.ws_connections))),
+            calendars=Calendars(parse_calendars(_json_object("STEPWISE_CALENDARS"))),
         )
         if settings.max_json_bytes < 1024:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")

@@ -12,6 +12,8 @@ from typing import Any
 
 import isodate
 
+from engine.definitions.durations import Span, parse_span
+from engine.definitions.escalations import parse_escalation
 from engine.definitions.model import (
     DocumentRequirement,
     Edge,
@@ -33,7 +35,7 @@ _NODE_KEYS = frozenset(
     {
         "id", "type", "name", "schemaType", "title", "description", "signal", "assignToRole",
         "assignToUser", "assignToGroup", "assignWith", "storeAs", "priority", "dueIn", "dueAt",
-        "onDue", "form", "documents", "config", "retry", "join",
+        "onDue", "form", "documents", "config", "retry", "join", "escalation",
     }
 )  # fmt: skip
 _FIELD_KEYS = frozenset({"key", "type", "label", "required", "options", "mask", "multiline", "min", "max", "maxLength"})
@@ -98,6 +100,17 @@ class _Reader:
             self.fail(key, f"must be in days, hours, minutes or seconds: {value!r}")
             return None
         return parsed
+
+    def span(self, key: str) -> Span | None:
+        """A duration, or business time (:mod:`engine.definitions.durations`)."""
+        value = self.doc.get(key)
+        if value is None:
+            return None
+        try:
+            return parse_span(value)
+        except ValueError as exc:
+            self.fail(key, str(exc))
+            return None
 
     def strings(self, key: str) -> tuple[str, ...] | None:
         value = self.get(key, list)
@@ -180,7 +193,7 @@ def _parse_node(doc: Any, index: int, errors: list[FieldError]) -> Node:
         assign_with=r.text("assignWith"),
         store_as=r.text("storeAs"),
         priority=r.enum("priority", Priority, Priority.NORMAL),
-        due_in=r.duration("dueIn"),
+        due_in=r.span("dueIn"),
         due_at=r.text("dueAt"),
         on_due=r.enum("onDue", OnDue, OnDue.NONE),
         form=_parse_form(form_doc, r) if form_doc is not None else None,
@@ -188,6 +201,7 @@ def _parse_node(doc: Any, index: int, errors: list[FieldError]) -> Node:
         config=dict(r.get("config", Mapping, default={})),
         retry=_parse_retry(r.get("retry", Mapping), r),
         join=r.text("join"),
+        escalation=parse_escalation(r.doc.get("escalation"), f"{r.path}.escalation", r.subject, errors),
     )
 
 

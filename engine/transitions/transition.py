@@ -16,6 +16,7 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
+from engine.calendars import Calendars
 from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import Node, OnDue, WorkflowDefinition
 from engine.definitions.registry import NodeContext, Registry, default_schema_type
@@ -113,6 +114,7 @@ class Transition:
         steps: Mapping[str, StepInstance] | None = None,
         open_tasks: Sequence[Task] = (),
         remembered: bool = False,
+        calendars: Calendars | None = None,
     ) -> None:
         """``steps`` are all of the instance's step instances by key (none for a new instance) and
         ``open_tasks`` its open tasks, both as read with the locked instance, or as this process
@@ -123,6 +125,7 @@ class Transition:
         self.now = now
         self.actor_id = actor_id
         self.settings = settings
+        self.calendars = calendars or Calendars()
         self.instance = instance
         self.data: dict[str, Any] = dict(instance.data)
         self.tokens: list[Token] = list(instance.tokens)
@@ -363,7 +366,7 @@ class Transition:
 
     def _due_at(self, node: Node) -> datetime | None:
         if node.due_in is not None:
-            return self.now + node.due_in
+            return self.calendars.after(self.now, node.due_in)
         if node.due_at:
             text = render_text(node.due_at, self.variables())
             try:
