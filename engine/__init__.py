@@ -15,6 +15,7 @@ from engine import errors, state
 from engine.calendars import BusinessCalendar, Calendars, parse_calendars
 from engine.catalog import default_registry
 from engine.clock import Clock, ManualClock, SystemClock
+from engine.definitions.escalations import EscalationAction
 from engine.definitions.model import Node, Priority, WorkflowDefinition
 from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES
 from engine.errors import (
@@ -43,6 +44,7 @@ from engine.state import (
     StepMetrics,
     Task,
     TaskAttempt,
+    TaskEscalation,
     TaskEvent,
     TaskEventKind,
     TaskKind,
@@ -54,6 +56,7 @@ from engine.state import (
 from engine.storage.database import Database, ReadSessions
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
+from engine.storage.escalations import EscalationRepository
 from engine.storage.inbox import (
     TaskOrderField,
     TaskQuery,
@@ -87,6 +90,7 @@ __all__ = [
     "upgrade", "current_revision", "head_revision",
     # the domain's dataclasses and states (also as ``state.X``)
     "User", "Task", "TaskStatus", "TaskKind", "TaskEvent", "TaskEventKind", "TaskMessage", "TaskAttempt", "Document",
+    "TaskEscalation",
     "WorkflowInstance", "InstanceStatus", "StepInstance", "StepMetrics", "DeployedDefinition",
     # definitions
     "WorkflowDefinition", "Node", "Priority",
@@ -101,6 +105,8 @@ __all__ = [
     "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
     # business time (issue #22)
     "BusinessCalendar", "Calendars", "parse_calendars",
+    # escalation ladders (issue #22)
+    "EscalationAction", "EscalationRepository",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors

@@ -36,8 +36,9 @@ from engine.state import (
 )
 from engine.storage.deferred import DeferredUpdate, TransitionConnection
 from engine.storage.directory import DirectoryRepository
+from engine.storage.escalations import scheduled_rows
 from engine.storage.instances import LockedInstance, step_values
-from engine.storage.models import step_instances, tasks
+from engine.storage.models import step_instances, task_escalations, tasks
 from engine.storage.task_events import NewTaskEvent, TaskEventRepository
 from engine.storage.tasks import TaskRepository, stored_changes, task_values
 from engine.storage.writer import finish_transition
@@ -171,9 +172,11 @@ class Transition:
         """``task`` as this transition leaves it: its last :meth:`update_task`, else as it was."""
         return self._changed.get(task.id, task)
 
-    async def update_task(self, task: Task, event: TaskEventKind, **values: Any) -> Task:
-        """Change a task at its current revision and record the event; a lost race is a conflict,
-        raised when the change is written (the next statement or the transition's last)."""
+    async def update_task(
+        self, task: Task, event: TaskEventKind, *, event_data: Mapping[str, Any] | None = None, **values: Any
+    ) -> Task:
+        """Change a task at its current revision and record the event (with ``event_data``); a lost race
+        is a conflict, raised when the change is written (the next statement or the transition's last)."""
         values.setdefault("updated_at", self.now)
         conflict = ConflictError(f"task {task.id} was changed by someone else; reload it and try again")
         change = stored_changes(values, task.revision)
@@ -182,7 +185,7 @@ class Transition:
         changed = replace(task, revision=task.revision + 1, **known)
         self._open_as_read.pop(task.token_id, None)
         self._changed[changed.id] = changed
-        await self.record(event, changed)
+        await self.record(event, changed, event_data)
         return changed
 
     async def open_task_at(self, node_id: str) -> Task:
@@ -299,6 +302,10 @@ class Transition:
         step_instance = self._step_instance(node)
         task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
         self.connection.defer_insert(tasks, task_values(task))
+        if node.escalation:
+            ladder = [(step, self.calendars.after(self.now, step.after)) for step in node.escalation]
+            for row in scheduled_rows(task, ladder):
+                self.connection.defer_insert(task_escalations, row)
         self._created[token.id] = task
         await self.record(TaskEventKind.CREATED, task)
         return replace(token, task_id=task.id)

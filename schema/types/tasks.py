@@ -29,7 +29,15 @@ from engine import (
 from schema.context import Info
 from schema.inbox import bad_user_input, running
 from schema.loaders import TitledStep, load_all
-from schema.types.details import Document, DocumentRequirement, Form, FormField, TaskAttempt, TaskMessage
+from schema.types.details import (
+    Document,
+    DocumentRequirement,
+    Form,
+    FormField,
+    TaskAttempt,
+    TaskEscalation,
+    TaskMessage,
+)
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
 from schema.types.user import User, load_user
 
@@ -189,6 +197,11 @@ class Task:
             )  # fmt: skip
             for a in await info.context.loaders.attempts.load(self.source.id)
         ]
+
+    @strawberry.field(description="The steps of its escalation ladder, fired and scheduled, in ladder order.")
+    async def escalations(self, info: Info) -> list[TaskEscalation]:
+        found = await info.context.loaders.escalations.load(self.source.id)
+        return [TaskEscalation.from_domain(e, self.source) for e in found]
 
     @strawberry.field(description="The discussion, oldest first.")
     async def messages(self, info: Info) -> list[TaskMessage]:
