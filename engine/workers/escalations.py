@@ -25,6 +25,7 @@ from engine.definitions.forms import validate_values
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node
 from engine.errors import ConflictError, ExecutionFailedError, StepwiseError
 from engine.state import EscalationStatus, Task, TaskEventKind, TaskStatus, User
+from engine.storage.database import Executor
 from engine.storage.deferred import DeferredUpdate
 from engine.storage.directory import DirectoryRepository
 from engine.storage.escalations import EscalationRepository, LeasedEscalation
@@ -51,17 +52,17 @@ class Escalator:
         self.worker_id = worker_id
         self.lease = lease
 
-    async def run_due(self, limit: int = 100) -> int:
-        """Fire (or cancel) the steps due now and send the reminders still to be sent; how many steps it
-        claimed. Each task's steps run in ladder order; different tasks' side by side."""
-        now = self.engine.clock.now()
-        async with self.engine.db.transaction() as session:
-            claimed = await EscalationRepository(session).claim_due(now, self.worker_id, now + self.lease, limit)
+    async def claim(self, session: Executor, now: datetime, limit: int = 100) -> list[LeasedEscalation]:
+        """Lease the steps due now and the reminders still to be sent (in the worker's claiming transaction)."""
+        return await EscalationRepository(session).claim_due(now, self.worker_id, now + self.lease, limit)
+
+    async def run(self, claimed: list[LeasedEscalation]) -> None:
+        """Fire (or cancel) ``claimed`` steps and send their reminders: each task's steps in ladder order,
+        different tasks' side by side."""
         by_task: dict[str, list[LeasedEscalation]] = defaultdict(list)
         for leased in claimed:
             by_task[leased.escalation.task_id].append(leased)
         await asyncio.gather(*(self._run_in_order(steps) for steps in by_task.values()))
-        return len(claimed)
 
     async def _run_in_order(self, steps: list[LeasedEscalation]) -> None:
         for leased in sorted(steps, key=lambda s: s.escalation.step):

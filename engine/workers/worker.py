@@ -108,17 +108,17 @@ class Worker:
         """Expire overdue user tasks and fire due escalation steps, then claim and run one batch of system
         tasks; returns how many attempts ran and steps were claimed."""
         await self.expire_due()
-        escalated = await self.escalator.run_due()
         now = self.engine.clock.now()
         async with self.engine.db.transaction() as session:
             claimed = await LeaseRepository(session).claim_runnable(now, self.worker_id, now + self.lease, self.batch)
+            escalations = await self.escalator.claim(session, now)
         # Claimed outside a transition: what the engine remembers of their instances is stale now, and
         # recording the attempt from it would cost an attempt that writes nothing (engine.remembered).
         self.engine.remembered.forget(task.workflow_instance_id for task in claimed)
         for task_type, count in Counter(task.schema_type for task in claimed).items():
             self.engine.observer.tasks_claimed(task_type, count)
-        await asyncio.gather(*(self._attempt(task) for task in claimed))
-        return len(claimed) + escalated
+        await asyncio.gather(self.escalator.run(escalations), *(self._attempt(task) for task in claimed))
+        return len(claimed) + len(escalations)
 
     async def run_until_idle(self, max_rounds: int = 100) -> int:
         """Run batches until nothing is due (tests drive the clock and call this)."""

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
+
+import pytest
+from starlette.applications import Starlette
 
 from engine.clock import ManualClock
 from engine.definitions.builder import WorkflowBuilder, business, complete, reassign, remind
@@ -13,7 +17,8 @@ from engine.workers.executor import ExecutionContext
 from engine.workers.worker import Worker
 from server.settings import Settings
 from tests.server.conftest import GraphQL
-from tests.server.test_subscriptions import EVENTS, cursor_now, feed, kinds, live_url, task_at  # noqa: F401
+from tests.server.live import serving
+from tests.server.test_subscriptions import EVENTS, cursor_now, feed, kinds, task_at
 
 LADDERED = WorkflowBuilder("laddered")
 LADDERED.user_task(
@@ -21,6 +26,14 @@ LADDERED.user_task(
     escalation=[remind("PT4H"), reassign(business("P1D"), role="manager"),
                 complete("P3D", {"decision": "rejected", "comment": "timed out"})],
 )  # fmt: skip
+
+
+@pytest.fixture
+async def live_url(app: Starlette) -> AsyncIterator[str]:
+    async with serving(app) as url:
+        yield url
+
+
 ESCALATIONS = """query($id: ID!) { task(id: $id) { assignedRole
   escalations { step action status dueAt firedAt detail } } }"""
 
@@ -30,7 +43,7 @@ async def test_escalations_are_listed_and_their_events_are_delivered(
     clock: ManualClock,
     gql: GraphQL,
     live_url: str,
-    settings: Settings,  # noqa: F811
+    settings: Settings,
 ) -> None:
     await app_engine.deploy(LADDERED.build(), deployed_by="dana")  # the clock: Monday 09:00 UTC
     instance = await app_engine.start("laddered", {}, "alice")
