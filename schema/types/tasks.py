@@ -29,6 +29,7 @@ from engine import (
 from schema.context import Info
 from schema.inbox import bad_user_input, running
 from schema.loaders import TitledStep, load_all
+from schema.sharing import same_for_every_viewer
 from schema.types.details import (
     Document,
     DocumentRequirement,
@@ -39,6 +40,8 @@ from schema.types.details import (
     TaskMessage,
 )
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
+from schema.types.history import HistoryConnection, instance_history, task_history
+from schema.types.paging import PageInfo
 from schema.types.user import User, load_user
 
 
@@ -46,6 +49,13 @@ async def definition_of(info: Info, workflow_instance_id: str) -> WorkflowDefini
     instance = await info.context.loaders.instances.load(workflow_instance_id)
     assert instance is not None, "a task's instance always exists (foreign key)"
     return await info.context.loaders.definitions.load((instance.definition_key, instance.definition_version))
+
+
+async def load_task(info: Info, task_id: str) -> Task:
+    """A task already known to be visible to the viewer (e.g. one whose history it reads)."""
+    found = await info.context.loaders.tasks.load(task_id)
+    assert found is not None, "a task is never deleted"
+    return Task.from_domain(found)
 
 
 @strawberry.type
@@ -76,6 +86,7 @@ class StepInstance:
                    source=step)  # fmt: skip
 
     @strawberry.field(description="Total, active, completed and blocked tasks (docs/design.md §1).")
+    @same_for_every_viewer
     async def metrics(self, info: Info) -> StepMetrics:
         m = await info.context.loaders.step_metrics.load(self.source.id)
         return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
@@ -138,14 +149,17 @@ class Task:
 
     # A page answers these from ``prefetched`` without calling them (schema.execution.serve_prefetched).
     @strawberry.field
+    @same_for_every_viewer
     async def assignee(self, info: Info) -> User | None:
         return await load_user(info, self.source.assigned_user_id)
 
     @strawberry.field
+    @same_for_every_viewer
     async def completed_by(self, info: Info) -> User | None:
         return await load_user(info, self.source.completed_by)
 
     @strawberry.field(description="The form's field definitions (form and approval tasks).")
+    @same_for_every_viewer
     async def form(self, info: Info) -> Form | None:
         node = await self._node(info)
         if node.form is None:
@@ -166,6 +180,7 @@ class Task:
         )
 
     @strawberry.field
+    @same_for_every_viewer
     async def document_requirements(self, info: Info) -> list[DocumentRequirement]:
         node = await self._node(info)
         return [
@@ -181,10 +196,12 @@ class Task:
         ]
 
     @strawberry.field
+    @same_for_every_viewer
     async def documents(self, info: Info) -> list[Document]:
         return [Document.from_domain(d) for d in await info.context.loaders.documents.load(self.source.id)]
 
     @strawberry.field(description="Every attempt of a system task, secrets redacted.")
+    @same_for_every_viewer
     async def attempts(self, info: Info) -> list[TaskAttempt]:
         return [
             TaskAttempt(
@@ -204,20 +221,28 @@ class Task:
         return [TaskEscalation.from_domain(e, self.source) for e in found]
 
     @strawberry.field(description="The discussion, oldest first.")
+    @same_for_every_viewer
     async def messages(self, info: Info) -> list[TaskMessage]:
         return [TaskMessage.from_domain(m) for m in await info.context.loaders.messages.load(self.source.id)]
 
     @strawberry.field
+    @same_for_every_viewer
     async def step(self, info: Info) -> StepInstance:
         titled = await info.context.loaders.titled_steps.load(self.source.step_instance_id)
         assert titled is not None, "a task's step always exists (foreign key)"
         return StepInstance.titled(titled)
 
     @strawberry.field
+    @same_for_every_viewer
     async def workflow_instance(self, info: Info) -> WorkflowInstance:
         instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
         assert instance is not None
         return WorkflowInstance.from_domain(instance, summary=True)
+
+    @strawberry.field(description="The task's events, oldest first: who did what, when, and what it changed.")
+    async def history(self, info: Info, first: int = 50, after: str | None = None) -> HistoryConnection:
+        page = await task_history(info, self.source.id, first, after)
+        return HistoryConnection.of(page, lambda task_id: load_task(info, task_id))
 
     @strawberry.field
     def viewer_can_claim(self, info: Info) -> bool:
@@ -234,12 +259,6 @@ class Task:
     @strawberry.field
     def viewer_can_retry(self, info: Info) -> bool:
         return permissions.can_retry(info.context.user, self.source)
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
 
 
 @strawberry.type
@@ -369,12 +388,14 @@ class WorkflowInstance:
         return JSON(dict(full.data))
 
     @strawberry.field
+    @same_for_every_viewer
     async def started_by(self, info: Info) -> User:
         user = await load_user(info, self.source.started_by)
         assert user is not None
         return user
 
     @strawberry.field(description="The milestone timeline: every milestone, with the steps reached so far.")
+    @same_for_every_viewer
     async def milestones(self, info: Info) -> list[Milestone]:
         definition = await definition_of(info, self.source.id)
         reached = {s.step_key: s for s in await info.context.loaders.instance_steps.load(self.source.id)}
@@ -383,6 +404,14 @@ class WorkflowInstance:
             steps = [await StepInstance.from_domain(info, reached[s.key]) for s in milestone.steps if s.key in reached]
             timeline.append(Milestone(key=milestone.key, title=milestone.title, steps=steps))
         return timeline
+
+    @strawberry.field(
+        description="The events of the instance's tasks that the viewer may see, oldest first (the tasks "
+        "`tasks` lists)."
+    )
+    async def history(self, info: Info, first: int = 50, after: str | None = None) -> HistoryConnection:
+        page = await instance_history(info, self.source.id, first, after)
+        return HistoryConnection.of(page, lambda task_id: load_task(info, task_id))
 
     @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
     async def tasks(self, info: Info) -> list[Task]:
