@@ -25,6 +25,7 @@ from engine.errors import (
     DefinitionError,
     FieldError,
     ForbiddenError,
+    IdempotencyKeyReusedError,
     InvalidStateError,
     NotFoundError,
     StepwiseError,
@@ -36,6 +37,7 @@ from engine.errors import (
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
 from engine.fastpaths import FastPaths
+from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.state import (
@@ -103,6 +105,8 @@ __all__ = [
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
     "HistoryPage", "encode_history_cursor",
+    # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
+    "IdempotencyKeys", "IdempotentRequest",
     # events
     "EventHub", "EventFilter", "Delivery",
     # workers
@@ -116,5 +120,5 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
 ]  # fmt: skip

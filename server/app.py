@@ -40,6 +40,7 @@ from server.rate_limits import RateLimits
 from server.settings import Settings
 from server.shutdown import Shutdown
 from server.tracing import graphql_tracing, instrument_database, request_tracer, tracer_provider_for
+from server.webapp import web_routes
 from server.workers import running_worker
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def create_app(
         clock=clock,
         settings=settings.template_settings,
         max_json_bytes=settings.max_json_bytes,
+        idempotency_ttl=settings.idempotency_ttl,
         calendars=settings.calendars,
     )
     blobs = BlobStore(settings.files_dir)
@@ -145,6 +147,7 @@ def create_app(
             *document_routes(services, settings),
             *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
+            *web_routes(),
         ],
         lifespan=lifespan,
         middleware=[

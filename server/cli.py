@@ -42,6 +42,7 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
                     default_registry(),
                     settings=settings.template_settings,
                     max_json_bytes=settings.max_json_bytes,
+                    idempotency_ttl=settings.idempotency_ttl,
                     calendars=settings.calendars,
                 )
             )
@@ -97,6 +98,7 @@ def worker() -> None:
             default_registry(),
             settings=settings.template_settings,
             max_json_bytes=settings.max_json_bytes,
+            idempotency_ttl=settings.idempotency_ttl,
             calendars=settings.calendars,
         )
         tracing = tracer_provider_for(settings)

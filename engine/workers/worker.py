@@ -105,9 +105,10 @@ class Worker:
         return expired
 
     async def run_once(self) -> int:
-        """Expire overdue user tasks and fire due escalation steps, then claim and run one batch of system
-        tasks; returns how many attempts ran and steps were claimed."""
+        """Expire overdue user tasks (and, once a minute, idempotency keys), then claim and run one batch of
+        system tasks and due escalation steps; returns how many attempts ran and steps were claimed."""
         await self.expire_due()
+        await self.engine.idempotency.purge_if_due()
         now = self.engine.clock.now()
         async with self.engine.db.transaction() as session:
             claimed = await LeaseRepository(session).claim_runnable(now, self.worker_id, now + self.lease, self.batch)

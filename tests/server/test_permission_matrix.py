@@ -53,6 +53,8 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "send a raw signal": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
     "cancel a workflow": (OK, OK, FORBIDDEN, FORBIDDEN, OK, HIDDEN),
     "retry a failed system task": (OK, FORBIDDEN, NA, NA, FORBIDDEN, HIDDEN),
+    "list the users": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "sign in as another user (devSignIn)": (FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
 }
 
 DEFINITIONS = {
@@ -71,7 +73,7 @@ DEFINITIONS = {
 }  # fmt: skip
 PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n%%EOF\n"
 SUCCESSES = {"TaskSuccess", "TaskMessageSuccess", "DocumentsSuccess", "WorkflowSuccess", "StartWorkflowSuccess",
-             "DeploySuccess"}  # fmt: skip
+             "DeploySuccess", "DevSignInSuccess"}  # fmt: skip
 OUTCOMES = {"Forbidden": FORBIDDEN, "NotFound": HIDDEN, "InvalidState": HOLDS}
 
 UPLOAD = """mutation($id: ID!, $files: [Upload!]!) {
@@ -288,6 +290,22 @@ async def retry(scene: Scene) -> str:
     return result
 
 
+async def list_users(scene: Scene) -> str:
+    """A query has no result union: a refusal is the top-level FORBIDDEN error."""
+    body = await scene.gql("{ users { id } }", user=scene.actor)
+    if body.get("errors"):
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+        return FORBIDDEN
+    return OK
+
+
+async def dev_sign_in(scene: Scene) -> str:
+    """The app under test runs without STEPWISE_DEV, as production does (tests/server/test_directory_api.py
+    signs in with it on)."""
+    query = 'mutation { devSignIn(input: {userId: "dana"}) { __typename ... on Error { message } } }'
+    return await scene.run("devSignIn", query)
+
+
 ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "see a task, its messages and documents": see,
     "read a task's and its instance's history": history,
@@ -306,6 +324,8 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "send a raw signal": send_signal,
     "cancel a workflow": cancel,
     "retry a failed system task": retry,
+    "list the users": list_users,
+    "sign in as another user (devSignIn)": dev_sign_in,
 }
 CELLS = [(action, role, MATRIX[action][i]) for action in MATRIX for i, role in enumerate(ROLES)]
 

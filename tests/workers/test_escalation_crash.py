@@ -121,7 +121,11 @@ async def test_each_step_fires_once_across_a_kill_and_a_restart(
             async def all_done() -> bool:
                 assert second is not None and second.poll() is None, tail(second_log)
                 found = await step_statuses(db)
-                return found == Counter({(EscalationStatus.FIRED.value, False): 3 * TASKS})
+                if found != Counter({(EscalationStatus.FIRED.value, False): 3 * TASKS}):
+                    return False
+                async with db.read() as session:  # and the echo after each review ran
+                    done = await session.execute(select(instances.c.status))
+                    return {row.status for row in done} == {InstanceStatus.COMPLETED.value}
 
             await eventually(all_done, 60, lambda: f"the ladders never finished:\n{tail(second_log)}")
         finally:
