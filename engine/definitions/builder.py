@@ -73,10 +73,14 @@ class WorkflowBuilder:
         form: Sequence[Mapping[str, Any]] | None = None,
         documents: Sequence[Mapping[str, Any]] | None = None,
         join: str | None = None,
+        approval: Mapping[str, Any] | None = None,
+        excludes: Sequence[str] | None = None,
         escalation: Sequence[Mapping[str, Any]] | None = None,
     ) -> WorkflowBuilder:
-        """``due_in``: ``"P1D"``, or business time (:func:`business`); ``escalation``: the ladder's steps,
-        e.g. ``[remind("PT4H"), reassign(business("P1D"), role="manager")]`` (:func:`remind` and friends)."""
+        """``approval`` and ``excludes`` as in the JSON format (``{"required": 2, "of": {"role": "approver"}}``,
+        ``["starter"]``); ``due_in``: ``"P1D"``, or business time (:func:`business`); ``escalation``: the
+        ladder's steps, e.g. ``[remind("PT4H"), reassign(business("P1D"), role="manager")]`` (:func:`remind`
+        and friends)."""
         return self._node(
             {
                 "id": node_id, "type": NodeType.USER_TASK.value, "name": name, "schemaType": schema_type,
@@ -85,6 +89,8 @@ class WorkflowBuilder:
                 "storeAs": store_as, "priority": priority, "dueIn": due_in, "dueAt": due_at, "onDue": on_due,
                 "form": {"fields": [dict(f) for f in form]} if form is not None else None,
                 "documents": [dict(d) for d in documents] if documents is not None else None, "join": join,
+                "approval": dict(approval) if approval is not None else None,
+                "excludes": list(excludes) if excludes is not None else None,
                 "escalation": [dict(step) for step in escalation] if escalation is not None else None,
             }
         )  # fmt: skip

@@ -14,6 +14,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from engine.definitions.approval import ApprovalPolicy
 from engine.definitions.durations import Span, format_duration, span_to_json
 from engine.definitions.escalations import EscalationStep
 
@@ -171,6 +172,8 @@ class Node:
     config: Mapping[str, Any] = field(default_factory=dict)
     retry: RetryPolicy | None = None
     join: str | None = None
+    approval: ApprovalPolicy | None = None
+    excludes: tuple[str, ...] = ()
     escalation: tuple[EscalationStep, ...] = ()
 
     @property
@@ -205,6 +208,8 @@ class Node:
             "config": dict(self.config) or None,
             "retry": self.retry.to_json() if self.retry is not None else None,
             "join": self.join,
+            "approval": self.approval.to_json() if self.approval is not None else None,
+            "excludes": list(self.excludes) or None,
             "escalation": [step.to_json() for step in self.escalation] or None,
         }
         if self.is_user_task:
@@ -259,6 +264,9 @@ class WorkflowDefinition:
     milestones: tuple[Milestone, ...] = ()
     version: int = 0
     start_roles: tuple[str, ...] = ()
+    searchable: tuple[str, ...] = ()
+    """Data paths (``amount``, ``customer.id``) searched often enough to be indexed on PostgreSQL, in
+    instance data and task input (:mod:`engine.storage.postgres.search_indexes`)."""
 
     @cached_property
     def _nodes_by_id(self) -> dict[str, Node]:
@@ -310,4 +318,6 @@ class WorkflowDefinition:
         }
         if self.start_roles:
             doc["startRoles"] = list(self.start_roles)
+        if self.searchable:
+            doc["searchable"] = list(self.searchable)
         return doc

@@ -46,22 +46,18 @@ class DirectoryRepository:
     async def get_user(self, user_id: str) -> User | None:
         return (await self.get_users([user_id])).get(user_id)
 
+    async def members(self, *, role: str | None = None, group: str | None = None) -> list[str]:
+        """The ids of the users who hold ``role`` (or are in ``group``), sorted."""
+        if role is not None:
+            query = select(user_roles.c.user_id).where(user_roles.c.role_key == role)
+        else:
+            query = select(user_groups.c.user_id).where(user_groups.c.group_key == group)
+        return sorted(row.user_id for row in await self.session.execute(query))
+
     async def list_users(self) -> list[User]:
         ids = [row.id for row in await self.session.execute(select(users.c.id).order_by(users.c.id))]
         found = await self.get_users(ids)
         return [found[user_id] for user_id in ids]
-
-    async def members(self, *, role: str | None = None, group: str | None = None, limit: int = 100) -> list[User]:
-        """The users holding ``role`` and those in ``group`` (a task's candidates), by id, at most ``limit``."""
-        ids: set[str] = set()
-        if role is not None:
-            query = select(user_roles.c.user_id).where(user_roles.c.role_key == role).limit(limit)
-            ids.update(row.user_id for row in await self.session.execute(query))
-        if group is not None:
-            query = select(user_groups.c.user_id).where(user_groups.c.group_key == group).limit(limit)
-            ids.update(row.user_id for row in await self.session.execute(query))
-        found = await self.get_users(sorted(ids)[:limit])
-        return [found[user_id] for user_id in sorted(found)]
 
     async def ensure_role(self, key: str, title: str | None = None) -> None:
         if await self.session.scalar(select(roles.c.key).where(roles.c.key == key)) is None:

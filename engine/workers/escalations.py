@@ -38,6 +38,8 @@ from engine.workers.executor import ExecutionContext, ExecutionRequest, Executio
 
 log = logging.getLogger(__name__)
 MAX_NOTIFY_ATTEMPTS = 5
+MAX_RECIPIENTS = 100
+"""A reminder to a role's candidates goes to at most this many of them (by id)."""
 DECIDED_BY = "escalation"
 """``decidedBy`` of an approval an escalation step completed."""
 _EMAIL = EmailExecutor()
@@ -165,7 +167,13 @@ class Escalator:
         if task.assigned_user_id is not None:
             assignee = await directory.get_user(task.assigned_user_id)
             return [assignee] if assignee is not None else []
-        return await directory.members(role=task.assigned_role, group=task.assigned_group)
+        candidates: set[str] = set()
+        if task.assigned_role is not None:
+            candidates.update(await directory.members(role=task.assigned_role))
+        if task.assigned_group is not None:
+            candidates.update(await directory.members(group=task.assigned_group))
+        found = await directory.get_users(sorted(candidates)[:MAX_RECIPIENTS])
+        return [found[user_id] for user_id in sorted(found)]
 
     async def _notify(self, leased: LeasedEscalation) -> None:
         escalation = leased.escalation

@@ -1,7 +1,7 @@
 """task escalations: the steps of user tasks' escalation ladders, scheduled and fired
 
 Revision ID: 2d07238054f2
-Revises: e0a1d3c5b7f9
+Revises: 7c1d2e3f4a5b
 Create Date: 2026-12-03 15:12:41.380414
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 import engine.storage.models
 
 revision: str = "2d07238054f2"
-down_revision: str | None = "e0a1d3c5b7f9"
+down_revision: str | None = "7c1d2e3f4a5b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
