@@ -74,6 +74,7 @@ from engine.storage.inbox import (
 )
 from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.storage.outages import database_unavailable
 from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions, policies
@@ -123,5 +124,5 @@ __all__ = [
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
     "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
-    "SeparationOfDutiesError",
+    "SeparationOfDutiesError", "database_unavailable",
 ]  # fmt: skip
