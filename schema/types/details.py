@@ -99,3 +99,26 @@ class TaskMessage:
     @classmethod
     def from_domain(cls, message: state.TaskMessage) -> TaskMessage:
         return cls(id=strawberry.ID(message.id), body=message.body, posted_at=message.posted_at, source=message)
+
+
+@strawberry.type(description="A signal sent to a node before a token reached it: applied once when one does.")
+class HeldSignal:
+    node_id: str
+    payload: JSON | None
+    sent_at: datetime
+    applied_at: datetime | None = strawberry.field(
+        description="When a token arrived and the signal completed its task."
+    )
+    task_id: strawberry.ID | None = strawberry.field(description="The task the signal completed.")
+    source: strawberry.Private[state.HeldSignal]
+
+    @classmethod
+    def from_domain(cls, signal: state.HeldSignal) -> HeldSignal:
+        return cls(
+            node_id=signal.node_id, payload=signal.payload, sent_at=signal.sent_at, applied_at=signal.applied_at,
+            task_id=strawberry.ID(signal.task_id) if signal.task_id else None, source=signal,
+        )  # fmt: skip
+
+    @strawberry.field
+    async def sent_by(self, info: Info) -> User | None:
+        return await load_user(info, self.source.sent_by) if self.source.sent_by else None
