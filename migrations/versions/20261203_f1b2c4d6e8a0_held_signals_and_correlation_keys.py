@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("workflow_instance_id", sa.String(length=36), nullable=False),
         sa.Column("node_id", sa.String(length=128), nullable=False),
-        sa.Column("payload", JSON, nullable=True),
+        sa.Column("payload", JSON, nullable=False),
         sa.Column("sent_by", sa.String(length=64), nullable=True),
         sa.Column("sent_at", engine.storage.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("applied_at", engine.storage.models.UTCDateTime(timezone=True), nullable=True),

@@ -53,8 +53,9 @@ async def test_a_signal_sent_before_the_token_arrives_completes_the_node_when_it
 async def test_a_second_early_signal_for_the_node_is_refused_and_changes_nothing(engine: Engine) -> None:
     await engine.deploy(approval_workflow().build())
     instance = await engine.start("approval", {}, "alice")
-    await engine.send_signal(instance.id, "archive", {"box": 4}, "carol")
+    await engine.send_signal(instance.id, "archive", None, "carol")  # no payload: held as JSON null
     before = (await held(engine, instance.id), await count(engine, instances))
+    assert before[0][0].payload is None
 
     with pytest.raises(SignalAlreadyHeldError) as refused:
         await engine.send_signal(instance.id, "archive", {"box": 5}, "carol")
