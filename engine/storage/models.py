@@ -236,6 +236,12 @@ class TaskRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
+    # Issue #22: approval policies, separation of duties, delegation (engine.tasks.policies).
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    # Named approvers as ",alice,bob,": the inbox's visibility finds a user's with one LIKE on both databases.
+    candidate_users: Mapped[str | None] = mapped_column(Text)
+    delegated_to: Mapped[str | None] = mapped_column(String(64))
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class TaskEventRow(Base):
