@@ -1,7 +1,7 @@
 """held signals and correlation keys
 
 Revision ID: f1b2c4d6e8a0
-Revises: 7c1d2e3f4a5b
+Revises: 2d07238054f2
 Create Date: 2026-12-03 15:40:00.000000
 
 A signal to a node its instance has not reached is held (``held_signals``) and applied when a token
@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 import engine.storage.models
 
 revision: str = "f1b2c4d6e8a0"
-down_revision: str | None = "7c1d2e3f4a5b"
+down_revision: str | None = "2d07238054f2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -46,6 +46,7 @@ from schema.types.details import (
     FormField,
     HeldSignal,
     TaskAttempt,
+    TaskEscalation,
     TaskMessage,
 )
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
@@ -260,6 +261,11 @@ class Task:
             )  # fmt: skip
             for a in await info.context.loaders.attempts.load(self.source.id)
         ]
+
+    @strawberry.field(description="The steps of its escalation ladder, fired and scheduled, in ladder order.")
+    async def escalations(self, info: Info) -> list[TaskEscalation]:
+        found = await info.context.loaders.escalations.load(self.source.id)
+        return [TaskEscalation.from_domain(e, self.source) for e in found]
 
     @strawberry.field(description="The discussion, oldest first.")
     @same_for_every_viewer
