@@ -300,7 +300,7 @@ class TaskAttemptRow(Base):
 
 
 class HeldSignalRow(Base):
-    """A signal sent to a node its instance had not reached (engine.transitions.signals): applied once
+    """A signal sent to a node its instance had not reached (Transition.hold_signal): applied once
     when a token arrives there (``applied_at``, ``task_id``); never applied, it is reported unused."""
 
     __tablename__ = "held_signals"
