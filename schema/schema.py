@@ -14,6 +14,7 @@ from strawberry.types.graphql import OperationType
 from engine import FastPaths
 from schema.context import Context
 from schema.execution import prepare
+from schema.library_internals import graphql_schema_of
 from schema.loaders import DataLoaders
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
@@ -87,5 +88,5 @@ def build_schema(
         execution_context_class=SubscriptionExecutionContext,
     )
     if fast_execution if fast_execution is not None else FastPaths.from_env().execution:
-        prepare(schema._schema)  # Strawberry's GraphQL schema has no public accessor
+        prepare(graphql_schema_of(schema))
     return schema
