@@ -23,8 +23,10 @@ from engine.errors import (
     DefinitionError,
     FieldError,
     ForbiddenError,
+    IdempotencyKeyReusedError,
     InvalidStateError,
     NotFoundError,
+    SeparationOfDutiesError,
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
@@ -34,6 +36,7 @@ from engine.errors import (
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
 from engine.fastpaths import FastPaths
+from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.state import (
@@ -52,6 +55,7 @@ from engine.state import (
     User,
     WorkflowInstance,
 )
+from engine.storage.data_search import DataCondition, DataOperator, DataSort, DataSource
 from engine.storage.database import Database, ReadSessions
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
@@ -68,7 +72,7 @@ from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
 from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
-from engine.tasks import permissions
+from engine.tasks import permissions, policies
 from engine.tasks.blobs import BlobStore
 from engine.tasks.documents import DocumentService
 from engine.tasks.service import TaskService
@@ -82,8 +86,8 @@ from engine.workers.hostpolicy import check_entries as check_host_entries
 from engine.workers.worker import Worker
 
 __all__ = [
-    # whole modules: the domain's dataclasses and states, the errors, the permission rules
-    "errors", "state", "permissions",
+    # whole modules: the domain's dataclasses and states, the errors, the permission and approval-policy rules
+    "errors", "state", "permissions", "policies",
     # running the engine
     "Engine", "Database", "ReadSessions", "Clock", "SystemClock", "ManualClock", "default_registry",
     "upgrade", "current_revision", "head_revision", "FastPaths",
@@ -97,7 +101,9 @@ __all__ = [
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
-    "HistoryPage", "encode_history_cursor",
+    "HistoryPage", "encode_history_cursor", "DataCondition", "DataOperator", "DataSource", "DataSort",
+    # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
+    "IdempotencyKeys", "IdempotentRequest",
     # events
     "EventHub", "EventFilter", "Delivery",
     # workers
@@ -107,5 +113,6 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
+    "SeparationOfDutiesError",
 ]  # fmt: skip

@@ -84,6 +84,10 @@ class TaskEventKind(StrEnum):
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
     MESSAGE_POSTED = "MESSAGE_POSTED"
+    DECIDED = "DECIDED"
+    """One approver's decision on a task with an approval policy that did not settle its outcome."""
+    DELEGATED = "DELEGATED"
+    RESOLVED = "RESOLVED"
 
 
 PRIORITY_RANK: Mapping[Priority, int] = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
@@ -201,6 +205,15 @@ class Task:
     next_run_at: datetime | None = None
     error: str | None = None
     expires_at: datetime | None = None
+    policy: Mapping[str, Any] | None = None
+    """The rules the task is decided by (engine.tasks.policies): its approval levels and decisions so far,
+    and the users its ``excludes`` shut out; None for a task with neither."""
+    candidate_users: tuple[str, ...] = ()
+    """Approvers named one by one (an approval level's ``users``), who see and decide it like a role's holders."""
+    delegated_to: str | None = None
+    """While delegated: the delegate, who works on it and resolves it back to the assignee (its owner)."""
+    blocked_reason: str | None = None
+    """Why no one may work on it (separation of duties left no eligible user), or None."""
 
 
 @dataclass(frozen=True)

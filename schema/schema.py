@@ -13,6 +13,7 @@ from strawberry.types.graphql import OperationType
 
 from engine import FastPaths
 from schema.context import Context
+from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
 from schema.library_internals import graphql_schema_of
 from schema.loaders import DataLoaders
@@ -25,7 +26,12 @@ from schema.subscriptions import Subscription, SubscriptionExecutionContext
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations, DocumentMutations):
+class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, DevSignInMutations):
+    pass
+
+
+@strawberry.type(name="Query")
+class RootQuery(Query, DirectoryQueries):
     pass
 
 
@@ -78,7 +84,7 @@ def build_schema(
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
     schema = strawberry.Schema(
-        query=Query,
+        query=RootQuery,
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,

@@ -40,6 +40,7 @@ from server.rate_limits import RateLimits
 from server.settings import Settings
 from server.shutdown import Shutdown
 from server.tracing import graphql_tracing, instrument_database, request_tracer, tracer_provider_for
+from server.webapp import web_routes
 from server.workers import running_worker
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,12 @@ def create_app(
         settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
     db = Database(settings.database_url, fast_paths=settings.fast_paths)
     engine = Engine(
-        db, default_registry(), clock=clock, settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+        db,
+        default_registry(),
+        clock=clock,
+        settings=settings.template_settings,
+        max_json_bytes=settings.max_json_bytes,
+        idempotency_ttl=settings.idempotency_ttl,
     )
     blobs = BlobStore(settings.files_dir)
     services = Services.build(engine, blobs)  # once per app: every request goes through these
@@ -140,6 +146,7 @@ def create_app(
             *document_routes(services, settings),
             *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
+            *web_routes(),
         ],
         lifespan=lifespan,
         middleware=[

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,11 @@ class Settings:
     fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
     """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
     even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
+    idempotency_key_hours: float = 24.0
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        return timedelta(hours=self.idempotency_key_hours)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -175,6 +181,7 @@ class Settings:
             jwks_cache_seconds=float(env("STEPWISE_JWKS_CACHE_SECONDS", str(defaults.jwks_cache_seconds))),
             jwks_refetch_seconds=float(env("STEPWISE_JWKS_REFETCH_SECONDS", str(defaults.jwks_refetch_seconds))),
             fast_paths=FastPaths.from_env(),
+            idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
         )
         if settings.token_ttl_minutes > settings.max_token_lifetime_minutes:
             raise ValueError("STEPWISE_TOKEN_TTL_MINUTES is longer than STEPWISE_MAX_TOKEN_LIFETIME_MINUTES")
@@ -182,6 +189,8 @@ class Settings:
             raise ValueError("STEPWISE_MAX_BODY_BYTES must be at least STEPWISE_MAX_JSON_BYTES: a body carries a value")
         if settings.max_json_bytes < 1024:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
+        if settings.idempotency_key_hours <= 0:
+            raise ValueError("STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0")
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
         return settings

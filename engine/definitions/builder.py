@@ -73,7 +73,11 @@ class WorkflowBuilder:
         form: Sequence[Mapping[str, Any]] | None = None,
         documents: Sequence[Mapping[str, Any]] | None = None,
         join: str | None = None,
+        approval: Mapping[str, Any] | None = None,
+        excludes: Sequence[str] | None = None,
     ) -> WorkflowBuilder:
+        """``approval`` and ``excludes`` as in the JSON format (``{"required": 2, "of": {"role": "approver"}}``,
+        ``["starter"]``)."""
         return self._node(
             {
                 "id": node_id, "type": NodeType.USER_TASK.value, "name": name, "schemaType": schema_type,
@@ -82,6 +86,8 @@ class WorkflowBuilder:
                 "storeAs": store_as, "priority": priority, "dueIn": due_in, "dueAt": due_at, "onDue": on_due,
                 "form": {"fields": [dict(f) for f in form]} if form is not None else None,
                 "documents": [dict(d) for d in documents] if documents is not None else None, "join": join,
+                "approval": dict(approval) if approval is not None else None,
+                "excludes": list(excludes) if excludes is not None else None,
             }
         )  # fmt: skip
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import isodate
 
+from engine.definitions.approval import ApprovalPolicy
+
 
 class NodeType(StrEnum):
     """Built-in node types; registered custom types are plain strings."""
@@ -174,6 +176,8 @@ class Node:
     config: Mapping[str, Any] = field(default_factory=dict)
     retry: RetryPolicy | None = None
     join: str | None = None
+    approval: ApprovalPolicy | None = None
+    excludes: tuple[str, ...] = ()
 
     @property
     def is_user_task(self) -> bool:
@@ -207,6 +211,8 @@ class Node:
             "config": dict(self.config) or None,
             "retry": self.retry.to_json() if self.retry is not None else None,
             "join": self.join,
+            "approval": self.approval.to_json() if self.approval is not None else None,
+            "excludes": list(self.excludes) or None,
         }
         if self.is_user_task:
             optional["priority"] = self.priority.value
@@ -260,6 +266,9 @@ class WorkflowDefinition:
     milestones: tuple[Milestone, ...] = ()
     version: int = 0
     start_roles: tuple[str, ...] = ()
+    searchable: tuple[str, ...] = ()
+    """Data paths (``amount``, ``customer.id``) searched often enough to be indexed on PostgreSQL, in
+    instance data and task input (:mod:`engine.storage.postgres.search_indexes`)."""
 
     @cached_property
     def _nodes_by_id(self) -> dict[str, Node]:
@@ -311,4 +320,6 @@ class WorkflowDefinition:
         }
         if self.start_roles:
             doc["startRoles"] = list(self.start_roles)
+        if self.searchable:
+            doc["searchable"] = list(self.searchable)
         return doc

@@ -12,6 +12,7 @@ from typing import Any
 
 import isodate
 
+from engine.definitions.approval import REJECT_ANY, REJECT_MAJORITY, ApprovalLevel, ApprovalPolicy, Approvers
 from engine.definitions.model import (
     DocumentRequirement,
     Edge,
@@ -33,7 +34,7 @@ _NODE_KEYS = frozenset(
     {
         "id", "type", "name", "schemaType", "title", "description", "signal", "assignToRole",
         "assignToUser", "assignToGroup", "assignWith", "storeAs", "priority", "dueIn", "dueAt",
-        "onDue", "form", "documents", "config", "retry", "join",
+        "onDue", "form", "documents", "config", "retry", "join", "approval", "excludes",
     }
 )  # fmt: skip
 _FIELD_KEYS = frozenset({"key", "type", "label", "required", "options", "mask", "multiline", "min", "max", "maxLength"})
@@ -128,7 +129,7 @@ def parse_definition(doc: Any) -> WorkflowDefinition:
     """Parse a definition document, raising :class:`DefinitionError` with every structural problem."""
     errors: list[FieldError] = []
     top = _Reader(doc, "definition", "definition", errors)
-    top.reject_unknown(frozenset({"key", "title", "start", "nodes", "edges", "milestones", "startRoles"}))
+    top.reject_unknown(frozenset({"key", "title", "start", "nodes", "edges", "milestones", "startRoles", "searchable"}))
     key = top.text("key", required=True) or ""
     nodes = tuple(_parse_node(item, index, errors) for index, item in enumerate(top.children("nodes")))
     edges = tuple(_parse_edge(item, index, errors) for index, item in enumerate(top.children("edges")))
@@ -148,6 +149,7 @@ def parse_definition(doc: Any) -> WorkflowDefinition:
         edges=edges,
         milestones=milestones,
         start_roles=top.strings("startRoles") or (),
+        searchable=top.strings("searchable") or (),
     )
     if errors:
         raise DefinitionError(_summary(key, errors), errors)
@@ -188,6 +190,8 @@ def _parse_node(doc: Any, index: int, errors: list[FieldError]) -> Node:
         config=dict(r.get("config", Mapping, default={})),
         retry=_parse_retry(r.get("retry", Mapping), r),
         join=r.text("join"),
+        approval=_parse_approval(r.get("approval", Mapping), r),
+        excludes=r.strings("excludes") or (),
     )
 
 
@@ -253,6 +257,62 @@ def _parse_retry(doc: Mapping[str, Any] | None, node: _Reader) -> RetryPolicy | 
     except ValueError as exc:
         r.fail("", f"has an invalid retry policy: {exc}")
         return None
+
+
+_APPROVER_KEYS = frozenset({"role", "group", "users"})
+_LEVEL_KEYS = frozenset({"required", "rejectWhen"})
+
+
+def _parse_approval(doc: Mapping[str, Any] | None, node: _Reader) -> ApprovalPolicy | None:
+    if doc is None:
+        return None
+    r = _Reader(doc, f"{node.path}.approval", f"{node.subject}, approval", node.errors)
+    if "chain" in doc:
+        r.reject_unknown(frozenset({"chain"}))
+        items = r.children("chain")
+        if not items:
+            r.fail("chain", "must list at least one level")
+            return None
+        levels = [_parse_level(item, f"{r.path}.chain.{i}", f"{r.subject} level {i + 1}", node, item)
+                  for i, item in enumerate(items)]  # fmt: skip
+        return ApprovalPolicy(levels=tuple(levels), chain=True)
+    r.reject_unknown(_LEVEL_KEYS | {"of"})
+    of = r.get("of", Mapping, required=True)
+    if of is None:
+        return None
+    return ApprovalPolicy(levels=(_parse_level(doc, r.path, r.subject, node, of, of_key="of"),))
+
+
+def _parse_level(doc: Any, path: str, subject: str, node: _Reader, approvers: Any, of_key: str = "") -> ApprovalLevel:
+    """One level: ``required`` and ``rejectWhen`` from ``doc``, who decides from ``approvers`` (the
+    same object for a chain's level, ``doc["of"]`` for a quorum)."""
+    r = _Reader(doc, path, subject, node.errors)
+    if not of_key:
+        r.reject_unknown(_LEVEL_KEYS | _APPROVER_KEYS)
+    who = _Reader(approvers, f"{path}.{of_key}" if of_key else path, subject, node.errors)
+    if of_key:
+        who.reject_unknown(_APPROVER_KEYS)
+    named = [key for key in ("role", "group", "users") if key in who.doc]
+    if len(named) != 1:
+        who.fail("", "must name exactly one of role, group or users", "REQUIRED")
+    users = who.doc.get("users")
+    template = users if isinstance(users, str) else None
+    listed = who.strings("users") if not isinstance(users, str) else None
+    required = r.integer("required", 1)
+    reject_when = r.get("rejectWhen", (str, int), REJECT_ANY)
+    if isinstance(reject_when, str) and reject_when not in (REJECT_ANY, REJECT_MAJORITY):
+        r.fail("rejectWhen", f"must be 'any', 'majority' or a number, not {reject_when!r}")
+    elif isinstance(reject_when, int) and reject_when < 1:
+        r.fail("rejectWhen", "must be at least 1")
+    if required is None or required < 1:
+        r.fail("required", "must be at least 1")
+    elif listed is not None and required > len(listed):
+        r.fail("required", f"is {required}, but only {len(listed)} users are listed")
+    return ApprovalLevel(
+        approvers=Approvers(role=who.text("role"), group=who.text("group"), users=listed, users_template=template),
+        required=required or 1,
+        reject_when=reject_when,
+    )
 
 
 def _parse_edge(doc: Any, index: int, errors: list[FieldError]) -> Edge:

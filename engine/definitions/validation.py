@@ -12,7 +12,9 @@ from typing import Any
 
 import orjson
 
-from engine.definitions.model import Node, NodeType, WorkflowDefinition
+from engine.definitions.approval import EXCLUDE_COMPLETED_BY, exclusion_problems
+from engine.definitions.datapaths import path_problem
+from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node, NodeType, WorkflowDefinition
 from engine.definitions.registry import Registry, default_schema_type
 from engine.definitions.templates import TemplateSyntaxError, check_template, compile_condition, variables_named
 from engine.errors import DefinitionError, FieldError, ValidationError
@@ -39,6 +41,7 @@ def check_json_size(value: Any, field: str, limit: int) -> None:
         raise ValidationError(message, [FieldError(field, message, "TOO_LARGE")])
 
 
+MAX_SEARCHABLE = 16
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
 _STORE_AS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -57,6 +60,11 @@ def validate_definition(definition: WorkflowDefinition, registry: Registry) -> N
         )
     if not definition.nodes:
         fail("definition.nodes", "a definition needs at least one node", "REQUIRED")
+    if len(definition.searchable) > MAX_SEARCHABLE:
+        fail("definition.searchable", f"at most {MAX_SEARCHABLE} paths (each is an index)", "TOO_MANY")
+    for index, path in enumerate(definition.searchable):
+        if (problem := path_problem(path)) is not None:
+            fail(f"definition.searchable.{index}", f"searchable path {path!r}: {problem}", "INVALID_PATH")
 
     seen: set[str] = set()
     for node in definition.nodes:
@@ -69,7 +77,7 @@ def validate_definition(definition: WorkflowDefinition, registry: Registry) -> N
 
     for node in definition.nodes:  # each node object: with duplicate ids, ``definition.node(id)`` is the last
         path = f"nodes.{node.id}"
-        for message, field in _node_problems(node, registry):
+        for message, field in (*_node_problems(node, registry), *_policy_problems(node, definition)):
             fail(f"{path}.{field}" if field else path, f"node {node.id!r}: {message}")
 
     for index, edge in enumerate(definition.edges):
@@ -143,6 +151,26 @@ def _node_problems(node: Node, registry: Registry) -> Iterable[tuple[str, str]]:
         yield f"unknown node type {node.type!r} (known: {known})", "type"
     if node.store_as is not None and not _STORE_AS.match(node.store_as):
         yield f"storeAs {node.store_as!r} must be an identifier (letters, digits, _)", "storeAs"
+
+
+def _policy_problems(node: Node, definition: WorkflowDefinition) -> Iterable[tuple[str, str]]:
+    """``approval`` and ``excludes`` (engine.definitions.approval): where they may stand, and what they name."""
+    if node.excludes and not node.is_user_task:
+        yield "excludes is only for user tasks: system tasks have no one to exclude", "excludes"
+    for index, rule in enumerate(node.excludes):
+        problem = exclusion_problems(rule)
+        if problem is not None:
+            yield f"excludes: {problem}", f"excludes.{index}"
+        elif rule.startswith(EXCLUDE_COMPLETED_BY) and not definition.has_node(rule[len(EXCLUDE_COMPLETED_BY) :]):
+            yield f"excludes: {rule!r} names a node that does not exist", f"excludes.{index}"
+    if node.approval is None:
+        return
+    if not node.is_user_task or (node.schema_type or "") != APPROVAL_SCHEMA_TYPE:
+        yield f"approval is only for user tasks of schemaType {APPROVAL_SCHEMA_TYPE!r}", "approval"
+    if any(v is not None for v in (node.assign_to_role, node.assign_to_user, node.assign_to_group, node.assign_with)):
+        yield "approval names who decides: leave out assignToRole, assignToUser, assignToGroup and assignWith", ""
+    for level in node.approval.levels:
+        yield from _template_problems("approval", level.approvers.users_template)
 
 
 def _template_problems(key: str, value: Any) -> Iterable[tuple[str, str]]:

@@ -20,10 +20,11 @@ from sqlalchemy import ColumnElement, and_, func, literal, or_, select, true, tu
 from engine.definitions.model import Priority
 from engine.errors import FieldError, ValidationError
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
+from engine.storage.data_search import DataCondition, data_conditions
 from engine.storage.database import Database, Executor, ReadSessions
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
-from engine.storage.tasks import TASK_SUMMARY_COLUMNS, task_from_row
+from engine.storage.tasks import TASK_SUMMARY_COLUMNS, candidate_pattern, task_from_row
 from engine.tasks import permissions
 
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
@@ -52,16 +53,24 @@ class TaskQuery:
     workflow_instance_id: str | None = None
     step_instance_id: str | None = None
     due_before: datetime | None = None
+    data: tuple[DataCondition, ...] = ()
+    """Conditions on business data (:mod:`engine.storage.data_search`), all of which must hold."""
     order_by: TaskOrderField = TaskOrderField.CREATED_AT
     descending: bool = False
 
 
 def visibility(viewer: User) -> ColumnElement[bool]:
-    """docs/design.md §5 as SQL: assignee, role holder, group member, the instance's starter, or a supervisor."""
+    """docs/design.md §5 as SQL: assignee, role holder, group member, the instance's starter, or a supervisor;
+    and a delegate, or an approver named by user id."""
     if permissions.is_supervisor(viewer):
         return true()
     started = select(instances.c.id).where(instances.c.started_by == viewer.id)
-    clauses = [tasks.c.assigned_user_id == viewer.id, tasks.c.workflow_instance_id.in_(started)]
+    clauses = [
+        tasks.c.assigned_user_id == viewer.id,
+        tasks.c.workflow_instance_id.in_(started),
+        tasks.c.delegated_to == viewer.id,
+        tasks.c.candidate_users.like(candidate_pattern(viewer.id), escape="\\"),
+    ]
     if viewer.roles:
         clauses.append(tasks.c.assigned_role.in_(sorted(viewer.roles)))
     if viewer.groups:
@@ -154,6 +163,7 @@ def _conditions(viewer: User, query: TaskQuery) -> list[ColumnElement[bool]]:
         where.append(tasks.c.step_instance_id == query.step_instance_id)
     if query.due_before is not None:
         where.append(and_(tasks.c.due_at.is_not(None), tasks.c.due_at < query.due_before))
+    where.extend(data_conditions(query.data))
     return where
 
 

@@ -228,6 +228,12 @@ class TaskRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
+    # Issue #22: approval policies, separation of duties, delegation (engine.tasks.policies).
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    # Named approvers as ",alice,bob,": the inbox's visibility finds a user's with one LIKE on both databases.
+    candidate_users: Mapped[str | None] = mapped_column(Text)
+    delegated_to: Mapped[str | None] = mapped_column(String(64))
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class TaskEventRow(Base):
@@ -284,6 +290,21 @@ class TaskAttemptRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class IdempotencyKeyRow(Base):
+    """A mutation's idempotency key (engine.idempotency): written in the transaction of the change it
+    guards, with what that change returned, so a repeat returns it instead of running again."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response: Mapped[Any] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 users = cast(Table, UserRow.__table__)
 roles = cast(Table, RoleRow.__table__)
 groups = cast(Table, GroupRow.__table__)
@@ -297,3 +318,4 @@ task_events = cast(Table, TaskEventRow.__table__)
 task_messages = cast(Table, TaskMessageRow.__table__)
 documents = cast(Table, DocumentRow.__table__)
 task_attempts = cast(Table, TaskAttemptRow.__table__)
+idempotency_keys = cast(Table, IdempotencyKeyRow.__table__)
