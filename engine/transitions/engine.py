@@ -19,14 +19,21 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from engine.calendars import Calendars
 from engine.clock import Clock, SystemClock
 from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import WorkflowDefinition
 from engine.definitions.parsing import parse_definition
 from engine.definitions.registry import Registry
-from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES, check_json_size, validate_definition
+from engine.definitions.validation import (
+    DEFAULT_MAX_JSON_BYTES,
+    calendar_problems,
+    check_json_size,
+    validate_definition,
+)
 from engine.errors import (
     ConcurrentUpdateError,
+    DefinitionError,
     InvalidStateError,
     NewerDefinitionDeployed,
     NotFoundError,
@@ -66,15 +73,18 @@ class Engine:
         remembered: RememberedInstances | None = None,
         max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
         idempotency_ttl: timedelta = DEFAULT_TTL,
+        calendars: Calendars | None = None,
     ) -> None:
         """``max_json_bytes`` bounds every JSON value a caller hands in (``input``, ``values``, ``payload``)
         and every system task's output (:func:`engine.definitions.validation.check_json_size`);
-        ``idempotency_ttl`` is how long an idempotency key is kept (:mod:`engine.idempotency`)."""
+        ``idempotency_ttl`` is how long an idempotency key is kept (:mod:`engine.idempotency`);
+        ``calendars`` are what business durations count in (the server's ``STEPWISE_CALENDARS``)."""
         self.db = db
         self.max_json_bytes = max_json_bytes
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
         self.settings: Mapping[str, Any] = settings or {}
+        self.calendars = calendars or Calendars()
         self.commit_listeners: list[CommitListener] = []
         self.observer = EngineObserver()
         """Told of every committed transition and worker attempt (the server's metrics replace it)."""
@@ -92,6 +102,9 @@ class Engine:
         """Parse and validate a definition without deploying it."""
         definition = document if isinstance(document, WorkflowDefinition) else parse_definition(document)
         validate_definition(definition, self.registry)
+        unknown = calendar_problems(definition, self.calendars.names())
+        if unknown:
+            raise DefinitionError(f"definition {definition.key!r} is invalid: {unknown[0].message}", unknown)
         return definition
 
     async def deploy(
@@ -265,7 +278,9 @@ class Engine:
             revision=0,
         )
         connection.defer_insert(instances, instance_values(instance))  # the last statement writes it
-        transition = Transition(connection, instance, definition, self.registry, now, started_by, self.settings)
+        transition = Transition(
+            connection, instance, definition, self.registry, now, started_by, self.settings, calendars=self.calendars
+        )
         if self._needs_starter(definition):
             await transition.load_starter()
         await transition.advance([Token(id=new_id(), node_id=definition.start)])
@@ -319,6 +334,7 @@ class Engine:
                     transition = Transition(
                         connection, instance, definition, self.registry, now, actor_id, self.settings,
                         steps=locked.steps, open_tasks=locked.open_tasks, remembered=remembered is not None,
+                        calendars=self.calendars,
                     )  # fmt: skip
                     if self._needs_starter(definition):
                         await transition.load_starter()
