@@ -15,6 +15,7 @@ from engine import FastPaths
 from schema.context import Context
 from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
+from schema.library_internals import graphql_schema_of
 from schema.limits import OperationLimits, limit_extensions
 from schema.loaders import DataLoaders
 from schema.mutations.documents import DocumentMutations
@@ -96,5 +97,5 @@ def build_schema(
         execution_context_class=SubscriptionExecutionContext,
     )
     if fast_execution if fast_execution is not None else FastPaths.from_env().execution:
-        prepare(schema._schema)  # Strawberry's GraphQL schema has no public accessor
+        prepare(graphql_schema_of(schema))
     return schema
