@@ -88,6 +88,10 @@ class TaskEventKind(StrEnum):
     """One approver's decision on a task with an approval policy that did not settle its outcome."""
     DELEGATED = "DELEGATED"
     RESOLVED = "RESOLVED"
+    ESCALATED = "ESCALATED"
+    """An escalation step reassigned or completed the task (the step is in the event's data)."""
+    REMINDED = "REMINDED"
+    """An escalation step reminded the assignee or the candidates (its recipients in the event's data)."""
 
 
 PRIORITY_RANK: Mapping[Priority, int] = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
@@ -152,6 +156,10 @@ class WorkflowInstance:
     completed_at: datetime | None = None
     revision: int = 0
     error: str | None = None
+    correlation_key: str | None = None
+    """A business key, unique per definition when set (``correlate`` finds the instance by it)."""
+    held_signals: tuple[str, ...] = ()
+    """Nodes a signal was sent to before a token reached them (``Transition.hold_signal``)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +224,35 @@ class Task:
     """Why no one may work on it (separation of duties left no eligible user), or None."""
 
 
+class EscalationStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    FIRED = "FIRED"
+    CANCELLED = "CANCELLED"
+    """The task ended (or an earlier step completed it) before the step's time."""
+
+
+@dataclass(frozen=True)
+class TaskEscalation:
+    """One step of a task's escalation ladder, past or scheduled."""
+
+    id: str
+    task_id: str
+    workflow_instance_id: str
+    step: int
+    action: str
+    status: EscalationStatus
+    due_at: datetime
+    fired_at: datetime | None = None
+    detail: Mapping[str, Any] | None = None
+
+    def status_with(self, task: Task) -> EscalationStatus:
+        """As the API shows it: a step still scheduled on a task that is no longer open will never fire
+        (the worker marks it ``CANCELLED`` once its time comes)."""
+        if self.status is EscalationStatus.SCHEDULED and task.status not in (TaskStatus.PENDING, TaskStatus.CLAIMED):
+            return EscalationStatus.CANCELLED
+        return self.status
+
+
 @dataclass(frozen=True)
 class TaskEvent:
     id: int
@@ -229,6 +266,22 @@ class TaskEvent:
     actor_id: str | None
     occurred_at: datetime
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HeldSignal:
+    """A signal sent to a node before a token reached it: applied once when one does (``applied_at``,
+    the ``task_id`` it completed); an instance that ends without reaching it reports it unused."""
+
+    id: str
+    workflow_instance_id: str
+    node_id: str
+    payload: Any
+    sent_by: str | None
+    sent_at: datetime
+    applied_at: datetime | None = None
+    task_id: str | None = None
+    revision: int = 0
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,21 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from engine.calendars import Calendars
 from engine.clock import Clock, SystemClock
 from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import WorkflowDefinition
 from engine.definitions.parsing import parse_definition
 from engine.definitions.registry import Registry
-from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES, check_json_size, validate_definition
+from engine.definitions.validation import (
+    DEFAULT_MAX_JSON_BYTES,
+    calendar_problems,
+    check_json_size,
+    validate_definition,
+)
 from engine.errors import (
     ConcurrentUpdateError,
+    DefinitionError,
     InvalidStateError,
     NewerDefinitionDeployed,
     NotFoundError,
@@ -44,6 +51,7 @@ from engine.storage.deferred import TransactionNeeded, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
 from engine.storage.models import idempotency_keys, instances
+from engine.storage.postgres.search_indexes import ensure_search_indexes
 from engine.transitions.remembered import RememberedInstances
 from engine.transitions.transition import Transition, needs_starter, reads_starter_details
 
@@ -51,6 +59,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CommitListener = Callable[[], Awaitable[None]]
 _RACE_RETRIES = 8
+MAX_CORRELATION_KEY = 255
 
 
 class Engine:
@@ -66,15 +75,18 @@ class Engine:
         remembered: RememberedInstances | None = None,
         max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
         idempotency_ttl: timedelta = DEFAULT_TTL,
+        calendars: Calendars | None = None,
     ) -> None:
         """``max_json_bytes`` bounds every JSON value a caller hands in (``input``, ``values``, ``payload``)
         and every system task's output (:func:`engine.definitions.validation.check_json_size`);
-        ``idempotency_ttl`` is how long an idempotency key is kept (:mod:`engine.idempotency`)."""
+        ``idempotency_ttl`` is how long an idempotency key is kept (:mod:`engine.idempotency`);
+        ``calendars`` are what business durations count in (the server's ``STEPWISE_CALENDARS``)."""
         self.db = db
         self.max_json_bytes = max_json_bytes
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
         self.settings: Mapping[str, Any] = settings or {}
+        self.calendars = calendars or Calendars()
         self.commit_listeners: list[CommitListener] = []
         self.observer = EngineObserver()
         """Told of every committed transition and worker attempt (the server's metrics replace it)."""
@@ -92,6 +104,9 @@ class Engine:
         """Parse and validate a definition without deploying it."""
         definition = document if isinstance(document, WorkflowDefinition) else parse_definition(document)
         validate_definition(definition, self.registry)
+        unknown = calendar_problems(definition, self.calendars.names())
+        if unknown:
+            raise DefinitionError(f"definition {definition.key!r} is invalid: {unknown[0].message}", unknown)
         return definition
 
     async def deploy(
@@ -100,7 +115,8 @@ class Engine:
         """Deploy as the next version of its key; returns ``(deployed, created)``.
 
         A document identical to the latest version deploys nothing and returns that version, so
-        loading the same definitions twice changes nothing.
+        loading the same definitions twice changes nothing. On PostgreSQL a new version's ``searchable``
+        paths get their indexes before this returns (:mod:`engine.storage.postgres.search_indexes`).
         """
         definition = self.validate(document)
         guard = self.idempotency.take()
@@ -133,6 +149,8 @@ class Engine:
                         row = self.idempotency.row(guard, (deployed, True), deployed.deployed_at)
                         await session.execute(idempotency_keys.insert().values(row))
                 self._latest_versions[deployed.key] = deployed.version
+                if definition.searchable and not self.db.is_sqlite:
+                    await ensure_search_indexes(self.db, definition.searchable)
                 return deployed, True
             except IntegrityError:  # another process deployed the same version number first
                 continue
@@ -198,25 +216,60 @@ class Engine:
 
     # -- instances -------------------------------------------------------------------------
 
-    async def start(self, definition_key: str, input: Mapping[str, Any] | None, started_by: str) -> WorkflowInstance:
-        """Start the latest version of ``definition_key`` and run until every token waits or ends."""
+    async def start(
+        self,
+        definition_key: str,
+        input: Mapping[str, Any] | None,
+        started_by: str,
+        correlation_key: str | None = None,
+    ) -> WorkflowInstance:
+        """Start the latest version of ``definition_key`` and run until every token waits or ends.
+
+        With a ``correlation_key`` (a business key, unique per definition) that an instance of the
+        definition already has, that instance is returned and nothing is started; of two such starts
+        at once one starts it, the other loses on the unique index and returns it."""
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
         check_json_size(input, "input", self.max_json_bytes)
+        if correlation_key is not None:
+            if not correlation_key or len(correlation_key) > MAX_CORRELATION_KEY:
+                problem = InputError(
+                    "correlationKey", f"must be 1 to {MAX_CORRELATION_KEY} characters", "INVALID_LENGTH"
+                )
+                raise ValidationError("correlationKey is invalid", [problem])
+            existing = await self.correlated(definition_key, correlation_key)
+            if existing is not None:
+                return existing
         guard = self.idempotency.take()
-        return await self.idempotency.guarded(
-            guard, lambda: self._start_running(definition_key, input, started_by, guard)
-        )
+        try:
+            return await self.idempotency.guarded(
+                guard, lambda: self._start_running(definition_key, input, started_by, correlation_key, guard)
+            )
+        except Exception:
+            existing = await self.correlated(definition_key, correlation_key) if correlation_key else None
+            if existing is None:
+                raise
+            return existing  # a concurrent start with the key won
+
+    async def correlated(self, definition_key: str, correlation_key: str) -> WorkflowInstance | None:
+        """The instance of ``definition_key`` with ``correlation_key``, if there is one."""
+        async with self.db.read() as session:
+            return await InstanceRepository(session).find_by_correlation(definition_key, correlation_key)
 
     async def _start_running(
-        self, definition_key: str, input: Mapping[str, Any] | None, started_by: str, guard: Guard | None
+        self,
+        definition_key: str,
+        input: Mapping[str, Any] | None,
+        started_by: str,
+        correlation_key: str | None,
+        guard: Guard | None,
     ) -> WorkflowInstance:
         autocommit = True  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores it)
         began = time.perf_counter()
         for _ in range(_RACE_RETRIES):
             try:
                 transition, finished = await self._start(
-                    definition_key, input, started_by, guard, autocommit=autocommit
+                    definition_key, input, started_by, correlation_key, guard, autocommit=autocommit
                 )
             except TransactionNeeded:  # it must write before its end: in a transaction, then
                 autocommit = False
@@ -233,12 +286,13 @@ class Engine:
         definition_key: str,
         input: Mapping[str, Any] | None,
         started_by: str,
+        correlation_key: str | None,
         guard: Guard | None,
         *,
         autocommit: bool,
     ) -> tuple[Transition, WorkflowInstance]:
         async with self.db.transition_connection(autocommit=autocommit) as connection:
-            transition = await self._started(connection, definition_key, input, started_by)
+            transition = await self._started(connection, definition_key, input, started_by, correlation_key)
             self._keep_key(guard, transition, transition.finish())
             return transition, await transition.write()
 
@@ -248,7 +302,12 @@ class Engine:
             transition.connection.defer_insert(idempotency_keys, self.idempotency.row(guard, result, transition.now))
 
     async def _started(
-        self, connection: TransitionConnection, definition_key: str, input: Mapping[str, Any] | None, started_by: str
+        self,
+        connection: TransitionConnection,
+        definition_key: str,
+        input: Mapping[str, Any] | None,
+        started_by: str,
+        correlation_key: str | None = None,
     ) -> Transition:
         definition = await self._latest(connection, definition_key)
         now = self.clock.now()
@@ -263,9 +322,12 @@ class Engine:
             started_at=now,
             updated_at=now,
             revision=0,
+            correlation_key=correlation_key,
         )
         connection.defer_insert(instances, instance_values(instance))  # the last statement writes it
-        transition = Transition(connection, instance, definition, self.registry, now, started_by, self.settings)
+        transition = Transition(
+            connection, instance, definition, self.registry, now, started_by, self.settings, calendars=self.calendars
+        )
         if self._needs_starter(definition):
             await transition.load_starter()
         await transition.advance([Token(id=new_id(), node_id=definition.start)])
@@ -319,6 +381,7 @@ class Engine:
                     transition = Transition(
                         connection, instance, definition, self.registry, now, actor_id, self.settings,
                         steps=locked.steps, open_tasks=locked.open_tasks, remembered=remembered is not None,
+                        calendars=self.calendars,
                     )  # fmt: skip
                     if self._needs_starter(definition):
                         await transition.load_starter()
@@ -345,14 +408,22 @@ class Engine:
         """Complete the task waiting at ``node`` with ``payload`` (stored under ``storeAs``) and move on.
 
         A signal to an unknown node is ``NotFoundError``; to a node that already completed,
-        ``ConflictError``; to a node no token has reached, ``InvalidStateError``. None changes anything.
+        ``ConflictError``; to a finished instance, ``InvalidStateError``; none changes anything. A signal
+        to a node no token has reached yet is held and applied when one arrives (``Transition.hold_signal``);
+        a second one for that node meanwhile is ``SignalAlreadyHeldError``.
         """
         check_json_size(payload, "payload", self.max_json_bytes)
 
         async def signal(transition: Transition) -> None:
             # The node's own state decides first: a second signal to a completed node is a conflict
             # even when that node's completion also finished the instance.
-            task = await transition.open_task_at(node)
+            try:
+                task = await transition.open_task_at(node)
+            except InvalidStateError:  # no token there yet: held until one arrives, unless it is over
+                if transition.instance.status.is_final:
+                    raise
+                transition.hold_signal(node, payload)
+                return
             await transition.complete(task, payload)
 
         _, instance = await self.transition(workflow_instance_id, actor_id, signal)
