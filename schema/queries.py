@@ -14,6 +14,7 @@ from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus
 from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names
 from schema.types.user import User
+from schema.types.webhooks import WebhookQueries
 
 strawberry.enum(TaskOrderField, name="TaskOrderField")  # registered in place, as schema.types.enums does
 
@@ -71,7 +72,7 @@ def task_query(filter: TaskFilter | None, order: TaskOrder | None) -> TaskQuery:
 
 
 @strawberry.type
-class Query:
+class Query(WebhookQueries):
     @strawberry.field(permission_classes=[IsAuthenticated], description="The signed-in user.")
     def me(self, info: Info) -> User:
         return User.from_domain(info.context.user)

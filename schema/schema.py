@@ -16,6 +16,7 @@ from schema.execution import prepare
 from schema.loaders import DataLoaders
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
+from schema.mutations.webhooks import WebhookMutations
 from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
 from schema.reads import SharedReads
@@ -23,7 +24,7 @@ from schema.subscriptions import Subscription, SubscriptionExecutionContext
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations, DocumentMutations):
+class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, WebhookMutations):
     pass
 
 

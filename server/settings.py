@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, check_host_entries
+from engine import DEFAULT_MAX_JSON_BYTES, HostPolicy, check_host_entries
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,14 @@ class Settings:
     subscription_start_burst: int = 60
     ws_connections_per_user: int = 20
     ws_connections: int = 10_000
+    webhook_max_attempts: int = 15
+    webhook_retry_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_secret_grace_hours: float = 24.0
+
+    def host_policy(self) -> HostPolicy:
+        """What HTTP and GraphQL tasks, and webhooks, may reach (STEPWISE_HTTP_ALLOW / _DENY)."""
+        return HostPolicy(allow=self.http_allow, deny=self.http_deny)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -151,9 +159,19 @@ class Settings:
             ),
             ws_connections_per_user=int(env("STEPWISE_WS_CONNECTIONS_PER_USER", str(defaults.ws_connections_per_user))),
             ws_connections=int(env("STEPWISE_WS_CONNECTIONS", str(defaults.ws_connections))),
+            webhook_max_attempts=int(env("STEPWISE_WEBHOOK_MAX_ATTEMPTS", str(defaults.webhook_max_attempts))),
+            webhook_retry_seconds=float(env("STEPWISE_WEBHOOK_RETRY_SECONDS", str(defaults.webhook_retry_seconds))),
+            webhook_timeout_seconds=float(
+                env("STEPWISE_WEBHOOK_TIMEOUT_SECONDS", str(defaults.webhook_timeout_seconds))
+            ),
+            webhook_secret_grace_hours=float(
+                env("STEPWISE_WEBHOOK_SECRET_GRACE_HOURS", str(defaults.webhook_secret_grace_hours))
+            ),
         )
         if settings.max_json_bytes < 1024:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
+        if settings.webhook_max_attempts < 1:
+            raise ValueError("STEPWISE_WEBHOOK_MAX_ATTEMPTS must be at least 1")
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
         return settings
