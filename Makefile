@@ -12,7 +12,7 @@ run: export STEPWISE_DEV ?= true
 run: export STEPWISE_TEMPLATE_SETTINGS ?= {"baseUrl": "http://$(HOST):$(PORT)", "notifyUrl": "http://$(HOST):$(PORT)/dev/notify"}
 run: export STEPWISE_HTTP_ALLOW ?= $(HOST):$(PORT)
 
-.PHONY: install install-test run test test-latest lint typecheck bench clean
+.PHONY: install install-test run test test-plain test-latest lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite with every fast path off (engine/fastpaths.py, docs/adr/): the plain path each mechanism replaces
+# must stay correct, since it is what an operator falls back to when a library upgrade breaks the mechanism.
+PLAIN := STEPWISE_FAST_EXECUTION=false STEPWISE_FAST_DRIVER_WRITES=false \
+	STEPWISE_FAST_REMEMBERED_INSTANCES=false STEPWISE_FAST_COUNT_BESIDE=false
+
+test-plain: install-test
+	$(PLAIN) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The schema and server tests on the newest strawberry-graphql and graphql-core releases the registry offers,
 # in a venv of their own (everything else as locked): schema/execution.py and schema/subscriptions.py use both

@@ -28,11 +28,13 @@ from engine.errors import (
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
+    UnavailableError,
     ValidationError,
 )
 from engine.events.cursors import decode_event_cursor, encode_event_cursor
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
+from engine.fastpaths import FastPaths
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.signing import SIGNATURE_HEADER, new_signing_secret, sign, signature_header, verify_signature
@@ -66,6 +68,7 @@ from engine.storage.inbox import (
 )
 from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions
 from engine.tasks.blobs import BlobStore
@@ -88,7 +91,7 @@ __all__ = [
     "errors", "state", "permissions",
     # running the engine
     "Engine", "Database", "ReadSessions", "Clock", "SystemClock", "ManualClock", "default_registry",
-    "upgrade", "current_revision", "head_revision",
+    "upgrade", "current_revision", "head_revision", "FastPaths",
     # the domain's dataclasses and states (also as ``state.X``)
     "User", "Task", "TaskStatus", "TaskKind", "TaskEvent", "TaskEventKind", "TaskMessage", "TaskAttempt", "Document",
     "WorkflowInstance", "InstanceStatus", "StepInstance", "StepMetrics", "DeployedDefinition",
@@ -99,6 +102,7 @@ __all__ = [
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
+    "HistoryPage", "encode_history_cursor",
     # events
     "EventHub", "EventFilter", "Delivery", "encode_event_cursor", "decode_event_cursor",
     # workers
@@ -112,5 +116,5 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError",
 ]  # fmt: skip

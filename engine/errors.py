@@ -9,6 +9,7 @@ StepwiseError                 base; ``code`` is stable and reaches API clients
 │   └── DefinitionError       VALIDATION_FAILED: a workflow definition failed validation
 ├── AuthenticationError       UNAUTHENTICATED: missing, invalid or expired credentials
 ├── ConcurrentUpdateError     CONCURRENT_UPDATE: lost an optimistic-lock race; the caller may retry
+├── UnavailableError          UNAVAILABLE: a service the request needs (the database, a token issuer) is not answering
 ├── SubscriptionLimitError    TOO_MANY_SUBSCRIPTIONS: the user already holds as many live subscriptions as allowed
 └── SubscriberOverflowError   SUBSCRIBER_OVERFLOW: a subscriber fell too far behind; resume from ``resume_after``
 
@@ -88,6 +89,13 @@ class ConcurrentUpdateError(StepwiseError):
     """An optimistic-lock check failed because another transaction changed the row first."""
 
     code = "CONCURRENT_UPDATE"
+
+
+class UnavailableError(StepwiseError):
+    """Something the request needs is not answering (the database, a token issuer's keys): not the
+    client's fault, and worth retrying later (HTTP 503)."""
+
+    code = "UNAVAILABLE"
 
 
 class SubscriptionLimitError(StepwiseError):

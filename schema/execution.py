@@ -16,6 +16,12 @@ A page that loads a relation for all its rows at once (``TaskConnection.page``: 
 and assignee) leaves the values in the row's ``prefetched`` dict. :func:`serve_prefetched` puts a
 resolver in front of those fields that returns the prefetched value (for an executor without the
 shortcuts above), and a row without the value calls the field's own resolver.
+
+What it earned (docs/adr/0001-executor-shortcut.md): a 50-task inbox page 47.1 → 40.1 M instructions
+(round 10), most of round 3's 74.2 → 56.2 M, and −15 to −19% server CPU per inbox request over HTTP.
+It reads graphql-core and Strawberry beyond their public API (see ``make test-latest``);
+``STEPWISE_FAST_EXECUTION=false`` turns it off (``build_schema`` then leaves :func:`prepare` out, and
+every field runs through its resolver as on Strawberry's own executor).
 """
 
 from __future__ import annotations

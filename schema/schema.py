@@ -11,6 +11,7 @@ from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, Vali
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.graphql import OperationType
 
+from engine import FastPaths
 from schema.context import Context
 from schema.execution import prepare
 from schema.loaders import DataLoaders
@@ -61,9 +62,14 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 def build_schema(
-    mask_errors: bool = True, cache_documents: bool = True, instruments: Sequence[Any] = ()
+    mask_errors: bool = True,
+    cache_documents: bool = True,
+    instruments: Sequence[Any] = (),
+    fast_execution: bool | None = None,
 ) -> strawberry.Schema:
-    """``instruments``: the server's metrics and tracing extensions (factories), run around everything else."""
+    """``instruments``: the server's metrics and tracing extensions (factories), run around everything else.
+    ``fast_execution``: the executor shortcut (:mod:`schema.execution`, ``STEPWISE_FAST_EXECUTION``; by
+    default as that variable says); off, every field goes through its resolver."""
     extensions: list[Any] = [*instruments, ShareReadsPerQuery]
     if cache_documents:
         # Clients send the same few documents over and over; parsing and validating them again is most
@@ -81,5 +87,6 @@ def build_schema(
         # per-event memo growing for a subscription's life. Queries and mutations run as before.
         execution_context_class=SubscriptionExecutionContext,
     )
-    prepare(schema._schema)  # Strawberry's GraphQL schema has no public accessor
+    if fast_execution if fast_execution is not None else FastPaths.from_env().execution:
+        prepare(schema._schema)  # Strawberry's GraphQL schema has no public accessor
     return schema

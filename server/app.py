@@ -29,6 +29,7 @@ from engine import (
 )
 from schema.schema import build_schema
 from server.access import ObservedRequests
+from server.bodies import BoundedBodies
 from server.devtools import Mailbox, dev_routes, running_mailbox
 from server.files import document_routes
 from server.graphiql import graphiql_assets_mount
@@ -77,7 +78,7 @@ def create_app(
     mailbox = Mailbox()
     if settings.dev and settings.smtp_url is None:
         settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, fast_paths=settings.fast_paths)
     engine = Engine(
         db, default_registry(), clock=clock, settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
     )
@@ -102,7 +103,9 @@ def create_app(
         *([graphql_tracing(tracing)] if tracing else []),
         *([rate_limits.graphql_extension()] if rate_limits.enabled else []),
     ]
-    schema = build_schema(mask_errors=settings.mask_errors, instruments=instruments)
+    schema = build_schema(
+        mask_errors=settings.mask_errors, instruments=instruments, fast_execution=settings.fast_paths.execution
+    )
     graphql = StepwiseGraphQL(schema, services, settings, events)
     shutdown = Shutdown()
 
@@ -143,7 +146,15 @@ def create_app(
             graphiql_assets_mount(),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(ObservedRequests, metrics=metrics, tracer=request_tracer(tracing) if tracing else None)],
+        middleware=[
+            Middleware(ObservedRequests, metrics=metrics, tracer=request_tracer(tracing) if tracing else None),
+            Middleware(
+                BoundedBodies,
+                max_bytes=settings.max_body_bytes,
+                max_upload_bytes=settings.max_upload_bytes,
+                timeout_seconds=settings.body_timeout_seconds,
+            ),
+        ],  # fmt: skip
     )
     app.state.engine = engine
     app.state.blobs = blobs

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from typing import Any
 
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine import AuthenticationError, DirectoryRepository, Engine, User
+from server.jwks import SigningKeys
 from server.settings import Settings
+
+log = logging.getLogger(__name__)
+INVALID_TOKEN = "the bearer token is invalid"
+_USER_ID = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,64}")
 
 
 def issue_token(settings: Settings, user_id: str, ttl: timedelta | None = None) -> str:
@@ -27,16 +34,47 @@ def issue_token(settings: Settings, user_id: str, ttl: timedelta | None = None) 
     return jwt.encode(claims, settings.secret_key, algorithm="HS256")
 
 
-@lru_cache(maxsize=4)
-def _jwks_client(url: str) -> jwt.PyJWKClient:
-    return jwt.PyJWKClient(url, cache_keys=True)
+_signing_keys: dict[tuple[str, float, float, float, int], SigningKeys] = {}
 
 
-def decode_token(settings: Settings, token: str) -> str:
-    """The token's subject, or :class:`AuthenticationError` saying what is wrong with it."""
+def signing_keys(settings: Settings) -> SigningKeys:
+    """The process's one :class:`SigningKeys` for the configured issuer (its cache is the point)."""
+    assert settings.jwks_url is not None
+    key = (settings.jwks_url, settings.jwks_timeout_seconds, settings.jwks_cache_seconds,
+           settings.jwks_refetch_seconds, settings.max_body_bytes)  # fmt: skip
+    if key not in _signing_keys:
+        _signing_keys[key] = SigningKeys(
+            settings.jwks_url, timeout_seconds=settings.jwks_timeout_seconds, cache_seconds=settings.jwks_cache_seconds,
+            refetch_seconds=settings.jwks_refetch_seconds, max_bytes=settings.max_body_bytes,
+        )  # fmt: skip
+    return _signing_keys[key]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_claims(settings: Settings, claims: dict[str, Any]) -> str | None:
+    """What PyJWT lets through and Stepwise does not; None when the claims are acceptable."""
+    for name in ("exp", "iat", "nbf"):
+        if name in claims and not _is_number(claims[name]):
+            return f"`{name}` is not a number"  # PyJWT takes "9999999999" as a time
+    if settings.jwt_issuer is None and "iss" in claims:
+        return "it names an issuer and none is configured"
+    if settings.jwt_audience is None and "aud" in claims:
+        return "it names an audience and none is configured"
+    issued = claims["iat"] if "iat" in claims else datetime.now(UTC).timestamp()
+    if claims["exp"] - issued > settings.max_token_lifetime_minutes * 60:
+        return f"it lives longer than {settings.max_token_lifetime_minutes} minutes"
+    return None
+
+
+async def decode_token(settings: Settings, token: str) -> str:
+    """The token's subject, or :class:`AuthenticationError` saying what is wrong with it. PyJWT's
+    reason reaches the client only under ``STEPWISE_DEV``; the log line has it always."""
     try:
         if settings.jwks_url:
-            key = _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token).key
+            key: Any = await signing_keys(settings).key_for(token)
             algorithms = ["RS256"]
         else:
             key, algorithms = settings.secret_key, [settings.jwt_algorithm]
@@ -44,13 +82,19 @@ def decode_token(settings: Settings, token: str) -> str:
             token, key, algorithms=algorithms, audience=settings.jwt_audience, issuer=settings.jwt_issuer,
             options={"require": ["sub", "exp"], "verify_aud": settings.jwt_audience is not None},
         )  # fmt: skip
+        reason = _check_claims(settings, claims)
     except jwt.ExpiredSignatureError as exc:
         raise AuthenticationError("the bearer token has expired; get a new one") from exc
     except jwt.PyJWTError as exc:
-        raise AuthenticationError(f"the bearer token is invalid: {exc}") from exc
+        reason = str(exc)
+    if reason is not None:
+        log.info("bearer token refused: %s", reason)
+        raise AuthenticationError(f"the bearer token is invalid: {reason}" if settings.dev else INVALID_TOKEN)
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise AuthenticationError("the bearer token has no subject")
+    if not _USER_ID.fullmatch(subject):  # a NUL (PostgreSQL refuses it), a lone surrogate, a novel: no user
+        raise AuthenticationError("the bearer token's user is not in the directory")
     return subject
 
 
@@ -72,7 +116,7 @@ async def authenticate(
     token = bearer_token(header)
     if token is None:
         return None
-    user_id = decode_token(settings, token)
+    user_id = await decode_token(settings, token)
     user = await (DirectoryRepository(session).get_user(user_id) if session is not None else engine.user(user_id))
     if user is None:
         raise AuthenticationError("the bearer token's user is not in the directory")

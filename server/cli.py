@@ -34,7 +34,7 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
     settings = Settings.from_env()
 
     async def run() -> T:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, fast_paths=settings.fast_paths)
         try:
             return await work(
                 Engine(
@@ -72,10 +72,12 @@ def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool)
     # No per-message deflate: pushed task events are small JSON, and compressing each one cost CPU per
     # delivery and a compressor's memory per connection (bench.push_memory profile). No uvicorn access
     # log (server.access writes one without the query string) and no uvicorn log config (server.logs).
+    # Headers have a deadline (server.serving), bodies another (server.bodies).
     uvicorn.run(
         "server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
         ws_per_message_deflate=False, access_log=False, log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
+        http="server.serving:HeaderDeadlineProtocol", timeout_keep_alive=math.ceil(settings.keepalive_seconds),
     )  # fmt: skip
 
 
@@ -85,7 +87,7 @@ def worker() -> None:
     settings = Settings.from_env()
 
     async def run() -> None:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, fast_paths=settings.fast_paths)
         engine = Engine(
             db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
         )
@@ -145,6 +147,11 @@ def token(user: str, ttl_minutes: int | None) -> None:
     found = _with_engine(lambda engine: engine.user(user))
     if found is None:
         raise click.ClickException(f"no user {user!r} in the directory (try `stepwise demo load`)")
+    if ttl_minutes and ttl_minutes > settings.max_token_lifetime_minutes:
+        raise click.ClickException(
+            f"the server refuses tokens that live longer than {settings.max_token_lifetime_minutes} minutes "
+            "(STEPWISE_MAX_TOKEN_LIFETIME_MINUTES)"
+        )
     ttl = timedelta(minutes=ttl_minutes) if ttl_minutes else None
     click.echo(issue_token(settings, user, ttl))
 

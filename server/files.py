@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from engine import AuthenticationError, NotFoundError, Services
+from engine import AuthenticationError, NotFoundError, Services, UnavailableError
 from server.auth import authenticate
 from server.settings import Settings
 
@@ -42,6 +42,8 @@ def document_routes(services: Services, settings: Settings) -> list[Route]:
             user = await authenticate(engine, settings, request.headers.get("authorization"))
         except AuthenticationError as exc:
             return _unauthorized(exc.message)
+        except UnavailableError as exc:
+            return PlainTextResponse(exc.message, status_code=503, headers={"Retry-After": "5"})
         if user is None:
             return _unauthorized("authentication required: send 'Authorization: Bearer <token>'")
         document_id = request.path_params["document_id"]

@@ -14,13 +14,14 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from engine import AuthenticationError, EventHub, Services
+from engine import AuthenticationError, EventHub, Services, UnavailableError
 from schema.context import Context
 from schema.loaders import DataLoaders
 from schema.reads import SharedReads
 from server.auth import authenticate
+from server.bodies import is_multipart
 from server.graphiql import graphiql_html
-from server.http_spec import GraphQLOverHTTP
+from server.http_spec import GraphQLOverHTTP, Refusal
 from server.rate_limits import ConnectionLimits
 from server.settings import Settings
 
@@ -111,6 +112,14 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
             # A query goes on reading in the session the viewer was looked up in (schema.reads).
             context.request_reads = request.state.reads = SharedReads(self.engine.db)
             await self._authenticate(context, request.headers.get("authorization"), context.request_reads)
+            if context.viewer is None and is_multipart(request.headers):
+                # Refused before a byte of the body is read: an upload is only ever someone's, and
+                # reading it first let anyone make the server spool hundreds of megabytes (issue #27).
+                error = context.authentication_error
+                raise Refusal(
+                    401, error.message if error is not None else "authentication required: send a bearer token",
+                    {"WWW-Authenticate": "Bearer", "Connection": "close"}, code="UNAUTHENTICATED",
+                )  # fmt: skip
         return context
 
     async def _authenticate(self, context: Context, header: str | None, reads: SharedReads | None = None) -> None:
@@ -122,12 +131,19 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
                     context.viewer = await authenticate(self.engine, self.settings, header, session)
         except AuthenticationError as exc:
             context.authentication_error = exc
+        except UnavailableError as exc:  # the client did nothing wrong: 503, try again
+            raise Refusal(503, exc.message, {"Retry-After": "5"}, code=exc.code) from exc
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """WebSockets authenticate in ``connection_init``'s payload; a bad token closes the connection."""
         params: dict[str, Any] = context.connection_params or {}
         header = params.get("authorization") or params.get("Authorization")
-        await self._authenticate(context, header if isinstance(header, str) else None)
+        try:
+            await self._authenticate(context, header if isinstance(header, str) else None)
+        except Refusal as unavailable:
+            raise ConnectionRejectionError(
+                {"message": unavailable.reason, "extensions": {"code": unavailable.code}}
+            ) from None
         if context.authentication_error is not None or context.viewer is None:
             raise ConnectionRejectionError({"message": "authentication required"})
         refused = self.connections.admit(context.viewer.id)

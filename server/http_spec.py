@@ -83,10 +83,18 @@ def _raised_by_a_bug(result: ExecutionResult) -> bool:
     )
 
 
-class MethodNotAllowed(HTTPException):
+class Refusal(HTTPException):
+    """An HTTP refusal with headers of its own (``Allow``, ``WWW-Authenticate``, ``Connection``)."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str], code: str | None = None) -> None:
+        super().__init__(status, reason)
+        self.headers = headers
+        self.code = code
+
+
+class MethodNotAllowed(Refusal):
     def __init__(self, reason: str, allow: str) -> None:
-        super().__init__(405, reason)
-        self.allow = allow
+        super().__init__(405, reason, {"Allow": allow})
 
 
 class GraphQLOverHTTP(GraphQL[ContextT, RootValueT]):
@@ -158,6 +166,9 @@ class GraphQLOverHTTP(GraphQL[ContextT, RootValueT]):
 
     def _refusal(self, request: Request, exc: HTTPException) -> Response:
         media_type = getattr(request.state, "graphql_media_type", None) or APPLICATION_JSON
-        body: dict[str, Any] = {"errors": [{"message": exc.reason}]}
-        headers = {"Allow": exc.allow} if isinstance(exc, MethodNotAllowed) else None
+        error: dict[str, Any] = {"message": exc.reason}
+        headers = exc.headers if isinstance(exc, Refusal) else None
+        if isinstance(exc, Refusal) and exc.code is not None:
+            error["extensions"] = {"code": exc.code}
+        body = {"errors": [error]}
         return JSONResponse(body, status_code=exc.status_code, headers=headers, media_type=media_type)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, HostPolicy, check_host_entries
+from engine import DEFAULT_MAX_JSON_BYTES, FastPaths, HostPolicy, check_host_entries
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,18 @@ class Settings:
     subscription_start_burst: int = 60
     ws_connections_per_user: int = 20
     ws_connections: int = 10_000
+    max_body_bytes: int = 1 << 20
+    max_upload_bytes: int = 64 << 20
+    body_timeout_seconds: float = 60.0
+    header_timeout_seconds: float = 10.0
+    keepalive_seconds: float = 5.0
+    max_token_lifetime_minutes: int = 24 * 60
+    jwks_timeout_seconds: float = 5.0
+    jwks_cache_seconds: float = 300.0
+    jwks_refetch_seconds: float = 30.0
+    fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
+    """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
+    even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
     webhook_max_attempts: int = 15
     webhook_retry_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
@@ -159,6 +171,18 @@ class Settings:
             ),
             ws_connections_per_user=int(env("STEPWISE_WS_CONNECTIONS_PER_USER", str(defaults.ws_connections_per_user))),
             ws_connections=int(env("STEPWISE_WS_CONNECTIONS", str(defaults.ws_connections))),
+            max_body_bytes=int(env("STEPWISE_MAX_BODY_BYTES", str(defaults.max_body_bytes))),
+            max_upload_bytes=int(env("STEPWISE_MAX_UPLOAD_BYTES", str(defaults.max_upload_bytes))),
+            body_timeout_seconds=float(env("STEPWISE_BODY_TIMEOUT_SECONDS", str(defaults.body_timeout_seconds))),
+            header_timeout_seconds=float(env("STEPWISE_HEADER_TIMEOUT_SECONDS", str(defaults.header_timeout_seconds))),
+            keepalive_seconds=float(env("STEPWISE_KEEPALIVE_SECONDS", str(defaults.keepalive_seconds))),
+            max_token_lifetime_minutes=int(
+                env("STEPWISE_MAX_TOKEN_LIFETIME_MINUTES", str(defaults.max_token_lifetime_minutes))
+            ),
+            jwks_timeout_seconds=float(env("STEPWISE_JWKS_TIMEOUT_SECONDS", str(defaults.jwks_timeout_seconds))),
+            jwks_cache_seconds=float(env("STEPWISE_JWKS_CACHE_SECONDS", str(defaults.jwks_cache_seconds))),
+            jwks_refetch_seconds=float(env("STEPWISE_JWKS_REFETCH_SECONDS", str(defaults.jwks_refetch_seconds))),
+            fast_paths=FastPaths.from_env(),
             webhook_max_attempts=int(env("STEPWISE_WEBHOOK_MAX_ATTEMPTS", str(defaults.webhook_max_attempts))),
             webhook_retry_seconds=float(env("STEPWISE_WEBHOOK_RETRY_SECONDS", str(defaults.webhook_retry_seconds))),
             webhook_timeout_seconds=float(
@@ -168,6 +192,10 @@ class Settings:
                 env("STEPWISE_WEBHOOK_SECRET_GRACE_HOURS", str(defaults.webhook_secret_grace_hours))
             ),
         )
+        if settings.token_ttl_minutes > settings.max_token_lifetime_minutes:
+            raise ValueError("STEPWISE_TOKEN_TTL_MINUTES is longer than STEPWISE_MAX_TOKEN_LIFETIME_MINUTES")
+        if settings.max_body_bytes < settings.max_json_bytes:
+            raise ValueError("STEPWISE_MAX_BODY_BYTES must be at least STEPWISE_MAX_JSON_BYTES: a body carries a value")
         if settings.max_json_bytes < 1024:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
         if settings.webhook_max_attempts < 1:

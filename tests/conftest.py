@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from engine.catalog import default_registry
 from engine.clock import ManualClock
+from engine.fastpaths import FastPaths
 from engine.storage.database import Database
 from engine.storage.migrations import upgrade
 from engine.storage.models import Base
@@ -123,8 +124,10 @@ def database_url(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
+async def db(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Database]:
+    """The test's database, with the fast paths as ``STEPWISE_FAST_*`` say (``make test-plain`` turns
+    them off), except for a test marked ``fast_paths``: it examines one, so gets them all on."""
+    database = Database(database_url, fast_paths=FastPaths() if request.node.get_closest_marker("fast_paths") else None)
     try:
         yield database
     finally:

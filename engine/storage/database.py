@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
+from engine.fastpaths import FastPaths
 from engine.storage.deferred import TransitionConnection
 
 ReadSessions = Callable[[], AbstractAsyncContextManager[AsyncSession]]
@@ -60,8 +61,19 @@ def dialect_of(executor: Executor) -> str:
 class Database:
     """Owns the engine; hands out sessions for reads and for transactions that write."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20, ping_idle_after: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = 20,
+        ping_idle_after: float = 1.0,
+        fast_paths: FastPaths | None = None,
+    ) -> None:
+        """``fast_paths``: which of the fast paths (:mod:`engine.fastpaths`) the engine and the reads on
+        this database take; by default as the ``STEPWISE_FAST_*`` variables say."""
         self.url = url
+        self.fast_paths = fast_paths if fast_paths is not None else FastPaths.from_env()
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo, "json_deserializer": read_json}
         if self.is_sqlite:
@@ -104,6 +116,12 @@ class Database:
 
         ``autocommit`` (PostgreSQL only; SQLite ignores it): no transaction at all, for a transition
         whose last statement writes everything and checks itself (:mod:`engine.storage.deferred`)."""
+        if autocommit and not self.is_sqlite and not self.fast_paths.driver_writes:
+            async with self._autocommit_engine.connect() as connection:  # the plain path: SQLAlchemy's own
+                transition_connection = TransitionConnection(self._autocommit_engine, connection, autocommit=True)
+                yield transition_connection
+                await transition_connection.flush()  # raises TransactionNeeded if a write was left
+            return
         if autocommit and not self.is_sqlite:
             # The pool's connection itself: SQLAlchemy's connection around it (0.19 M of a transition's
             # 2.0 M instructions, bench.instructions) is made only if a statement needs it.

@@ -14,6 +14,12 @@ its last statement, which writes everything at once and checks every revision it
 neither ``BEGIN`` nor ``COMMIT``. If it has to write earlier — a write statement of its own, or a
 read after a deferred write — :class:`TransactionNeeded` stops it before anything is written, and the
 engine runs it again in a transaction.
+
+The driver bypass (docs/adr/0002-driver-bypass.md) — the pool's connection without SQLAlchemy's
+around it, and the two hot statements on asyncpg's own (:mod:`engine.storage.postgres.driver`) —
+earned 2.41 → 2.15 M instructions per transition (round 6) and 1.99 → 1.82 M (round 7). It rests on
+semi-private SQLAlchemy API, which only the ``<2.1`` pin protects; ``STEPWISE_FAST_DRIVER_WRITES=false``
+turns it off, and every statement runs on a SQLAlchemy ``AsyncConnection`` in autocommit instead.
 """
 
 from __future__ import annotations
@@ -60,7 +66,11 @@ class TransitionConnection:
     execution options, e.g. autocommit) is made around it only for a statement that needs one. Most
     transitions need none, and SQLAlchemy's connection cost more than their driver's statements."""
 
-    def __init__(self, engine: AsyncEngine, connection: AsyncConnection | PoolProxiedConnection) -> None:
+    def __init__(
+        self, engine: AsyncEngine, connection: AsyncConnection | PoolProxiedConnection, *, autocommit: bool = False
+    ) -> None:
+        """``autocommit`` with a SQLAlchemy connection: outside a transaction, every statement through
+        SQLAlchemy (the driver bypass turned off, ``STEPWISE_FAST_DRIVER_WRITES``)."""
         self._engine = engine
         self.dialect = engine.dialect
         self._connection: AsyncConnection | None = None
@@ -69,7 +79,9 @@ class TransitionConnection:
             self._connection = connection
         else:
             self._pooled = connection
-        self.in_transaction = self._pooled is None
+        self.in_transaction = self._pooled is None and not autocommit
+        self._on_driver_connection = self._pooled is not None
+        """Whether the hot statements run on the driver's connection (:meth:`_on_driver`)."""
         self._inserts: dict[Table, list[dict[str, Any]]] = {}
         self._updates: list[DeferredUpdate] = []
 
@@ -145,8 +157,9 @@ class TransitionConnection:
         """The one row of the transition's last statement, which carries every deferred write itself
         and, outside a transaction, fails as a whole when a check in it fails.
 
-        Outside a transaction it runs on the driver's own connection (:meth:`_on_driver`)."""
-        if self.in_transaction:
+        Outside a transaction it runs on the driver's own connection (:meth:`_on_driver`) unless the
+        driver bypass is off."""
+        if not self._on_driver_connection:
             return (await (await self.connection()).execute(statement, parameters)).one()._mapping
         [row] = await self._on_driver(statement, parameters)
         return row
@@ -155,7 +168,7 @@ class TransitionConnection:
         """The rows of a read (attributes by column key); outside a transaction on the driver's own
         connection (:meth:`_on_driver`). For a transition's hot reads."""
         await self._before(statement)
-        if self.in_transaction:
+        if not self._on_driver_connection:
             return list((await (await self.connection()).execute(statement, parameters)).all())
         return [DriverRow(row) for row in await self._on_driver(statement, parameters)]
 

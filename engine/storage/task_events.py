@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import base64
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from engine.errors import FieldError, ValidationError
 from engine.state import Task, TaskEvent, TaskEventKind
 from engine.storage.database import Executor
 from engine.storage.models import task_events
@@ -70,6 +72,22 @@ class TaskEventRepository:
         query = select(task_events).where(task_events.c.task_id == task_id).order_by(task_events.c.id)
         return [_event(row) for row in await self.session.execute(query)]
 
+    async def history(
+        self, *, task_ids: Collection[str] | None = None, workflow_instance_id: str | None = None,
+        after_id: int | None = None, limit: int = 50,
+    ) -> tuple[list[TaskEvent], bool]:  # fmt: skip
+        """A page of events of ``task_ids`` and/or one instance, oldest first (by id: an instance's
+        transitions commit one at a time, so its events' ids are in commit order), and whether more follow."""
+        query = select(task_events)
+        if task_ids is not None:
+            query = query.where(task_events.c.task_id.in_(sorted(task_ids)))
+        if workflow_instance_id is not None:
+            query = query.where(task_events.c.workflow_instance_id == workflow_instance_id)
+        if after_id is not None:
+            query = query.where(task_events.c.id > after_id)
+        rows = (await self.session.execute(query.order_by(task_events.c.id).limit(limit + 1))).all()
+        return [_event(row) for row in rows[:limit]], len(rows) > limit
+
     async def for_instance(self, workflow_instance_id: str) -> list[TaskEvent]:
         query = (
             select(task_events)
@@ -77,6 +95,41 @@ class TaskEventRepository:
             .order_by(task_events.c.id)
         )
         return [_event(row) for row in await self.session.execute(query)]
+
+
+MAX_HISTORY_PAGE = 200
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A page of a task's or an instance's history: its events, oldest first."""
+
+    events: list[TaskEvent]
+    has_next: bool
+
+
+def encode_history_cursor(event: TaskEvent) -> str:
+    return base64.urlsafe_b64encode(f"event:{event.id}".encode()).decode()
+
+
+def history_page_start(first: int, after: str | None) -> int | None:
+    """The event id a history page starts after; bad paging arguments raise :class:`ValidationError`."""
+    if not 0 <= first <= MAX_HISTORY_PAGE:
+        raise ValidationError(
+            f"first must be between 0 and {MAX_HISTORY_PAGE}, not {first}",
+            [FieldError("first", "out of range", "OUT_OF_RANGE")],
+        )
+    if after is None:
+        return None
+    try:
+        kind, _, number = base64.urlsafe_b64decode(after.encode()).decode().partition(":")
+        if kind != "event" or not number.isdigit():
+            raise ValueError("it is not a history cursor")
+        return int(number)
+    except ValueError as exc:  # binascii and Unicode decoding errors are ValueErrors
+        raise ValidationError(
+            f"after is not a cursor of this history: {exc}", [FieldError("after", str(exc), "INVALID_CURSOR")]
+        ) from exc
 
 
 def _event(row: Any) -> TaskEvent:

@@ -10,6 +10,7 @@ from engine.errors import NotFoundError
 from engine.state import StepInstance, Task, User, WorkflowInstance
 from engine.storage.database import ReadSessions
 from engine.storage.instances import InstanceRepository
+from engine.storage.task_events import HistoryPage, TaskEventRepository, history_page_start
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions
 from engine.transitions.engine import Engine
@@ -62,6 +63,45 @@ class VisibilityService:
         if step is None or instance is None:
             raise NotFoundError(f"no step instance {step_id}")
         return step, instance
+
+    async def task_history(
+        self, user: User, task_id: str, first: int, after: str | None, read: ReadSessions | None = None
+    ) -> HistoryPage:
+        """A page of the task's events, oldest first, if ``user`` may see the task (who may see a task
+        may see its history)."""
+        after_id = history_page_start(first, after)
+        async with (read or self.engine.db.read)() as session:
+            task = await TaskRepository(session).get_by_id(task_id)
+            instance = await InstanceRepository(session).get(task.workflow_instance_id, summary=True) if task else None
+            if task is None or instance is None or not permissions.can_see_task(user, task, instance.started_by):
+                found = None
+            else:
+                found = await TaskEventRepository(session).history(task_ids=[task.id], after_id=after_id, limit=first)
+        if found is None:
+            raise NotFoundError(f"no task {task_id}")
+        return HistoryPage(*found)
+
+    async def instance_history(
+        self, user: User, workflow_instance_id: str, first: int, after: str | None, read: ReadSessions | None = None
+    ) -> HistoryPage:
+        """A page of the events of the instance's tasks that ``user`` may see, oldest first, if ``user``
+        may see the instance (as its ``tasks`` list shows only those tasks)."""
+        after_id = history_page_start(first, after)
+        async with (read or self.engine.db.read)() as session:
+            instance = await InstanceRepository(session).get(workflow_instance_id, summary=True)
+            found = None
+            if instance is not None:
+                events = TaskEventRepository(session)
+                if permissions.can_see_instance(user, instance, ()):
+                    found = await events.history(workflow_instance_id=instance.id, after_id=after_id, limit=first)
+                else:
+                    tasks = await self._tasks_of(session, instance)
+                    if permissions.can_see_instance(user, instance, tasks):
+                        visible = [t.id for t in tasks if permissions.can_see_task(user, t, instance.started_by)]
+                        found = await events.history(task_ids=visible, after_id=after_id, limit=first)
+        if found is None:
+            raise NotFoundError(f"no workflow instance {workflow_instance_id}")
+        return HistoryPage(*found)
 
     @staticmethod
     async def _tasks_of(session: AsyncSession, instance: WorkflowInstance) -> list[Task]:

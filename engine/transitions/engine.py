@@ -171,8 +171,9 @@ class Engine:
     @property
     def _remembers(self) -> bool:
         """Whether transitions start from remembered state (:mod:`engine.transitions.remembered`): on PostgreSQL,
-        where a transition's first attempt runs in autocommit and its last statement checks it."""
-        return self.db.dialect == "postgresql"
+        where a transition's first attempt runs in autocommit and its last statement checks it, unless
+        ``STEPWISE_FAST_REMEMBERED_INSTANCES`` turned it off."""
+        return self.db.dialect == "postgresql" and self.db.fast_paths.remembered_instances
 
     def _needs_starter(self, definition: WorkflowDefinition) -> bool:
         reads = self._reads_starter.get((definition.key, definition.version))

@@ -21,6 +21,9 @@ separate worker) has changed since is rarely met: that costs one attempt that wr
 Remembered data keeps its objects' keys in the order this process wrote them, where a read returns
 PostgreSQL's ``jsonb`` order; the order of an object's keys was never part of the data (SQLite's
 reads keep the written order, PostgreSQL's do not).
+
+What it earned (round 8, docs/adr/0003-remembered-instances.md): 1.71 → 1.32 M instructions per
+transition. ``STEPWISE_FAST_REMEMBERED_INSTANCES=false`` turns it off (every transition reads first).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.definitions.forms import MAX_TEXT_LENGTH
-from engine.definitions.model import Node, OnDue, WorkflowDefinition
+from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node, OnDue, WorkflowDefinition
 from engine.definitions.registry import NodeContext, Registry, default_schema_type
 from engine.definitions.templates import evaluate_condition, render_text
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
@@ -97,6 +97,31 @@ def needs_starter(definition: WorkflowDefinition, registry: Registry, reads_deta
     )
 
 
+def created_data(task: Task) -> dict[str, Any]:
+    """What a ``CREATED`` event records: the status and assignee the task starts with."""
+    data: dict[str, Any] = {"status": {"from": None, "to": task.status.value}, "revision": task.revision}
+    if task.assigned_user_id is not None:
+        data["assignee"] = {"from": None, "to": task.assigned_user_id}
+    return data
+
+
+def changes_between(before: Task, after: Task) -> dict[str, Any]:
+    """What an event records of a task's change, so its history shows it as it happened (the log's
+    readers see the task only as it is now): the status and assignee from and to where they changed,
+    the revision the change made (a saved draft's revision), and an approval's decision."""
+    data: dict[str, Any] = {"revision": after.revision}
+    if before.status is not after.status:
+        data["status"] = {"from": before.status.value, "to": after.status.value}
+    if before.assigned_user_id != after.assigned_user_id:
+        data["assignee"] = {"from": before.assigned_user_id, "to": after.assigned_user_id}
+    if after.schema_type == APPROVAL_SCHEMA_TYPE and after.status is TaskStatus.COMPLETED:
+        output = after.output if isinstance(after.output, Mapping) else {}
+        data["decision"] = output.get("decision")
+        if output.get("comment") is not None:
+            data["comment"] = output["comment"]
+    return data
+
+
 class Transition:
     """Mutable working state of one instance inside one database transaction."""
 
@@ -168,9 +193,12 @@ class Transition:
         """``task`` as this transition leaves it: its last :meth:`update_task`, else as it was."""
         return self._changed.get(task.id, task)
 
-    async def update_task(self, task: Task, event: TaskEventKind, **values: Any) -> Task:
-        """Change a task at its current revision and record the event; a lost race is a conflict,
-        raised when the change is written (the next statement or the transition's last)."""
+    async def update_task(
+        self, task: Task, event: TaskEventKind, *, event_data: Mapping[str, Any] | None = None, **values: Any
+    ) -> Task:
+        """Change a task at its current revision and record the event with what changed
+        (:func:`changes_between`, plus ``event_data``); a lost race is a conflict, raised when the
+        change is written (the next statement or the transition's last)."""
         values.setdefault("updated_at", self.now)
         conflict = ConflictError(f"task {task.id} was changed by someone else; reload it and try again")
         change = stored_changes(values, task.revision)
@@ -179,7 +207,7 @@ class Transition:
         changed = replace(task, revision=task.revision + 1, **known)
         self._open_as_read.pop(task.token_id, None)
         self._changed[changed.id] = changed
-        await self.record(event, changed)
+        await self.record(event, changed, {**changes_between(task, changed), **(event_data or {})})
         return changed
 
     async def open_task_at(self, node_id: str) -> Task:
@@ -297,7 +325,7 @@ class Transition:
         task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
         self.connection.defer_insert(tasks, task_values(task))
         self._created[token.id] = task
-        await self.record(TaskEventKind.CREATED, task)
+        await self.record(TaskEventKind.CREATED, task, created_data(task))
         return replace(token, task_id=task.id)
 
     def _step_instance(self, node: Node) -> StepInstance:

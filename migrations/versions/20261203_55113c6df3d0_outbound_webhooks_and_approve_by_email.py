@@ -1,8 +1,16 @@
 """outbound webhooks and approve by email
 
 Revision ID: 55113c6df3d0
-Revises: c4af671dd890
+Revises: 7d3e5a91c2f4
 Create Date: 2026-12-03 15:09:42.847658
+
+Webhooks (issue #23): the subscriptions, with the event log position each has been matched against; their
+queued deliveries (one per webhook and event), each with the body it sends; and the delivery log, one row
+per attempt. Partial indexes hold only pending deliveries: what the worker claims next, and the earlier
+pending event of the same task it waits for.
+
+Approve by email: the token ids of links that decided their task (single use), and the position the email
+notifier has read the event log up to.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 import engine.storage.models
 
 revision: str = "55113c6df3d0"
-down_revision: str | None = "c4af671dd890"
+down_revision: str | None = "7d3e5a91c2f4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -31,6 +31,8 @@ from schema.inbox import bad_user_input, running
 from schema.loaders import TitledStep, load_all
 from schema.types.details import Document, DocumentRequirement, Form, FormField, TaskAttempt, TaskMessage
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
+from schema.types.history import HistoryConnection, instance_history, task_history
+from schema.types.paging import PageInfo
 from schema.types.user import User, load_user
 
 
@@ -38,6 +40,13 @@ async def definition_of(info: Info, workflow_instance_id: str) -> WorkflowDefini
     instance = await info.context.loaders.instances.load(workflow_instance_id)
     assert instance is not None, "a task's instance always exists (foreign key)"
     return await info.context.loaders.definitions.load((instance.definition_key, instance.definition_version))
+
+
+async def load_task(info: Info, task_id: str) -> Task:
+    """A task already known to be visible to the viewer (e.g. one whose history it reads)."""
+    found = await info.context.loaders.tasks.load(task_id)
+    assert found is not None, "a task is never deleted"
+    return Task.from_domain(found)
 
 
 @strawberry.type
@@ -206,6 +215,11 @@ class Task:
         assert instance is not None
         return WorkflowInstance.from_domain(instance, summary=True)
 
+    @strawberry.field(description="The task's events, oldest first: who did what, when, and what it changed.")
+    async def history(self, info: Info, first: int = 50, after: str | None = None) -> HistoryConnection:
+        page = await task_history(info, self.source.id, first, after)
+        return HistoryConnection.of(page, lambda task_id: load_task(info, task_id))
+
     @strawberry.field
     def viewer_can_claim(self, info: Info) -> bool:
         return permissions.can_claim(info.context.user, self.source)
@@ -221,12 +235,6 @@ class Task:
     @strawberry.field
     def viewer_can_retry(self, info: Info) -> bool:
         return permissions.can_retry(info.context.user, self.source)
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
 
 
 @strawberry.type
@@ -370,6 +378,14 @@ class WorkflowInstance:
             steps = [await StepInstance.from_domain(info, reached[s.key]) for s in milestone.steps if s.key in reached]
             timeline.append(Milestone(key=milestone.key, title=milestone.title, steps=steps))
         return timeline
+
+    @strawberry.field(
+        description="The events of the instance's tasks that the viewer may see, oldest first (the tasks "
+        "`tasks` lists)."
+    )
+    async def history(self, info: Info, first: int = 50, after: str | None = None) -> HistoryConnection:
+        page = await instance_history(info, self.source.id, first, after)
+        return HistoryConnection.of(page, lambda task_id: load_task(info, task_id))
 
     @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
     async def tasks(self, info: Info) -> list[Task]:

@@ -295,7 +295,8 @@ def test_accept_patterns_and_filenames() -> None:
 async def test_an_anonymous_multipart_request_is_refused(
     gql: GraphQL, client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    """Why no CSRF header is needed: a cross-site form cannot send the bearer token, so it is anonymous."""
+    """Why no CSRF header is needed: a cross-site form cannot send the bearer token, so it is anonymous,
+    and an anonymous upload is refused with 401 before its body is read (tests/server/test_request_bodies.py)."""
     _, task_id = await receipt_task(gql)
     operations = {"query": UPLOAD, "variables": {"id": task_id, "key": "receipt", "files": [None]}}
     response = await client.post(
@@ -304,5 +305,6 @@ async def test_an_anonymous_multipart_request_is_refused(
         files={"0": ("receipt.pdf", PDF, "application/pdf")},
     )
     body = response.json()
-    assert body["data"] is None and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert "data" not in body and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     assert blobs_in(settings.files_dir) == []

@@ -38,6 +38,7 @@ OK, FORBIDDEN, HIDDEN, HOLDS, NA = "✓", "Forbidden", "NotFound", "InvalidState
 WORK = (FORBIDDEN, FORBIDDEN, OK, OK, FORBIDDEN, HIDDEN)
 MATRIX: dict[str, tuple[str, ...]] = {
     "see a task, its messages and documents": (OK, OK, OK, OK, OK, HIDDEN),
+    "read a task's and its instance's history": (OK, OK, OK, OK, OK, HIDDEN),
     "claim": (OK, OK, HOLDS, OK, FORBIDDEN, HIDDEN),
     "assign to someone else": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
     "unassign": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
@@ -142,6 +143,20 @@ async def see(scene: Scene) -> str:
     query = "query($id: ID!) { task(id: $id) { id messages { id } documents { id } } }"
     body = await scene.gql(query, user=scene.actor, id=scene.task_id)
     return OK if body["data"]["task"] is not None else HIDDEN
+
+
+async def history(scene: Scene) -> str:
+    """Both histories, or neither: who may see the task may see its events, in either."""
+    await scene.start("form")
+    query = """query($task: ID!, $instance: ID!) {
+      task(id: $task) { history { edges { node { kind } } } }
+      workflowInstance(id: $instance) { history { edges { node { taskId } } } } }"""
+    data = (await scene.gql(query, user=scene.actor, task=scene.task_id, instance=scene.instance_id))["data"]
+    if data["task"] is None and data["workflowInstance"] is None:
+        return HIDDEN
+    assert data["task"]["history"]["edges"][0]["node"]["kind"] == "CREATED"
+    assert {e["node"]["taskId"] for e in data["workflowInstance"]["history"]["edges"]} == {scene.task_id}
+    return OK
 
 
 async def claim(scene: Scene) -> str:
@@ -309,6 +324,7 @@ async def redeliver_webhook(scene: Scene) -> str:
 
 ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "see a task, its messages and documents": see,
+    "read a task's and its instance's history": history,
     "claim": claim,
     "assign to someone else": assign,
     "unassign": unassign,

@@ -115,6 +115,7 @@ async def test_a_second_signal_to_a_node_loses_and_changes_nothing(engine: Engin
 BACKEND_PID = select(func.pg_backend_pid().label("pid"))
 
 
+@pytest.mark.fast_paths  # the driver bypass's own handling of a dead connection
 @pytest.mark.parametrize("with_sqlalchemy", [True, False], ids=["sqlalchemy-connection-made", "pool-connection-only"])
 async def test_a_connection_lost_before_the_last_statement_fails_once_and_is_not_handed_out_again(
     engine: Engine, db: Database, with_sqlalchemy: bool

@@ -23,6 +23,8 @@ from tests.transitions.test_durability import approval_then_archive, contract, e
 from tests.transitions.test_transition_costs import NUMBERING, statements
 from tests.workers.test_worker import make_worker
 
+pytestmark = pytest.mark.fast_paths  # what is remembered is the subject here
+
 
 async def fresh_read(db: Database, instance_id: str) -> LockedInstance:
     async with db.transition_connection(autocommit=True) as connection:
