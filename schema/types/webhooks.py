@@ -27,7 +27,7 @@ from schema.context import Info
 from schema.errors import FieldError, Forbidden, NotFound, ValidationFailed, to_error
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskEventKind
-from schema.types.tasks import PageInfo
+from schema.types.paging import PageInfo
 
 strawberry.enum(DeliveryStatus, name="WebhookDeliveryStatus")
 

@@ -98,6 +98,7 @@ MUTATIONS = [
              cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
 ]  # fmt: skip
 
+
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Room for every mutation × error in one burst (the default burst is 100 a user)."""
