@@ -7,6 +7,10 @@ rounds, a Stepwise run and a pgbench run for as long (at least a few seconds) si
 the two goes first alternating; the ratio is the median of the rounds' ratios (this shared host's
 speed moves for seconds at a time). Targets: transitions/s ≥ 0.5× pgbench's tps at c=1, ≥ 0.25× at
 c=16.
+
+Then idempotency keys' cost (issue #23): the same workload at c=16 with every transition sent with a
+key of its own against none, in alternating rounds; the median of the rounds' rate with keys over
+the rate without must be ≥ 0.9 (a key costs at most 10%).
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from bench.common import (
     temporary_database,
 )
 from bench.workload import TRANSITIONS_PER_INSTANCE, Run, prepare_engine, run_stepwise
+from engine.transitions.engine import Engine
 
 NAME = "engine_throughput"
 GOALS = {1: 0.5, 16: 0.25}
+KEYS_GOAL = 0.9
 ROUNDS = 3
 PGBENCH_ROWS = 100_000
 # A task-like document of ~500 bytes, as the INSERT's JSONB value.
@@ -178,10 +184,31 @@ async def run(instances_c1: int, instances_c16: int, min_seconds: int = 3) -> li
                         flush=True,
                     )
                     targets.append(Target(f"engine_c{drivers}_vs_pgbench", ratio, GOALS[drivers], "x", True))
+            targets.append(await keys_cost(engine, instances_c16))
         finally:
             await engine.db.dispose()
     print_targets(targets)
     return targets
+
+
+async def keys_cost(engine: Engine, instances: int, drivers: int = 16) -> Target:
+    """The c=16 rate with an idempotency key on every transition over the rate without."""
+    per_round = max(drivers, instances // ROUNDS)
+    ratios = []
+    for number in range(ROUNDS):
+        order = (False, True) if number % 2 == 0 else (True, False)
+        runs = {keyed: await run_stepwise(engine, per_round, drivers, keyed=keyed) for keyed in order}
+        ratios.append(runs[True].transitions_per_second / runs[False].transitions_per_second)
+        print(f"keys round {number + 1}/{ROUNDS}: without {describe(runs[False])}")
+        print(f"                 with    {describe(runs[True])}")
+        print(f"  ratio {ratios[-1]:.3f}", flush=True)
+    ratio = statistics.median(ratios)
+    print(
+        f"idempotency keys c={drivers}: median of the rounds' transitions/s with a key / without "
+        f"({', '.join(f'{r:.3f}' for r in ratios)}) = {ratio:.3f} (goal >= {KEYS_GOAL})",
+        flush=True,
+    )
+    return Target(f"idempotency_keys_c{drivers}_vs_none", ratio, KEYS_GOAL, "x", True)
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 from engine.catalog import default_registry
 from engine.definitions.builder import WorkflowBuilder
-from engine.state import InstanceStatus
+from engine.idempotency import IdempotentRequest
+from engine.state import InstanceStatus, new_id
 from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
 from engine.transitions.engine import Engine
@@ -59,10 +60,24 @@ async def prepare_engine(url: str) -> Engine:
     return engine
 
 
-async def one_instance(engine: Engine) -> None:
-    instance = await engine.start(DEFINITION_KEY, START_INPUT, "alice")
-    instance = await engine.send_signal(instance.id, "approvalDecision", DECISION, "bob")
-    instance = await engine.send_signal(instance.id, "archive", ARCHIVE, "carol")
+async def one_instance(engine: Engine, keyed: bool = False) -> None:
+    """``keyed``: each transition guarded by an idempotency key of its own, as a client sending one
+    with every mutation makes them (engine.idempotency)."""
+
+    def key(user: str, operation: str, asked: Any) -> IdempotentRequest | None:
+        return IdempotentRequest.of(user, new_id(), operation, asked) if keyed else None
+
+    keys = engine.idempotency
+    instance = await keys.run(
+        key("alice", "startWorkflow", START_INPUT), lambda: engine.start(DEFINITION_KEY, START_INPUT, "alice")
+    )
+    instance = await keys.run(
+        key("bob", "sendSignal", DECISION),
+        lambda: engine.send_signal(instance.id, "approvalDecision", DECISION, "bob"),
+    )
+    instance = await keys.run(
+        key("carol", "sendSignal", ARCHIVE), lambda: engine.send_signal(instance.id, "archive", ARCHIVE, "carol")
+    )
     if instance.status is not InstanceStatus.COMPLETED:
         raise RuntimeError(f"instance {instance.id} ended {instance.status}, not COMPLETED")
 
@@ -101,6 +116,6 @@ async def drive(work: Any, instances: int, drivers: int, settle: Any = None) -> 
     return Run(drivers=drivers, instances=instances, seconds=time.perf_counter() - started)
 
 
-async def run_stepwise(engine: Engine, instances: int, drivers: int) -> Run:
+async def run_stepwise(engine: Engine, instances: int, drivers: int, keyed: bool = False) -> Run:
     """Timed until every event is numbered too (engine.sequencer numbers them after the commits)."""
-    return await drive(lambda: one_instance(engine), instances, drivers, engine.sequencer.idle)
+    return await drive(lambda: one_instance(engine, keyed), instances, drivers, engine.sequencer.idle)

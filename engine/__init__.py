@@ -23,6 +23,7 @@ from engine.errors import (
     DefinitionError,
     FieldError,
     ForbiddenError,
+    IdempotencyKeyReusedError,
     InvalidStateError,
     NotFoundError,
     StepwiseError,
@@ -35,6 +36,7 @@ from engine.events.cursors import decode_event_cursor, encode_event_cursor
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
 from engine.fastpaths import FastPaths
+from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.signing import SIGNATURE_HEADER, new_signing_secret, sign, signature_header, verify_signature
@@ -103,6 +105,8 @@ __all__ = [
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
     "HistoryPage", "encode_history_cursor",
+    # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
+    "IdempotencyKeys", "IdempotentRequest",
     # events
     "EventHub", "EventFilter", "Delivery", "encode_event_cursor", "decode_event_cursor",
     # workers
@@ -116,5 +120,5 @@ __all__ = [
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
-    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError",
+    "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
 ]  # fmt: skip

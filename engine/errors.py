@@ -4,6 +4,7 @@ StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── NotFoundError             NOT_FOUND: no such object, or the actor may not see it
 ├── ForbiddenError            FORBIDDEN: the actor may see it but not do this
 ├── ConflictError             CONFLICT: a stale revision, a second signal, a duplicate
+│   └── IdempotencyKeyReusedError  IDEMPOTENCY_KEY_REUSED: the key came before with other input
 ├── InvalidStateError         INVALID_STATE: the object is not in a state that allows this
 ├── ValidationError           VALIDATION_FAILED: bad input; ``field_errors`` names each field
 │   └── DefinitionError       VALIDATION_FAILED: a workflow definition failed validation
@@ -48,6 +49,12 @@ class ConflictError(StepwiseError):
     """The change lost to another: a stale revision, a signal to a completed node."""
 
     code = "CONFLICT"
+
+
+class IdempotencyKeyReusedError(ConflictError):
+    """An idempotency key the user sent before with other input (engine.idempotency)."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
 
 
 class InvalidStateError(StepwiseError):

@@ -21,16 +21,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import strawberry
-from graphql import (
-    ExecutionResult,
-    FieldNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    GraphQLObjectType,
-    InlineFragmentNode,
-    SelectionSetNode,
-    get_named_type,
-)
+from graphql import ExecutionResult, GraphQLError, GraphQLObjectType
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
 
 from engine import (
@@ -47,6 +38,7 @@ from schema.context import Info
 from schema.execution import PlainFieldsExecutionContext
 from schema.loaders import DataLoaders
 from schema.permissions import IsAuthenticated
+from schema.sharing import same_for_every_viewer, selection_is_same_for_every_viewer
 from schema.types.details import TaskMessage
 from schema.types.enums import TaskEventKind
 from schema.types.tasks import Task
@@ -79,6 +71,7 @@ class TaskEvent:
     source: strawberry.Private[Delivery]
 
     @strawberry.field(description="Who made the change; null for the engine itself.")
+    @same_for_every_viewer
     async def actor(self, info: Info) -> User | None:
         return await load_user(info, self.source.event.actor_id)
 
@@ -159,6 +152,7 @@ class Subscription:
         description="Every change to a task the viewer may see that matches the filter, in commit order. "
         "`after` (a cursor) first replays what committed after it: nothing is missed or repeated.",
     )
+    @same_for_every_viewer
     async def task_events(
         self, info: Info, filter: TaskEventFilter | None = None, after: str | None = None
     ) -> AsyncGenerator[TaskEvent, None]:
@@ -176,6 +170,7 @@ class Subscription:
         permission_classes=[IsAuthenticated],
         description="Changes others make to tasks assigned to the viewer, their roles or their groups.",
     )
+    @same_for_every_viewer
     async def notifications(self, info: Info) -> AsyncGenerator[TaskEvent, None]:
         async with aclosing(_deliveries(info, EventFilter.notifications())) as deliveries:
             async for delivery in deliveries:
@@ -195,55 +190,6 @@ class Subscription:
 
 # -- executing one event for many subscribers ------------------------------------------------------
 
-_SHARED_RESOLVERS = frozenset({
-    ("Subscription", "taskEvents"), ("Subscription", "notifications"), ("TaskEvent", "actor"),
-    ("Task", "assignee"), ("Task", "completedBy"), ("Task", "form"), ("Task", "documentRequirements"),
-    ("Task", "documents"), ("Task", "attempts"), ("Task", "messages"), ("Task", "step"), ("Task", "workflowInstance"),
-    ("Document", "url"), ("Document", "uploadedBy"), ("TaskMessage", "author"), ("StepInstance", "metrics"),
-    ("WorkflowInstance", "startedBy"), ("WorkflowInstance", "milestones"),
-})  # fmt: skip
-"""Fields with a resolver whose value cannot depend on who asks: the event's own data, read through the
-event's shared DataLoaders. Any other field with a resolver (``viewerCanClaim``, the visibility-filtered
-``tasks``, whatever is added later) makes a selection per subscriber: slower, never wrong."""
-
-
-def _same_for_every_viewer(executor: PlainFieldsExecutionContext) -> bool:
-    """Whether the subscription's selection reads nothing but plain fields and :data:`_SHARED_RESOLVERS`."""
-    fragments = executor.fragment_definitions
-
-    def walk(parent: GraphQLObjectType, selection_set: SelectionSetNode) -> bool:
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                name = selection.name.value
-                if name == "__typename":
-                    continue
-                found = parent.fields.get(name)
-                definition = found.extensions.get("strawberry-definition") if found is not None else None
-                if found is None or definition is None:
-                    return False
-                if definition.base_resolver is not None and (parent.name, name) not in _SHARED_RESOLVERS:
-                    return False
-                child = get_named_type(found.type)
-                if selection.selection_set is not None and not (
-                    isinstance(child, GraphQLObjectType) and walk(child, selection.selection_set)
-                ):
-                    return False
-            else:
-                if isinstance(selection, InlineFragmentNode):
-                    condition, selections = selection.type_condition, selection.selection_set
-                elif isinstance(selection, FragmentSpreadNode) and selection.name.value in fragments:
-                    fragment = fragments[selection.name.value]
-                    condition, selections = fragment.type_condition, fragment.selection_set
-                else:
-                    return False
-                target = executor.schema.get_type(condition.name.value) if condition is not None else parent
-                if not (isinstance(target, GraphQLObjectType) and walk(target, selections)):
-                    return False
-        return True
-
-    root = executor.schema.subscription_type
-    return root is not None and walk(root, executor.operation.selection_set)
-
 
 async def _copy_of(shared: asyncio.Future[ExecutionResult]) -> ExecutionResult:
     # Shielded: a subscriber that goes away mid-event must not cancel the others' result.
@@ -255,7 +201,8 @@ class SubscriptionExecutionContext(PlainFieldsExecutionContext):
     """Strawberry's executor, made cheap for one event delivered to many subscribers.
 
     - Subscribers whose selection and variables are the same, and whose selection cannot differ
-      between viewers (:func:`_same_for_every_viewer`), share one execution per event: the first
+      between viewers (plain fields and resolvers marked where they are defined, :mod:`schema.sharing`),
+      share one execution per event: the first
       executes, the others copy its result. Which events a subscriber gets is still decided per
       subscriber (visibility and filter, in the hub); only how an event it may see is shown is shared.
     - Subfields are memoized by the document's field nodes, which are the same every event.
@@ -274,7 +221,7 @@ class SubscriptionExecutionContext(PlainFieldsExecutionContext):
     def build_per_event_executor(self, payload: Any) -> SubscriptionExecutionContext:
         if not self._share_key_known:  # once per subscription; the per-event copies inherit it
             self._share_key_known = True
-            if _same_for_every_viewer(self):
+            if selection_is_same_for_every_viewer(self.schema, self.operation, self.fragment_definitions):
                 variables = json.dumps(self.variable_values.coerced, sort_keys=True, default=repr)
                 self._share_key = (id(self.operation), variables)
         executor = super().build_per_event_executor(payload)

@@ -80,7 +80,12 @@ def create_app(
         settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
     db = Database(settings.database_url, fast_paths=settings.fast_paths)
     engine = Engine(
-        db, default_registry(), clock=clock, settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+        db,
+        default_registry(),
+        clock=clock,
+        settings=settings.template_settings,
+        max_json_bytes=settings.max_json_bytes,
+        idempotency_ttl=settings.idempotency_ttl,
     )
     blobs = BlobStore(settings.files_dir)
     services = Services.build(  # once per app: every request goes through these

@@ -38,7 +38,11 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
         try:
             return await work(
                 Engine(
-                    db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+                    db,
+                    default_registry(),
+                    settings=settings.template_settings,
+                    max_json_bytes=settings.max_json_bytes,
+                    idempotency_ttl=settings.idempotency_ttl,
                 )
             )
         finally:
@@ -89,7 +93,11 @@ def worker() -> None:
     async def run() -> None:
         db = Database(settings.database_url, fast_paths=settings.fast_paths)
         engine = Engine(
-            db, default_registry(), settings=settings.template_settings, max_json_bytes=settings.max_json_bytes
+            db,
+            default_registry(),
+            settings=settings.template_settings,
+            max_json_bytes=settings.max_json_bytes,
+            idempotency_ttl=settings.idempotency_ttl,
         )
         tracing = tracer_provider_for(settings)
         if tracing is not None:

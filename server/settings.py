@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +112,15 @@ class Settings:
     fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
     """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
     even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
+    idempotency_key_hours: float = 24.0
     webhook_max_attempts: int = 15
     webhook_retry_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
     webhook_secret_grace_hours: float = 24.0
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        return timedelta(hours=self.idempotency_key_hours)
 
     def host_policy(self) -> HostPolicy:
         """What HTTP and GraphQL tasks, and webhooks, may reach (STEPWISE_HTTP_ALLOW / _DENY)."""
@@ -183,6 +189,7 @@ class Settings:
             jwks_cache_seconds=float(env("STEPWISE_JWKS_CACHE_SECONDS", str(defaults.jwks_cache_seconds))),
             jwks_refetch_seconds=float(env("STEPWISE_JWKS_REFETCH_SECONDS", str(defaults.jwks_refetch_seconds))),
             fast_paths=FastPaths.from_env(),
+            idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
             webhook_max_attempts=int(env("STEPWISE_WEBHOOK_MAX_ATTEMPTS", str(defaults.webhook_max_attempts))),
             webhook_retry_seconds=float(env("STEPWISE_WEBHOOK_RETRY_SECONDS", str(defaults.webhook_retry_seconds))),
             webhook_timeout_seconds=float(
@@ -198,6 +205,8 @@ class Settings:
             raise ValueError("STEPWISE_MAX_BODY_BYTES must be at least STEPWISE_MAX_JSON_BYTES: a body carries a value")
         if settings.max_json_bytes < 1024:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
+        if settings.idempotency_key_hours <= 0:
+            raise ValueError("STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0")
         if settings.webhook_max_attempts < 1:
             raise ValueError("STEPWISE_WEBHOOK_MAX_ATTEMPTS must be at least 1")
         if settings.secret_key == DEV_SECRET_KEY:

@@ -285,6 +285,21 @@ class TaskAttemptRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class IdempotencyKeyRow(Base):
+    """A mutation's idempotency key (engine.idempotency): written in the transaction of the change it
+    guards, with what that change returned, so a repeat returns it instead of running again."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response: Mapped[Any] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class WebhookRow(Base):
     __tablename__ = "webhooks"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -376,6 +391,7 @@ task_events = cast(Table, TaskEventRow.__table__)
 task_messages = cast(Table, TaskMessageRow.__table__)
 documents = cast(Table, DocumentRow.__table__)
 task_attempts = cast(Table, TaskAttemptRow.__table__)
+idempotency_keys = cast(Table, IdempotencyKeyRow.__table__)
 webhooks = cast(Table, WebhookRow.__table__)
 webhook_deliveries = cast(Table, WebhookDeliveryRow.__table__)
 webhook_attempts = cast(Table, WebhookAttemptRow.__table__)

@@ -196,7 +196,7 @@ def _webhook_values(webhook: Webhook) -> dict[str, Any]:
 
 def _webhook(row: Any) -> Webhook:
     return Webhook(
-        id=row.id, url=row.url, events=frozenset(TaskEventKind(kind) for kind in row.events),
+        id=row.id, url=row.url, events=tuple(sorted(TaskEventKind(kind) for kind in row.events)),
         filter=WebhookFilter.from_json(row.filter), enabled=bool(row.enabled), created_by=row.created_by,
         created_at=row.created_at, updated_at=row.updated_at, secret=row.secret, previous_secret=row.previous_secret,
         previous_secret_until=row.previous_secret_until, cursor=int(row.cursor),

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
@@ -35,13 +36,14 @@ from engine.errors import (
 )
 from engine.errors import FieldError as InputError
 from engine.events.sequencer import EventSequencer
+from engine.idempotency import DEFAULT_TTL, Guard, IdempotencyKeys
 from engine.observer import EngineObserver
 from engine.state import DeployedDefinition, InstanceStatus, Token, User, WorkflowInstance, new_id
 from engine.storage.database import Database, Executor
 from engine.storage.deferred import TransactionNeeded, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
-from engine.storage.models import instances
+from engine.storage.models import idempotency_keys, instances
 from engine.transitions.remembered import RememberedInstances
 from engine.transitions.transition import Transition, needs_starter, reads_starter_details
 
@@ -63,9 +65,11 @@ class Engine:
         settings: Mapping[str, Any] | None = None,
         remembered: RememberedInstances | None = None,
         max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+        idempotency_ttl: timedelta = DEFAULT_TTL,
     ) -> None:
         """``max_json_bytes`` bounds every JSON value a caller hands in (``input``, ``values``, ``payload``)
-        and every system task's output (:func:`engine.definitions.validation.check_json_size`)."""
+        and every system task's output (:func:`engine.definitions.validation.check_json_size`);
+        ``idempotency_ttl`` is how long an idempotency key is kept (:mod:`engine.idempotency`)."""
         self.db = db
         self.max_json_bytes = max_json_bytes
         self.registry = registry
@@ -80,6 +84,7 @@ class Engine:
         """The latest version of each key this process has seen (PostgreSQL: see :meth:`_latest`)."""
         self.remembered = remembered if remembered is not None else RememberedInstances()
         self.sequencer = EventSequencer(db, self._tell_commit_listeners)
+        self.idempotency = IdempotencyKeys(db, self.clock, idempotency_ttl)
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -98,6 +103,12 @@ class Engine:
         loading the same definitions twice changes nothing.
         """
         definition = self.validate(document)
+        guard = self.idempotency.take()
+        return await self.idempotency.guarded(guard, lambda: self._deploy(definition, deployed_by, guard))
+
+    async def _deploy(
+        self, definition: WorkflowDefinition, deployed_by: str | None, guard: Guard | None
+    ) -> tuple[DeployedDefinition, bool]:
         canonical = definition.to_json()
         for _ in range(_RACE_RETRIES):
             try:
@@ -105,6 +116,9 @@ class Engine:
                     repository = DefinitionRepository(session)
                     latest = await repository.get(definition.key)
                     if latest is not None and dict(latest.document) == canonical:
+                        if guard is not None:
+                            row = self.idempotency.row(guard, (latest, False), self.clock.now())
+                            await session.execute(idempotency_keys.insert().values(row))
                         return latest, False
                     deployed = DeployedDefinition(
                         key=definition.key,
@@ -115,6 +129,9 @@ class Engine:
                         deployed_by=deployed_by,
                     )
                     await repository.insert(deployed)
+                    if guard is not None:
+                        row = self.idempotency.row(guard, (deployed, True), deployed.deployed_at)
+                        await session.execute(idempotency_keys.insert().values(row))
                 self._latest_versions[deployed.key] = deployed.version
                 return deployed, True
             except IntegrityError:  # another process deployed the same version number first
@@ -186,11 +203,21 @@ class Engine:
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
         check_json_size(input, "input", self.max_json_bytes)
+        guard = self.idempotency.take()
+        return await self.idempotency.guarded(
+            guard, lambda: self._start_running(definition_key, input, started_by, guard)
+        )
+
+    async def _start_running(
+        self, definition_key: str, input: Mapping[str, Any] | None, started_by: str, guard: Guard | None
+    ) -> WorkflowInstance:
         autocommit = True  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores it)
         began = time.perf_counter()
         for _ in range(_RACE_RETRIES):
             try:
-                transition, finished = await self._start(definition_key, input, started_by, autocommit=autocommit)
+                transition, finished = await self._start(
+                    definition_key, input, started_by, guard, autocommit=autocommit
+                )
             except TransactionNeeded:  # it must write before its end: in a transaction, then
                 autocommit = False
             except NewerDefinitionDeployed:  # since this process last saw the key: read its version
@@ -202,11 +229,23 @@ class Engine:
         raise ConcurrentUpdateError(f"could not start {definition_key!r}: its definition keeps being redeployed")
 
     async def _start(
-        self, definition_key: str, input: Mapping[str, Any] | None, started_by: str, *, autocommit: bool
+        self,
+        definition_key: str,
+        input: Mapping[str, Any] | None,
+        started_by: str,
+        guard: Guard | None,
+        *,
+        autocommit: bool,
     ) -> tuple[Transition, WorkflowInstance]:
         async with self.db.transition_connection(autocommit=autocommit) as connection:
             transition = await self._started(connection, definition_key, input, started_by)
+            self._keep_key(guard, transition, transition.finish())
             return transition, await transition.write()
+
+    def _keep_key(self, guard: Guard | None, transition: Transition, result: Any) -> None:
+        """The guarding idempotency key's row, written by the transition's last statement with the rest."""
+        if guard is not None:
+            transition.connection.defer_insert(idempotency_keys, self.idempotency.row(guard, result, transition.now))
 
     async def _started(
         self, connection: TransitionConnection, definition_key: str, input: Mapping[str, Any] | None, started_by: str
@@ -249,6 +288,20 @@ class Engine:
         an action that must write before the end, runs again in a transaction that locks the instance
         first, so contention queues on the row lock instead of retrying in a loop.
         """
+        guard = self.idempotency.take()
+        if guard is None:
+            return await self._transition(workflow_instance_id, actor_id, action, None)
+        return await self.idempotency.guarded(
+            guard, lambda: self._transition(workflow_instance_id, actor_id, action, guard)
+        )
+
+    async def _transition(
+        self,
+        workflow_instance_id: str,
+        actor_id: str | None,
+        action: Callable[[Transition], Awaitable[T]],
+        guard: Guard | None,
+    ) -> tuple[T, WorkflowInstance]:
         autocommit = True
         began = time.perf_counter()
         remembered = self.remembered.take(workflow_instance_id) if self._remembers else None
@@ -270,6 +323,7 @@ class Engine:
                     if self._needs_starter(definition):
                         await transition.load_starter()
                     result = await action(transition)
+                    self._keep_key(guard, transition, (result, transition.finish()))
                     finished = await transition.write()  # last: the event lock is held only until commit
                 await self._committed(transition, finished, autocommit=autocommit)
                 self.observer.transition_committed("transition", time.perf_counter() - began, transition.events_written)

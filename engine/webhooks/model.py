@@ -49,8 +49,8 @@ class WebhookFilter:
 class Webhook:
     id: str
     url: str
-    events: frozenset[TaskEventKind]
-    """The kinds delivered; empty: every kind."""
+    events: tuple[TaskEventKind, ...]
+    """The kinds delivered, sorted; empty: every kind."""
     filter: WebhookFilter
     enabled: bool
     created_by: str

@@ -110,8 +110,10 @@ class Worker:
         return expired
 
     async def run_once(self) -> int:
-        """Expire overdue user tasks, then claim and run one batch; returns how many attempts ran."""
+        """Expire overdue user tasks (and, once a minute, idempotency keys), then claim and run one batch;
+        returns how many attempts ran."""
         await self.expire_due()
+        await self.engine.idempotency.purge_if_due()
         now = self.engine.clock.now()
         async with self.engine.db.transaction() as session:
             claimed = await LeaseRepository(session).claim_runnable(now, self.worker_id, now + self.lease, self.batch)

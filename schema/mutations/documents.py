@@ -12,9 +12,10 @@ from typing import Annotated
 import strawberry
 from strawberry.file_uploads import Upload
 
-from engine import InvalidStateError, StepwiseError
+from engine import IdempotencyKeyReusedError, InvalidStateError, StepwiseError
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
+from schema.idempotency import idempotency_key_field, idempotent
 from schema.permissions import IsAuthenticated
 from schema.types.details import Document
 from schema.types.tasks import Task
@@ -25,6 +26,7 @@ class UploadTaskDocumentsInput:
     task_id: strawberry.ID
     requirement_key: str
     files: list[Upload] = strawberry.field(description="Parts of a multipart request (GraphQL multipart spec).")
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.type
@@ -34,7 +36,8 @@ class DocumentsSuccess:
 
 
 DocumentsResult = Annotated[
-    DocumentsSuccess | NotFound | Forbidden | InvalidState | ValidationFailed, strawberry.union("DocumentsResult")
+    DocumentsSuccess | NotFound | Forbidden | Conflict | InvalidState | ValidationFailed,
+    strawberry.union("DocumentsResult"),
 ]
 
 
@@ -46,12 +49,15 @@ class DocumentMutations:
     )
     async def upload_task_documents(self, info: Info, input: UploadTaskDocumentsInput) -> DocumentsResult:
         try:
-            added, task = await info.context.documents.upload(
+            service = info.context.documents
+            added, task = await idempotent(info, "uploadTaskDocuments", input, lambda: service.upload(
                 info.context.user, input.task_id, input.requirement_key, list(input.files)
-            )
+            ))  # fmt: skip
         except StepwiseError as exc:
             error = to_error(exc)
-            if isinstance(error, Conflict):  # a lost race with another change: not in this union
+            if isinstance(exc, IdempotencyKeyReusedError):
+                return error
+            if isinstance(error, Conflict):  # a lost race with another change: reads as the task's state
                 return InvalidState(message=error.message, code=InvalidStateError.code)
             return error
         return DocumentsSuccess(documents=[Document.from_domain(d) for d in added], task=Task.from_domain(task))

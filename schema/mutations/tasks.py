@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 from engine import StepwiseError, state
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
+from schema.idempotency import idempotency_key_field, idempotent
 from schema.permissions import IsAuthenticated
 from schema.types.details import TaskMessage
 from schema.types.tasks import Task
@@ -21,6 +22,7 @@ class SaveTaskProgressInput:
     task_id: strawberry.ID
     values: JSON
     expected_revision: int | None = None
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
@@ -28,6 +30,7 @@ class SubmitTaskInput:
     task_id: strawberry.ID
     values: JSON | None = None
     expected_revision: int | None = None
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
@@ -36,28 +39,33 @@ class DecideTaskInput:
     comment: str | None = None
     values: JSON | None = None
     expected_revision: int | None = None
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
 class ClaimTaskInput:
     task_id: strawberry.ID
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
 class AssignTaskInput:
     task_id: strawberry.ID
     user_id: strawberry.ID | None = strawberry.field(default=None, description="null unassigns")
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
 class RetryTaskInput:
     task_id: strawberry.ID
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
 class PostTaskMessageInput:
     task_id: strawberry.ID
     body: str
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.type
@@ -92,52 +100,64 @@ class TaskMutations:
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Save a draft; the first save claims.")
     async def save_task_progress(self, info: Info, input: SaveTaskProgressInput) -> TaskResult:
         service = info.context.tasks
-        return await _task_result(
-            service.save_progress(info.context.user, input.task_id, input.values, input.expected_revision)
-        )
+        return await _task_result(idempotent(info, "saveTaskProgress", input, lambda: service.save_progress(
+            info.context.user, input.task_id, input.values, input.expected_revision
+        )))  # fmt: skip
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Validate and complete a task.")
     async def submit_task(self, info: Info, input: SubmitTaskInput) -> TaskResult:
         service = info.context.tasks
-        return await _task_result(
-            service.submit(info.context.user, input.task_id, input.values, input.expected_revision)
-        )
+        return await _task_result(idempotent(info, "submitTask", input, lambda: service.submit(
+            info.context.user, input.task_id, input.values, input.expected_revision
+        )))  # fmt: skip
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def approve_task(self, info: Info, input: DecideTaskInput) -> TaskResult:
         service = info.context.tasks
-        return await _task_result(
-            service.decide(
-                info.context.user, input.task_id, "approved", input.comment, input.values, input.expected_revision
-            )  # fmt: skip
-        )
+        return await _task_result(idempotent(info, "approveTask", input, lambda: service.decide(
+            info.context.user, input.task_id, "approved", input.comment, input.values, input.expected_revision
+        )))  # fmt: skip
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def reject_task(self, info: Info, input: DecideTaskInput) -> TaskResult:
         service = info.context.tasks
-        return await _task_result(
-            service.decide(
-                info.context.user, input.task_id, "rejected", input.comment, input.values, input.expected_revision
-            )  # fmt: skip
-        )
+        return await _task_result(idempotent(info, "rejectTask", input, lambda: service.decide(
+            info.context.user, input.task_id, "rejected", input.comment, input.values, input.expected_revision
+        )))  # fmt: skip
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def claim_task(self, info: Info, input: ClaimTaskInput) -> TaskResult:
-        return await _task_result(info.context.tasks.claim(info.context.user, input.task_id))
+        service = info.context.tasks
+        return await _task_result(
+            idempotent(info, "claimTask", input, lambda: service.claim(info.context.user, input.task_id))
+        )
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Managers and admins: (re)assign.")
     async def assign_task(self, info: Info, input: AssignTaskInput) -> TaskResult:
         service = info.context.tasks
-        return await _task_result(service.assign(info.context.user, input.task_id, input.user_id))
+        return await _task_result(
+            idempotent(
+                info, "assignTask", input, lambda: service.assign(info.context.user, input.task_id, input.user_id)
+            )
+        )
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admins: re-run a FAILED system task.")
     async def retry_task(self, info: Info, input: RetryTaskInput) -> TaskResult:
-        return await _task_result(info.context.tasks.retry(info.context.user, input.task_id))
+        service = info.context.tasks
+        return await _task_result(
+            idempotent(info, "retryTask", input, lambda: service.retry(info.context.user, input.task_id))
+        )
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def post_task_message(self, info: Info, input: PostTaskMessageInput) -> TaskMessageResult:
         try:
-            message, task = await info.context.tasks.post_message(info.context.user, input.task_id, input.body)
+            service = info.context.tasks
+            message, task = await idempotent(
+                info,
+                "postTaskMessage",
+                input,
+                lambda: service.post_message(info.context.user, input.task_id, input.body),
+            )
         except StepwiseError as exc:
             error = to_error(exc)
             if isinstance(error, InvalidState):  # a message may be posted on a task in any state: a bug

@@ -9,7 +9,8 @@ import strawberry
 from engine import StepwiseError
 from engine import WebhookFilter as DomainFilter
 from schema.context import Info
-from schema.errors import ErrorResult, Forbidden, NotFound, ValidationFailed, to_error
+from schema.errors import Conflict, ErrorResult, Forbidden, NotFound, ValidationFailed, to_error
+from schema.idempotency import idempotency_key_field, idempotent
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskEventKind
 from schema.types.webhooks import Webhook, WebhookDelivery
@@ -32,6 +33,7 @@ class CreateWebhookInput:
         default_factory=list, description="The event kinds to deliver; empty: every kind."
     )
     filter: WebhookFilterInput | None = None
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input(description="Only the fields given change.")
@@ -43,16 +45,19 @@ class UpdateWebhookInput:
     enabled: bool | None = strawberry.field(
         default=None, description="A disabled webhook is paused: enabled again, it catches up on what it missed."
     )
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
 class WebhookIdInput:
     id: strawberry.ID
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
 class RedeliverWebhookInput:
     delivery_id: strawberry.ID = strawberry.field(description="A `WebhookDelivery.id`.")
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.type
@@ -79,17 +84,19 @@ class WebhookDeliverySuccess:
 
 
 CreateWebhookResult = Annotated[
-    WebhookSecretSuccess | Forbidden | ValidationFailed, strawberry.union("CreateWebhookResult")
+    WebhookSecretSuccess | Forbidden | Conflict | ValidationFailed, strawberry.union("CreateWebhookResult")
 ]
 UpdateWebhookResult = Annotated[
-    WebhookSuccess | Forbidden | NotFound | ValidationFailed, strawberry.union("UpdateWebhookResult")
+    WebhookSuccess | Forbidden | NotFound | Conflict | ValidationFailed, strawberry.union("UpdateWebhookResult")
 ]
-DeleteWebhookResult = Annotated[DeleteWebhookSuccess | Forbidden | NotFound, strawberry.union("DeleteWebhookResult")]
+DeleteWebhookResult = Annotated[
+    DeleteWebhookSuccess | Forbidden | NotFound | Conflict, strawberry.union("DeleteWebhookResult")
+]
 RotateWebhookSecretResult = Annotated[
-    WebhookSecretSuccess | Forbidden | NotFound, strawberry.union("RotateWebhookSecretResult")
+    WebhookSecretSuccess | Forbidden | NotFound | Conflict, strawberry.union("RotateWebhookSecretResult")
 ]
 RedeliverWebhookResult = Annotated[
-    WebhookDeliverySuccess | Forbidden | NotFound, strawberry.union("RedeliverWebhookResult")
+    WebhookDeliverySuccess | Forbidden | NotFound | Conflict, strawberry.union("RedeliverWebhookResult")
 ]
 
 
@@ -109,23 +116,25 @@ class WebhookMutations:
     )
     async def create_webhook(self, info: Info, input: CreateWebhookInput) -> CreateWebhookResult:
         chosen = input.filter.to_domain() if input.filter else DomainFilter()
+        service = info.context.services.webhooks
         try:
-            webhook, secret = await info.context.services.webhooks.create(
+            webhook, secret = await idempotent(info, "createWebhook", input, lambda: service.create(
                 info.context.user, input.url, input.events, chosen
-            )
+            ))  # fmt: skip
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, ValidationFailed)  # type: ignore[return-value]  # one of those
+            return _narrowed(exc, Forbidden, Conflict, ValidationFailed)  # type: ignore[return-value]  # one of those
         return WebhookSecretSuccess(webhook=Webhook.from_domain(webhook), secret=secret)
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admin only.")
     async def update_webhook(self, info: Info, input: UpdateWebhookInput) -> UpdateWebhookResult:
+        service = info.context.services.webhooks
         try:
-            webhook = await info.context.services.webhooks.update(
+            webhook = await idempotent(info, "updateWebhook", input, lambda: service.update(
                 info.context.user, input.id, url=input.url, events=input.events,
                 filter=input.filter.to_domain() if input.filter else None, enabled=input.enabled,
-            )  # fmt: skip
+            ))  # fmt: skip
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, NotFound, ValidationFailed)  # type: ignore[return-value]  # one of those
+            return _narrowed(exc, Forbidden, NotFound, Conflict, ValidationFailed)  # type: ignore[return-value]  # one of those
         return WebhookSuccess(webhook=Webhook.from_domain(webhook))
 
     @strawberry.mutation(
@@ -133,9 +142,10 @@ class WebhookMutations:
     )
     async def delete_webhook(self, info: Info, input: WebhookIdInput) -> DeleteWebhookResult:
         try:
-            await info.context.services.webhooks.delete(info.context.user, input.id)
+            service = info.context.services.webhooks
+            await idempotent(info, "deleteWebhook", input, lambda: service.delete(info.context.user, input.id))
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, NotFound)  # type: ignore[return-value]  # one of those
+            return _narrowed(exc, Forbidden, NotFound, Conflict)  # type: ignore[return-value]  # one of those
         return DeleteWebhookSuccess(id=input.id)
 
     @strawberry.mutation(
@@ -144,9 +154,12 @@ class WebhookMutations:
     )
     async def rotate_webhook_secret(self, info: Info, input: WebhookIdInput) -> RotateWebhookSecretResult:
         try:
-            webhook, secret = await info.context.services.webhooks.rotate_secret(info.context.user, input.id)
+            service = info.context.services.webhooks
+            webhook, secret = await idempotent(
+                info, "rotateWebhookSecret", input, lambda: service.rotate_secret(info.context.user, input.id)
+            )
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, NotFound)  # type: ignore[return-value]  # one of those
+            return _narrowed(exc, Forbidden, NotFound, Conflict)  # type: ignore[return-value]  # one of those
         return WebhookSecretSuccess(webhook=Webhook.from_domain(webhook), secret=secret)
 
     @strawberry.mutation(
@@ -154,7 +167,10 @@ class WebhookMutations:
     )
     async def redeliver_webhook(self, info: Info, input: RedeliverWebhookInput) -> RedeliverWebhookResult:
         try:
-            delivery = await info.context.services.webhooks.redeliver(info.context.user, input.delivery_id)
+            service = info.context.services.webhooks
+            delivery = await idempotent(
+                info, "redeliverWebhook", input, lambda: service.redeliver(info.context.user, input.delivery_id)
+            )
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, NotFound)  # type: ignore[return-value]  # one of those
+            return _narrowed(exc, Forbidden, NotFound, Conflict)  # type: ignore[return-value]  # one of those
         return WebhookDeliverySuccess(delivery=WebhookDelivery.from_domain(delivery, []))

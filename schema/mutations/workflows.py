@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from engine import StepwiseError
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
+from schema.idempotency import idempotency_key_field, idempotent
 from schema.permissions import IsAuthenticated
 from schema.queries import WorkflowDefinition
 from schema.types.tasks import WorkflowInstance
@@ -19,12 +20,14 @@ from schema.types.tasks import WorkflowInstance
 class StartWorkflowInput:
     definition_key: str
     input: JSON | None = None
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
 class CancelWorkflowInput:
     workflow_instance_id: strawberry.ID
     reason: str | None = None
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
@@ -32,11 +35,13 @@ class SendSignalInput:
     workflow_instance_id: strawberry.ID
     node_id: str
     payload: JSON | None = None
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.input
 class DeployWorkflowDefinitionInput:
     definition: JSON
+    idempotency_key: str | None = idempotency_key_field()
 
 
 @strawberry.type
@@ -72,7 +77,13 @@ class WorkflowMutations:
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def start_workflow(self, info: Info, input: StartWorkflowInput) -> StartWorkflowResult:
         try:
-            instance = await info.context.workflows.start(info.context.user, input.definition_key, input.input)
+            service = info.context.workflows
+            instance = await idempotent(
+                info,
+                "startWorkflow",
+                input,
+                lambda: service.start(info.context.user, input.definition_key, input.input),
+            )
         except StepwiseError as exc:
             error = to_error(exc)
             if isinstance(error, InvalidState):  # a new instance is in no state yet: a bug if it comes
@@ -83,7 +94,11 @@ class WorkflowMutations:
     @strawberry.mutation(permission_classes=[IsAuthenticated])
     async def cancel_workflow(self, info: Info, input: CancelWorkflowInput) -> WorkflowResult:
         try:
-            instance = await info.context.workflows.cancel(info.context.user, input.workflow_instance_id, input.reason)
+            service = info.context.workflows
+            instance = await idempotent(
+                info, "cancelWorkflow", input,
+                lambda: service.cancel(info.context.user, input.workflow_instance_id, input.reason),
+            )  # fmt: skip
         except StepwiseError as exc:
             return to_error(exc)
         return WorkflowSuccess(workflow_instance=WorkflowInstance.from_domain(instance))
@@ -91,9 +106,10 @@ class WorkflowMutations:
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admin only: signal a node directly.")
     async def send_signal(self, info: Info, input: SendSignalInput) -> WorkflowResult:
         try:
-            instance = await info.context.workflows.send_signal(
+            service = info.context.workflows
+            instance = await idempotent(info, "sendSignal", input, lambda: service.send_signal(
                 info.context.user, input.workflow_instance_id, input.node_id, input.payload
-            )
+            ))  # fmt: skip
         except StepwiseError as exc:
             return to_error(exc)
         return WorkflowSuccess(workflow_instance=WorkflowInstance.from_domain(instance))
@@ -101,7 +117,10 @@ class WorkflowMutations:
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admin only: deploy the next version.")
     async def deploy_workflow_definition(self, info: Info, input: DeployWorkflowDefinitionInput) -> DeployResult:
         try:
-            deployed, created = await info.context.workflows.deploy(info.context.user, input.definition)
+            service = info.context.workflows
+            deployed, created = await idempotent(
+                info, "deployWorkflowDefinition", input, lambda: service.deploy(info.context.user, input.definition)
+            )
         except StepwiseError as exc:
             error = to_error(exc)
             if isinstance(error, NotFound | InvalidState):  # a deploy reads no object and has no state: a bug

@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from engine import state
 from schema.context import Info
+from schema.sharing import same_for_every_viewer
 from schema.types.user import User, load_user
 
 
@@ -51,10 +52,12 @@ class Document:
     source: strawberry.Private[state.Document]
 
     @strawberry.field(description="Download address: GET with the same bearer token.")
+    @same_for_every_viewer
     def url(self) -> str:
         return f"/files/documents/{self.id}"
 
     @strawberry.field
+    @same_for_every_viewer
     async def uploaded_by(self, info: Info) -> User:
         user = await load_user(info, self.source.uploaded_by)
         assert user is not None
@@ -87,6 +90,7 @@ class TaskMessage:
     source: strawberry.Private[state.TaskMessage]
 
     @strawberry.field
+    @same_for_every_viewer
     async def author(self, info: Info) -> User:
         user = await load_user(info, self.source.author_id)
         assert user is not None

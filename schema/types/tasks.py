@@ -29,6 +29,7 @@ from engine import (
 from schema.context import Info
 from schema.inbox import bad_user_input, running
 from schema.loaders import TitledStep, load_all
+from schema.sharing import same_for_every_viewer
 from schema.types.details import Document, DocumentRequirement, Form, FormField, TaskAttempt, TaskMessage
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
 from schema.types.history import HistoryConnection, instance_history, task_history
@@ -77,6 +78,7 @@ class StepInstance:
                    source=step)  # fmt: skip
 
     @strawberry.field(description="Total, active, completed and blocked tasks (docs/design.md §1).")
+    @same_for_every_viewer
     async def metrics(self, info: Info) -> StepMetrics:
         m = await info.context.loaders.step_metrics.load(self.source.id)
         return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
@@ -139,14 +141,17 @@ class Task:
 
     # A page answers these from ``prefetched`` without calling them (schema.execution.serve_prefetched).
     @strawberry.field
+    @same_for_every_viewer
     async def assignee(self, info: Info) -> User | None:
         return await load_user(info, self.source.assigned_user_id)
 
     @strawberry.field
+    @same_for_every_viewer
     async def completed_by(self, info: Info) -> User | None:
         return await load_user(info, self.source.completed_by)
 
     @strawberry.field(description="The form's field definitions (form and approval tasks).")
+    @same_for_every_viewer
     async def form(self, info: Info) -> Form | None:
         node = await self._node(info)
         if node.form is None:
@@ -167,6 +172,7 @@ class Task:
         )
 
     @strawberry.field
+    @same_for_every_viewer
     async def document_requirements(self, info: Info) -> list[DocumentRequirement]:
         node = await self._node(info)
         return [
@@ -182,10 +188,12 @@ class Task:
         ]
 
     @strawberry.field
+    @same_for_every_viewer
     async def documents(self, info: Info) -> list[Document]:
         return [Document.from_domain(d) for d in await info.context.loaders.documents.load(self.source.id)]
 
     @strawberry.field(description="Every attempt of a system task, secrets redacted.")
+    @same_for_every_viewer
     async def attempts(self, info: Info) -> list[TaskAttempt]:
         return [
             TaskAttempt(
@@ -200,16 +208,19 @@ class Task:
         ]
 
     @strawberry.field(description="The discussion, oldest first.")
+    @same_for_every_viewer
     async def messages(self, info: Info) -> list[TaskMessage]:
         return [TaskMessage.from_domain(m) for m in await info.context.loaders.messages.load(self.source.id)]
 
     @strawberry.field
+    @same_for_every_viewer
     async def step(self, info: Info) -> StepInstance:
         titled = await info.context.loaders.titled_steps.load(self.source.step_instance_id)
         assert titled is not None, "a task's step always exists (foreign key)"
         return StepInstance.titled(titled)
 
     @strawberry.field
+    @same_for_every_viewer
     async def workflow_instance(self, info: Info) -> WorkflowInstance:
         instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
         assert instance is not None
@@ -364,12 +375,14 @@ class WorkflowInstance:
         return JSON(dict(full.data))
 
     @strawberry.field
+    @same_for_every_viewer
     async def started_by(self, info: Info) -> User:
         user = await load_user(info, self.source.started_by)
         assert user is not None
         return user
 
     @strawberry.field(description="The milestone timeline: every milestone, with the steps reached so far.")
+    @same_for_every_viewer
     async def milestones(self, info: Info) -> list[Milestone]:
         definition = await definition_of(info, self.source.id)
         reached = {s.step_key: s for s in await info.context.loaders.instance_steps.load(self.source.id)}

@@ -63,11 +63,8 @@ class Mutation:
     """A result the mutation answers with in place of another (by type name)."""
 
 
-# A webhook is one row written in one transaction, outside any workflow: no state, no race to lose.
-WEBHOOKS_NEVER: dict[type[StepwiseError], str] = {
-    InvalidStateError: "a webhook has no state", ConflictError: "no revision is checked",
-    ConcurrentUpdateError: "no transition runs",
-}  # fmt: skip
+# A webhook is a row written outside any workflow: it has no state. (Conflict: an idempotency key reused.)
+WEBHOOKS_NEVER: dict[type[StepwiseError], str] = {InvalidStateError: "a webhook has no state"}
 
 MUTATIONS = [
     Mutation("saveTaskProgress", "tasks", "save_progress", {"taskId": "t", "values": {}}),

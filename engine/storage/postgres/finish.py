@@ -97,7 +97,8 @@ def _finish_on_postgres(
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
         writes = {} if new_instance else {"updated": update_from_parameters(instances, _INSTANCE_COLUMNS, "")}
-        for table, columns in inserts:
+        # A new instance's INSERT first: every other insert names it (only_after), wherever its table sorts.
+        for table, columns in sorted(inserts, key=lambda insert: insert[0] is not instances):
             if table is instances:
                 writes["updated"] = insert_from_json(table, columns, f"rows_{table.name}")
             else:  # after a lost race, no insert: a step the winner created would be a duplicate key

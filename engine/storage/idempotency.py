@@ -1,0 +1,119 @@
+"""Idempotency keys' rows (:mod:`engine.idempotency`), and the JSON their stored results are kept as.
+
+A stored result is what an engine call returned — tasks, instances, documents, tuples of them — so
+it is encoded with every value tagged by its type and decoded into the same dataclasses, from a
+fixed list of types: nothing in a row names code to run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from engine.definitions.model import Priority
+from engine.state import (
+    DeployedDefinition,
+    Document,
+    InstanceStatus,
+    Task,
+    TaskEventKind,
+    TaskKind,
+    TaskMessage,
+    TaskStatus,
+    Token,
+    WorkflowInstance,
+)
+from engine.storage.database import Executor
+from engine.storage.models import idempotency_keys
+from engine.webhooks.model import DeliveryStatus, Webhook, WebhookDelivery, WebhookFilter
+
+_DATACLASSES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (Task, WorkflowInstance, Token, TaskMessage, Document, DeployedDefinition, Webhook, WebhookFilter,
+                WebhookDelivery)
+}  # fmt: skip
+_ENUMS: dict[str, type[StrEnum]] = {
+    cls.__name__: cls for cls in (TaskStatus, TaskKind, InstanceStatus, Priority, TaskEventKind, DeliveryStatus)
+}
+
+
+def encode_result(value: Any) -> Any:
+    """``value`` as JSON in which every object is ``{"$": tag, "v": …}`` (a client's own objects too,
+    so their keys never pass for tags)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, StrEnum):
+        return {"$": type(value).__name__, "v": value.value}
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return {"$": "datetime", "v": value.isoformat()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        name = type(value).__name__
+        if _DATACLASSES.get(name) is not type(value):
+            raise TypeError(f"{name} is not a result an idempotency key stores")
+        fields = {f.name: encode_result(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"$": name, "v": fields}
+    if isinstance(value, Mapping):
+        return {"$": "dict", "v": {str(k): encode_result(v) for k, v in value.items()}}
+    if isinstance(value, tuple):
+        return {"$": "tuple", "v": [encode_result(v) for v in value]}
+    if isinstance(value, list):
+        return [encode_result(v) for v in value]
+    raise TypeError(f"{type(value).__name__} is not a result an idempotency key stores")
+
+
+def decode_result(doc: Any) -> Any:
+    if isinstance(doc, list):
+        return [decode_result(v) for v in doc]
+    if not isinstance(doc, dict):
+        return doc
+    tag, value = doc["$"], doc["v"]
+    if tag == "dict":
+        return {k: decode_result(v) for k, v in value.items()}
+    if tag == "tuple":
+        return tuple(decode_result(v) for v in value)
+    if tag == "datetime":
+        return datetime.fromisoformat(value)
+    if tag in _ENUMS:
+        return _ENUMS[tag](value)
+    return _DATACLASSES[tag](**{name: decode_result(v) for name, v in value.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredKey:
+    operation: str
+    fingerprint: str
+    response: Any
+    """As stored (:func:`encode_result`)."""
+
+
+def key_row(
+    user_id: str, key: str, operation: str, fingerprint: str, response: Any, now: datetime, expires_at: datetime
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id, "key": key, "operation": operation, "fingerprint": fingerprint,
+        "response": encode_result(response), "created_at": now, "expires_at": expires_at,
+    }  # fmt: skip
+
+
+async def stored_key(executor: Executor, user_id: str, key: str) -> StoredKey | None:
+    table = idempotency_keys
+    row = (
+        await executor.execute(
+            select(table.c.operation, table.c.fingerprint, table.c.response).where(
+                table.c.user_id == user_id, table.c.key == key
+            )
+        )
+    ).first()
+    return None if row is None else StoredKey(row.operation, row.fingerprint, row.response)
+
+
+async def delete_expired(executor: Executor, now: datetime) -> int:
+    result = await executor.execute(delete(idempotency_keys).where(idempotency_keys.c.expires_at <= now))
+    return int(getattr(result, "rowcount", 0) or 0)

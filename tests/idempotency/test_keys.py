@@ -1,0 +1,70 @@
+"""engine.idempotency on its own, on SQLite and PostgreSQL: each engine write a key guards (a start, a
+transition, a deploy) is answered from the stored row when repeated, decoded into the same dataclasses."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from engine.errors import IdempotencyKeyReusedError
+from engine.idempotency import IdempotentRequest
+from engine.storage.idempotency import decode_result, encode_result
+from engine.storage.models import idempotency_keys, instances
+from engine.transitions.engine import Engine
+from tests.transitions.test_engine import approval_workflow, tasks_of
+
+INPUT = {"entityType": "Invoice", "entityName": "INV-1", "$": "not a tag", "v": [1, {"$": 2}]}
+
+
+async def count(engine: Engine, table: object) -> int:
+    async with engine.db.read() as session:
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)  # type: ignore[arg-type]
+
+
+def request(key: str, operation: str, asked: object, user: str = "alice") -> IdempotentRequest:
+    return IdempotentRequest.of(user, key, operation, asked)
+
+
+async def test_a_repeated_start_and_signal_return_the_stored_results(engine: Engine) -> None:
+    await engine.deploy(approval_workflow().build())
+    keys = engine.idempotency
+    start = request("start-1", "start", INPUT)
+
+    started = await keys.run(start, lambda: engine.start("approval", INPUT, "alice"))
+    again = await keys.run(start, lambda: engine.start("approval", INPUT, "alice"))
+
+    assert again == started, "the same instance, as the first start left it"
+    assert await count(engine, instances) == 1
+    signal = request("signal-1", "signal", {"decision": "approved"}, user="bob")
+    signalled = await keys.run(signal, lambda: engine.send_signal(started.id, "approvalDecision", {}, "bob"))
+    repeat = await keys.run(signal, lambda: engine.send_signal(started.id, "approvalDecision", {}, "bob"))
+    assert repeat == signalled
+    assert [t.node_id for t in await tasks_of(engine, started.id)] == ["approvalDecision", "archive"]
+    assert await count(engine, idempotency_keys) == 2
+
+
+async def test_a_key_with_other_input_is_refused_and_writes_nothing(engine: Engine) -> None:
+    await engine.deploy(approval_workflow().build())
+    keys = engine.idempotency
+    await keys.run(request("k", "start", INPUT), lambda: engine.start("approval", INPUT, "alice"))
+
+    other = {**INPUT, "entityName": "INV-2"}
+    try:
+        await keys.run(request("k", "start", other), lambda: engine.start("approval", other, "alice"))
+    except IdempotencyKeyReusedError as error:
+        assert error.code == "IDEMPOTENCY_KEY_REUSED"
+    else:
+        raise AssertionError("the key was reused with other input")
+    assert await count(engine, instances) == 1
+
+
+async def test_a_repeated_deploy_is_answered_from_its_key(engine: Engine) -> None:
+    keys = engine.idempotency
+    document = approval_workflow().build()
+    first = await keys.run(request("d", "deploy", "v1"), lambda: engine.deploy(document, "dana"))
+    second = await keys.run(request("d", "deploy", "v1"), lambda: engine.deploy(document, "dana"))
+    assert first == second and first[1] is True, "the repeat says created, as the first did"
+
+
+def test_results_round_trip_through_their_json() -> None:
+    value = ({"a": (1, "x"), "$": {"v": None}}, [1.5, True, None])
+    assert decode_result(encode_result(value)) == value
