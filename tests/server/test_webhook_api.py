@@ -117,3 +117,16 @@ async def test_the_delivery_log_pages_newest_first_and_a_delivery_can_be_sent_ag
     assert missing["data"]["redeliverWebhook"]["__typename"] == "NotFound"
     bad = await gql(DELIVERIES, user="dana", id=webhook["id"], first=2, after="nonsense")
     assert bad["data"]["webhookDeliveries"]["__typename"] == "ValidationFailed"
+
+
+async def test_a_repeated_create_with_one_idempotency_key_creates_one_webhook_and_answers_the_same(
+    gql: GraphQL, app_engine: Engine
+) -> None:
+    first = await gql(CREATE, user="dana", input={"url": URL, "idempotencyKey": "hook-1"})
+    again = await gql(CREATE, user="dana", input={"url": URL, "idempotencyKey": "hook-1"})
+    other = await gql(CREATE, user="dana", input={"url": URL + "/other", "idempotencyKey": "hook-1"})
+
+    assert first["data"]["createWebhook"]["__typename"] == "WebhookSecretSuccess"
+    assert again == first, "the stored answer: the same webhook and secret"
+    assert other["data"]["createWebhook"]["__typename"] == "Conflict"
+    assert await count_webhooks(app_engine) == 1
