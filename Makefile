@@ -44,7 +44,23 @@ run: install
 	$(BIN)/stepwise demo load
 	$(BIN)/stepwise serve --host $(HOST) --port $(PORT)
 
-test: install-test
+# The browser tests (tests/web/, GraphiQL's) drive Debian's Chromium: installed here when make runs as root on
+# Debian; otherwise this says what to install (without it they are skipped, and fail under CI=true).
+CHROMIUM := /usr/bin/chromium
+.PHONY: browser
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "could not install chromium: the browser tests will be skipped (and fail under CI=true)"; \
+	  else \
+	    echo "the browser tests need Debian's chromium at $(CHROMIUM): run 'sudo apt-get install chromium'" \
+	         "(without it they are skipped, and fail under CI=true)"; \
+	  fi; \
+	fi
+
+test: install-test browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The suite with every fast path off (engine/fastpaths.py, docs/adr/): the plain path each mechanism replaces

@@ -56,6 +56,7 @@ from engine.state import (
     User,
     WorkflowInstance,
 )
+from engine.storage.data_search import DataCondition, DataOperator, DataSort, DataSource
 from engine.storage.database import Database, ReadSessions
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
@@ -104,7 +105,7 @@ __all__ = [
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
-    "HistoryPage", "encode_history_cursor",
+    "HistoryPage", "encode_history_cursor", "DataCondition", "DataOperator", "DataSource", "DataSort",
     # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
     "IdempotencyKeys", "IdempotentRequest",
     # events

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,8 @@ class Context:
     subscription_limit: int | None = None
     """Live subscriptions allowed on one connection (a WebSocket's context lasts the connection)."""
     live_subscriptions: int = 0
+    dev_tokens: Callable[[str], str] | None = None
+    """Issues a bearer token for a user id (``devSignIn``); set only when the server runs with STEPWISE_DEV."""
     reads: SharedReads | None = None
     """A query's one read session (see schema.reads); None outside queries."""
     request_reads: SharedReads | None = None

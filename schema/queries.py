@@ -8,15 +8,34 @@ from enum import Enum
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import NotFoundError, TaskOrderField, TaskQuery, state
+from engine import DataCondition, DataOperator, DataSource, NotFoundError, TaskOrderField, TaskQuery, state
 from schema.context import Info
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus
 from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names
 from schema.types.user import User
-from schema.types.webhooks import WebhookQueries
 
 strawberry.enum(TaskOrderField, name="TaskOrderField")  # registered in place, as schema.types.enums does
+strawberry.enum(
+    DataSource, name="DataSource", description="Where a data path points: the instance's data or the task's input."
+)
+strawberry.enum(DataOperator, name="DataOperator")
+
+
+@strawberry.input(
+    description="A condition on business data: the value at `path` (dotted: `customer.id`) in the instance's "
+    "data (the default) or the task's input, compared as the type of `value` (numbers as numbers, ISO 8601 "
+    "dates as instants, strings, booleans). `in` takes a list, `exists` true or false, `contains` a substring "
+    "of a string or an element of an array."
+)
+class DataConditionInput:
+    path: str
+    op: DataOperator
+    value: JSON | None = None
+    source: DataSource = DataSource.INSTANCE_DATA
+
+    def to_domain(self) -> DataCondition:
+        return DataCondition(path=self.path, op=DataOperator(self.op), value=self.value, source=DataSource(self.source))
 
 
 @strawberry.enum
@@ -38,6 +57,9 @@ class TaskFilter:
     workflow_instance_id: strawberry.ID | None = None
     step_instance_id: strawberry.ID | None = None
     due_before: datetime | None = None
+    data: list[DataConditionInput] | None = strawberry.field(
+        default=None, description="Conditions on business data, all of which must hold."
+    )
 
 
 @strawberry.input
@@ -66,13 +88,14 @@ def task_query(filter: TaskFilter | None, order: TaskOrder | None) -> TaskQuery:
         role=f.role, user_id=f.user_id, group=f.group_id, statuses=f.status, priorities=f.priority, kind=f.kind,
         assigned_to_me=bool(f.assigned_to_me), include_completed=bool(f.include_completed),
         workflow_instance_id=f.workflow_instance_id, step_instance_id=f.step_instance_id, due_before=f.due_before,
+        data=tuple(c.to_domain() for c in f.data or ()),
         order_by=TaskOrderField(order.field) if order else TaskOrderField.CREATED_AT,
         descending=bool(order and order.direction is OrderDirection.DESC),
     )  # fmt: skip
 
 
 @strawberry.type
-class Query(WebhookQueries):
+class Query:
     @strawberry.field(permission_classes=[IsAuthenticated], description="The signed-in user.")
     def me(self, info: Info) -> User:
         return User.from_domain(info.context.user)

@@ -13,6 +13,7 @@ from strawberry.types.graphql import OperationType
 
 from engine import FastPaths
 from schema.context import Context
+from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
 from schema.loaders import DataLoaders
 from schema.mutations.documents import DocumentMutations
@@ -22,10 +23,16 @@ from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
 from schema.reads import SharedReads
 from schema.subscriptions import Subscription, SubscriptionExecutionContext
+from schema.types.webhooks import WebhookQueries
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, WebhookMutations):
+class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, DevSignInMutations, WebhookMutations):
+    pass
+
+
+@strawberry.type(name="Query")
+class RootQuery(Query, DirectoryQueries, WebhookQueries):
     pass
 
 
@@ -78,7 +85,7 @@ def build_schema(
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
     schema = strawberry.Schema(
-        query=Query,
+        query=RootQuery,
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,

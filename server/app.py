@@ -41,6 +41,7 @@ from server.rate_limits import RateLimits
 from server.settings import Settings
 from server.shutdown import Shutdown
 from server.tracing import graphql_tracing, instrument_database, request_tracer, tracer_provider_for
+from server.webapp import web_routes
 from server.workers import running_worker
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def create_app(
             *document_routes(services, settings),
             *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
+            *web_routes(),
         ],
         lifespan=lifespan,
         middleware=[

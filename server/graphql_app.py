@@ -18,7 +18,7 @@ from engine import AuthenticationError, EventHub, Services, UnavailableError
 from schema.context import Context
 from schema.loaders import DataLoaders
 from schema.reads import SharedReads
-from server.auth import authenticate
+from server.auth import authenticate, issue_token
 from server.bodies import is_multipart
 from server.graphiql import graphiql_html
 from server.http_spec import GraphQLOverHTTP, Refusal
@@ -107,7 +107,8 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         context = Context(services=self.services, loaders=DataLoaders.create(self.engine), request=request,
                           response=response, events=self.events,
-                          subscription_limit=self.settings.subscriptions_per_connection)  # fmt: skip
+                          subscription_limit=self.settings.subscriptions_per_connection,
+                          dev_tokens=self._dev_token if self.settings.dev else None)  # fmt: skip
         if isinstance(request, Request):
             # A query goes on reading in the session the viewer was looked up in (schema.reads).
             context.request_reads = request.state.reads = SharedReads(self.engine.db)
@@ -121,6 +122,9 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
                     {"WWW-Authenticate": "Bearer", "Connection": "close"}, code="UNAUTHENTICATED",
                 )  # fmt: skip
         return context
+
+    def _dev_token(self, user_id: str) -> str:
+        return issue_token(self.settings, user_id)
 
     async def _authenticate(self, context: Context, header: str | None, reads: SharedReads | None = None) -> None:
         try:

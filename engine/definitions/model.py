@@ -260,6 +260,9 @@ class WorkflowDefinition:
     milestones: tuple[Milestone, ...] = ()
     version: int = 0
     start_roles: tuple[str, ...] = ()
+    searchable: tuple[str, ...] = ()
+    """Data paths (``amount``, ``customer.id``) searched often enough to be indexed on PostgreSQL, in
+    instance data and task input (:mod:`engine.storage.postgres.search_indexes`)."""
 
     @cached_property
     def _nodes_by_id(self) -> dict[str, Node]:
@@ -311,4 +314,6 @@ class WorkflowDefinition:
         }
         if self.start_roles:
             doc["startRoles"] = list(self.start_roles)
+        if self.searchable:
+            doc["searchable"] = list(self.searchable)
         return doc

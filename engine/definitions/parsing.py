@@ -128,7 +128,7 @@ def parse_definition(doc: Any) -> WorkflowDefinition:
     """Parse a definition document, raising :class:`DefinitionError` with every structural problem."""
     errors: list[FieldError] = []
     top = _Reader(doc, "definition", "definition", errors)
-    top.reject_unknown(frozenset({"key", "title", "start", "nodes", "edges", "milestones", "startRoles"}))
+    top.reject_unknown(frozenset({"key", "title", "start", "nodes", "edges", "milestones", "startRoles", "searchable"}))
     key = top.text("key", required=True) or ""
     nodes = tuple(_parse_node(item, index, errors) for index, item in enumerate(top.children("nodes")))
     edges = tuple(_parse_edge(item, index, errors) for index, item in enumerate(top.children("edges")))
@@ -148,6 +148,7 @@ def parse_definition(doc: Any) -> WorkflowDefinition:
         edges=edges,
         milestones=milestones,
         start_roles=top.strings("startRoles") or (),
+        searchable=top.strings("searchable") or (),
     )
     if errors:
         raise DefinitionError(_summary(key, errors), errors)

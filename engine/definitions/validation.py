@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from engine.definitions.datapaths import path_problem
 from engine.definitions.model import Node, NodeType, WorkflowDefinition
 from engine.definitions.registry import Registry, default_schema_type
 from engine.definitions.templates import TemplateSyntaxError, check_template, compile_condition, variables_named
@@ -39,6 +40,7 @@ def check_json_size(value: Any, field: str, limit: int) -> None:
         raise ValidationError(message, [FieldError(field, message, "TOO_LARGE")])
 
 
+MAX_SEARCHABLE = 16
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
 _STORE_AS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -57,6 +59,11 @@ def validate_definition(definition: WorkflowDefinition, registry: Registry) -> N
         )
     if not definition.nodes:
         fail("definition.nodes", "a definition needs at least one node", "REQUIRED")
+    if len(definition.searchable) > MAX_SEARCHABLE:
+        fail("definition.searchable", f"at most {MAX_SEARCHABLE} paths (each is an index)", "TOO_MANY")
+    for index, path in enumerate(definition.searchable):
+        if (problem := path_problem(path)) is not None:
+            fail(f"definition.searchable.{index}", f"searchable path {path!r}: {problem}", "INVALID_PATH")
 
     seen: set[str] = set()
     for node in definition.nodes:

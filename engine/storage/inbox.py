@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, and_, func, literal, or_, select, true, tu
 from engine.definitions.model import Priority
 from engine.errors import FieldError, ValidationError
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
+from engine.storage.data_search import DataCondition, data_conditions
 from engine.storage.database import Database, Executor, ReadSessions
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
@@ -52,6 +53,8 @@ class TaskQuery:
     workflow_instance_id: str | None = None
     step_instance_id: str | None = None
     due_before: datetime | None = None
+    data: tuple[DataCondition, ...] = ()
+    """Conditions on business data (:mod:`engine.storage.data_search`), all of which must hold."""
     order_by: TaskOrderField = TaskOrderField.CREATED_AT
     descending: bool = False
 
@@ -154,6 +157,7 @@ def _conditions(viewer: User, query: TaskQuery) -> list[ColumnElement[bool]]:
         where.append(tasks.c.step_instance_id == query.step_instance_id)
     if query.due_before is not None:
         where.append(and_(tasks.c.due_at.is_not(None), tasks.c.due_at < query.due_before))
+    where.extend(data_conditions(query.data))
     return where
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.errors import NotFoundError
+from engine.errors import ForbiddenError, NotFoundError
 from engine.state import StepInstance, Task, User, WorkflowInstance
 from engine.storage.database import ReadSessions
+from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.task_events import HistoryPage, TaskEventRepository, history_page_start
 from engine.storage.tasks import TaskRepository
@@ -63,6 +64,25 @@ class VisibilityService:
         if step is None or instance is None:
             raise NotFoundError(f"no step instance {step_id}")
         return step, instance
+
+    async def users(self, user: User, read: ReadSessions | None = None) -> list[User]:
+        """The directory, for those who may assign tasks to anyone (supervisors: the assign picker)."""
+        if not permissions.is_supervisor(user):
+            raise ForbiddenError("only admins and managers may list the users")
+        return await self.directory(read)
+
+    async def directory(self, read: ReadSessions | None = None) -> list[User]:
+        """Every user, unchecked: for the development sign-in's user list (``STEPWISE_DEV``) only."""
+        async with (read or self.engine.db.read)() as session:
+            return await DirectoryRepository(session).list_users()
+
+    async def user(self, user_id: str, read: ReadSessions | None = None) -> User:
+        """One user, unchecked (``NotFoundError`` when the directory has none): the development sign-in."""
+        async with (read or self.engine.db.read)() as session:
+            found = await DirectoryRepository(session).get_user(user_id)
+        if found is None:
+            raise NotFoundError(f"no user {user_id}")
+        return found
 
     async def task_history(
         self, user: User, task_id: str, first: int, after: str | None, read: ReadSessions | None = None

@@ -54,6 +54,8 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "send a raw signal": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
     "cancel a workflow": (OK, OK, FORBIDDEN, FORBIDDEN, OK, HIDDEN),
     "retry a failed system task": (OK, FORBIDDEN, NA, NA, FORBIDDEN, HIDDEN),
+    "list the users": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "sign in as another user (devSignIn)": (FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "manage webhooks": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "read webhooks and their delivery logs": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "redeliver a webhook delivery": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
@@ -75,7 +77,8 @@ DEFINITIONS = {
 }  # fmt: skip
 PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n%%EOF\n"
 SUCCESSES = {"TaskSuccess", "TaskMessageSuccess", "DocumentsSuccess", "WorkflowSuccess", "StartWorkflowSuccess",
-             "DeploySuccess", "WebhookSecretSuccess", "WebhookList", "WebhookDeliverySuccess"}  # fmt: skip
+             "DeploySuccess", "DevSignInSuccess", "WebhookSecretSuccess", "WebhookList",
+             "WebhookDeliverySuccess"}  # fmt: skip
 OUTCOMES = {"Forbidden": FORBIDDEN, "NotFound": HIDDEN, "InvalidState": HOLDS}
 
 UPLOAD = """mutation($id: ID!, $files: [Upload!]!) {
@@ -292,6 +295,22 @@ async def retry(scene: Scene) -> str:
     return result
 
 
+async def list_users(scene: Scene) -> str:
+    """A query has no result union: a refusal is the top-level FORBIDDEN error."""
+    body = await scene.gql("{ users { id } }", user=scene.actor)
+    if body.get("errors"):
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+        return FORBIDDEN
+    return OK
+
+
+async def dev_sign_in(scene: Scene) -> str:
+    """The app under test runs without STEPWISE_DEV, as production does (tests/server/test_directory_api.py
+    signs in with it on)."""
+    query = 'mutation { devSignIn(input: {userId: "dana"}) { __typename ... on Error { message } } }'
+    return await scene.run("devSignIn", query)
+
+
 # A public address literal: admitted by the host policy without a DNS lookup; these cells deliver nothing to it.
 WEBHOOK_URL = "https://93.184.215.14/hook"
 
@@ -340,6 +359,8 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "send a raw signal": send_signal,
     "cancel a workflow": cancel,
     "retry a failed system task": retry,
+    "list the users": list_users,
+    "sign in as another user (devSignIn)": dev_sign_in,
     "manage webhooks": manage_webhooks,
     "read webhooks and their delivery logs": read_webhooks,
     "redeliver a webhook delivery": redeliver_webhook,

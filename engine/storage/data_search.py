@@ -1,0 +1,380 @@
+"""Search by business data: inbox conditions on a path into the instance's data or the task's input
+(``TaskFilter.data``), typed by the value they compare with, and ordering by such a path.
+
+A condition is ``{source, path, op, value}``. The value's JSON type says how values compare: a
+number compares with numbers only (numerically), a string with strings, an ISO 8601 date or
+date-time string (``2026-01-05``, ``2026-01-05T09:00:00Z``) with stored dates and date-times as
+instants (no offset: UTC), a boolean with booleans (``eq``/``ne`` only). A stored value of another
+type, or none, does not match — except under ``ne``, which matches everything ``eq`` does not.
+
+On PostgreSQL a condition compares the ``jsonb`` at the path (``data #> '{customer,id}'``), so an
+expression index on that path (a definition's ``searchable``, :mod:`engine.storage.postgres.search_indexes`)
+serves ``eq``, ``in``, ranges on numbers and strings, and ``exists``; on SQLite ``json_extract`` and
+``json_type``. The path is written into the SQL as a literal, which is what lets the planner match
+the index: it is checked segment by segment first (:mod:`engine.definitions.datapaths`: identifiers
+only) and quoted; values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, String, and_, bindparam, false, func, not_, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import Boolean, NullType
+
+from engine.definitions.datapaths import path_problem, segments_of
+from engine.errors import FieldError, ValidationError
+from engine.storage.models import instances, tasks
+
+MAX_CONDITIONS = 16
+MAX_IN_VALUES = 100
+MAX_STRING_LENGTH = 1_000
+_INT64 = 2**63
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?")
+
+
+class DataSource(StrEnum):
+    INSTANCE_DATA = "INSTANCE_DATA"
+    TASK_INPUT = "TASK_INPUT"
+
+
+class DataOperator(StrEnum):
+    EQ = "EQ"
+    NE = "NE"
+    LT = "LT"
+    LTE = "LTE"
+    GT = "GT"
+    GTE = "GTE"
+    IN = "IN"
+    CONTAINS = "CONTAINS"
+    EXISTS = "EXISTS"
+
+
+_RANGES = {DataOperator.LT: "<", DataOperator.LTE: "<=", DataOperator.GT: ">", DataOperator.GTE: ">="}
+
+
+@dataclass(frozen=True)
+class DataCondition:
+    path: str
+    op: DataOperator
+    value: Any = None
+    source: DataSource = DataSource.INSTANCE_DATA
+
+
+@dataclass(frozen=True)
+class DataSort:
+    """Order by the value at ``path``: tasks without one come after those with one (ascending)."""
+
+    path: str
+    source: DataSource = DataSource.INSTANCE_DATA
+
+
+class _Kind(StrEnum):
+    NUMBER = "number"
+    STRING = "string"
+    BOOLEAN = "boolean"
+    DATE = "date"
+
+
+# -- SQL ---------------------------------------------------------------------------------------
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class _AtPath(ColumnElement[Any]):
+    """Something of the JSON value at a checked path of a JSON column, compiled per dialect."""
+
+    inherit_cache = True
+    type = NullType()
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("segments", InternalTraversal.dp_string_list),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], segments: Sequence[str]) -> None:
+        self.column = column
+        self.segments = list(segments)
+
+
+class JsonAt(_AtPath):
+    """The value: ``jsonb`` on PostgreSQL, what ``json_extract`` gives on SQLite (SQL NULL when absent)."""
+
+    inherit_cache = True
+
+
+class JsonTypeAt(_AtPath):
+    """Its type, named alike on both databases (``number``, ``string``, ``boolean``, ``array``,
+    ``object``, ``null``; SQL NULL when absent)."""
+
+    inherit_cache = True
+
+
+class JsonTimeAt(_AtPath):
+    """Its instant, for a string in ISO 8601 form (else NULL): ``timestamptz`` on PostgreSQL, a Julian day on SQLite."""
+
+    inherit_cache = True
+
+
+class JsonParam(ColumnElement[Any]):
+    """A bound JSON text, as the type :class:`JsonAt` compares with: ``jsonb`` on PostgreSQL, on
+    SQLite the value ``json_extract`` reads from it."""
+
+    inherit_cache = True
+    type = NullType()
+    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, value: Any) -> None:
+        self.param = bindparam(None, json.dumps(value), type_=String(), unique=True)
+
+
+class TimeParam(ColumnElement[Any]):
+    """A bound ISO 8601 instant, as :class:`JsonTimeAt` gives it."""
+
+    inherit_cache = True
+    type = NullType()
+    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, moment: datetime) -> None:
+        self.param: BindParameter[str] = bindparam(None, moment.isoformat(), type_=String(), unique=True)
+
+
+def _pg_path(element: _AtPath, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.column, **kw)} #> {_sql_string('{' + ','.join(element.segments) + '}')})"
+
+
+def _sqlite_path(element: _AtPath) -> str:
+    return _sql_string("$." + ".".join(element.segments))
+
+
+@compiles(JsonAt, "postgresql")
+def _json_at_pg(element: JsonAt, compiler: SQLCompiler, **kw: Any) -> str:
+    return _pg_path(element, compiler, **kw)
+
+
+@compiles(JsonAt, "sqlite")
+def _json_at_sqlite(element: JsonAt, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_extract({compiler.process(element.column, **kw)}, {_sqlite_path(element)})"
+
+
+@compiles(JsonTypeAt, "postgresql")
+def _json_type_pg(element: JsonTypeAt, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"jsonb_typeof({_pg_path(element, compiler, **kw)})"
+
+
+@compiles(JsonTypeAt, "sqlite")
+def _json_type_sqlite(element: JsonTypeAt, compiler: SQLCompiler, **kw: Any) -> str:
+    found = f"json_type({compiler.process(element.column, **kw)}, {_sqlite_path(element)})"
+    return (f"(CASE {found} WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' WHEN 'text' THEN 'string' "
+            f"WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean' ELSE {found} END)")  # fmt: skip
+
+
+@compiles(JsonTimeAt, "postgresql")
+def _json_time_pg(element: JsonTimeAt, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"stepwise_json_timestamp({_pg_path(element, compiler, **kw)})"
+
+
+@compiles(JsonTimeAt, "sqlite")
+def _json_time_sqlite(element: JsonTimeAt, compiler: SQLCompiler, **kw: Any) -> str:
+    # julianday() also reads a bare number as a day number: only date-shaped text is a date here.
+    column, path = compiler.process(element.column, **kw), _sqlite_path(element)
+    return (
+        f"(CASE WHEN json_type({column}, {path}) = 'text' AND json_extract({column}, {path}) GLOB "
+        f"'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' THEN julianday(json_extract({column}, {path})) END)"
+    )
+
+
+@compiles(JsonParam, "postgresql")
+def _json_param_pg(element: JsonParam, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.param, **kw)} AS JSONB)"
+
+
+@compiles(JsonParam, "sqlite")
+def _json_param_sqlite(element: JsonParam, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_extract({compiler.process(element.param, **kw)}, '$')"
+
+
+@compiles(TimeParam, "postgresql")
+def _time_param_pg(element: TimeParam, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.param, **kw)} AS TIMESTAMPTZ)"
+
+
+@compiles(TimeParam, "sqlite")
+def _time_param_sqlite(element: TimeParam, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"julianday({compiler.process(element.param, **kw)})"
+
+
+class ArrayHas(ColumnElement[bool]):
+    """Whether the value at the path is an array with an element of ``kind`` equal to a scalar."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [
+        ("at", InternalTraversal.dp_clauseelement),
+        ("element", InternalTraversal.dp_clauseelement),
+        ("kind", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, at: JsonAt, value: Any, kind: _Kind) -> None:
+        self.at, self.element, self.kind = at, JsonParam(value), kind.value
+
+
+@compiles(ArrayHas, "postgresql")
+def _array_has_pg(element: ArrayHas, compiler: SQLCompiler, **kw: Any) -> str:
+    at = compiler.process(element.at, **kw)
+    return f"(jsonb_typeof({at}) = 'array' AND {at} @> jsonb_build_array({compiler.process(element.element, **kw)}))"
+
+
+_SQLITE_TYPES = {"number": "('integer', 'real')", "string": "('text')", "boolean": "('true', 'false')"}
+
+
+@compiles(ArrayHas, "sqlite")
+def _array_has_sqlite(element: ArrayHas, compiler: SQLCompiler, **kw: Any) -> str:
+    column, path = compiler.process(element.at.column, **kw), _sqlite_path(element.at)
+    return (
+        f"(json_type({column}, {path}) = 'array' AND EXISTS (SELECT 1 FROM json_each({column}, {path}) AS e "
+        f"WHERE e.type IN {_SQLITE_TYPES[element.kind]} AND e.value = {compiler.process(element.element, **kw)}))"
+    )
+
+
+# -- conditions --------------------------------------------------------------------------------
+
+
+def _invalid(field: str, message: str, code: str) -> ValidationError:
+    return ValidationError(message, [FieldError(field, message, code)])
+
+
+def _kind_of(value: Any, field: str) -> tuple[_Kind, Any]:
+    """The kind a scalar compares as, and the value to bind (a date as a UTC instant)."""
+    if isinstance(value, bool):
+        return _Kind.BOOLEAN, value
+    if isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise _invalid(field, "a number beyond 64-bit integers", "OUT_OF_RANGE")
+        return _Kind.NUMBER, value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _invalid(field, "not a finite number", "INVALID_VALUE")
+        return _Kind.NUMBER, value
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            raise _invalid(field, f"at most {MAX_STRING_LENGTH} characters", "TOO_LONG")
+        moment = _instant(value)
+        return (_Kind.DATE, moment) if moment is not None else (_Kind.STRING, value)
+    raise _invalid(field, "must be a number, a string or a boolean", "WRONG_TYPE")
+
+
+def _instant(text: str) -> datetime | None:
+    """An ISO 8601 date or date-time as an aware UTC instant (a date: its midnight, UTC), else None."""
+    if not _ISO_DATE.fullmatch(text):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if len(text) == 10:
+        parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _equal(
+    at: JsonAt, kind: _Kind, value: Any, column: ColumnElement[Any], segments: Sequence[str]
+) -> ColumnElement[bool]:
+    if kind is _Kind.DATE:
+        return JsonTimeAt(column, segments) == TimeParam(value)
+    # Equal JSON of one type: numbers numerically (1000 = 1000.0), no conversion across types.
+    return and_(JsonTypeAt(column, segments) == kind.value, at == JsonParam(value))
+
+
+def _condition(column: ColumnElement[Any], condition: DataCondition, field: str) -> ColumnElement[bool]:
+    segments = segments_of(condition.path)
+    at = JsonAt(column, segments)
+    op, value = condition.op, condition.value
+    if op is DataOperator.EXISTS:
+        if not isinstance(value, bool):
+            raise _invalid(f"{field}.value", "exists takes true or false", "WRONG_TYPE")
+        present = and_(at.is_not(None), JsonTypeAt(column, segments) != "null")
+        return present if value else not_(present)
+    if value is None:
+        raise _invalid(f"{field}.value", f"{op.value.lower()} needs a value (use exists for presence)", "REQUIRED")
+    if op is DataOperator.IN:
+        if not isinstance(value, list) or not 1 <= len(value) <= MAX_IN_VALUES:
+            raise _invalid(f"{field}.value", f"in takes a list of 1 to {MAX_IN_VALUES} values", "WRONG_TYPE")
+        # Listed values compare as themselves: a date-shaped string is the string it is.
+        kinds = [_kind_of(v, f"{field}.value.{i}") for i, v in enumerate(value)]
+        return or_(*(_equal(at, _Kind.STRING if k is _Kind.DATE else k, v, column, segments)
+                     for (k, _), v in zip(kinds, value, strict=True)))  # fmt: skip
+    kind, bound = _kind_of(value, f"{field}.value")
+    if op is DataOperator.EQ:
+        return _equal(at, kind, bound, column, segments)
+    if op is DataOperator.NE:
+        # Absent (NULL) is not equal: NOT of false, so ne matches it.
+        return not_(func.coalesce(_equal(at, kind, bound, column, segments), false()))
+    if op is DataOperator.CONTAINS:
+        element_kind = _Kind.STRING if kind is _Kind.DATE else kind
+        in_array = ArrayHas(at, value, element_kind)
+        if element_kind is not _Kind.STRING:
+            return in_array
+        substring = and_(JsonTypeAt(column, segments) == "string", _Contains(at, value))
+        return or_(substring, in_array)
+    if kind is _Kind.BOOLEAN:
+        raise _invalid(f"{field}.op", "booleans are compared with eq or ne", "INVALID_OPERATOR")
+    operator = _RANGES[op]
+    if kind is _Kind.DATE:
+        return JsonTimeAt(column, segments).op(operator)(TimeParam(bound))
+    return and_(JsonTypeAt(column, segments) == kind.value, at.op(operator)(JsonParam(bound)))
+
+
+class _Contains(ColumnElement[bool]):
+    """Whether the string at the path contains a substring (case-sensitive)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("at", InternalTraversal.dp_clauseelement), ("param", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, at: JsonAt, text: str) -> None:
+        self.at = at
+        self.param = bindparam(None, text, type_=String(), unique=True)
+
+
+@compiles(_Contains, "postgresql")
+def _contains_pg(element: _Contains, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(strpos({compiler.process(element.at, **kw)} #>> '{{}}', {compiler.process(element.param, **kw)}) > 0)"
+
+
+@compiles(_Contains, "sqlite")
+def _contains_sqlite(element: _Contains, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(instr({compiler.process(element.at, **kw)}, {compiler.process(element.param, **kw)}) > 0)"
+
+
+def data_conditions(conditions: Sequence[DataCondition]) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of ``conditions`` on ``tasks``; a bad path, operator or value raises
+    :class:`ValidationError` naming it (``filter.data.<i>.path`` …)."""
+    if len(conditions) > MAX_CONDITIONS:
+        raise _invalid("filter.data", f"at most {MAX_CONDITIONS} conditions", "TOO_MANY")
+    on_tasks: list[ColumnElement[bool]] = []
+    on_instances: list[ColumnElement[bool]] = []
+    for index, condition in enumerate(conditions):
+        field = f"filter.data.{index}"
+        if (problem := path_problem(condition.path)) is not None:
+            raise _invalid(f"{field}.path", f"{condition.path!r}: {problem}", "INVALID_PATH")
+        if condition.source is DataSource.TASK_INPUT:
+            on_tasks.append(_condition(tasks.c.input, condition, field))
+        else:
+            on_instances.append(_condition(instances.c.data, condition, field))
+    if on_instances:
+        matching: Select[Any] = select(instances.c.id).where(*on_instances)
+        on_tasks.append(tasks.c.workflow_instance_id.in_(matching))
+    return on_tasks

@@ -1,0 +1,38 @@
+"""``tasks(filter: {data: [...]})`` through the real HTTP app (issue #23): a condition on the instance's
+data narrows the inbox; a bad path is BAD_USER_INPUT naming the field."""
+
+from __future__ import annotations
+
+from engine.transitions.engine import Engine
+from tests.server.conftest import GraphQL
+
+DEFINITION = {"key": "search_api", "start": "decision", "nodes": [
+    {"id": "decision", "type": "userTask", "schemaType": "userTask.approval", "assignToRole": "approver",
+     "title": "Approve {{ customer.name }}"}]}  # fmt: skip
+INBOX = """query($data: [DataConditionInput!]) {
+  tasks(filter: {role: "approver", data: $data}, first: 50) { totalCount edges { node { title } } } }"""
+
+
+async def test_the_inbox_filters_by_instance_data(gql: GraphQL, app_engine: Engine) -> None:
+    await app_engine.deploy(DEFINITION, deployed_by="dana")
+    for name, amount in (("Acme", 500), ("Globex", 1500), ("Initech", 2500)):
+        await app_engine.start("search_api", {"customer": {"name": name}, "amount": amount}, "alice")
+
+    async def titles(*conditions: dict[str, object]) -> list[str]:
+        body = await gql(INBOX, user="bob", data=list(conditions))
+        assert "errors" not in body, body
+        return sorted(edge["node"]["title"] for edge in body["data"]["tasks"]["edges"])
+
+    assert await titles({"path": "amount", "op": "GT", "value": 1000}) == ["Approve Globex", "Approve Initech"]
+    named = {"path": "customer.name", "op": "IN", "value": ["Acme", "Initech"]}
+    assert await titles({"path": "amount", "op": "GT", "value": 1000}, named) == ["Approve Initech"]
+    assert await titles({"path": "customer.name", "op": "EXISTS", "value": False}) == []
+    assert await titles({"path": "rank", "op": "EXISTS", "value": False, "source": "TASK_INPUT"}) == [
+        "Approve Acme", "Approve Globex", "Approve Initech"]  # fmt: skip
+
+    bad = await gql(INBOX, user="bob", data=[{"path": "amount'; --", "op": "EQ", "value": 1}])
+    [error] = bad["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert [(f["field"], f["code"]) for f in error["extensions"]["fieldErrors"]] == [
+        ("filter.data.0.path", "INVALID_PATH")
+    ]

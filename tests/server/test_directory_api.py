@@ -1,0 +1,83 @@
+"""The API around the tasks that the web app needs: the user directory, the live cursor and the
+development sign-in (refused unless STEPWISE_DEV is on)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from engine.clock import ManualClock
+from server.app import create_app
+from server.auth import decode_token
+from server.demo import load_demo
+from server.settings import Settings
+from tests.server.conftest import GraphQL
+
+SIGN_IN = """mutation($id: ID!) { devSignIn(input: {userId: $id}) {
+  __typename ... on DevSignInSuccess { token user { id name roles } } ... on Error { code message } } }"""
+
+
+@pytest.fixture
+async def dev_client(settings: Settings, clock: ManualClock) -> AsyncIterator[httpx.AsyncClient]:
+    application: Starlette = create_app(replace(settings, dev=True, dev_mailbox_port=0), clock=clock)
+    async with application.router.lifespan_context(application):
+        await load_demo(application.state.engine)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://stepwise.test") as http:
+            yield http
+
+
+async def post(client: httpx.AsyncClient, query: str, token: str | None = None, **variables: object) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict = response.json()
+    return body
+
+
+async def test_dev_sign_in_issues_a_token_that_signs_in(dev_client: httpx.AsyncClient, settings: Settings) -> None:
+    users = await post(dev_client, "{ devUsers { id name } }")
+    assert [u["id"] for u in users["data"]["devUsers"]] == ["alice", "bob", "carol", "dana", "erin"]
+    body = await post(dev_client, SIGN_IN, id="bob")
+    result = body["data"]["devSignIn"]
+    assert result["__typename"] == "DevSignInSuccess"
+    assert result["user"] == {"id": "bob", "name": "Bob Brown", "roles": ["approver"]}
+    assert await decode_token(settings, result["token"]) == "bob"
+    me = await post(dev_client, "{ me { id } }", token=result["token"])
+    assert me["data"]["me"] == {"id": "bob"}
+
+
+async def test_dev_sign_in_for_an_unknown_user_is_not_found(dev_client: httpx.AsyncClient) -> None:
+    body = await post(dev_client, SIGN_IN, id="mallory")
+    assert body["data"]["devSignIn"] == {"__typename": "NotFound", "code": "NOT_FOUND", "message": "no user mallory"}
+
+
+async def test_without_dev_the_sign_in_is_refused_and_lists_nobody(client: httpx.AsyncClient) -> None:
+    body = await post(client, SIGN_IN, id="dana")
+    assert body["data"]["devSignIn"]["__typename"] == "Forbidden"
+    assert body["data"]["devSignIn"]["code"] == "FORBIDDEN"
+    assert "STEPWISE_DEV" in body["data"]["devSignIn"]["message"]
+    assert (await post(client, "{ devUsers { id } }"))["data"] == {"devUsers": None}
+
+
+async def test_users_lists_the_directory_for_supervisors_only(gql: GraphQL) -> None:
+    for supervisor in ("carol", "dana"):
+        body = await gql("{ users { id roles groups } }", user=supervisor)
+        assert [u["id"] for u in body["data"]["users"]] == ["alice", "bob", "carol", "dana", "erin"]
+        assert body["data"]["users"][4] == {"id": "erin", "roles": [], "groups": ["finance"]}
+    refused = await gql("{ users { id } }", user="bob")
+    assert refused["data"] is None
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    anonymous = await gql("{ users { id } }")
+    assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_the_task_event_cursor_resumes_from_what_the_server_has_read(gql: GraphQL) -> None:
+    body = await gql("{ taskEventCursor }", user="alice")
+    cursor = body["data"]["taskEventCursor"]
+    assert isinstance(cursor, str) and cursor
+    assert (await gql("{ taskEventCursor }"))["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

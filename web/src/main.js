@@ -1,0 +1,102 @@
+// The application shell: sign-in, the header (navigation, live status, user), the routed page and toasts.
+import { html, render, useEffect, useState, useStore } from "./lib.js";
+import { session, setMe, signOut } from "./session.js";
+import { gql } from "./api.js";
+import { ME } from "./queries.js";
+import { connect, connection, onTaskEvent } from "./live.js";
+import { route, match } from "./router.js";
+import { Toasts, toast, Loading, Failure, NotFound } from "./ui.js";
+import { SignIn } from "./pages/signin.js";
+import { Inbox } from "./pages/inbox.js";
+import { StartWorkflow } from "./pages/start.js";
+import { InstancePage } from "./pages/instance.js";
+import { StepPage } from "./pages/step.js";
+import { TaskRedirect } from "./pages/task.js";
+
+const VERB = {
+  CREATED: "created", UPDATED: "updated", CLAIMED: "claimed", ASSIGNED: "assigned", PROGRESS_SAVED: "saved progress on",
+  COMPLETED: "completed", FAILED: "failed", RETRIED: "retried", CANCELLED: "cancelled", EXPIRED: "expired",
+  MESSAGE_POSTED: "posted a message on",
+};
+
+function LiveStatus() {
+  const state = useStore(connection);
+  const label = { live: "Live", connecting: "Connecting…", reconnecting: "Reconnecting…" }[state];
+  return html`<span class="live live-${state}" role="status" data-testid="live" data-state=${state}>
+    <span class="dot" aria-hidden="true"></span>${label}</span>`;
+}
+
+function Header({ me }) {
+  return html`<header class="top">
+    <a class="brand" href="/app/">Stepwise</a>
+    <nav aria-label="Main">
+      <a href="/app/">Inbox</a>
+      <a href="/app/start">Start a workflow</a>
+    </nav>
+    <div class="who">
+      <${LiveStatus} />
+      <span class="me" data-testid="me">${me.name}</span>
+      <button class="button ghost" onClick=${() => signOut()}>Sign out</button>
+    </div>
+  </header>`;
+}
+
+function Page({ url, me }) {
+  const path = url.pathname;
+  let params;
+  if (match("/app", path)) return html`<${Inbox} me=${me} />`;
+  if (match("/app/start", path)) return html`<${StartWorkflow} />`;
+  if ((params = match("/app/instances/:id", path))) return html`<${InstancePage} id=${params.id} me=${me} />`;
+  if ((params = match("/app/steps/:id", path))) {
+    return html`<${StepPage} id=${params.id} me=${me} taskId=${url.searchParams.get("task")} />`;
+  }
+  if ((params = match("/app/tasks/:id", path))) return html`<${TaskRedirect} id=${params.id} />`;
+  return html`<${NotFound} />`;
+}
+
+function SignedIn({ me }) {
+  const url = useStore(route);
+  useEffect(
+    () =>
+      onTaskEvent((event) => {
+        if (event.actor && event.actor.id !== me.id) {
+          toast(`${event.actor.name} ${VERB[event.kind] ?? event.kind.toLowerCase()} “${event.task.title}”`);
+        }
+      }),
+    [me.id],
+  );
+  return html`<div class="shell">
+    <a class="skip" href="#main">Skip to content</a>
+    <${Header} me=${me} />
+    <main id="main" tabindex="-1"><${Page} url=${url} me=${me} key=${url.pathname} /></main>
+    <${Toasts} />
+  </div>`;
+}
+
+function Boot() {
+  const [error, setError] = useState(null);
+  const load = async () => {
+    setError(null);
+    try {
+      const data = await gql(ME);
+      connect(data.taskEventCursor);
+      setMe(data.me);
+    } catch (e) {
+      if (e.kind !== "unauthenticated") setError(e);
+    }
+  };
+  useEffect(() => void load(), []);
+  if (error) return html`<main class="boot-failure"><${Failure} error=${error} retry=${load} /></main>`;
+  return html`<${Loading} what="Signing in" />`;
+}
+
+function App() {
+  const { token, me } = useStore(session);
+  if (!token) return html`<${SignIn} /><${Toasts} />`;
+  if (!me) return html`<${Boot} />`;
+  return html`<${SignedIn} me=${me} />`;
+}
+
+const root = document.getElementById("app");
+root.textContent = ""; // the page's "Loading…" placeholder
+render(html`<${App} />`, root);

@@ -1,0 +1,79 @@
+// The step instance page (seed 000 "Task Execution"): four metric cards, the toggles "Assigned to me" and
+// "Show completed tasks", the task list; a task opens in the execution modal (?task=ID in the address).
+// Live: the metrics come with every event of this step; the list is patched and then re-read.
+import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
+import { gql } from "../api.js";
+import { STEP } from "../queries.js";
+import { onTaskEvent } from "../live.js";
+import { navigate } from "../router.js";
+import { Loading, NotFound, Failure, Empty, debounce } from "../ui.js";
+import { TaskRow } from "./inbox.js";
+import { TaskModal } from "../task/modal.js";
+
+function Metric({ label, value, name }) {
+  return html`<div class=${`metric metric-${name}`} data-testid=${`metric-${name}`}>
+    <span class="metric-value">${value}</span><span class="metric-label">${label}</span></div>`;
+}
+
+export function StepPage({ id, me, taskId }) {
+  const [mine, setMine] = useState(false);
+  const [completed, setCompleted] = useState(true);
+  const [step, setStep] = useState(undefined);
+  const [error, setError] = useState(null);
+  const shown = useRef(step);
+  shown.current = step;
+
+  const load = async () => {
+    try {
+      const data = await gql(STEP, { id, mine, completed });
+      setError(null);
+      setStep(data.stepInstance);
+    } catch (e) {
+      setError(e);
+    }
+  };
+  useEffect(() => void load(), [id, mine, completed]);
+  const refresh = useMemo(() => debounce(load, 150), [id, mine, completed]);
+  useEffect(() => () => refresh.cancel(), [refresh]);
+  useEffect(
+    () =>
+      onTaskEvent((event) => {
+        const current = shown.current;
+        if (!current || event.task.step?.id !== id) return;
+        const edges = current.tasks.edges.map((e) => (e.node.id === event.task.id ? { node: event.task } : e));
+        setStep({ ...current, metrics: event.task.step.metrics ?? current.metrics, tasks: { ...current.tasks, edges } });
+        refresh();
+      }),
+    [id, refresh],
+  );
+
+  const close = () => navigate(`/app/steps/${id}`);
+  if (error) return html`<${Failure} error=${error} retry=${load} />`;
+  if (step === undefined) return html`<${Loading} what="Loading the step" />`;
+  if (step === null) return html`<${NotFound} what="step" />`;
+  const tasks = step.tasks.edges.map((e) => e.node);
+  const instance = tasks[0]?.workflowInstance;
+  return html`<section class="page" aria-labelledby="step-title">
+    <nav class="crumbs" aria-label="Breadcrumb">
+      <a href="/app/">Inbox</a>
+      ${instance && html` / <a href=${`/app/instances/${instance.id}`}>${instance.definitionKey}</a>`} / <span>${step.title}</span>
+    </nav>
+    <h1 id="step-title">${step.title}</h1>
+    <div class="metrics" aria-label="Task metrics">
+      <${Metric} name="total" label="Total tasks" value=${step.metrics.total} />
+      <${Metric} name="active" label="Active" value=${step.metrics.active} />
+      <${Metric} name="completed" label="Completed" value=${step.metrics.completed} />
+      <${Metric} name="blocked" label="Blocked" value=${step.metrics.blocked} />
+    </div>
+    <div class="toggles" role="group" aria-label="Display options">
+      <label class="switch"><input type="checkbox" role="switch" checked=${mine} onChange=${(e) => setMine(e.target.checked)} /> Assigned to me</label>
+      <label class="switch"><input type="checkbox" role="switch" checked=${completed} onChange=${(e) => setCompleted(e.target.checked)} /> Show completed tasks</label>
+    </div>
+    ${tasks.length === 0
+      ? html`<${Empty} title="No tasks to show">${mine ? "None of this step's tasks is assigned to you." : "This step has no tasks yet."}<//>`
+      : html`<ul class="task-list" aria-label="Tasks of this step" data-testid="step-tasks">
+          ${tasks.map((t) => html`<${TaskRow} key=${t.id} task=${t} href=${`/app/steps/${id}?task=${t.id}`} />`)}
+        </ul>`}
+    ${taskId && html`<${TaskModal} key=${taskId} id=${taskId} me=${me} onClose=${close} />`}
+  </section>`;
+}
