@@ -12,8 +12,10 @@ and, on PostgreSQL, ``storage/postgres/finish.py``); an event is numbered and de
 """
 
 from engine import errors, state
+from engine.calendars import BusinessCalendar, Calendars, parse_calendars
 from engine.catalog import default_registry
 from engine.clock import Clock, ManualClock, SystemClock
+from engine.definitions.escalations import EscalationAction
 from engine.definitions.model import Node, Priority, WorkflowDefinition
 from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES
 from engine.errors import (
@@ -26,6 +28,7 @@ from engine.errors import (
     IdempotencyKeyReusedError,
     InvalidStateError,
     NotFoundError,
+    SeparationOfDutiesError,
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
@@ -48,6 +51,7 @@ from engine.state import (
     StepMetrics,
     Task,
     TaskAttempt,
+    TaskEscalation,
     TaskEvent,
     TaskEventKind,
     TaskKind,
@@ -60,6 +64,7 @@ from engine.storage.data_search import DataCondition, DataOperator, DataSort, Da
 from engine.storage.database import Database, ReadSessions
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
+from engine.storage.escalations import EscalationRepository
 from engine.storage.inbox import (
     TaskOrderField,
     TaskQuery,
@@ -73,7 +78,7 @@ from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
 from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
-from engine.tasks import permissions
+from engine.tasks import permissions, policies
 from engine.tasks.blobs import BlobStore
 from engine.tasks.documents import DocumentService
 from engine.tasks.service import TaskService
@@ -90,13 +95,14 @@ from engine.workers.webhooks import DeliveryPolicy, WebhookDispatcher
 from engine.workers.worker import Worker
 
 __all__ = [
-    # whole modules: the domain's dataclasses and states, the errors, the permission rules
-    "errors", "state", "permissions",
+    # whole modules: the domain's dataclasses and states, the errors, the permission and approval-policy rules
+    "errors", "state", "permissions", "policies",
     # running the engine
     "Engine", "Database", "ReadSessions", "Clock", "SystemClock", "ManualClock", "default_registry",
     "upgrade", "current_revision", "head_revision", "FastPaths",
     # the domain's dataclasses and states (also as ``state.X``)
     "User", "Task", "TaskStatus", "TaskKind", "TaskEvent", "TaskEventKind", "TaskMessage", "TaskAttempt", "Document",
+    "TaskEscalation",
     "WorkflowInstance", "InstanceStatus", "StepInstance", "StepMetrics", "DeployedDefinition",
     # definitions
     "WorkflowDefinition", "Node", "Priority",
@@ -112,6 +118,10 @@ __all__ = [
     "EventHub", "EventFilter", "Delivery", "encode_event_cursor", "decode_event_cursor",
     # workers
     "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
+    # business time (issue #22)
+    "BusinessCalendar", "Calendars", "parse_calendars",
+    # escalation ladders (issue #22)
+    "EscalationAction", "EscalationRepository",
     # webhooks, and signing what the engine sends out
     "WebhookService", "Webhook", "WebhookFilter", "WebhookDelivery", "WebhookAttempt", "DeliveryStatus",
     "WebhookDispatcher", "DeliveryPolicy",
@@ -122,4 +132,5 @@ __all__ = [
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
     "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
+    "SeparationOfDutiesError",
 ]  # fmt: skip

@@ -3,6 +3,7 @@
 StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── NotFoundError             NOT_FOUND: no such object, or the actor may not see it
 ├── ForbiddenError            FORBIDDEN: the actor may see it but not do this
+│   └── SeparationOfDutiesError  SEPARATION_OF_DUTIES: the task's ``excludes`` shut this user out
 ├── ConflictError             CONFLICT: a stale revision, a second signal, a duplicate
 │   └── IdempotencyKeyReusedError  IDEMPOTENCY_KEY_REUSED: the key came before with other input
 ├── InvalidStateError         INVALID_STATE: the object is not in a state that allows this
@@ -43,6 +44,18 @@ class ForbiddenError(StepwiseError):
     """The actor may see the object but may not perform the action."""
 
     code = "FORBIDDEN"
+
+
+class SeparationOfDutiesError(ForbiddenError):
+    """The task's ``excludes`` rule ``rule`` (``starter``, ``previousApprovers``, ``completedBy:<node>``)
+    shuts the user out: they may not claim it, be assigned it, have it delegated to them, or decide it,
+    whatever their roles (admins too). The API's ``Forbidden`` with this code."""
+
+    code = "SEPARATION_OF_DUTIES"
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 class ConflictError(StepwiseError):

@@ -30,6 +30,10 @@ DEMO_USERS = (
     DemoUser("carol", "Carol Clark", roles=("manager",)),
     DemoUser("dana", "Dana Diaz", roles=("admin",)),
     DemoUser("erin", "Erin Evans", groups=("finance",)),
+    # The purchase request's three approvers (two must approve; whichever of them requests is excluded).
+    DemoUser("grace", "Grace Green", roles=("purchase_approver",)),
+    DemoUser("henry", "Henry Hill", roles=("purchase_approver",)),
+    DemoUser("ivan", "Ivan Irwin", roles=("purchase_approver",)),
 )
 
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, FastPaths, HostPolicy, check_host_entries
+from engine import DEFAULT_MAX_JSON_BYTES, Calendars, FastPaths, HostPolicy, check_host_entries, parse_calendars
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,9 @@ class Settings:
     def idempotency_ttl(self) -> timedelta:
         return timedelta(hours=self.idempotency_key_hours)
 
+    calendars: Calendars = field(default_factory=Calendars)
+    """Business-time calendars by name (``STEPWISE_CALENDARS``); ``default`` is Monday to Friday 09:00–17:00 UTC."""
+
     def host_policy(self) -> HostPolicy:
         """What HTTP and GraphQL tasks, and webhooks, may reach (STEPWISE_HTTP_ALLOW / _DENY)."""
         return HostPolicy(allow=self.http_allow, deny=self.http_deny)
@@ -190,6 +193,7 @@ class Settings:
             jwks_refetch_seconds=float(env("STEPWISE_JWKS_REFETCH_SECONDS", str(defaults.jwks_refetch_seconds))),
             fast_paths=FastPaths.from_env(),
             idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
+            calendars=Calendars(parse_calendars(_json_object("STEPWISE_CALENDARS"))),
             webhook_max_attempts=int(env("STEPWISE_WEBHOOK_MAX_ATTEMPTS", str(defaults.webhook_max_attempts))),
             webhook_retry_seconds=float(env("STEPWISE_WEBHOOK_RETRY_SECONDS", str(defaults.webhook_retry_seconds))),
             webhook_timeout_seconds=float(

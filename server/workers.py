@@ -27,7 +27,7 @@ async def running_worker(
     context = ExecutionContext(
         clock=engine.clock, smtp_url=settings.smtp_url,
         host_policy=settings.host_policy(),
-        settings=settings.template_settings, max_body_bytes=settings.max_json_bytes,
+        settings=settings.template_settings, max_body_bytes=settings.max_json_bytes, calendars=engine.calendars,
     )  # fmt: skip
     lease = timedelta(seconds=settings.worker_lease_seconds)
     async with context:

@@ -12,6 +12,9 @@ from typing import Any
 
 import isodate
 
+from engine.definitions.approval import REJECT_ANY, REJECT_MAJORITY, ApprovalLevel, ApprovalPolicy, Approvers
+from engine.definitions.durations import Span, parse_span
+from engine.definitions.escalations import parse_escalation
 from engine.definitions.model import (
     DocumentRequirement,
     Edge,
@@ -33,7 +36,8 @@ _NODE_KEYS = frozenset(
     {
         "id", "type", "name", "schemaType", "title", "description", "signal", "assignToRole",
         "assignToUser", "assignToGroup", "assignWith", "storeAs", "priority", "dueIn", "dueAt",
-        "onDue", "form", "documents", "config", "retry", "join",
+        "onDue", "form", "documents", "config", "retry", "join", "approval", "excludes",
+        "escalation",
     }
 )  # fmt: skip
 _FIELD_KEYS = frozenset({"key", "type", "label", "required", "options", "mask", "multiline", "min", "max", "maxLength"})
@@ -98,6 +102,17 @@ class _Reader:
             self.fail(key, f"must be in days, hours, minutes or seconds: {value!r}")
             return None
         return parsed
+
+    def span(self, key: str) -> Span | None:
+        """A duration, or business time (:mod:`engine.definitions.durations`)."""
+        value = self.doc.get(key)
+        if value is None:
+            return None
+        try:
+            return parse_span(value)
+        except ValueError as exc:
+            self.fail(key, str(exc))
+            return None
 
     def strings(self, key: str) -> tuple[str, ...] | None:
         value = self.get(key, list)
@@ -181,7 +196,7 @@ def _parse_node(doc: Any, index: int, errors: list[FieldError]) -> Node:
         assign_with=r.text("assignWith"),
         store_as=r.text("storeAs"),
         priority=r.enum("priority", Priority, Priority.NORMAL),
-        due_in=r.duration("dueIn"),
+        due_in=r.span("dueIn"),
         due_at=r.text("dueAt"),
         on_due=r.enum("onDue", OnDue, OnDue.NONE),
         form=_parse_form(form_doc, r) if form_doc is not None else None,
@@ -189,6 +204,9 @@ def _parse_node(doc: Any, index: int, errors: list[FieldError]) -> Node:
         config=dict(r.get("config", Mapping, default={})),
         retry=_parse_retry(r.get("retry", Mapping), r),
         join=r.text("join"),
+        approval=_parse_approval(r.get("approval", Mapping), r),
+        excludes=r.strings("excludes") or (),
+        escalation=parse_escalation(r.doc.get("escalation"), f"{r.path}.escalation", r.subject, errors),
     )
 
 
@@ -254,6 +272,62 @@ def _parse_retry(doc: Mapping[str, Any] | None, node: _Reader) -> RetryPolicy | 
     except ValueError as exc:
         r.fail("", f"has an invalid retry policy: {exc}")
         return None
+
+
+_APPROVER_KEYS = frozenset({"role", "group", "users"})
+_LEVEL_KEYS = frozenset({"required", "rejectWhen"})
+
+
+def _parse_approval(doc: Mapping[str, Any] | None, node: _Reader) -> ApprovalPolicy | None:
+    if doc is None:
+        return None
+    r = _Reader(doc, f"{node.path}.approval", f"{node.subject}, approval", node.errors)
+    if "chain" in doc:
+        r.reject_unknown(frozenset({"chain"}))
+        items = r.children("chain")
+        if not items:
+            r.fail("chain", "must list at least one level")
+            return None
+        levels = [_parse_level(item, f"{r.path}.chain.{i}", f"{r.subject} level {i + 1}", node, item)
+                  for i, item in enumerate(items)]  # fmt: skip
+        return ApprovalPolicy(levels=tuple(levels), chain=True)
+    r.reject_unknown(_LEVEL_KEYS | {"of"})
+    of = r.get("of", Mapping, required=True)
+    if of is None:
+        return None
+    return ApprovalPolicy(levels=(_parse_level(doc, r.path, r.subject, node, of, of_key="of"),))
+
+
+def _parse_level(doc: Any, path: str, subject: str, node: _Reader, approvers: Any, of_key: str = "") -> ApprovalLevel:
+    """One level: ``required`` and ``rejectWhen`` from ``doc``, who decides from ``approvers`` (the
+    same object for a chain's level, ``doc["of"]`` for a quorum)."""
+    r = _Reader(doc, path, subject, node.errors)
+    if not of_key:
+        r.reject_unknown(_LEVEL_KEYS | _APPROVER_KEYS)
+    who = _Reader(approvers, f"{path}.{of_key}" if of_key else path, subject, node.errors)
+    if of_key:
+        who.reject_unknown(_APPROVER_KEYS)
+    named = [key for key in ("role", "group", "users") if key in who.doc]
+    if len(named) != 1:
+        who.fail("", "must name exactly one of role, group or users", "REQUIRED")
+    users = who.doc.get("users")
+    template = users if isinstance(users, str) else None
+    listed = who.strings("users") if not isinstance(users, str) else None
+    required = r.integer("required", 1)
+    reject_when = r.get("rejectWhen", (str, int), REJECT_ANY)
+    if isinstance(reject_when, str) and reject_when not in (REJECT_ANY, REJECT_MAJORITY):
+        r.fail("rejectWhen", f"must be 'any', 'majority' or a number, not {reject_when!r}")
+    elif isinstance(reject_when, int) and reject_when < 1:
+        r.fail("rejectWhen", "must be at least 1")
+    if required is None or required < 1:
+        r.fail("required", "must be at least 1")
+    elif listed is not None and required > len(listed):
+        r.fail("required", f"is {required}, but only {len(listed)} users are listed")
+    return ApprovalLevel(
+        approvers=Approvers(role=who.text("role"), group=who.text("group"), users=listed, users_template=template),
+        required=required or 1,
+        reject_when=reject_when,
+    )
 
 
 def _parse_edge(doc: Any, index: int, errors: list[FieldError]) -> Edge:

@@ -46,6 +46,14 @@ class DirectoryRepository:
     async def get_user(self, user_id: str) -> User | None:
         return (await self.get_users([user_id])).get(user_id)
 
+    async def members(self, *, role: str | None = None, group: str | None = None) -> list[str]:
+        """The ids of the users who hold ``role`` (or are in ``group``), sorted."""
+        if role is not None:
+            query = select(user_roles.c.user_id).where(user_roles.c.role_key == role)
+        else:
+            query = select(user_groups.c.user_id).where(user_groups.c.group_key == group)
+        return sorted(row.user_id for row in await self.session.execute(query))
+
     async def list_users(self) -> list[User]:
         ids = [row.id for row in await self.session.execute(select(users.c.id).order_by(users.c.id))]
         found = await self.get_users(ids)

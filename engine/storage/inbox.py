@@ -24,7 +24,7 @@ from engine.storage.data_search import DataCondition, data_conditions
 from engine.storage.database import Database, Executor, ReadSessions
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
-from engine.storage.tasks import TASK_SUMMARY_COLUMNS, task_from_row
+from engine.storage.tasks import TASK_SUMMARY_COLUMNS, candidate_pattern, task_from_row
 from engine.tasks import permissions
 
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
@@ -60,11 +60,17 @@ class TaskQuery:
 
 
 def visibility(viewer: User) -> ColumnElement[bool]:
-    """docs/design.md §5 as SQL: assignee, role holder, group member, the instance's starter, or a supervisor."""
+    """docs/design.md §5 as SQL: assignee, role holder, group member, the instance's starter, or a supervisor;
+    and a delegate, or an approver named by user id."""
     if permissions.is_supervisor(viewer):
         return true()
     started = select(instances.c.id).where(instances.c.started_by == viewer.id)
-    clauses = [tasks.c.assigned_user_id == viewer.id, tasks.c.workflow_instance_id.in_(started)]
+    clauses = [
+        tasks.c.assigned_user_id == viewer.id,
+        tasks.c.workflow_instance_id.in_(started),
+        tasks.c.delegated_to == viewer.id,
+        tasks.c.candidate_users.like(candidate_pattern(viewer.id), escape="\\"),
+    ]
     if viewer.roles:
         clauses.append(tasks.c.assigned_role.in_(sorted(viewer.roles)))
     if viewer.groups:

@@ -229,6 +229,12 @@ class TaskRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
+    # Issue #22: approval policies, separation of duties, delegation (engine.tasks.policies).
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    # Named approvers as ",alice,bob,": the inbox's visibility finds a user's with one LIKE on both databases.
+    candidate_users: Mapped[str | None] = mapped_column(Text)
+    delegated_to: Mapped[str | None] = mapped_column(String(64))
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class TaskEventRow(Base):
@@ -298,6 +304,37 @@ class IdempotencyKeyRow(Base):
     response: Mapped[Any] = mapped_column(JsonType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TaskEscalationRow(Base):
+    """One step of a user task's escalation ladder (engine.workers.escalations): scheduled when the task is
+    created, fired once by a worker that leases it like a system task, or cancelled by the task's end."""
+
+    __tablename__ = "task_escalations"
+    __table_args__ = (
+        UniqueConstraint("task_id", "step"),
+        # What the worker claims: scheduled steps by due time, and reminders whose email is yet to go.
+        Index("ix_task_escalations_due", "due_at", postgresql_where=text("status = 'SCHEDULED'"),
+              sqlite_where=text("status = 'SCHEDULED'")),
+        Index("ix_task_escalations_unsent", "lease_expires_at", postgresql_where=text("notify_pending"),
+              sqlite_where=text("notify_pending")),
+    )  # fmt: skip
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    workflow_instance_id: Mapped[str] = mapped_column(String(36))
+    step: Mapped[int] = mapped_column(SmallInteger)
+    action: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    """What the step did: the recipients a reminder went to, whom a task was reassigned to."""
+    notify_pending: Mapped[bool] = mapped_column(Boolean)
+    """A fired reminder whose email has not been sent yet (sent after the step's transition commits)."""
+    notify_attempts: Mapped[int] = mapped_column(SmallInteger)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revision: Mapped[int] = mapped_column(Integer)
 
 
 class WebhookRow(Base):
@@ -392,6 +429,7 @@ task_messages = cast(Table, TaskMessageRow.__table__)
 documents = cast(Table, DocumentRow.__table__)
 task_attempts = cast(Table, TaskAttemptRow.__table__)
 idempotency_keys = cast(Table, IdempotencyKeyRow.__table__)
+task_escalations = cast(Table, TaskEscalationRow.__table__)
 webhooks = cast(Table, WebhookRow.__table__)
 webhook_deliveries = cast(Table, WebhookDeliveryRow.__table__)
 webhook_attempts = cast(Table, WebhookAttemptRow.__table__)

@@ -7,7 +7,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Integer, bindparam, case, func, insert, literal_column, select
+from sqlalchemy import ColumnElement, Integer, and_, bindparam, case, func, insert, literal_column, or_, select
 from sqlalchemy.engine import CursorResult
 
 from engine.state import (
@@ -30,8 +30,19 @@ _INSERT_FIELDS = (
     "id", "workflow_instance_id", "step_instance_id", "token_id", "node_id", "schema_type", "name", "title",
     "description", "signal_name", "assigned_role", "assigned_user_id", "assigned_group", "input", "output",
     "draft", "revision", "created_at", "updated_at", "due_at", "completed_at", "completed_by", "attempt_count",
-    "next_run_at", "error", "type", "expires_at",
+    "next_run_at", "error", "type", "expires_at", "policy", "delegated_to", "blocked_reason",
 )  # fmt: skip
+
+
+def stored_candidates(user_ids: Collection[str]) -> str | None:
+    """``candidate_users`` as stored: ``",alice,bob,"``, so ``LIKE '%,alice,%'`` finds alice's."""
+    return f",{','.join(user_ids)}," if user_ids else None
+
+
+def candidate_pattern(user_id: str) -> str:
+    """The LIKE pattern of ``user_id`` in a stored ``candidate_users`` (``_`` and ``%`` escaped with ``\\``)."""
+    escaped = user_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%,{escaped},%"
 
 
 def task_values(task: Task) -> dict[str, Any]:
@@ -39,6 +50,8 @@ def task_values(task: Task) -> dict[str, Any]:
     values.update(kind=task.kind.value, status=task.status.value, priority=PRIORITY_RANK[task.priority])
     values["input"] = dict(task.input)
     values["draft"] = dict(task.draft) if task.draft is not None else None
+    values["policy"] = dict(task.policy) if task.policy is not None else None
+    values["candidate_users"] = stored_candidates(task.candidate_users)
     return values
 
 
@@ -48,6 +61,8 @@ def stored_changes(values: Mapping[str, Any], expected_revision: int) -> dict[st
     for key in ("status", "kind"):
         if key in stored and stored[key] is not None:
             stored[key] = str(stored[key])
+    if "candidate_users" in stored:
+        stored["candidate_users"] = stored_candidates(stored["candidate_users"])
     stored["revision"] = expected_revision + 1
     return stored
 
@@ -76,6 +91,7 @@ def task_from_row(row: Any, prefix: str = "", *, summary: bool = False) -> Task:
         kind=TaskKind(values["kind"]),
         status=TaskStatus(values["status"]),
         priority=PRIORITY_BY_RANK[values["priority"]],
+        candidate_users=tuple(user for user in (values["candidate_users"] or "").split(",") if user),
     )
     return Task(**values)
 
@@ -100,18 +116,25 @@ _SUMMARIES_BY_INSTANCES = (
 )
 
 
-def _count_of(statuses: Collection[TaskStatus]) -> Any:
+def _count_of(statuses: Collection[TaskStatus], *, or_where: ColumnElement[bool] | None = None) -> Any:
     one, zero = literal_column("1", Integer()), literal_column("0", Integer())
-    return func.sum(case((tasks.c.status.in_(sql_literals(s.value for s in statuses)), one), else_=zero))
+    condition: ColumnElement[bool] = tasks.c.status.in_(sql_literals(s.value for s in statuses))
+    if or_where is not None:
+        condition = or_(condition, or_where)
+    return func.sum(case((condition, one), else_=zero))
 
 
+# Open but flagged blocked: separation of duties left no one eligible (engine.tasks.approvals).
+_FLAGGED_BLOCKED = and_(
+    tasks.c.blocked_reason.is_not(None), tasks.c.status.in_(sql_literals(s.value for s in OPEN_TASK_STATUSES))
+)
 _STEP_METRICS = (
     select(
         tasks.c.step_instance_id,
         func.count().label("total"),
         _count_of(ACTIVE_TASK_STATUSES).label("active"),
         _count_of([TaskStatus.COMPLETED]).label("completed"),
-        _count_of(BLOCKED_TASK_STATUSES).label("blocked"),
+        _count_of(BLOCKED_TASK_STATUSES, or_where=_FLAGGED_BLOCKED).label("blocked"),
     )
     .where(any_of(tasks.c.step_instance_id, "ids"))
     .group_by(tasks.c.step_instance_id)
@@ -190,7 +213,8 @@ class TaskRepository:
         return [task_from_row(row) for row in await self.session.execute(query)]
 
     async def step_metrics(self, step_ids: Collection[str]) -> dict[str, StepMetrics]:
-        """docs/design.md §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED, total = every task."""
+        """docs/design.md §1: active = CLAIMED/RUNNING/WAITING, blocked = FAILED/EXPIRED or open but flagged
+        ``blocked`` (no one may work on it), total = every task."""
         metrics = {step_id: StepMetrics() for step_id in step_ids}
         for row in await self.session.execute(_STEP_METRICS, {"ids": list(step_ids)}):
             metrics[row.step_instance_id] = StepMetrics(

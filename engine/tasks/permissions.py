@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine.state import Task, TaskKind, TaskStatus, User, WorkflowInstance
+from engine.tasks import policies
 
 
 def is_supervisor(user: User) -> bool:
@@ -17,14 +18,18 @@ def is_supervisor(user: User) -> bool:
 
 
 def is_candidate(user: User, task: Task) -> bool:
-    """Holds the task's role or is in its group."""
-    return (task.assigned_role is not None and task.assigned_role in user.roles) or (
-        task.assigned_group is not None and task.assigned_group in user.groups
-    )
+    """Holds the task's role, is in its group, or is one of its approvers named by id."""
+    return policies.is_task_candidate(user, task)
 
 
 def can_see_task(user: User, task: Task, started_by: str) -> bool:
-    return is_supervisor(user) or task.assigned_user_id == user.id or is_candidate(user, task) or started_by == user.id
+    return (
+        is_supervisor(user)
+        or task.assigned_user_id == user.id
+        or task.delegated_to == user.id
+        or is_candidate(user, task)
+        or started_by == user.id
+    )
 
 
 def can_see_instance(user: User, instance: WorkflowInstance, tasks: Iterable[Task]) -> bool:
@@ -38,9 +43,17 @@ def _is_open_user_task(task: Task) -> bool:
     return task.kind is TaskKind.USER and task.status in (TaskStatus.PENDING, TaskStatus.CLAIMED)
 
 
+def _held_by_rules(task: Task) -> bool:
+    """Decided by its approval policy's approvers, or delegated: no one claims or assigns it meanwhile."""
+    return policies.has_approval_policy(task) or task.delegated_to is not None
+
+
 def can_claim(user: User, task: Task) -> bool:
-    """Self-assign: a candidate while nobody holds it, or a supervisor (who may take it over)."""
-    if not _is_open_user_task(task) or task.assigned_user_id == user.id:
+    """Self-assign: a candidate while nobody holds it, or a supervisor (who may take it over); never
+    someone its ``excludes`` shut out (admins neither)."""
+    if not _is_open_user_task(task) or task.assigned_user_id == user.id or _held_by_rules(task):
+        return False
+    if policies.excluded_by(task, user.id) is not None:
         return False
     if is_supervisor(user):
         return True
@@ -48,16 +61,32 @@ def can_claim(user: User, task: Task) -> bool:
 
 
 def can_assign(user: User, task: Task) -> bool:
-    return is_supervisor(user) and _is_open_user_task(task)
+    return is_supervisor(user) and _is_open_user_task(task) and not _held_by_rules(task)
 
 
 def can_complete(user: User, task: Task) -> bool:
-    """Save, submit, approve, reject: the assignee, or a candidate on an unassigned task."""
-    if not _is_open_user_task(task):
+    """Save, submit, approve, reject: the assignee, or a candidate on an unassigned task; for a task
+    with an approval policy, an approver of its current level who has not decided yet. Never someone
+    its ``excludes`` shut out, and no one while it is delegated (the delegate resolves it back)."""
+    if not _is_open_user_task(task) or task.delegated_to is not None:
         return False
+    if policies.excluded_by(task, user.id) is not None:
+        return False
+    if policies.has_approval_policy(task):
+        return policies.decision_eligibility(user, task).eligible
     if task.assigned_user_id is not None:
         return task.assigned_user_id == user.id
     return is_candidate(user, task)
+
+
+def can_delegate(user: User, task: Task) -> bool:
+    """The assignee hands the task to someone else for a while (issue #22)."""
+    return _is_open_user_task(task) and not _held_by_rules(task) and task.assigned_user_id == user.id
+
+
+def can_resolve(user: User, task: Task) -> bool:
+    """The delegate hands it back to its owner."""
+    return _is_open_user_task(task) and task.delegated_to == user.id
 
 
 def can_retry(user: User, task: Task) -> bool:

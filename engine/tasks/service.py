@@ -1,4 +1,4 @@
-"""What people do with tasks: claim, assign, save progress, submit, approve or reject, discuss.
+"""What people do with tasks: claim, assign, save progress, submit, approve or reject, delegate, discuss.
 
 Each operation runs as one engine transition, so the rule checks, the task change, its events and
 whatever the workflow does next commit together. Checks come in a fixed order: visibility
@@ -19,7 +19,7 @@ from engine.state import Task, TaskEventKind, TaskKind, TaskMessage, TaskStatus,
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.tasks import TaskRepository
-from engine.tasks import permissions
+from engine.tasks import permissions, policies
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 
@@ -55,8 +55,10 @@ class TaskService:
     async def claim(self, user: User, task_id: str) -> Task:
         async def claim(transition: Transition, task: Task) -> None:
             _require_open_user_task(task)
+            _require_not_held_by_rules(task)
             if task.assigned_user_id == user.id:
                 raise InvalidStateError("you already hold this task")
+            policies.check_not_excluded(task, user.id, "claim")
             if not permissions.can_claim(user, task):
                 raise ForbiddenError("only a candidate (its role or group) may claim an unassigned task")
             await transition.update_task(task, TaskEventKind.CLAIMED, assigned_user_id=user.id,
@@ -67,6 +69,7 @@ class TaskService:
     async def assign(self, user: User, task_id: str, assignee_id: str | None) -> Task:
         async def assign(transition: Transition, task: Task) -> None:
             _require_open_user_task(task)
+            _require_not_held_by_rules(task)
             if not permissions.can_assign(user, task):
                 raise ForbiddenError("only a manager or an admin may assign tasks to others")
             if (
@@ -76,23 +79,41 @@ class TaskService:
                 raise ValidationError(
                     f"no user {assignee_id!r}", [FieldError("userId", "no such user", "UNKNOWN_USER")]
                 )
+            if assignee_id is not None:
+                policies.check_not_excluded(task, assignee_id, "be assigned")
             if assignee_id == task.assigned_user_id:
                 return
             status = TaskStatus.CLAIMED if assignee_id is not None else TaskStatus.PENDING
-            await transition.update_task(task, TaskEventKind.ASSIGNED, assigned_user_id=assignee_id, status=status)
+            # An eligible assignee is what a task blocked by separation of duties waited for.
+            unblocked = {"blocked_reason": None} if assignee_id is not None and task.blocked_reason else {}
+            await transition.update_task(task, TaskEventKind.ASSIGNED, assigned_user_id=assignee_id, status=status,
+                                         **unblocked)  # fmt: skip
 
         return (await self._on_task(user, task_id, assign))[1]
 
     # -- completing ------------------------------------------------------------------------
 
-    async def _prepare(self, transition: Transition, task: Task, user: User, expected_revision: int | None) -> Task:
-        """Check a save/submit/decision may go ahead; a candidate on an unassigned task claims it."""
+    async def _prepare(
+        self, transition: Transition, task: Task, user: User, expected_revision: int | None, *, completing: bool = True
+    ) -> Task:
+        """Check a save (``completing`` False), submit or decision may go ahead; a candidate on an
+        unassigned task claims it. While a task is delegated only the delegate works on it, and only
+        to save: they resolve it back, and its owner completes it."""
         _require_open_user_task(task)
+        if task.delegated_to is not None:
+            if task.delegated_to == user.id:
+                if completing:
+                    raise ForbiddenError(
+                        "a delegate resolves the task back to its owner (resolveTask), who completes it"
+                    )
+                return _at_revision(task, expected_revision)
+            if task.assigned_user_id == user.id:
+                raise InvalidStateError(f"the task is delegated to {task.delegated_to}; you complete it once they "
+                                        "resolve it")  # fmt: skip
+        policies.check_not_excluded(task, user.id, "work on")
         if not permissions.can_complete(user, task):
             raise ForbiddenError("only the assignee (or a candidate, on an unassigned task) may work on it")
-        if expected_revision is not None and expected_revision != task.revision:
-            raise ConflictError(f"task is at revision {task.revision}, not {expected_revision}; reload it")
-        return task
+        return _at_revision(task, expected_revision)
 
     async def _claim_if_unassigned(self, transition: Transition, task: Task, user: User) -> Task:
         if task.assigned_user_id is not None:
@@ -104,10 +125,11 @@ class TaskService:
         check_json_size(values, "values", self.engine.max_json_bytes)
 
         async def save(transition: Transition, task: Task) -> None:
-            task = await self._prepare(transition, task, user, expected_revision)
+            task = await self._prepare(transition, task, user, expected_revision, completing=False)
             node = transition.definition.node(task.node_id)
             draft = validate_values(node.form, values, partial=True)
-            task = await self._claim_if_unassigned(transition, task, user)
+            if task.delegated_to is None:
+                task = await self._claim_if_unassigned(transition, task, user)
             await transition.update_task(task, TaskEventKind.PROGRESS_SAVED, draft=draft)
 
         return (await self._on_task(user, task_id, save))[1]
@@ -139,12 +161,13 @@ class TaskService:
         check_json_size(values, "values", self.engine.max_json_bytes)
 
         async def decide(transition: Transition, task: Task) -> None:
+            if policies.has_approval_policy(task):
+                await self._decide_by_policy(transition, task, user, decision, comment, values, expected_revision)
+                return
             task = await self._prepare(transition, task, user, expected_revision)
             if task.schema_type != APPROVAL_SCHEMA_TYPE:
                 raise InvalidStateError("only approval tasks are approved or rejected; use submitTask")
-            if comment is not None and len(comment) > MAX_TEXT_LENGTH:
-                problem = FieldError("comment", f"at most {MAX_TEXT_LENGTH} characters", "TOO_LONG")
-                raise ValidationError("comment is too long", [problem])
+            _check_comment(comment)
             node = transition.definition.node(task.node_id)
             clean = validate_values(node.form, values, partial=False)
             task = await self._claim_if_unassigned(transition, task, user)
@@ -153,6 +176,79 @@ class TaskService:
             await transition.complete(task, output)
 
         return (await self._on_task(user, task_id, decide))[1]
+
+    async def _decide_by_policy(
+        self, transition: Transition, task: Task, user: User, decision: str, comment: str | None, values: Any,
+        expected_revision: int | None,
+    ) -> None:  # fmt: skip
+        """One approver's decision on a task with an approval policy (:mod:`engine.tasks.policies`): it
+        is recorded, and completes the task when it settles the outcome, or moves a chain on a level."""
+        if task.status is TaskStatus.COMPLETED:
+            raise InvalidStateError(f"the outcome is already settled ({policies.outcome(task)}); no more decisions "
+                                    "are taken")  # fmt: skip
+        _require_open_user_task(task)
+        policies.check_not_excluded(task, user.id, "decide")
+        if policies.has_decided(task, user.id):
+            raise InvalidStateError("you have already decided this task; a decision counts once")
+        eligibility = policies.decision_eligibility(user, task)
+        if not eligibility.eligible:
+            raise ForbiddenError(f"you may not decide this task: {eligibility.reason}")
+        _at_revision(task, expected_revision)
+        _check_comment(comment)
+        clean = validate_values(transition.definition.node(task.node_id).form, values, partial=False)
+        at = transition.now.isoformat()
+        settled = policies.record_decision(task, user.id, decision, comment, at, clean)
+        if settled.outcome is not None:
+            output = policies.settled_output(settled.policy, settled.outcome, at)
+            await transition.complete(task, output, policy=settled.policy)
+        elif settled.next_level is not None:
+            level = await transition.policy_level(settled.policy, settled.next_level)
+            await transition.update_task(
+                task, TaskEventKind.DECIDED, policy=level.policy, assigned_role=level.assignment.role,
+                assigned_group=level.assignment.group, candidate_users=level.candidate_users,
+                blocked_reason=level.blocked_reason,
+            )  # fmt: skip
+        else:
+            await transition.update_task(task, TaskEventKind.DECIDED, policy=settled.policy)
+
+    # -- delegation ------------------------------------------------------------------------
+
+    async def delegate(self, user: User, task_id: str, to: str) -> Task:
+        """The assignee hands the task to ``to``, who works on it and resolves it back (Flowable's delegate)."""
+
+        async def delegate(transition: Transition, task: Task) -> None:
+            _require_open_user_task(task)
+            if policies.has_approval_policy(task):
+                raise InvalidStateError("a task with an approval policy has no assignee to delegate it: each "
+                                        "approver decides for themselves")  # fmt: skip
+            if task.delegated_to is not None:
+                raise InvalidStateError(f"the task is already delegated to {task.delegated_to}")
+            if not permissions.can_delegate(user, task):
+                raise ForbiddenError("only the task's assignee may delegate it")
+            if to == user.id:
+                raise ValidationError("delegate to someone else", [FieldError("to", "is you", "SELF")])
+            if await DirectoryRepository(transition.connection).get_user(to) is None:
+                raise ValidationError(f"no user {to!r}", [FieldError("to", "no such user", "UNKNOWN_USER")])
+            policies.check_not_excluded(task, to, "be delegated")
+            await transition.update_task(task, TaskEventKind.DELEGATED, delegated_to=to)
+
+        return (await self._on_task(user, task_id, delegate))[1]
+
+    async def resolve(self, user: User, task_id: str, values: Any) -> Task:
+        """The delegate hands the task back to its owner, with ``values`` (if given) as its saved draft."""
+        check_json_size(values, "values", self.engine.max_json_bytes)
+
+        async def resolve(transition: Transition, task: Task) -> None:
+            _require_open_user_task(task)
+            if task.delegated_to is None:
+                raise InvalidStateError("the task is not delegated")
+            if not permissions.can_resolve(user, task):
+                raise ForbiddenError("only the delegate resolves a delegated task")
+            node = transition.definition.node(task.node_id)
+            draft = validate_values(node.form, values, partial=True) if values is not None else task.draft
+            await transition.update_task(task, TaskEventKind.RESOLVED, delegated_to=None, draft=draft)
+
+        return (await self._on_task(user, task_id, resolve))[1]
 
     async def _documents_output(self, transition: Transition, task: Task) -> dict[str, Any]:
         node = transition.definition.node(task.node_id)
@@ -204,6 +300,26 @@ class TaskService:
 
         message, task = await self._on_task(user, task_id, post)
         return message, task
+
+
+def _require_not_held_by_rules(task: Task) -> None:
+    if policies.has_approval_policy(task):
+        raise InvalidStateError("a task with an approval policy is decided by each of its approvers; it is not "
+                                "claimed or assigned")  # fmt: skip
+    if task.delegated_to is not None:
+        raise InvalidStateError(f"the task is delegated to {task.delegated_to} until they resolve it")
+
+
+def _at_revision(task: Task, expected_revision: int | None) -> Task:
+    if expected_revision is not None and expected_revision != task.revision:
+        raise ConflictError(f"task is at revision {task.revision}, not {expected_revision}; reload it")
+    return task
+
+
+def _check_comment(comment: str | None) -> None:
+    if comment is not None and len(comment) > MAX_TEXT_LENGTH:
+        problem = FieldError("comment", f"at most {MAX_TEXT_LENGTH} characters", "TOO_LONG")
+        raise ValidationError("comment is too long", [problem])
 
 
 def _require_open_user_task(task: Task) -> None:

@@ -16,9 +16,11 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
+from engine.calendars import Calendars
+from engine.definitions.approval import EXCLUDE_STARTER
 from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node, OnDue, WorkflowDefinition
-from engine.definitions.registry import NodeContext, Registry, default_schema_type
+from engine.definitions.registry import Assignment, NodeContext, Registry, default_schema_type
 from engine.definitions.templates import evaluate_condition, render_text
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
 from engine.state import (
@@ -35,11 +37,13 @@ from engine.state import (
 )
 from engine.storage.deferred import DeferredUpdate, TransitionConnection
 from engine.storage.directory import DirectoryRepository
+from engine.storage.escalations import scheduled_rows
 from engine.storage.instances import LockedInstance, step_values
-from engine.storage.models import step_instances, tasks
+from engine.storage.models import step_instances, task_escalations, tasks
 from engine.storage.task_events import NewTaskEvent, TaskEventRepository
 from engine.storage.tasks import TaskRepository, stored_changes, task_values
 from engine.storage.writer import finish_transition
+from engine.tasks import approvals, policies
 from engine.tasks.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
 
 log = logging.getLogger(__name__)
@@ -114,6 +118,11 @@ def changes_between(before: Task, after: Task) -> dict[str, Any]:
         data["status"] = {"from": before.status.value, "to": after.status.value}
     if before.assigned_user_id != after.assigned_user_id:
         data["assignee"] = {"from": before.assigned_user_id, "to": after.assigned_user_id}
+    if before.delegated_to != after.delegated_to:
+        data["delegatedTo"] = {"from": before.delegated_to, "to": after.delegated_to}
+    made = policies.decisions(after)[len(policies.decisions(before)) :]
+    if made:  # one approver's decision under an approval policy: who decided what, at which level
+        data["approverDecision"] = {key: made[-1].get(key) for key in ("by", "decision", "comment", "level")}
     if after.schema_type == APPROVAL_SCHEMA_TYPE and after.status is TaskStatus.COMPLETED:
         output = after.output if isinstance(after.output, Mapping) else {}
         data["decision"] = output.get("decision")
@@ -138,6 +147,7 @@ class Transition:
         steps: Mapping[str, StepInstance] | None = None,
         open_tasks: Sequence[Task] = (),
         remembered: bool = False,
+        calendars: Calendars | None = None,
     ) -> None:
         """``steps`` are all of the instance's step instances by key (none for a new instance) and
         ``open_tasks`` its open tasks, both as read with the locked instance, or as this process
@@ -148,6 +158,7 @@ class Transition:
         self.now = now
         self.actor_id = actor_id
         self.settings = settings
+        self.calendars = calendars or Calendars()
         self.instance = instance
         self.data: dict[str, Any] = dict(instance.data)
         self.tokens: list[Token] = list(instance.tokens)
@@ -321,9 +332,12 @@ class Transition:
             existing = self._open_as_read.get(token.id) or await self.tasks.get_by_token(self.instance.id, token.id)
         if existing is not None:
             return replace(token, task_id=existing.id)
-        step_instance = self._step_instance(node)
-        task = await (self._user_task if node.is_user_task else self._system_task)(node, token, step_instance.id)
+        task = await (self._user_task if node.is_user_task else self._system_task)(node, token)
         self.connection.defer_insert(tasks, task_values(task))
+        if node.escalation:
+            ladder = [(step, self.calendars.after(self.now, step.after)) for step in node.escalation]
+            for row in scheduled_rows(task, ladder):
+                self.connection.defer_insert(task_escalations, row)
         self._created[token.id] = task
         await self.record(TaskEventKind.CREATED, task, created_data(task))
         return replace(token, task_id=task.id)
@@ -341,7 +355,7 @@ class Transition:
             self._steps[step.key] = known
         return known
 
-    async def _user_task(self, node: Node, token: Token, step_instance_id: str) -> Task:
+    async def _user_task(self, node: Node, token: Token) -> Task:
         context = NodeContext(node=node, workflow_instance_id=self.instance.id, variables=self.variables())
         due_at = self._due_at(node)
         executor = self.registry.user_task_executor(node)
@@ -349,18 +363,38 @@ class Transition:
         assignment = config.assignment
         if node.assign_with is not None:
             assignment = await self.registry.assigners[node.assign_with].assign(context)
+        policy: dict[str, Any] = {}
+        if approvals.needs_setup(node):
+            setup = await self._policy_setup(node, assignment)
+            assignment = setup.assignment
+            policy = {"policy": setup.policy, "candidate_users": setup.candidate_users,
+                      "blocked_reason": setup.blocked_reason}  # fmt: skip
         return self._new_task(
-            node, token, step_instance_id,
+            node, token, self._step_instance(node).id,
             kind=TaskKind.USER, type=executor.task_type, schema_type=executor.schema_type,
             title=config.title, description=config.description, signal_name=node.signal_name,
             assigned_role=assignment.role, assigned_user_id=assignment.user_id, assigned_group=assignment.group,
             priority=config.priority, input=dict(config.input), due_at=due_at,
-            expires_at=due_at if node.on_due is OnDue.EXPIRE else None,
+            expires_at=due_at if node.on_due is OnDue.EXPIRE else None, **policy,
         )  # fmt: skip
 
-    async def _system_task(self, node: Node, token: Token, step_instance_id: str) -> Task:
+    async def _policy_setup(self, node: Node, assignment: Assignment) -> approvals.PolicySetup:
+        """``node``'s approval policy and ``excludes`` for its new task. The directory is read on the
+        connection itself, past this transition's deferred writes (none of which can change it), so that
+        a policy does not make a transition write early; the instance's earlier tasks are read only for
+        ``excludes`` that look back at them."""
+        looks_back = any(rule != EXCLUDE_STARTER for rule in node.excludes)
+        earlier = await self.tasks.find_by_instance(self.instance.id) if looks_back else []
+        directory = DirectoryRepository(await self.connection.connection())
+        return await approvals.setup(node, self.variables(), self.instance.started_by, assignment, earlier, directory)
+
+    async def policy_level(self, policy: dict[str, Any], index: int) -> approvals.PolicySetup:
+        """A chain's next level made current (its approvers, eligible count, blocked or not)."""
+        return await approvals.activate_level(policy, index, DirectoryRepository(await self.connection.connection()))
+
+    async def _system_task(self, node: Node, token: Token) -> Task:
         return self._new_task(
-            node, token, step_instance_id,
+            node, token, self._step_instance(node).id,
             kind=TaskKind.SYSTEM, type=self.registry.task_type(node), schema_type=node.type,
             title=render_text(node.title, self.variables()) or node.display_name, description=None,
             signal_name=None, assigned_role=None, assigned_user_id=None, assigned_group=None,
@@ -391,7 +425,7 @@ class Transition:
 
     def _due_at(self, node: Node) -> datetime | None:
         if node.due_in is not None:
-            return self.now + node.due_in
+            return self.calendars.after(self.now, node.due_in)
         if node.due_at:
             text = render_text(node.due_at, self.variables())
             try:

@@ -56,6 +56,20 @@ class AssignTaskInput:
 
 
 @strawberry.input
+class DelegateTaskInput:
+    task_id: strawberry.ID
+    to: strawberry.ID = strawberry.field(description="The delegate: works on the task, then resolves it back.")
+    idempotency_key: str | None = idempotency_key_field()
+
+
+@strawberry.input
+class ResolveTaskInput:
+    task_id: strawberry.ID
+    values: JSON | None = strawberry.field(default=None, description="Left as the owner's draft.")
+    idempotency_key: str | None = idempotency_key_field()
+
+
+@strawberry.input
 class RetryTaskInput:
     task_id: strawberry.ID
     idempotency_key: str | None = idempotency_key_field()
@@ -138,6 +152,24 @@ class TaskMutations:
         return await _task_result(
             idempotent(
                 info, "assignTask", input, lambda: service.assign(info.context.user, input.task_id, input.user_id)
+            )
+        )
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="The assignee hands the task to a delegate.")
+    async def delegate_task(self, info: Info, input: DelegateTaskInput) -> TaskResult:
+        service = info.context.tasks
+        return await _task_result(
+            idempotent(
+                info, "delegateTask", input, lambda: service.delegate(info.context.user, input.task_id, input.to)
+            )
+        )
+
+    @strawberry.mutation(permission_classes=[IsAuthenticated], description="The delegate hands it back to its owner.")
+    async def resolve_task(self, info: Info, input: ResolveTaskInput) -> TaskResult:
+        service = info.context.tasks
+        return await _task_result(
+            idempotent(
+                info, "resolveTask", input, lambda: service.resolve(info.context.user, input.task_id, input.values)
             )
         )
 

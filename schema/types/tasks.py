@@ -23,6 +23,7 @@ from engine import (
     encode_cursor,
     page_of_tasks,
     permissions,
+    policies,
     state,
     task_search,
 )
@@ -30,7 +31,23 @@ from schema.context import Info
 from schema.inbox import bad_user_input, running
 from schema.loaders import TitledStep, load_all
 from schema.sharing import same_for_every_viewer
-from schema.types.details import Document, DocumentRequirement, Form, FormField, TaskAttempt, TaskMessage
+from schema.types.approvals import (
+    ApprovalDecision,
+    ApprovalPolicy,
+    Eligibility,
+    approval_policy,
+    decisions,
+    eligibility,
+)
+from schema.types.details import (
+    Document,
+    DocumentRequirement,
+    Form,
+    FormField,
+    TaskAttempt,
+    TaskEscalation,
+    TaskMessage,
+)
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
 from schema.types.history import HistoryConnection, instance_history, task_history
 from schema.types.paging import PageInfo
@@ -117,6 +134,9 @@ class Task:
     updated_at: datetime
     due_at: datetime | None
     completed_at: datetime | None
+    blocked_reason: str | None = strawberry.field(
+        description="Why no one may work on the task: separation of duties left no eligible user. Null if none."
+    )
     source: strawberry.Private[state.Task]
     prefetched: strawberry.Private[dict[str, object]] = dataclasses.field(default_factory=dict)
     """Relations its page loaded for every task at once (see ``TaskConnection.page``), by field name."""
@@ -132,7 +152,7 @@ class Task:
             input=JSON(dict(task.input)), output=task.output,
             draft=JSON(dict(task.draft)) if task.draft is not None else None,
             created_at=task.created_at, updated_at=task.updated_at, due_at=task.due_at,
-            completed_at=task.completed_at, source=task,
+            completed_at=task.completed_at, blocked_reason=task.blocked_reason, source=task,
         )  # fmt: skip
 
     async def _node(self, info: Info) -> Node:
@@ -149,6 +169,40 @@ class Task:
     @same_for_every_viewer
     async def completed_by(self, info: Info) -> User | None:
         return await load_user(info, self.source.completed_by)
+
+    @strawberry.field(description="True while separation of duties leaves no one eligible (see blockedReason).")
+    @same_for_every_viewer
+    def blocked(self) -> bool:
+        return self.source.blocked_reason is not None
+
+    @strawberry.field(description="What the task requires: approval levels and exclusions; null if neither.")
+    @same_for_every_viewer
+    def approval_policy(self) -> ApprovalPolicy | None:
+        return approval_policy(self.source)
+
+    @strawberry.field(description="Every decision so far, oldest first.")
+    @same_for_every_viewer
+    def decisions(self) -> list[ApprovalDecision]:
+        return decisions(self.source)
+
+    @strawberry.field(description="`approved` or `rejected` once an approval task is settled, else null.")
+    @same_for_every_viewer
+    def outcome(self) -> str | None:
+        return policies.outcome(self.source)
+
+    @strawberry.field(description="Whether the viewer may approve or reject it now, and why not.")
+    def eligible_to_decide(self, info: Info) -> Eligibility:
+        return eligibility(info.context.user, self.source)
+
+    @strawberry.field(description="While delegated: the delegate, who works on it and resolves it back.")
+    @same_for_every_viewer
+    async def delegated_to(self, info: Info) -> User | None:
+        return await load_user(info, self.source.delegated_to)
+
+    @strawberry.field(description="Who completes it: its assignee, also while it is delegated.")
+    @same_for_every_viewer
+    async def owner(self, info: Info) -> User | None:
+        return await load_user(info, self.source.assigned_user_id)
 
     @strawberry.field(description="The form's field definitions (form and approval tasks).")
     @same_for_every_viewer
@@ -207,6 +261,11 @@ class Task:
             for a in await info.context.loaders.attempts.load(self.source.id)
         ]
 
+    @strawberry.field(description="The steps of its escalation ladder, fired and scheduled, in ladder order.")
+    async def escalations(self, info: Info) -> list[TaskEscalation]:
+        found = await info.context.loaders.escalations.load(self.source.id)
+        return [TaskEscalation.from_domain(e, self.source) for e in found]
+
     @strawberry.field(description="The discussion, oldest first.")
     @same_for_every_viewer
     async def messages(self, info: Info) -> list[TaskMessage]:
@@ -242,6 +301,14 @@ class Task:
     @strawberry.field
     def viewer_can_assign(self, info: Info) -> bool:
         return permissions.can_assign(info.context.user, self.source)
+
+    @strawberry.field
+    def viewer_can_delegate(self, info: Info) -> bool:
+        return permissions.can_delegate(info.context.user, self.source)
+
+    @strawberry.field
+    def viewer_can_resolve(self, info: Info) -> bool:
+        return permissions.can_resolve(info.context.user, self.source)
 
     @strawberry.field
     def viewer_can_retry(self, info: Info) -> bool:

@@ -23,10 +23,10 @@ async def counts(engine: Engine) -> tuple[int, ...]:
 async def test_demo_load_is_idempotent(engine: Engine) -> None:
     created = await load_demo(engine)
     assert "user alice" in created and "definition expense_approval v1" in created
-    assert "definition system_tasks_tour v1" in created
+    assert "definition system_tasks_tour v1" in created and "definition purchase_request v1" in created
     after_first = await counts(engine)
     assert await load_demo(engine) == []
-    assert await counts(engine) == after_first == (5, 4, 1, 2)
+    assert await counts(engine) == after_first == (8, 7, 1, 3)
     async with engine.db.read() as session:
         people = {u.id: u for u in await DirectoryRepository(session).list_users()}
     assert people["alice"].roles == {"requester"} and people["bob"].roles == {"approver"}

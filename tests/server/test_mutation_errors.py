@@ -74,6 +74,8 @@ MUTATIONS = [
     Mutation("claimTask", "tasks", "claim", {"taskId": "t"}),
     Mutation("assignTask", "tasks", "assign", {"taskId": "t", "userId": "bob"}),
     Mutation("retryTask", "tasks", "retry", {"taskId": "t"}),
+    Mutation("delegateTask", "tasks", "delegate", {"taskId": "t", "to": "bob"}),
+    Mutation("resolveTask", "tasks", "resolve", {"taskId": "t"}),
     Mutation("postTaskMessage", "tasks", "post_message", {"taskId": "t", "body": "hello"},
              cannot_raise={InvalidStateError: "a message may be posted on a task in any state"}),
     Mutation("startWorkflow", "workflows", "start", {"definitionKey": "expense_approval"},

@@ -54,6 +54,8 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "send a raw signal": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
     "cancel a workflow": (OK, OK, FORBIDDEN, FORBIDDEN, OK, HIDDEN),
     "retry a failed system task": (OK, FORBIDDEN, NA, NA, FORBIDDEN, HIDDEN),
+    "delegate": (FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, FORBIDDEN, HIDDEN),
+    "resolve a delegated task": (FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, HIDDEN),
     "list the users": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "sign in as another user (devSignIn)": (FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "manage webhooks": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
@@ -295,6 +297,29 @@ async def retry(scene: Scene) -> str:
     return result
 
 
+DELEGATE = f"mutation($id: ID!, $to: ID!) {{ delegateTask(input: {{taskId: $id, to: $to}}) {TASK_RESULT} }}"
+
+
+async def delegate(scene: Scene) -> str:
+    """erin holds the task (the stranger column: bob does) and the actor hands it to carol."""
+    await scene.start("form")
+    if scene.role != "assignee":
+        await scene.assign("bob" if scene.role == "stranger" else "erin")
+    return await scene.run("delegateTask", DELEGATE, id=scene.task_id, to="carol")
+
+
+async def resolve(scene: Scene) -> str:
+    """erin holds the task and delegated it to bob, so the candidate column is the delegate (the
+    stranger column: bob holds it and delegated it to carol)."""
+    await scene.start("form", assign=False)
+    owner, delegate_to = ("bob", "carol") if scene.role == "stranger" else ("erin", "bob")
+    await scene.assign(owner)
+    delegated = await scene.gql(DELEGATE, user=owner, id=scene.task_id, to=delegate_to)
+    assert delegated["data"]["delegateTask"]["__typename"] == "TaskSuccess", delegated
+    query = f"mutation($id: ID!) {{ resolveTask(input: {{taskId: $id}}) {TASK_RESULT} }}"
+    return await scene.run("resolveTask", query, id=scene.task_id)
+
+
 async def list_users(scene: Scene) -> str:
     """A query has no result union: a refusal is the top-level FORBIDDEN error."""
     body = await scene.gql("{ users { id } }", user=scene.actor)
@@ -359,6 +384,8 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "send a raw signal": send_signal,
     "cancel a workflow": cancel,
     "retry a failed system task": retry,
+    "delegate": delegate,
+    "resolve a delegated task": resolve,
     "list the users": list_users,
     "sign in as another user (devSignIn)": dev_sign_in,
     "manage webhooks": manage_webhooks,

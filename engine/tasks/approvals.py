@@ -1,0 +1,153 @@
+"""What a task's approval policy and ``excludes`` resolve to when it is created, or when a chain moves
+to its next level: who is shut out, who decides, how many of them may, and whether anyone can
+(:mod:`engine.tasks.policies` has the rules that read it).
+
+Exclusions are resolved once, when the task is created: the starter, whoever decided an earlier
+approval task of the instance, whoever completed a named node. A rule that leaves no one eligible
+cannot be known at deploy time, so the task is created ``blocked`` with the reason, for an admin to
+act on (assigning it to an eligible user clears it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.definitions.approval import (
+    EXCLUDE_COMPLETED_BY,
+    EXCLUDE_PREVIOUS_APPROVERS,
+    EXCLUDE_STARTER,
+    ApprovalLevel,
+    Approvers,
+)
+from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node
+from engine.definitions.registry import Assignment
+from engine.definitions.templates import render_value
+from engine.state import Task, TaskStatus
+from engine.storage.directory import DirectoryRepository
+from engine.tasks import policies
+
+
+@dataclass(frozen=True)
+class PolicySetup:
+    """The task's ``policy``, its assignment (the current level's role or group, for a policy), its
+    named approvers, and why it is blocked (or None)."""
+
+    policy: dict[str, Any]
+    assignment: Assignment
+    candidate_users: tuple[str, ...]
+    blocked_reason: str | None
+
+
+def needs_setup(node: Node) -> bool:
+    return node.approval is not None or bool(node.excludes)
+
+
+def excluded_users(node: Node, started_by: str, instance_tasks: Sequence[Task]) -> dict[str, str]:
+    """user id → the first of the node's ``excludes`` rules that shuts them out."""
+    excluded: dict[str, str] = {}
+    completed = [t for t in instance_tasks if t.status is TaskStatus.COMPLETED]
+    for rule in node.excludes:
+        if rule == EXCLUDE_STARTER:
+            users = [started_by]
+        elif rule == EXCLUDE_PREVIOUS_APPROVERS:
+            users = [user for t in completed if t.schema_type == APPROVAL_SCHEMA_TYPE for user in _deciders(t)]
+        else:
+            node_id = rule[len(EXCLUDE_COMPLETED_BY) :]
+            users = [t.completed_by for t in completed if t.node_id == node_id and t.completed_by]
+        for user in users:
+            excluded.setdefault(user, rule)
+    return excluded
+
+
+def _deciders(task: Task) -> list[str]:
+    """Who decided an approval task: each decision of its policy, or whoever completed it."""
+    deciders = [str(d["by"]) for d in policies.decisions(task)]
+    return deciders or ([task.completed_by] if task.completed_by else [])
+
+
+def _resolved_users(approvers: Approvers, variables: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """A level's named users, its template rendered (a list of ids, or one comma-separated string)."""
+    if approvers.users is not None:
+        return approvers.users
+    if approvers.users_template is None:
+        return None
+    rendered = render_value(approvers.users_template, variables)
+    items = rendered.split(",") if isinstance(rendered, str) else rendered if isinstance(rendered, list) else []
+    return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+
+
+def _level_json(level: ApprovalLevel, variables: Mapping[str, Any]) -> dict[str, Any]:
+    users = _resolved_users(level.approvers, variables)
+    of = {"users": list(users)} if users is not None else level.approvers.to_json()
+    return {"of": of, "required": level.required, "rejectWhen": level.reject_when}
+
+
+async def setup(
+    node: Node,
+    variables: Mapping[str, Any],
+    started_by: str,
+    assignment: Assignment,
+    instance_tasks: Sequence[Task],
+    directory: DirectoryRepository,
+) -> PolicySetup:
+    """Resolve ``node``'s policy for a new task (``instance_tasks``: the instance's tasks so far,
+    read only if the node's ``excludes`` look back at them)."""
+    excluded = excluded_users(node, started_by, instance_tasks)
+    policy: dict[str, Any] = {"excluded": excluded, "excludes": list(node.excludes)}
+    if node.approval is None:
+        return PolicySetup(policy, assignment, (), await _blocked(assignment, (), excluded, 1, directory))
+    policy.update(levels=[_level_json(level, variables) for level in node.approval.levels],
+                  chain=node.approval.chain, level=0, decisions=[])  # fmt: skip
+    return await activate_level(policy, 0, directory)
+
+
+async def activate_level(policy: dict[str, Any], index: int, directory: DirectoryRepository) -> PolicySetup:
+    """Make level ``index`` the current one: its approvers, how many are eligible, blocked or not."""
+    level = policy["levels"][index]
+    of: Mapping[str, Any] = level["of"]
+    assignment = Assignment(role=of.get("role"), group=of.get("group"))
+    users = tuple(of.get("users", ()))
+    eligible = await _eligible(assignment, users, policy["excluded"], directory)
+    levels = [dict(item) for item in policy["levels"]]
+    levels[index] = {**level, "eligible": len(eligible)}
+    activated = {**policy, "levels": levels, "level": index}
+    required = int(level["required"])
+    blocked = None
+    if len(eligible) < required:
+        blocked = _blocked_reason(required, len(eligible), policy["excluded"], index if policy.get("chain") else None)
+    return PolicySetup(activated, assignment, users, blocked)
+
+
+async def _eligible(
+    assignment: Assignment, users: Sequence[str], excluded: Mapping[str, str], directory: DirectoryRepository
+) -> list[str]:
+    if assignment.user_id is not None:
+        candidates = [assignment.user_id]
+    elif assignment.role is not None:
+        candidates = await directory.members(role=assignment.role)
+    elif assignment.group is not None:
+        candidates = await directory.members(group=assignment.group)
+    else:
+        candidates = list(users)
+    return [user for user in candidates if user not in excluded]
+
+
+async def _blocked(
+    assignment: Assignment, users: Sequence[str], excluded: Mapping[str, str], required: int,
+    directory: DirectoryRepository,
+) -> str | None:  # fmt: skip
+    """A task with ``excludes`` only: blocked if they shut out its assignee, or every candidate."""
+    if not excluded or (assignment.role is None and assignment.group is None and assignment.user_id is None):
+        return None
+    eligible = await _eligible(assignment, users, excluded, directory)
+    return None if len(eligible) >= required else _blocked_reason(required, len(eligible), excluded, None)
+
+
+def _blocked_reason(required: int, eligible: int, excluded: Mapping[str, str], level: int | None) -> str:
+    shut_out = ", ".join(f"{user} ({rule})" for user, rule in sorted(excluded.items())) or "no one"
+    where = f" at level {level + 1}" if level is not None else ""
+    needed = "approval" if required == 1 else "approvals"
+    return (f"separation of duties leaves {eligible} eligible user(s){where} for {required} {needed} "
+            f"required; excluded: {shut_out}")  # fmt: skip
