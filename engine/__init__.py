@@ -88,7 +88,7 @@ from engine.transitions.engine import Engine
 from engine.webhooks.model import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery, WebhookFilter
 from engine.webhooks.service import WebhookService
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.hostpolicy import check_entries as check_host_entries
 from engine.workers.webhooks import DeliveryPolicy, WebhookDispatcher
@@ -117,7 +117,7 @@ __all__ = [
     # events
     "EventHub", "EventFilter", "Delivery", "encode_event_cursor", "decode_event_cursor",
     # workers
-    "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
+    "Worker", "BUILTIN_EXECUTORS", "SystemTaskContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
     # business time (issue #22)
     "BusinessCalendar", "Calendars", "parse_calendars",
     # escalation ladders (issue #22)

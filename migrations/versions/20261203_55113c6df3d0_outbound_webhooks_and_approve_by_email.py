@@ -1,7 +1,7 @@
 """outbound webhooks and approve by email
 
 Revision ID: 55113c6df3d0
-Revises: 2d07238054f2
+Revises: f1b2c4d6e8a0
 Create Date: 2026-12-03 15:09:42.847658
 
 Webhooks (issue #23): the subscriptions, with the event log position each has been matched against; their
@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 import engine.storage.models
 
 revision: str = "55113c6df3d0"
-down_revision: str | None = "2d07238054f2"
+down_revision: str | None = "f1b2c4d6e8a0"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
