@@ -42,6 +42,7 @@ from schema.types.details import (
     DocumentRequirement,
     Form,
     FormField,
+    HeldSignal,
     TaskAttempt,
     TaskEscalation,
     TaskMessage,
@@ -464,6 +465,24 @@ class WorkflowInstance:
     async def history(self, info: Info, first: int = 50, after: str | None = None) -> HistoryConnection:
         page = await instance_history(info, self.source.id, first, after)
         return HistoryConnection.of(page, lambda task_id: load_task(info, task_id))
+
+    @strawberry.field(description="The business key it was started with (unique per definition).")
+    def correlation_key(self) -> str | None:
+        return self.source.correlation_key
+
+    @strawberry.field(
+        description="Signals sent to nodes before a token reached them, oldest first: applied or still waiting."
+    )
+    async def held_signals(self, info: Info) -> list[HeldSignal]:
+        signals = await info.context.workflows.held_signals(info.context.user, self.source.id)
+        return [HeldSignal.from_domain(signal) for signal in signals]
+
+    @strawberry.field(description="Once the instance has ended: the held signals no token ever came for.")
+    async def unused_signals(self, info: Info) -> list[HeldSignal]:
+        if not self.source.status.is_final:
+            return []
+        signals = await info.context.workflows.held_signals(info.context.user, self.source.id)
+        return [HeldSignal.from_domain(signal) for signal in signals if signal.applied_at is None]
 
     @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
     async def tasks(self, info: Info) -> list[Task]:
