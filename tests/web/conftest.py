@@ -272,4 +272,5 @@ async def graphql(server: Server, user: str, query: str, **variables: Any) -> di
         )  # fmt: skip
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
