@@ -12,8 +12,10 @@ and, on PostgreSQL, ``storage/postgres/finish.py``); an event is numbered and de
 """
 
 from engine import errors, state
+from engine.calendars import BusinessCalendar, Calendars, parse_calendars
 from engine.catalog import default_registry
 from engine.clock import Clock, ManualClock, SystemClock
+from engine.definitions.escalations import EscalationAction
 from engine.definitions.model import Node, Priority, WorkflowDefinition
 from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES
 from engine.errors import (
@@ -47,6 +49,7 @@ from engine.state import (
     StepMetrics,
     Task,
     TaskAttempt,
+    TaskEscalation,
     TaskEvent,
     TaskEventKind,
     TaskKind,
@@ -59,6 +62,7 @@ from engine.storage.data_search import DataCondition, DataOperator, DataSort, Da
 from engine.storage.database import Database, ReadSessions
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
+from engine.storage.escalations import EscalationRepository
 from engine.storage.inbox import (
     TaskOrderField,
     TaskQuery,
@@ -93,6 +97,7 @@ __all__ = [
     "upgrade", "current_revision", "head_revision", "FastPaths",
     # the domain's dataclasses and states (also as ``state.X``)
     "User", "Task", "TaskStatus", "TaskKind", "TaskEvent", "TaskEventKind", "TaskMessage", "TaskAttempt", "Document",
+    "TaskEscalation",
     "WorkflowInstance", "InstanceStatus", "StepInstance", "StepMetrics", "DeployedDefinition",
     # definitions
     "WorkflowDefinition", "Node", "Priority",
@@ -108,6 +113,10 @@ __all__ = [
     "EventHub", "EventFilter", "Delivery",
     # workers
     "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
+    # business time (issue #22)
+    "BusinessCalendar", "Calendars", "parse_calendars",
+    # escalation ladders (issue #22)
+    "EscalationAction", "EscalationRepository",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors

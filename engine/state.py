@@ -88,6 +88,10 @@ class TaskEventKind(StrEnum):
     """One approver's decision on a task with an approval policy that did not settle its outcome."""
     DELEGATED = "DELEGATED"
     RESOLVED = "RESOLVED"
+    ESCALATED = "ESCALATED"
+    """An escalation step reassigned or completed the task (the step is in the event's data)."""
+    REMINDED = "REMINDED"
+    """An escalation step reminded the assignee or the candidates (its recipients in the event's data)."""
 
 
 PRIORITY_RANK: Mapping[Priority, int] = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priority.URGENT: 3}
@@ -214,6 +218,35 @@ class Task:
     """While delegated: the delegate, who works on it and resolves it back to the assignee (its owner)."""
     blocked_reason: str | None = None
     """Why no one may work on it (separation of duties left no eligible user), or None."""
+
+
+class EscalationStatus(StrEnum):
+    SCHEDULED = "SCHEDULED"
+    FIRED = "FIRED"
+    CANCELLED = "CANCELLED"
+    """The task ended (or an earlier step completed it) before the step's time."""
+
+
+@dataclass(frozen=True)
+class TaskEscalation:
+    """One step of a task's escalation ladder, past or scheduled."""
+
+    id: str
+    task_id: str
+    workflow_instance_id: str
+    step: int
+    action: str
+    status: EscalationStatus
+    due_at: datetime
+    fired_at: datetime | None = None
+    detail: Mapping[str, Any] | None = None
+
+    def status_with(self, task: Task) -> EscalationStatus:
+        """As the API shows it: a step still scheduled on a task that is no longer open will never fire
+        (the worker marks it ``CANCELLED`` once its time comes)."""
+        if self.status is EscalationStatus.SCHEDULED and task.status not in (TaskStatus.PENDING, TaskStatus.CLAIMED):
+            return EscalationStatus.CANCELLED
+        return self.status
 
 
 @dataclass(frozen=True)

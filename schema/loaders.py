@@ -14,6 +14,7 @@ from engine import (
     DirectoryRepository,
     Document,
     Engine,
+    EscalationRepository,
     InstanceRepository,
     ReadSessions,
     StepInstance,
@@ -21,6 +22,7 @@ from engine import (
     Task,
     TaskAttempt,
     TaskDetailsRepository,
+    TaskEscalation,
     TaskMessage,
     TaskRepository,
     User,
@@ -100,6 +102,7 @@ class DataLoaders:
     messages: DataLoader[str, list[TaskMessage]]
     documents: DataLoader[str, list[Document]]
     attempts: DataLoader[str, list[TaskAttempt]]
+    escalations: DataLoader[str, list[TaskEscalation]]
     definitions: DataLoader[tuple[str, int], WorkflowDefinition]
 
     @classmethod
@@ -152,5 +155,6 @@ class DataLoaders:
             messages=_loader(read, lambda s, ids: TaskDetailsRepository(s).messages_of(ids), list),
             documents=_loader(read, lambda s, ids: TaskDetailsRepository(s).documents_of(ids), list),
             attempts=_loader(read, lambda s, ids: TaskDetailsRepository(s).attempts_of(ids), list),
+            escalations=_loader(read, lambda s, ids: EscalationRepository(s).of_tasks(ids), list),
             definitions=DataLoader(load_fn=definitions),
         )

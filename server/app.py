@@ -86,6 +86,7 @@ def create_app(
         settings=settings.template_settings,
         max_json_bytes=settings.max_json_bytes,
         idempotency_ttl=settings.idempotency_ttl,
+        calendars=settings.calendars,
     )
     blobs = BlobStore(settings.files_dir)
     services = Services.build(engine, blobs)  # once per app: every request goes through these

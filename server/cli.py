@@ -43,6 +43,7 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
                     settings=settings.template_settings,
                     max_json_bytes=settings.max_json_bytes,
                     idempotency_ttl=settings.idempotency_ttl,
+                    calendars=settings.calendars,
                 )
             )
         finally:
@@ -98,6 +99,7 @@ def worker() -> None:
             settings=settings.template_settings,
             max_json_bytes=settings.max_json_bytes,
             idempotency_ttl=settings.idempotency_ttl,
+            calendars=settings.calendars,
         )
         tracing = tracer_provider_for(settings)
         if tracing is not None:

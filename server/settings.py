@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, FastPaths, check_host_entries
+from engine import DEFAULT_MAX_JSON_BYTES, Calendars, FastPaths, check_host_entries, parse_calendars
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,9 @@ class Settings:
     def idempotency_ttl(self) -> timedelta:
         return timedelta(hours=self.idempotency_key_hours)
 
+    calendars: Calendars = field(default_factory=Calendars)
+    """Business-time calendars by name (``STEPWISE_CALENDARS``); ``default`` is Monday to Friday 09:00–17:00 UTC."""
+
     @classmethod
     def from_env(cls) -> Settings:
         defaults = cls()
@@ -182,6 +185,7 @@ class Settings:
             jwks_refetch_seconds=float(env("STEPWISE_JWKS_REFETCH_SECONDS", str(defaults.jwks_refetch_seconds))),
             fast_paths=FastPaths.from_env(),
             idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
+            calendars=Calendars(parse_calendars(_json_object("STEPWISE_CALENDARS"))),
         )
         if settings.token_ttl_minutes > settings.max_token_lifetime_minutes:
             raise ValueError("STEPWISE_TOKEN_TTL_MINUTES is longer than STEPWISE_MAX_TOKEN_LIFETIME_MINUTES")

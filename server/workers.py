@@ -27,7 +27,7 @@ async def running_worker(
     context = ExecutionContext(
         clock=engine.clock, smtp_url=settings.smtp_url,
         host_policy=HostPolicy(allow=settings.http_allow, deny=settings.http_deny),
-        settings=settings.template_settings, max_body_bytes=settings.max_json_bytes,
+        settings=settings.template_settings, max_body_bytes=settings.max_json_bytes, calendars=engine.calendars,
     )  # fmt: skip
     async with context:
         if tracer_provider is not None:

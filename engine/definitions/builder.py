@@ -67,7 +67,7 @@ class WorkflowBuilder:
         assign_with: str | None = None,
         store_as: str | None = None,
         priority: str | None = None,
-        due_in: str | None = None,
+        due_in: str | Mapping[str, Any] | None = None,
         due_at: str | None = None,
         on_due: str | None = None,
         form: Sequence[Mapping[str, Any]] | None = None,
@@ -75,9 +75,12 @@ class WorkflowBuilder:
         join: str | None = None,
         approval: Mapping[str, Any] | None = None,
         excludes: Sequence[str] | None = None,
+        escalation: Sequence[Mapping[str, Any]] | None = None,
     ) -> WorkflowBuilder:
         """``approval`` and ``excludes`` as in the JSON format (``{"required": 2, "of": {"role": "approver"}}``,
-        ``["starter"]``)."""
+        ``["starter"]``); ``due_in``: ``"P1D"``, or business time (:func:`business`); ``escalation``: the
+        ladder's steps, e.g. ``[remind("PT4H"), reassign(business("P1D"), role="manager")]`` (:func:`remind`
+        and friends)."""
         return self._node(
             {
                 "id": node_id, "type": NodeType.USER_TASK.value, "name": name, "schemaType": schema_type,
@@ -88,6 +91,7 @@ class WorkflowBuilder:
                 "documents": [dict(d) for d in documents] if documents is not None else None, "join": join,
                 "approval": dict(approval) if approval is not None else None,
                 "excludes": list(excludes) if excludes is not None else None,
+                "escalation": [dict(step) for step in escalation] if escalation is not None else None,
             }
         )  # fmt: skip
 
@@ -145,3 +149,29 @@ class WorkflowBuilder:
     def build(self) -> WorkflowDefinition:
         """Parse the collected document (structural errors raise ``DefinitionError``)."""
         return parse_definition(self.to_json())
+
+
+Duration = str | Mapping[str, Any]
+
+
+def business(duration: str, calendar: str = "default") -> dict[str, Any]:
+    """Business time in a named calendar, for ``due_in``, an escalation's ``after`` or a delay's ``duration``."""
+    return {"duration": duration, "business": True, "calendar": calendar}
+
+
+def remind(after: Duration) -> dict[str, Any]:
+    """An escalation step: email the assignee, or the candidates of an unassigned task."""
+    return {"after": after, "action": "remind"}
+
+
+def reassign(
+    after: Duration, *, role: str | None = None, group: str | None = None, user: str | None = None
+) -> dict[str, Any]:
+    """An escalation step: hand the task to a role, a group or a user (name exactly one)."""
+    to = {key: value for key, value in (("role", role), ("group", group), ("user", user)) if value is not None}
+    return {"after": after, "action": "reassign", "to": to}
+
+
+def complete(after: Duration, outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """An escalation step: complete the task with ``outcome`` (``{"decision": "rejected"}`` on an approval)."""
+    return {"after": after, "action": "complete", "outcome": dict(outcome)}

@@ -14,9 +14,9 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-import isodate
-
 from engine.definitions.approval import ApprovalPolicy
+from engine.definitions.durations import Span, format_duration, span_to_json
+from engine.definitions.escalations import EscalationStep
 
 
 class NodeType(StrEnum):
@@ -49,10 +49,6 @@ DOCUMENT_UPLOAD_SCHEMA_TYPE = "userTask.documentUpload"
 
 FIELD_TYPES = frozenset({"text", "number", "date", "checkbox", "dropdown", "multiselect"})
 FIELD_TYPES_WITH_OPTIONS = frozenset({"dropdown", "multiselect"})
-
-
-def format_duration(value: timedelta) -> str:
-    return str(isodate.duration_isoformat(value))
 
 
 @dataclass(frozen=True)
@@ -168,7 +164,7 @@ class Node:
     assign_with: str | None = None
     store_as: str | None = None
     priority: Priority = Priority.NORMAL
-    due_in: timedelta | None = None
+    due_in: Span | None = None
     due_at: str | None = None
     on_due: OnDue = OnDue.NONE
     form: Form | None = None
@@ -178,6 +174,7 @@ class Node:
     join: str | None = None
     approval: ApprovalPolicy | None = None
     excludes: tuple[str, ...] = ()
+    escalation: tuple[EscalationStep, ...] = ()
 
     @property
     def is_user_task(self) -> bool:
@@ -204,7 +201,7 @@ class Node:
             "assignToGroup": self.assign_to_group,
             "assignWith": self.assign_with,
             "storeAs": self.store_as,
-            "dueIn": format_duration(self.due_in) if self.due_in is not None else None,
+            "dueIn": span_to_json(self.due_in) if self.due_in is not None else None,
             "dueAt": self.due_at,
             "form": self.form.to_json() if self.form is not None else None,
             "documents": [d.to_json() for d in self.documents] or None,
@@ -213,6 +210,7 @@ class Node:
             "join": self.join,
             "approval": self.approval.to_json() if self.approval is not None else None,
             "excludes": list(self.excludes) or None,
+            "escalation": [step.to_json() for step in self.escalation] or None,
         }
         if self.is_user_task:
             optional["priority"] = self.priority.value

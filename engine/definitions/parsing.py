@@ -13,6 +13,8 @@ from typing import Any
 import isodate
 
 from engine.definitions.approval import REJECT_ANY, REJECT_MAJORITY, ApprovalLevel, ApprovalPolicy, Approvers
+from engine.definitions.durations import Span, parse_span
+from engine.definitions.escalations import parse_escalation
 from engine.definitions.model import (
     DocumentRequirement,
     Edge,
@@ -35,6 +37,7 @@ _NODE_KEYS = frozenset(
         "id", "type", "name", "schemaType", "title", "description", "signal", "assignToRole",
         "assignToUser", "assignToGroup", "assignWith", "storeAs", "priority", "dueIn", "dueAt",
         "onDue", "form", "documents", "config", "retry", "join", "approval", "excludes",
+        "escalation",
     }
 )  # fmt: skip
 _FIELD_KEYS = frozenset({"key", "type", "label", "required", "options", "mask", "multiline", "min", "max", "maxLength"})
@@ -99,6 +102,17 @@ class _Reader:
             self.fail(key, f"must be in days, hours, minutes or seconds: {value!r}")
             return None
         return parsed
+
+    def span(self, key: str) -> Span | None:
+        """A duration, or business time (:mod:`engine.definitions.durations`)."""
+        value = self.doc.get(key)
+        if value is None:
+            return None
+        try:
+            return parse_span(value)
+        except ValueError as exc:
+            self.fail(key, str(exc))
+            return None
 
     def strings(self, key: str) -> tuple[str, ...] | None:
         value = self.get(key, list)
@@ -182,7 +196,7 @@ def _parse_node(doc: Any, index: int, errors: list[FieldError]) -> Node:
         assign_with=r.text("assignWith"),
         store_as=r.text("storeAs"),
         priority=r.enum("priority", Priority, Priority.NORMAL),
-        due_in=r.duration("dueIn"),
+        due_in=r.span("dueIn"),
         due_at=r.text("dueAt"),
         on_due=r.enum("onDue", OnDue, OnDue.NONE),
         form=_parse_form(form_doc, r) if form_doc is not None else None,
@@ -192,6 +206,7 @@ def _parse_node(doc: Any, index: int, errors: list[FieldError]) -> Node:
         join=r.text("join"),
         approval=_parse_approval(r.get("approval", Mapping), r),
         excludes=r.strings("excludes") or (),
+        escalation=parse_escalation(r.doc.get("escalation"), f"{r.path}.escalation", r.subject, errors),
     )
 
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import orjson
 
 from engine.definitions.approval import EXCLUDE_COMPLETED_BY, exclusion_problems
 from engine.definitions.datapaths import path_problem
+from engine.definitions.durations import BusinessDuration
+from engine.definitions.escalations import EscalationAction
+from engine.definitions.forms import validate_values
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node, NodeType, WorkflowDefinition
 from engine.definitions.registry import Registry, default_schema_type
 from engine.definitions.templates import TemplateSyntaxError, check_template, compile_condition, variables_named
@@ -131,6 +135,7 @@ def _node_problems(node: Node, registry: Registry) -> Iterable[tuple[str, str]]:
             yield f"unknown assignment executor {node.assign_with!r}", "assignWith"
         if node.due_in is not None and node.due_at is not None:
             yield "use dueIn or dueAt, not both", ""
+        yield from _escalation_problems(node)
         for key, template in (
             ("description", node.description),
             ("dueAt", node.due_at),
@@ -149,6 +154,8 @@ def _node_problems(node: Node, registry: Registry) -> Iterable[tuple[str, str]]:
     else:
         known = ", ".join(sorted({NodeType.USER_TASK.value, *registry.system_tasks}))
         yield f"unknown node type {node.type!r} (known: {known})", "type"
+    if node.escalation and not node.is_user_task:
+        yield "escalation is only for user tasks", "escalation"
     if node.store_as is not None and not _STORE_AS.match(node.store_as):
         yield f"storeAs {node.store_as!r} must be an identifier (letters, digits, _)", "storeAs"
 
@@ -171,6 +178,47 @@ def _policy_problems(node: Node, definition: WorkflowDefinition) -> Iterable[tup
         yield "approval names who decides: leave out assignToRole, assignToUser, assignToGroup and assignWith", ""
     for level in node.approval.levels:
         yield from _template_problems("approval", level.approvers.users_template)
+
+
+def _escalation_problems(node: Node) -> Iterable[tuple[str, str]]:
+    """What the parser cannot know: whether a ``complete`` step's outcome is a result this task may have."""
+    approval = (node.schema_type or default_schema_type(node)) == APPROVAL_SCHEMA_TYPE
+    for index, step in enumerate(node.escalation):
+        if step.action is not EscalationAction.COMPLETE:
+            continue
+        where = (f"escalation step #{index}: outcome", f"escalation.{index}.outcome")
+        outcome = dict(step.outcome)
+        if approval:
+            if outcome.get("decision") not in ("approved", "rejected"):
+                yield f"{where[0]} needs 'decision': 'approved' or 'rejected' on an approval task", where[1]
+            if not isinstance(outcome.get("comment", ""), str):
+                yield f"{where[0]}: 'comment' must be text", where[1]
+            if set(outcome) - {"decision", "comment", "values"}:
+                yield f"{where[0]} may only have decision, comment and values", where[1]
+            outcome = dict(outcome.get("values") or {})
+        try:
+            validate_values(node.form, outcome, partial=False)
+        except ValidationError as exc:
+            problems = "; ".join(f"{e.field}: {e.message}" for e in exc.field_errors)
+            yield f"{where[0]} is not a valid submission of the form ({problems})", where[1]
+
+
+def calendar_problems(definition: WorkflowDefinition, calendars: frozenset[str]) -> list[FieldError]:
+    """Every business duration naming a calendar the server's settings do not define."""
+    found = []
+    for node in definition.nodes:
+        spans = [("dueIn", node.due_in)] + [(f"escalation.{i}.after", s.after) for i, s in enumerate(node.escalation)]
+        duration = node.config.get("duration") if node.type == NodeType.DELAY else None
+        if isinstance(duration, Mapping) and isinstance(duration.get("calendar"), str) and duration.get("business"):
+            spans.append(("config.duration", BusinessDuration(timedelta(0), duration["calendar"])))
+        for key, span in spans:
+            if isinstance(span, BusinessDuration) and span.calendar not in calendars:
+                known = ", ".join(sorted(calendars))
+                message = (
+                    f"node {node.id!r}: {key} names calendar {span.calendar!r}, which is not defined (known: {known})"
+                )
+                found.append(FieldError(f"nodes.{node.id}.{key}", message, "UNKNOWN_CALENDAR"))
+    return found
 
 
 def _template_problems(key: str, value: Any) -> Iterable[tuple[str, str]]:

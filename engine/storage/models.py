@@ -12,6 +12,7 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -305,6 +306,37 @@ class IdempotencyKeyRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class TaskEscalationRow(Base):
+    """One step of a user task's escalation ladder (engine.workers.escalations): scheduled when the task is
+    created, fired once by a worker that leases it like a system task, or cancelled by the task's end."""
+
+    __tablename__ = "task_escalations"
+    __table_args__ = (
+        UniqueConstraint("task_id", "step"),
+        # What the worker claims: scheduled steps by due time, and reminders whose email is yet to go.
+        Index("ix_task_escalations_due", "due_at", postgresql_where=text("status = 'SCHEDULED'"),
+              sqlite_where=text("status = 'SCHEDULED'")),
+        Index("ix_task_escalations_unsent", "lease_expires_at", postgresql_where=text("notify_pending"),
+              sqlite_where=text("notify_pending")),
+    )  # fmt: skip
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    workflow_instance_id: Mapped[str] = mapped_column(String(36))
+    step: Mapped[int] = mapped_column(SmallInteger)
+    action: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    """What the step did: the recipients a reminder went to, whom a task was reassigned to."""
+    notify_pending: Mapped[bool] = mapped_column(Boolean)
+    """A fired reminder whose email has not been sent yet (sent after the step's transition commits)."""
+    notify_attempts: Mapped[int] = mapped_column(SmallInteger)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revision: Mapped[int] = mapped_column(Integer)
+
+
 users = cast(Table, UserRow.__table__)
 roles = cast(Table, RoleRow.__table__)
 groups = cast(Table, GroupRow.__table__)
@@ -319,3 +351,4 @@ task_messages = cast(Table, TaskMessageRow.__table__)
 documents = cast(Table, DocumentRow.__table__)
 task_attempts = cast(Table, TaskAttemptRow.__table__)
 idempotency_keys = cast(Table, IdempotencyKeyRow.__table__)
+task_escalations = cast(Table, TaskEscalationRow.__table__)

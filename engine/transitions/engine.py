@@ -19,14 +19,21 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from engine.calendars import Calendars
 from engine.clock import Clock, SystemClock
 from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import WorkflowDefinition
 from engine.definitions.parsing import parse_definition
 from engine.definitions.registry import Registry
-from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES, check_json_size, validate_definition
+from engine.definitions.validation import (
+    DEFAULT_MAX_JSON_BYTES,
+    calendar_problems,
+    check_json_size,
+    validate_definition,
+)
 from engine.errors import (
     ConcurrentUpdateError,
+    DefinitionError,
     InvalidStateError,
     NewerDefinitionDeployed,
     NotFoundError,
@@ -44,6 +51,7 @@ from engine.storage.deferred import TransactionNeeded, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
 from engine.storage.models import idempotency_keys, instances
+from engine.storage.postgres.search_indexes import ensure_search_indexes
 from engine.transitions.remembered import RememberedInstances, TaskHomes
 from engine.transitions.transition import Transition, needs_starter, reads_starter_details
 
@@ -66,15 +74,18 @@ class Engine:
         remembered: RememberedInstances | None = None,
         max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
         idempotency_ttl: timedelta = DEFAULT_TTL,
+        calendars: Calendars | None = None,
     ) -> None:
         """``max_json_bytes`` bounds every JSON value a caller hands in (``input``, ``values``, ``payload``)
         and every system task's output (:func:`engine.definitions.validation.check_json_size`);
-        ``idempotency_ttl`` is how long an idempotency key is kept (:mod:`engine.idempotency`)."""
+        ``idempotency_ttl`` is how long an idempotency key is kept (:mod:`engine.idempotency`);
+        ``calendars`` are what business durations count in (the server's ``STEPWISE_CALENDARS``)."""
         self.db = db
         self.max_json_bytes = max_json_bytes
         self.registry = registry
         self.clock: Clock = clock or SystemClock()
         self.settings: Mapping[str, Any] = settings or {}
+        self.calendars = calendars or Calendars()
         self.commit_listeners: list[CommitListener] = []
         self.observer = EngineObserver()
         """Told of every committed transition and worker attempt (the server's metrics replace it)."""
@@ -93,6 +104,9 @@ class Engine:
         """Parse and validate a definition without deploying it."""
         definition = document if isinstance(document, WorkflowDefinition) else parse_definition(document)
         validate_definition(definition, self.registry)
+        unknown = calendar_problems(definition, self.calendars.names())
+        if unknown:
+            raise DefinitionError(f"definition {definition.key!r} is invalid: {unknown[0].message}", unknown)
         return definition
 
     async def deploy(
@@ -101,7 +115,8 @@ class Engine:
         """Deploy as the next version of its key; returns ``(deployed, created)``.
 
         A document identical to the latest version deploys nothing and returns that version, so
-        loading the same definitions twice changes nothing.
+        loading the same definitions twice changes nothing. On PostgreSQL a new version's ``searchable``
+        paths get their indexes before this returns (:mod:`engine.storage.postgres.search_indexes`).
         """
         definition = self.validate(document)
         guard = self.idempotency.take()
@@ -134,6 +149,8 @@ class Engine:
                         row = self.idempotency.row(guard, (deployed, True), deployed.deployed_at)
                         await session.execute(idempotency_keys.insert().values(row))
                 self._latest_versions[deployed.key] = deployed.version
+                if definition.searchable and not self.db.is_sqlite:
+                    await ensure_search_indexes(self.db, definition.searchable)
                 return deployed, True
             except IntegrityError:  # another process deployed the same version number first
                 continue
@@ -266,7 +283,9 @@ class Engine:
             revision=0,
         )
         connection.defer_insert(instances, instance_values(instance))  # the last statement writes it
-        transition = Transition(connection, instance, definition, self.registry, now, started_by, self.settings)
+        transition = Transition(
+            connection, instance, definition, self.registry, now, started_by, self.settings, calendars=self.calendars
+        )
         if self._needs_starter(definition):
             await transition.load_starter()
         await transition.advance([Token(id=new_id(), node_id=definition.start)])
@@ -320,6 +339,7 @@ class Engine:
                     transition = Transition(
                         connection, instance, definition, self.registry, now, actor_id, self.settings,
                         steps=locked.steps, open_tasks=locked.open_tasks, remembered=remembered is not None,
+                        calendars=self.calendars,
                     )  # fmt: skip
                     if self._needs_starter(definition):
                         await transition.load_starter()

@@ -16,6 +16,7 @@ from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
+from engine.calendars import Calendars
 from engine.definitions.approval import EXCLUDE_STARTER
 from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node, OnDue, WorkflowDefinition
@@ -36,8 +37,9 @@ from engine.state import (
 )
 from engine.storage.deferred import DeferredUpdate, TransitionConnection
 from engine.storage.directory import GROUP_MEMBERS, ROLE_MEMBERS, DirectoryRepository
+from engine.storage.escalations import scheduled_rows
 from engine.storage.instances import LockedInstance, step_values
-from engine.storage.models import step_instances, tasks
+from engine.storage.models import step_instances, task_escalations, tasks
 from engine.storage.task_events import NewTaskEvent, TaskEventRepository
 from engine.storage.tasks import TaskRepository, stored_changes, task_values
 from engine.storage.writer import finish_transition
@@ -145,6 +147,7 @@ class Transition:
         steps: Mapping[str, StepInstance] | None = None,
         open_tasks: Sequence[Task] = (),
         remembered: bool = False,
+        calendars: Calendars | None = None,
     ) -> None:
         """``steps`` are all of the instance's step instances by key (none for a new instance) and
         ``open_tasks`` its open tasks, both as read with the locked instance, or as this process
@@ -155,6 +158,7 @@ class Transition:
         self.now = now
         self.actor_id = actor_id
         self.settings = settings
+        self.calendars = calendars or Calendars()
         self.instance = instance
         self.data: dict[str, Any] = dict(instance.data)
         self.tokens: list[Token] = list(instance.tokens)
@@ -343,6 +347,10 @@ class Transition:
             return replace(token, task_id=existing.id)
         task = await (self._user_task if node.is_user_task else self._system_task)(node, token)
         self.connection.defer_insert(tasks, task_values(task))
+        if node.escalation:
+            ladder = [(step, self.calendars.after(self.now, step.after)) for step in node.escalation]
+            for row in scheduled_rows(task, ladder):
+                self.connection.defer_insert(task_escalations, row)
         self._created[token.id] = task
         await self.record(TaskEventKind.CREATED, task, created_data(task))
         return replace(token, task_id=task.id)
@@ -434,7 +442,7 @@ class Transition:
 
     def _due_at(self, node: Node) -> datetime | None:
         if node.due_in is not None:
-            return self.now + node.due_in
+            return self.calendars.after(self.now, node.due_in)
         if node.due_at:
             text = render_text(node.due_at, self.variables())
             try:

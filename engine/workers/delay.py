@@ -1,6 +1,7 @@
 """The ``delay`` system task: a durable timer.
 
-Config: ``duration`` (ISO 8601, counted from when the task was created) or ``until`` (an ISO 8601 date-time;
+Config: ``duration`` (ISO 8601, counted from when the task was created, or business time such as
+``{"duration": "P1D", "business": true}`` in one of the context's calendars) or ``until`` (an ISO 8601 date-time;
 without an offset it is taken as UTC). Until the moment comes the executor answers :class:`WaitUntil`, which
 the worker stores as the task's wake-up time, so the timer survives a restart; once the clock has passed it,
 the task completes with ``{waitedUntil}``. Time is read from the context's clock, so tests move it by hand.
@@ -14,6 +15,7 @@ from typing import Any
 
 import isodate
 
+from engine.definitions.durations import parse_span
 from engine.definitions.model import Node
 from engine.workers.config_checks import check_keys, pending, require_valid
 from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
@@ -40,7 +42,12 @@ def config_problems(config: Mapping[str, Any], *, rendered: bool) -> list[str]:
     if len(present) != 1:
         problems.append("config needs exactly one of 'duration' and 'until'")
     duration, until = config.get("duration"), config.get("until")
-    if "duration" in config and not pending(duration, rendered):
+    if isinstance(duration, Mapping):
+        try:
+            parse_span(duration)
+        except ValueError as exc:
+            problems.append(f"config 'duration' {exc}")
+    elif "duration" in config and not pending(duration, rendered):
         try:
             value = parse_duration(duration) if isinstance(duration, str) else None
         except (ValueError, isodate.ISO8601Error):
@@ -76,8 +83,11 @@ class DelayExecutor:
     async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
         config = request.config
         require_valid(config_problems(config, rendered=True), request.secrets)
-        if "duration" in config:
-            until: datetime = request.task_created_at + parse_duration(str(config["duration"]))
+        duration = config.get("duration")
+        if isinstance(duration, Mapping):
+            until: datetime = context.calendars.after(request.task_created_at, parse_span(duration))
+        elif duration is not None:
+            until = request.task_created_at + parse_duration(str(duration))
         else:
             until = parse_until(str(config["until"]))
         moment = until.isoformat()

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from engine.calendars import Calendars
 from engine.clock import Clock
 from engine.definitions.model import Node
 from engine.definitions.validation import DEFAULT_MAX_JSON_BYTES
@@ -62,6 +63,8 @@ class ExecutionContext:
     host_policy: HostPolicy = field(default_factory=HostPolicy)
     settings: Mapping[str, Any] = field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_JSON_BYTES
+    calendars: Calendars = field(default_factory=Calendars)
+    """What business durations count in (a delay's ``duration``)."""
     _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 
     @property

@@ -38,6 +38,7 @@ from engine.storage.leases import LeaseRepository
 from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition, template_variables
+from engine.workers.escalations import Escalator
 from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, SystemTaskExecutor, WaitUntil
 from engine.workers.redaction import redact, redact_logs, redact_text
 
@@ -72,6 +73,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._executing: dict[str, asyncio.Future[ExecutionResult | WaitUntil]] = {}
         self._handing_back = False
+        self.escalator = Escalator(engine, context, self.worker_id, lease)
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (called after commits that queue tasks)."""
@@ -103,20 +105,21 @@ class Worker:
         return expired
 
     async def run_once(self) -> int:
-        """Expire overdue user tasks (and, once a minute, idempotency keys), then claim and run one batch;
-        returns how many attempts ran."""
+        """Expire overdue user tasks (and, once a minute, idempotency keys), then claim and run one batch of
+        system tasks and due escalation steps; returns how many attempts ran and steps were claimed."""
         await self.expire_due()
         await self.engine.idempotency.purge_if_due()
         now = self.engine.clock.now()
         async with self.engine.db.transaction() as session:
             claimed = await LeaseRepository(session).claim_runnable(now, self.worker_id, now + self.lease, self.batch)
+            escalations = await self.escalator.claim(session, now)
         # Claimed outside a transition: what the engine remembers of their instances is stale now, and
         # recording the attempt from it would cost an attempt that writes nothing (engine.remembered).
         self.engine.remembered.forget(task.workflow_instance_id for task in claimed)
         for task_type, count in Counter(task.schema_type for task in claimed).items():
             self.engine.observer.tasks_claimed(task_type, count)
-        await asyncio.gather(*(self._attempt(task) for task in claimed))
-        return len(claimed)
+        await asyncio.gather(self.escalator.run(escalations), *(self._attempt(task) for task in claimed))
+        return len(claimed) + len(escalations)
 
     async def run_until_idle(self, max_rounds: int = 100) -> int:
         """Run batches until nothing is due (tests drive the clock and call this)."""

@@ -8,7 +8,7 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import state
+from engine import EscalationAction, state
 from schema.context import Info
 from schema.sharing import same_for_every_viewer
 from schema.types.user import User, load_user
@@ -99,3 +99,21 @@ class TaskMessage:
     @classmethod
     def from_domain(cls, message: state.TaskMessage) -> TaskMessage:
         return cls(id=strawberry.ID(message.id), body=message.body, posted_at=message.posted_at, source=message)
+
+
+@strawberry.type(description="One step of the task's escalation ladder, past or scheduled.")
+class TaskEscalation:
+    step: int
+    action: EscalationAction
+    status: state.EscalationStatus
+    due_at: datetime
+    fired_at: datetime | None
+    detail: JSON | None = strawberry.field(description="What it did: a reminder's recipients, a reassignment's target.")
+
+    @classmethod
+    def from_domain(cls, escalation: state.TaskEscalation, task: state.Task) -> TaskEscalation:
+        return cls(
+            step=escalation.step, action=EscalationAction(escalation.action), status=escalation.status_with(task),
+            due_at=escalation.due_at, fired_at=escalation.fired_at,
+            detail=JSON(dict(escalation.detail)) if escalation.detail is not None else None,
+        )  # fmt: skip

@@ -7,7 +7,7 @@ from typing import cast
 
 import strawberry
 
-from engine import Priority, state
+from engine import EscalationAction, Priority, state
 
 strawberry.enum(state.TaskKind, name="TaskKind")
 strawberry.enum(state.TaskStatus, name="TaskStatus")
@@ -15,6 +15,8 @@ strawberry.enum(state.TaskDisplayStatus, name="TaskDisplayStatus")
 strawberry.enum(Priority, name="TaskPriority")
 strawberry.enum(state.InstanceStatus, name="WorkflowStatus")
 strawberry.enum(state.TaskEventKind, name="TaskEventKind")
+strawberry.enum(state.EscalationStatus, name="EscalationStatus")
+strawberry.enum(EscalationAction, name="EscalationAction")
 
 TaskKind = state.TaskKind
 TaskStatus = state.TaskStatus
@@ -22,6 +24,7 @@ TaskDisplayStatus = state.TaskDisplayStatus
 TaskPriority = Priority
 WorkflowStatus = state.InstanceStatus
 TaskEventKind = state.TaskEventKind
+EscalationStatus = state.EscalationStatus
 
 
 @strawberry.enum

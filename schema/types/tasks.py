@@ -39,7 +39,15 @@ from schema.types.approvals import (
     decisions,
     eligibility,
 )
-from schema.types.details import Document, DocumentRequirement, Form, FormField, TaskAttempt, TaskMessage
+from schema.types.details import (
+    Document,
+    DocumentRequirement,
+    Form,
+    FormField,
+    TaskAttempt,
+    TaskEscalation,
+    TaskMessage,
+)
 from schema.types.enums import TaskDisplayStatus, TaskKind, TaskPriority, TaskStatus, TaskType, WorkflowStatus
 from schema.types.history import HistoryConnection, instance_history, task_history
 from schema.types.paging import PageInfo
@@ -252,6 +260,11 @@ class Task:
             )  # fmt: skip
             for a in await info.context.loaders.attempts.load(self.source.id)
         ]
+
+    @strawberry.field(description="The steps of its escalation ladder, fired and scheduled, in ladder order.")
+    async def escalations(self, info: Info) -> list[TaskEscalation]:
+        found = await info.context.loaders.escalations.load(self.source.id)
+        return [TaskEscalation.from_domain(e, self.source) for e in found]
 
     @strawberry.field(description="The discussion, oldest first.")
     @same_for_every_viewer

@@ -1,0 +1,79 @@
+"""Escalations through the API: a task's ``escalations`` (fired and scheduled) over HTTP, and the
+``REMINDED`` and ``ESCALATED`` events carried by a ``taskEvents`` subscription over a real WebSocket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from starlette.applications import Starlette
+
+from engine.clock import ManualClock
+from engine.definitions.builder import WorkflowBuilder, business, complete, reassign, remind
+from engine.transitions.engine import Engine
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import ExecutionContext
+from engine.workers.worker import Worker
+from server.settings import Settings
+from tests.server.conftest import GraphQL
+from tests.server.live import serving
+from tests.server.test_subscriptions import EVENTS, cursor_now, feed, kinds, task_at
+
+LADDERED = WorkflowBuilder("laddered")
+LADDERED.user_task(
+    "review", schema_type="userTask.approval", assign_to_role="approver",
+    escalation=[remind("PT4H"), reassign(business("P1D"), role="manager"),
+                complete("P3D", {"decision": "rejected", "comment": "timed out"})],
+)  # fmt: skip
+
+
+@pytest.fixture
+async def live_url(app: Starlette) -> AsyncIterator[str]:
+    async with serving(app) as url:
+        yield url
+
+
+ESCALATIONS = """query($id: ID!) { task(id: $id) { assignedRole
+  escalations { step action status dueAt firedAt detail } } }"""
+
+
+async def test_escalations_are_listed_and_their_events_are_delivered(
+    app_engine: Engine,
+    clock: ManualClock,
+    gql: GraphQL,
+    live_url: str,
+    settings: Settings,
+) -> None:
+    await app_engine.deploy(LADDERED.build(), deployed_by="dana")  # the clock: Monday 09:00 UTC
+    instance = await app_engine.start("laddered", {}, "alice")
+    task = await task_at(app_engine, instance, "review")
+    start = await cursor_now(app_engine)
+    async with (
+        ExecutionContext(clock=clock) as context,  # no SMTP server: a reminder is its event alone
+        feed(live_url, settings, "dana", EVENTS, filter={"workflowInstanceId": instance.id}, after=start) as f,
+    ):
+        worker = Worker(app_engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
+        clock.advance(timedelta(hours=4))
+        await worker.run_until_idle()
+        halfway = await gql(ESCALATIONS, user="bob", id=task.id)
+        clock.advance(timedelta(hours=20))
+        await worker.run_until_idle()
+        delivered = await f.events(2)
+
+    steps = halfway["data"]["task"]["escalations"]
+    assert [(s["step"], s["action"], s["status"]) for s in steps] == [
+        (0, "REMIND", "FIRED"), (1, "REASSIGN", "SCHEDULED"), (2, "COMPLETE", "SCHEDULED"),
+    ]  # fmt: skip
+    assert steps[0]["firedAt"].startswith("2026-01-05T13:00") and steps[0]["detail"]["recipients"] == ["bob"]
+    assert steps[1]["dueAt"].startswith("2026-01-06T09:00")  # a business day: Tuesday, same hour
+    assert steps[2]["dueAt"].startswith("2026-01-08T09:00")
+    assert kinds(delivered) == ["REMINDED", "ESCALATED"]
+    assert all(e["task"]["id"] == task.id and e["actor"] is None for e in delivered)
+
+    after = await gql(ESCALATIONS, user="carol", id=task.id)
+    assert after["data"]["task"]["assignedRole"] == "manager"
+    assert [s["status"] for s in after["data"]["task"]["escalations"]] == ["FIRED", "FIRED", "SCHEDULED"]
+    await app_engine.cancel(instance.id, "dana")
+    cancelled = await gql(ESCALATIONS, user="carol", id=task.id)
+    assert cancelled["data"]["task"]["escalations"][2]["status"] == "CANCELLED"  # the task ended first
