@@ -84,7 +84,7 @@ from engine.tasks.visibility import VisibilityService
 from engine.tasks.workflows import WorkflowService
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.hostpolicy import check_entries as check_host_entries
 from engine.workers.worker import Worker
@@ -112,7 +112,7 @@ __all__ = [
     # events
     "EventHub", "EventFilter", "Delivery",
     # workers
-    "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
+    "Worker", "BUILTIN_EXECUTORS", "SystemTaskContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
     # business time (issue #22)
     "BusinessCalendar", "Calendars", "parse_calendars",
     # escalation ladders (issue #22)

@@ -24,7 +24,6 @@ from typing import Any, cast
 
 import strawberry
 from graphql import ExecutionResult, GraphQLError, GraphQLObjectType
-from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
 
 from engine import (
     Delivery,
@@ -36,6 +35,7 @@ from engine import (
 )
 from schema.context import Info
 from schema.execution import PlainFieldsExecutionContext
+from schema.library_internals import CollectedFields, FieldDetailsList, forget_subfield_memo
 from schema.loaders import DataLoaders
 from schema.permissions import IsAuthenticated
 from schema.sharing import same_for_every_viewer, selection_is_same_for_every_viewer
@@ -238,7 +238,7 @@ class SubscriptionExecutionContext(PlainFieldsExecutionContext):
                 self._share_key = (id(self.operation), variables)
         executor = super().build_per_event_executor(payload)
         assert isinstance(executor, SubscriptionExecutionContext)
-        executor._relevant_sub_fields = {}  # per event, so it goes with the event
+        forget_subfield_memo(executor)  # per event, so it goes with the event
         executor._plans = {}  # likewise: it keeps each event's root selection alive
         return executor
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from engine import BUILTIN_EXECUTORS, Engine, ExecutionContext, HostPolicy, Worker
+from engine import BUILTIN_EXECUTORS, Engine, HostPolicy, SystemTaskContext, Worker
 from server.settings import Settings
 from server.tracing import instrument_http_client
 
@@ -24,7 +24,7 @@ async def running_worker(
     """A worker polling in the background, woken by every commit of this process, stopped on exit or
     as soon as ``stop`` is set (a shutdown has begun): attempts running then get
     ``settings.shutdown_seconds`` to finish before they are handed back."""
-    context = ExecutionContext(
+    context = SystemTaskContext(
         clock=engine.clock, smtp_url=settings.smtp_url,
         host_policy=HostPolicy(allow=settings.http_allow, deny=settings.http_deny),
         settings=settings.template_settings, max_body_bytes=settings.max_json_bytes, calendars=engine.calendars,

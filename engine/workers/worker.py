@@ -39,7 +39,7 @@ from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition, template_variables
 from engine.workers.escalations import Escalator
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, SystemTaskExecutor, WaitUntil
+from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, SystemTaskExecutor, WaitUntil
 from engine.workers.redaction import redact, redact_logs, redact_text
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class Worker:
         self,
         engine: Engine,
         executors: Mapping[str, SystemTaskExecutor],
-        context: ExecutionContext,
+        context: SystemTaskContext,
         *,
         secrets: Mapping[str, str] | None = None,
         lease: timedelta = timedelta(seconds=60),

@@ -21,7 +21,7 @@ import pytest
 
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from server.auth import issue_token
 from server.settings import Settings
@@ -264,7 +264,7 @@ async def failed_system_task(scene: Scene) -> None:
     """alice's instance whose http task used its one attempt: the task and the instance are FAILED.
     The server's embedded worker is off in tests; this is the worker ``stepwise worker`` runs."""
     await scene.start("system", assign=False)
-    async with ExecutionContext(clock=scene.engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
+    async with SystemTaskContext(clock=scene.engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
         worker = Worker(scene.engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
         assert await worker.run_once() == 1
     query = "query($id: ID!) { task(id: $id) { kind status assignedRole assignedGroup assignee { id } } }"
