@@ -117,6 +117,11 @@ class DefinitionRow(Base):
 
 class InstanceRow(Base):
     __tablename__ = "workflow_instances"
+    __table_args__ = (
+        # A business key is unique per definition when set (a second start with it finds the first).
+        Index("ux_workflow_instances_correlation", "definition_key", "correlation_key", unique=True,
+              postgresql_where=text("correlation_key IS NOT NULL"), sqlite_where=text("correlation_key IS NOT NULL")),
+    )  # fmt: skip
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     definition_key: Mapped[str] = mapped_column(String(128))
     definition_version: Mapped[int] = mapped_column(Integer)
@@ -129,6 +134,9 @@ class InstanceRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revision: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    correlation_key: Mapped[str | None] = mapped_column(String(255))
+    # The nodes with a signal held for them (held_signals): a transition reads a held signal only for these.
+    held_signals: Mapped[list[str]] = mapped_column(JsonType, server_default=text("'[]'"))
 
 
 class StepInstanceRow(Base):
@@ -291,6 +299,27 @@ class TaskAttemptRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class HeldSignalRow(Base):
+    """A signal sent to a node its instance had not reached (Transition.hold_signal): applied once
+    when a token arrives there (``applied_at``, ``task_id``); never applied, it is reported unused."""
+
+    __tablename__ = "held_signals"
+    __table_args__ = (
+        # One waiting signal per node: a second early signal is refused.
+        Index("ux_held_signals_waiting", "workflow_instance_id", "node_id", unique=True,
+              postgresql_where=text("applied_at IS NULL"), sqlite_where=text("applied_at IS NULL")),
+    )  # fmt: skip
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workflow_instance_id: Mapped[str] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[Any] = mapped_column(JsonType)
+    sent_by: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    revision: Mapped[int] = mapped_column(Integer)
+
+
 class IdempotencyKeyRow(Base):
     """A mutation's idempotency key (engine.idempotency): written in the transaction of the change it
     guards, with what that change returned, so a repeat returns it instead of running again."""
@@ -352,3 +381,4 @@ documents = cast(Table, DocumentRow.__table__)
 task_attempts = cast(Table, TaskAttemptRow.__table__)
 idempotency_keys = cast(Table, IdempotencyKeyRow.__table__)
 task_escalations = cast(Table, TaskEscalationRow.__table__)
+held_signals = cast(Table, HeldSignalRow.__table__)

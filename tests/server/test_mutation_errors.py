@@ -78,6 +78,7 @@ MUTATIONS = [
              cannot_raise={InvalidStateError: "a new instance is in no state yet"}),
     Mutation("cancelWorkflow", "workflows", "cancel", {"workflowInstanceId": "w"}),
     Mutation("sendSignal", "workflows", "send_signal", {"workflowInstanceId": "w", "nodeId": "n"}),
+    Mutation("correlate", "workflows", "correlate", {"definitionKey": "d", "correlationKey": "c", "nodeId": "n"}),
     Mutation("deployWorkflowDefinition", "workflows", "deploy", {"definition": {}},
              cannot_raise={NotFoundError: "a deploy looks nothing up", InvalidStateError: "a deploy has no state"}),
     Mutation("uploadTaskDocuments", "documents", "upload", {"taskId": "t", "requirementKey": "r", "files": []},

@@ -51,6 +51,7 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "start a workflow": (OK, OK, OK, OK, OK, OK),
     "deploy a definition": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "send a raw signal": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
+    "correlate a signal by business key": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
     "cancel a workflow": (OK, OK, FORBIDDEN, FORBIDDEN, OK, HIDDEN),
     "retry a failed system task": (OK, FORBIDDEN, NA, NA, FORBIDDEN, HIDDEN),
     "delegate": (FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, FORBIDDEN, HIDDEN),
@@ -249,6 +250,18 @@ async def send_signal(scene: Scene) -> str:
     return await scene.run("sendSignal", query, id=scene.instance_id)
 
 
+async def correlate(scene: Scene) -> str:
+    """sendSignal's rule, the instance found by the business key alice started it with."""
+    await scene.engine.deploy(DEFINITIONS["form"], deployed_by="dana")
+    instance = await scene.engine.start("matrix_form", {}, "alice", correlation_key="ORDER-1")
+    scene.instance_id, scene.task_id = instance.id, str(instance.tokens[0].task_id)
+    if scene.role == "assignee":
+        await scene.assign("erin")
+    query = """mutation { correlate(input: {definitionKey: "matrix_form", correlationKey: "ORDER-1", nodeId: "form",
+      payload: {}}) { __typename ... on Error { message } } }"""
+    return await scene.run("correlate", query)
+
+
 async def cancel(scene: Scene) -> str:
     await scene.start("form")
     query = """mutation($id: ID!) { cancelWorkflow(input: {workflowInstanceId: $id}) {
@@ -347,6 +360,7 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "start a workflow": start_workflow,
     "deploy a definition": deploy,
     "send a raw signal": send_signal,
+    "correlate a signal by business key": correlate,
     "cancel a workflow": cancel,
     "retry a failed system task": retry,
     "delegate": delegate,
