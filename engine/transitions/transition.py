@@ -22,8 +22,9 @@ from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node, OnDue, WorkflowDefinition
 from engine.definitions.registry import Assignment, NodeContext, Registry, default_schema_type
 from engine.definitions.templates import evaluate_condition, render_text
-from engine.errors import ConflictError, InvalidStateError, NotFoundError
+from engine.errors import ConflictError, InvalidStateError, NotFoundError, SignalAlreadyHeldError
 from engine.state import (
+    HeldSignal,
     InstanceStatus,
     StepInstance,
     Task,
@@ -36,9 +37,11 @@ from engine.state import (
     new_id,
 )
 from engine.storage.deferred import DeferredUpdate, TransitionConnection
-from engine.storage.directory import DirectoryRepository
+from engine.storage.directory import GROUP_MEMBERS, ROLE_MEMBERS, DirectoryRepository
 from engine.storage.escalations import scheduled_rows
+from engine.storage.held_signals import applied, held_values, waiting_signal
 from engine.storage.instances import LockedInstance, step_values
+from engine.storage.models import held_signals as held_signal_rows
 from engine.storage.models import step_instances, task_escalations, tasks
 from engine.storage.task_events import NewTaskEvent, TaskEventRepository
 from engine.storage.tasks import TaskRepository, stored_changes, task_values
@@ -162,6 +165,8 @@ class Transition:
         self.instance = instance
         self.data: dict[str, Any] = dict(instance.data)
         self.tokens: list[Token] = list(instance.tokens)
+        self.held_signals: list[str] = list(instance.held_signals)
+        """Nodes with a signal held for them (:meth:`hold_signal`); only entering one of these reads."""
         self.tasks = TaskRepository(connection)
         self.events = TaskEventRepository(connection)
         self._directory = DirectoryRepository(connection)
@@ -200,6 +205,10 @@ class Transition:
         open_tasks = sorted((t for t in left.values() if t.status.is_open), key=lambda t: (t.created_at, t.id))
         return LockedInstance(finished, dict(self._steps), open_tasks)
 
+    @property
+    def created_task_ids(self) -> list[str]:
+        return [task.id for task in self._created.values()]
+
     def as_left(self, task: Task) -> Task:
         """``task`` as this transition leaves it: its last :meth:`update_task`, else as it was."""
         return self._changed.get(task.id, task)
@@ -220,6 +229,15 @@ class Transition:
         self._changed[changed.id] = changed
         await self.record(event, changed, {**changes_between(task, changed), **(event_data or {})})
         return changed
+
+    async def task_by_id(self, task_id: str) -> Task | None:
+        """Task ``task_id`` of this instance as this transition has it: an open one as read with the
+        instance (or remembered, which the last statement checks), without a round trip; else read."""
+        changed = self._changed.get(task_id)
+        if changed is not None:
+            return changed
+        known = next((task for task in self._open_as_read.values() if task.id == task_id), None)
+        return known if known is not None else await self.tasks.get_by_id(task_id)
 
     async def open_task_at(self, node_id: str) -> Task:
         """The open task a signal to ``node_id`` completes, or the error that says why there is none."""
@@ -303,7 +321,32 @@ class Transition:
                 if merged is None:
                     continue
                 token = merged
-            self.tokens.append(await self.enter(node, token))
+            entered = await self.enter(node, token)
+            self.tokens.append(entered)
+            created = self._created.get(entered.id)
+            if created is not None and node.id in self.held_signals:
+                await self._apply_held_signal(created)
+
+    def hold_signal(self, node_id: str, payload: Any) -> None:
+        """Keep a signal for ``node_id``, which no token has reached, until one does (issue #23)."""
+        if node_id in self.held_signals:
+            raise SignalAlreadyHeldError(f"a signal for node {node_id!r} is already held; it has not arrived yet")
+        signal = HeldSignal(new_id(), self.instance.id, node_id, payload, self.actor_id, self.now)
+        self.connection.defer_insert(held_signal_rows, held_values(signal))
+        self.held_signals.append(node_id)
+
+    async def _apply_held_signal(self, task: Task) -> None:
+        """A token reached a node a signal was held for: it completes the new task, once, as its sender."""
+        self.held_signals.remove(task.node_id)
+        signal = await waiting_signal(self.connection, self.instance.id, task.node_id)
+        if signal is None:
+            return
+        self.connection.defer_update(applied(signal, task.id, self.now))
+        actor, self.actor_id = self.actor_id, signal.sent_by  # the completion is the sender's signal
+        try:
+            await self.complete(task, signal.payload)
+        finally:
+            self.actor_id = actor
 
     def _join(self, node: Node, token: Token) -> Token | None:
         parked = [t for t in self.tokens if t.node_id == node.id and t.task_id is None] + [token]
@@ -379,18 +422,22 @@ class Transition:
         )  # fmt: skip
 
     async def _policy_setup(self, node: Node, assignment: Assignment) -> approvals.PolicySetup:
-        """``node``'s approval policy and ``excludes`` for its new task. The directory is read on the
-        connection itself, past this transition's deferred writes (none of which can change it), so that
-        a policy does not make a transition write early; the instance's earlier tasks are read only for
-        ``excludes`` that look back at them."""
+        """``node``'s approval policy and ``excludes`` for its new task. The directory is read past this
+        transition's deferred writes (none of which can change it), so that a policy does not make a
+        transition write early; the instance's earlier tasks are read only for ``excludes`` that look
+        back at them."""
         looks_back = any(rule != EXCLUDE_STARTER for rule in node.excludes)
         earlier = await self.tasks.find_by_instance(self.instance.id) if looks_back else []
-        directory = DirectoryRepository(await self.connection.connection())
-        return await approvals.setup(node, self.variables(), self.instance.started_by, assignment, earlier, directory)
+        return await approvals.setup(node, self.variables(), self.instance.started_by, assignment, earlier,
+                                     self._members)  # fmt: skip
 
     async def policy_level(self, policy: dict[str, Any], index: int) -> approvals.PolicySetup:
         """A chain's next level made current (its approvers, eligible count, blocked or not)."""
-        return await approvals.activate_level(policy, index, DirectoryRepository(await self.connection.connection()))
+        return await approvals.activate_level(policy, index, self._members)
+
+    async def _members(self, *, role: str | None = None, group: str | None = None) -> list[str]:
+        statement, key = (ROLE_MEMBERS, role) if role is not None else (GROUP_MEMBERS, group)
+        return sorted(row.user_id for row in await self.connection.read_unaffected(statement, {"key": key}))
 
     async def _system_task(self, node: Node, token: Token) -> Task:
         return self._new_task(
@@ -467,6 +514,7 @@ class Transition:
             completed_at=completed_at,
             revision=self.instance.revision + 1,
             error=error,
+            held_signals=tuple(self.held_signals),
         )
 
     def _derived_status(self) -> tuple[InstanceStatus, str | None]:
