@@ -171,7 +171,7 @@ async def test_a_files_directory_that_cannot_be_written_is_503(
             body: dict[str, Any] = response.json()
             return body
 
-        _, task_id = await receipt_task(gql)  # type: ignore[arg-type]
+        _, task_id = await receipt_task(gql)
         before = await everything(unwritable_files.state.engine)
         operations = json.dumps({"query": UPLOAD, "variables": {"id": task_id, "key": "receipt", "files": [None]}})
         response = await client.post(

@@ -47,6 +47,7 @@ CODES = {"BAD_USER_INPUT", "VALIDATION_FAILED", "UNAUTHENTICATED", "MAX_DEPTH_EX
 def shaped_like(template: object, key: str, ids: list[str]) -> st.SearchStrategy[Any]:
     """Mostly a value of the template's kind (so most inputs pass GraphQL's type check and reach the
     resolvers), sometimes anything at all."""
+    shaped: st.SearchStrategy[Any]
     if isinstance(template, str):
         shaped = TEXT | st.sampled_from(ids) if key.endswith("Id") else TEXT
     elif isinstance(template, dict):
@@ -98,7 +99,8 @@ async def test_generated_input_gets_a_typed_answer_and_changes_nothing_when_refu
 ) -> None:
     mutation = data.draw(st.sampled_from(MUTATIONS), label="mutation")
     fields = {key: data.draw(shaped_like(value, key, arena.ids), label=key) for key, value in mutation.input.items()}
-    fields |= data.draw(st.just({}) | st.just({}) | st.dictionaries(TEXT, JSON, max_size=2), label="extra fields")
+    extra: st.SearchStrategy[dict[str, Any]] = st.just({}) | st.just({}) | st.dictionaries(TEXT, JSON, max_size=2)
+    fields |= data.draw(extra, label="extra fields")
     user = data.draw(st.sampled_from(["alice", "dana", "erin", None]), label="user")
     input_type, members, errors = arena.types[mutation.name]
     query = (f"mutation($input: {input_type}!) {{ {mutation.name}(input: $input) {{ __typename "
