@@ -78,6 +78,7 @@ from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions, policies
 from engine.tasks.blobs import BlobStore
+from engine.tasks.bulk import MAX_BULK_TASKS, BulkItem, BulkTaskService
 from engine.tasks.documents import DocumentService
 from engine.tasks.service import TaskService
 from engine.tasks.visibility import VisibilityService
@@ -117,6 +118,8 @@ __all__ = [
     "BusinessCalendar", "Calendars", "parse_calendars",
     # escalation ladders (issue #22)
     "EscalationAction", "EscalationRepository",
+    # bulk actions (issue #22)
+    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.tasks.blobs import BlobStore
+from engine.tasks.bulk import BulkTaskService
 from engine.tasks.documents import DocumentService
 from engine.tasks.service import TaskService
 from engine.tasks.visibility import VisibilityService
@@ -19,16 +20,20 @@ class Services:
     visibility: VisibilityService
     workflows: WorkflowService
     tasks: TaskService
+    bulk: BulkTaskService
+    """Bulk claim, assign and decide, each item through ``tasks``."""
     documents: DocumentService | None
     """None without a blob store: documents cannot be uploaded then."""
 
     @classmethod
     def build(cls, engine: Engine, blobs: BlobStore | None = None) -> Services:
         visibility = VisibilityService(engine)
+        tasks = TaskService(engine)
         return cls(
             engine=engine,
             visibility=visibility,
             workflows=WorkflowService(engine, visibility),
-            tasks=TaskService(engine),
+            tasks=tasks,
+            bulk=BulkTaskService(tasks),
             documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
         )

@@ -16,6 +16,7 @@ from schema.context import Context
 from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
 from schema.loaders import DataLoaders
+from schema.mutations.bulk import BulkTaskMutations
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.workflows import WorkflowMutations
@@ -25,7 +26,7 @@ from schema.subscriptions import Subscription, SubscriptionExecutionContext
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, DevSignInMutations):
+class Mutation(WorkflowMutations, TaskMutations, BulkTaskMutations, DocumentMutations, DevSignInMutations):
     pass
 
 

@@ -12,7 +12,7 @@ include: GraphQL failed to resolve the union's type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from engine import (
     StepwiseError,
     ValidationError,
 )
+from server.settings import Settings
 from tests.server.conftest import GraphQL
 
 ERRORS: list[StepwiseError] = [
@@ -62,6 +63,11 @@ class Mutation:
     """A result the mutation answers with in place of another (by type name)."""
 
 
+# A bulk action answers each item's error in that item; the mutation itself refuses only a bad list.
+PER_ITEM: dict[type[StepwiseError], str] = {
+    kind: "an item's error is answered in its item"
+    for kind in (NotFoundError, ForbiddenError, ConflictError, ConcurrentUpdateError, InvalidStateError)
+}
 MUTATIONS = [
     Mutation("saveTaskProgress", "tasks", "save_progress", {"taskId": "t", "values": {}}),
     Mutation("submitTask", "tasks", "submit", {"taskId": "t"}),
@@ -80,9 +86,19 @@ MUTATIONS = [
     Mutation("sendSignal", "workflows", "send_signal", {"workflowInstanceId": "w", "nodeId": "n"}),
     Mutation("deployWorkflowDefinition", "workflows", "deploy", {"definition": {}},
              cannot_raise={NotFoundError: "a deploy looks nothing up", InvalidStateError: "a deploy has no state"}),
+    *(Mutation(name, "bulk", method, {"taskIds": ["t"], **extra}, cannot_raise=PER_ITEM)
+      for name, method, extra in (("claimTasks", "claim", {}), ("assignTasks", "assign", {"userId": "bob"}),
+                                  ("decideTasks", "decide", {"decision": "APPROVED"}))),
     Mutation("uploadTaskDocuments", "documents", "upload", {"taskId": "t", "requirementKey": "r", "files": []},
              answers_instead={"Conflict": "InvalidState"}),  # the task changed under the upload: its state
 ]  # fmt: skip
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Without the mutation rate limit: the test sends every mutation six times, more than a burst."""
+    return replace(settings, mutations_per_minute=0)
+
 
 MUTATIONS_QUERY = (
     "{ __schema { mutationType { fields { name args { type { ofType { name } } } type { ofType { name } } } } } }"
