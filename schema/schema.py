@@ -15,6 +15,7 @@ from engine import FastPaths
 from schema.context import Context
 from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
+from schema.limits import OperationLimits, limit_extensions
 from schema.loaders import DataLoaders
 from schema.mutations.bulk import BulkTaskMutations
 from schema.mutations.documents import DocumentMutations
@@ -72,11 +73,13 @@ def build_schema(
     cache_documents: bool = True,
     instruments: Sequence[Any] = (),
     fast_execution: bool | None = None,
+    limits: OperationLimits | None = None,
 ) -> strawberry.Schema:
     """``instruments``: the server's metrics and tracing extensions (factories), run around everything else.
     ``fast_execution``: the executor shortcut (:mod:`schema.execution`, ``STEPWISE_FAST_EXECUTION``; by
-    default as that variable says); off, every field goes through its resolver."""
-    extensions: list[Any] = [*instruments, ShareReadsPerQuery]
+    default as that variable says); off, every field goes through its resolver. ``limits``: what one
+    operation may ask (schema.limits; the defaults when not given)."""
+    extensions: list[Any] = [*instruments, *limit_extensions(limits or OperationLimits()), ShareReadsPerQuery]
     if cache_documents:
         # Clients send the same few documents over and over; parsing and validating them again is most
         # of GraphQL's overhead on a small page (bench/graphql_overhead.py measures it, 1.4–2.1×).

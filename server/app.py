@@ -26,6 +26,7 @@ from engine import (
     head_revision,
     upgrade,
 )
+from schema.limits import OperationLimits
 from schema.schema import build_schema
 from server.access import ObservedRequests
 from server.bodies import BoundedBodies
@@ -106,8 +107,14 @@ def create_app(
         *([graphql_tracing(tracing)] if tracing else []),
         *([rate_limits.graphql_extension()] if rate_limits.enabled else []),
     ]
+    limits = OperationLimits(max_depth=settings.max_query_depth, max_aliases=settings.max_aliases,
+                             max_tokens=settings.max_tokens, max_document_bytes=settings.max_document_bytes,
+                             max_cost=settings.max_query_cost)  # fmt: skip
     schema = build_schema(
-        mask_errors=settings.mask_errors, instruments=instruments, fast_execution=settings.fast_paths.execution
+        mask_errors=settings.mask_errors,
+        instruments=instruments,
+        fast_execution=settings.fast_paths.execution,
+        limits=limits,
     )
     graphql = StepwiseGraphQL(schema, services, settings, events)
     shutdown = Shutdown()

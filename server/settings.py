@@ -109,6 +109,11 @@ class Settings:
     jwks_timeout_seconds: float = 5.0
     jwks_cache_seconds: float = 300.0
     jwks_refetch_seconds: float = 30.0
+    max_query_depth: int = 15
+    max_aliases: int = 30
+    max_tokens: int = 1_000
+    max_document_bytes: int = 32_768
+    max_query_cost: int = 25_000
     fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
     """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
     even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
@@ -183,6 +188,11 @@ class Settings:
             jwks_timeout_seconds=float(env("STEPWISE_JWKS_TIMEOUT_SECONDS", str(defaults.jwks_timeout_seconds))),
             jwks_cache_seconds=float(env("STEPWISE_JWKS_CACHE_SECONDS", str(defaults.jwks_cache_seconds))),
             jwks_refetch_seconds=float(env("STEPWISE_JWKS_REFETCH_SECONDS", str(defaults.jwks_refetch_seconds))),
+            max_query_depth=int(env("STEPWISE_MAX_QUERY_DEPTH", str(defaults.max_query_depth))),
+            max_aliases=int(env("STEPWISE_MAX_ALIASES", str(defaults.max_aliases))),
+            max_tokens=int(env("STEPWISE_MAX_TOKENS", str(defaults.max_tokens))),
+            max_document_bytes=int(env("STEPWISE_MAX_DOCUMENT_BYTES", str(defaults.max_document_bytes))),
+            max_query_cost=int(env("STEPWISE_MAX_QUERY_COST", str(defaults.max_query_cost))),
             fast_paths=FastPaths.from_env(),
             idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
             calendars=Calendars(parse_calendars(_json_object("STEPWISE_CALENDARS"))),

@@ -51,6 +51,7 @@ from engine.storage.deferred import TransactionNeeded, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
 from engine.storage.models import idempotency_keys, instances
+from engine.storage.postgres.search_indexes import ensure_search_indexes
 from engine.transitions.remembered import RememberedInstances
 from engine.transitions.transition import Transition, needs_starter, reads_starter_details
 
@@ -113,7 +114,8 @@ class Engine:
         """Deploy as the next version of its key; returns ``(deployed, created)``.
 
         A document identical to the latest version deploys nothing and returns that version, so
-        loading the same definitions twice changes nothing.
+        loading the same definitions twice changes nothing. On PostgreSQL a new version's ``searchable``
+        paths get their indexes before this returns (:mod:`engine.storage.postgres.search_indexes`).
         """
         definition = self.validate(document)
         guard = self.idempotency.take()
@@ -146,6 +148,8 @@ class Engine:
                         row = self.idempotency.row(guard, (deployed, True), deployed.deployed_at)
                         await session.execute(idempotency_keys.insert().values(row))
                 self._latest_versions[deployed.key] = deployed.version
+                if definition.searchable and not self.db.is_sqlite:
+                    await ensure_search_indexes(self.db, definition.searchable)
                 return deployed, True
             except IntegrityError:  # another process deployed the same version number first
                 continue
