@@ -35,12 +35,14 @@ from engine.errors import (
     UnavailableError,
     ValidationError,
 )
+from engine.events.cursors import decode_event_cursor, encode_event_cursor
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
 from engine.fastpaths import FastPaths
 from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
+from engine.signing import SIGNATURE_HEADER, new_signing_secret, sign, signature_header, verify_signature
 from engine.state import (
     DeployedDefinition,
     Document,
@@ -70,6 +72,7 @@ from engine.storage.inbox import (
     count_beside,
     encode_cursor,
     page_of_tasks,
+    page_with_cursors,
     task_search,
 )
 from engine.storage.instances import InstanceRepository
@@ -84,10 +87,13 @@ from engine.tasks.service import TaskService
 from engine.tasks.visibility import VisibilityService
 from engine.tasks.workflows import WorkflowService
 from engine.transitions.engine import Engine
+from engine.webhooks.model import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery, WebhookFilter
+from engine.webhooks.service import WebhookService
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.hostpolicy import check_entries as check_host_entries
+from engine.workers.webhooks import DeliveryPolicy, WebhookDispatcher
 from engine.workers.worker import Worker
 
 __all__ = [
@@ -107,17 +113,22 @@ __all__ = [
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
+    "page_with_cursors",
     "HistoryPage", "encode_history_cursor", "DataCondition", "DataOperator", "DataSource", "DataSort",
     # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
     "IdempotencyKeys", "IdempotentRequest",
     # events
-    "EventHub", "EventFilter", "Delivery",
+    "EventHub", "EventFilter", "Delivery", "encode_event_cursor", "decode_event_cursor",
     # workers
-    "Worker", "BUILTIN_EXECUTORS", "ExecutionContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
+    "Worker", "BUILTIN_EXECUTORS", "SystemTaskContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
     # business time (issue #22)
     "BusinessCalendar", "Calendars", "parse_calendars",
     # escalation ladders (issue #22)
     "EscalationAction", "EscalationRepository",
+    # webhooks, and signing what the engine sends out
+    "WebhookService", "Webhook", "WebhookFilter", "WebhookDelivery", "WebhookAttempt", "DeliveryStatus",
+    "WebhookDispatcher", "DeliveryPolicy",
+    "SIGNATURE_HEADER", "sign", "signature_header", "verify_signature", "new_signing_secret",
     # bulk actions (issue #22)
     "BulkTaskService", "BulkItem", "MAX_BULK_TASKS",
     # what the engine reports to an operator's instruments (the server's metrics)

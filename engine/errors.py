@@ -5,7 +5,8 @@ StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── ForbiddenError            FORBIDDEN: the actor may see it but not do this
 │   └── SeparationOfDutiesError  SEPARATION_OF_DUTIES: the task's ``excludes`` shut this user out
 ├── ConflictError             CONFLICT: a stale revision, a second signal, a duplicate
-│   └── IdempotencyKeyReusedError  IDEMPOTENCY_KEY_REUSED: the key came before with other input
+│   ├── IdempotencyKeyReusedError  IDEMPOTENCY_KEY_REUSED: the key came before with other input
+│   └── SignalAlreadyHeldError     SIGNAL_ALREADY_HELD: a signal already waits for that node
 ├── InvalidStateError         INVALID_STATE: the object is not in a state that allows this
 ├── ValidationError           VALIDATION_FAILED: bad input; ``field_errors`` names each field
 │   └── DefinitionError       VALIDATION_FAILED: a workflow definition failed validation
@@ -68,6 +69,12 @@ class IdempotencyKeyReusedError(ConflictError):
     """An idempotency key the user sent before with other input (engine.idempotency)."""
 
     code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class SignalAlreadyHeldError(ConflictError):
+    """A signal for a node its instance has not reached, while one sent earlier already waits there."""
+
+    code = "SIGNAL_ALREADY_HELD"
 
 
 class InvalidStateError(StepwiseError):

@@ -4,6 +4,7 @@ downloads, CLI): the only way in to the operations that apply the permission rul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from engine.tasks.blobs import BlobStore
 from engine.tasks.bulk import BulkTaskService
@@ -12,6 +13,8 @@ from engine.tasks.service import TaskService
 from engine.tasks.visibility import VisibilityService
 from engine.tasks.workflows import WorkflowService
 from engine.transitions.engine import Engine
+from engine.webhooks.service import DEFAULT_SECRET_GRACE, WebhookService
+from engine.workers.hostpolicy import HostPolicy
 
 
 @dataclass(frozen=True)
@@ -24,9 +27,14 @@ class Services:
     """Bulk claim, assign and decide, each item through ``tasks``."""
     documents: DocumentService | None
     """None without a blob store: documents cannot be uploaded then."""
+    webhooks: WebhookService
 
     @classmethod
-    def build(cls, engine: Engine, blobs: BlobStore | None = None) -> Services:
+    def build(
+        cls, engine: Engine, blobs: BlobStore | None = None, *, host_policy: HostPolicy | None = None,
+        webhook_secret_grace: timedelta = DEFAULT_SECRET_GRACE,
+    ) -> Services:  # fmt: skip
+        """``host_policy``: what webhook URLs may name (the HTTP tasks' policy)."""
         visibility = VisibilityService(engine)
         tasks = TaskService(engine)
         return cls(
@@ -36,4 +44,5 @@ class Services:
             tasks=tasks,
             bulk=BulkTaskService(tasks),
             documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
+            webhooks=WebhookService(engine, host_policy, webhook_secret_grace),
         )

@@ -156,6 +156,10 @@ class WorkflowInstance:
     completed_at: datetime | None = None
     revision: int = 0
     error: str | None = None
+    correlation_key: str | None = None
+    """A business key, unique per definition when set (``correlate`` finds the instance by it)."""
+    held_signals: tuple[str, ...] = ()
+    """Nodes a signal was sent to before a token reached them (``Transition.hold_signal``)."""
 
 
 @dataclass(frozen=True)
@@ -262,6 +266,22 @@ class TaskEvent:
     actor_id: str | None
     occurred_at: datetime
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HeldSignal:
+    """A signal sent to a node before a token reached it: applied once when one does (``applied_at``,
+    the ``task_id`` it completed); an instance that ends without reaching it reports it unused."""
+
+    id: str
+    workflow_instance_id: str
+    node_id: str
+    payload: Any
+    sent_by: str | None
+    sent_at: datetime
+    applied_at: datetime | None = None
+    task_id: str | None = None
+    revision: int = 0
 
 
 @dataclass(frozen=True)

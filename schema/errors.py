@@ -61,7 +61,7 @@ def to_error(exc: errors.StepwiseError) -> ErrorResult:
     if isinstance(exc, errors.ForbiddenError):
         return Forbidden(message=exc.message, code=exc.code)
     if isinstance(exc, errors.ConflictError | errors.ConcurrentUpdateError):
-        code = exc.code if isinstance(exc, errors.IdempotencyKeyReusedError) else errors.ConflictError.code
+        code = exc.code if isinstance(exc, errors.ConflictError) else errors.ConflictError.code
         return Conflict(message=exc.message, code=code)
     if isinstance(exc, errors.InvalidStateError):
         return InvalidState(message=exc.message, code=exc.code)

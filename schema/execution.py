@@ -42,11 +42,16 @@ from graphql import (
     Undefined,
     get_nullable_type,
 )
-from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import Path, gather_with_cancel
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+
+from schema.library_internals import (
+    FieldDetailsList,
+    GroupedFieldSet,
+    StrawberryGraphQLCoreExecutionContext,
+    middlewares_of,
+    strawberry_definition_of,
+)
 
 PLAIN_LEAVES = "stepwise.plain-leaves"
 DIRECT_OBJECTS = "stepwise.direct-objects"
@@ -104,19 +109,20 @@ def prepare(schema: GraphQLSchema) -> None:
 def plain_leaves(schema: GraphQLSchema) -> dict[str, dict[str, Leaf]]:
     """Per object type, its fields that are a plain attribute of a scalar or enum type.
 
-    Plain means what Strawberry itself calls a basic field (no resolver, no field extension, no
-    permission) read with ``getattr`` (the default resolver) and taking no arguments.
+    Plain means what Strawberry itself calls a basic field (``StrawberryField.is_basic_field``: no
+    resolver, no field extension, no permission) read with ``getattr`` (the default resolver) and
+    taking no arguments.
     """
     found: dict[str, dict[str, Leaf]] = {}
     for type_ in schema.type_map.values():
         if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
             continue
         for name, field in type_.fields.items():
-            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            definition = strawberry_definition_of(field)
             leaf = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
             if (
                 isinstance(definition, StrawberryField)
-                and getattr(field.resolve, "_is_default", False)
+                and definition.is_basic_field
                 and definition.default_resolver is getattr
                 and not field.args
                 and isinstance(leaf, GraphQLScalarType | GraphQLEnumType)
@@ -133,11 +139,11 @@ def serve_prefetched(schema: GraphQLSchema) -> None:
     for type_ in schema.type_map.values():
         if not isinstance(type_, GraphQLObjectType):
             continue
-        origin = getattr(type_.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF), "origin", None)
+        origin = getattr(strawberry_definition_of(type_), "origin", None)
         names: frozenset[str] = getattr(origin, "PREFETCHABLE", frozenset())
         served = set()
         for field in type_.fields.values():
-            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            definition = strawberry_definition_of(field)
             if isinstance(definition, StrawberryField) and definition.python_name in names:
                 if definition.extensions or field.resolve is None:
                     raise TypeError(f"{type_.name}.{definition.python_name} cannot be prefetched: it has extensions")
@@ -158,10 +164,10 @@ def direct_objects(schema: GraphQLSchema) -> dict[str, dict[str, DirectObject]]:
     for type_ in schema.type_map.values():
         if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
             continue
-        origin = getattr(type_.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF), "origin", None)
+        origin = getattr(strawberry_definition_of(type_), "origin", None)
         prefetchable: frozenset[str] = getattr(origin, "PREFETCHABLE", frozenset())
         for name, field in type_.fields.items():
-            definition = field.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            definition = strawberry_definition_of(field)
             target = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
             if (
                 not isinstance(definition, StrawberryField)
@@ -173,7 +179,7 @@ def direct_objects(schema: GraphQLSchema) -> dict[str, dict[str, DirectObject]]:
                 continue
             if definition.python_name in prefetchable:
                 found.setdefault(type_.name, {})[name] = (definition.python_name, True)
-            elif getattr(field.resolve, "_is_default", False) and definition.default_resolver is getattr:
+            elif definition.is_basic_field and definition.default_resolver is getattr:
                 found.setdefault(type_.name, {})[name] = (definition.python_name, False)
     return found
 
@@ -195,9 +201,8 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         super().__init__(*args, **kwargs)
         leaves = self.schema.extensions.get(PLAIN_LEAVES)
         # Middleware (a schema extension's ``resolve``) wraps every resolver; with any, every field
-        # takes the standard path. Strawberry passes a manager always, empty when there is none.
-        middleware = self.middleware_manager.middlewares if self.middleware_manager else ()
-        standard = not leaves or bool(middleware)
+        # takes the standard path.
+        standard = not leaves or bool(middlewares_of(self))
         self._plain_leaves: dict[str, dict[str, Leaf]] = {} if standard else cast(dict[str, dict[str, Leaf]], leaves)
         self._direct_objects: dict[str, dict[str, DirectObject]] = (
             {} if standard else self.schema.extensions.get(DIRECT_OBJECTS, {})
@@ -359,7 +364,10 @@ async def _merged_later(
 def _helpers_of(executor: Any) -> GraphQLResolveInfoHelpers:
     """graphql-core's resolver helpers, reaching the executor through ``executor`` (a weak proxy).
 
-    graphql-core binds them to the executor it stores them on: a reference cycle that kept each
+    graphql-core binds them to the executor it stores them on (``Executor.__init__``:
+    ``self.async_helpers = GraphQLResolveInfoHelpers(gather=self.gather_async_work,
+    track=self.track_async_work)``, https://github.com/graphql-python/graphql-core/blob/v3.3.2/src/graphql/execution/executor.py;
+    docs/adr/0007-reference-cycles-and-collector.md): a reference cycle that kept each
     query's executor, its context, DataLoaders and every row they loaded alive until the next
     collection (~500 objects a request; young collections of 20,000 such objects took 12 ms here,
     the inbox's p99 in bench.inbox_scaling). Without the cycle, a request's objects go when it ends.

@@ -15,24 +15,29 @@ from engine import FastPaths
 from schema.context import Context
 from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
+from schema.library_internals import graphql_schema_of
 from schema.limits import OperationLimits, limit_extensions
 from schema.loaders import DataLoaders
 from schema.mutations.bulk import BulkTaskMutations
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
+from schema.mutations.webhooks import WebhookMutations
 from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
 from schema.reads import SharedReads
 from schema.subscriptions import Subscription, SubscriptionExecutionContext
+from schema.types.webhooks import WebhookQueries
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations, BulkTaskMutations, DocumentMutations, DevSignInMutations):
+class Mutation(
+    WorkflowMutations, TaskMutations, BulkTaskMutations, DocumentMutations, DevSignInMutations, WebhookMutations
+):
     pass
 
 
 @strawberry.type(name="Query")
-class RootQuery(Query, DirectoryQueries):
+class RootQuery(Query, DirectoryQueries, WebhookQueries):
     pass
 
 
@@ -97,5 +102,5 @@ def build_schema(
         execution_context_class=SubscriptionExecutionContext,
     )
     if fast_execution if fast_execution is not None else FastPaths.from_env().execution:
-        prepare(schema._schema)  # Strawberry's GraphQL schema has no public accessor
+        prepare(graphql_schema_of(schema))
     return schema

@@ -25,8 +25,9 @@ from graphql import (
     SelectionSetNode,
     get_named_type,
 )
-from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+
+from schema.library_internals import resolver_function_of, strawberry_definition_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 SAME_FOR_EVERY_VIEWER = "__stepwise_same_for_every_viewer__"
@@ -41,8 +42,8 @@ def same_for_every_viewer(resolver: F) -> F:
 
 def is_same_for_every_viewer(definition: StrawberryField) -> bool:
     """A plain field (no resolver of its own), or one whose resolver is marked."""
-    resolver = definition.base_resolver
-    return resolver is None or getattr(resolver.wrapped_func, SAME_FOR_EVERY_VIEWER, False) is True
+    function = resolver_function_of(definition)
+    return function is None or getattr(function, SAME_FOR_EVERY_VIEWER, False) is True
 
 
 def selection_is_same_for_every_viewer(
@@ -57,7 +58,7 @@ def selection_is_same_for_every_viewer(
                 if name == "__typename":
                     continue
                 found = parent.fields.get(name)
-                definition = found.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF) if found else None
+                definition = strawberry_definition_of(found) if found else None
                 if not isinstance(definition, StrawberryField) or not is_same_for_every_viewer(definition):
                     return False
                 assert found is not None

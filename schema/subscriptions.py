@@ -12,8 +12,6 @@ from), ``TOO_MANY_SUBSCRIPTIONS``, ``NOT_FOUND``, ``BAD_USER_INPUT`` (a malforme
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import weakref
 from collections.abc import AsyncGenerator
@@ -24,7 +22,6 @@ from typing import Any, cast
 
 import strawberry
 from graphql import ExecutionResult, GraphQLError, GraphQLObjectType
-from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
 
 from engine import (
     Delivery,
@@ -33,9 +30,12 @@ from engine import (
     NotFoundError,
     StepwiseError,
     SubscriberOverflowError,
+    encode_event_cursor,
 )
+from engine import decode_event_cursor as event_position
 from schema.context import Info
 from schema.execution import PlainFieldsExecutionContext
+from schema.library_internals import CollectedFields, FieldDetailsList, forget_subfield_memo
 from schema.loaders import DataLoaders
 from schema.permissions import IsAuthenticated
 from schema.sharing import same_for_every_viewer, selection_is_same_for_every_viewer
@@ -44,24 +44,12 @@ from schema.types.enums import TaskEventKind
 from schema.types.tasks import Task
 from schema.types.user import User, load_user
 
-_CURSOR_PREFIX = "taskEvent:"
-
-
-def encode_event_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
-
 
 def decode_event_cursor(cursor: str) -> int:
-    """The event log position behind a cursor; anything else is the client's error (``BAD_USER_INPUT``).
-    (Cursors given before positions existed name event ids, which became those events' positions.)"""
-    try:
-        decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if decoded.startswith(_CURSOR_PREFIX):
-            position = int(decoded.removeprefix(_CURSOR_PREFIX))
-            if position >= 0:
-                return position
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
+    """The event log position behind a cursor; anything else is the client's error (``BAD_USER_INPUT``)."""
+    position = event_position(cursor)
+    if position is not None:
+        return position
     raise GraphQLError("`after` is not a task event cursor", extensions={"code": "BAD_USER_INPUT"})
 
 
@@ -238,7 +226,7 @@ class SubscriptionExecutionContext(PlainFieldsExecutionContext):
                 self._share_key = (id(self.operation), variables)
         executor = super().build_per_event_executor(payload)
         assert isinstance(executor, SubscriptionExecutionContext)
-        executor._relevant_sub_fields = {}  # per event, so it goes with the event
+        forget_subfield_memo(executor)  # per event, so it goes with the event
         executor._plans = {}  # likewise: it keeps each event's root selection alive
         return executor
 

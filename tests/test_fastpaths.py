@@ -19,6 +19,7 @@ from engine.storage.database import Database
 from engine.storage.inbox import TaskQuery, count_beside, task_search
 from engine.transitions.engine import Engine
 from schema.execution import PLAIN_LEAVES
+from schema.library_internals import graphql_schema_of
 from schema.schema import build_schema
 from tests.transitions.test_durability import approval_then_archive, tasks_of
 
@@ -39,8 +40,8 @@ def test_the_switches_are_read_from_the_environment() -> None:
 
 
 def test_the_executor_shortcut_is_left_out_when_off() -> None:
-    assert PLAIN_LEAVES in build_schema(fast_execution=True)._schema.extensions
-    assert PLAIN_LEAVES not in build_schema(fast_execution=False)._schema.extensions
+    assert PLAIN_LEAVES in graphql_schema_of(build_schema(fast_execution=True)).extensions
+    assert PLAIN_LEAVES not in graphql_schema_of(build_schema(fast_execution=False)).extensions
 
 
 @asynccontextmanager

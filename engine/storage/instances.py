@@ -172,6 +172,14 @@ class InstanceRepository:
         row = (await self.session.execute(statement, {"instance_id": instance_id})).first()
         return _instance(row, summary) if row else None
 
+    async def find_by_correlation(self, definition_key: str, correlation_key: str) -> WorkflowInstance | None:
+        """The instance of ``definition_key`` started with ``correlation_key`` (unique when set)."""
+        statement = select(instances).where(
+            instances.c.definition_key == definition_key, instances.c.correlation_key == correlation_key
+        )
+        row = (await self.session.execute(statement)).first()
+        return _instance(row) if row else None
+
     async def get_many(self, ids: Iterable[str], *, summary: bool = False) -> dict[str, WorkflowInstance]:
         """The instances by id; ``summary`` as for :meth:`get`."""
         rows = await self.session.execute(_INSTANCE_SUMMARIES if summary else _INSTANCES, {"ids": list(ids)})
@@ -236,6 +244,8 @@ def instance_values(instance: WorkflowInstance) -> dict[str, Any]:
         "completed_at": instance.completed_at,
         "revision": instance.revision,
         "error": instance.error,
+        "correlation_key": instance.correlation_key,
+        "held_signals": list(instance.held_signals),
     }
 
 
@@ -253,6 +263,8 @@ def _instance(row: Any, summary: bool = False) -> WorkflowInstance:
         completed_at=row.completed_at,
         revision=row.revision,
         error=row.error,
+        correlation_key=row.correlation_key,
+        held_signals=tuple(row.held_signals),
     )
 
 

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CommitListener = Callable[[], Awaitable[None]]
 _RACE_RETRIES = 8
+MAX_CORRELATION_KEY = 255
 
 
 class Engine:
@@ -215,25 +216,60 @@ class Engine:
 
     # -- instances -------------------------------------------------------------------------
 
-    async def start(self, definition_key: str, input: Mapping[str, Any] | None, started_by: str) -> WorkflowInstance:
-        """Start the latest version of ``definition_key`` and run until every token waits or ends."""
+    async def start(
+        self,
+        definition_key: str,
+        input: Mapping[str, Any] | None,
+        started_by: str,
+        correlation_key: str | None = None,
+    ) -> WorkflowInstance:
+        """Start the latest version of ``definition_key`` and run until every token waits or ends.
+
+        With a ``correlation_key`` (a business key, unique per definition) that an instance of the
+        definition already has, that instance is returned and nothing is started; of two such starts
+        at once one starts it, the other loses on the unique index and returns it."""
         if input is not None and not isinstance(input, Mapping):
             raise ValidationError("input must be a JSON object", [InputError("input", "must be a JSON object")])
         check_json_size(input, "input", self.max_json_bytes)
+        if correlation_key is not None:
+            if not correlation_key or len(correlation_key) > MAX_CORRELATION_KEY:
+                problem = InputError(
+                    "correlationKey", f"must be 1 to {MAX_CORRELATION_KEY} characters", "INVALID_LENGTH"
+                )
+                raise ValidationError("correlationKey is invalid", [problem])
+            existing = await self.correlated(definition_key, correlation_key)
+            if existing is not None:
+                return existing
         guard = self.idempotency.take()
-        return await self.idempotency.guarded(
-            guard, lambda: self._start_running(definition_key, input, started_by, guard)
-        )
+        try:
+            return await self.idempotency.guarded(
+                guard, lambda: self._start_running(definition_key, input, started_by, correlation_key, guard)
+            )
+        except Exception:
+            existing = await self.correlated(definition_key, correlation_key) if correlation_key else None
+            if existing is None:
+                raise
+            return existing  # a concurrent start with the key won
+
+    async def correlated(self, definition_key: str, correlation_key: str) -> WorkflowInstance | None:
+        """The instance of ``definition_key`` with ``correlation_key``, if there is one."""
+        async with self.db.read() as session:
+            return await InstanceRepository(session).find_by_correlation(definition_key, correlation_key)
 
     async def _start_running(
-        self, definition_key: str, input: Mapping[str, Any] | None, started_by: str, guard: Guard | None
+        self,
+        definition_key: str,
+        input: Mapping[str, Any] | None,
+        started_by: str,
+        correlation_key: str | None,
+        guard: Guard | None,
     ) -> WorkflowInstance:
         autocommit = True  # on PostgreSQL without BEGIN and COMMIT (SQLite ignores it)
         began = time.perf_counter()
         for _ in range(_RACE_RETRIES):
             try:
                 transition, finished = await self._start(
-                    definition_key, input, started_by, guard, autocommit=autocommit
+                    definition_key, input, started_by, correlation_key, guard, autocommit=autocommit
                 )
             except TransactionNeeded:  # it must write before its end: in a transaction, then
                 autocommit = False
@@ -250,12 +286,13 @@ class Engine:
         definition_key: str,
         input: Mapping[str, Any] | None,
         started_by: str,
+        correlation_key: str | None,
         guard: Guard | None,
         *,
         autocommit: bool,
     ) -> tuple[Transition, WorkflowInstance]:
         async with self.db.transition_connection(autocommit=autocommit) as connection:
-            transition = await self._started(connection, definition_key, input, started_by)
+            transition = await self._started(connection, definition_key, input, started_by, correlation_key)
             self._keep_key(guard, transition, transition.finish())
             return transition, await transition.write()
 
@@ -265,7 +302,12 @@ class Engine:
             transition.connection.defer_insert(idempotency_keys, self.idempotency.row(guard, result, transition.now))
 
     async def _started(
-        self, connection: TransitionConnection, definition_key: str, input: Mapping[str, Any] | None, started_by: str
+        self,
+        connection: TransitionConnection,
+        definition_key: str,
+        input: Mapping[str, Any] | None,
+        started_by: str,
+        correlation_key: str | None = None,
     ) -> Transition:
         definition = await self._latest(connection, definition_key)
         now = self.clock.now()
@@ -280,6 +322,7 @@ class Engine:
             started_at=now,
             updated_at=now,
             revision=0,
+            correlation_key=correlation_key,
         )
         connection.defer_insert(instances, instance_values(instance))  # the last statement writes it
         transition = Transition(
@@ -365,14 +408,22 @@ class Engine:
         """Complete the task waiting at ``node`` with ``payload`` (stored under ``storeAs``) and move on.
 
         A signal to an unknown node is ``NotFoundError``; to a node that already completed,
-        ``ConflictError``; to a node no token has reached, ``InvalidStateError``. None changes anything.
+        ``ConflictError``; to a finished instance, ``InvalidStateError``; none changes anything. A signal
+        to a node no token has reached yet is held and applied when one arrives (``Transition.hold_signal``);
+        a second one for that node meanwhile is ``SignalAlreadyHeldError``.
         """
         check_json_size(payload, "payload", self.max_json_bytes)
 
         async def signal(transition: Transition) -> None:
             # The node's own state decides first: a second signal to a completed node is a conflict
             # even when that node's completion also finished the instance.
-            task = await transition.open_task_at(node)
+            try:
+                task = await transition.open_task_at(node)
+            except InvalidStateError:  # no token there yet: held until one arrives, unless it is over
+                if transition.instance.status.is_final:
+                    raise
+                transition.hold_signal(node, payload)
+                return
             await transition.complete(task, payload)
 
         _, instance = await self.transition(workflow_instance_id, actor_id, signal)

@@ -22,8 +22,9 @@ from engine.definitions.forms import MAX_TEXT_LENGTH
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node, OnDue, WorkflowDefinition
 from engine.definitions.registry import Assignment, NodeContext, Registry, default_schema_type
 from engine.definitions.templates import evaluate_condition, render_text
-from engine.errors import ConflictError, InvalidStateError, NotFoundError
+from engine.errors import ConflictError, InvalidStateError, NotFoundError, SignalAlreadyHeldError
 from engine.state import (
+    HeldSignal,
     InstanceStatus,
     StepInstance,
     Task,
@@ -38,7 +39,9 @@ from engine.state import (
 from engine.storage.deferred import DeferredUpdate, TransitionConnection
 from engine.storage.directory import DirectoryRepository
 from engine.storage.escalations import scheduled_rows
+from engine.storage.held_signals import applied, held_values, waiting_signal
 from engine.storage.instances import LockedInstance, step_values
+from engine.storage.models import held_signals as held_signal_rows
 from engine.storage.models import step_instances, task_escalations, tasks
 from engine.storage.task_events import NewTaskEvent, TaskEventRepository
 from engine.storage.tasks import TaskRepository, stored_changes, task_values
@@ -162,6 +165,8 @@ class Transition:
         self.instance = instance
         self.data: dict[str, Any] = dict(instance.data)
         self.tokens: list[Token] = list(instance.tokens)
+        self.held_signals: list[str] = list(instance.held_signals)
+        """Nodes with a signal held for them (:meth:`hold_signal`); only entering one of these reads."""
         self.tasks = TaskRepository(connection)
         self.events = TaskEventRepository(connection)
         self._directory = DirectoryRepository(connection)
@@ -303,7 +308,32 @@ class Transition:
                 if merged is None:
                     continue
                 token = merged
-            self.tokens.append(await self.enter(node, token))
+            entered = await self.enter(node, token)
+            self.tokens.append(entered)
+            created = self._created.get(entered.id)
+            if created is not None and node.id in self.held_signals:
+                await self._apply_held_signal(created)
+
+    def hold_signal(self, node_id: str, payload: Any) -> None:
+        """Keep a signal for ``node_id``, which no token has reached, until one does (issue #23)."""
+        if node_id in self.held_signals:
+            raise SignalAlreadyHeldError(f"a signal for node {node_id!r} is already held; it has not arrived yet")
+        signal = HeldSignal(new_id(), self.instance.id, node_id, payload, self.actor_id, self.now)
+        self.connection.defer_insert(held_signal_rows, held_values(signal))
+        self.held_signals.append(node_id)
+
+    async def _apply_held_signal(self, task: Task) -> None:
+        """A token reached a node a signal was held for: it completes the new task, once, as its sender."""
+        self.held_signals.remove(task.node_id)
+        signal = await waiting_signal(self.connection, self.instance.id, task.node_id)
+        if signal is None:
+            return
+        self.connection.defer_update(applied(signal, task.id, self.now))
+        actor, self.actor_id = self.actor_id, signal.sent_by  # the completion is the sender's signal
+        try:
+            await self.complete(task, signal.payload)
+        finally:
+            self.actor_id = actor
 
     def _join(self, node: Node, token: Token) -> Token | None:
         parked = [t for t in self.tokens if t.node_id == node.id and t.task_id is None] + [token]
@@ -467,6 +497,7 @@ class Transition:
             completed_at=completed_at,
             revision=self.instance.revision + 1,
             error=error,
+            held_signals=tuple(self.held_signals),
         )
 
     def _derived_status(self) -> tuple[InstanceStatus, str | None]:

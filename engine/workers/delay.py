@@ -18,7 +18,7 @@ import isodate
 from engine.definitions.durations import parse_span
 from engine.definitions.model import Node
 from engine.workers.config_checks import check_keys, pending, require_valid
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, WaitUntil
 
 KEYS = ("duration", "until")
 
@@ -80,7 +80,7 @@ class DelayExecutor:
     def validate(self, node: Node) -> list[str]:
         return config_problems(node.config, rendered=False)
 
-    async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
+    async def execute(self, request: ExecutionRequest, context: SystemTaskContext) -> ExecutionResult | WaitUntil:
         config = request.config
         require_valid(config_problems(config, rendered=True), request.secrets)
         duration = config.get("duration")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from engine.definitions.model import Node
 from engine.workers.config_checks import check_keys
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, WaitUntil
 
 
 class EchoExecutor:
@@ -20,5 +20,5 @@ class EchoExecutor:
     def validate(self, node: Node) -> list[str]:
         return check_keys(node.config, ("output",), ("output",))
 
-    async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
+    async def execute(self, request: ExecutionRequest, context: SystemTaskContext) -> ExecutionResult | WaitUntil:
         return ExecutionResult(output=request.config.get("output"))

@@ -4,7 +4,7 @@ Config: ``to`` (list), ``cc`` (list), ``subject``, ``body`` (plain text) and ``h
 message is ``multipart/alternative``). The result stored under ``storeAs`` is ``{messageId, to, cc}``. Each
 ``to`` and ``cc`` entry must be exactly one address (:func:`one_address`), as written or as rendered.
 
-The server URL (``ExecutionContext.smtp_url``): ``smtp://[user:password@]host[:port]`` (port 25), with
+The server URL (``SystemTaskContext.smtp_url``): ``smtp://[user:password@]host[:port]`` (port 25), with
 ``?starttls=true`` to upgrade the connection, or ``smtps://`` for TLS from the start (port 465); ``?from=``
 sets the sender, unless the ``mailFrom`` setting does; the default is ``stepwise@localhost``.
 
@@ -27,7 +27,7 @@ import aiosmtplib
 from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.workers.config_checks import check_keys, check_string, check_string_list, pending, require_valid
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, WaitUntil
 from engine.workers.redaction import redact, redact_text
 
 KEYS = ("to", "cc", "subject", "body", "html")
@@ -115,7 +115,7 @@ class EmailExecutor:
     def validate(self, node: Node) -> list[str]:
         return config_problems(node.config, rendered=False)
 
-    async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
+    async def execute(self, request: ExecutionRequest, context: SystemTaskContext) -> ExecutionResult | WaitUntil:
         config, secrets = request.config, request.secrets
         require_valid(config_problems(config, rendered=True), secrets)
         if not context.smtp_url:

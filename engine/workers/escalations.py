@@ -34,7 +34,7 @@ from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 from engine.workers.email import EmailExecutor
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult
+from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext
 
 log = logging.getLogger(__name__)
 MAX_NOTIFY_ATTEMPTS = 5
@@ -48,7 +48,7 @@ _EMAIL = EmailExecutor()
 class Escalator:
     """Claims due escalation steps and fires them; the :class:`~engine.workers.worker.Worker` runs it."""
 
-    def __init__(self, engine: Engine, context: ExecutionContext, worker_id: str, lease: timedelta) -> None:
+    def __init__(self, engine: Engine, context: SystemTaskContext, worker_id: str, lease: timedelta) -> None:
         self.engine = engine
         self.context = context
         self.worker_id = worker_id

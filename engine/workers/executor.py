@@ -1,7 +1,7 @@
 """The one protocol every system-task executor implements, and what it is handed.
 
 Dependencies (HTTP client, SMTP, clock, JS limits, host policy) reach executors through an
-:class:`ExecutionContext`, so tests point them at loopback servers and swap the clock.
+:class:`SystemTaskContext`, so tests point them at loopback servers and swap the clock.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class WaitUntil:
 
 
 @dataclass
-class ExecutionContext:
+class SystemTaskContext:
     """What executors run with. ``http`` is built from ``host_policy`` on first use, never handed in, so
     no caller can give tasks a client that skips the policy; :meth:`aclose` (or ``async with``) closes it."""
 
@@ -78,7 +78,7 @@ class ExecutionContext:
             await self._http.aclose()
             self._http = None
 
-    async def __aenter__(self) -> ExecutionContext:
+    async def __aenter__(self) -> SystemTaskContext:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -99,4 +99,4 @@ class SystemTaskExecutor(Protocol):
         """Deploy-time problems with the node's ``config``, as messages."""
         ...
 
-    async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil: ...
+    async def execute(self, request: ExecutionRequest, context: SystemTaskContext) -> ExecutionResult | WaitUntil: ...

@@ -38,7 +38,7 @@ from engine.workers.config_checks import (
     pending,
     require_valid,
 )
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, WaitUntil
 from engine.workers.http import DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, retryable_status
 from engine.workers.redaction import redact, redact_headers, redact_text
 
@@ -86,7 +86,7 @@ class GraphQLExecutor:
     def validate(self, node: Node) -> list[str]:
         return config_problems(node.config, rendered=False)
 
-    async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
+    async def execute(self, request: ExecutionRequest, context: SystemTaskContext) -> ExecutionResult | WaitUntil:
         config, secrets = request.config, request.secrets
         require_valid(config_problems(config, rendered=True), secrets)
         url = httpx.URL(str(config["url"]))

@@ -37,7 +37,7 @@ from engine.workers.config_checks import (
     pending,
     require_valid,
 )
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, WaitUntil
 from engine.workers.redaction import redact, redact_headers, redact_text
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -153,7 +153,7 @@ class HttpExecutor:
     def validate(self, node: Node) -> list[str]:
         return config_problems(node.config, rendered=False)
 
-    async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
+    async def execute(self, request: ExecutionRequest, context: SystemTaskContext) -> ExecutionResult | WaitUntil:
         secrets = request.secrets
         require_valid(config_problems(request.config, rendered=True), secrets)
         call = _Call.from_config(request.config, request.task_id)

@@ -33,7 +33,7 @@ from typing import Any
 from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.workers.config_checks import check_int, check_keys, check_string, require_valid
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult, WaitUntil
+from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, WaitUntil
 from engine.workers.redaction import redact, redact_text
 
 DEFAULT_TIMEOUT_MS = 1_000
@@ -93,7 +93,7 @@ class JavaScriptExecutor:
     def validate(self, node: Node) -> list[str]:
         return config_problems(node.config, rendered=False)
 
-    async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
+    async def execute(self, request: ExecutionRequest, context: SystemTaskContext) -> ExecutionResult | WaitUntil:
         config, secrets = request.config, request.secrets
         require_valid(config_problems(config, rendered=True), secrets)
         code = str(config["code"])

@@ -20,6 +20,11 @@ from schema.types.tasks import WorkflowInstance
 class StartWorkflowInput:
     definition_key: str
     input: JSON | None = None
+    correlation_key: str | None = strawberry.field(
+        default=None,
+        description="A business key, unique per definition: a start with one an instance already has returns "
+        "that instance (correlate addresses it by the key).",
+    )
     idempotency_key: str | None = idempotency_key_field()
 
 
@@ -33,6 +38,15 @@ class CancelWorkflowInput:
 @strawberry.input
 class SendSignalInput:
     workflow_instance_id: strawberry.ID
+    node_id: str
+    payload: JSON | None = None
+    idempotency_key: str | None = idempotency_key_field()
+
+
+@strawberry.input
+class CorrelateInput:
+    definition_key: str
+    correlation_key: str
     node_id: str
     payload: JSON | None = None
     idempotency_key: str | None = idempotency_key_field()
@@ -82,7 +96,7 @@ class WorkflowMutations:
                 info,
                 "startWorkflow",
                 input,
-                lambda: service.start(info.context.user, input.definition_key, input.input),
+                lambda: service.start(info.context.user, input.definition_key, input.input, input.correlation_key),
             )
         except StepwiseError as exc:
             error = to_error(exc)
@@ -103,12 +117,30 @@ class WorkflowMutations:
             return to_error(exc)
         return WorkflowSuccess(workflow_instance=WorkflowInstance.from_domain(instance))
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admin only: signal a node directly.")
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Admin only: signal a node directly; a node not reached yet holds it until a token arrives.",
+    )
     async def send_signal(self, info: Info, input: SendSignalInput) -> WorkflowResult:
         try:
             service = info.context.workflows
             instance = await idempotent(info, "sendSignal", input, lambda: service.send_signal(
                 info.context.user, input.workflow_instance_id, input.node_id, input.payload
+            ))  # fmt: skip
+        except StepwiseError as exc:
+            return to_error(exc)
+        return WorkflowSuccess(workflow_instance=WorkflowInstance.from_domain(instance))
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Admin only: signal a node of the instance with this business key (as sendSignal; a signal "
+        "to a node not reached yet is held until a token arrives).",
+    )
+    async def correlate(self, info: Info, input: CorrelateInput) -> WorkflowResult:
+        try:
+            service = info.context.workflows
+            instance = await idempotent(info, "correlate", input, lambda: service.correlate(
+                info.context.user, input.definition_key, input.correlation_key, input.node_id, input.payload
             ))  # fmt: skip
         except StepwiseError as exc:
             return to_error(exc)

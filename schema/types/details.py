@@ -117,3 +117,26 @@ class TaskEscalation:
             due_at=escalation.due_at, fired_at=escalation.fired_at,
             detail=JSON(dict(escalation.detail)) if escalation.detail is not None else None,
         )  # fmt: skip
+
+
+@strawberry.type(description="A signal sent to a node before a token reached it: applied once when one does.")
+class HeldSignal:
+    node_id: str
+    payload: JSON | None
+    sent_at: datetime
+    applied_at: datetime | None = strawberry.field(
+        description="When a token arrived and the signal completed its task."
+    )
+    task_id: strawberry.ID | None = strawberry.field(description="The task the signal completed.")
+    source: strawberry.Private[state.HeldSignal]
+
+    @classmethod
+    def from_domain(cls, signal: state.HeldSignal) -> HeldSignal:
+        return cls(
+            node_id=signal.node_id, payload=signal.payload, sent_at=signal.sent_at, applied_at=signal.applied_at,
+            task_id=strawberry.ID(signal.task_id) if signal.task_id else None, source=signal,
+        )  # fmt: skip
+
+    @strawberry.field
+    async def sent_by(self, info: Info) -> User | None:
+        return await load_user(info, self.source.sent_by) if self.source.sent_by else None

@@ -15,13 +15,11 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from engine import (
     Node,
-    TaskOrderField,
     TaskQuery,
     ValidationError,
     WorkflowDefinition,
     count_beside,
-    encode_cursor,
-    page_of_tasks,
+    page_with_cursors,
     permissions,
     policies,
     state,
@@ -44,6 +42,7 @@ from schema.types.details import (
     DocumentRequirement,
     Form,
     FormField,
+    HeldSignal,
     TaskAttempt,
     TaskEscalation,
     TaskMessage,
@@ -349,17 +348,17 @@ class TaskConnection:
             count_beside(info.context.engine.db, search, info.context.read) if counted else None
         ) as total:
             async with info.context.read() as session:
-                tasks, has_next = await page_of_tasks(session, search, summary=summary)
-            return await cls.page(info, selections, tasks, has_next, search.order_by, total)
+                tasks, has_next = await page_with_cursors(session, search, summary=summary)
+            return await cls.page(info, selections, tasks, has_next, total)
 
     @classmethod
     async def page(
-        cls, info: Info, selections: list[Selection], tasks: list[state.Task], has_next: bool, order: TaskOrderField,
+        cls, info: Info, selections: list[Selection], tasks: list[tuple[state.Task, str]], has_next: bool,
         total: Awaitable[int] | None,
     ) -> TaskConnection:  # fmt: skip
         """The page, with the relations ``selections`` select on its tasks loaded for all of them at
         once; ``total`` is awaited last (a count that runs meanwhile), and is None when not selected."""
-        edges = [TaskEdge(cursor=encode_cursor(t, order), node=Task.from_domain(t)) for t in tasks]
+        edges = [TaskEdge(cursor=cursor, node=Task.from_domain(t)) for t, cursor in tasks]
         end = edges[-1].cursor if edges else None
         nodes = [edge.node for edge in edges]
         wanted = selected_names(selections, ("edges", "node")) if nodes else set()
@@ -466,6 +465,24 @@ class WorkflowInstance:
     async def history(self, info: Info, first: int = 50, after: str | None = None) -> HistoryConnection:
         page = await instance_history(info, self.source.id, first, after)
         return HistoryConnection.of(page, lambda task_id: load_task(info, task_id))
+
+    @strawberry.field(description="The business key it was started with (unique per definition).")
+    def correlation_key(self) -> str | None:
+        return self.source.correlation_key
+
+    @strawberry.field(
+        description="Signals sent to nodes before a token reached them, oldest first: applied or still waiting."
+    )
+    async def held_signals(self, info: Info) -> list[HeldSignal]:
+        signals = await info.context.workflows.held_signals(info.context.user, self.source.id)
+        return [HeldSignal.from_domain(signal) for signal in signals]
+
+    @strawberry.field(description="Once the instance has ended: the held signals no token ever came for.")
+    async def unused_signals(self, info: Info) -> list[HeldSignal]:
+        if not self.source.status.is_final:
+            return []
+        signals = await info.context.workflows.held_signals(info.context.user, self.source.id)
+        return [HeldSignal.from_domain(signal) for signal in signals if signal.applied_at is None]
 
     @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
     async def tasks(self, info: Info) -> list[Task]:

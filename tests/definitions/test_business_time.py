@@ -18,7 +18,7 @@ from engine.errors import DefinitionError
 from engine.storage.database import Database
 from engine.transitions.engine import Engine
 from engine.workers.delay import DelayExecutor
-from engine.workers.executor import ExecutionContext, ExecutionResult, WaitUntil
+from engine.workers.executor import ExecutionResult, SystemTaskContext, WaitUntil
 from tests.workers.support import attempt
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -164,7 +164,7 @@ async def _tasks(engine: Engine, instance_id: str) -> list[Any]:
 
 async def test_a_delay_waits_business_time_in_the_contexts_calendar() -> None:
     clock = ManualClock(berlin(2026, 1, 5, 16).astimezone(UTC))  # Monday 16:00 in Munich
-    context = ExecutionContext(clock=clock, calendars=Calendars({"bavaria": BAVARIA}))
+    context = SystemTaskContext(clock=clock, calendars=Calendars({"bavaria": BAVARIA}))
     config = {"duration": {"duration": "PT2H", "business": True, "calendar": "bavaria"}}
     request = attempt("delay", config, created_at=clock.now())
 

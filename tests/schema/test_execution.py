@@ -24,6 +24,7 @@ from schema.execution import (
     prepare,
     serve_prefetched,
 )
+from schema.library_internals import graphql_schema_of
 from schema.schema import build_schema
 
 
@@ -120,7 +121,7 @@ QUERY = "{ rows { id title note colour at count shout secret owner { name } } }"
 def make_schema(shortcuts: bool) -> strawberry.Schema:
     schema = strawberry.Schema(query=Query, execution_context_class=PlainFieldsExecutionContext)
     if shortcuts:
-        prepare(schema._schema)
+        prepare(graphql_schema_of(schema))
     return schema
 
 
@@ -130,7 +131,7 @@ def comparable(result: ExecutionResult) -> tuple[Any, list[tuple[str, list[Any]]
 
 
 def test_plain_leaves_are_the_basic_scalar_and_enum_fields_only() -> None:
-    found = plain_leaves(make_schema(False)._schema)
+    found = plain_leaves(graphql_schema_of(make_schema(False)))
     assert found["Row"] == {
         "id": ("id", found["Row"]["id"][1]), "title": ("title", found["Row"]["title"][1]),
         "note": ("note", found["Row"]["note"][1]), "colour": ("colour", found["Row"]["colour"][1]),
@@ -182,7 +183,7 @@ async def test_objects_completed_directly_report_errors_as_the_standard_path_doe
     ]
     query = f"{{ rows {{ id inner {{ {inner_fields} }} maybe {{ {inner_fields} }} owner {{ name }} }} }}"
     standard_schema = make_schema(False)
-    serve_prefetched(standard_schema._schema)  # the same values, through graphql-core's own path
+    serve_prefetched(graphql_schema_of(standard_schema))  # the same values, through graphql-core's own path
     standard = await standard_schema.execute(query)
     fast = await make_schema(True).execute(query)
     assert comparable(fast) == comparable(standard)
@@ -258,11 +259,11 @@ class MisnamedRoot:
 @pytest.mark.parametrize(("root", "problem"), [(GuardedRoot, "has extensions"), (MisnamedRoot, "unknown fields")])
 def test_prefetching_must_not_skip_a_permission_or_name_unknown_fields(root: type, problem: str) -> None:
     with pytest.raises(TypeError, match=problem):
-        serve_prefetched(strawberry.Schema(query=root)._schema)
+        serve_prefetched(graphql_schema_of(strawberry.Schema(query=root)))
 
 
 def test_the_served_schema_takes_both_shortcuts() -> None:
-    schema = build_schema(fast_execution=True)._schema  # the shortcut itself is the subject
+    schema = graphql_schema_of(build_schema(fast_execution=True))  # the shortcut itself is the subject
     leaves = schema.extensions[PLAIN_LEAVES]
     assert {"id", "title", "status", "createdAt"} <= leaves["Task"].keys()
     assert not {"assignee", "step", "viewerCanClaim", "form"} & leaves["Task"].keys()

@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 from graphql import FragmentDefinitionNode, GraphQLSchema, OperationDefinitionNode, parse
 
+from schema.library_internals import graphql_schema_of
 from schema.schema import build_schema
 from schema.sharing import same_for_every_viewer, selection_is_same_for_every_viewer
 from tests.server.test_subscription_fanout import NESTED, VIEWER_FIELDS
@@ -21,7 +22,7 @@ def shared(schema: GraphQLSchema, document: str) -> bool:
 
 
 def test_the_events_own_data_is_shared_and_what_the_viewer_may_do_is_not() -> None:
-    schema = build_schema()._schema
+    schema = graphql_schema_of(build_schema())
     assert shared(schema, NESTED)
     as_fragment = "subscription { taskEvents { ...e } } fragment e on TaskEvent { kind task { documents { url } } }"
     assert shared(schema, as_fragment)
@@ -58,7 +59,7 @@ class Subscription:
 
 
 def test_a_field_not_marked_is_resolved_per_subscriber() -> None:
-    schema = strawberry.Schema(query=Query, subscription=Subscription)._schema
+    schema = graphql_schema_of(strawberry.Schema(query=Query, subscription=Subscription))
     assert shared(schema, "subscription { things { plain marked __typename } }")
     assert not shared(schema, "subscription { things { plain addedLater } }")
     assert not shared(schema, "subscription { things { ... on Thing { addedLater } } }")

@@ -13,7 +13,7 @@ from engine.clock import ManualClock
 from engine.definitions.builder import WorkflowBuilder, business, complete, reassign, remind
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from server.settings import Settings
 from tests.server.conftest import GraphQL
@@ -50,7 +50,7 @@ async def test_escalations_are_listed_and_their_events_are_delivered(
     task = await task_at(app_engine, instance, "review")
     start = await cursor_now(app_engine)
     async with (
-        ExecutionContext(clock=clock) as context,  # no SMTP server: a reminder is its event alone
+        SystemTaskContext(clock=clock) as context,  # no SMTP server: a reminder is its event alone
         feed(live_url, settings, "dana", EVENTS, filter={"workflowInstanceId": instance.id}, after=start) as f,
     ):
         worker = Worker(app_engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)

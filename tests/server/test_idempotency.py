@@ -17,7 +17,7 @@ from graphql import GraphQLInputObjectType, GraphQLNonNull, GraphQLScalarType
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
-from engine import BUILTIN_EXECUTORS, ExecutionContext, ManualClock, Worker
+from engine import BUILTIN_EXECUTORS, ManualClock, SystemTaskContext, Worker
 from engine.storage.models import idempotency_keys, task_events
 from engine.transitions.engine import Engine
 from schema.schema import build_schema
@@ -134,7 +134,7 @@ async def test_the_worker_purges_keys_past_their_time(
 ) -> None:
     task_id = (await start_expense(gql))["tasks"][0]["id"]
     await gql(SAVE, user="alice", id=task_id, values={"amount": 10}, key="old")
-    worker = Worker(app_engine, BUILTIN_EXECUTORS, ExecutionContext(clock=clock))
+    worker = Worker(app_engine, BUILTIN_EXECUTORS, SystemTaskContext(clock=clock))
 
     clock.advance(timedelta(hours=settings.idempotency_key_hours) - timedelta(minutes=1))
     await worker.run_once()

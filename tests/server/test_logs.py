@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from engine.clock import ManualClock
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from server.app import create_app
 from server.auth import issue_token
@@ -124,7 +124,7 @@ async def test_a_scenario_using_secrets_logs_none_of_them(
             await load_demo(engine)
             await engine.deploy(SECRET_FLOW)
             await engine.start("keyed_call", {}, "alice")
-            async with ExecutionContext(
+            async with SystemTaskContext(
                 clock=engine.clock, host_policy=LOOPBACK_ALLOWED, settings=settings.template_settings
             ) as context:
                 worker = Worker(engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, secrets=settings.secrets)

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from engine.clock import ManualClock
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from server.app import create_app
 from server.auth import issue_token
@@ -69,7 +69,7 @@ async def test_a_scrape_after_a_scenario_counts_what_happened(
         assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
         await gql("{ me {", user="dana")
 
-        async with ExecutionContext(clock=app_engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
+        async with SystemTaskContext(clock=app_engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
             worker = Worker(app_engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
             assert await worker.run_until_idle() == 2
 

@@ -20,10 +20,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from engine import HostPolicy, User, WebhookDispatcher, WebhookFilter, WebhookService
 from engine.storage.models import Base
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from server.auth import issue_token
 from server.settings import Settings
@@ -53,6 +54,7 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "start a workflow": (OK, OK, OK, OK, OK, OK),
     "deploy a definition": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "send a raw signal": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
+    "correlate a signal by business key": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
     "cancel a workflow": (OK, OK, FORBIDDEN, FORBIDDEN, OK, HIDDEN),
     "retry a failed system task": (OK, FORBIDDEN, NA, NA, FORBIDDEN, HIDDEN),
     "delegate": (FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, FORBIDDEN, HIDDEN),
@@ -62,6 +64,9 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "approve or reject many (decideTasks)": WORK,
     "list the users": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "sign in as another user (devSignIn)": (FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "manage webhooks": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "read webhooks and their delivery logs": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "redeliver a webhook delivery": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
 }
 
 DEFINITIONS = {
@@ -80,7 +85,8 @@ DEFINITIONS = {
 }  # fmt: skip
 PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n%%EOF\n"
 SUCCESSES = {"TaskSuccess", "TaskMessageSuccess", "DocumentsSuccess", "WorkflowSuccess", "StartWorkflowSuccess",
-             "DeploySuccess", "DevSignInSuccess"}  # fmt: skip
+             "DeploySuccess", "DevSignInSuccess", "WebhookSecretSuccess", "WebhookList",
+             "WebhookDeliverySuccess"}  # fmt: skip
 OUTCOMES = {"Forbidden": FORBIDDEN, "NotFound": HIDDEN, "InvalidState": HOLDS}
 
 UPLOAD = """mutation($id: ID!, $files: [Upload!]!) {
@@ -254,6 +260,18 @@ async def send_signal(scene: Scene) -> str:
     return await scene.run("sendSignal", query, id=scene.instance_id)
 
 
+async def correlate(scene: Scene) -> str:
+    """sendSignal's rule, the instance found by the business key alice started it with."""
+    await scene.engine.deploy(DEFINITIONS["form"], deployed_by="dana")
+    instance = await scene.engine.start("matrix_form", {}, "alice", correlation_key="ORDER-1")
+    scene.instance_id, scene.task_id = instance.id, str(instance.tokens[0].task_id)
+    if scene.role == "assignee":
+        await scene.assign("erin")
+    query = """mutation { correlate(input: {definitionKey: "matrix_form", correlationKey: "ORDER-1", nodeId: "form",
+      payload: {}}) { __typename ... on Error { message } } }"""
+    return await scene.run("correlate", query)
+
+
 async def cancel(scene: Scene) -> str:
     await scene.start("form")
     query = """mutation($id: ID!) { cancelWorkflow(input: {workflowInstanceId: $id}) {
@@ -269,7 +287,7 @@ async def failed_system_task(scene: Scene) -> None:
     """alice's instance whose http task used its one attempt: the task and the instance are FAILED.
     The server's embedded worker is off in tests; this is the worker ``stepwise worker`` runs."""
     await scene.start("system", assign=False)
-    async with ExecutionContext(clock=scene.engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
+    async with SystemTaskContext(clock=scene.engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
         worker = Worker(scene.engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
         assert await worker.run_once() == 1
     query = "query($id: ID!) { task(id: $id) { kind status assignedRole assignedGroup assignee { id } } }"
@@ -336,6 +354,36 @@ async def dev_sign_in(scene: Scene) -> str:
     return await scene.run("devSignIn", query)
 
 
+# A public address literal: admitted by the host policy without a DNS lookup; these cells deliver nothing to it.
+WEBHOOK_URL = "https://93.184.215.14/hook"
+
+
+async def manage_webhooks(scene: Scene) -> str:
+    query = """mutation($url: String!) { createWebhook(input: {url: $url}) { __typename ... on Error { message } } }"""
+    return await scene.run("createWebhook", query, url=WEBHOOK_URL)
+
+
+async def read_webhooks(scene: Scene) -> str:
+    return await scene.run("webhooks", "{ webhooks { __typename ... on Error { message } } }")
+
+
+async def redeliver_webhook(scene: Scene) -> str:
+    """dana's webhook has one delivery, failed: the worker's host policy denies the address."""
+    service, dana = WebhookService(scene.engine), User("dana", "Dana", roles=frozenset({"admin"}))
+    webhook, _ = await service.create(dana, WEBHOOK_URL, (), WebhookFilter())
+    await scene.start("form")
+    await scene.engine.sequencer.idle()
+    dispatcher = WebhookDispatcher(scene.engine.db, scene.engine.clock, HostPolicy(deny=("93.184.215.14",)), "m")
+    try:
+        await dispatcher.run_until_idle()
+    finally:
+        await dispatcher.aclose()
+    delivery = (await service.deliveries(dana, webhook.id, 10, None))[0][0]
+    query = """mutation($id: ID!) { redeliverWebhook(input: {deliveryId: $id}) {
+      __typename ... on Error { message } } }"""
+    return await scene.run("redeliverWebhook", query, id=delivery.id)
+
+
 async def database(scene: Scene) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, to compare before and after a refusal (events numbered first: a
     numbering round after the last commit is not a write of the action's)."""
@@ -386,12 +434,16 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "start a workflow": start_workflow,
     "deploy a definition": deploy,
     "send a raw signal": send_signal,
+    "correlate a signal by business key": correlate,
     "cancel a workflow": cancel,
     "retry a failed system task": retry,
     "delegate": delegate,
     "resolve a delegated task": resolve,
     "list the users": list_users,
     "sign in as another user (devSignIn)": dev_sign_in,
+    "manage webhooks": manage_webhooks,
+    "read webhooks and their delivery logs": read_webhooks,
+    "redeliver a webhook delivery": redeliver_webhook,
     "claim many (claimTasks)": bulk("claimTasks", "form", ""),
     "assign many to someone else (assignTasks)": bulk("assignTasks", "form", ', userId: "bob"'),
     "approve or reject many (decideTasks)": bulk("decideTasks", "approval", ", decision: APPROVED"),

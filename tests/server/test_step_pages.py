@@ -19,7 +19,7 @@ import pytest
 from engine.clock import ManualClock
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from tests.server.conftest import GraphQL
 from tests.server.test_inbox import add_stranger
@@ -122,7 +122,7 @@ async def review(gql: GraphQL, app_engine: Engine) -> Review:
 @pytest.fixture
 async def worker(app_engine: Engine) -> AsyncIterator[Worker]:
     """A worker like ``stepwise worker``'s, run by hand (the test server's embedded worker is off)."""
-    async with ExecutionContext(clock=app_engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
+    async with SystemTaskContext(clock=app_engine.clock, host_policy=LOOPBACK_ALLOWED) as context:
         executors = {executor.type: executor for executor in BUILTIN_EXECUTORS}
         yield Worker(app_engine, executors, context, lease=timedelta(seconds=30))
 

@@ -18,7 +18,7 @@ from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.transitions.remembered import RememberedInstances
 from engine.transitions.transition import Transition
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from tests.transitions.test_durability import approval_then_archive, contract, events_of, tasks_of
 from tests.transitions.test_transition_costs import NUMBERING, statements
 from tests.workers.test_worker import make_worker
@@ -154,7 +154,7 @@ async def test_a_worker_records_an_attempt_in_one_statement(engine: Engine, db: 
     builder.edge("prepare", "check")
     await engine.deploy(builder.build())
     instance = await engine.start("echoes", {}, "alice")
-    contexts: list[ExecutionContext] = []
+    contexts: list[SystemTaskContext] = []
     async with statements(db) as sent:
         assert await make_worker(engine, contexts).run_once() == 1
     for context in contexts:

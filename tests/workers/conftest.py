@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from engine.clock import ManualClock
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from tests.workers.support import LOOPBACK_ALLOWED, ServerThread, free_port
 
 
@@ -197,8 +197,8 @@ def mailbox() -> Iterator[Mailbox]:
 
 
 @pytest.fixture
-async def context(clock: ManualClock) -> AsyncIterator[ExecutionContext]:
-    context = ExecutionContext(clock=clock, host_policy=LOOPBACK_ALLOWED)
+async def context(clock: ManualClock) -> AsyncIterator[SystemTaskContext]:
+    context = SystemTaskContext(clock=clock, host_policy=LOOPBACK_ALLOWED)
     try:
         yield context
     finally:

@@ -10,20 +10,20 @@ import pytest
 from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.workers.email import EmailExecutor, SmtpServer
-from engine.workers.executor import ExecutionContext, ExecutionResult
+from engine.workers.executor import ExecutionResult, SystemTaskContext
 from tests.workers.conftest import Mailbox
 from tests.workers.support import attempt, free_port
 
 EMAIL = EmailExecutor()
 
 
-async def send(config: dict[str, Any], context: ExecutionContext, task_id: str) -> ExecutionResult:
+async def send(config: dict[str, Any], context: SystemTaskContext, task_id: str) -> ExecutionResult:
     result = await EMAIL.execute(attempt("email", config, task_id=task_id), context)
     assert isinstance(result, ExecutionResult)
     return result
 
 
-async def test_plain_and_html_message_is_delivered(mailbox: Mailbox, context: ExecutionContext) -> None:
+async def test_plain_and_html_message_is_delivered(mailbox: Mailbox, context: SystemTaskContext) -> None:
     context = replace(context, smtp_url=f"{mailbox.url}?from=workflows@stepwise.test")
     config = {
         "to": ["alice@example.com", "Bob <bob@example.com>"],
@@ -51,7 +51,7 @@ async def test_plain_and_html_message_is_delivered(mailbox: Mailbox, context: Ex
     assert html is not None and html.get_content().strip() == config["html"]
 
 
-async def test_text_only_message_and_a_single_rendered_recipient(mailbox: Mailbox, context: ExecutionContext) -> None:
+async def test_text_only_message_and_a_single_rendered_recipient(mailbox: Mailbox, context: SystemTaskContext) -> None:
     context = replace(context, smtp_url=mailbox.url)
 
     result = await send({"to": "dana@example.com", "subject": "Hi", "body": "Plain."}, context, task_id="mail-2")
@@ -63,7 +63,7 @@ async def test_text_only_message_and_a_single_rendered_recipient(mailbox: Mailbo
     assert message.get_content().strip() == "Plain."
 
 
-async def test_without_smtp_url_the_task_fails_for_good(context: ExecutionContext) -> None:
+async def test_without_smtp_url_the_task_fails_for_good(context: SystemTaskContext) -> None:
     with pytest.raises(ExecutionFailedError) as failure:
         await send({"to": ["a@example.com"], "subject": "Hi"}, context, task_id="mail-3")
 
@@ -71,7 +71,7 @@ async def test_without_smtp_url_the_task_fails_for_good(context: ExecutionContex
     assert "STEPWISE_SMTP_URL" in failure.value.message
 
 
-async def test_unreachable_server_is_retryable(context: ExecutionContext) -> None:
+async def test_unreachable_server_is_retryable(context: SystemTaskContext) -> None:
     context = replace(context, smtp_url=f"smtp://user:pa55word@127.0.0.1:{free_port()}")
 
     with pytest.raises(ExecutionFailedError) as failure:
@@ -81,7 +81,7 @@ async def test_unreachable_server_is_retryable(context: ExecutionContext) -> Non
     assert "pa55word" not in failure.value.message + repr(failure.value.request)
 
 
-async def test_an_empty_rendered_recipient_fails_for_good(mailbox: Mailbox, context: ExecutionContext) -> None:
+async def test_an_empty_rendered_recipient_fails_for_good(mailbox: Mailbox, context: SystemTaskContext) -> None:
     context = replace(context, smtp_url=mailbox.url)
 
     with pytest.raises(ExecutionFailedError) as failure:
@@ -115,7 +115,7 @@ def test_smtp_url_must_be_smtp() -> None:
      "team: a@example.com, b@example.com;", "not an address", "a@"],
 )  # fmt: skip
 async def test_an_entry_that_is_not_exactly_one_address_fails_for_good(
-    mailbox: Mailbox, context: ExecutionContext, entry: str
+    mailbox: Mailbox, context: SystemTaskContext, entry: str
 ) -> None:
     context = replace(context, smtp_url=mailbox.url)
     sent = len(mailbox.messages())
@@ -128,7 +128,7 @@ async def test_an_entry_that_is_not_exactly_one_address_fails_for_good(
     assert len(mailbox.messages()) == sent
 
 
-async def test_a_named_address_is_one_recipient(mailbox: Mailbox, context: ExecutionContext) -> None:
+async def test_a_named_address_is_one_recipient(mailbox: Mailbox, context: SystemTaskContext) -> None:
     context = replace(context, smtp_url=mailbox.url)
 
     result = await send({"to": ['"Smith, Ann" <ann@example.com>'], "subject": "Hi"}, context, task_id="mail-7")

@@ -27,7 +27,7 @@ from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.escalations import DECIDED_BY
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from tests.workers.conftest import Mailbox
 
@@ -57,7 +57,7 @@ async def seed_people(db: Database, clock: ManualClock, domain: str) -> None:
 
 @pytest.fixture
 async def worker(engine: Engine, mailbox: Mailbox) -> AsyncIterator[Worker]:
-    async with ExecutionContext(clock=engine.clock, smtp_url=mailbox.url) as context:
+    async with SystemTaskContext(clock=engine.clock, smtp_url=mailbox.url) as context:
         yield Worker(engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, worker_id="worker-1")
 
 
@@ -178,7 +178,7 @@ async def test_a_reminder_goes_to_the_assignee_and_business_time_counts_from_fri
     await TaskService(engine).claim(User("frank", "Frank", roles=frozenset({"approver"})), task.id)
     async with db.read() as session:
         [step] = (await EscalationRepository(session).of_tasks([task.id]))[task.id]
-    async with ExecutionContext(clock=clock, smtp_url=mailbox.url) as context:
+    async with SystemTaskContext(clock=clock, smtp_url=mailbox.url) as context:
         worker = Worker(engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
         clock.advance(timedelta(days=3, hours=13, minutes=59))  # Monday 08:59... and all of Monday
         await worker.run_until_idle()
@@ -200,7 +200,7 @@ async def test_two_workers_racing_for_the_same_step_fire_it_once(
     await engine.deploy(review([remind("PT1H"), reassign("PT2H", user="carol")], key="race").build())
     instances = [await engine.start("race", {"item": str(n)}, "alice") for n in range(10)]
     clock.advance(timedelta(hours=3))
-    async with ExecutionContext(clock=clock, smtp_url=mailbox.url) as context:
+    async with SystemTaskContext(clock=clock, smtp_url=mailbox.url) as context:
         racing = [Worker(engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, worker_id=f"w{n}")
                   for n in range(workers)]  # fmt: skip
         for _ in range(3):

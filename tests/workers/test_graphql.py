@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from engine.errors import ExecutionFailedError
-from engine.workers.executor import ExecutionContext, ExecutionResult
+from engine.workers.executor import ExecutionResult, SystemTaskContext
 from engine.workers.graphql import GraphQLExecutor
 from engine.workers.hostpolicy import HostPolicy
 from tests.workers.conftest import Target
@@ -17,13 +17,13 @@ from tests.workers.support import attempt
 GRAPHQL = GraphQLExecutor()
 
 
-async def run(config: dict[str, Any], context: ExecutionContext, secrets: dict[str, str] | None = None) -> Any:
+async def run(config: dict[str, Any], context: SystemTaskContext, secrets: dict[str, str] | None = None) -> Any:
     result = await GRAPHQL.execute(attempt("graphql", config, secrets=secrets), context)
     assert isinstance(result, ExecutionResult)
     return result
 
 
-async def test_data_is_the_output(target: Target, context: ExecutionContext) -> None:
+async def test_data_is_the_output(target: Target, context: SystemTaskContext) -> None:
     config = {
         "url": f"{target.url}/graphql",
         "query": "query Greet($name: String!) { greet(name: $name) } query Other { __typename }",
@@ -43,7 +43,7 @@ async def test_data_is_the_output(target: Target, context: ExecutionContext) -> 
     assert seen["headers"]["idempotency-key"] == "task-0001"
 
 
-async def test_headers_reach_the_resolvers(target: Target, context: ExecutionContext) -> None:
+async def test_headers_reach_the_resolvers(target: Target, context: SystemTaskContext) -> None:
     config = {"url": f"{target.url}/graphql", "query": '{ header(name: "x-tenant") }', "headers": {"X-Tenant": "t1"}}
 
     result = await run(config, context)
@@ -51,7 +51,7 @@ async def test_headers_reach_the_resolvers(target: Target, context: ExecutionCon
     assert result.output == {"header": "t1"}
 
 
-async def test_errors_fail_the_attempt_and_are_recorded(target: Target, context: ExecutionContext) -> None:
+async def test_errors_fail_the_attempt_and_are_recorded(target: Target, context: SystemTaskContext) -> None:
     config = {"url": f"{target.url}/graphql", "query": '{ greet(name: "x") broken }'}
 
     with pytest.raises(ExecutionFailedError) as failure:
@@ -65,7 +65,7 @@ async def test_errors_fail_the_attempt_and_are_recorded(target: Target, context:
     assert error.request["query"] == config["query"]
 
 
-async def test_validation_errors_from_the_server_are_recorded(target: Target, context: ExecutionContext) -> None:
+async def test_validation_errors_from_the_server_are_recorded(target: Target, context: SystemTaskContext) -> None:
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"url": f"{target.url}/graphql", "query": "{ nope }"}, context)
 
@@ -74,7 +74,7 @@ async def test_validation_errors_from_the_server_are_recorded(target: Target, co
     assert error.response["errors"]
 
 
-async def test_a_path_that_is_not_graphql_fails(target: Target, context: ExecutionContext) -> None:
+async def test_a_path_that_is_not_graphql_fails(target: Target, context: SystemTaskContext) -> None:
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"url": f"{target.url}/status/503", "query": "{ __typename }"}, context)
 
@@ -82,7 +82,7 @@ async def test_a_path_that_is_not_graphql_fails(target: Target, context: Executi
     assert not failure.value.non_retryable
 
 
-async def test_timeout(target: Target, context: ExecutionContext) -> None:
+async def test_timeout(target: Target, context: SystemTaskContext) -> None:
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"url": f"{target.url}/slow?seconds=1", "query": "{ __typename }", "timeoutMs": 150}, context)
 
@@ -90,7 +90,7 @@ async def test_timeout(target: Target, context: ExecutionContext) -> None:
     assert not failure.value.non_retryable
 
 
-async def test_host_policy_applies(target: Target, context: ExecutionContext) -> None:
+async def test_host_policy_applies(target: Target, context: SystemTaskContext) -> None:
     denied = replace(context, host_policy=HostPolicy(deny=("127.0.0.0/8",)))
 
     with pytest.raises(ExecutionFailedError) as failure:
@@ -100,7 +100,7 @@ async def test_host_policy_applies(target: Target, context: ExecutionContext) ->
     assert "denied" in failure.value.message
 
 
-async def test_the_context_client_stays_open(target: Target, context: ExecutionContext) -> None:
+async def test_the_context_client_stays_open(target: Target, context: SystemTaskContext) -> None:
     await run({"url": f"{target.url}/graphql", "query": "{ __typename }"}, context)
 
     assert not context.http.is_closed

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from engine.errors import ExecutionFailedError
-from engine.workers.executor import ExecutionContext, ExecutionResult
+from engine.workers.executor import ExecutionResult, SystemTaskContext
 from engine.workers.graphql import GraphQLExecutor
 from engine.workers.hostpolicy import GuardedTransport, HostPolicy, check_entries, is_public, refusal
 from engine.workers.http import HttpExecutor
@@ -52,7 +52,7 @@ def test_entries_with_ports_and_brackets() -> None:
 
 
 async def test_a_name_is_resolved_once_and_the_checked_answer_is_the_one_connected_to(
-    target: Target, context: ExecutionContext, monkeypatch: pytest.MonkeyPatch
+    target: Target, context: SystemTaskContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """DNS rebinding: the first answer is allowed (127.0.0.2, where nothing listens), every later one is
     the target on 127.0.0.1, which the policy refuses. A second lookup would reach the target."""
@@ -82,7 +82,7 @@ async def test_a_name_is_resolved_once_and_the_checked_answer_is_the_one_connect
 
 
 async def test_the_request_keeps_its_host_header_when_connecting_to_the_checked_address(
-    target: Target, context: ExecutionContext
+    target: Target, context: SystemTaskContext
 ) -> None:
     result = await HttpExecutor().execute(
         attempt("http", {"url": target.url.replace("127.0.0.1", "localhost") + "/echo"}), context
@@ -102,7 +102,7 @@ def test_the_transport_still_connects_through_the_checked_backend() -> None:
 
 @pytest.mark.parametrize("how", ["length", "chunked", "gzip"])
 async def test_a_response_body_over_the_limit_fails_for_good(
-    target: Target, context: ExecutionContext, how: str
+    target: Target, context: SystemTaskContext, how: str
 ) -> None:
     capped = replace(context, max_body_bytes=10_000)
     try:
@@ -119,7 +119,7 @@ async def test_a_response_body_over_the_limit_fails_for_good(
 
 
 async def test_a_head_request_is_not_judged_by_the_length_it_announces(
-    target: Target, context: ExecutionContext
+    target: Target, context: SystemTaskContext
 ) -> None:
     capped = replace(context, max_body_bytes=1000)
     try:
@@ -133,7 +133,7 @@ async def test_a_head_request_is_not_judged_by_the_length_it_announces(
     assert result.output["headers"]["content-length"] == "5000" and result.output["body"] == ""
 
 
-async def test_a_graphql_response_over_the_limit_fails_for_good(target: Target, context: ExecutionContext) -> None:
+async def test_a_graphql_response_over_the_limit_fails_for_good(target: Target, context: SystemTaskContext) -> None:
     capped = replace(context, max_body_bytes=100)
     config = {"url": f"{target.url}/graphql", "query": '{ greet(name: "%s") }' % ("x" * 200)}
     try:
@@ -146,7 +146,7 @@ async def test_a_graphql_response_over_the_limit_fails_for_good(target: Target, 
     assert "larger than the limit of 100 bytes" in failure.value.message
 
 
-async def test_cookies_from_one_call_are_not_sent_with_the_next(target: Target, context: ExecutionContext) -> None:
+async def test_cookies_from_one_call_are_not_sent_with_the_next(target: Target, context: SystemTaskContext) -> None:
     await context.http.get(f"{target.url}/cookie")
     await HttpExecutor().execute(attempt("http", {"url": f"{target.url}/reflect"}), context)
 

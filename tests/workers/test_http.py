@@ -12,7 +12,7 @@ import pytest
 
 from engine.clock import ManualClock
 from engine.errors import ExecutionFailedError
-from engine.workers.executor import ExecutionContext, ExecutionResult
+from engine.workers.executor import ExecutionResult, SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.http import HttpExecutor
 from tests.workers.conftest import Target
@@ -23,7 +23,7 @@ HTTP = HttpExecutor()
 
 async def run(
     config: Mapping[str, Any],
-    context: ExecutionContext,
+    context: SystemTaskContext,
     *,
     task_id: str = TASK_ID,
     secrets: dict[str, str] | None = None,
@@ -33,7 +33,7 @@ async def run(
     return result
 
 
-async def test_json_response_is_parsed_and_the_request_recorded(target: Target, context: ExecutionContext) -> None:
+async def test_json_response_is_parsed_and_the_request_recorded(target: Target, context: SystemTaskContext) -> None:
     config = {
         "method": "POST",
         "url": f"{target.url}/echo",
@@ -64,7 +64,7 @@ async def test_json_response_is_parsed_and_the_request_recorded(target: Target, 
     assert "s3cr3t-token" not in repr(result.response)
 
 
-async def test_the_target_sees_the_task_id_as_idempotency_key(target: Target, context: ExecutionContext) -> None:
+async def test_the_target_sees_the_task_id_as_idempotency_key(target: Target, context: SystemTaskContext) -> None:
     config = {"url": f"{target.url}/echo", "headers": {"idempotency-key": "not-the-task"}}
 
     result = await run(config, context, task_id="task-42")
@@ -73,21 +73,21 @@ async def test_the_target_sees_the_task_id_as_idempotency_key(target: Target, co
     assert result.output["body"]["idempotencyKey"] == "task-42"
 
 
-async def test_non_json_body_is_kept_as_text(target: Target, context: ExecutionContext) -> None:
+async def test_non_json_body_is_kept_as_text(target: Target, context: SystemTaskContext) -> None:
     result = await run({"url": f"{target.url}/text"}, context)
 
     assert result.output["status"] == 200
     assert result.output["body"] == "plain words"
 
 
-async def test_body_is_sent_as_is(target: Target, context: ExecutionContext) -> None:
+async def test_body_is_sent_as_is(target: Target, context: SystemTaskContext) -> None:
     await run({"method": "PUT", "url": f"{target.url}/echo", "body": '{"raw": true}'}, context)
 
     assert target.last("/echo")["body"] == '{"raw": true}'
 
 
 async def test_server_error_fails_retryably_with_request_and_response(
-    target: Target, context: ExecutionContext
+    target: Target, context: SystemTaskContext
 ) -> None:
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"method": "POST", "url": f"{target.url}/status/500", "json": {}}, context)
@@ -100,26 +100,26 @@ async def test_server_error_fails_retryably_with_request_and_response(
     assert error.request["url"] == f"{target.url}/status/500"
 
 
-async def test_client_error_is_not_retried(target: Target, context: ExecutionContext) -> None:
+async def test_client_error_is_not_retried(target: Target, context: SystemTaskContext) -> None:
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"url": f"{target.url}/status/404"}, context)
 
     assert failure.value.non_retryable
 
 
-async def test_expect_status_accepts_what_it_lists(target: Target, context: ExecutionContext) -> None:
+async def test_expect_status_accepts_what_it_lists(target: Target, context: SystemTaskContext) -> None:
     result = await run({"url": f"{target.url}/status/404", "expectStatus": [200, 404]}, context)
 
     assert result.output["status"] == 404
 
 
-async def test_redirects_are_not_followed(target: Target, context: ExecutionContext) -> None:
+async def test_redirects_are_not_followed(target: Target, context: SystemTaskContext) -> None:
     result = await run({"url": f"{target.url}/redirect", "expectStatus": 302}, context)
 
     assert result.output["headers"]["location"] == "/echo"
 
 
-async def test_timeout_fails_retryably_with_a_clear_message(target: Target, context: ExecutionContext) -> None:
+async def test_timeout_fails_retryably_with_a_clear_message(target: Target, context: SystemTaskContext) -> None:
     started = time.monotonic()
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"url": f"{target.url}/slow?seconds=1", "timeoutMs": 150}, context)
@@ -129,7 +129,7 @@ async def test_timeout_fails_retryably_with_a_clear_message(target: Target, cont
     assert failure.value.message == f"GET {target.url}/slow?seconds=1 timed out after 150 ms"
 
 
-async def test_connection_refused_is_retryable(context: ExecutionContext) -> None:
+async def test_connection_refused_is_retryable(context: SystemTaskContext) -> None:
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"url": "http://127.0.0.1:9/nothing-listens-here", "timeoutMs": 2000}, context)
 
@@ -177,7 +177,7 @@ async def test_non_public_and_metadata_addresses_are_refused_by_default(
         return await real(host, *args, **kwargs)
 
     monkeypatch.setattr(loop, "getaddrinfo", spy)
-    context = ExecutionContext(clock=clock)  # the default policy
+    context = SystemTaskContext(clock=clock)  # the default policy
     try:
         with pytest.raises(ExecutionFailedError) as failure:
             await run({"url": url, "timeoutMs": 5000}, context)
@@ -194,7 +194,7 @@ async def test_non_public_and_metadata_addresses_are_refused_by_default(
 
 @pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "017700000001", "127.1"])
 async def test_other_spellings_of_loopback_are_refused_as_what_they_resolve_to(host: str, clock: ManualClock) -> None:
-    async with ExecutionContext(clock=clock) as context:
+    async with SystemTaskContext(clock=clock) as context:
         with pytest.raises(ExecutionFailedError) as failure:
             await run({"url": f"http://{host}:9/", "timeoutMs": 5000}, context)
 
@@ -203,7 +203,7 @@ async def test_other_spellings_of_loopback_are_refused_as_what_they_resolve_to(h
 
 
 async def test_the_default_policy_refuses_a_loopback_server(target: Target, clock: ManualClock) -> None:
-    context = ExecutionContext(clock=clock)
+    context = SystemTaskContext(clock=clock)
     seen = len(target.seen)
     try:
         with pytest.raises(ExecutionFailedError) as failure:
@@ -219,7 +219,7 @@ async def test_the_default_policy_refuses_a_loopback_server(target: Target, cloc
     assert len(target.seen) == seen
 
 
-async def test_the_allow_list_reopens_an_address_on_one_port(target: Target, context: ExecutionContext) -> None:
+async def test_the_allow_list_reopens_an_address_on_one_port(target: Target, context: SystemTaskContext) -> None:
     port = int(target.url.rsplit(":", 1)[1])
     on_port = replace(context, host_policy=HostPolicy(allow=(f"127.0.0.1:{port}",)))
     other_port = replace(context, host_policy=HostPolicy(allow=(f"127.0.0.1:{port + 1}", "10.0.0.0/8")))
@@ -237,7 +237,7 @@ async def test_the_allow_list_reopens_an_address_on_one_port(target: Target, con
     assert "allow list does not name it" in failure.value.message
 
 
-async def test_the_allow_list_reopens_a_name_and_its_addresses(target: Target, context: ExecutionContext) -> None:
+async def test_the_allow_list_reopens_a_name_and_its_addresses(target: Target, context: SystemTaskContext) -> None:
     by_name = replace(context, host_policy=HostPolicy(allow=("localhost",)))
 
     try:
@@ -248,7 +248,7 @@ async def test_the_allow_list_reopens_a_name_and_its_addresses(target: Target, c
     assert result.output["status"] == 200
 
 
-async def test_deny_wins_and_metadata_cannot_be_reopened(target: Target, context: ExecutionContext) -> None:
+async def test_deny_wins_and_metadata_cannot_be_reopened(target: Target, context: SystemTaskContext) -> None:
     denied = replace(context, host_policy=HostPolicy(allow=("127.0.0.1", "169.254.0.0/16"), deny=("127.0.0.0/8",)))
 
     try:
@@ -264,7 +264,7 @@ async def test_deny_wins_and_metadata_cannot_be_reopened(target: Target, context
 
 
 async def test_a_public_name_on_the_deny_list_is_not_looked_up(
-    context: ExecutionContext, monkeypatch: pytest.MonkeyPatch
+    context: SystemTaskContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     looked_up: list[str] = []
 
@@ -286,7 +286,7 @@ async def test_a_public_name_on_the_deny_list_is_not_looked_up(
     assert looked_up == []
 
 
-async def test_a_config_that_renders_badly_fails_for_good(context: ExecutionContext) -> None:
+async def test_a_config_that_renders_badly_fails_for_good(context: SystemTaskContext) -> None:
     with pytest.raises(ExecutionFailedError) as failure:
         await run({"url": "ftp://example.com/file", "timeoutMs": "soon"}, context)
 
@@ -294,7 +294,7 @@ async def test_a_config_that_renders_badly_fails_for_good(context: ExecutionCont
     assert "'url'" in failure.value.message and "'timeoutMs'" in failure.value.message
 
 
-async def test_query_parameters_join_those_already_in_the_url(target: Target, context: ExecutionContext) -> None:
+async def test_query_parameters_join_those_already_in_the_url(target: Target, context: SystemTaskContext) -> None:
     await run({"url": f"{target.url}/echo?page=2&sort=name", "query": {"tag": "a"}}, context)
     await run({"url": f"{target.url}/echo?only=here"}, context)
 

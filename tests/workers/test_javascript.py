@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from engine.errors import ExecutionFailedError
-from engine.workers.executor import ExecutionContext, ExecutionResult
+from engine.workers.executor import ExecutionResult, SystemTaskContext
 from engine.workers.javascript import JavaScriptExecutor
 from tests.workers.support import attempt
 
@@ -21,13 +21,13 @@ JS = JavaScriptExecutor()
 MARGIN_S = 1.5
 
 
-async def run(code: str, context: ExecutionContext, data: dict[str, Any] | None = None, **limits: int) -> Any:
+async def run(code: str, context: SystemTaskContext, data: dict[str, Any] | None = None, **limits: int) -> Any:
     result = await JS.execute(attempt("javascript", {"code": code, **limits}, data=data), context)
     assert isinstance(result, ExecutionResult)
     return result.output
 
 
-async def fails(code: str, context: ExecutionContext, **limits: int) -> ExecutionFailedError:
+async def fails(code: str, context: SystemTaskContext, **limits: int) -> ExecutionFailedError:
     with pytest.raises(ExecutionFailedError) as failure:
         await run(code, context, None, **limits)
     return failure.value
@@ -52,19 +52,19 @@ def runner_processes() -> list[int]:
     return found
 
 
-async def test_returns_json_computed_from_data(context: ExecutionContext) -> None:
+async def test_returns_json_computed_from_data(context: SystemTaskContext) -> None:
     code = "return {total: data.items.reduce((sum, i) => sum + i.price, 0), who: data.user.name.toUpperCase()};"
     data = {"items": [{"price": 2.5}, {"price": 4}], "user": {"name": "zoë"}}
 
     assert await run(code, context, data) == {"total": 6.5, "who": "ZOË"}
 
 
-async def test_undefined_is_null_and_promises_are_awaited(context: ExecutionContext) -> None:
+async def test_undefined_is_null_and_promises_are_awaited(context: SystemTaskContext) -> None:
     assert await run("data.x = 1;", context) is None
     assert await run("return (async () => { await null; return data.n * 2; })();", context, {"n": 21}) == 42
 
 
-async def test_thrown_error_fails_for_good(context: ExecutionContext) -> None:
+async def test_thrown_error_fails_for_good(context: SystemTaskContext) -> None:
     error = await fails("throw new Error('amount is missing');", context)
 
     assert error.non_retryable
@@ -72,13 +72,13 @@ async def test_thrown_error_fails_for_good(context: ExecutionContext) -> None:
     assert error.request == {"code": "throw new Error('amount is missing');", "timeoutMs": 1000, "memoryMb": 64}
 
 
-async def test_syntax_error_and_unserialisable_result_fail(context: ExecutionContext) -> None:
+async def test_syntax_error_and_unserialisable_result_fail(context: SystemTaskContext) -> None:
     assert "SyntaxError" in (await fails("return {;", context)).message
     assert "bigint" in (await fails("return 10n;", context)).message.lower()
     assert "never settled" in (await fails("return new Promise(() => {});", context)).message
 
 
-async def test_infinite_loop_is_stopped_within_its_limit(context: ExecutionContext) -> None:
+async def test_infinite_loop_is_stopped_within_its_limit(context: SystemTaskContext) -> None:
     started = time.monotonic()
     error = await fails("while (true) {}", context, timeoutMs=300)
 
@@ -88,7 +88,7 @@ async def test_infinite_loop_is_stopped_within_its_limit(context: ExecutionConte
     assert runner_processes() == []
 
 
-async def test_what_quickjs_cannot_interrupt_is_killed(context: ExecutionContext) -> None:
+async def test_what_quickjs_cannot_interrupt_is_killed(context: SystemTaskContext) -> None:
     # Catastrophic backtracking runs inside the regex engine, where no interrupt is checked: only the
     # wall-clock kill of the child process ends it.
     started = time.monotonic()
@@ -99,7 +99,7 @@ async def test_what_quickjs_cannot_interrupt_is_killed(context: ExecutionContext
     assert runner_processes() == []
 
 
-async def test_memory_bomb_is_stopped(context: ExecutionContext) -> None:
+async def test_memory_bomb_is_stopped(context: SystemTaskContext) -> None:
     bomb = "const hoard = []; while (true) hoard.push(new Array(100000).fill(1));"
 
     error = await fails(bomb, context, memoryMb=16, timeoutMs=5000)
@@ -109,7 +109,7 @@ async def test_memory_bomb_is_stopped(context: ExecutionContext) -> None:
     assert (await fails("return 'x'.repeat(2 ** 29).length;", context)).message.endswith("limit of 64 MB")
 
 
-async def test_no_host_objects(context: ExecutionContext) -> None:
+async def test_no_host_objects(context: SystemTaskContext) -> None:
     names = ["require", "fetch", "process", "std", "os", "setTimeout", "XMLHttpRequest", "print", "Deno", "Bun"]
     code = f"return {names!r}.map(name => typeof globalThis[name]);"
 
@@ -119,7 +119,7 @@ async def test_no_host_objects(context: ExecutionContext) -> None:
     assert "could not load module" in (await fails("return import('os');", context)).message
 
 
-async def test_the_event_loop_keeps_serving_during_a_runaway_script(context: ExecutionContext) -> None:
+async def test_the_event_loop_keeps_serving_during_a_runaway_script(context: SystemTaskContext) -> None:
     ticks = 0
 
     async def ticker() -> None:
@@ -137,7 +137,7 @@ async def test_the_event_loop_keeps_serving_during_a_runaway_script(context: Exe
     assert ticks >= 25  # ~50 expected; a blocked loop would manage one or two
 
 
-async def test_runaway_scripts_fail_only_their_own_task(context: ExecutionContext) -> None:
+async def test_runaway_scripts_fail_only_their_own_task(context: SystemTaskContext) -> None:
     started = time.monotonic()
     outcomes = await asyncio.gather(
         run("while (true) {}", context, timeoutMs=400),
@@ -153,7 +153,7 @@ async def test_runaway_scripts_fail_only_their_own_task(context: ExecutionContex
     assert runner_processes() == []
 
 
-async def test_cancelling_the_attempt_kills_the_script(context: ExecutionContext) -> None:
+async def test_cancelling_the_attempt_kills_the_script(context: SystemTaskContext) -> None:
     running = asyncio.create_task(run("while (true) {}", context, timeoutMs=10000))
     await asyncio.sleep(0.3)
     assert runner_processes()
@@ -165,13 +165,13 @@ async def test_cancelling_the_attempt_kills_the_script(context: ExecutionContext
     assert runner_processes() == []
 
 
-async def test_scripts_do_not_share_state(context: ExecutionContext) -> None:
+async def test_scripts_do_not_share_state(context: SystemTaskContext) -> None:
     await run("globalThis.leak = 'first';", context)
 
     assert await run("return typeof globalThis.leak;", context) == "undefined"
 
 
-async def test_data_counts_against_the_memory_limit(context: ExecutionContext) -> None:
+async def test_data_counts_against_the_memory_limit(context: SystemTaskContext) -> None:
     with pytest.raises(ExecutionFailedError) as failure:
         await run("return data.blob.length;", context, {"blob": "x" * 3_000_000}, memoryMb=2)
 
@@ -179,7 +179,7 @@ async def test_data_counts_against_the_memory_limit(context: ExecutionContext) -
 
 
 async def test_a_runtime_that_cannot_start_is_retryable(
-    context: ExecutionContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    context: SystemTaskContext, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr("engine.workers.javascript.RUNNER", tmp_path / "missing.py")
 
@@ -189,7 +189,7 @@ async def test_a_runtime_that_cannot_start_is_retryable(
     assert error.message.startswith("the JavaScript runtime failed to start (exit code 2)")
 
 
-async def test_a_result_over_the_size_limit_is_not_read_whole(context: ExecutionContext) -> None:
+async def test_a_result_over_the_size_limit_is_not_read_whole(context: SystemTaskContext) -> None:
     capped = replace(context, max_body_bytes=10_000)
 
     fits = await run("return 'x'.repeat(9990);", capped)

@@ -28,7 +28,7 @@ from engine.storage.tasks import TaskRepository
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.worker import Worker
 from tests.workers.support import LOOPBACK_ALLOWED, ServerThread, free_port
@@ -72,15 +72,15 @@ def target() -> Iterator[Target]:
 
 
 @pytest.fixture
-async def contexts() -> AsyncIterator[list[ExecutionContext]]:
-    made: list[ExecutionContext] = []
+async def contexts() -> AsyncIterator[list[SystemTaskContext]]:
+    made: list[SystemTaskContext] = []
     yield made
     for context in made:
         await context.aclose()
 
 
-def worker_for(engine: Engine, contexts: list[ExecutionContext], policy: HostPolicy = LOOPBACK_ALLOWED) -> Worker:
-    context = ExecutionContext(clock=engine.clock, host_policy=policy, max_body_bytes=engine.max_json_bytes)
+def worker_for(engine: Engine, contexts: list[SystemTaskContext], policy: HostPolicy = LOOPBACK_ALLOWED) -> Worker:
+    context = SystemTaskContext(clock=engine.clock, host_policy=policy, max_body_bytes=engine.max_json_bytes)
     contexts.append(context)
     executors = {executor.type: executor for executor in BUILTIN_EXECUTORS}
     return Worker(engine, executors, context, secrets={"apiToken": SECRET}, lease=timedelta(seconds=30))
@@ -115,7 +115,7 @@ async def deployed_unchecked(engine: Engine, builder: WorkflowBuilder) -> None:
 
 
 async def test_no_secret_reaches_any_table_or_the_log(
-    engine: Engine, target: Target, contexts: list[ExecutionContext], caplog: pytest.LogCaptureFixture
+    engine: Engine, target: Target, contexts: list[SystemTaskContext], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     b = WorkflowBuilder("leaky")
@@ -172,7 +172,7 @@ def test_echo_javascript_and_email_configs_may_not_name_secrets(engine: Engine) 
 
 
 async def test_a_task_calling_loopback_fails_for_good_under_the_default_policy(
-    engine: Engine, target: Target, contexts: list[ExecutionContext]
+    engine: Engine, target: Target, contexts: list[SystemTaskContext]
 ) -> None:
     b = WorkflowBuilder("inside")
     b.system_task("call", "http", {"url": f"{target.url}/reflect"}, store_as="called", retry={"maxAttempts": 3})
@@ -226,7 +226,7 @@ async def test_oversized_input_values_and_payload_are_refused_naming_the_field(e
 
 
 async def test_a_response_or_output_over_the_limit_fails_the_task_for_good(
-    engine: Engine, target: Target, contexts: list[ExecutionContext]
+    engine: Engine, target: Target, contexts: list[SystemTaskContext]
 ) -> None:
     limit = engine.max_json_bytes
     b = WorkflowBuilder("big")
@@ -280,7 +280,7 @@ def smtp() -> Iterator[tuple[str, _Inbox]]:
 
 
 async def test_a_rendered_to_entry_with_two_addresses_is_sent_to_no_one(
-    engine: Engine, contexts: list[ExecutionContext], smtp: tuple[str, _Inbox]
+    engine: Engine, contexts: list[SystemTaskContext], smtp: tuple[str, _Inbox]
 ) -> None:
     url, inbox = smtp
     b = WorkflowBuilder("mail")

@@ -27,7 +27,7 @@ from engine.storage.tasks import TaskRepository
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
-from engine.workers.executor import ExecutionContext
+from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from tests.workers.support import LOOPBACK_ALLOWED, ServerThread
 
@@ -72,16 +72,16 @@ def flaky(flaky_server: tuple[ServerThread, list[Flaky]]) -> Flaky:
 
 
 @pytest.fixture
-async def contexts() -> AsyncIterator[list[ExecutionContext]]:
+async def contexts() -> AsyncIterator[list[SystemTaskContext]]:
     """The execution contexts a test's workers made, closed after it."""
-    made: list[ExecutionContext] = []
+    made: list[SystemTaskContext] = []
     yield made
     for context in made:
         await context.aclose()
 
 
-def make_worker(engine: Engine, contexts: list[ExecutionContext]) -> Worker:
-    context = ExecutionContext(clock=engine.clock, host_policy=LOOPBACK_ALLOWED)
+def make_worker(engine: Engine, contexts: list[SystemTaskContext]) -> Worker:
+    context = SystemTaskContext(clock=engine.clock, host_policy=LOOPBACK_ALLOWED)
     contexts.append(context)
     executors = {executor.type: executor for executor in BUILTIN_EXECUTORS}
     return Worker(engine, executors, context, secrets={"apiToken": SECRET}, lease=timedelta(seconds=30))
@@ -115,7 +115,7 @@ async def instance_status(engine: Engine, instance_id: str) -> InstanceStatus:
 
 
 async def test_retry_with_backoff_then_success(
-    engine: Engine, clock: ManualClock, flaky: Flaky, contexts: list[ExecutionContext]
+    engine: Engine, clock: ManualClock, flaky: Flaky, contexts: list[SystemTaskContext]
 ) -> None:
     flaky.failures = 1
     await engine.deploy(hook_workflow(flaky.url).build())
@@ -147,7 +147,7 @@ async def test_retry_with_backoff_then_success(
 
 
 async def test_exhausted_attempts_fail_the_instance_and_an_admin_retry_resumes_it(
-    engine: Engine, clock: ManualClock, flaky: Flaky, contexts: list[ExecutionContext]
+    engine: Engine, clock: ManualClock, flaky: Flaky, contexts: list[SystemTaskContext]
 ) -> None:
     flaky.failures = 2
     await engine.deploy(hook_workflow(flaky.url, attempts=2).build())
@@ -179,7 +179,7 @@ async def test_exhausted_attempts_fail_the_instance_and_an_admin_retry_resumes_i
     assert [a.number for a in attempts] == [1, 2, 3]
 
 
-async def test_a_delay_survives_a_restart(db: Database, clock: ManualClock, contexts: list[ExecutionContext]) -> None:
+async def test_a_delay_survives_a_restart(db: Database, clock: ManualClock, contexts: list[SystemTaskContext]) -> None:
     b = WorkflowBuilder("wait")
     b.system_task("pause", "delay", {"duration": "PT1H"})
     b.user_task("after", title="After the pause", assign_to_role="approver")
@@ -204,7 +204,7 @@ async def test_a_delay_survives_a_restart(db: Database, clock: ManualClock, cont
 
 
 async def test_an_expired_lease_is_picked_up_by_another_worker(
-    engine: Engine, clock: ManualClock, contexts: list[ExecutionContext]
+    engine: Engine, clock: ManualClock, contexts: list[SystemTaskContext]
 ) -> None:
     b = WorkflowBuilder("echoes")
     b.system_task("say", "echo", {"output": "hello {{ name }}"}, store_as="said")
@@ -223,7 +223,7 @@ async def test_an_expired_lease_is_picked_up_by_another_worker(
 
 
 async def test_due_tasks_expire_only_where_the_node_says_so(
-    engine: Engine, clock: ManualClock, contexts: list[ExecutionContext]
+    engine: Engine, clock: ManualClock, contexts: list[SystemTaskContext]
 ) -> None:
     b = WorkflowBuilder("deadlines")
     b.user_task("strict", title="Strict", assign_to_role="approver", due_in="PT1H", on_due="expire")
@@ -251,7 +251,7 @@ async def test_due_tasks_expire_only_where_the_node_says_so(
 
 
 async def test_a_running_attempt_keeps_its_lease_and_a_dead_workers_attempt_is_recorded(
-    engine: Engine, clock: ManualClock, contexts: list[ExecutionContext]
+    engine: Engine, clock: ManualClock, contexts: list[SystemTaskContext]
 ) -> None:
     b = WorkflowBuilder("slow")
     b.system_task("say", "echo", {"output": "hi"}, store_as="said")

@@ -41,9 +41,9 @@ from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import (
-    ExecutionContext,
     ExecutionRequest,
     ExecutionResult,
+    SystemTaskContext,
     SystemTaskExecutor,
     WaitUntil,
 )
@@ -294,7 +294,7 @@ class Tracked:
     def validate(self, node: Node) -> list[str]:
         return self._inner.validate(node)
 
-    async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult | WaitUntil:
+    async def execute(self, request: ExecutionRequest, context: SystemTaskContext) -> ExecutionResult | WaitUntil:
         with self._ledger.running(request.task_id, self._worker):
             return await self._inner.execute(request, context)
 
@@ -325,7 +325,7 @@ async def worker_on_own_pool(
     db = Database(database_url)
     try:
         engine = Engine(db, default_registry(), settings=settings)
-        async with ExecutionContext(clock=engine.clock, host_policy=LOOPBACK_ALLOWED, settings=settings) as context:
+        async with SystemTaskContext(clock=engine.clock, host_policy=LOOPBACK_ALLOWED, settings=settings) as context:
             executors = {e.type: Tracked(e, name, ledger) for e in BUILTIN_EXECUTORS}
             yield Worker(engine, executors, context, lease=timedelta(seconds=60), batch=2, worker_id=name)
     finally:

@@ -15,7 +15,7 @@ from engine.storage.instances import InstanceRepository
 from engine.storage.leases import LeaseRepository
 from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
-from engine.workers.executor import ExecutionContext, ExecutionRequest, ExecutionResult
+from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext
 from engine.workers.http import HttpExecutor
 from engine.workers.worker import Worker
 
@@ -28,7 +28,7 @@ class Held(HttpExecutor):
     release: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: bool = False
 
-    async def execute(self, request: ExecutionRequest, context: ExecutionContext) -> ExecutionResult:
+    async def execute(self, request: ExecutionRequest, context: SystemTaskContext) -> ExecutionResult:
         self.started.set()
         try:
             await self.release.wait()
@@ -55,7 +55,7 @@ def slow_call() -> WorkflowBuilder:
 
 
 def worker_with(engine: Engine, executor: HttpExecutor, name: str) -> Worker:
-    context = ExecutionContext(clock=engine.clock)  # the held calls make no request
+    context = SystemTaskContext(clock=engine.clock)  # the held calls make no request
     return Worker(engine, {"http": executor}, context, lease=timedelta(minutes=10), worker_id=name)
 
 
