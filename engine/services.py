@@ -3,6 +3,7 @@ downloads, CLI): the only way in to the operations that apply the permission rul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.tasks.blobs import BlobStore
@@ -23,12 +24,15 @@ class Services:
     """None without a blob store: documents cannot be uploaded then."""
 
     @classmethod
-    def build(cls, engine: Engine, blobs: BlobStore | None = None) -> Services:
+    def build(
+        cls, engine: Engine, blobs: BlobStore | None = None, secrets: Mapping[str, str] | None = None
+    ) -> Services:
+        """``secrets``: the workers' (``STEPWISE_SECRETS``), which no API input may carry."""
         visibility = VisibilityService(engine)
         return cls(
             engine=engine,
             visibility=visibility,
             workflows=WorkflowService(engine, visibility),
-            tasks=TaskService(engine),
+            tasks=TaskService(engine, secrets),
             documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
         )

@@ -90,7 +90,7 @@ def create_app(
         calendars=settings.calendars,
     )
     blobs = BlobStore(settings.files_dir)
-    services = Services.build(engine, blobs)  # once per app: every request goes through these
+    services = Services.build(engine, blobs, settings.secrets)  # once per app: every request goes through these
     events = EventHub(
         db, queue_size=settings.subscription_queue_size, max_per_user=settings.subscriptions_per_user,
         poll_seconds=settings.events_poll_seconds,
