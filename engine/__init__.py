@@ -70,6 +70,7 @@ from engine.storage.inbox import (
     count_beside,
     encode_cursor,
     page_of_tasks,
+    page_with_cursors,
     task_search,
 )
 from engine.storage.instances import InstanceRepository
@@ -106,6 +107,7 @@ __all__ = [
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
     "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
+    "page_with_cursors",
     "HistoryPage", "encode_history_cursor", "DataCondition", "DataOperator", "DataSource", "DataSort",
     # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
     "IdempotencyKeys", "IdempotentRequest",

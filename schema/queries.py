@@ -8,7 +8,7 @@ from enum import Enum
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import DataCondition, DataOperator, DataSource, NotFoundError, TaskOrderField, TaskQuery, state
+from engine import DataCondition, DataOperator, DataSort, DataSource, NotFoundError, TaskOrderField, TaskQuery, state
 from schema.context import Info
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus
@@ -66,6 +66,11 @@ class TaskFilter:
 class TaskOrder:
     field: TaskOrderField
     direction: OrderDirection
+    data_path: str | None = strawberry.field(
+        default=None,
+        description="With `field: DATA`: the data path to order by (tasks without a value come last, ascending).",
+    )
+    data_source: DataSource = DataSource.INSTANCE_DATA
 
 
 @strawberry.type
@@ -91,6 +96,8 @@ def task_query(filter: TaskFilter | None, order: TaskOrder | None) -> TaskQuery:
         data=tuple(c.to_domain() for c in f.data or ()),
         order_by=TaskOrderField(order.field) if order else TaskOrderField.CREATED_AT,
         descending=bool(order and order.direction is OrderDirection.DESC),
+        order_data=DataSort(order.data_path, DataSource(order.data_source))
+        if order is not None and order.data_path is not None else None,
     )  # fmt: skip
 
 

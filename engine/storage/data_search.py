@@ -378,3 +378,53 @@ def data_conditions(conditions: Sequence[DataCondition]) -> list[ColumnElement[b
         matching: Select[Any] = select(instances.c.id).where(*on_instances)
         on_tasks.append(tasks.c.workflow_instance_id.in_(matching))
     return on_tasks
+
+
+# -- ordering ----------------------------------------------------------------------------------
+
+
+class _JsonSortKey(_AtPath):
+    """The value to order by: ``jsonb`` (absent: JSON null) on PostgreSQL, ``json_extract``'s (absent: 0) on SQLite."""
+
+    inherit_cache = True
+
+
+@compiles(_JsonSortKey, "postgresql")
+def _sort_key_pg(element: _JsonSortKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"coalesce({_pg_path(element, compiler, **kw)}, 'null'::jsonb)"
+
+
+@compiles(_JsonSortKey, "sqlite")
+def _sort_key_sqlite(element: _JsonSortKey, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"coalesce({_json_at_sqlite(JsonAt(element.column, element.segments), compiler, **kw)}, 0)"
+
+
+@dataclass(frozen=True)
+class SortColumns:
+    """What a page ordered by a data path is sorted by: first whether the value is absent (or null),
+    then the value, then the task's id (both databases order values within one JSON type alike)."""
+
+    missing: ColumnElement[bool]
+    value: ColumnElement[Any]
+
+
+def sort_columns(sort: DataSort) -> SortColumns:
+    """The ordering's columns on ``tasks`` (a checked path: see :func:`check_sort`)."""
+    segments = segments_of(sort.path)
+    column = tasks.c.input if sort.source is DataSource.TASK_INPUT else instances.c.data
+    missing = func.coalesce(JsonTypeAt(column, segments), "null") == "null"
+    value: ColumnElement[Any] = _JsonSortKey(column, segments)
+    if sort.source is DataSource.INSTANCE_DATA:
+        of_instance = instances.c.id == tasks.c.workflow_instance_id
+        missing = select(missing).where(of_instance).scalar_subquery()
+        value = select(value).where(of_instance).scalar_subquery()
+    return SortColumns(missing, value)
+
+
+def check_sort(sort: DataSort | None) -> DataSort:
+    """The data ordering a query asks for, its path checked (``orderBy.dataPath``)."""
+    if sort is None:
+        raise _invalid("orderBy.dataPath", "ordering by DATA needs a dataPath", "REQUIRED")
+    if (problem := path_problem(sort.path)) is not None:
+        raise _invalid("orderBy.dataPath", f"{sort.path!r}: {problem}", "INVALID_PATH")
+    return sort

@@ -15,12 +15,19 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, true, tuple_
+from sqlalchemy import Boolean, ColumnElement, and_, func, literal, or_, select, true, tuple_
 
 from engine.definitions.model import Priority
 from engine.errors import FieldError, ValidationError
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
-from engine.storage.data_search import DataCondition, data_conditions
+from engine.storage.data_search import (
+    DataCondition,
+    DataSort,
+    JsonParam,
+    check_sort,
+    data_conditions,
+    sort_columns,
+)
 from engine.storage.database import Database, Executor, ReadSessions
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
@@ -38,6 +45,8 @@ class TaskOrderField(StrEnum):
     DUE_AT = "DUE_AT"
     PRIORITY = "PRIORITY"
     UPDATED_AT = "UPDATED_AT"
+    DATA = "DATA"
+    """By the value at a data path (``TaskQuery.order_data``)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class TaskQuery:
     """Conditions on business data (:mod:`engine.storage.data_search`), all of which must hold."""
     order_by: TaskOrderField = TaskOrderField.CREATED_AT
     descending: bool = False
+    order_data: DataSort | None = None
+    """The data path of ``order_by=DATA``."""
 
 
 def visibility(viewer: User) -> ColumnElement[bool]:
@@ -102,7 +113,7 @@ def encode_cursor(task: Task, field: TaskOrderField) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([field.value, _sort_value(task, field), task.id])).decode()
 
 
-def _decode_cursor(cursor: str, field: TaskOrderField) -> tuple[Any, str]:
+def _decode_cursor(cursor: str, field: TaskOrderField, order_data: DataSort | None = None) -> tuple[Any, str]:
     """The (sort value, id) a cursor of ``field``'s ordering holds; anything else is the client's error.
 
     Every value is checked before it reaches SQL: a tampered cursor must be a validation error, not a
@@ -112,6 +123,12 @@ def _decode_cursor(cursor: str, field: TaskOrderField) -> tuple[Any, str]:
         kind, value, task_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         if kind != field.value or not isinstance(task_id, str):
             raise ValueError(f"it is not a cursor of an ordering by {field.value}")
+        if order_data is not None:
+            if not isinstance(value, dict) or (value.get("path"), value.get("source")) != (
+                order_data.path, order_data.source.value
+            ) or not isinstance(value.get("missing"), bool) or "value" not in value:  # fmt: skip
+                raise ValueError(f"it is not a cursor of an ordering by {order_data.path}")
+            return (value["missing"], value["value"]), task_id
         if field is TaskOrderField.PRIORITY:
             if type(value) is not int or value not in PRIORITY_BY_RANK:
                 raise ValueError("its priority is not a priority rank")
@@ -177,7 +194,8 @@ class TaskSearch:
     descending: bool
     first: int
     after: tuple[Any, str] | None
-    """The (sort value, id) the page starts after."""
+    """The (sort value, id) the page starts after; ordered by data, the value is (absent, value)."""
+    order_data: DataSort | None = None
 
 
 def task_search(viewer: User, query: TaskQuery, first: int, after: str | None) -> TaskSearch:
@@ -190,8 +208,10 @@ def task_search(viewer: User, query: TaskQuery, first: int, after: str | None) -
     if query.due_before is not None and query.due_before.tzinfo is None:
         message = "dueBefore needs a UTC offset, e.g. 2026-01-05T09:00:00Z"
         raise ValidationError(message, [FieldError("filter.dueBefore", message, "INVALID_FORMAT")])
-    start = None if after is None else _decode_cursor(after, query.order_by)
-    return TaskSearch(tuple(_conditions(viewer, query)), query.order_by, query.descending, first, start)
+    order_data = check_sort(query.order_data) if query.order_by is TaskOrderField.DATA else None
+    start = None if after is None else _decode_cursor(after, query.order_by, order_data)
+    where = tuple(_conditions(viewer, query))
+    return TaskSearch(where, query.order_by, query.descending, first, start, order_data)
 
 
 async def count_tasks(executor: Executor, search: TaskSearch) -> int:
@@ -202,6 +222,16 @@ async def count_tasks(executor: Executor, search: TaskSearch) -> int:
 async def page_of_tasks(executor: Executor, search: TaskSearch, *, summary: bool = False) -> tuple[list[Task], bool]:
     """The search's page, and whether another page follows; ``summary``: without the tasks' values (their
     input, output and draft, up to the size limit each), for a page that shows none of them."""
+    page, has_next = await page_with_cursors(executor, search, summary=summary)
+    return [task for task, _ in page], has_next
+
+
+async def page_with_cursors(
+    executor: Executor, search: TaskSearch, *, summary: bool = False
+) -> tuple[list[tuple[Task, str]], bool]:
+    """:func:`page_of_tasks`, each task with its cursor."""
+    if search.order_data is not None:
+        return await _page_by_data(executor, search, search.order_data, summary)
     sort = _sort_column(search.order_by)
     page = (select(*TASK_SUMMARY_COLUMNS) if summary else select(tasks)).where(*search.where)
     if search.after is not None:
@@ -212,7 +242,36 @@ async def page_of_tasks(executor: Executor, search: TaskSearch, *, summary: bool
     ordering = (sort.desc(), tasks.c.id.desc()) if search.descending else (sort.asc(), tasks.c.id.asc())
     # One row more than asked tells whether another page follows (``first: 0`` too: a count-only query).
     rows = (await executor.execute(page.order_by(*ordering).limit(search.first + 1))).all()
-    return [task_from_row(row, summary=summary) for row in rows[: search.first]], len(rows) > search.first
+    found = [task_from_row(row, summary=summary) for row in rows[: search.first]]
+    return [(task, encode_cursor(task, search.order_by)) for task in found], len(rows) > search.first
+
+
+async def _page_by_data(
+    executor: Executor, search: TaskSearch, sort: DataSort, summary: bool
+) -> tuple[list[tuple[Task, str]], bool]:
+    """A page ordered by a data path: no index serves the order, so every matching task is sorted."""
+    by = sort_columns(sort)
+    columns = (*(TASK_SUMMARY_COLUMNS if summary else tasks.c), by.missing.label("sort_missing"),
+               by.value.label("sort_value"))  # fmt: skip
+    page = select(*columns).where(*search.where)
+    if search.after is not None:
+        (missing, value), task_id = search.after
+        key = tuple_(by.missing, by.value, tasks.c.id)
+        bound = tuple_(literal(missing, Boolean()), JsonParam(value), literal(task_id, tasks.c.id.type))
+        page = page.where(key < bound if search.descending else key > bound)
+    keys = (by.missing, by.value, tasks.c.id)
+    rows = (await executor.execute(
+        page.order_by(*(k.desc() if search.descending else k.asc() for k in keys)).limit(search.first + 1)
+    )).all()  # fmt: skip
+    found = []
+    for row in rows[: search.first]:
+        task = task_from_row(row, summary=summary)
+        place = {"path": sort.path, "source": sort.source.value, "missing": bool(row.sort_missing),
+                 "value": row.sort_value}  # fmt: skip
+        found.append(
+            (task, base64.urlsafe_b64encode(orjson.dumps([TaskOrderField.DATA.value, place, task.id])).decode())
+        )
+    return found, len(rows) > search.first
 
 
 async def count_beside(db: Database, search: TaskSearch, own: ReadSessions) -> int:

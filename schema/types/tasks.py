@@ -15,13 +15,11 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from engine import (
     Node,
-    TaskOrderField,
     TaskQuery,
     ValidationError,
     WorkflowDefinition,
     count_beside,
-    encode_cursor,
-    page_of_tasks,
+    page_with_cursors,
     permissions,
     policies,
     state,
@@ -350,17 +348,17 @@ class TaskConnection:
             count_beside(info.context.engine.db, search, info.context.read) if counted else None
         ) as total:
             async with info.context.read() as session:
-                tasks, has_next = await page_of_tasks(session, search, summary=summary)
-            return await cls.page(info, selections, tasks, has_next, search.order_by, total)
+                tasks, has_next = await page_with_cursors(session, search, summary=summary)
+            return await cls.page(info, selections, tasks, has_next, total)
 
     @classmethod
     async def page(
-        cls, info: Info, selections: list[Selection], tasks: list[state.Task], has_next: bool, order: TaskOrderField,
+        cls, info: Info, selections: list[Selection], tasks: list[tuple[state.Task, str]], has_next: bool,
         total: Awaitable[int] | None,
     ) -> TaskConnection:  # fmt: skip
         """The page, with the relations ``selections`` select on its tasks loaded for all of them at
         once; ``total`` is awaited last (a count that runs meanwhile), and is None when not selected."""
-        edges = [TaskEdge(cursor=encode_cursor(t, order), node=Task.from_domain(t)) for t in tasks]
+        edges = [TaskEdge(cursor=cursor, node=Task.from_domain(t)) for t, cursor in tasks]
         end = edges[-1].cursor if edges else None
         nodes = [edge.node for edge in edges]
         wanted = selected_names(selections, ("edges", "node")) if nodes else set()

@@ -36,3 +36,20 @@ async def test_the_inbox_filters_by_instance_data(gql: GraphQL, app_engine: Engi
     assert [(f["field"], f["code"]) for f in error["extensions"]["fieldErrors"]] == [
         ("filter.data.0.path", "INVALID_PATH")
     ]
+
+
+ORDERED = """query($after: String) { tasks(filter: {role: "approver"}, first: 2, after: $after,
+  orderBy: {field: DATA, direction: DESC, dataPath: "amount"}) {
+  pageInfo { hasNextPage endCursor } edges { node { title } } } }"""
+
+
+async def test_the_inbox_orders_by_a_data_path(gql: GraphQL, app_engine: Engine) -> None:
+    await app_engine.deploy(DEFINITION, deployed_by="dana")
+    for name, amount in (("Acme", 500), ("Globex", 1500), ("Initech", 2500)):
+        await app_engine.start("search_api", {"customer": {"name": name}, "amount": amount}, "alice")
+    first = (await gql(ORDERED, user="bob"))["data"]["tasks"]
+    assert [e["node"]["title"] for e in first["edges"]] == ["Approve Initech", "Approve Globex"]
+    rest = (await gql(ORDERED, user="bob", after=first["pageInfo"]["endCursor"]))["data"]["tasks"]
+    assert [e["node"]["title"] for e in rest["edges"]] == ["Approve Acme"] and not rest["pageInfo"]["hasNextPage"]
+    unnamed = await gql("""{ tasks(orderBy: {field: DATA, direction: ASC}) { edges { cursor } } }""", user="bob")
+    assert unnamed["errors"][0]["extensions"]["fieldErrors"][0]["field"] == "orderBy.dataPath"

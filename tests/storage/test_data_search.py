@@ -3,15 +3,16 @@ combined with the other filters; bad paths, operators and values are validation 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from engine.errors import ValidationError
 from engine.state import TaskStatus, User
-from engine.storage.data_search import DataCondition, DataOperator, DataSource
+from engine.storage.data_search import DataCondition, DataOperator, DataSort, DataSource
 from engine.storage.database import Database
-from engine.storage.inbox import TaskQuery, search_tasks
+from engine.storage.inbox import TaskOrderField, TaskQuery, page_with_cursors, search_tasks, task_search
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
 from tests.storage.test_repositories import a_task, an_instance, new_step
@@ -167,3 +168,49 @@ async def test_bad_conditions_are_validation_errors_naming_the_field(
     with pytest.raises(ValidationError) as raised:
         await found(db, *conditions)
     assert [(e.field, e.code) for e in raised.value.field_errors] == [(field, code)]
+
+
+async def page_ids(db: Database, query: TaskQuery, first: int) -> list[str]:
+    """Every task ``query`` finds, page after page of ``first``, following the cursors."""
+    seen: list[str] = []
+    after = None
+    while True:
+        async with db.read() as session:
+            page, has_next = await page_with_cursors(session, task_search(APPROVER, query, first, after))
+        seen += [task.id for task, _ in page]
+        if not has_next:
+            return seen
+        after = page[-1][1]
+
+
+async def test_ordering_by_a_data_path_follows_cursors_with_absent_values_last(db: Database) -> None:
+    await seed(db)
+    by_customer = TaskQuery(role="approver", order_by=TaskOrderField.DATA, order_data=DataSort("customer.id"))
+    assert await page_ids(db, by_customer, 50) == ["t-1", "t-2", "t-3", "t-4", "t-5"]
+    assert await page_ids(db, by_customer, 2) == ["t-1", "t-2", "t-3", "t-4", "t-5"]
+    descending = replace(by_customer, descending=True)
+    assert await page_ids(db, descending, 2) == ["t-5", "t-4", "t-3", "t-2", "t-1"]
+    numbers = replace(descending, order_data=DataSort("amount"), data=(c("amount", "GTE", 0),))
+    assert await page_ids(db, numbers, 1) == ["t-2", "t-4", "t-1"]
+    rank = DataSort("rank", DataSource.TASK_INPUT)
+    ranked = (c("rank", "GT", 0, DataSource.TASK_INPUT),)
+    by_rank = TaskQuery(role="approver", order_by=TaskOrderField.DATA, order_data=rank, data=ranked)
+    assert await page_ids(db, by_rank, 1) == ["t-1", "t-2"]
+
+
+async def test_a_bad_data_ordering_is_a_validation_error(db: Database) -> None:
+    await seed(db)
+    unnamed = TaskQuery(order_by=TaskOrderField.DATA)
+    bad_path = replace(unnamed, order_data=DataSort("a b"))
+    by_customer = replace(unnamed, order_data=DataSort("customer.id"))
+    async with db.read() as session:
+        [(_, cursor), *_] = (await page_with_cursors(session, task_search(APPROVER, by_customer, 1, None)))[0]
+    for query, after, field, code in (
+        (unnamed, None, "orderBy.dataPath", "REQUIRED"),
+        (bad_path, None, "orderBy.dataPath", "INVALID_PATH"),
+        (replace(by_customer, order_data=DataSort("amount")), cursor, "after", "INVALID_CURSOR"),
+        (replace(by_customer, order_by=TaskOrderField.CREATED_AT), cursor, "after", "INVALID_CURSOR"),
+    ):
+        with pytest.raises(ValidationError) as raised:
+            task_search(APPROVER, query, 10, after)
+        assert [(e.field, e.code) for e in raised.value.field_errors] == [(field, code)]
