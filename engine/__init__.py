@@ -35,12 +35,14 @@ from engine.errors import (
     UnavailableError,
     ValidationError,
 )
+from engine.events.cursors import decode_event_cursor, encode_event_cursor
 from engine.events.hub import EventFilter, EventHub
 from engine.events.log import Delivery
 from engine.fastpaths import FastPaths
 from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
+from engine.signing import SIGNATURE_HEADER, new_signing_secret, sign, signature_header, verify_signature
 from engine.state import (
     DeployedDefinition,
     Document,
@@ -84,10 +86,13 @@ from engine.tasks.service import TaskService
 from engine.tasks.visibility import VisibilityService
 from engine.tasks.workflows import WorkflowService
 from engine.transitions.engine import Engine
+from engine.webhooks.model import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery, WebhookFilter
+from engine.webhooks.service import WebhookService
 from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.hostpolicy import check_entries as check_host_entries
+from engine.workers.webhooks import DeliveryPolicy, WebhookDispatcher
 from engine.workers.worker import Worker
 
 __all__ = [
@@ -112,13 +117,17 @@ __all__ = [
     # exactly-once mutations (engine.idempotency): any writer may guard its change with a key
     "IdempotencyKeys", "IdempotentRequest",
     # events
-    "EventHub", "EventFilter", "Delivery",
+    "EventHub", "EventFilter", "Delivery", "encode_event_cursor", "decode_event_cursor",
     # workers
     "Worker", "BUILTIN_EXECUTORS", "SystemTaskContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
     # business time (issue #22)
     "BusinessCalendar", "Calendars", "parse_calendars",
     # escalation ladders (issue #22)
     "EscalationAction", "EscalationRepository",
+    # webhooks, and signing what the engine sends out
+    "WebhookService", "Webhook", "WebhookFilter", "WebhookDelivery", "WebhookAttempt", "DeliveryStatus",
+    "WebhookDispatcher", "DeliveryPolicy",
+    "SIGNATURE_HEADER", "sign", "signature_header", "verify_signature", "new_signing_secret",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from engine.tasks.blobs import BlobStore
 from engine.tasks.documents import DocumentService
@@ -12,6 +13,8 @@ from engine.tasks.service import TaskService
 from engine.tasks.visibility import VisibilityService
 from engine.tasks.workflows import WorkflowService
 from engine.transitions.engine import Engine
+from engine.webhooks.service import DEFAULT_SECRET_GRACE, WebhookService
+from engine.workers.hostpolicy import HostPolicy
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,15 @@ class Services:
     tasks: TaskService
     documents: DocumentService | None
     """None without a blob store: documents cannot be uploaded then."""
+    webhooks: WebhookService
 
     @classmethod
     def build(
-        cls, engine: Engine, blobs: BlobStore | None = None, secrets: Mapping[str, str] | None = None
-    ) -> Services:
-        """``secrets``: the workers' (``STEPWISE_SECRETS``), which no API input may carry."""
+        cls, engine: Engine, blobs: BlobStore | None = None, *, host_policy: HostPolicy | None = None,
+        webhook_secret_grace: timedelta = DEFAULT_SECRET_GRACE, secrets: Mapping[str, str] | None = None,
+    ) -> Services:  # fmt: skip
+        """``host_policy``: what webhook URLs may name (the HTTP tasks' policy); ``secrets``: the workers'
+        (``STEPWISE_SECRETS``), which no API input may carry."""
         visibility = VisibilityService(engine)
         return cls(
             engine=engine,
@@ -35,4 +41,5 @@ class Services:
             workflows=WorkflowService(engine, visibility),
             tasks=TaskService(engine, secrets),
             documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
+            webhooks=WebhookService(engine, host_policy, webhook_secret_grace),
         )

@@ -8,12 +8,11 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError
 
-from engine import ForbiddenError, StepwiseError
+from engine import ForbiddenError, StepwiseError, encode_event_cursor
 from schema.context import Info
 from schema.errors import Forbidden, NotFound, to_error
 from schema.idempotency import idempotency_key_field
 from schema.permissions import IsAuthenticated
-from schema.subscriptions import encode_event_cursor
 from schema.types.user import User
 
 DEV_ONLY = "development sign-in is available only when the server runs with STEPWISE_DEV on"

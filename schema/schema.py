@@ -20,19 +20,21 @@ from schema.limits import OperationLimits, limit_extensions
 from schema.loaders import DataLoaders
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
+from schema.mutations.webhooks import WebhookMutations
 from schema.mutations.workflows import WorkflowMutations
 from schema.queries import Query
 from schema.reads import SharedReads
 from schema.subscriptions import Subscription, SubscriptionExecutionContext
+from schema.types.webhooks import WebhookQueries
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, DevSignInMutations):
+class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, DevSignInMutations, WebhookMutations):
     pass
 
 
 @strawberry.type(name="Query")
-class RootQuery(Query, DirectoryQueries):
+class RootQuery(Query, DirectoryQueries, WebhookQueries):
     pass
 
 

@@ -12,8 +12,6 @@ from), ``TOO_MANY_SUBSCRIPTIONS``, ``NOT_FOUND``, ``BAD_USER_INPUT`` (a malforme
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import weakref
 from collections.abc import AsyncGenerator
@@ -32,7 +30,9 @@ from engine import (
     NotFoundError,
     StepwiseError,
     SubscriberOverflowError,
+    encode_event_cursor,
 )
+from engine import decode_event_cursor as event_position
 from schema.context import Info
 from schema.execution import PlainFieldsExecutionContext
 from schema.library_internals import CollectedFields, FieldDetailsList, forget_subfield_memo
@@ -44,24 +44,12 @@ from schema.types.enums import TaskEventKind
 from schema.types.tasks import Task
 from schema.types.user import User, load_user
 
-_CURSOR_PREFIX = "taskEvent:"
-
-
-def encode_event_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
-
 
 def decode_event_cursor(cursor: str) -> int:
-    """The event log position behind a cursor; anything else is the client's error (``BAD_USER_INPUT``).
-    (Cursors given before positions existed name event ids, which became those events' positions.)"""
-    try:
-        decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if decoded.startswith(_CURSOR_PREFIX):
-            position = int(decoded.removeprefix(_CURSOR_PREFIX))
-            if position >= 0:
-                return position
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
+    """The event log position behind a cursor; anything else is the client's error (``BAD_USER_INPUT``)."""
+    position = event_position(cursor)
+    if position is not None:
+        return position
     raise GraphQLError("`after` is not a task event cursor", extensions={"code": "BAD_USER_INPUT"})
 
 

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
+from datetime import timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.applications import Starlette
@@ -90,7 +91,10 @@ def create_app(
         calendars=settings.calendars,
     )
     blobs = BlobStore(settings.files_dir)
-    services = Services.build(engine, blobs, settings.secrets)  # once per app: every request goes through these
+    services = Services.build(  # once per app: every request goes through these
+        engine, blobs, host_policy=settings.host_policy(),
+        webhook_secret_grace=timedelta(hours=settings.webhook_secret_grace_hours), secrets=settings.secrets,
+    )  # fmt: skip
     events = EventHub(
         db, queue_size=settings.subscription_queue_size, max_per_user=settings.subscriptions_per_user,
         poll_seconds=settings.events_poll_seconds,

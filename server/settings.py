@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, Calendars, FastPaths, check_host_entries, parse_calendars
+from engine import DEFAULT_MAX_JSON_BYTES, Calendars, FastPaths, HostPolicy, check_host_entries, parse_calendars
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,10 @@ class Settings:
     """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
     even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
     idempotency_key_hours: float = 24.0
+    webhook_max_attempts: int = 15
+    webhook_retry_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_secret_grace_hours: float = 24.0
 
     @property
     def idempotency_ttl(self) -> timedelta:
@@ -125,6 +129,10 @@ class Settings:
 
     calendars: Calendars = field(default_factory=Calendars)
     """Business-time calendars by name (``STEPWISE_CALENDARS``); ``default`` is Monday to Friday 09:00–17:00 UTC."""
+
+    def host_policy(self) -> HostPolicy:
+        """What HTTP and GraphQL tasks, and webhooks, may reach (STEPWISE_HTTP_ALLOW / _DENY)."""
+        return HostPolicy(allow=self.http_allow, deny=self.http_deny)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -196,6 +204,14 @@ class Settings:
             fast_paths=FastPaths.from_env(),
             idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
             calendars=Calendars(parse_calendars(_json_object("STEPWISE_CALENDARS"))),
+            webhook_max_attempts=int(env("STEPWISE_WEBHOOK_MAX_ATTEMPTS", str(defaults.webhook_max_attempts))),
+            webhook_retry_seconds=float(env("STEPWISE_WEBHOOK_RETRY_SECONDS", str(defaults.webhook_retry_seconds))),
+            webhook_timeout_seconds=float(
+                env("STEPWISE_WEBHOOK_TIMEOUT_SECONDS", str(defaults.webhook_timeout_seconds))
+            ),
+            webhook_secret_grace_hours=float(
+                env("STEPWISE_WEBHOOK_SECRET_GRACE_HOURS", str(defaults.webhook_secret_grace_hours))
+            ),
         )
         if settings.token_ttl_minutes > settings.max_token_lifetime_minutes:
             raise ValueError("STEPWISE_TOKEN_TTL_MINUTES is longer than STEPWISE_MAX_TOKEN_LIFETIME_MINUTES")
@@ -205,6 +221,8 @@ class Settings:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
         if settings.idempotency_key_hours <= 0:
             raise ValueError("STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0")
+        if settings.webhook_max_attempts < 1:
+            raise ValueError("STEPWISE_WEBHOOK_MAX_ATTEMPTS must be at least 1")
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
         return settings

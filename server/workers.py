@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from engine import BUILTIN_EXECUTORS, Engine, HostPolicy, SystemTaskContext, Worker
+from engine import BUILTIN_EXECUTORS, DeliveryPolicy, Engine, SystemTaskContext, WebhookDispatcher, Worker
 from server.settings import Settings
 from server.tracing import instrument_http_client
 
@@ -26,16 +26,20 @@ async def running_worker(
     ``settings.shutdown_seconds`` to finish before they are handed back."""
     context = SystemTaskContext(
         clock=engine.clock, smtp_url=settings.smtp_url,
-        host_policy=HostPolicy(allow=settings.http_allow, deny=settings.http_deny),
+        host_policy=settings.host_policy(),
         settings=settings.template_settings, max_body_bytes=settings.max_json_bytes, calendars=engine.calendars,
     )  # fmt: skip
+    lease = timedelta(seconds=settings.worker_lease_seconds)
     async with context:
         if tracer_provider is not None:
             instrument_http_client(context.http, tracer_provider)
         worker = Worker(
-            engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, secrets=settings.secrets,
-            lease=timedelta(seconds=settings.worker_lease_seconds), poll_interval=settings.worker_poll_seconds,
+            engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, secrets=settings.secrets, lease=lease,
+            poll_interval=settings.worker_poll_seconds,
         )  # fmt: skip
+        worker.webhooks = webhooks = WebhookDispatcher(
+            engine.db, engine.clock, settings.host_policy(), worker.worker_id, webhook_policy(settings, lease)
+        )
 
         async def wake() -> None:
             worker.wake()
@@ -49,3 +53,11 @@ async def running_worker(
             stop.set()
             engine.commit_listeners.remove(wake)
             await loop
+            await webhooks.aclose()
+
+
+def webhook_policy(settings: Settings, lease: timedelta) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        max_attempts=settings.webhook_max_attempts, first_retry=timedelta(seconds=settings.webhook_retry_seconds),
+        timeout=settings.webhook_timeout_seconds, lease=lease,
+    )  # fmt: skip

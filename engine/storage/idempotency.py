@@ -21,6 +21,7 @@ from engine.state import (
     Document,
     InstanceStatus,
     Task,
+    TaskEventKind,
     TaskKind,
     TaskMessage,
     TaskStatus,
@@ -29,11 +30,16 @@ from engine.state import (
 )
 from engine.storage.database import Executor
 from engine.storage.models import idempotency_keys
+from engine.webhooks.model import DeliveryStatus, Webhook, WebhookDelivery, WebhookFilter
 
 _DATACLASSES: dict[str, type[Any]] = {
-    cls.__name__: cls for cls in (Task, WorkflowInstance, Token, TaskMessage, Document, DeployedDefinition)
+    cls.__name__: cls
+    for cls in (Task, WorkflowInstance, Token, TaskMessage, Document, DeployedDefinition, Webhook, WebhookFilter,
+                WebhookDelivery)
+}  # fmt: skip
+_ENUMS: dict[str, type[StrEnum]] = {
+    cls.__name__: cls for cls in (TaskStatus, TaskKind, InstanceStatus, Priority, TaskEventKind, DeliveryStatus)
 }
-_ENUMS: dict[str, type[StrEnum]] = {cls.__name__: cls for cls in (TaskStatus, TaskKind, InstanceStatus, Priority)}
 
 
 def encode_result(value: Any) -> Any:

@@ -100,3 +100,8 @@ def can_start(user: User, start_roles: tuple[str, ...]) -> bool:
 def can_administer(user: User) -> bool:
     """Deploy definitions and send raw signals."""
     return user.is_admin
+
+
+def can_manage_webhooks(user: User) -> bool:
+    """Register, change, delete webhooks, rotate their secrets, read their delivery logs and redeliver."""
+    return user.is_admin

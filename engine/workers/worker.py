@@ -42,6 +42,7 @@ from engine.transitions.transition import Transition, template_variables
 from engine.workers.escalations import Escalator
 from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, SystemTaskExecutor, WaitUntil
 from engine.workers.redaction import redact, redact_logs, redact_text
+from engine.workers.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 DEFAULT_RETRY = RetryPolicy()
@@ -61,6 +62,7 @@ class Worker:
         batch: int = 8,
         poll_interval: float = 1.0,
         worker_id: str | None = None,
+        webhooks: WebhookDispatcher | None = None,
     ) -> None:
         self.engine = engine
         self.executors = executors
@@ -75,10 +77,15 @@ class Worker:
         self._executing: dict[str, asyncio.Future[ExecutionResult | WaitUntil]] = {}
         self._handing_back = False
         self.escalator = Escalator(engine, context, self.worker_id, lease)
+        self.webhooks = webhooks
+        """Delivers webhooks beside the system tasks, in :meth:`run` (its own loop: a slow receiver must not
+        hold up tasks)."""
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (called after commits that queue tasks)."""
         self._wake.set()
+        if self.webhooks is not None:
+            self.webhooks.wake()
 
     async def expire_due(self) -> int:
         """Mark user tasks ``EXPIRED`` whose due time passed where the node says ``onDue: "expire"``."""
@@ -137,6 +144,14 @@ class Worker:
 
         Once ``stop`` is set it claims nothing more; attempts still running get ``grace_seconds`` to
         finish, then they are cancelled and their tasks handed back (see the module docstring)."""
+        webhooks = None if self.webhooks is None else asyncio.create_task(self.webhooks.run(stop, self.poll_interval))
+        try:
+            await self._run_tasks(stop, grace_seconds)
+        finally:
+            if webhooks is not None:
+                await webhooks
+
+    async def _run_tasks(self, stop: asyncio.Event, grace_seconds: float) -> None:
         while not stop.is_set():
             batch = asyncio.ensure_future(self.run_once())
             stopping = asyncio.ensure_future(stop.wait())

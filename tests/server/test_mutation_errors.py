@@ -12,7 +12,7 @@ include: GraphQL failed to resolve the union's type.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from engine import (
     StepwiseError,
     ValidationError,
 )
+from server.settings import Settings
 from tests.server.conftest import GraphQL
 
 ERRORS: list[StepwiseError] = [
@@ -62,6 +63,9 @@ class Mutation:
     """A result the mutation answers with in place of another (by type name)."""
 
 
+# A webhook is a row written outside any workflow: it has no state. (Conflict: an idempotency key reused.)
+WEBHOOKS_NEVER: dict[type[StepwiseError], str] = {InvalidStateError: "a webhook has no state"}
+
 MUTATIONS = [
     Mutation("saveTaskProgress", "tasks", "save_progress", {"taskId": "t", "values": {}}),
     Mutation("submitTask", "tasks", "submit", {"taskId": "t"}),
@@ -83,7 +87,23 @@ MUTATIONS = [
              cannot_raise={NotFoundError: "a deploy looks nothing up", InvalidStateError: "a deploy has no state"}),
     Mutation("uploadTaskDocuments", "documents", "upload", {"taskId": "t", "requirementKey": "r", "files": []},
              answers_instead={"Conflict": "InvalidState"}),  # the task changed under the upload: its state
+    Mutation("createWebhook", "webhooks", "create", {"url": "https://93.184.215.14/hook"},
+             cannot_raise={NotFoundError: "a new webhook looks nothing up", **WEBHOOKS_NEVER}),
+    Mutation("updateWebhook", "webhooks", "update", {"id": "w", "enabled": False}, cannot_raise=WEBHOOKS_NEVER),
+    Mutation("deleteWebhook", "webhooks", "delete", {"id": "w"},
+             cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
+    Mutation("rotateWebhookSecret", "webhooks", "rotate_secret", {"id": "w"},
+             cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
+    Mutation("redeliverWebhook", "webhooks", "redeliver", {"deliveryId": "d"},
+             cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
 ]  # fmt: skip
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Room for every mutation × error in one burst (the default burst is 100 a user)."""
+    return replace(settings, mutation_burst=1000)
+
 
 MUTATIONS_QUERY = (
     "{ __schema { mutationType { fields { name args { type { ofType { name } } } type { ofType { name } } } } } }"

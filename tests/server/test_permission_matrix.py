@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from engine import HostPolicy, User, WebhookDispatcher, WebhookFilter, WebhookService
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
@@ -58,6 +59,9 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "resolve a delegated task": (FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, HIDDEN),
     "list the users": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "sign in as another user (devSignIn)": (FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "manage webhooks": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "read webhooks and their delivery logs": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "redeliver a webhook delivery": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
 }
 
 DEFINITIONS = {
@@ -76,7 +80,8 @@ DEFINITIONS = {
 }  # fmt: skip
 PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n%%EOF\n"
 SUCCESSES = {"TaskSuccess", "TaskMessageSuccess", "DocumentsSuccess", "WorkflowSuccess", "StartWorkflowSuccess",
-             "DeploySuccess", "DevSignInSuccess"}  # fmt: skip
+             "DeploySuccess", "DevSignInSuccess", "WebhookSecretSuccess", "WebhookList",
+             "WebhookDeliverySuccess"}  # fmt: skip
 OUTCOMES = {"Forbidden": FORBIDDEN, "NotFound": HIDDEN, "InvalidState": HOLDS}
 
 UPLOAD = """mutation($id: ID!, $files: [Upload!]!) {
@@ -344,6 +349,36 @@ async def dev_sign_in(scene: Scene) -> str:
     return await scene.run("devSignIn", query)
 
 
+# A public address literal: admitted by the host policy without a DNS lookup; these cells deliver nothing to it.
+WEBHOOK_URL = "https://93.184.215.14/hook"
+
+
+async def manage_webhooks(scene: Scene) -> str:
+    query = """mutation($url: String!) { createWebhook(input: {url: $url}) { __typename ... on Error { message } } }"""
+    return await scene.run("createWebhook", query, url=WEBHOOK_URL)
+
+
+async def read_webhooks(scene: Scene) -> str:
+    return await scene.run("webhooks", "{ webhooks { __typename ... on Error { message } } }")
+
+
+async def redeliver_webhook(scene: Scene) -> str:
+    """dana's webhook has one delivery, failed: the worker's host policy denies the address."""
+    service, dana = WebhookService(scene.engine), User("dana", "Dana", roles=frozenset({"admin"}))
+    webhook, _ = await service.create(dana, WEBHOOK_URL, (), WebhookFilter())
+    await scene.start("form")
+    await scene.engine.sequencer.idle()
+    dispatcher = WebhookDispatcher(scene.engine.db, scene.engine.clock, HostPolicy(deny=("93.184.215.14",)), "m")
+    try:
+        await dispatcher.run_until_idle()
+    finally:
+        await dispatcher.aclose()
+    delivery = (await service.deliveries(dana, webhook.id, 10, None))[0][0]
+    query = """mutation($id: ID!) { redeliverWebhook(input: {deliveryId: $id}) {
+      __typename ... on Error { message } } }"""
+    return await scene.run("redeliverWebhook", query, id=delivery.id)
+
+
 ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "see a task, its messages and documents": see,
     "read a task's and its instance's history": history,
@@ -367,6 +402,9 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "resolve a delegated task": resolve,
     "list the users": list_users,
     "sign in as another user (devSignIn)": dev_sign_in,
+    "manage webhooks": manage_webhooks,
+    "read webhooks and their delivery logs": read_webhooks,
+    "redeliver a webhook delivery": redeliver_webhook,
 }
 CELLS = [(action, role, MATRIX[action][i]) for action in MATRIX for i, role in enumerate(ROLES)]
 

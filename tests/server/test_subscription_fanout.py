@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from engine import encode_event_cursor
 from engine.clock import ManualClock
 from engine.events.hub import EventHub
 from engine.state import Task
@@ -19,7 +20,6 @@ from engine.storage.task_events import TaskEventRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
-from schema.subscriptions import encode_event_cursor
 from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo
