@@ -32,7 +32,8 @@ def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitab
             engine_throughput.NAME,
             lambda: engine_throughput.run(60 if quick else 600, 150 if quick else 2400),
             [Target(f"engine_c{c}_vs_pgbench", None, g, "x", True) for c, g in engine_throughput.GOALS.items()]
-            + [Target("idempotency_keys_c16_vs_none", None, engine_throughput.KEYS_GOAL, "x", True)],
+            + [Target("idempotency_keys_c16_vs_none", None, engine_throughput.KEYS_GOAL, "x", True)]
+            + [Target("quorum_approval_c16_vs_plain", None, engine_throughput.QUORUM_GOAL, "x", True)],
         ),
         (
             peer_engine.NAME,

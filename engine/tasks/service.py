@@ -30,24 +30,37 @@ class TaskService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    async def _instance_id(self, task_id: str) -> str:
+        """The task's instance: as this process knows it (``engine.task_homes``), else read."""
+        instance_id = self.engine.task_homes.get(task_id)
+        if instance_id is None:
+            async with self.engine.db.read() as session:
+                found = await TaskRepository(session).get_by_id(task_id)
+            if found is None:
+                raise NotFoundError(f"no task {task_id}")
+            instance_id = found.workflow_instance_id
+            self.engine.task_homes.note([task_id], instance_id)
+        return instance_id
+
     async def _on_task(
         self, user: User, task_id: str, action: Callable[[Transition, Task], Awaitable[Any]]
     ) -> tuple[Any, Task]:
         """Run ``action`` on the task, locked, inside its instance's transition; returns the task after."""
-        async with self.engine.db.read() as session:
-            found = await TaskRepository(session).get_by_id(task_id)
-        if found is None:
-            raise NotFoundError(f"no task {task_id}")
+        instance_id = await self._instance_id(task_id)
 
         async def run(transition: Transition) -> tuple[Any, Task]:
-            task = await transition.tasks.get_by_id(task_id)
-            if task is None or not permissions.can_see_task(user, task, transition.instance.started_by):
+            task = await transition.task_by_id(task_id)
+            if (
+                task is None
+                or task.workflow_instance_id != transition.instance.id
+                or not permissions.can_see_task(user, task, transition.instance.started_by)
+            ):
                 raise NotFoundError(f"no task {task_id}")
             # Not read back: a read after the action's deferred writes would need a transaction
             # (engine.storage.deferred), and the transition knows what it made of the task.
             return await action(transition, task), transition.as_left(task)
 
-        (result, after), _ = await self.engine.transition(found.workflow_instance_id, user.id, run)
+        (result, after), _ = await self.engine.transition(instance_id, user.id, run)
         return result, after
 
     # -- ownership -------------------------------------------------------------------------

@@ -151,9 +151,12 @@ async def test_quorum(case: Case, db: Database, engine: Engine, clock: ManualClo
     instance = await engine.start("quorum", {"reviewers": ["dan", "bob"]}, case.starter)
     task = await open_task(db, instance.id)
     for user_id, decision, expected in case.steps:
+        before = await snapshot(db)
         assert await attempt(service.decide(users[user_id], task.id, decision, f"{user_id} says", None, None)) == (
             expected
         ), (user_id, decision)
+        if expected != OK:
+            assert await snapshot(db) == before, f"{user_id}'s refused decision changed nothing"
     task = await open_task(db, instance.id)
     assert policies.outcome(task) == case.outcome
     if case.outcome is None:

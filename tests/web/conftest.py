@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, WebSocketRoute, async_playwright, expect
 
 from engine.transitions.engine import Engine
 from server.auth import issue_token
@@ -40,6 +40,7 @@ SECRET = "web-test-secret-key-of-at-least-thirty-two-bytes"
 REPOSITORY = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPOSITORY / "test-screenshots"
 TIMEOUT_MS = 10_000
+PARTNER_KEY = "partner-secret-4711"
 
 pytestmark = pytest.mark.browser
 expect.set_options(timeout=TIMEOUT_MS)
@@ -117,6 +118,7 @@ class Servers:
             "STEPWISE_HTTP_ALLOW": f"127.0.0.1:{first}",
             "STEPWISE_MUTATIONS_PER_MINUTE": "0",
             "STEPWISE_LOG_LEVEL": "WARNING",
+            "STEPWISE_SECRETS": f'{{"partnerKey": "{PARTNER_KEY}"}}',
         }
         server = Server(port, env, self.tmp / f"serve-{port}.log")
         await server.start()
@@ -204,11 +206,41 @@ new MutationObserver(() => {
 """
 
 
+class LiveGate:
+    """Sits in a page's WebSocket (Playwright's route): ``hold()`` keeps what the server sends from the page
+    until ``release()`` — the page has not heard of a change yet, as on a slow network."""
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.held: list[tuple[WebSocketRoute, str | bytes]] = []
+
+    def route(self, page_side: WebSocketRoute) -> None:
+        server_side = page_side.connect_to_server()
+        page_side.on_message(server_side.send)
+
+        def to_page(message: str | bytes) -> None:
+            if self.holding:
+                self.held.append((page_side, message))
+            else:
+                page_side.send(message)
+
+        server_side.on_message(to_page)
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def release(self) -> None:
+        self.holding = False
+        held, self.held = self.held, []
+        for page_side, message in held:
+            page_side.send(message)
+
+
 class Person:
     """One browser context signed in as a demo user, on one server."""
 
-    def __init__(self, page: Page, user: str, server: Server, shots: Shots) -> None:
-        self.page, self.user, self.server, self.shots = page, user, server, shots
+    def __init__(self, page: Page, user: str, server: Server, shots: Shots, gate: LiveGate) -> None:
+        self.page, self.user, self.server, self.shots, self.gate = page, user, server, shots, gate
 
     async def goto(self, path: str) -> None:
         await self.page.goto(self.server.url + path)
@@ -245,6 +277,8 @@ def sign_in(browser: Browser, contexts: tuple[list[BrowserContext], Watch], shot
         context.set_default_timeout(TIMEOUT_MS)
         opened.append(context)
         await context.add_init_script(script=RECORD_TOASTS)
+        gate = LiveGate()
+        await context.route_web_socket("**/graphql", gate.route)
         page = watch.page(await context.new_page())
         await page.goto(server.url + "/")
         names = {"alice": "Alice Adams", "bob": "Bob Brown", "carol": "Carol Clark", "dana": "Dana Diaz",
@@ -252,7 +286,7 @@ def sign_in(browser: Browser, contexts: tuple[list[BrowserContext], Watch], shot
         await page.get_by_role("button", name=names[user]).click()
         await expect(page.get_by_test_id("me")).to_have_text(names[user])
         await expect(page.get_by_test_id("live")).to_have_attribute("data-state", "live")
-        return Person(page, user, server, shots)
+        return Person(page, user, server, shots, gate)
 
     return open_as
 
@@ -273,3 +307,43 @@ async def graphql(server: Server, user: str, query: str, **variables: Any) -> di
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
     return body["data"]
+
+
+def step_of(*nodes: dict[str, Any], key: str) -> dict[str, Any]:
+    """A definition whose nodes run one after another in one step ("Work") of one milestone."""
+    ids = [node["id"] for node in nodes]
+    return {
+        "key": key, "title": key.replace("_", " ").title(),
+        "milestones": [{"key": "main", "title": "Main", "steps": [{"key": "work", "title": "Work", "nodes": ids}]}],
+        "start": ids[0], "nodes": list(nodes),
+        "edges": [{"from": a, "to": b} for a, b in zip(ids, ids[1:], strict=False)],
+    }  # fmt: skip
+
+
+APPROVAL = step_of(
+    {"id": "decide", "type": "userTask", "schemaType": "userTask.approval", "name": "Decide",
+     "title": "Decide on {{ entityName }}", "description": "Asked by {{ startedBy.name }}",
+     "assignToRole": "approver", "storeAs": "decision", "priority": "high"},
+    key="web_approval",
+)  # fmt: skip
+FORM = step_of(
+    {"id": "fill", "type": "userTask", "schemaType": "userTask.form", "name": "Fill", "title": "Fill {{ entityName }}",
+     "assignToRole": "requester", "storeAs": "filled",
+     "form": {"fields": [{"key": "note", "type": "text", "label": "Note", "required": True},
+                         {"key": "count", "type": "number", "label": "Count", "mask": "integer"}]}},
+    key="web_form",
+)  # fmt: skip
+# Nothing may be called on loopback's port 9 (the host policy refuses it): the one attempt fails at once.
+FAILING = step_of(
+    {"id": "call", "type": "http", "name": "Call the partner", "title": "Call the partner",
+     "config": {"method": "GET", "url": "http://127.0.0.1:9/", "headers": {"X-Api-Key": "{{ secrets.partnerKey }}"}},
+     "retry": {"maxAttempts": 1}},
+    key="web_failing",
+)  # fmt: skip
+
+
+async def start(engine: Engine, definition: dict[str, Any], name: str, user: str = "alice") -> str:
+    """Deploys (once) and starts ``definition`` as ``user``; returns the instance id."""
+    await engine.deploy(definition, deployed_by="dana")
+    instance = await engine.start(str(definition["key"]), {"entityName": name}, user)
+    return instance.id

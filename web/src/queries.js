@@ -103,7 +103,7 @@ export const POST_MESSAGE = `
 mutation PostTaskMessage($input: PostTaskMessageInput!) {
   postTaskMessage(input: $input) {
     ${RESULT}
-    ... on TaskMessageSuccess { message { id body postedAt author { id name } } }
+    ... on TaskMessageSuccess { posted: message { id body postedAt author { id name } } }
   }
 }`;
 

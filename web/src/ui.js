@@ -203,3 +203,13 @@ export function useLatest(value) {
   ref.current = value;
   return ref;
 }
+
+// For a page that re-reads: ``const current = ticket()`` before a request, ``if (current())`` after it — an
+// answer to an older request (other filters, an earlier burst of events) never overwrites a newer one.
+export function useTickets() {
+  const last = useRef(0);
+  return () => {
+    const mine = ++last.current;
+    return () => mine === last.current;
+  };
+}

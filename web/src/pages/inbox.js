@@ -6,7 +6,7 @@ import { gql } from "../api.js";
 import { INBOX } from "../queries.js";
 import { onTaskEvent } from "../live.js";
 import {
-  Loading, Empty, Failure, StatusBadge, PriorityBadge, TypeIcon, Due, assigneeText, debounce, isOverdue, when,
+  Loading, Empty, Failure, StatusBadge, PriorityBadge, TypeIcon, Due, assigneeText, debounce, isOverdue, useTickets,
 } from "../ui.js";
 
 const PAGE = 25;
@@ -79,13 +79,16 @@ export function Inbox({ me }) {
   const current = useRef({ filters, page });
   current.current = { filters, page };
 
+  const ticket = useTickets();
   const load = async (first = PAGE) => {
+    const current = ticket();
     try {
       const data = await gql(INBOX, variables(filters, first));
+      if (!current()) return;
       setError(null);
-      setPage({ ...data.tasks, edges: data.tasks.edges });
+      setPage(data.tasks);
     } catch (e) {
-      setError(e);
+      if (current()) setError(e);
     }
   };
 
@@ -114,9 +117,10 @@ export function Inbox({ me }) {
 
   const loadMore = async () => {
     setMore(true);
+    const current = ticket();
     try {
       const data = await gql(INBOX, variables(filters, PAGE, page.pageInfo.endCursor));
-      setPage({ ...data.tasks, edges: [...page.edges, ...data.tasks.edges] });
+      if (current()) setPage({ ...data.tasks, edges: [...page.edges, ...data.tasks.edges] });
     } catch (e) {
       setError(e);
     } finally {

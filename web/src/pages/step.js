@@ -6,7 +6,7 @@ import { gql } from "../api.js";
 import { STEP } from "../queries.js";
 import { onTaskEvent } from "../live.js";
 import { navigate } from "../router.js";
-import { Loading, NotFound, Failure, Empty, debounce } from "../ui.js";
+import { Loading, NotFound, Failure, Empty, debounce, useTickets } from "../ui.js";
 import { TaskRow } from "./inbox.js";
 import { TaskModal } from "../task/modal.js";
 
@@ -23,13 +23,16 @@ export function StepPage({ id, me, taskId }) {
   const shown = useRef(step);
   shown.current = step;
 
+  const ticket = useTickets();
   const load = async () => {
+    const current = ticket();
     try {
       const data = await gql(STEP, { id, mine, completed });
+      if (!current()) return;
       setError(null);
       setStep(data.stepInstance);
     } catch (e) {
-      setError(e);
+      if (current()) setError(e);
     }
   };
   useEffect(() => void load(), [id, mine, completed]);

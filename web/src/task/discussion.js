@@ -3,8 +3,8 @@
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { gql } from "../api.js";
 import { TASK_MESSAGES, POST_MESSAGE, MESSAGES } from "../queries.js";
-import { subscribe } from "../live.js";
-import { Alert, Loading, when } from "../ui.js";
+import { subscribe, onTaskEvent } from "../live.js";
+import { Alert, Loading, when, debounce } from "../ui.js";
 
 export function Discussion({ taskId, me }) {
   const [messages, setMessages] = useState(null);
@@ -26,7 +26,16 @@ export function Discussion({ taskId, me }) {
 
   useEffect(() => {
     load();
-    return subscribe({ query: MESSAGES, variables: { taskId } }, (data) => add([data.taskMessages]), load);
+    const unsubscribe = subscribe({ query: MESSAGES, variables: { taskId } }, (data) => add([data.taskMessages]), load);
+    // The app's event stream resumes from its cursor: a message that commits before this subscription is
+    // in place on the server still shows up (read again, merged by id).
+    const reread = debounce(load, 150);
+    const stop = onTaskEvent((event) => event.kind === "MESSAGE_POSTED" && event.task.id === taskId && reread());
+    return () => {
+      unsubscribe();
+      stop();
+      reread.cancel();
+    };
   }, [taskId]);
   useEffect(() => end.current?.scrollIntoView?.({ block: "nearest" }), [messages?.length]);
 
@@ -38,7 +47,7 @@ export function Discussion({ taskId, me }) {
     try {
       const { postTaskMessage: result } = await gql(POST_MESSAGE, { input: { taskId, body } });
       if (result.__typename === "TaskMessageSuccess") {
-        add([result.message]);
+        add([result.posted]);
         setBody("");
       } else setError(result.message);
     } catch (err) {

@@ -36,13 +36,13 @@ function NotYours({ task }) {
   </div>`;
 }
 
-function Work({ task, onDone, onReload }) {
+function Work({ task, onDone, onReload, ownRevision }) {
   if (task.kind === "SYSTEM") return html`<${SystemDetails} task=${task} onDone=${onDone} />`;
   if (!OPEN.includes(task.status)) return html`<${Completed} task=${task} />`;
   if (!task.viewerCanComplete) return html`<${NotYours} task=${task} />`;
-  if (task.type === "APPROVAL") return html`<${ApprovalWork} task=${task} onDone=${onDone} onReload=${onReload} />`;
-  if (task.type === "DOCUMENT_UPLOAD") return html`<${UploadWork} task=${task} onDone=${onDone} onReload=${onReload} />`;
-  return html`<${FormWork} task=${task} onDone=${onDone} onReload=${onReload} />`;
+  if (task.type === "APPROVAL") return html`<${ApprovalWork} task=${task} onDone=${onDone} onReload=${onReload} ownRevision=${ownRevision} />`;
+  if (task.type === "DOCUMENT_UPLOAD") return html`<${UploadWork} task=${task} onDone=${onDone} onReload=${onReload} ownRevision=${ownRevision} />`;
+  return html`<${FormWork} task=${task} onDone=${onDone} onReload=${onReload} ownRevision=${ownRevision} />`;
 }
 
 export function TaskModal({ id, me, onClose }) {
@@ -71,7 +71,12 @@ export function TaskModal({ id, me, onClose }) {
     await load();
     setGeneration((g) => g + 1); // the work's own state (values typed) starts again from the task read
   };
+  const [ownRevision, setOwnRevision] = useState(0);
   const done = (updated) => setTask((t) => ({ ...t, ...updated }));
+  const assigned = (updated) => {
+    done(updated);
+    setOwnRevision(updated.revision);
+  };
 
   const titleId = `task-title-${id}`;
   return html`<div class="backdrop" onClick=${(e) => e.target === e.currentTarget && onClose()}>
@@ -88,7 +93,7 @@ export function TaskModal({ id, me, onClose }) {
         <div class="modal-meta">
           <span class="muted">${typeLabel(task.type)}</span>
           <${StatusBadge} task=${task} /><${PriorityBadge} priority=${task.priority} /><${Due} task=${task} />
-          <${Assignment} task=${task} me=${me} onChange=${done} />
+          <${Assignment} task=${task} me=${me} onChange=${assigned} />
         </div>
         ${task.description && html`<p class="description">${task.description}</p>`}
         <div class="tabs" role="tablist" aria-label="Task">
@@ -98,7 +103,7 @@ export function TaskModal({ id, me, onClose }) {
             tabindex=${tab === "discussion" ? 0 : -1} onClick=${() => setTab("discussion")}>Discussion</button>
         </div>
         <div role="tabpanel" id="panel-details" aria-labelledby="tab-details" hidden=${tab !== "details"}>
-          <${Work} key=${`${task.id}:${generation}:${OPEN.includes(task.status)}`} task=${task} onDone=${done} onReload=${reload} />
+          <${Work} key=${`${task.id}:${generation}:${OPEN.includes(task.status)}`} task=${task} onDone=${done} onReload=${reload} ownRevision=${ownRevision} />
         </div>
         <div role="tabpanel" id="panel-discussion" aria-labelledby="tab-discussion" hidden=${tab !== "discussion"}>
           ${tab === "discussion" && html`<${Discussion} taskId=${task.id} me=${me} />`}

@@ -1,7 +1,7 @@
 // The work a person does in the execution modal: a form (Save Progress / Submit), an approval
 // (Approve / Reject with a comment) and a document upload (requirements, drag-and-drop, per-file progress).
 // A result's typed error is shown where it belongs: a field's next to it, a revision conflict with a reload.
-import { html, useState, useRef } from "../lib.js";
+import { html, useState, useRef, useEffect } from "../lib.js";
 import { gql, upload } from "../api.js";
 import { SAVE, SUBMIT, APPROVE, REJECT, UPLOAD } from "../queries.js";
 import { Field, fieldErrors, cleanValues } from "./fields.js";
@@ -16,10 +16,15 @@ function Conflict({ onReload }) {
 }
 
 // Runs a mutation returning TaskResult; hands back the new task, or shows the error where it belongs.
-function useTaskAction(task, fields, onDone) {
+// ``ownRevision``: the task's revision after the viewer's own change elsewhere in the modal (claiming it):
+// expected from then on. Someone else's change is not taken over: saving over it is the conflict to show.
+function useTaskAction(task, fields, onDone, ownRevision) {
   const [busy, setBusy] = useState(false);
   const [errors, setErrors] = useState({ byKey: {}, other: [], message: null, conflict: false, saved: null });
   const revision = useRef(task.revision);
+  useEffect(() => {
+    if (ownRevision > revision.current) revision.current = ownRevision;
+  }, [ownRevision]);
   const run = async (document, input, { saved = null, done = true } = {}) => {
     setBusy(true);
     setErrors({ byKey: {}, other: [], message: null, conflict: false, saved: null });
@@ -55,10 +60,10 @@ function Messages({ errors, onReload }) {
     ${errors.saved && html`<${Alert} tone="success">${errors.saved}<//>`}`;
 }
 
-export function FormWork({ task, onDone, onReload }) {
+export function FormWork({ task, onDone, onReload, ownRevision }) {
   const fields = task.form?.fields ?? [];
   const [values, setValues] = useState(() => ({ ...(task.draft ?? {}) }));
-  const { busy, errors, run } = useTaskAction(task, fields, onDone);
+  const { busy, errors, run } = useTaskAction(task, fields, onDone, ownRevision);
   const set = (key) => (value) => setValues((v) => ({ ...v, [key]: value }));
   const submit = (e) => {
     e.preventDefault();
@@ -77,11 +82,11 @@ export function FormWork({ task, onDone, onReload }) {
   </form>`;
 }
 
-export function ApprovalWork({ task, onDone, onReload }) {
+export function ApprovalWork({ task, onDone, onReload, ownRevision }) {
   const fields = task.form?.fields ?? [];
   const [values, setValues] = useState(() => ({ ...(task.draft ?? {}) }));
   const [comment, setComment] = useState("");
-  const { busy, errors, run } = useTaskAction(task, fields, onDone);
+  const { busy, errors, run } = useTaskAction(task, fields, onDone, ownRevision);
   const decide = (document) => run(document, { comment: comment || null, values: fields.length ? cleanValues(fields, values) : null });
   return html`<div class="stack">
     ${Object.keys(task.input ?? {}).length > 0 && html`<section aria-labelledby="approval-request"><h3 id="approval-request">Request</h3>
@@ -191,9 +196,9 @@ export function DocumentList({ documents }) {
   </ul>`;
 }
 
-export function UploadWork({ task, onDone, onReload }) {
+export function UploadWork({ task, onDone, onReload, ownRevision }) {
   const [documents, setDocuments] = useState(task.documents ?? []);
-  const { busy, errors, run, revision } = useTaskAction(task, [], onDone);
+  const { busy, errors, run, revision } = useTaskAction(task, [], onDone, ownRevision);
   const requirements = task.documentRequirements ?? [];
   const met = requirements.filter((r) => isMet(r, documents)).length;
   return html`<div class="stack">

@@ -1,0 +1,112 @@
+"""Every state a person can meet, and the inbox's tools: a refused token, an empty inbox, not found,
+the server down; filters, sort, paging and totals; the keyboard (focus kept in the modal, Escape); phone width."""
+
+from __future__ import annotations
+
+from playwright.async_api import Browser, expect
+
+from engine.transitions.engine import Engine
+from tests.web.conftest import APPROVAL, FORM, Server, start, token
+
+
+async def test_a_refused_token_brings_back_the_sign_in_with_a_message(
+    server: Server, browser: Browser, contexts
+) -> None:  # type: ignore[no-untyped-def]
+    opened, watch = contexts
+    context = await browser.new_context()
+    opened.append(context)
+    page = watch.page(await context.new_page())
+    await page.goto(server.url + "/app/")
+    await page.get_by_label("Bearer token").fill("Bearer not-a-token")
+    await page.get_by_role("button", name="Sign in with token").click()
+    await expect(page.get_by_role("heading", name="Sign in to Stepwise")).to_be_visible()
+    await expect(page.get_by_role("status").filter(has_text="Signed out:")).to_contain_text("bearer token")
+    erin = token("erin")
+    await page.get_by_label("Bearer token").fill(erin)
+    await page.get_by_role("button", name="Sign in with token").click()
+    await expect(page.get_by_test_id("me")).to_have_text("Erin Evans")
+    assert await page.evaluate("sessionStorage.getItem('stepwise.token')") == erin
+    await expect(page.locator("[data-state=empty]")).to_be_visible()  # erin has nothing to do
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("heading", name="Sign in to Stepwise")).to_be_visible()
+    assert await page.evaluate("sessionStorage.getItem('stepwise.token')") is None
+
+
+async def test_not_found_and_server_down(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    hidden = await start(engine, FORM, "a requester's")  # bob (approver) may not see it
+    bob = await sign_in("bob", server)
+    await bob.goto(f"/app/instances/{hidden}")
+    await expect(bob.page.locator("[data-state=not-found]")).to_contain_text("does not exist, or you may not see it")
+    await bob.goto("/app/steps/no-such-step")
+    await expect(bob.page.locator("[data-state=not-found]")).to_be_visible()
+    await bob.goto("/app/tasks/no-such-task")
+    await expect(bob.page.locator("[data-state=not-found]")).to_be_visible()
+    await bob.goto("/app/no/such/page")
+    await expect(bob.page.locator("[data-state=not-found]")).to_be_visible()
+    await bob.shot("not-found")
+
+    await bob.goto("/app/start")
+    await server.stop()
+    await expect(bob.page.get_by_test_id("live")).to_have_attribute("data-state", "reconnecting")
+    await bob.page.get_by_role("link", name="Inbox").click()
+    await expect(bob.page.locator("[data-state=server-down]")).to_contain_text("The server is not answering")
+    await bob.shot("server-down")
+    await server.start()
+    await bob.page.get_by_role("button", name="Try again").click()
+    await expect(bob.page.locator("[data-state=empty]")).to_be_visible()
+    await expect(bob.page.get_by_test_id("live")).to_have_attribute("data-state", "live", timeout=20_000)
+
+
+async def test_inbox_filters_sort_paging_and_totals(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    for n in range(27):
+        await start(engine, APPROVAL, f"request {n:02}")
+    await start(engine, FORM, "a form")
+    carol = await sign_in("carol", server)  # a manager sees every task
+    page = carol.page
+    rows = page.get_by_test_id("task-row")
+    await expect(page.get_by_test_id("total-count")).to_have_text("28")
+    await expect(rows).to_have_count(25)
+    await expect(rows.first).to_contain_text("Fill a form")  # newest first
+    await page.get_by_role("button", name="Load more").click()
+    await expect(rows).to_have_count(28)
+    await expect(page.get_by_role("button", name="Load more")).to_have_count(0)
+    await carol.shot("inbox")
+
+    await page.get_by_label("Sort").select_option("CREATED_AT:ASC")
+    await expect(rows.first).to_contain_text("Decide on request 00")
+    await page.get_by_label("Priority").select_option("HIGH")
+    await expect(page.get_by_test_id("total-count")).to_have_text("27")
+    await expect(rows.first.get_by_test_id("priority")).to_have_text("high")
+    await page.get_by_label("Priority").select_option("")
+    await page.get_by_label("Type").select_option("SYSTEM")
+    await expect(page.locator("[data-state=empty]")).to_be_visible()
+    await page.get_by_label("Type").select_option("")
+    await page.get_by_label("Due").select_option("overdue")
+    await expect(page.locator("[data-state=empty]")).to_be_visible()  # none is due yet
+    await page.get_by_label("Due").select_option("")
+    await page.get_by_label("Assigned to me").check()
+    await expect(page.locator("[data-state=empty]")).to_be_visible()
+
+
+async def test_keyboard_and_phone_width(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    await start(engine, FORM, "the keyboard")
+    alice = await sign_in("alice", server, width=390, height=844)
+    page = alice.page
+    link = page.get_by_role("link", name="Fill the keyboard")
+    await link.focus()
+    await page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Fill the keyboard")
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_label("Note")).to_have_attribute("aria-required", "true")
+    for _ in range(25):  # Tab never leaves the dialog
+        await page.keyboard.press("Tab")
+        assert await dialog.evaluate("(d) => d.contains(document.activeElement)")
+    await page.keyboard.press("Shift+Tab")
+    assert await dialog.evaluate("(d) => d.contains(document.activeElement)")
+    await alice.shot("phone-modal")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(page.get_by_test_id("metric-total")).to_be_visible()
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await alice.shot("phone-step")
