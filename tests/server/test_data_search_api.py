@@ -24,7 +24,7 @@ async def test_the_inbox_filters_by_instance_data(gql: GraphQL, app_engine: Engi
         return sorted(edge["node"]["title"] for edge in body["data"]["tasks"]["edges"])
 
     assert await titles({"path": "amount", "op": "GT", "value": 1000}) == ["Approve Globex", "Approve Initech"]
-    named = {"path": "customer.name", "op": "IN", "value": ["Acme", "Initech"]}
+    named: dict[str, object] = {"path": "customer.name", "op": "IN", "value": ["Acme", "Initech"]}
     assert await titles({"path": "amount", "op": "GT", "value": 1000}, named) == ["Approve Initech"]
     assert await titles({"path": "customer.name", "op": "EXISTS", "value": False}) == []
     assert await titles({"path": "rank", "op": "EXISTS", "value": False, "source": "TASK_INPUT"}) == [

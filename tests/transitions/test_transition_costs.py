@@ -10,7 +10,7 @@ tests/transitions/test_remembered.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +74,7 @@ async def statements(db: Database) -> AsyncIterator[Sent]:
         if db.dialect == "postgresql" and dbapi_connection is not None:
             dbapi_connection.driver_connection.remove_query_logger(log)
 
-    listeners = [(db.engine.sync_engine, "before_cursor_execute", record),
+    listeners: list[tuple[Any, str, Callable[..., None]]] = [(db.engine.sync_engine, "before_cursor_execute", record),
                  (db.engine.sync_engine.pool, "checkout", on_checkout),
                  (db.engine.sync_engine.pool, "checkin", on_checkin)]  # fmt: skip
     for listener in listeners:
@@ -304,7 +304,7 @@ async def test_a_task_action_is_one_transition_that_returns_the_task_as_stored(e
         posted.append(message)
         return task
 
-    actions = [lambda: tasks.claim(carol, task_id), post,
+    actions: list[Callable[[], Awaitable[Task]]] = [lambda: tasks.claim(carol, task_id), post,
                lambda: tasks.save_progress(carol, task_id, {"text": "v0"}, 1),
                lambda: tasks.submit(carol, task_id, {"text": "v1"}, 2)]  # fmt: skip
     for action in actions:
