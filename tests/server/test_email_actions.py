@@ -127,7 +127,8 @@ class Scene:
         plain = message.get_body(preferencelist=("plain",))
         assert plain is not None
         lines = plain.get_content().splitlines()
-        return dict(match.groups() for line in lines if (match := re.fullmatch(r"(Approve|Reject|Open): (\S+)", line)))
+        found = (re.fullmatch(r"(Approve|Reject|Open): (\S+)", line) for line in lines)
+        return {match.group(1): match.group(2) for match in found if match is not None}
 
     async def state(self, task_id: str) -> tuple[TaskStatus, int, int]:
         """The task's status, the events in the log, the links used: what a refusal must not change."""
