@@ -3,6 +3,7 @@ downloads, CLI): the only way in to the operations that apply the permission rul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,12 +33,14 @@ class Services:
     @classmethod
     def build(
         cls, engine: Engine, blobs: BlobStore | None = None, *, host_policy: HostPolicy | None = None,
-        webhook_secret_grace: timedelta = DEFAULT_SECRET_GRACE, email_tokens: EmailActionTokens | None = None,
+        webhook_secret_grace: timedelta = DEFAULT_SECRET_GRACE, secrets: Mapping[str, str] | None = None,
+        email_tokens: EmailActionTokens | None = None,
     ) -> Services:  # fmt: skip
-        """``host_policy``: what webhook URLs may name (the HTTP tasks' policy); ``email_tokens``: how the
-        approve-by-email links the worker sends are signed."""
+        """``host_policy``: what webhook URLs may name (the HTTP tasks' policy); ``secrets``: the workers'
+        (``STEPWISE_SECRETS``), which no API input may carry; ``email_tokens``: how the approve-by-email links
+        the worker sends are signed."""
         visibility = VisibilityService(engine)
-        tasks = TaskService(engine)
+        tasks = TaskService(engine, secrets)
         return cls(
             engine=engine,
             visibility=visibility,

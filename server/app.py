@@ -94,7 +94,7 @@ def create_app(
     blobs = BlobStore(settings.files_dir)
     services = Services.build(  # once per app: every request goes through these
         engine, blobs, host_policy=settings.host_policy(),
-        webhook_secret_grace=timedelta(hours=settings.webhook_secret_grace_hours),
+        webhook_secret_grace=timedelta(hours=settings.webhook_secret_grace_hours), secrets=settings.secrets,
         email_tokens=settings.email_tokens(engine),
     )  # fmt: skip
     events = EventHub(
