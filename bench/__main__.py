@@ -14,7 +14,11 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
+<<<<<<< HEAD
 from bench import engine_throughput, graphql_overhead, inbox_scaling, peer_engine, push_memory, web_app
+=======
+from bench import data_search, engine_throughput, graphql_overhead, inbox_scaling, peer_engine, push_memory
+>>>>>>> main
 from bench.common import Target, line_buffered, print_summary
 
 BUDGET_SECONDS = 600
@@ -32,7 +36,8 @@ def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitab
             engine_throughput.NAME,
             lambda: engine_throughput.run(60 if quick else 600, 150 if quick else 2400),
             [Target(f"engine_c{c}_vs_pgbench", None, g, "x", True) for c, g in engine_throughput.GOALS.items()]
-            + [Target("idempotency_keys_c16_vs_none", None, engine_throughput.KEYS_GOAL, "x", True)],
+            + [Target("idempotency_keys_c16_vs_none", None, engine_throughput.KEYS_GOAL, "x", True)]
+            + [Target("quorum_approval_c16_vs_plain", None, engine_throughput.QUORUM_GOAL, "x", True)],
         ),
         (
             peer_engine.NAME,
@@ -44,6 +49,14 @@ def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitab
             lambda: inbox_scaling.run(sizes, 100 if quick else 400),
             [Target(n, None, inbox_scaling.P99_GOAL_MS, "ms", False) for n in inbox_names[:2]]
             + [Target(n, None, inbox_scaling.RATIO_GOAL, "x", False) for n in inbox_names[2:]],
+        ),
+        (
+            data_search.NAME,
+            lambda: data_search.run(sizes, 100 if quick else 400),
+            [
+                Target(f"data_search_p99_{largest}", None, data_search.P99_GOAL_MS, "ms", False),
+                Target(f"data_search_p99_{largest}_vs_{smallest}", None, data_search.RATIO_GOAL, "x", False),
+            ],
         ),
         (
             graphql_overhead.NAME,
@@ -100,7 +113,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--huge", action="store_true", help="add the 1M-task inbox size (~2 minutes more)")
     parser.add_argument("--quick", action="store_true", help="small sizes: check that everything runs")
-    names = [engine_throughput.NAME, peer_engine.NAME, inbox_scaling.NAME, graphql_overhead.NAME, push_memory.NAME]
+    names = [
+        engine_throughput.NAME,
+        peer_engine.NAME,
+        inbox_scaling.NAME,
+        data_search.NAME,
+        graphql_overhead.NAME,
+        push_memory.NAME,
+    ]
     parser.add_argument("--only", help=f"comma-separated subset of: {','.join(names)}")
     asyncio.run(run_all(parser.parse_args()))
 

@@ -11,6 +11,10 @@ c=16.
 Then idempotency keys' cost (issue #23): the same workload at c=16 with every transition sent with a
 key of its own against none, in alternating rounds; the median of the rounds' rate with keys over
 the rate without must be ≥ 0.9 (a key costs at most 10%).
+
+Then a quorum approval (issue #22: three approvers, two required, the starter excluded, each
+decision through the task service) against the plain approval workload, instances/s at c=16 in
+alternating rounds on the same engine; the median of the rounds' ratio must be ≥ 0.7.
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ from bench.common import (
     sqlalchemy_url,
     temporary_database,
 )
-from bench.workload import TRANSITIONS_PER_INSTANCE, Run, prepare_engine, run_stepwise
+from bench.workload import TRANSITIONS_PER_INSTANCE, Run, prepare_engine, run_quorum, run_stepwise
 from engine.transitions.engine import Engine
 
 NAME = "engine_throughput"
 GOALS = {1: 0.5, 16: 0.25}
 KEYS_GOAL = 0.9
+QUORUM_GOAL = 0.7
 ROUNDS = 3
 PGBENCH_ROWS = 100_000
 # A task-like document of ~500 bytes, as the INSERT's JSONB value.
@@ -125,7 +130,8 @@ def run_pgbench(binary: str, dsn: str, script: Path, clients: int, seconds: int)
 
 def describe(run: Run) -> str:
     return (
-        f"stepwise  drivers={run.drivers:<2} instances={run.instances} transitions={run.instances * 3} "
+        f"stepwise  drivers={run.drivers:<2} instances={run.instances} "
+        f"transitions={run.instances * run.transitions_per_instance} "
         f"seconds={run.seconds:.2f} instances/s={run.instances_per_second:.1f} "
         f"transitions/s={run.transitions_per_second:.1f} "
         f"mean transition latency={run.drivers * 1000 / run.transitions_per_second:.2f} ms"
@@ -185,6 +191,7 @@ async def run(instances_c1: int, instances_c16: int, min_seconds: int = 3) -> li
                     )
                     targets.append(Target(f"engine_c{drivers}_vs_pgbench", ratio, GOALS[drivers], "x", True))
             targets.append(await keys_cost(engine, instances_c16))
+            targets.append(await quorum_cost(engine, instances_c16))
         finally:
             await engine.db.dispose()
     print_targets(targets)
@@ -209,6 +216,27 @@ async def keys_cost(engine: Engine, instances: int, drivers: int = 16) -> Target
         flush=True,
     )
     return Target(f"idempotency_keys_c{drivers}_vs_none", ratio, KEYS_GOAL, "x", True)
+
+
+async def quorum_cost(engine: Engine, instances: int, drivers: int = 16) -> Target:
+    """The quorum approval's instances/s at c=16 over the plain approval's, same engine, alternating rounds."""
+    await run_quorum(engine, drivers, drivers)  # warm-up: the second definition's cache, its statements
+    per_round = max(drivers, instances // ROUNDS)
+    ratios = []
+    for number in range(ROUNDS):
+        order = (False, True) if number % 2 == 0 else (True, False)
+        runs = {quorum: await (run_quorum if quorum else run_stepwise)(engine, per_round, drivers) for quorum in order}
+        ratios.append(runs[True].instances_per_second / runs[False].instances_per_second)
+        print(f"quorum round {number + 1}/{ROUNDS}: plain  {describe(runs[False])}")
+        print(f"                   quorum {describe(runs[True])}")
+        print(f"  ratio {ratios[-1]:.3f}", flush=True)
+    ratio = statistics.median(ratios)
+    print(
+        f"quorum approval c={drivers}: median of the rounds' instances/s, 2 of 3 approvers / plain approval "
+        f"({', '.join(f'{r:.3f}' for r in ratios)}) = {ratio:.3f} (goal >= {QUORUM_GOAL})",
+        flush=True,
+    )
+    return Target(f"quorum_approval_c{drivers}_vs_plain", ratio, QUORUM_GOAL, "x", True)
 
 
 def main() -> None:

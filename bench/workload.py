@@ -2,32 +2,45 @@
 
 Three committed transitions per instance (start, two signals), driven in-process by concurrent
 asyncio drivers sharing one engine, exactly as the server's requests share one.
+
+The quorum workload (issue #22) is the same workflow with the approval decided by a policy: two of
+the role's three approvers, the starter excluded, each deciding through the task service as the API
+does (four committed transitions: start, two decisions, the archive signal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from engine.catalog import default_registry
 from engine.definitions.builder import WorkflowBuilder
 from engine.idempotency import IdempotentRequest
-from engine.state import InstanceStatus, new_id
+from engine.state import InstanceStatus, User, new_id
 from engine.storage.database import Database
 from engine.storage.directory import DirectoryRepository
+from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 
 DEFINITION_KEY = "bench_approval"
+QUORUM_KEY = "bench_quorum"
 TRANSITIONS_PER_INSTANCE = 3
+QUORUM_TRANSITIONS_PER_INSTANCE = 4
+QUORUM_APPROVERS = ("bob", "dave", "erin")
 START_INPUT = {"entityType": "Invoice", "entityName": "INV-2026-0001", "amount": 1250.5, "currency": "EUR"}
 DECISION = {"decision": "approved", "comment": "within budget"}
 ARCHIVE = {"box": 4, "shelf": "B"}
 
 
-def approval_definition() -> dict[str, Any]:
-    b = WorkflowBuilder(DEFINITION_KEY, title="Bench approval")
+def approval_definition(quorum: bool = False) -> dict[str, Any]:
+    """The plain approval; ``quorum``: decided by two of the role's three approvers, never the starter."""
+    b = WorkflowBuilder(QUORUM_KEY if quorum else DEFINITION_KEY, title="Bench approval")
+    who: dict[str, Any] = {"assign_to_role": "approver"}
+    if quorum:
+        who = {"approval": {"required": 2, "of": {"role": "approver"}}, "excludes": ["starter"]}
     with b.milestone("review", "Review"):
         with b.step("decide", "Decide"):
             b.user_task(
@@ -37,7 +50,7 @@ def approval_definition() -> dict[str, Any]:
                 schema_type="userTask.approval",
                 title="Approve {{ entityType }}: {{ entityName }}",
                 description="Review {{ entityName }} for {{ startedBy.id }}",
-                assign_to_role="approver",
+                **who,
                 store_as="approvalResult",
                 priority="high",
             )
@@ -54,10 +67,31 @@ async def prepare_engine(url: str) -> Engine:
         directory = DirectoryRepository(session)
         now = engine.clock.now()
         await directory.save_user("alice", "Alice Adams", "alice@example.com", ["requester"], [], now)
-        await directory.save_user("bob", "Bob Brown", "bob@example.com", ["approver"], [], now)
+        for approver in QUORUM_APPROVERS:
+            await directory.save_user(approver, approver.title(), f"{approver}@example.com", ["approver"], [], now)
         await directory.save_user("carol", "Carol Clark", "carol@example.com", ["clerk"], [], now)
     await engine.deploy(approval_definition(), "alice")
+    await engine.deploy(approval_definition(quorum=True), "alice")
     return engine
+
+
+async def one_quorum_instance(engine: Engine, tasks: TaskService, approvers: Sequence[User]) -> None:
+    instance = await engine.start(QUORUM_KEY, START_INPUT, "alice")
+    [token] = instance.tokens
+    assert token.task_id is not None
+    for approver in approvers[:2]:
+        await tasks.decide(approver, token.task_id, "approved", "within budget", None, None)
+    instance = await engine.send_signal(instance.id, "archive", ARCHIVE, "carol")
+    if instance.status is not InstanceStatus.COMPLETED:
+        raise RuntimeError(f"instance {instance.id} ended {instance.status}, not COMPLETED")
+
+
+async def run_quorum(engine: Engine, instances: int, drivers: int) -> Run:
+    """The quorum workload, timed like :func:`run_stepwise`."""
+    approvers = [user for user in [await engine.user(user_id) for user_id in QUORUM_APPROVERS] if user is not None]
+    tasks = TaskService(engine)
+    run = await drive(lambda: one_quorum_instance(engine, tasks, approvers), instances, drivers, engine.sequencer.idle)
+    return Run(run.drivers, run.instances, run.seconds, QUORUM_TRANSITIONS_PER_INSTANCE)
 
 
 async def one_instance(engine: Engine, keyed: bool = False) -> None:

@@ -3,6 +3,7 @@ downloads, CLI): the only way in to the operations that apply the permission rul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,15 +30,16 @@ class Services:
     @classmethod
     def build(
         cls, engine: Engine, blobs: BlobStore | None = None, *, host_policy: HostPolicy | None = None,
-        webhook_secret_grace: timedelta = DEFAULT_SECRET_GRACE,
+        webhook_secret_grace: timedelta = DEFAULT_SECRET_GRACE, secrets: Mapping[str, str] | None = None,
     ) -> Services:  # fmt: skip
-        """``host_policy``: what webhook URLs may name (the HTTP tasks' policy)."""
+        """``host_policy``: what webhook URLs may name (the HTTP tasks' policy); ``secrets``: the workers'
+        (``STEPWISE_SECRETS``), which no API input may carry."""
         visibility = VisibilityService(engine)
         return cls(
             engine=engine,
             visibility=visibility,
             workflows=WorkflowService(engine, visibility),
-            tasks=TaskService(engine),
+            tasks=TaskService(engine, secrets),
             documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
             webhooks=WebhookService(engine, host_policy, webhook_secret_grace),
         )

@@ -376,7 +376,8 @@ def _helpers_of(executor: Any) -> GraphQLResolveInfoHelpers:
     """
 
     def gather(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
-        return executor.gather_async_work(values)  # type: ignore[no-any-return]
+        gathered: Awaitable[list[Any]] = executor.gather_async_work(values)
+        return gathered
 
     def track(values: Sequence[Any]) -> None:
         executor.track_async_work(values)

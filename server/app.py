@@ -93,7 +93,7 @@ def create_app(
     blobs = BlobStore(settings.files_dir)
     services = Services.build(  # once per app: every request goes through these
         engine, blobs, host_policy=settings.host_policy(),
-        webhook_secret_grace=timedelta(hours=settings.webhook_secret_grace_hours),
+        webhook_secret_grace=timedelta(hours=settings.webhook_secret_grace_hours), secrets=settings.secrets,
     )  # fmt: skip
     events = EventHub(
         db, queue_size=settings.subscription_queue_size, max_per_user=settings.subscriptions_per_user,

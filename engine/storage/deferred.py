@@ -172,6 +172,14 @@ class TransitionConnection:
             return list((await (await self.connection()).execute(statement, parameters)).all())
         return [DriverRow(row) for row in await self._on_driver(statement, parameters)]
 
+    async def read_unaffected(self, statement: Executable, parameters: dict[str, Any]) -> list[Any]:
+        """The rows of a read that no write of a transition can change (the directory's tables, which no
+        transition writes): it runs without the deferred writes written first, so it never makes an
+        autocommit transition need a transaction; outside one on the driver's own connection."""
+        if self.in_transaction:
+            return list((await (await self.connection()).execute(statement, parameters)).all())
+        return [DriverRow(row) for row in await self._on_driver(statement, parameters)]
+
     async def _on_driver(self, statement: Executable, parameters: dict[str, Any]) -> list[dict[str, Any]]:
         """``statement`` on the driver's own connection (:func:`engine.storage.postgres.driver.fetch`).
         A transition's two hot statements run so outside a transaction: SQLAlchemy's execution around

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, literal_column, select, union_all
+from sqlalchemy import bindparam, delete, literal_column, select, union_all
 
 from engine.state import User
 from engine.storage.database import Executor
@@ -23,6 +23,11 @@ _USERS = (
     .outerjoin(_MEMBERSHIPS, _MEMBERSHIPS.c.user_id == users.c.id)
     .where(any_of(users.c.id, "ids"))
 )
+
+
+# Who holds a role / is in a group (approval policies count them); "key" is the role's or group's.
+ROLE_MEMBERS = select(user_roles.c.user_id).where(user_roles.c.role_key == bindparam("key"))
+GROUP_MEMBERS = select(user_groups.c.user_id).where(user_groups.c.group_key == bindparam("key"))
 
 
 class DirectoryRepository:
@@ -48,11 +53,8 @@ class DirectoryRepository:
 
     async def members(self, *, role: str | None = None, group: str | None = None) -> list[str]:
         """The ids of the users who hold ``role`` (or are in ``group``), sorted."""
-        if role is not None:
-            query = select(user_roles.c.user_id).where(user_roles.c.role_key == role)
-        else:
-            query = select(user_groups.c.user_id).where(user_groups.c.group_key == group)
-        return sorted(row.user_id for row in await self.session.execute(query))
+        statement, key = (ROLE_MEMBERS, role) if role is not None else (GROUP_MEMBERS, group)
+        return sorted(row.user_id for row in await self.session.execute(statement, {"key": key}))
 
     async def list_users(self) -> list[User]:
         ids = [row.id for row in await self.session.execute(select(users.c.id).order_by(users.c.id))]

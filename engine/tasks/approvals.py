@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from engine.definitions.approval import (
     EXCLUDE_COMPLETED_BY,
@@ -25,8 +25,13 @@ from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node
 from engine.definitions.registry import Assignment
 from engine.definitions.templates import render_value
 from engine.state import Task, TaskStatus
-from engine.storage.directory import DirectoryRepository
 from engine.tasks import policies
+
+
+class Members(Protocol):
+    """The ids of a role's holders or a group's members (``DirectoryRepository.members``'s signature)."""
+
+    async def __call__(self, *, role: str | None = None, group: str | None = None) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -90,26 +95,26 @@ async def setup(
     started_by: str,
     assignment: Assignment,
     instance_tasks: Sequence[Task],
-    directory: DirectoryRepository,
+    members: Members,
 ) -> PolicySetup:
     """Resolve ``node``'s policy for a new task (``instance_tasks``: the instance's tasks so far,
     read only if the node's ``excludes`` look back at them)."""
     excluded = excluded_users(node, started_by, instance_tasks)
     policy: dict[str, Any] = {"excluded": excluded, "excludes": list(node.excludes)}
     if node.approval is None:
-        return PolicySetup(policy, assignment, (), await _blocked(assignment, (), excluded, 1, directory))
+        return PolicySetup(policy, assignment, (), await _blocked(assignment, (), excluded, 1, members))
     policy.update(levels=[_level_json(level, variables) for level in node.approval.levels],
                   chain=node.approval.chain, level=0, decisions=[])  # fmt: skip
-    return await activate_level(policy, 0, directory)
+    return await activate_level(policy, 0, members)
 
 
-async def activate_level(policy: dict[str, Any], index: int, directory: DirectoryRepository) -> PolicySetup:
+async def activate_level(policy: dict[str, Any], index: int, members: Members) -> PolicySetup:
     """Make level ``index`` the current one: its approvers, how many are eligible, blocked or not."""
     level = policy["levels"][index]
     of: Mapping[str, Any] = level["of"]
     assignment = Assignment(role=of.get("role"), group=of.get("group"))
     users = tuple(of.get("users", ()))
-    eligible = await _eligible(assignment, users, policy["excluded"], directory)
+    eligible = await _eligible(assignment, users, policy["excluded"], members)
     levels = [dict(item) for item in policy["levels"]]
     levels[index] = {**level, "eligible": len(eligible)}
     activated = {**policy, "levels": levels, "level": index}
@@ -121,14 +126,14 @@ async def activate_level(policy: dict[str, Any], index: int, directory: Director
 
 
 async def _eligible(
-    assignment: Assignment, users: Sequence[str], excluded: Mapping[str, str], directory: DirectoryRepository
+    assignment: Assignment, users: Sequence[str], excluded: Mapping[str, str], members: Members
 ) -> list[str]:
     if assignment.user_id is not None:
         candidates = [assignment.user_id]
     elif assignment.role is not None:
-        candidates = await directory.members(role=assignment.role)
+        candidates = await members(role=assignment.role)
     elif assignment.group is not None:
-        candidates = await directory.members(group=assignment.group)
+        candidates = await members(group=assignment.group)
     else:
         candidates = list(users)
     return [user for user in candidates if user not in excluded]
@@ -136,12 +141,12 @@ async def _eligible(
 
 async def _blocked(
     assignment: Assignment, users: Sequence[str], excluded: Mapping[str, str], required: int,
-    directory: DirectoryRepository,
+    members: Members,
 ) -> str | None:  # fmt: skip
     """A task with ``excludes`` only: blocked if they shut out its assignee, or every candidate."""
     if not excluded or (assignment.role is None and assignment.group is None and assignment.user_id is None):
         return None
-    eligible = await _eligible(assignment, users, excluded, directory)
+    eligible = await _eligible(assignment, users, excluded, members)
     return None if len(eligible) >= required else _blocked_reason(required, len(eligible), excluded, None)
 
 

@@ -8,7 +8,7 @@ their size, refused before anything is read (it says nothing about the task, and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from engine.definitions.forms import MAX_TEXT_LENGTH, validate_values
@@ -20,6 +20,7 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions, policies
+from engine.tasks.patches import CONFIG_PATCH, checked_patch, merge_patch
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 
@@ -27,27 +28,42 @@ MAX_MESSAGE_LENGTH = 10_000
 
 
 class TaskService:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, secrets: Mapping[str, str] | None = None) -> None:
+        """``secrets``: the workers' (``STEPWISE_SECRETS``), which a retry's patch may not carry."""
         self.engine = engine
+        self.secrets: Mapping[str, str] = secrets or {}
+
+    async def _instance_id(self, task_id: str) -> str:
+        """The task's instance: as this process knows it (``engine.task_homes``), else read."""
+        instance_id = self.engine.task_homes.get(task_id)
+        if instance_id is None:
+            async with self.engine.db.read() as session:
+                found = await TaskRepository(session).get_by_id(task_id)
+            if found is None:
+                raise NotFoundError(f"no task {task_id}")
+            instance_id = found.workflow_instance_id
+            self.engine.task_homes.note([task_id], instance_id)
+        return instance_id
 
     async def _on_task(
         self, user: User, task_id: str, action: Callable[[Transition, Task], Awaitable[Any]]
     ) -> tuple[Any, Task]:
         """Run ``action`` on the task, locked, inside its instance's transition; returns the task after."""
-        async with self.engine.db.read() as session:
-            found = await TaskRepository(session).get_by_id(task_id)
-        if found is None:
-            raise NotFoundError(f"no task {task_id}")
+        instance_id = await self._instance_id(task_id)
 
         async def run(transition: Transition) -> tuple[Any, Task]:
-            task = await transition.tasks.get_by_id(task_id)
-            if task is None or not permissions.can_see_task(user, task, transition.instance.started_by):
+            task = await transition.task_by_id(task_id)
+            if (
+                task is None
+                or task.workflow_instance_id != transition.instance.id
+                or not permissions.can_see_task(user, task, transition.instance.started_by)
+            ):
                 raise NotFoundError(f"no task {task_id}")
             # Not read back: a read after the action's deferred writes would need a transaction
             # (engine.storage.deferred), and the transition knows what it made of the task.
             return await action(transition, task), transition.as_left(task)
 
-        (result, after), _ = await self.engine.transition(found.workflow_instance_id, user.id, run)
+        (result, after), _ = await self.engine.transition(instance_id, user.id, run)
         return result, after
 
     # -- ownership -------------------------------------------------------------------------
@@ -267,8 +283,15 @@ class TaskService:
              "size": d.size, "sha256": d.sha256} for d in uploaded
         ]}  # fmt: skip
 
-    async def retry(self, user: User, task_id: str) -> Task:
-        """Admin only: re-queue a ``FAILED`` system task; its instance runs again and, on success, goes on."""
+    async def retry(self, user: User, task_id: str, patch: Any = None) -> Task:
+        """Admin only: re-queue a ``FAILED`` system task; its instance runs again and, on success, goes on.
+
+        ``patch`` (engine.tasks.patches) fixes its config or the instance data first; the ``RETRIED``
+        event records it, and the admin as its actor."""
+        fixes = None
+        if patch is not None:
+            check_json_size(patch, "patch", self.engine.max_json_bytes)
+            fixes = checked_patch(patch, self.secrets)
 
         async def retry(transition: Transition, task: Task) -> None:
             if not user.is_admin:
@@ -278,9 +301,17 @@ class TaskService:
             if task.status is not TaskStatus.FAILED:
                 raise InvalidStateError(f"only a FAILED task can be retried; this one is {task.status.value}")
             transition.reopen()
+            changes: dict[str, Any] = {}
+            if fixes is not None and fixes.data is not None:
+                patched = merge_patch(transition.data, fixes.data)
+                transition.data.clear()
+                transition.data.update(patched)
+            if fixes is not None and fixes.config is not None:
+                config = merge_patch(task.input.get(CONFIG_PATCH), fixes.config)
+                changes["input"] = {**task.input, CONFIG_PATCH: config}
             await transition.update_task(
-                task, TaskEventKind.RETRIED, status=TaskStatus.PENDING, next_run_at=transition.now, attempt_count=0,
-                error=None,
+                task, TaskEventKind.RETRIED, event_data={"patch": patch} if patch is not None else None,
+                status=TaskStatus.PENDING, next_run_at=transition.now, attempt_count=0, error=None, **changes,
             )  # fmt: skip
 
         return (await self._on_task(user, task_id, retry))[1]

@@ -52,7 +52,7 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import DefinitionRepository, InstanceRepository, instance_values
 from engine.storage.models import idempotency_keys, instances
 from engine.storage.postgres.search_indexes import ensure_search_indexes
-from engine.transitions.remembered import RememberedInstances
+from engine.transitions.remembered import RememberedInstances, TaskHomes
 from engine.transitions.transition import Transition, needs_starter, reads_starter_details
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class Engine:
         self._latest_versions: dict[str, int] = {}
         """The latest version of each key this process has seen (PostgreSQL: see :meth:`_latest`)."""
         self.remembered = remembered if remembered is not None else RememberedInstances()
+        self.task_homes = TaskHomes()
         self.sequencer = EventSequencer(db, self._tell_commit_listeners)
         self.idempotency = IdempotencyKeys(db, self.clock, idempotency_ttl)
 
@@ -150,11 +151,20 @@ class Engine:
                         await session.execute(idempotency_keys.insert().values(row))
                 self._latest_versions[deployed.key] = deployed.version
                 if definition.searchable and not self.db.is_sqlite:
-                    await ensure_search_indexes(self.db, definition.searchable)
+                    await self._build_search_indexes(definition)
                 return deployed, True
             except IntegrityError:  # another process deployed the same version number first
                 continue
         raise ConcurrentUpdateError(f"could not deploy {definition.key!r}: too many concurrent deploys")
+
+    async def _build_search_indexes(self, definition: WorkflowDefinition) -> None:
+        """The deploy has committed: a failed build is reported, not raised (the client would read it as
+        a failed deploy), and the next deploy naming the paths builds what is missing."""
+        try:
+            await ensure_search_indexes(self.db, definition.searchable)
+        except Exception:
+            log.exception("definition %s: its searchable indexes were not built; deploy it again to retry",
+                          definition.key)  # fmt: skip
 
     async def definition(
         self, key: str, version: int | None = None, executor: Executor | None = None
@@ -457,6 +467,7 @@ class Engine:
         on SQLite (numbered in the transaction) now."""
         if autocommit and self._remembers:
             self.remembered.keep(transition.state_after(finished))
+        self.task_homes.note(transition.created_task_ids, finished.id)
         if not transition.events_written:
             return
         if self.db.is_sqlite:

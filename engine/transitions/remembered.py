@@ -78,3 +78,22 @@ class RememberedInstances:
     def forget(self, instance_ids: Iterable[str]) -> None:
         for instance_id in instance_ids:
             self._entries.pop(instance_id, None)
+
+
+class TaskHomes:
+    """The instance of each task this process created or acted on lately (a task never moves), so an
+    action on a task (engine.tasks.service) need not read the task first to find its instance: the
+    next decision of an approval policy, the claim after a task appears. Bounded, oldest forgotten first."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._homes: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, task_id: str) -> str | None:
+        return self._homes.get(task_id)
+
+    def note(self, task_ids: Iterable[str], instance_id: str) -> None:
+        for task_id in task_ids:
+            self._homes[task_id] = instance_id
+        while len(self._homes) > self.capacity:
+            self._homes.popitem(last=False)

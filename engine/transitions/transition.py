@@ -37,7 +37,7 @@ from engine.state import (
     new_id,
 )
 from engine.storage.deferred import DeferredUpdate, TransitionConnection
-from engine.storage.directory import DirectoryRepository
+from engine.storage.directory import GROUP_MEMBERS, ROLE_MEMBERS, DirectoryRepository
 from engine.storage.escalations import scheduled_rows
 from engine.storage.held_signals import applied, held_values, waiting_signal
 from engine.storage.instances import LockedInstance, step_values
@@ -205,6 +205,10 @@ class Transition:
         open_tasks = sorted((t for t in left.values() if t.status.is_open), key=lambda t: (t.created_at, t.id))
         return LockedInstance(finished, dict(self._steps), open_tasks)
 
+    @property
+    def created_task_ids(self) -> list[str]:
+        return [task.id for task in self._created.values()]
+
     def as_left(self, task: Task) -> Task:
         """``task`` as this transition leaves it: its last :meth:`update_task`, else as it was."""
         return self._changed.get(task.id, task)
@@ -225,6 +229,15 @@ class Transition:
         self._changed[changed.id] = changed
         await self.record(event, changed, {**changes_between(task, changed), **(event_data or {})})
         return changed
+
+    async def task_by_id(self, task_id: str) -> Task | None:
+        """Task ``task_id`` of this instance as this transition has it: an open one as read with the
+        instance (or remembered, which the last statement checks), without a round trip; else read."""
+        changed = self._changed.get(task_id)
+        if changed is not None:
+            return changed
+        known = next((task for task in self._open_as_read.values() if task.id == task_id), None)
+        return known if known is not None else await self.tasks.get_by_id(task_id)
 
     async def open_task_at(self, node_id: str) -> Task:
         """The open task a signal to ``node_id`` completes, or the error that says why there is none."""
@@ -409,18 +422,22 @@ class Transition:
         )  # fmt: skip
 
     async def _policy_setup(self, node: Node, assignment: Assignment) -> approvals.PolicySetup:
-        """``node``'s approval policy and ``excludes`` for its new task. The directory is read on the
-        connection itself, past this transition's deferred writes (none of which can change it), so that
-        a policy does not make a transition write early; the instance's earlier tasks are read only for
-        ``excludes`` that look back at them."""
+        """``node``'s approval policy and ``excludes`` for its new task. The directory is read past this
+        transition's deferred writes (none of which can change it), so that a policy does not make a
+        transition write early; the instance's earlier tasks are read only for ``excludes`` that look
+        back at them."""
         looks_back = any(rule != EXCLUDE_STARTER for rule in node.excludes)
         earlier = await self.tasks.find_by_instance(self.instance.id) if looks_back else []
-        directory = DirectoryRepository(await self.connection.connection())
-        return await approvals.setup(node, self.variables(), self.instance.started_by, assignment, earlier, directory)
+        return await approvals.setup(node, self.variables(), self.instance.started_by, assignment, earlier,
+                                     self._members)  # fmt: skip
 
     async def policy_level(self, policy: dict[str, Any], index: int) -> approvals.PolicySetup:
         """A chain's next level made current (its approvers, eligible count, blocked or not)."""
-        return await approvals.activate_level(policy, index, DirectoryRepository(await self.connection.connection()))
+        return await approvals.activate_level(policy, index, self._members)
+
+    async def _members(self, *, role: str | None = None, group: str | None = None) -> list[str]:
+        statement, key = (ROLE_MEMBERS, role) if role is not None else (GROUP_MEMBERS, group)
+        return sorted(row.user_id for row in await self.connection.read_unaffected(statement, {"key": key}))
 
     async def _system_task(self, node: Node, token: Token) -> Task:
         return self._new_task(

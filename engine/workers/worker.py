@@ -36,6 +36,7 @@ from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.leases import LeaseRepository
 from engine.storage.tasks import TaskRepository
+from engine.tasks.patches import CONFIG_PATCH, merge_patch
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition, template_variables
 from engine.workers.escalations import Escalator
@@ -270,6 +271,9 @@ class Worker:
             config = render_value(dict(node.config), variables)
         except Exception as exc:  # a template that fails at run time is a configuration error: no retry helps
             raise ExecutionFailedError(f"config does not render: {exc}", non_retryable=True) from exc
+        patch = task.input.get(CONFIG_PATCH)
+        if patch is not None:  # an admin's fix at retryTask, over what renders, itself never rendered
+            config = merge_patch(config, patch)
         return ExecutionRequest(
             task_id=task.id, workflow_instance_id=task.workflow_instance_id, node=node, attempt=task.attempt_count,
             config=config, task_created_at=task.created_at, data=dict(instance.data), secrets=self.secrets,

@@ -162,6 +162,7 @@ async def test_no_statement_changes_or_removes_an_event_on_postgresql(demo: Engi
     for sql in refusals:
         with pytest.raises(DBAPIError) as raised:
             await raw(db, sql)
+        assert raised.value.orig is not None
         assert getattr(raised.value.orig.__cause__, "sqlstate", None) == "SW423", sql
         assert "append-only" in str(raised.value), sql
     async with db.read() as session:

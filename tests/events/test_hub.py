@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager, suppress
+from typing import Any
 
 import asyncpg
 import pytest
@@ -34,8 +35,8 @@ async def demo(engine: Engine) -> Engine:
 
 
 @asynccontextmanager
-async def running_hub(engine: Engine, **options: object) -> AsyncIterator[EventHub]:
-    hub = EventHub(engine.db, **options)  # type: ignore[arg-type]
+async def running_hub(engine: Engine, **options: Any) -> AsyncIterator[EventHub]:
+    hub = EventHub(engine.db, **options)
     async with hub.running():
         engine.commit_listeners.append(hub.on_commit)
         try:

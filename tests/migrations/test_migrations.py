@@ -46,7 +46,9 @@ async def test_upgrade_from_empty_matches_the_models(db: Database) -> None:
 
 
 def foreign_keys(connection: Connection, state: str) -> None:
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # not SQLAlchemy's: no BEGIN
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()  # not SQLAlchemy's: no BEGIN
     cursor.execute(f"PRAGMA foreign_keys={state}")
     cursor.close()
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 import strawberry
+from graphql import GraphQLObjectType
 from strawberry.permission import BasePermission
 from strawberry.types import ExecutionResult
 
@@ -107,7 +108,8 @@ class Query:
     @strawberry.field
     async def gathered(self, info: strawberry.Info) -> list[str]:
         # graphql-core's helper for resolvers awaiting several things as one unit of work
-        return await info._raw_info.async_helpers.gather([_later("a"), _later("b")])  # type: ignore[no-any-return]
+        gathered: list[str] = await info._raw_info.async_helpers.gather([_later("a"), _later("b")])
+        return gathered
 
 
 async def _later(value: str) -> str:
@@ -174,7 +176,7 @@ async def test_fields_keep_the_query_order_when_leaves_and_other_fields_interlea
 @pytest.mark.parametrize("inner_fields", ["label", "label loud"])
 async def test_objects_completed_directly_report_errors_as_the_standard_path_does(inner_fields: str) -> None:
     broken = Inner(label=None)  # type: ignore[arg-type]
-    owned = {"owner": Owner(name="o")}  # prefetched for every row: no row falls back for want of it
+    owned: dict[str, object] = {"owner": Owner(name="o")}  # prefetched for every row: no row falls back for want of it
     ROWS[:] = [
         dataclasses.replace(GOOD, maybe=Inner(label="m"), prefetched=owned),
         dataclasses.replace(GOOD, id=strawberry.ID("7"), inner=broken, prefetched=owned),  # the row goes null
@@ -272,5 +274,6 @@ def test_the_served_schema_takes_both_shortcuts() -> None:
     assert direct["TaskEdge"] == {"node": ("node", False)}
     assert "edges" not in direct["TaskConnection"], "lists go through graphql-core"
     task = schema.type_map["Task"]
-    assert task.fields["assignee"].resolve.__name__ == "resolve_prefetched"  # type: ignore[attr-defined, union-attr]
-    assert task.fields["step"].resolve.__name__ == "resolve_prefetched"  # type: ignore[attr-defined, union-attr]
+    assert isinstance(task, GraphQLObjectType)
+    assert getattr(task.fields["assignee"].resolve, "__name__", None) == "resolve_prefetched"
+    assert getattr(task.fields["step"].resolve, "__name__", None) == "resolve_prefetched"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
@@ -61,5 +62,6 @@ async def test_the_works_own_error_is_taken_when_the_block_fails_first() -> None
 
 
 async def test_no_work_gives_no_task() -> None:
-    async with running(None) as counting:
+    nothing: Coroutine[Any, Any, int] | None = None
+    async with running(nothing) as counting:
         assert counting is None

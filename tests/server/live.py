@@ -145,7 +145,7 @@ class AsgiSocket:
             "subprotocols": [self.protocol], "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
         }  # fmt: skip
         self._to_server.put_nowait({"type": "websocket.connect"})
-        self._task = asyncio.create_task(self.app(scope, self._to_server.get, self._from_server))
+        self._task = asyncio.ensure_future(self.app(scope, self._to_server.get, self._from_server))
         await self.send({"type": "connection_init", "payload": {"authorization": f"Bearer {self.token}"}})
         assert (await self.next())["type"] == "connection_ack"
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
@@ -32,11 +33,11 @@ async def dev_client(settings: Settings, clock: ManualClock) -> AsyncIterator[ht
             yield http
 
 
-async def post(client: httpx.AsyncClient, query: str, token: str | None = None, **variables: object) -> dict:
+async def post(client: httpx.AsyncClient, query: str, token: str | None = None, **variables: object) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = await client.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
     assert response.status_code == 200, response.text
-    body: dict = response.json()
+    body: dict[str, Any] = response.json()
     return body
 
 

@@ -4,8 +4,9 @@ re-runs a failed one through GraphQL (admin only)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
@@ -42,9 +43,9 @@ async def live_app(settings: Settings, clock: ManualClock) -> AsyncIterator[tupl
         yield app, template
 
 
-async def wait_for(check: object, timeout: float = 10.0) -> None:
+async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():  # type: ignore[operator]
+    while not await check():
         assert asyncio.get_running_loop().time() < deadline, "timed out waiting for the worker"
         await asyncio.sleep(0.05)
 
@@ -57,16 +58,18 @@ async def test_embedded_worker_and_retry_task(live_app: tuple[Starlette, dict[st
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
 
-        async def gql(query: str, user: str, **variables: object) -> dict:
+        async def gql(query: str, user: str, **variables: object) -> dict[str, Any]:
             headers = {"Authorization": f"Bearer {issue_token(settings, user)}"}
             response = await http.post("/graphql", json={"query": query, "variables": variables}, headers=headers)
-            return response.json()["data"]
+            data: dict[str, Any] = response.json()["data"]
+            return data
 
-        async def state() -> dict:
-            return (await gql(STATE, "dana", id=instance.id))["workflowInstance"]
+        async def state() -> dict[str, Any]:
+            instance_state: dict[str, Any] = (await gql(STATE, "dana", id=instance.id))["workflowInstance"]
+            return instance_state
 
         async def failed() -> bool:
-            return (await state())["status"] == "FAILED"
+            return bool((await state())["status"] == "FAILED")
 
         await wait_for(failed)
         [call] = (await state())["tasks"]

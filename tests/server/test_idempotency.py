@@ -134,7 +134,7 @@ async def test_the_worker_purges_keys_past_their_time(
 ) -> None:
     task_id = (await start_expense(gql))["tasks"][0]["id"]
     await gql(SAVE, user="alice", id=task_id, values={"amount": 10}, key="old")
-    worker = Worker(app_engine, BUILTIN_EXECUTORS, SystemTaskContext(clock=clock))
+    worker = Worker(app_engine, {e.type: e for e in BUILTIN_EXECUTORS}, SystemTaskContext(clock=clock))
 
     clock.advance(timedelta(hours=settings.idempotency_key_hours) - timedelta(minutes=1))
     await worker.run_once()

@@ -231,7 +231,7 @@ async def test_every_request_gives_back_its_connections_and_a_mutation_holds_no_
 
         dana = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
         page = (await client.post("/graphql", json={"query": PAGE, "variables": {"first": 2}}, headers=dana)).json()
-        requests = [
+        requests: list[tuple[dict[str, Any], dict[str, str], str | None]] = [
             ({"query": CLAIM, "variables": {"id": page["data"]["tasks"]["edges"][0]["node"]["id"]}}, dana, None),
             ({"query": "{ tasks(first: 1) { totalCount "}, dana, "Syntax Error"),
             ({"query": "{ tasks(first: 1) { noSuchField } }"}, dana, "Cannot query field"),

@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from websockets.typing import Subprotocol
 
 from engine.catalog import default_registry
 from engine.storage.database import Database
@@ -68,6 +69,11 @@ async def served(env: dict[str, str], log: Path) -> AsyncIterator[tuple[subproce
             process.wait()
 
 
+def kill_if_running(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+
+
 async def exited(process: subprocess.Popen[bytes], log: Path) -> int:
     try:
         return await asyncio.wait_for(asyncio.to_thread(process.wait), 30)
@@ -94,7 +100,9 @@ async def test_sigterm_mid_burst_loses_nothing_acknowledged(database_url: str, t
     acknowledged: list[str] = []
     refused = 0
     async with served(env, log) as (process, url):
-        socket = await websockets.connect(url.replace("http", "ws") + "/graphql", subprotocols=[TRANSPORT_WS])
+        socket = await websockets.connect(
+            url.replace("http", "ws") + "/graphql", subprotocols=[Subprotocol(TRANSPORT_WS)]
+        )
         await socket.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
         assert json.loads(await socket.recv())["type"] == "connection_ack"
         await socket.send(json.dumps({"id": "1", "type": "subscribe",
@@ -197,7 +205,7 @@ async def test_sigterm_hands_back_the_tasks_the_worker_was_running(
             output = stack.enter_context(log.open("wb"))
             process = subprocess.Popen([str(Path(sys.executable).parent / "stepwise"), "worker"],
                                        env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
-            stack.callback(lambda: process.poll() is None and process.kill())
+            stack.callback(kill_if_running, process)
         await asyncio.wait_for(called.wait(), 30)
         process.send_signal(signal.SIGTERM)
         # The call would hang for five minutes, the lease is ten: exiting at all means the grace applied.

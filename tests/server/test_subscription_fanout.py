@@ -120,7 +120,11 @@ async def test_subscribers_of_one_event_share_its_reads(settings: Settings, cloc
             await wait_until(lambda: hub.cursor >= latest, "the hub to catch up")
             async with feeds(url, settings, users, filter=only_this) as fs:
                 for user in set(users):
-                    await wait_until(lambda u=user: hub.subscriptions_of(u) == users.count(u), "the subscriptions")
+
+                    def subscribed(user: str = user) -> bool:
+                        return hub.subscriptions_of(user) == users.count(user)
+
+                    await wait_until(subscribed, "the subscriptions")
                 with counting(engine) as statements:
                     await tasks.save_progress(alice, form.id, {"amount": amount}, None)
                     for f in fs:

@@ -247,7 +247,8 @@ async def test_a_slow_subscriber_overflows_alone_and_resumes_from_its_cursor(
             while len(received) < 4:
                 received.append((await slow.next())["payload"]["data"]["taskEvents"]["cursor"])
             async with engine.db.read() as session:
-                progress = [e.position for e in await TaskEventRepository(session).for_task(form.id)][2:]
+                events = await TaskEventRepository(session).for_task(form.id)
+                progress = [e.position for e in events if e.position is not None][2:]
             assert received == [encode_event_cursor(i) for i in progress]
 
             # The fast subscriber never noticed.

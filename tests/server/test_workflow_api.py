@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import jwt
@@ -28,11 +29,12 @@ TASK = """query($id: ID!) { task(id: $id) { id title kind type status displaySta
   workflowInstance { id definitionKey } viewerCanClaim viewerCanComplete viewerCanAssign viewerCanRetry } }"""
 
 
-async def start_expense(gql: GraphQL, user: str = "alice") -> dict:
+async def start_expense(gql: GraphQL, user: str = "alice") -> dict[str, Any]:
     body = await gql(START, user=user, key="expense_approval", input={"entityName": "Team lunch"})
     result = body["data"]["startWorkflow"]
     assert result["__typename"] == "StartWorkflowSuccess", result
-    return result["workflowInstance"]
+    instance: dict[str, Any] = result["workflowInstance"]
+    return instance
 
 
 async def test_me_and_anonymous_requests(gql: GraphQL) -> None:
@@ -180,7 +182,7 @@ async def test_a_number_json_does_not_have_is_refused_and_nothing_starts(
     ],
 )
 async def test_wrongly_typed_variables_are_explained_not_masked(
-    gql: GraphQL, query: str, variables: dict, words: str
+    gql: GraphQL, query: str, variables: dict[str, Any], words: str
 ) -> None:
     body = await gql(query, user="alice", **variables)
     [error] = body["errors"]

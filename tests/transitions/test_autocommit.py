@@ -5,11 +5,13 @@ a race, runs again in a transaction that locks the instance; nothing of the firs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
+from typing import Any
 
 import pytest
 from asyncpg import InterfaceError, InternalClientError, PostgresError
 from sqlalchemy import func, select, text
+from sqlalchemy.pool import QueuePool
 
 from engine.errors import ConflictError
 from engine.state import Task, TaskEventKind, WorkflowInstance
@@ -76,7 +78,7 @@ async def test_a_lost_race_runs_again_under_the_lock_and_loses_nothing(engine: E
     both_read = asyncio.Barrier(2)
     revisions_read: list[int] = []
 
-    def save(name: str) -> object:
+    def save(name: str) -> Coroutine[Any, Any, tuple[None, WorkflowInstance]]:
         async def action(transition: Transition) -> None:
             task = await transition.open_task_at("approval")
             revisions_read.append(task.revision)
@@ -86,7 +88,7 @@ async def test_a_lost_race_runs_again_under_the_lock_and_loses_nothing(engine: E
 
         return engine.transition(instance.id, name, action)
 
-    await asyncio.gather(save("bob"), save("carol"))  # type: ignore[arg-type]
+    await asyncio.gather(save("bob"), save("carol"))
     assert sorted(revisions_read) == [0, 0, 1]
     [task] = await tasks_of(engine, instance.id)
     assert (task.draft, task.revision) == ({"bob": 1, "carol": 1}, 2)
@@ -105,7 +107,7 @@ async def test_a_second_signal_to_a_node_loses_and_changes_nothing(engine: Engin
     assert sorted(type(r).__name__ for r in results) == ["ConflictError", "WorkflowInstance"]
     assert isinstance(next(r for r in results if isinstance(r, Exception)), ConflictError)
     approval, archive = await tasks_of(engine, instance.id)
-    winner = next(r for r in results if not isinstance(r, Exception))
+    winner = next(r for r in results if isinstance(r, WorkflowInstance))
     assert approval.output in ({"decision": "approved"}, {"decision": "rejected"})
     assert archive.node_id == "archive" and winner.revision == 2
     completed = [e for e in await events_of(engine, instance.id) if e.kind is TaskEventKind.COMPLETED]
@@ -140,7 +142,9 @@ async def test_a_connection_lost_before_the_last_statement_fails_once_and_is_not
         await engine.transition(instance.id, "bob", lose_the_connection)
     [task] = await tasks_of(engine, instance.id)
     assert task.output is None
-    for _ in range(db.engine.pool.size() + 1):  # every pooled connection in turn, at once (no idle ping)
+    pool = db.engine.pool
+    assert isinstance(pool, QueuePool)
+    for _ in range(pool.size() + 1):  # every pooled connection in turn, at once (no idle ping)
         await engine.transition(instance.id, "bob", lambda transition: transition.open_task_at("approval"))
     finished = await engine.send_signal(instance.id, "approval", {"decision": "approved"}, "bob")
     assert [token.node_id for token in finished.tokens] == ["archive"]
@@ -225,10 +229,11 @@ async def test_a_cancelled_transition_gives_its_connection_back(engine: Engine, 
 
     running = asyncio.create_task(engine.transition(instance.id, "bob", wait_forever))
     await asyncio.wait_for(holding.wait(), 5)
-    assert db.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+    assert isinstance(db.engine.pool, QueuePool)
+    assert db.engine.pool.checkedout() == 1
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert db.engine.pool.checkedout() == 0
     finished = await engine.send_signal(instance.id, "approval", {"decision": "approved"}, "bob")
     assert [token.node_id for token in finished.tokens] == ["archive"]

@@ -6,7 +6,7 @@ import pytest
 
 from engine.definitions.builder import WorkflowBuilder
 from engine.errors import ConflictError, InvalidStateError, NotFoundError
-from engine.state import InstanceStatus, TaskEventKind, TaskKind, TaskStatus
+from engine.state import InstanceStatus, Task, TaskEventKind, TaskKind, TaskStatus
 from engine.storage.instances import InstanceRepository
 from engine.storage.task_events import TaskEventRepository
 from engine.storage.tasks import TaskRepository
@@ -34,7 +34,7 @@ def approval_workflow() -> WorkflowBuilder:
     return b
 
 
-async def tasks_of(engine: Engine, instance_id: str) -> list:
+async def tasks_of(engine: Engine, instance_id: str) -> list[Task]:
     async with engine.db.read() as session:
         return await TaskRepository(session).find_by_instance(instance_id)
 

@@ -4,6 +4,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -17,7 +18,7 @@ from engine.transitions.engine import Engine
 from tests.transitions.test_engine import approval_workflow, tasks_of
 
 
-async def held(engine: Engine, instance_id: str) -> list:
+async def held(engine: Engine, instance_id: str) -> list[Any]:
     async with engine.db.read() as session:
         return (await signals_of(session, [instance_id]))[instance_id]
 

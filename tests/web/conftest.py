@@ -306,7 +306,8 @@ async def graphql(server: Server, user: str, query: str, **variables: Any) -> di
         )  # fmt: skip
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 def step_of(*nodes: dict[str, Any], key: str) -> dict[str, Any]:

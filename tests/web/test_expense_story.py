@@ -4,6 +4,8 @@ approval arrive live with a toast, approves it; alice sees that live. Nobody is 
 
 from __future__ import annotations
 
+from typing import Any
+
 from playwright.async_api import expect
 
 from tests.web.conftest import Person, Server
@@ -20,7 +22,7 @@ async def start_expense(alice: Person, name: str) -> None:
     await expect(page.get_by_test_id("instance-status")).to_have_text("Waiting for tasks")
 
 
-async def test_expense_approval_end_to_end(server: Server, sign_in) -> None:  # type: ignore[no-untyped-def]
+async def test_expense_approval_end_to_end(server: Server, sign_in: Any) -> None:
     alice = await sign_in("alice", server)
     bob = await sign_in("bob", server)
     page = alice.page

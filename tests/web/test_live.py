@@ -4,6 +4,8 @@ restarts says it is reconnecting, then shows everything that committed while it 
 
 from __future__ import annotations
 
+from typing import Any
+
 from playwright.async_api import expect
 
 from engine.transitions.engine import Engine
@@ -14,8 +16,8 @@ DECIDE = """mutation($id: ID!, $c: String) { %s(input: {taskId: $id, comment: $c
 
 
 async def test_one_acts_and_the_others_see_it_live_across_two_server_processes(
-    servers: Servers, sign_in, engine: Engine
-) -> None:  # type: ignore[no-untyped-def]
+    servers: Servers, sign_in: Any, engine: Engine
+) -> None:
     one, two = await servers.start(), await servers.start()
     task = await first_task(one, await start(engine, APPROVAL, "the conference"))
     step = f"/app/steps/{task['step']['id']}"
@@ -49,8 +51,8 @@ async def test_one_acts_and_the_others_see_it_live_across_two_server_processes(
 
 
 async def test_after_a_restart_the_page_shows_what_happened_while_it_was_away(
-    servers: Servers, sign_in, engine: Engine
-) -> None:  # type: ignore[no-untyped-def]
+    servers: Servers, sign_in: Any, engine: Engine
+) -> None:
     one, two = await servers.start(), await servers.start()
     first = await first_task(one, await start(engine, APPROVAL, "the first"))
     second = await first_task(one, await start(engine, APPROVAL, "the second"))

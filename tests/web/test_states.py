@@ -3,6 +3,8 @@ the server down; filters, sort, paging and totals; the keyboard (focus kept in t
 
 from __future__ import annotations
 
+from typing import Any
+
 from playwright.async_api import Browser, expect
 
 from engine.transitions.engine import Engine
@@ -10,8 +12,8 @@ from tests.web.conftest import APPROVAL, FORM, Server, start, token
 
 
 async def test_a_refused_token_brings_back_the_sign_in_with_a_message(
-    server: Server, browser: Browser, contexts
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, browser: Browser, contexts: Any
+) -> None:
     opened, watch = contexts
     context = await browser.new_context()
     opened.append(context)
@@ -32,7 +34,7 @@ async def test_a_refused_token_brings_back_the_sign_in_with_a_message(
     assert await page.evaluate("sessionStorage.getItem('stepwise.token')") is None
 
 
-async def test_not_found_and_server_down(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+async def test_not_found_and_server_down(server: Server, sign_in: Any, engine: Engine) -> None:
     hidden = await start(engine, FORM, "a requester's")  # bob (approver) may not see it
     bob = await sign_in("bob", server)
     await bob.goto(f"/app/instances/{hidden}")
@@ -57,7 +59,7 @@ async def test_not_found_and_server_down(server: Server, sign_in, engine: Engine
     await expect(bob.page.get_by_test_id("live")).to_have_attribute("data-state", "live", timeout=20_000)
 
 
-async def test_inbox_filters_sort_paging_and_totals(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+async def test_inbox_filters_sort_paging_and_totals(server: Server, sign_in: Any, engine: Engine) -> None:
     for n in range(27):
         await start(engine, APPROVAL, f"request {n:02}")
     await start(engine, FORM, "a form")
@@ -88,7 +90,7 @@ async def test_inbox_filters_sort_paging_and_totals(server: Server, sign_in, eng
     await expect(page.locator("[data-state=empty]")).to_be_visible()
 
 
-async def test_keyboard_and_phone_width(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+async def test_keyboard_and_phone_width(server: Server, sign_in: Any, engine: Engine) -> None:
     await start(engine, FORM, "the keyboard")
     alice = await sign_in("alice", server, width=390, height=844)
     page = alice.page

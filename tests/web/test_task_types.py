@@ -19,7 +19,7 @@ async def first_task(server: Server, instance_id: str, user: str = "dana") -> di
     return task
 
 
-async def test_approval_rejected_with_a_live_discussion(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+async def test_approval_rejected_with_a_live_discussion(server: Server, sign_in: Any, engine: Engine) -> None:
     task = await first_task(server, await start(engine, APPROVAL, "the offsite"))
     path = f"/app/steps/{task['step']['id']}?task={task['id']}"
     bob, alice = await sign_in("bob", server), await sign_in("alice", server)
@@ -54,8 +54,8 @@ async def test_approval_rejected_with_a_live_discussion(server: Server, sign_in,
 
 
 async def test_a_form_saved_elsewhere_meanwhile_is_a_conflict_with_a_reload(
-    server: Server, sign_in, engine: Engine
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, sign_in: Any, engine: Engine
+) -> None:
     task = await first_task(server, await start(engine, FORM, "the inventory"))
     alice = await sign_in("alice", server)
     await alice.goto(f"/app/steps/{task['step']['id']}?task={task['id']}")
@@ -81,7 +81,7 @@ async def test_a_form_saved_elsewhere_meanwhile_is_a_conflict_with_a_reload(
     await expect(dialog.get_by_test_id("readonly")).to_contain_text("counted")
 
 
-async def test_a_manager_assigns_and_a_refusal_is_shown(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+async def test_a_manager_assigns_and_a_refusal_is_shown(server: Server, sign_in: Any, engine: Engine) -> None:
     first = await first_task(server, await start(engine, FORM, "the first"))
     second = await first_task(server, await start(engine, FORM, "the second"))
     carol, alice = await sign_in("carol", server), await sign_in("alice", server)
@@ -113,7 +113,7 @@ async def test_a_manager_assigns_and_a_refusal_is_shown(server: Server, sign_in,
     await expect(claim).to_have_count(0)
 
 
-async def test_an_admin_retries_a_failed_system_task(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+async def test_an_admin_retries_a_failed_system_task(server: Server, sign_in: Any, engine: Engine) -> None:
     instance_id = await start(engine, FAILING, "the partner")
     carol, dana = await sign_in("carol", server), await sign_in("dana", server)
     await carol.goto(f"/app/instances/{instance_id}")

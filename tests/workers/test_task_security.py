@@ -158,9 +158,10 @@ async def test_no_secret_reaches_any_table_or_the_log(
 
 
 def test_echo_javascript_and_email_configs_may_not_name_secrets(engine: Engine) -> None:
-    for node_type, config in [("echo", {"output": "{{ secrets.apiToken }}"}),
+    cases: list[tuple[str, dict[str, Any]]] = [("echo", {"output": "{{ secrets.apiToken }}"}),
                               ("javascript", {"code": "return '{{ secrets }}';"}),
-                              ("email", {"to": ["a@x.test"], "subject": "{{ secrets['apiToken'] }}"})]:  # fmt: skip
+                              ("email", {"to": ["a@x.test"], "subject": "{{ secrets['apiToken'] }}"})]  # fmt: skip
+    for node_type, config in cases:
         b = WorkflowBuilder(f"uses_{node_type}")
         b.system_task("t", node_type, config)
         with pytest.raises(ValidationError) as failure:
