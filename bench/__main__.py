@@ -14,11 +14,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
-<<<<<<< HEAD
-from bench import engine_throughput, graphql_overhead, inbox_scaling, peer_engine, push_memory, web_app
-=======
-from bench import data_search, engine_throughput, graphql_overhead, inbox_scaling, peer_engine, push_memory
->>>>>>> main
+from bench import data_search, engine_throughput, graphql_overhead, inbox_scaling, peer_engine, push_memory, web_app
 from bench.common import Target, line_buffered, print_summary
 
 BUDGET_SECONDS = 600
