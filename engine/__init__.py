@@ -23,6 +23,7 @@ from engine.errors import (
     ConcurrentUpdateError,
     ConflictError,
     DefinitionError,
+    EmailActionRefusedError,
     FieldError,
     ForbiddenError,
     IdempotencyKeyReusedError,
@@ -82,7 +83,9 @@ from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions, policies
 from engine.tasks.blobs import BlobStore
+from engine.tasks.bulk import MAX_BULK_TASKS, BulkItem, BulkTaskService
 from engine.tasks.documents import DocumentService
+from engine.tasks.email_actions import EmailAction, EmailActionPage, EmailActionService, EmailActionTokens
 from engine.tasks.service import TaskService
 from engine.tasks.visibility import VisibilityService
 from engine.tasks.workflows import WorkflowService
@@ -93,6 +96,7 @@ from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.hostpolicy import check_entries as check_host_entries
+from engine.workers.notifications import EmailNotifier
 from engine.workers.webhooks import DeliveryPolicy, WebhookDispatcher
 from engine.workers.worker import Worker
 
@@ -129,6 +133,11 @@ __all__ = [
     "WebhookService", "Webhook", "WebhookFilter", "WebhookDelivery", "WebhookAttempt", "DeliveryStatus",
     "WebhookDispatcher", "DeliveryPolicy",
     "SIGNATURE_HEADER", "sign", "signature_header", "verify_signature", "new_signing_secret",
+    # approve by email
+    "EmailAction", "EmailActionPage", "EmailActionService", "EmailActionTokens", "EmailNotifier",
+    "EmailActionRefusedError",
+    # bulk actions (issue #22)
+    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors

@@ -11,6 +11,7 @@ StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── ValidationError           VALIDATION_FAILED: bad input; ``field_errors`` names each field
 │   └── DefinitionError       VALIDATION_FAILED: a workflow definition failed validation
 ├── AuthenticationError       UNAUTHENTICATED: missing, invalid or expired credentials
+├── EmailActionRefusedError   LINK_USED, LINK_EXPIRED, LINK_INVALID, LINK_OTHER_USER: an approve-by-email link
 ├── ConcurrentUpdateError     CONCURRENT_UPDATE: lost an optimistic-lock race; the caller may retry
 ├── UnavailableError          UNAVAILABLE: a service the request needs (the database, a token issuer) is not answering
 ├── SubscriptionLimitError    TOO_MANY_SUBSCRIPTIONS: the user already holds as many live subscriptions as allowed
@@ -57,6 +58,15 @@ class SeparationOfDutiesError(ForbiddenError):
     def __init__(self, message: str, rule: str) -> None:
         super().__init__(message)
         self.rule = rule
+
+
+class EmailActionRefusedError(StepwiseError):
+    """An approve-by-email link (engine.tasks.email_actions) that may not act: ``code`` says why
+    (``LINK_USED``, ``LINK_EXPIRED``, ``LINK_INVALID``, ``LINK_OTHER_USER``); nothing was changed."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ConflictError(StepwiseError):

@@ -36,7 +36,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 __all__ = [
     "CollectedFields", "FieldDetailsList", "GroupedFieldSet", "StrawberryGraphQLCoreExecutionContext",
     "EXECUTOR_METHODS", "graphql_schema_of", "strawberry_definition_of", "resolver_function_of",
-    "forget_subfield_memo", "middlewares_of", "provided_operation_name",
+    "forget_subfield_memo", "middlewares_of", "requested_operation_name",
 ]  # fmt: skip
 
 
@@ -78,6 +78,15 @@ def middlewares_of(executor: StrawberryGraphQLCoreExecutionContext) -> tuple[Any
     return tuple(manager.middlewares) if manager is not None else ()
 
 
+def requested_operation_name(execution: Any) -> str | None:
+    """The ``operationName`` a request named, or None: Strawberry's ``ExecutionContext`` keeps it as
+    ``_provided_operation_name`` (strawberry/types/execution.py), where its public ``operation_name``
+    falls back to the document's only operation. Renamed, every request reads as naming none, and a
+    document of several operations is refused with ``OPERATION_NAME_REQUIRED`` (schema/limits.py)."""
+    name: str | None = getattr(execution, "_provided_operation_name", None)
+    return name
+
+
 EXECUTOR_METHODS: dict[str, tuple[str, ...]] = {
     # graphql-core 3.3's ``Executor`` (graphql/execution/executor.py), public names with undocumented
     # signatures: the parameters each override or call here relies on, in order (checked by the test).
@@ -97,11 +106,3 @@ EXECUTOR_METHODS: dict[str, tuple[str, ...]] = {
     "collect_subfields": ("self", "return_type", "field_details_list"),
     "execute_operation": ("self", "serially"),
 }  # fmt: skip
-
-
-def provided_operation_name(context: Any) -> str | None:
-    """The ``operationName`` the client sent: Strawberry's ``ExecutionContext._provided_operation_name``
-    (strawberry/types/execution.py), since its public ``operation_name`` falls back to the first
-    operation's name. Renamed, a document of several operations is refused even with a name given."""
-    name = getattr(context, "_provided_operation_name", None)
-    return name if isinstance(name, str) else None

@@ -47,7 +47,7 @@ from graphql import (
 )
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
 
-from schema.library_internals import graphql_schema_of, provided_operation_name
+from schema.library_internals import graphql_schema_of, requested_operation_name
 
 LIST_SIZE = 10
 MAX_REPEATS = 10
@@ -109,7 +109,7 @@ class CheckDocument(SchemaExtension):
         assert document is not None, "validation follows parsing"
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         # Strawberry's `operation_name` falls back to the first operation's: it would run that one.
-        named = provided_operation_name(context)
+        named = requested_operation_name(context)
         if len(operations) > 1 and named is None:
             raise GraphQLError(
                 f"the document has {len(operations)} operations: name the one to run in `operationName`",

@@ -76,11 +76,13 @@ class WorkflowBuilder:
         approval: Mapping[str, Any] | None = None,
         excludes: Sequence[str] | None = None,
         escalation: Sequence[Mapping[str, Any]] | None = None,
+        notify: Mapping[str, bool] | None = None,
     ) -> WorkflowBuilder:
         """``approval`` and ``excludes`` as in the JSON format (``{"required": 2, "of": {"role": "approver"}}``,
         ``["starter"]``); ``due_in``: ``"P1D"``, or business time (:func:`business`); ``escalation``: the
         ladder's steps, e.g. ``[remind("PT4H"), reassign(business("P1D"), role="manager")]`` (:func:`remind`
-        and friends)."""
+        and friends); ``notify``: ``{"email": True}`` mails the assignee (``"candidates": True``: or the role's
+        or group's members) links that decide the task as them (engine.tasks.email_actions)."""
         return self._node(
             {
                 "id": node_id, "type": NodeType.USER_TASK.value, "name": name, "schemaType": schema_type,
@@ -92,6 +94,7 @@ class WorkflowBuilder:
                 "approval": dict(approval) if approval is not None else None,
                 "excludes": list(excludes) if excludes is not None else None,
                 "escalation": [dict(step) for step in escalation] if escalation is not None else None,
+                "notify": dict(notify) if notify is not None else None,
             }
         )  # fmt: skip
 

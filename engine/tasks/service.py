@@ -8,7 +8,7 @@ their size, refused before anything is read (it says nothing about the task, and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from engine.definitions.forms import MAX_TEXT_LENGTH, validate_values
@@ -20,15 +20,32 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions, policies
+from engine.tasks.patches import CONFIG_PATCH, checked_patch, merge_patch
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 
 MAX_MESSAGE_LENGTH = 10_000
 
 
+class _Rehearsed(Exception):  # noqa: N818  (not an error: a dry run's way out of its transition)
+    """Raised at the end of a rehearsed action, so its transition writes nothing; carries the outcome."""
+
+    def __init__(self, outcome: tuple[Any, Task]) -> None:
+        super().__init__("rehearsed")
+        self.outcome = outcome
+
+
 class TaskService:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, secrets: Mapping[str, str] | None = None, *, rehearse: bool = False) -> None:
+        """``secrets``: the workers' (``STEPWISE_SECRETS``), which a retry's patch may not carry."""
         self.engine = engine
+        self.secrets: Mapping[str, str] = secrets or {}
+        self._rehearse = rehearse
+
+    def rehearsal(self) -> TaskService:
+        """The same service whose actions run every check and change in their transition, then roll it
+        back: each returns what it would have (a bulk action's dry run), and nothing is written."""
+        return TaskService(self.engine, self.secrets, rehearse=True)
 
     async def _instance_id(self, task_id: str) -> str:
         """The task's instance: as this process knows it (``engine.task_homes``), else read."""
@@ -58,9 +75,15 @@ class TaskService:
                 raise NotFoundError(f"no task {task_id}")
             # Not read back: a read after the action's deferred writes would need a transaction
             # (engine.storage.deferred), and the transition knows what it made of the task.
-            return await action(transition, task), transition.as_left(task)
+            outcome = await action(transition, task), transition.as_left(task)
+            if self._rehearse:
+                raise _Rehearsed(outcome)
+            return outcome
 
-        (result, after), _ = await self.engine.transition(instance_id, user.id, run)
+        try:
+            (result, after), _ = await self.engine.transition(instance_id, user.id, run)
+        except _Rehearsed as rehearsed:
+            result, after = rehearsed.outcome
         return result, after
 
     # -- ownership -------------------------------------------------------------------------
@@ -280,8 +303,15 @@ class TaskService:
              "size": d.size, "sha256": d.sha256} for d in uploaded
         ]}  # fmt: skip
 
-    async def retry(self, user: User, task_id: str) -> Task:
-        """Admin only: re-queue a ``FAILED`` system task; its instance runs again and, on success, goes on."""
+    async def retry(self, user: User, task_id: str, patch: Any = None) -> Task:
+        """Admin only: re-queue a ``FAILED`` system task; its instance runs again and, on success, goes on.
+
+        ``patch`` (engine.tasks.patches) fixes its config or the instance data first; the ``RETRIED``
+        event records it, and the admin as its actor."""
+        fixes = None
+        if patch is not None:
+            check_json_size(patch, "patch", self.engine.max_json_bytes)
+            fixes = checked_patch(patch, self.secrets)
 
         async def retry(transition: Transition, task: Task) -> None:
             if not user.is_admin:
@@ -291,9 +321,17 @@ class TaskService:
             if task.status is not TaskStatus.FAILED:
                 raise InvalidStateError(f"only a FAILED task can be retried; this one is {task.status.value}")
             transition.reopen()
+            changes: dict[str, Any] = {}
+            if fixes is not None and fixes.data is not None:
+                patched = merge_patch(transition.data, fixes.data)
+                transition.data.clear()
+                transition.data.update(patched)
+            if fixes is not None and fixes.config is not None:
+                config = merge_patch(task.input.get(CONFIG_PATCH), fixes.config)
+                changes["input"] = {**task.input, CONFIG_PATCH: config}
             await transition.update_task(
-                task, TaskEventKind.RETRIED, status=TaskStatus.PENDING, next_run_at=transition.now, attempt_count=0,
-                error=None,
+                task, TaskEventKind.RETRIED, event_data={"patch": patch} if patch is not None else None,
+                status=TaskStatus.PENDING, next_run_at=transition.now, attempt_count=0, error=None, **changes,
             )  # fmt: skip
 
         return (await self._on_task(user, task_id, retry))[1]

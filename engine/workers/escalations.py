@@ -31,6 +31,7 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.escalations import EscalationRepository, LeasedEscalation
 from engine.storage.models import task_escalations
 from engine.storage.tasks import TaskRepository
+from engine.tasks import policies
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 from engine.workers.email import EmailExecutor
@@ -140,6 +141,11 @@ class Escalator:
                 data["error"] = f"no user {step.to.user!r}; the task was left as it was"
                 await transition.record(TaskEventKind.ESCALATED, task, data)
                 return data
+            refusal = _policy_refusal(task, step.to.user)
+            if refusal is not None:
+                data["error"] = f"{refusal}; the task was left as it was"
+                await transition.record(TaskEventKind.ESCALATED, task, data)
+                return data
             change: dict[str, Any]
             if step.to.user is not None:
                 change = {"assigned_user_id": step.to.user, "status": TaskStatus.CLAIMED}
@@ -167,11 +173,12 @@ class Escalator:
         if task.assigned_user_id is not None:
             assignee = await directory.get_user(task.assigned_user_id)
             return [assignee] if assignee is not None else []
-        candidates: set[str] = set()
+        candidates: set[str] = set(task.candidate_users)
         if task.assigned_role is not None:
             candidates.update(await directory.members(role=task.assigned_role))
         if task.assigned_group is not None:
             candidates.update(await directory.members(group=task.assigned_group))
+        candidates = {user for user in candidates if policies.excluded_by(task, user) is None}  # who may not act
         found = await directory.get_users(sorted(candidates)[:MAX_RECIPIENTS])
         return [found[user_id] for user_id in sorted(found)]
 
@@ -212,3 +219,15 @@ class Escalator:
             await EscalationRepository(session).notified(
                 escalation.id, self.worker_id, {**(escalation.detail or {}), "messageId": sent.output["messageId"]}
             )
+
+
+def _policy_refusal(task: Task, user_id: str | None) -> str | None:
+    """Why a ``reassign`` step may not move ``task`` (issue #22's rules hold for escalations too), or None:
+    an approval policy's task belongs to its current level's approvers, and separation of duties shuts
+    its excluded users out of an assignment."""
+    if policies.has_approval_policy(task):
+        return "a task with an approval policy is decided by its approvers, not reassigned"
+    rule = policies.excluded_by(task, user_id) if user_id is not None else None
+    if rule is not None:
+        return f"separation of duties excludes {user_id} ({rule})"
+    return None

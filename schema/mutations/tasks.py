@@ -72,6 +72,11 @@ class ResolveTaskInput:
 @strawberry.input
 class RetryTaskInput:
     task_id: strawberry.ID
+    patch: JSON | None = strawberry.field(
+        default=None,
+        description='Fixes first: {"config": {...}, "data": {...}}, JSON Merge Patches over the task\'s rendered '
+        "config (at each later attempt) and the instance's data. Taken literally; a secret is refused.",
+    )
     idempotency_key: str | None = idempotency_key_field()
 
 
@@ -173,11 +178,14 @@ class TaskMutations:
             )
         )
 
-    @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admins: re-run a FAILED system task.")
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description="Admins: re-run a FAILED system task, optionally with a patch of its config or data.",
+    )
     async def retry_task(self, info: Info, input: RetryTaskInput) -> TaskResult:
         service = info.context.tasks
         return await _task_result(
-            idempotent(info, "retryTask", input, lambda: service.retry(info.context.user, input.task_id))
+            idempotent(info, "retryTask", input, lambda: service.retry(info.context.user, input.task_id, input.patch))
         )
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
