@@ -21,6 +21,7 @@ from bench import (
     inbox_scaling,
     peer_engine,
     push_memory,
+    web_app,
     webhook_delivery,
 )
 from bench.common import Target, line_buffered, print_summary
@@ -78,6 +79,15 @@ def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitab
             [
                 push_memory.push_latency_target("failed", 100 if quick else 1000),
                 Target("server_rss_idle", None, push_memory.RSS_GOAL_MB, "MB", False),
+            ],
+        ),
+        (
+            web_app.NAME,
+            lambda: web_app.run(5 if quick else 40, 10 if quick else web_app.TASKS),
+            [
+                Target("web_step_page_painted_p95", None, web_app.PAINT_GOAL_MS, "ms", False),
+                Target("web_app_shipped_compressed", None, web_app.BYTES_GOAL_KB, "KB", False),
+                Target("web_commit_to_dom_p95", None, web_app.LATENCY_GOAL_MS, "ms", False),
             ],
         ),
     ]

@@ -63,6 +63,9 @@ class Mutation:
     """A result the mutation answers with in place of another (by type name)."""
 
 
+# devSignIn only reads the directory, and issues a token.
+READ_ONLY = "a look-up of one user writes nothing"
+
 # A webhook is a row written outside any workflow: it has no state. (Conflict: an idempotency key reused.)
 WEBHOOKS_NEVER: dict[type[StepwiseError], str] = {InvalidStateError: "a webhook has no state"}
 
@@ -94,6 +97,9 @@ MUTATIONS = [
              cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
     Mutation("rotateWebhookSecret", "webhooks", "rotate_secret", {"id": "w"},
              cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
+    Mutation("devSignIn", "visibility", "user", {"userId": "alice"},
+             cannot_raise={ValidationError: "an id is all it takes", ConflictError: READ_ONLY,
+                           ConcurrentUpdateError: READ_ONLY, InvalidStateError: READ_ONLY}),
     Mutation("redeliverWebhook", "webhooks", "redeliver", {"deliveryId": "d"},
              cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
 ]  # fmt: skip
@@ -101,8 +107,9 @@ MUTATIONS = [
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """Room for every mutation × error in one burst (the default burst is 100 a user)."""
-    return replace(settings, mutation_burst=1000)
+    """Room for every mutation × error in one burst (the default burst is 100 a user), and development
+    on, for devSignIn (with a mail server named, so no development mailbox is started)."""
+    return replace(settings, mutation_burst=1000, dev=True, smtp_url="smtp://127.0.0.1:9")
 
 
 MUTATIONS_QUERY = (
