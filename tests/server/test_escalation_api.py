@@ -11,14 +11,15 @@ from starlette.applications import Starlette
 
 from engine.clock import ManualClock
 from engine.definitions.builder import WorkflowBuilder, business, complete, reassign, remind
+from engine.events.hub import EventHub
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from server.settings import Settings
 from tests.server.conftest import GraphQL
-from tests.server.live import serving
-from tests.server.test_subscriptions import EVENTS, cursor_now, feed, kinds, task_at
+from tests.server.live import serving, wait_until
+from tests.server.test_subscriptions import EVENTS, NOTIFICATIONS, cursor_now, feed, kinds, task_at
 
 LADDERED = WorkflowBuilder("laddered")
 LADDERED.user_task(
@@ -26,6 +27,12 @@ LADDERED.user_task(
     escalation=[remind("PT4H"), reassign(business("P1D"), role="manager"),
                 complete("P3D", {"decision": "rejected", "comment": "timed out"})],
 )  # fmt: skip
+
+
+@pytest.fixture
+def hub(app: Starlette) -> EventHub:
+    events: EventHub = app.state.events
+    return events
 
 
 @pytest.fixture
@@ -44,6 +51,7 @@ async def test_escalations_are_listed_and_their_events_are_delivered(
     gql: GraphQL,
     live_url: str,
     settings: Settings,
+    hub: EventHub,
 ) -> None:
     await app_engine.deploy(LADDERED.build(), deployed_by="dana")  # the clock: Monday 09:00 UTC
     instance = await app_engine.start("laddered", {}, "alice")
@@ -52,10 +60,13 @@ async def test_escalations_are_listed_and_their_events_are_delivered(
     async with (
         SystemTaskContext(clock=clock) as context,  # no SMTP server: a reminder is its event alone
         feed(live_url, settings, "dana", EVENTS, filter={"workflowInstanceId": instance.id}, after=start) as f,
+        feed(live_url, settings, "bob", NOTIFICATIONS) as bobs,
     ):
+        await wait_until(lambda: hub.subscriptions_of("bob") == 1, "bob's notifications to go live")
         worker = Worker(app_engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
         clock.advance(timedelta(hours=4))
         await worker.run_until_idle()
+        [reminded] = await bobs.events(1, field="notifications")  # a candidate: the reminder is news to him
         halfway = await gql(ESCALATIONS, user="bob", id=task.id)
         clock.advance(timedelta(hours=20))
         await worker.run_until_idle()
@@ -69,6 +80,7 @@ async def test_escalations_are_listed_and_their_events_are_delivered(
     assert steps[1]["dueAt"].startswith("2026-01-06T09:00")  # a business day: Tuesday, same hour
     assert steps[2]["dueAt"].startswith("2026-01-08T09:00")
     assert kinds(delivered) == ["REMINDED", "ESCALATED"]
+    assert reminded["kind"] == "REMINDED" and reminded["task"]["id"] == task.id
     assert all(e["task"]["id"] == task.id and e["actor"] is None for e in delivered)
 
     after = await gql(ESCALATIONS, user="carol", id=task.id)
