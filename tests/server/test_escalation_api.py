@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from engine.clock import ManualClock
 from engine.definitions.builder import WorkflowBuilder, business, complete, reassign, remind
 from engine.events.hub import EventHub
+from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
@@ -89,3 +90,26 @@ async def test_escalations_are_listed_and_their_events_are_delivered(
     await app_engine.cancel(instance.id, "dana")
     cancelled = await gql(ESCALATIONS, user="carol", id=task.id)
     assert cancelled["data"]["task"]["escalations"][2]["status"] == "CANCELLED"  # the task ended first
+
+
+async def test_the_demo_purchase_request_reminds_its_approvers_then_their_manager(
+    app_engine: Engine, clock: ManualClock, gql: GraphQL
+) -> None:
+    alice = await app_engine.user("alice")
+    assert alice is not None
+    instance = await app_engine.start("purchase_request", {}, "alice")  # Monday 09:00 UTC
+    request = await task_at(app_engine, instance, "request")
+    await TaskService(app_engine).submit(alice, request.id, {"item": "Chair", "amount": 300}, None)
+    approvers = await task_at(app_engine, instance, "approvers")
+    async with SystemTaskContext(clock=clock) as context:
+        worker = Worker(app_engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
+        clock.advance(timedelta(hours=4))
+        await worker.run_until_idle()
+        clock.advance(timedelta(hours=20))  # Tuesday 09:00: one business day
+        await worker.run_until_idle()
+
+    body = await gql(ESCALATIONS, user="grace", id=approvers.id)
+    steps = body["data"]["task"]["escalations"]
+    assert [(s["action"], s["status"]) for s in steps] == [("REMIND", "FIRED"), ("REMIND", "FIRED")]
+    assert steps[0]["detail"]["recipients"] == ["grace", "henry", "ivan"]  # the approvers; alice is excluded
+    assert steps[1]["detail"]["recipients"] == ["carol"] and steps[1]["detail"]["to"] == {"role": "manager"}
