@@ -475,6 +475,8 @@ class Transition:
             return self.calendars.after(self.now, node.due_in)
         if node.due_at:
             text = render_text(node.due_at, self.variables())
+            if not text:  # a template over data that sets no due date (requestApproval without dueIn)
+                return None
             try:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
