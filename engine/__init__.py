@@ -92,6 +92,7 @@ from engine.tasks.approval_requests import (
     AwaitedDecision,
 )
 from engine.tasks.blobs import BlobStore
+from engine.tasks.bulk import MAX_BULK_TASKS, BulkItem, BulkTaskService
 from engine.tasks.documents import DocumentService
 from engine.tasks.email_actions import EmailAction, EmailActionPage, EmailActionService, EmailActionTokens
 from engine.tasks.service import TaskService
@@ -144,6 +145,8 @@ __all__ = [
     # approve by email
     "EmailAction", "EmailActionPage", "EmailActionService", "EmailActionTokens", "EmailNotifier",
     "EmailActionRefusedError",
+    # bulk actions (issue #22)
+    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors

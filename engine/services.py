@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from engine.tasks.approval_requests import ApprovalRequestService
 from engine.tasks.blobs import BlobStore
+from engine.tasks.bulk import BulkTaskService
 from engine.tasks.documents import DocumentService
 from engine.tasks.email_actions import EmailActionService, EmailActionTokens
 from engine.tasks.service import TaskService
@@ -25,6 +26,8 @@ class Services:
     visibility: VisibilityService
     workflows: WorkflowService
     tasks: TaskService
+    bulk: BulkTaskService
+    """Bulk claim, assign and decide, each item through ``tasks``."""
     documents: DocumentService | None
     """None without a blob store: documents cannot be uploaded then."""
     webhooks: WebhookService
@@ -48,6 +51,7 @@ class Services:
             visibility=visibility,
             workflows=WorkflowService(engine, visibility),
             tasks=tasks,
+            bulk=BulkTaskService(tasks),
             documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
             webhooks=WebhookService(engine, host_policy, webhook_secret_grace),
             email_actions=EmailActionService(engine, tasks, email_tokens) if email_tokens is not None else None,

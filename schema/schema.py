@@ -19,6 +19,7 @@ from schema.library_internals import graphql_schema_of
 from schema.limits import OperationLimits, limit_extensions
 from schema.loaders import DataLoaders
 from schema.mutations.action_approvals import ActionApprovalMutations, ActionApprovalQueries
+from schema.mutations.bulk import BulkTaskMutations
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.webhooks import WebhookMutations
@@ -31,7 +32,13 @@ from schema.types.webhooks import WebhookQueries
 
 @strawberry.type
 class Mutation(
-    WorkflowMutations, TaskMutations, DocumentMutations, DevSignInMutations, WebhookMutations, ActionApprovalMutations
+    WorkflowMutations,
+    TaskMutations,
+    BulkTaskMutations,
+    DocumentMutations,
+    DevSignInMutations,
+    WebhookMutations,
+    ActionApprovalMutations,
 ):
     pass
 

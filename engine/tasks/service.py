@@ -36,11 +36,25 @@ from engine.transitions.transition import Transition
 MAX_MESSAGE_LENGTH = 10_000
 
 
+class _Rehearsed(Exception):  # noqa: N818  (not an error: a dry run's way out of its transition)
+    """Raised at the end of a rehearsed action, so its transition writes nothing; carries the outcome."""
+
+    def __init__(self, outcome: tuple[Any, Task]) -> None:
+        super().__init__("rehearsed")
+        self.outcome = outcome
+
+
 class TaskService:
-    def __init__(self, engine: Engine, secrets: Mapping[str, str] | None = None) -> None:
+    def __init__(self, engine: Engine, secrets: Mapping[str, str] | None = None, *, rehearse: bool = False) -> None:
         """``secrets``: the workers' (``STEPWISE_SECRETS``), which a retry's patch may not carry."""
         self.engine = engine
         self.secrets: Mapping[str, str] = secrets or {}
+        self._rehearse = rehearse
+
+    def rehearsal(self) -> TaskService:
+        """The same service whose actions run every check and change in their transition, then roll it
+        back: each returns what it would have (a bulk action's dry run), and nothing is written."""
+        return TaskService(self.engine, self.secrets, rehearse=True)
 
     async def _instance_id(self, task_id: str) -> str:
         """The task's instance: as this process knows it (``engine.task_homes``), else read."""
@@ -70,9 +84,15 @@ class TaskService:
                 raise NotFoundError(f"no task {task_id}")
             # Not read back: a read after the action's deferred writes would need a transaction
             # (engine.storage.deferred), and the transition knows what it made of the task.
-            return await action(transition, task), transition.as_left(task)
+            outcome = await action(transition, task), transition.as_left(task)
+            if self._rehearse:
+                raise _Rehearsed(outcome)
+            return outcome
 
-        (result, after), _ = await self.engine.transition(instance_id, user.id, run)
+        try:
+            (result, after), _ = await self.engine.transition(instance_id, user.id, run)
+        except _Rehearsed as rehearsed:
+            result, after = rehearsed.outcome
         return result, after
 
     # -- ownership -------------------------------------------------------------------------

@@ -53,7 +53,8 @@ from engine.storage.instances import DefinitionRepository, InstanceRepository, i
 from engine.storage.models import idempotency_keys, instances
 from engine.storage.postgres.search_indexes import ensure_search_indexes
 from engine.transitions.remembered import RememberedInstances, TaskHomes
-from engine.transitions.transition import Transition, needs_starter, reads_starter_details
+from engine.transitions.transition import Transition
+from engine.transitions.variables import needs_starter, reads_starter_details
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -38,7 +38,8 @@ from engine.storage.leases import LeaseRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks.patches import CONFIG_PATCH, merge_patch
 from engine.transitions.engine import Engine
-from engine.transitions.transition import Transition, template_variables
+from engine.transitions.transition import Transition
+from engine.transitions.variables import template_variables
 from engine.workers.escalations import Escalator
 from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, SystemTaskExecutor, WaitUntil
 from engine.workers.notifications import EmailNotifier

@@ -18,8 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from engine import HostPolicy, User, WebhookDispatcher, WebhookFilter, WebhookService
+from engine.storage.models import Base
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
@@ -57,6 +59,9 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "retry a failed system task": (OK, FORBIDDEN, NA, NA, FORBIDDEN, HIDDEN),
     "delegate": (FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, FORBIDDEN, HIDDEN),
     "resolve a delegated task": (FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, HIDDEN),
+    "claim many (claimTasks)": (OK, OK, HOLDS, OK, FORBIDDEN, HIDDEN),
+    "assign many to someone else (assignTasks)": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
+    "approve or reject many (decideTasks)": WORK,
     "list the users": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "sign in as another user (devSignIn)": (FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "manage webhooks": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
@@ -405,6 +410,40 @@ async def await_decision(scene: Scene) -> str:
     return await scene.run("awaitDecision", query, id=scene.task_id)
 
 
+async def database(scene: Scene) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to compare before and after a refusal (events numbered first: a
+    numbering round after the last commit is not a write of the action's)."""
+    await scene.engine.sequencer.idle()
+    async with scene.engine.db.read() as session:
+        return {
+            table.name: sorted(map(tuple, (await session.execute(select(table))).all()), key=repr)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def bulk(field: str, kind: str, arguments: str) -> Callable[[Scene], Awaitable[str]]:
+    """The bulk mutation on the cell's one task: its item answers as the single mutation would, and a
+    refused item (as a dry run, always) leaves every table as it was."""
+
+    async def action(scene: Scene) -> str:
+        await scene.start(kind)
+        query = f"""mutation($ids: [ID!]!, $dry: Boolean!) {{
+          {field}(input: {{taskIds: $ids, dryRun: $dry{arguments}}}) {{ __typename
+            ... on BulkTasksSuccess {{ succeeded failed items {{ taskId result {TASK_RESULT} }} }} }} }}"""
+        before = await database(scene)
+        rehearsed = await scene.gql(query, user=scene.actor, ids=[scene.task_id], dry=True)
+        assert await database(scene) == before, "a dry run wrote something"
+        body = await scene.gql(query, user=scene.actor, ids=[scene.task_id], dry=False)
+        [item] = body["data"][field]["items"]
+        result = outcome(item["result"]["__typename"])
+        assert result == outcome(rehearsed["data"][field]["items"][0]["result"]["__typename"]), (body, rehearsed)
+        if result != OK:
+            assert await database(scene) == before, f"the refused {field} changed the database"
+        return result
+
+    return action
+
+
 ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "see a task, its messages and documents": see,
     "read a task's and its instance's history": history,
@@ -434,6 +473,9 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "decide an action approval": decide_action,
     "request approval for an action": request_approval,
     "await an action approval's decision": await_decision,
+    "claim many (claimTasks)": bulk("claimTasks", "form", ""),
+    "assign many to someone else (assignTasks)": bulk("assignTasks", "form", ', userId: "bob"'),
+    "approve or reject many (decideTasks)": bulk("decideTasks", "approval", ", decision: APPROVED"),
 }
 CELLS = [(action, role, MATRIX[action][i]) for action in MATRIX for i, role in enumerate(ROLES)]
 
