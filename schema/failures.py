@@ -23,6 +23,7 @@ from graphql import (
     ArgumentNode,
     GraphQLError,
     ListValueNode,
+    NoSchemaIntrospectionCustomRule,
     ObjectValueNode,
     SelectionSetNode,
     StringValueNode,
@@ -149,3 +150,24 @@ class StepwiseSchema(strawberry.Schema):
 
 def has_outage(errors: list[Any] | None) -> bool:
     return any((getattr(error, "extensions", None) or {}).get("code") == UNAVAILABLE for error in errors or [])
+
+
+_SUGGESTION = re.compile(r" Did you mean .*\?$")
+
+
+class HideSchemaFromAnonymous(SchemaExtension):
+    """An anonymous caller may not introspect the schema (``__schema``, ``__type``; ``__typename`` is
+    fine) nor read "Did you mean …?" suggestions, which spell out field and type names one guess at a
+    time. Signed-in callers (GraphiQL with a token in its Headers tab) and development see both."""
+
+    def on_operation(self) -> Iterator[None]:
+        if getattr(self.execution_context.context, "viewer", None) is None:
+            rules = self.execution_context.validation_rules
+            self.execution_context.validation_rules = (*rules, NoSchemaIntrospectionCustomRule)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        if getattr(self.execution_context.context, "viewer", None) is None:
+            for error in self.execution_context.pre_execution_errors or []:
+                error.message = _SUGGESTION.sub("", error.message)

@@ -121,6 +121,7 @@ def create_app(
         instruments=instruments,
         fast_execution=settings.fast_paths.execution,
         limits=limits,
+        anonymous_introspection=settings.anonymous_introspection or settings.dev,
     )
     graphql = StepwiseGraphQL(schema, services, settings, events)
     shutdown = Shutdown()

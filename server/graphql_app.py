@@ -48,7 +48,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
     ) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql",
+            graphql_ide="graphiql" if settings.graphiql else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             multipart_uploads_enabled=True,
             # Legacy graphql-ws clients get "ka" messages; graphql-transport-ws clients ping and

@@ -123,6 +123,8 @@ class Settings:
     max_tokens: int = 1_000
     max_document_bytes: int = 32_768
     max_query_cost: int = 25_000
+    anonymous_introspection: bool = False
+    graphiql: bool = True
     fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
     """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
     even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
@@ -217,6 +219,8 @@ class Settings:
             max_tokens=int(env("STEPWISE_MAX_TOKENS", str(defaults.max_tokens))),
             max_document_bytes=int(env("STEPWISE_MAX_DOCUMENT_BYTES", str(defaults.max_document_bytes))),
             max_query_cost=int(env("STEPWISE_MAX_QUERY_COST", str(defaults.max_query_cost))),
+            anonymous_introspection=_flag("STEPWISE_ANONYMOUS_INTROSPECTION", defaults.anonymous_introspection),
+            graphiql=_flag("STEPWISE_GRAPHIQL", defaults.graphiql),
             fast_paths=FastPaths.from_env(),
             idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
             calendars=Calendars(parse_calendars(_json_object("STEPWISE_CALENDARS"))),
