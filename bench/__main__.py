@@ -14,7 +14,16 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
-from bench import data_search, engine_throughput, graphql_overhead, inbox_scaling, peer_engine, push_memory
+from bench import (
+    data_search,
+    engine_throughput,
+    graphql_overhead,
+    inbox_scaling,
+    peer_engine,
+    push_memory,
+    web_app,
+    webhook_delivery,
+)
 from bench.common import Target, line_buffered, print_summary
 
 BUDGET_SECONDS = 600
@@ -60,11 +69,25 @@ def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitab
             [Target("graphql_vs_bare_route", None, graphql_overhead.GOAL, "x", True)],
         ),
         (
+            webhook_delivery.NAME,
+            lambda: webhook_delivery.run(1_000 if quick else 10_000),
+            [Target("webhook_delivery_events_per_s", None, webhook_delivery.GOAL, "/s", True)],
+        ),
+        (
             push_memory.NAME,
             lambda: push_memory.run(2 if quick else 5, 100 if quick else 1000, 40 if quick else 200, 10.0),
             [
                 push_memory.push_latency_target("failed", 100 if quick else 1000),
                 Target("server_rss_idle", None, push_memory.RSS_GOAL_MB, "MB", False),
+            ],
+        ),
+        (
+            web_app.NAME,
+            lambda: web_app.run(5 if quick else 40, 10 if quick else web_app.TASKS),
+            [
+                Target("web_step_page_painted_p95", None, web_app.PAINT_GOAL_MS, "ms", False),
+                Target("web_app_shipped_compressed", None, web_app.BYTES_GOAL_KB, "KB", False),
+                Target("web_commit_to_dom_p95", None, web_app.LATENCY_GOAL_MS, "ms", False),
             ],
         ),
     ]
@@ -107,6 +130,7 @@ def main() -> None:
         data_search.NAME,
         graphql_overhead.NAME,
         push_memory.NAME,
+        webhook_delivery.NAME,
     ]
     parser.add_argument("--only", help=f"comma-separated subset of: {','.join(names)}")
     asyncio.run(run_all(parser.parse_args()))

@@ -23,12 +23,14 @@ from engine.errors import (
     ConcurrentUpdateError,
     ConflictError,
     DefinitionError,
+    EmailActionRefusedError,
     FieldError,
     ForbiddenError,
     IdempotencyKeyReusedError,
     InvalidStateError,
     NotFoundError,
     SeparationOfDutiesError,
+    ServiceAccountError,
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
@@ -44,6 +46,7 @@ from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.signing import SIGNATURE_HEADER, new_signing_secret, sign, signature_header, verify_signature
 from engine.state import (
+    SERVICE_ROLE,
     DeployedDefinition,
     Document,
     InstanceStatus,
@@ -80,8 +83,18 @@ from engine.storage.migrations import current_revision, head_revision, upgrade
 from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions, policies
+from engine.tasks.action_approvals import ActionDecision
+from engine.tasks.approval_requests import (
+    MAX_WAIT_SECONDS,
+    REQUEST_DEFINITION_KEY,
+    ApprovalRequest,
+    ApprovalRequestService,
+    AwaitedDecision,
+)
 from engine.tasks.blobs import BlobStore
+from engine.tasks.bulk import MAX_BULK_TASKS, BulkItem, BulkTaskService
 from engine.tasks.documents import DocumentService
+from engine.tasks.email_actions import EmailAction, EmailActionPage, EmailActionService, EmailActionTokens
 from engine.tasks.service import TaskService
 from engine.tasks.visibility import VisibilityService
 from engine.tasks.workflows import WorkflowService
@@ -92,6 +105,7 @@ from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.hostpolicy import check_entries as check_host_entries
+from engine.workers.notifications import EmailNotifier
 from engine.workers.webhooks import DeliveryPolicy, WebhookDispatcher
 from engine.workers.worker import Worker
 
@@ -128,11 +142,19 @@ __all__ = [
     "WebhookService", "Webhook", "WebhookFilter", "WebhookDelivery", "WebhookAttempt", "DeliveryStatus",
     "WebhookDispatcher", "DeliveryPolicy",
     "SIGNATURE_HEADER", "sign", "signature_header", "verify_signature", "new_signing_secret",
+    # approve by email
+    "EmailAction", "EmailActionPage", "EmailActionService", "EmailActionTokens", "EmailNotifier",
+    "EmailActionRefusedError",
+    # bulk actions (issue #22)
+    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
     "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
-    "SeparationOfDutiesError",
+    "SeparationOfDutiesError", "ServiceAccountError",
+    # action approvals (issue #25)
+    "ActionDecision", "ApprovalRequest", "ApprovalRequestService", "AwaitedDecision", "MAX_WAIT_SECONDS",
+    "REQUEST_DEFINITION_KEY", "SERVICE_ROLE",
 ]  # fmt: skip

@@ -3,7 +3,8 @@
 StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── NotFoundError             NOT_FOUND: no such object, or the actor may not see it
 ├── ForbiddenError            FORBIDDEN: the actor may see it but not do this
-│   └── SeparationOfDutiesError  SEPARATION_OF_DUTIES: the task's ``excludes`` shut this user out
+│   ├── SeparationOfDutiesError  SEPARATION_OF_DUTIES: the task's ``excludes`` shut this user out
+│   └── ServiceAccountError      SERVICE_ACCOUNT: a service account asks; only people decide
 ├── ConflictError             CONFLICT: a stale revision, a second signal, a duplicate
 │   ├── IdempotencyKeyReusedError  IDEMPOTENCY_KEY_REUSED: the key came before with other input
 │   └── SignalAlreadyHeldError     SIGNAL_ALREADY_HELD: a signal already waits for that node
@@ -11,6 +12,7 @@ StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── ValidationError           VALIDATION_FAILED: bad input; ``field_errors`` names each field
 │   └── DefinitionError       VALIDATION_FAILED: a workflow definition failed validation
 ├── AuthenticationError       UNAUTHENTICATED: missing, invalid or expired credentials
+├── EmailActionRefusedError   LINK_USED, LINK_EXPIRED, LINK_INVALID, LINK_OTHER_USER: an approve-by-email link
 ├── ConcurrentUpdateError     CONCURRENT_UPDATE: lost an optimistic-lock race; the caller may retry
 ├── UnavailableError          UNAVAILABLE: a service the request needs (the database, a token issuer) is not answering
 ├── SubscriptionLimitError    TOO_MANY_SUBSCRIPTIONS: the user already holds as many live subscriptions as allowed
@@ -57,6 +59,22 @@ class SeparationOfDutiesError(ForbiddenError):
     def __init__(self, message: str, rule: str) -> None:
         super().__init__(message)
         self.rule = rule
+
+
+class ServiceAccountError(ForbiddenError):
+    """A service account (an API client that is not a person) tried what only people do: decide an
+    action approval. Built in, whatever its roles, so an asker can never approve its own request."""
+
+    code = "SERVICE_ACCOUNT"
+
+
+class EmailActionRefusedError(StepwiseError):
+    """An approve-by-email link (engine.tasks.email_actions) that may not act: ``code`` says why
+    (``LINK_USED``, ``LINK_EXPIRED``, ``LINK_INVALID``, ``LINK_OTHER_USER``); nothing was changed."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ConflictError(StepwiseError):

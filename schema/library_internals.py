@@ -36,7 +36,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 __all__ = [
     "CollectedFields", "FieldDetailsList", "GroupedFieldSet", "StrawberryGraphQLCoreExecutionContext",
     "EXECUTOR_METHODS", "graphql_schema_of", "strawberry_definition_of", "resolver_function_of",
-    "forget_subfield_memo", "middlewares_of",
+    "forget_subfield_memo", "middlewares_of", "requested_operation_name",
 ]  # fmt: skip
 
 
@@ -76,6 +76,15 @@ def middlewares_of(executor: StrawberryGraphQLCoreExecutionContext) -> tuple[Any
     a manager always, empty when there is none."""
     manager = executor.middleware_manager
     return tuple(manager.middlewares) if manager is not None else ()
+
+
+def requested_operation_name(execution: Any) -> str | None:
+    """The ``operationName`` a request named, or None: Strawberry's ``ExecutionContext`` keeps it as
+    ``_provided_operation_name`` (strawberry/types/execution.py), where its public ``operation_name``
+    falls back to the document's only operation. Renamed, every request reads as naming none, and a
+    document of several operations is refused with ``OPERATION_NAME_REQUIRED`` (schema/limits.py)."""
+    name: str | None = getattr(execution, "_provided_operation_name", None)
+    return name
 
 
 EXECUTOR_METHODS: dict[str, tuple[str, ...]] = {

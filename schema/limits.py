@@ -47,6 +47,8 @@ from graphql import (
 )
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
 
+from schema.library_internals import graphql_schema_of, requested_operation_name
+
 LIST_SIZE = 10
 MAX_REPEATS = 10
 MAX_FIRST = 200
@@ -107,7 +109,7 @@ class CheckDocument(SchemaExtension):
         assert document is not None, "validation follows parsing"
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         # Strawberry's `operation_name` falls back to the first operation's: it would run that one.
-        named: str | None = getattr(context, "_provided_operation_name", None)
+        named = requested_operation_name(context)
         if len(operations) > 1 and named is None:
             raise GraphQLError(
                 f"the document has {len(operations)} operations: name the one to run in `operationName`",
@@ -120,10 +122,9 @@ class CheckDocument(SchemaExtension):
         chosen = [o for o in operations if named in (None, o.name.value if o.name else None)]
         if chosen:
             fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-            root = context.schema._schema.get_root_type(chosen[0].operation)
-            cost = Cost(context.schema._schema, fragments, context.variables or {}, chosen[0]).of(
-                chosen[0].selection_set, root
-            )
+            schema = graphql_schema_of(context.schema)
+            root = schema.get_root_type(chosen[0].operation)
+            cost = Cost(schema, fragments, context.variables or {}, chosen[0]).of(chosen[0].selection_set, root)
             if cost > self.limits.max_cost:
                 raise limit_error("MAX_COST_EXCEEDED", f"the operation's estimated cost is {cost}; at most "
                                   f"{self.limits.max_cost} is allowed (lists count by `first`)",

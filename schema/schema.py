@@ -18,6 +18,8 @@ from schema.execution import prepare
 from schema.library_internals import graphql_schema_of
 from schema.limits import OperationLimits, limit_extensions
 from schema.loaders import DataLoaders
+from schema.mutations.action_approvals import ActionApprovalMutations, ActionApprovalQueries
+from schema.mutations.bulk import BulkTaskMutations
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.webhooks import WebhookMutations
@@ -29,12 +31,20 @@ from schema.types.webhooks import WebhookQueries
 
 
 @strawberry.type
-class Mutation(WorkflowMutations, TaskMutations, DocumentMutations, DevSignInMutations, WebhookMutations):
+class Mutation(
+    WorkflowMutations,
+    TaskMutations,
+    BulkTaskMutations,
+    DocumentMutations,
+    DevSignInMutations,
+    WebhookMutations,
+    ActionApprovalMutations,
+):
     pass
 
 
 @strawberry.type(name="Query")
-class RootQuery(Query, DirectoryQueries, WebhookQueries):
+class RootQuery(Query, DirectoryQueries, WebhookQueries, ActionApprovalQueries):
     pass
 
 

@@ -32,6 +32,7 @@ from schema.schema import build_schema
 from server.access import ObservedRequests
 from server.bodies import BoundedBodies
 from server.devtools import Mailbox, dev_routes, running_mailbox
+from server.email_actions import email_action_routes
 from server.files import document_routes
 from server.graphiql import graphiql_assets_mount
 from server.graphql_app import StepwiseGraphQL
@@ -94,6 +95,7 @@ def create_app(
     services = Services.build(  # once per app: every request goes through these
         engine, blobs, host_policy=settings.host_policy(),
         webhook_secret_grace=timedelta(hours=settings.webhook_secret_grace_hours), secrets=settings.secrets,
+        email_tokens=settings.email_tokens(engine),
     )  # fmt: skip
     events = EventHub(
         db, queue_size=settings.subscription_queue_size, max_per_user=settings.subscriptions_per_user,
@@ -156,6 +158,7 @@ def create_app(
             *health_routes(db, events, shutdown),
             *([metrics_route(metrics, settings)] if metrics else []),
             *document_routes(services, settings),
+            *email_action_routes(services, settings),
             *(dev_routes(mailbox) if settings.dev else []),
             graphiql_assets_mount(),
             *web_routes(),

@@ -18,7 +18,18 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 
-from engine import Database, DefinitionError, Engine, StepwiseError, default_registry, head_revision, upgrade
+from engine import (
+    Database,
+    DefinitionError,
+    DeployedDefinition,
+    Engine,
+    NotFoundError,
+    Services,
+    StepwiseError,
+    default_registry,
+    head_revision,
+    upgrade,
+)
 from schema.schema import build_schema
 from server.auth import issue_token
 from server.demo import load_demo
@@ -214,15 +225,18 @@ def definitions() -> None:
 
 @definitions.command("deploy")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--as", "actor", default="dana", show_default=True, help="Recorded as the deployer.")
+@click.option("--as", "actor", default="dana", show_default=True, help="The directory user (an admin) who deploys it.")
 def definitions_deploy(file: Path, actor: str) -> None:
-    """Validate and deploy a JSON definition FILE as its key's next version."""
+    """Validate and deploy a JSON definition FILE as its key's next version.
+
+    Through the workflow service, as the API deploys: the same checks, and the same rule (only an
+    admin may deploy)."""
     try:
         document: Any = json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{file} is not JSON: {exc}") from exc
     try:
-        deployed, created = _with_engine(lambda engine: engine.deploy(document, actor))
+        deployed, created = _with_engine(lambda engine: _deploy(Services.build(engine), actor, document))
     except DefinitionError as exc:
         click.echo(f"error: {exc.message}", err=True)
         for problem in exc.field_errors:
@@ -232,6 +246,13 @@ def definitions_deploy(file: Path, actor: str) -> None:
         raise click.ClickException(exc.message) from exc
     verb = "deployed" if created else "unchanged, already"
     click.echo(f"{verb} {deployed.key} version {deployed.version}")
+
+
+async def _deploy(services: Services, actor: str, document: Any) -> tuple[DeployedDefinition, bool]:
+    user = await services.engine.user(actor)
+    if user is None:
+        raise NotFoundError(f"no user {actor!r} in the directory: name an admin with --as")
+    return await services.workflows.deploy(user, document)
 
 
 @main.group("schema")

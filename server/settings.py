@@ -11,7 +11,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from engine import DEFAULT_MAX_JSON_BYTES, Calendars, FastPaths, HostPolicy, check_host_entries, parse_calendars
+from engine import (
+    DEFAULT_MAX_JSON_BYTES,
+    Calendars,
+    EmailActionTokens,
+    Engine,
+    FastPaths,
+    HostPolicy,
+    check_host_entries,
+    parse_calendars,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +132,8 @@ class Settings:
     webhook_retry_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
     webhook_secret_grace_hours: float = 24.0
+    public_url: str = "http://127.0.0.1:8000"
+    email_action_ttl_hours: float = 72.0
 
     @property
     def idempotency_ttl(self) -> timedelta:
@@ -130,6 +141,10 @@ class Settings:
 
     calendars: Calendars = field(default_factory=Calendars)
     """Business-time calendars by name (``STEPWISE_CALENDARS``); ``default`` is Monday to Friday 09:00–17:00 UTC."""
+
+    def email_tokens(self, engine: Engine) -> EmailActionTokens:
+        """How approve-by-email links are signed: the server's secret key, valid STEPWISE_EMAIL_ACTION_TTL_HOURS."""
+        return EmailActionTokens(engine, self.secret_key, timedelta(hours=self.email_action_ttl_hours))
 
     def host_policy(self) -> HostPolicy:
         """What HTTP and GraphQL tasks, and webhooks, may reach (STEPWISE_HTTP_ALLOW / _DENY)."""
@@ -214,6 +229,8 @@ class Settings:
             webhook_secret_grace_hours=float(
                 env("STEPWISE_WEBHOOK_SECRET_GRACE_HOURS", str(defaults.webhook_secret_grace_hours))
             ),
+            public_url=env("STEPWISE_PUBLIC_URL", defaults.public_url),
+            email_action_ttl_hours=float(env("STEPWISE_EMAIL_ACTION_TTL_HOURS", str(defaults.email_action_ttl_hours))),
         )
         if settings.token_ttl_minutes > settings.max_token_lifetime_minutes:
             raise ValueError("STEPWISE_TOKEN_TTL_MINUTES is longer than STEPWISE_MAX_TOKEN_LIFETIME_MINUTES")

@@ -56,7 +56,15 @@ class WebApp:
         self.root = root
         self.version = fingerprint(root)
         self.assets = f"/app/assets/{self.version}"
-        self.page = (root / "index.html").read_text().replace("{{ASSETS}}", self.assets)
+        # Every module is announced up front: the browser fetches the whole graph at once rather than level
+        # by level as each import is parsed.
+        preload = "\n".join(
+            f'  <link rel="modulepreload" href="{self.assets}/{path.relative_to(root).as_posix()}">'
+            for path in _served_files(root)
+            if path.suffix == ".js"
+        )
+        page = (root / "index.html").read_text().replace("{{PRELOAD}}", preload)
+        self.page = page.replace("{{ASSETS}}", self.assets)
 
     async def index(self, request: Request) -> Response:
         return HTMLResponse(self.page, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})

@@ -9,7 +9,15 @@ from datetime import timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from engine import BUILTIN_EXECUTORS, DeliveryPolicy, Engine, SystemTaskContext, WebhookDispatcher, Worker
+from engine import (
+    BUILTIN_EXECUTORS,
+    DeliveryPolicy,
+    EmailNotifier,
+    Engine,
+    SystemTaskContext,
+    WebhookDispatcher,
+    Worker,
+)
 from server.settings import Settings
 from server.tracing import instrument_http_client
 
@@ -37,6 +45,7 @@ async def running_worker(
             engine, {e.type: e for e in BUILTIN_EXECUTORS}, context, secrets=settings.secrets, lease=lease,
             poll_interval=settings.worker_poll_seconds,
         )  # fmt: skip
+        worker.notifier = EmailNotifier(engine, context, settings.email_tokens(engine), settings.public_url)
         worker.webhooks = webhooks = WebhookDispatcher(
             engine.db, engine.clock, settings.host_policy(), worker.worker_id, webhook_policy(settings, lease)
         )

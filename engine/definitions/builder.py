@@ -76,11 +76,13 @@ class WorkflowBuilder:
         approval: Mapping[str, Any] | None = None,
         excludes: Sequence[str] | None = None,
         escalation: Sequence[Mapping[str, Any]] | None = None,
+        notify: Mapping[str, bool] | None = None,
     ) -> WorkflowBuilder:
         """``approval`` and ``excludes`` as in the JSON format (``{"required": 2, "of": {"role": "approver"}}``,
         ``["starter"]``); ``due_in``: ``"P1D"``, or business time (:func:`business`); ``escalation``: the
         ladder's steps, e.g. ``[remind("PT4H"), reassign(business("P1D"), role="manager")]`` (:func:`remind`
-        and friends)."""
+        and friends); ``notify``: ``{"email": True}`` mails the assignee (``"candidates": True``: or the role's
+        or group's members) links that decide the task as them (engine.tasks.email_actions)."""
         return self._node(
             {
                 "id": node_id, "type": NodeType.USER_TASK.value, "name": name, "schemaType": schema_type,
@@ -92,6 +94,7 @@ class WorkflowBuilder:
                 "approval": dict(approval) if approval is not None else None,
                 "excludes": list(excludes) if excludes is not None else None,
                 "escalation": [dict(step) for step in escalation] if escalation is not None else None,
+                "notify": dict(notify) if notify is not None else None,
             }
         )  # fmt: skip
 
@@ -159,9 +162,13 @@ def business(duration: str, calendar: str = "default") -> dict[str, Any]:
     return {"duration": duration, "business": True, "calendar": calendar}
 
 
-def remind(after: Duration) -> dict[str, Any]:
-    """An escalation step: email the assignee, or the candidates of an unassigned task."""
-    return {"after": after, "action": "remind"}
+def remind(
+    after: Duration, *, role: str | None = None, group: str | None = None, user: str | None = None
+) -> dict[str, Any]:
+    """An escalation step: email the assignee, or the candidates of an unassigned task — or, naming one,
+    a role, a group or a user (a manager told of a task that waits), the task staying where it is."""
+    to = {key: value for key, value in (("role", role), ("group", group), ("user", user)) if value is not None}
+    return {"after": after, "action": "remind", **({"to": to} if to else {})}
 
 
 def reassign(

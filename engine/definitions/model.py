@@ -46,6 +46,7 @@ class OnDue(StrEnum):
 FORM_SCHEMA_TYPE = "userTask.form"
 APPROVAL_SCHEMA_TYPE = "userTask.approval"
 DOCUMENT_UPLOAD_SCHEMA_TYPE = "userTask.documentUpload"
+ACTION_APPROVAL_SCHEMA_TYPE = "userTask.actionApproval"
 
 FIELD_TYPES = frozenset({"text", "number", "date", "checkbox", "dropdown", "multiselect"})
 FIELD_TYPES_WITH_OPTIONS = frozenset({"dropdown", "multiselect"})
@@ -148,6 +149,21 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class NotifyPolicy:
+    """``"notify"`` on a user task: whom the engine tells when the task is created (or assigned).
+
+    ``email``: the assignee gets a message with Approve / Reject / Open links (approval tasks; Open for
+    others) that act as them, once; ``candidates``: on a task for a role or group nobody holds yet, its
+    members do."""
+
+    email: bool = False
+    candidates: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"email": self.email, **({"candidates": True} if self.candidates else {})}
+
+
+@dataclass(frozen=True)
 class Node:
     """One node of the graph. User-task keys are set for ``userTask`` nodes, ``config`` for system ones."""
 
@@ -175,6 +191,7 @@ class Node:
     approval: ApprovalPolicy | None = None
     excludes: tuple[str, ...] = ()
     escalation: tuple[EscalationStep, ...] = ()
+    notify: NotifyPolicy | None = None
 
     @property
     def is_user_task(self) -> bool:
@@ -211,6 +228,7 @@ class Node:
             "approval": self.approval.to_json() if self.approval is not None else None,
             "excludes": list(self.excludes) or None,
             "escalation": [step.to_json() for step in self.escalation] or None,
+            "notify": self.notify.to_json() if self.notify is not None else None,
         }
         if self.is_user_task:
             optional["priority"] = self.priority.value

@@ -22,6 +22,7 @@ from engine.definitions.model import (
     FormField,
     Milestone,
     Node,
+    NotifyPolicy,
     OnDue,
     Priority,
     RetryPolicy,
@@ -37,7 +38,7 @@ _NODE_KEYS = frozenset(
         "id", "type", "name", "schemaType", "title", "description", "signal", "assignToRole",
         "assignToUser", "assignToGroup", "assignWith", "storeAs", "priority", "dueIn", "dueAt",
         "onDue", "form", "documents", "config", "retry", "join", "approval", "excludes",
-        "escalation",
+        "escalation", "notify",
     }
 )  # fmt: skip
 _FIELD_KEYS = frozenset({"key", "type", "label", "required", "options", "mask", "multiline", "min", "max", "maxLength"})
@@ -207,6 +208,7 @@ def _parse_node(doc: Any, index: int, errors: list[FieldError]) -> Node:
         approval=_parse_approval(r.get("approval", Mapping), r),
         excludes=r.strings("excludes") or (),
         escalation=parse_escalation(r.doc.get("escalation"), f"{r.path}.escalation", r.subject, errors),
+        notify=_parse_notify(r.get("notify", Mapping), r),
     )
 
 
@@ -276,6 +278,14 @@ def _parse_retry(doc: Mapping[str, Any] | None, node: _Reader) -> RetryPolicy | 
 
 _APPROVER_KEYS = frozenset({"role", "group", "users"})
 _LEVEL_KEYS = frozenset({"required", "rejectWhen"})
+
+
+def _parse_notify(doc: Mapping[str, Any] | None, node: _Reader) -> NotifyPolicy | None:
+    if doc is None:
+        return None
+    r = _Reader(doc, f"{node.path}.notify", f"{node.subject}, notify", node.errors)
+    r.reject_unknown(frozenset({"email", "candidates"}))
+    return NotifyPolicy(email=bool(r.get("email", bool, False)), candidates=bool(r.get("candidates", bool, False)))
 
 
 def _parse_approval(doc: Mapping[str, Any] | None, node: _Reader) -> ApprovalPolicy | None:

@@ -156,6 +156,10 @@ def _node_problems(node: Node, registry: Registry) -> Iterable[tuple[str, str]]:
         yield f"unknown node type {node.type!r} (known: {known})", "type"
     if node.escalation and not node.is_user_task:
         yield "escalation is only for user tasks", "escalation"
+    if node.notify is not None and not node.is_user_task:
+        yield "notify is only for user tasks: a system task has no one to tell", "notify"
+    elif node.notify is not None and node.notify.candidates and not node.notify.email:
+        yield "notify: candidates says who gets the email; set email: true too", "notify.candidates"
     if node.store_as is not None and not _STORE_AS.match(node.store_as):
         yield f"storeAs {node.store_as!r} must be an identifier (letters, digits, _)", "storeAs"
 

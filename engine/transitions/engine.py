@@ -53,7 +53,8 @@ from engine.storage.instances import DefinitionRepository, InstanceRepository, i
 from engine.storage.models import idempotency_keys, instances
 from engine.storage.postgres.search_indexes import ensure_search_indexes
 from engine.transitions.remembered import RememberedInstances, TaskHomes
-from engine.transitions.transition import Transition, needs_starter, reads_starter_details
+from engine.transitions.transition import Transition
+from engine.transitions.variables import needs_starter, reads_starter_details
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -151,11 +152,20 @@ class Engine:
                         await session.execute(idempotency_keys.insert().values(row))
                 self._latest_versions[deployed.key] = deployed.version
                 if definition.searchable and not self.db.is_sqlite:
-                    await ensure_search_indexes(self.db, definition.searchable)
+                    await self._build_search_indexes(definition)
                 return deployed, True
             except IntegrityError:  # another process deployed the same version number first
                 continue
         raise ConcurrentUpdateError(f"could not deploy {definition.key!r}: too many concurrent deploys")
+
+    async def _build_search_indexes(self, definition: WorkflowDefinition) -> None:
+        """The deploy has committed: a failed build is reported, not raised (the client would read it as
+        a failed deploy), and the next deploy naming the paths builds what is missing."""
+        try:
+            await ensure_search_indexes(self.db, definition.searchable)
+        except Exception:
+            log.exception("definition %s: its searchable indexes were not built; deploy it again to retry",
+                          definition.key)  # fmt: skip
 
     async def definition(
         self, key: str, version: int | None = None, executor: Executor | None = None

@@ -4,13 +4,16 @@ A :class:`Transition` holds the instance (locked, or checked by revision when it
 :mod:`engine.transitions.engine`), its definition and the connection; it completes
 tasks, moves tokens along edges (conditions, forks, joins), creates the tasks tokens wait at, and
 writes a task event for every change. The :class:`~engine.transitions.engine.Engine` opens and commits it.
+
+Beside it: :mod:`~engine.transitions.variables` (what templates and conditions see),
+:mod:`~engine.transitions.new_tasks` (a new task's values and due time),
+:mod:`~engine.transitions.event_data` (what an event records of a change) and
+:mod:`~engine.transitions.status` (the instance's status from its tokens).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
@@ -18,9 +21,8 @@ from typing import Any
 
 from engine.calendars import Calendars
 from engine.definitions.approval import EXCLUDE_STARTER
-from engine.definitions.forms import MAX_TEXT_LENGTH
-from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node, OnDue, WorkflowDefinition
-from engine.definitions.registry import Assignment, NodeContext, Registry, default_schema_type
+from engine.definitions.model import Node, OnDue, WorkflowDefinition
+from engine.definitions.registry import Assignment, NodeContext, Registry
 from engine.definitions.templates import evaluate_condition, render_text
 from engine.errors import ConflictError, InvalidStateError, NotFoundError, SignalAlreadyHeldError
 from engine.state import (
@@ -46,92 +48,14 @@ from engine.storage.models import step_instances, task_escalations, tasks
 from engine.storage.task_events import NewTaskEvent, TaskEventRepository
 from engine.storage.tasks import TaskRepository, stored_changes, task_values
 from engine.storage.writer import finish_transition
-from engine.tasks import approvals, policies
-from engine.tasks.usertasks import APPROVAL_TASK, DOCUMENT_UPLOAD_TASK, FORM_TASK
+from engine.tasks import approvals
+from engine.transitions.event_data import changes_between, created_data
+from engine.transitions.new_tasks import due_time, new_task
+from engine.transitions.status import status_of
+from engine.transitions.variables import template_variables
 
 log = logging.getLogger(__name__)
 _TASK_FIELDS = frozenset(f.name for f in fields(Task))
-# ``startedBy`` other than as ``startedBy.id`` (which needs no lookup: it is the instance's started_by).
-_STARTER_DETAILS = re.compile(r"startedBy(?!\.id\b)")
-# JMESPath that can reach every variable without naming it: ``@``, wildcards, escaped identifiers.
-_ANY_VARIABLE = re.compile(r"[@*\\]")
-_TEMPLATED_USER_TASKS = (FORM_TASK, APPROVAL_TASK, DOCUMENT_UPLOAD_TASK)
-MAX_TITLE_LENGTH = 1_000
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def template_variables(
-    data: Mapping[str, Any],
-    started_by: str,
-    starter: User | None,
-    settings: Mapping[str, Any],
-    secrets: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """What templates and conditions see: the instance data, ``startedBy`` and ``settings``, plus
-    ``secrets`` only where a system task's config is rendered for a call (never for stored text)."""
-    variables = {**data, "startedBy": starter.to_template() if starter else {"id": started_by},
-                 "settings": dict(settings)}  # fmt: skip
-    if secrets is not None:
-        variables["secrets"] = dict(secrets)
-    return variables
-
-
-def reads_starter_details(definition: WorkflowDefinition) -> bool:
-    """Whether a transition of ``definition`` may need the starter's directory entry (name, email,
-    roles, groups), not just ``startedBy.id``: a template or condition that says ``startedBy``
-    otherwise, a condition over all the data, or an ``assignWith`` assigner (code that may read it).
-    Conservative; a definition can only over-report. The executors are checked by :func:`needs_starter`."""
-    if _STARTER_DETAILS.search(json.dumps(definition.to_json())):
-        return True
-    if any(edge.when is not None and _ANY_VARIABLE.search(edge.when) for edge in definition.edges):
-        return True
-    return any(node.assign_with is not None for node in definition.nodes)
-
-
-def needs_starter(definition: WorkflowDefinition, registry: Registry, reads_details: bool) -> bool:
-    """Load the starter for this transition? Yes if ``reads_details`` (:func:`reads_starter_details`),
-    or if a user task runs an executor other than the built-in ones (which only render the node's
-    templates): its code may read any variable."""
-    if reads_details:
-        return True
-    return any(
-        registry.user_tasks.get(node.schema_type or default_schema_type(node)) not in _TEMPLATED_USER_TASKS
-        for node in definition.nodes
-        if node.is_user_task
-    )
-
-
-def created_data(task: Task) -> dict[str, Any]:
-    """What a ``CREATED`` event records: the status and assignee the task starts with."""
-    data: dict[str, Any] = {"status": {"from": None, "to": task.status.value}, "revision": task.revision}
-    if task.assigned_user_id is not None:
-        data["assignee"] = {"from": None, "to": task.assigned_user_id}
-    return data
-
-
-def changes_between(before: Task, after: Task) -> dict[str, Any]:
-    """What an event records of a task's change, so its history shows it as it happened (the log's
-    readers see the task only as it is now): the status and assignee from and to where they changed,
-    the revision the change made (a saved draft's revision), and an approval's decision."""
-    data: dict[str, Any] = {"revision": after.revision}
-    if before.status is not after.status:
-        data["status"] = {"from": before.status.value, "to": after.status.value}
-    if before.assigned_user_id != after.assigned_user_id:
-        data["assignee"] = {"from": before.assigned_user_id, "to": after.assigned_user_id}
-    if before.delegated_to != after.delegated_to:
-        data["delegatedTo"] = {"from": before.delegated_to, "to": after.delegated_to}
-    made = policies.decisions(after)[len(policies.decisions(before)) :]
-    if made:  # one approver's decision under an approval policy: who decided what, at which level
-        data["approverDecision"] = {key: made[-1].get(key) for key in ("by", "decision", "comment", "level")}
-    if after.schema_type == APPROVAL_SCHEMA_TYPE and after.status is TaskStatus.COMPLETED:
-        output = after.output if isinstance(after.output, Mapping) else {}
-        data["decision"] = output.get("decision")
-        if output.get("comment") is not None:
-            data["comment"] = output["comment"]
-    return data
 
 
 class Transition:
@@ -400,7 +324,7 @@ class Transition:
 
     async def _user_task(self, node: Node, token: Token) -> Task:
         context = NodeContext(node=node, workflow_instance_id=self.instance.id, variables=self.variables())
-        due_at = self._due_at(node)
+        due_at = due_time(node, self.now, self.calendars, self.variables)
         executor = self.registry.user_task_executor(node)
         config = await executor.configure(context)
         assignment = config.assignment
@@ -412,8 +336,8 @@ class Transition:
             assignment = setup.assignment
             policy = {"policy": setup.policy, "candidate_users": setup.candidate_users,
                       "blocked_reason": setup.blocked_reason}  # fmt: skip
-        return self._new_task(
-            node, token, self._step_instance(node).id,
+        return new_task(
+            self.instance.id, node, token, self._step_instance(node).id, self.now,
             kind=TaskKind.USER, type=executor.task_type, schema_type=executor.schema_type,
             title=config.title, description=config.description, signal_name=node.signal_name,
             assigned_role=assignment.role, assigned_user_id=assignment.user_id, assigned_group=assignment.group,
@@ -440,48 +364,13 @@ class Transition:
         return sorted(row.user_id for row in await self.connection.read_unaffected(statement, {"key": key}))
 
     async def _system_task(self, node: Node, token: Token) -> Task:
-        return self._new_task(
-            node, token, self._step_instance(node).id,
+        return new_task(
+            self.instance.id, node, token, self._step_instance(node).id, self.now,
             kind=TaskKind.SYSTEM, type=self.registry.task_type(node), schema_type=node.type,
             title=render_text(node.title, self.variables()) or node.display_name, description=None,
             signal_name=None, assigned_role=None, assigned_user_id=None, assigned_group=None,
             priority=node.priority, input={}, due_at=None, next_run_at=self.now,
         )  # fmt: skip
-
-    def _new_task(self, node: Node, token: Token, step_instance_id: str, **values: Any) -> Task:
-        # Rendered from the instance's data, a title or description could be as large as the size limit,
-        # and every inbox page reads them: cut, visibly.
-        values["title"] = _cut(values["title"], MAX_TITLE_LENGTH)
-        if values["description"] is not None:
-            values["description"] = _cut(values["description"], MAX_TEXT_LENGTH)
-        return Task(
-            id=new_id(),
-            workflow_instance_id=self.instance.id,
-            step_instance_id=step_instance_id,
-            token_id=token.id,
-            node_id=node.id,
-            name=node.display_name,
-            status=TaskStatus.PENDING,
-            output=None,
-            draft=None,
-            revision=0,
-            created_at=self.now,
-            updated_at=self.now,
-            **values,
-        )
-
-    def _due_at(self, node: Node) -> datetime | None:
-        if node.due_in is not None:
-            return self.calendars.after(self.now, node.due_in)
-        if node.due_at:
-            text = render_text(node.due_at, self.variables())
-            try:
-                parsed = datetime.fromisoformat(text)
-            except ValueError:
-                log.warning("node %s: dueAt %r is not an ISO 8601 date-time; no due date set", node.id, text)
-                return None
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=self.now.tzinfo)
-        return None
 
     # -- data and status -------------------------------------------------------------------
 
@@ -503,7 +392,7 @@ class Transition:
         elif self.instance.status.is_final:
             status, error = self.instance.status, self.instance.error
         else:
-            status, error = self._derived_status()
+            status, error = status_of(self.tokens, self.definition)
         completed_at = (self.instance.completed_at or self.now) if status.is_final else None
         return replace(
             self.instance,
@@ -516,14 +405,3 @@ class Transition:
             error=error,
             held_signals=tuple(self.held_signals),
         )
-
-    def _derived_status(self) -> tuple[InstanceStatus, str | None]:
-        if not self.tokens:
-            return InstanceStatus.COMPLETED, None
-        waiting = [t for t in self.tokens if t.task_id is not None]
-        if not waiting:
-            stuck = ", ".join(sorted({t.node_id for t in self.tokens}))
-            return InstanceStatus.FAILED, f"join at {stuck} can never complete: no branch is still running"
-        if any(not self.definition.node(t.node_id).is_user_task for t in waiting):
-            return InstanceStatus.RUNNING, None
-        return InstanceStatus.WAITING_FOR_SIGNAL, None

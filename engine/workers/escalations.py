@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.definitions.escalations import EscalationAction, EscalationStep
+from engine.definitions.escalations import EscalationAction, EscalationStep, EscalationTarget
 from engine.definitions.forms import validate_values
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node
 from engine.errors import ConflictError, ExecutionFailedError, StepwiseError
@@ -31,6 +31,7 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.escalations import EscalationRepository, LeasedEscalation
 from engine.storage.models import task_escalations
 from engine.storage.tasks import TaskRepository
+from engine.tasks import policies
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 from engine.workers.email import EmailExecutor
@@ -127,9 +128,11 @@ class Escalator:
         """Do the step in ``transition``; what it did, for the step's ``detail``."""
         data: dict[str, Any] = {"step": index, "action": step.action.value}
         if step.action is EscalationAction.REMIND:
-            recipients = await self._recipients(transition, task)
+            recipients = await (self._named(transition, step.to) if step.to else self._recipients(transition, task))
             emails = sorted({user.email for user in recipients if user.email})
             data["recipients"] = [user.id for user in recipients]
+            if step.to is not None:
+                data["to"] = step.to.to_json()
             await transition.record(TaskEventKind.REMINDED, task, data)
             return {**data, "emails": emails if self.context.smtp_url else []}
         if step.action is EscalationAction.REASSIGN:
@@ -138,6 +141,11 @@ class Escalator:
             directory = DirectoryRepository(transition.connection)
             if step.to.user is not None and await directory.get_user(step.to.user) is None:
                 data["error"] = f"no user {step.to.user!r}; the task was left as it was"
+                await transition.record(TaskEventKind.ESCALATED, task, data)
+                return data
+            refusal = _policy_refusal(task, step.to.user)
+            if refusal is not None:
+                data["error"] = f"{refusal}; the task was left as it was"
                 await transition.record(TaskEventKind.ESCALATED, task, data)
                 return data
             change: dict[str, Any]
@@ -162,16 +170,32 @@ class Escalator:
         return validate_values(node.form, outcome, partial=False) if node.form else outcome
 
     @staticmethod
+    async def _named(transition: Transition, to: EscalationTarget) -> list[User]:
+        """Whom a ``remind`` step with ``to`` tells: that user, or the role's holders or the group's members."""
+        directory = DirectoryRepository(transition.connection)
+        if to.user is not None:
+            ids = [to.user]
+        else:
+            ids = (
+                await directory.members(role=to.role)
+                if to.role is not None
+                else await directory.members(group=to.group)
+            )
+        found = await directory.get_users(ids[:MAX_RECIPIENTS])
+        return [found[user_id] for user_id in sorted(found)]
+
+    @staticmethod
     async def _recipients(transition: Transition, task: Task) -> list[User]:
         directory = DirectoryRepository(transition.connection)
         if task.assigned_user_id is not None:
             assignee = await directory.get_user(task.assigned_user_id)
             return [assignee] if assignee is not None else []
-        candidates: set[str] = set()
+        candidates: set[str] = set(task.candidate_users)
         if task.assigned_role is not None:
             candidates.update(await directory.members(role=task.assigned_role))
         if task.assigned_group is not None:
             candidates.update(await directory.members(group=task.assigned_group))
+        candidates = {user for user in candidates if policies.excluded_by(task, user) is None}  # who may not act
         found = await directory.get_users(sorted(candidates)[:MAX_RECIPIENTS])
         return [found[user_id] for user_id in sorted(found)]
 
@@ -212,3 +236,17 @@ class Escalator:
             await EscalationRepository(session).notified(
                 escalation.id, self.worker_id, {**(escalation.detail or {}), "messageId": sent.output["messageId"]}
             )
+
+
+def _policy_refusal(task: Task, user_id: str | None) -> str | None:
+    """Why a ``reassign`` step may not move ``task`` (issue #22's rules hold for escalations too), or None:
+    an approval policy's task belongs to its current level's approvers, and separation of duties shuts
+    its excluded users out of an assignment."""
+    if policies.has_approval_policy(task):
+        return "a task with an approval policy is decided by its approvers, not reassigned"
+    if task.delegated_to is not None:
+        return f"the task is delegated to {task.delegated_to} until they resolve it"
+    rule = policies.excluded_by(task, user_id) if user_id is not None else None
+    if rule is not None:
+        return f"separation of duties excludes {user_id} ({rule})"
+    return None

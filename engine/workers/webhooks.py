@@ -50,6 +50,7 @@ USER_AGENT = "Stepwise-Webhooks/1"
 # The answer's body is never read; the cap only bounds what the transport would buffer.
 MAX_ANSWER_BYTES = 1 << 20
 MAX_ERROR_LENGTH = 1000
+KEPT_ALIVE = 20  # the connections httpx keeps open between requests (engine.workers.hostpolicy's pool)
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,15 @@ class WebhookDispatcher:
         *,
         batch: int = 200,
         queue_batch: int = 500,
+        concurrency: int = KEPT_ALIVE,
     ) -> None:
         self.db, self.clock, self.worker_id = db, clock, worker_id
         self.policy = policy or DeliveryPolicy()
         self.batch, self.queue_batch = batch, queue_batch
         self.http = task_http_client(host_policy, MAX_ANSWER_BYTES)
+        # As many requests at once as the client keeps connections alive for: more would open (and close)
+        # a connection per request beyond them, which took most of a round's time (bench.webhook_delivery).
+        self._sending = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
 
     async def aclose(self) -> None:
@@ -198,16 +203,18 @@ class WebhookDispatcher:
             return 0
         outcomes = await asyncio.gather(*(self._send(delivery, webhook) for delivery, webhook in claimed))
         async with self.db.transaction() as session:
-            repository = WebhookRepository(session)
-            for (delivery, _), (attempt, values) in zip(claimed, outcomes, strict=True):
-                number = await repository.next_attempt_number(delivery.id)
-                attempt = WebhookAttempt(number, attempt.started_at, attempt.finished_at, attempt.status_code,
-                                         attempt.error)  # fmt: skip
-                if not await repository.record_attempt(delivery, self.worker_id, attempt, values):
-                    log.info("webhook delivery %s: lease lost; this attempt's outcome is dropped", delivery.id)
+            lost = await WebhookRepository(session).record_attempts(
+                self.worker_id, [(delivery, *outcome) for (delivery, _), outcome in zip(claimed, outcomes, strict=True)]
+            )
+        for delivery_id in lost:
+            log.info("webhook delivery %s: lease lost; this attempt's outcome is dropped", delivery_id)
         return len(claimed)
 
     async def _send(self, delivery: WebhookDelivery, webhook: Webhook) -> tuple[WebhookAttempt, Mapping[str, Any]]:
+        async with self._sending:
+            return await self._send_now(delivery, webhook)
+
+    async def _send_now(self, delivery: WebhookDelivery, webhook: Webhook) -> tuple[WebhookAttempt, Mapping[str, Any]]:
         started = self.clock.now()
         body = orjson.dumps(delivery.payload, option=orjson.OPT_SORT_KEYS)
         headers = {

@@ -38,9 +38,11 @@ from engine.storage.leases import LeaseRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks.patches import CONFIG_PATCH, merge_patch
 from engine.transitions.engine import Engine
-from engine.transitions.transition import Transition, template_variables
+from engine.transitions.transition import Transition
+from engine.transitions.variables import template_variables
 from engine.workers.escalations import Escalator
 from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTaskContext, SystemTaskExecutor, WaitUntil
+from engine.workers.notifications import EmailNotifier
 from engine.workers.redaction import redact, redact_logs, redact_text
 from engine.workers.webhooks import WebhookDispatcher
 
@@ -63,6 +65,7 @@ class Worker:
         poll_interval: float = 1.0,
         worker_id: str | None = None,
         webhooks: WebhookDispatcher | None = None,
+        notifier: EmailNotifier | None = None,
     ) -> None:
         self.engine = engine
         self.executors = executors
@@ -78,6 +81,8 @@ class Worker:
         self._handing_back = False
         self.escalator = Escalator(engine, context, self.worker_id, lease)
         self.webhooks = webhooks
+        self.notifier = notifier
+        """Sends the emails of user tasks whose node says ``notify`` (each round, before claiming)."""
         """Delivers webhooks beside the system tasks, in :meth:`run` (its own loop: a slow receiver must not
         hold up tasks)."""
 
@@ -117,6 +122,11 @@ class Worker:
         system tasks and due escalation steps; returns how many attempts ran and steps were claimed."""
         await self.expire_due()
         await self.engine.idempotency.purge_if_due()
+        if self.notifier is not None:
+            try:
+                await self.notifier.run_once()
+            except Exception:  # a database hiccup: the next round reads from the same position
+                log.exception("worker %s: email notifications failed", self.worker_id)
         now = self.engine.clock.now()
         async with self.engine.db.transaction() as session:
             claimed = await LeaseRepository(session).claim_runnable(now, self.worker_id, now + self.lease, self.batch)

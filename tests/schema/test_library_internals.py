@@ -9,6 +9,7 @@ import inspect
 import strawberry
 from graphql import GraphQLSchema, parse
 from graphql.execution import Executor
+from strawberry.types.execution import ExecutionContext
 from strawberry.types.field import StrawberryField
 
 from schema.library_internals import (
@@ -17,6 +18,7 @@ from schema.library_internals import (
     forget_subfield_memo,
     graphql_schema_of,
     middlewares_of,
+    requested_operation_name,
     resolver_function_of,
     strawberry_definition_of,
 )
@@ -53,6 +55,12 @@ def test_strawberrys_definitions_and_resolvers_are_where_they_are_looked_for() -
     assert plain.is_basic_field and not resolved.is_basic_field
     assert resolver_function_of(plain) is None
     assert resolver_function_of(resolved).__name__ == "resolved"
+
+
+def test_strawberry_keeps_the_operation_name_a_request_named() -> None:
+    named = ExecutionContext(query="query a { plain } query b { plain }", schema=strawberry.Schema(query=Query),
+                             allowed_operations=(), provided_operation_name="b")  # fmt: skip
+    assert requested_operation_name(named) == "b"
 
 
 def test_an_executor_has_the_subfield_memo_and_middleware_relied_on() -> None:

@@ -3,6 +3,11 @@ data narrows the inbox; a bad path is BAD_USER_INPUT naming the field."""
 
 from __future__ import annotations
 
+import asyncio
+
+from sqlalchemy import text
+
+from engine.storage.postgres.search_indexes import index_name
 from engine.transitions.engine import Engine
 from tests.server.conftest import GraphQL
 
@@ -53,3 +58,23 @@ async def test_the_inbox_orders_by_a_data_path(gql: GraphQL, app_engine: Engine)
     assert [e["node"]["title"] for e in rest["edges"]] == ["Approve Acme"] and not rest["pageInfo"]["hasNextPage"]
     unnamed = await gql("""{ tasks(orderBy: {field: DATA, direction: ASC}) { edges { cursor } } }""", user="bob")
     assert unnamed["errors"][0]["extensions"]["fieldErrors"][0]["field"] == "orderBy.dataPath"
+
+
+DEPLOY = """mutation($d: JSON!, $key: String) {
+  deployWorkflowDefinition(input: {definition: $d, idempotencyKey: $key}) { __typename ... on Error { message } } }"""
+
+
+async def test_deploying_through_the_api_builds_the_searchable_indexes(gql: GraphQL, app_engine: Engine) -> None:
+    """Built after the deploy's commit, on a connection of their own: neither the request nor its
+    idempotency key holds a transaction the concurrent build would wait for."""
+    document = {**DEFINITION, "key": "search_indexed", "searchable": ["amount", "customer.name"]}
+    for key in (None, "deploy-once"):
+        body = await asyncio.wait_for(gql(DEPLOY, user="dana", d=document, key=key), 60)
+        assert body["data"]["deployWorkflowDefinition"]["__typename"] == "DeploySuccess", body
+        document = {**document, "title": "again"}
+    if app_engine.db.is_sqlite:
+        return
+    async with app_engine.db.read() as session:
+        built = set(await session.scalars(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_search_%'")))
+    wanted = {index_name(t, p) for t in ("workflow_instances", "tasks") for p in ("amount", "customer.name")}
+    assert wanted <= built

@@ -63,9 +63,17 @@ class Mutation:
     """A result the mutation answers with in place of another (by type name)."""
 
 
+# devSignIn only reads the directory, and issues a token.
+READ_ONLY = "a look-up of one user writes nothing"
+
 # A webhook is a row written outside any workflow: it has no state. (Conflict: an idempotency key reused.)
 WEBHOOKS_NEVER: dict[type[StepwiseError], str] = {InvalidStateError: "a webhook has no state"}
 
+# A bulk action answers each item's error in that item; the mutation itself refuses only a bad list.
+PER_ITEM: dict[type[StepwiseError], str] = {
+    kind: "an item's error is answered in its item"
+    for kind in (NotFoundError, ForbiddenError, ConflictError, ConcurrentUpdateError, InvalidStateError)
+}
 MUTATIONS = [
     Mutation("saveTaskProgress", "tasks", "save_progress", {"taskId": "t", "values": {}}),
     Mutation("submitTask", "tasks", "submit", {"taskId": "t"}),
@@ -85,6 +93,9 @@ MUTATIONS = [
     Mutation("correlate", "workflows", "correlate", {"definitionKey": "d", "correlationKey": "c", "nodeId": "n"}),
     Mutation("deployWorkflowDefinition", "workflows", "deploy", {"definition": {}},
              cannot_raise={NotFoundError: "a deploy looks nothing up", InvalidStateError: "a deploy has no state"}),
+    *(Mutation(name, "bulk", method, {"taskIds": ["t"], **extra}, cannot_raise=PER_ITEM)
+      for name, method, extra in (("claimTasks", "claim", {}), ("assignTasks", "assign", {"userId": "bob"}),
+                                  ("decideTasks", "decide", {"decision": "APPROVED"}))),
     Mutation("uploadTaskDocuments", "documents", "upload", {"taskId": "t", "requirementKey": "r", "files": []},
              answers_instead={"Conflict": "InvalidState"}),  # the task changed under the upload: its state
     Mutation("createWebhook", "webhooks", "create", {"url": "https://93.184.215.14/hook"},
@@ -94,15 +105,23 @@ MUTATIONS = [
              cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
     Mutation("rotateWebhookSecret", "webhooks", "rotate_secret", {"id": "w"},
              cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
+    Mutation("devSignIn", "visibility", "user", {"userId": "alice"},
+             cannot_raise={ValidationError: "an id is all it takes", ConflictError: READ_ONLY,
+                           ConcurrentUpdateError: READ_ONLY, InvalidStateError: READ_ONLY}),
     Mutation("redeliverWebhook", "webhooks", "redeliver", {"deliveryId": "d"},
              cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
+    Mutation("requestApproval", "approval_requests", "request",
+             {"action": "refund", "arguments": {}, "assignTo": {"role": "approver"}},
+             cannot_raise={NotFoundError: "a new request looks nothing up", InvalidStateError: "it has no state yet"}),
+    Mutation("decideActionApproval", "tasks", "decide_action", {"taskId": "t", "decision": "APPROVED"}),
 ]  # fmt: skip
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """Room for every mutation × error in one burst (the default burst is 100 a user)."""
-    return replace(settings, mutation_burst=1000)
+    """Room for every mutation × error in one burst (the default burst is 100 a user), and development
+    on, for devSignIn (with a mail server named, so no development mailbox is started)."""
+    return replace(settings, mutation_burst=1000, dev=True, smtp_url="smtp://127.0.0.1:9")
 
 
 MUTATIONS_QUERY = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 
 from engine.catalog import default_registry
 from engine.clock import ManualClock
-from engine.definitions.builder import WorkflowBuilder
+from engine.definitions.builder import WorkflowBuilder, reassign
 from engine.errors import (
     ForbiddenError,
     InvalidStateError,
@@ -31,6 +32,9 @@ from engine.storage.tasks import TaskRepository
 from engine.tasks import policies
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
+from engine.workers.builtin import BUILTIN_EXECUTORS
+from engine.workers.executor import SystemTaskContext
+from engine.workers.worker import Worker
 
 USERS = {
     "alice": ({"requester", "approver"}, set()),
@@ -357,6 +361,40 @@ async def test_two_connections_race_for_the_last_approval(db: Database, clock: M
             assert stored.status is InstanceStatus.WAITING_FOR_SIGNAL
     finally:
         await other_db.dispose()
+
+
+async def test_an_escalation_does_not_reassign_past_the_rules(db: Database, engine: Engine, clock: ManualClock) -> None:
+    """A ladder's ``reassign`` is refused (recorded, the task left as it was) where the API's would be:
+    to a user separation of duties excludes, or on a task an approval policy's approvers decide."""
+    await add_users(db, clock)
+    b = WorkflowBuilder("escalated")
+    b.user_task("check", assign_to_role="approver", excludes=["starter"],
+                escalation=[reassign("PT1H", user="alice")])  # fmt: skip
+    b.user_task("vote", schema_type="userTask.approval", approval=TWO_OF_ROLE,
+                escalation=[reassign("PT1H", role="manager")])  # fmt: skip
+    b.edge("check", "vote")
+    await engine.deploy(b.to_json())
+    instance = await engine.start("escalated", {}, "alice")
+    check = await open_task(db, instance.id, "check")
+    clock.advance(timedelta(hours=1))
+    async with SystemTaskContext(clock=clock) as context:
+        worker = Worker(engine, {e.type: e for e in BUILTIN_EXECUTORS}, context)
+        await worker.run_until_idle()
+        bob = User("bob", "Bob", roles=frozenset({"approver"}))
+        await TaskService(engine).submit(bob, check.id, {}, None)
+        vote = await open_task(db, instance.id, "vote")
+        clock.advance(timedelta(hours=1))
+        await worker.run_until_idle()
+    check = await open_task(db, instance.id, "check")
+    assert check.completed_by == "bob"
+    vote = await open_task(db, instance.id, "vote")
+    assert vote.assigned_role == "approver" and vote.status.is_open
+    async with db.read() as session:
+        events = await TaskEventRepository(session).for_instance(instance.id)
+    errors = [e.data.get("error") for e in events if e.kind is TaskEventKind.ESCALATED]
+    assert errors == ["separation of duties excludes alice (starter); the task was left as it was",
+                      "a task with an approval policy is decided by its approvers, not reassigned; the task was left "
+                      "as it was"]  # fmt: skip
 
 
 async def test_forbidden_and_invalid_state_are_the_engine_errors(db: Database, engine: Engine) -> None:

@@ -31,7 +31,7 @@ from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
-from engine.transitions.transition import reads_starter_details
+from engine.transitions.variables import reads_starter_details
 
 # What a transition that wrote events sends after its commit on PostgreSQL (or shares with others
 # committing meanwhile): the numbering round of engine.events.numbering.

@@ -44,7 +44,7 @@ class Receiver:
     fail_next: int = 0
     """Answer 500 to this many requests first."""
     hold: threading.Event | None = None
-    """While set to an unset event, requests are recorded and then held until it is set."""
+    """While set to an unset event, requests are recorded, held until it is set, then answered 503."""
     received: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,6 +61,8 @@ class Receiver:
                 else:
                     status = self.status if verified else 401
                 hold = self.hold
+                if hold is not None:
+                    status = 503  # whenever it is let go, it was not acknowledged: the sender may be gone
                 self.received.append(Received(request.headers.get("stepwise-delivery", ""), json.loads(raw), raw,
                                               signature, verified, status))  # fmt: skip
             if hold is not None:

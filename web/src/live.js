@@ -13,11 +13,18 @@ import { gql } from "./api.js";
 
 export const connection = store("connecting"); // "connecting" | "live" | "reconnecting"
 const eventListeners = new Set();
+const resyncListeners = new Set();
 const extras = new Set(); // {payload, next, resumed, dispose}
 let client = null;
 let cursor = null;
 let stream = null;
-let everConnected = false;
+let resyncOnConnect = false;
+
+// Called once the stream is up when a page may have been read before the cursor was known: it re-reads.
+export function onResync(listener) {
+  resyncListeners.add(listener);
+  return () => resyncListeners.delete(listener);
+}
 
 export function onTaskEvent(listener) {
   eventListeners.add(listener);
@@ -66,10 +73,12 @@ export function subscribe(payload, next, resumed) {
 }
 
 // Starts the connection for the signed-in user; `startCursor` from `taskEventCursor`, read before any page.
-export function connect(startCursor) {
+// ``resync``: the page was read before the cursor (shown from memory at once): re-read once connected.
+export function connect(startCursor, { resync = false } = {}) {
   disconnect();
   cursor = startCursor;
-  everConnected = false;
+  resyncOnConnect = resync;
+  let everConnected = false;
   const url = new URL("/graphql", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   connection.set("connecting");
@@ -88,6 +97,10 @@ export function connect(startCursor) {
         everConnected = true;
         connection.set("live");
         if (!stream) startStream();
+        if (resyncOnConnect) {
+          resyncOnConnect = false;
+          for (const listener of [...resyncListeners]) listener();
+        }
         for (const entry of extras) {
           if (!entry.dispose) subscribeExtra(entry);
           if (resumed) entry.resumed?.();

@@ -73,27 +73,40 @@ function SignedIn({ me }) {
   </div>`;
 }
 
-function Boot() {
+// Checks the token (who it is for) and reads the live cursor, then connects. With the user remembered from
+// earlier in this tab, the page shows at once meanwhile; it re-reads when the stream is up (onResync), so
+// nothing committed between its first read and the cursor is missed.
+function useBoot(token) {
   const [error, setError] = useState(null);
   const load = async () => {
     setError(null);
+    const shownFromMemory = !!session.get().me;
     try {
       const data = await gql(ME);
-      connect(data.taskEventCursor);
+      connect(data.taskEventCursor, { resync: shownFromMemory });
       setMe(data.me);
     } catch (e) {
       if (e.kind !== "unauthenticated") setError(e);
     }
   };
-  useEffect(() => void load(), []);
-  if (error) return html`<main class="boot-failure"><${Failure} error=${error} retry=${load} /></main>`;
-  return html`<${Loading} what="Signing in" />`;
+  useEffect(() => {
+    if (token) load();
+  }, [token]);
+  // Shown from memory while the server is away: keep asking, as the live connection would.
+  useEffect(() => {
+    if (!error || error.kind !== "network" || !session.get().me) return undefined;
+    const timer = setTimeout(load, 2_000);
+    return () => clearTimeout(timer);
+  }, [error]);
+  return { error, retry: load };
 }
 
 function App() {
   const { token, me } = useStore(session);
+  const { error, retry } = useBoot(token);
   if (!token) return html`<${SignIn} /><${Toasts} />`;
-  if (!me) return html`<${Boot} />`;
+  if (!me && error) return html`<main class="boot-failure"><${Failure} error=${error} retry=${retry} /></main>`;
+  if (!me) return html`<${Loading} what="Signing in" />`;
   return html`<${SignedIn} me=${me} />`;
 }
 

@@ -9,6 +9,14 @@ fragment TaskRow on Task {
   viewerCanClaim viewerCanComplete viewerCanAssign viewerCanRetry
 }`;
 
+// A step page's rows: the step and instance are the page's own, read once (``crumb``) rather than per row.
+export const STEP_ROW = `
+fragment StepRow on Task {
+  id kind type name title description status displayStatus priority revision
+  assignedRole assignedGroup createdAt updatedAt dueAt completedAt
+  assignee { id name }
+}`;
+
 export const METRICS = "metrics { total active completed blocked }";
 
 export const EVENTS = `
@@ -42,11 +50,12 @@ query Step($id: ID!, $mine: Boolean!, $completed: Boolean!) {
     id key title milestoneKey ${METRICS}
     tasks(assignedToMe: $mine, showCompleted: $completed, first: 200) {
       totalCount
-      edges { node { ...TaskRow } }
+      edges { node { ...StepRow } }
     }
+    crumb: tasks(first: 1) { edges { node { id workflowInstance { id definitionKey } } } }
   }
 }
-${TASK_ROW}`;
+${STEP_ROW}`;
 
 export const TASK = `
 query Task($id: ID!) {

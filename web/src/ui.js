@@ -204,12 +204,20 @@ export function useLatest(value) {
   return ref;
 }
 
-// For a page that re-reads: ``const current = ticket()`` before a request, ``if (current())`` after it — an
-// answer to an older request (other filters, an earlier burst of events) never overwrites a newer one.
+// For a page that re-reads: ``const current = ticket(key)`` before a request (``key``: what it asks, e.g. the
+// filters), ``if (current())`` when it answers. An answer is taken when it asks what the page now shows and
+// no later answer was taken already: another filter's answer, or an earlier read coming in after a later
+// one, never overwrites; a re-read started while the first read is on its way does not hold up the first.
 export function useTickets() {
-  const last = useRef(0);
-  return () => {
-    const mine = ++last.current;
-    return () => mine === last.current;
+  const state = useRef({ started: 0, taken: 0, key: undefined });
+  return (key) => {
+    const s = state.current;
+    const mine = ++s.started;
+    s.key = key;
+    return () => {
+      if (s.key !== key || mine < s.taken) return false;
+      s.taken = mine;
+      return true;
+    };
   };
 }

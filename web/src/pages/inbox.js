@@ -4,7 +4,7 @@
 import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
 import { gql } from "../api.js";
 import { INBOX } from "../queries.js";
-import { onTaskEvent } from "../live.js";
+import { onTaskEvent, onResync } from "../live.js";
 import {
   Loading, Empty, Failure, StatusBadge, PriorityBadge, TypeIcon, Due, assigneeText, debounce, isOverdue, useTickets,
 } from "../ui.js";
@@ -48,14 +48,15 @@ function Select({ id, label, value, options, onChange }) {
   </div>`;
 }
 
-export function TaskRow({ task, href }) {
+// ``inStep``: on its step's own page, which names the step and the workflow already.
+export function TaskRow({ task, href, inStep = false }) {
   return html`<li class=${`task-row${isOverdue(task) ? " is-overdue" : ""}`} data-task-id=${task.id} data-testid="task-row">
     <${TypeIcon} type=${task.type} />
     <div class="task-main">
       <a class="task-title" href=${href}>${task.title}</a>
       <div class="task-meta">
-        <span>${task.workflowInstance?.definitionKey}</span> · <span>${task.step?.title}</span>
-        ${task.description && html` · <span class="task-description">${task.description}</span>`}
+        ${!inStep && html`<span>${task.workflowInstance?.definitionKey}</span> · <span>${task.step?.title}</span>`}
+        ${task.description && html`${!inStep && " · "}<span class="task-description">${task.description}</span>`}
       </div>
     </div>
     <div class="task-side">
@@ -81,7 +82,7 @@ export function Inbox({ me }) {
 
   const ticket = useTickets();
   const load = async (first = PAGE) => {
-    const current = ticket();
+    const current = ticket(JSON.stringify(filters));
     try {
       const data = await gql(INBOX, variables(filters, first));
       if (!current()) return;
@@ -113,11 +114,12 @@ export function Inbox({ me }) {
       }),
     [refresh],
   );
+  useEffect(() => onResync(refresh), [refresh]);
   useEffect(() => () => refresh.cancel(), [refresh]);
 
   const loadMore = async () => {
     setMore(true);
-    const current = ticket();
+    const current = ticket(JSON.stringify(filters));
     try {
       const data = await gql(INBOX, variables(filters, PAGE, page.pageInfo.endCursor));
       if (current()) setPage({ ...data.tasks, edges: [...page.edges, ...data.tasks.edges] });

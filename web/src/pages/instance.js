@@ -3,7 +3,7 @@
 import { html, useEffect, useMemo, useState } from "../lib.js";
 import { gql } from "../api.js";
 import { INSTANCE } from "../queries.js";
-import { onTaskEvent } from "../live.js";
+import { onTaskEvent, onResync } from "../live.js";
 import { Loading, NotFound, Failure, DataList, debounce, when } from "../ui.js";
 import { TaskRow, taskHref } from "./inbox.js";
 
@@ -41,6 +41,7 @@ export function InstancePage({ id }) {
   useEffect(() => void load(), [id]);
   const refresh = useMemo(() => debounce(load, 150), [id]);
   useEffect(() => onTaskEvent((event) => event.task.workflowInstance?.id === id && refresh()), [id]);
+  useEffect(() => onResync(refresh), [refresh]);
   useEffect(() => () => refresh.cancel(), [refresh]);
 
   if (error) return html`<${Failure} error=${error} retry=${load} />`;

@@ -28,7 +28,7 @@ export function SignIn() {
     try {
       const { devSignIn } = await gql(DEV_SIGN_IN, { input: { userId: user.id } });
       if (devSignIn.__typename !== "DevSignInSuccess") setError(devSignIn.message);
-      else signIn(devSignIn.token, null);
+      else signIn(devSignIn.token, devSignIn.user);
     } catch (e) {
       setError(e.message);
     } finally {

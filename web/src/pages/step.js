@@ -4,7 +4,7 @@
 import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
 import { gql } from "../api.js";
 import { STEP } from "../queries.js";
-import { onTaskEvent } from "../live.js";
+import { onTaskEvent, onResync } from "../live.js";
 import { navigate } from "../router.js";
 import { Loading, NotFound, Failure, Empty, debounce, useTickets } from "../ui.js";
 import { TaskRow } from "./inbox.js";
@@ -25,7 +25,7 @@ export function StepPage({ id, me, taskId }) {
 
   const ticket = useTickets();
   const load = async () => {
-    const current = ticket();
+    const current = ticket(`${id}:${mine}:${completed}`);
     try {
       const data = await gql(STEP, { id, mine, completed });
       if (!current()) return;
@@ -37,6 +37,7 @@ export function StepPage({ id, me, taskId }) {
   };
   useEffect(() => void load(), [id, mine, completed]);
   const refresh = useMemo(() => debounce(load, 150), [id, mine, completed]);
+  useEffect(() => onResync(refresh), [refresh]);
   useEffect(() => () => refresh.cancel(), [refresh]);
   useEffect(
     () =>
@@ -55,7 +56,7 @@ export function StepPage({ id, me, taskId }) {
   if (step === undefined) return html`<${Loading} what="Loading the step" />`;
   if (step === null) return html`<${NotFound} what="step" />`;
   const tasks = step.tasks.edges.map((e) => e.node);
-  const instance = tasks[0]?.workflowInstance;
+  const instance = step.crumb.edges[0]?.node.workflowInstance;
   return html`<section class="page" aria-labelledby="step-title">
     <nav class="crumbs" aria-label="Breadcrumb">
       <a href="/app/">Inbox</a>
@@ -75,7 +76,7 @@ export function StepPage({ id, me, taskId }) {
     ${tasks.length === 0
       ? html`<${Empty} title="No tasks to show">${mine ? "None of this step's tasks is assigned to you." : "This step has no tasks yet."}<//>`
       : html`<ul class="task-list" aria-label="Tasks of this step" data-testid="step-tasks">
-          ${tasks.map((t) => html`<${TaskRow} key=${t.id} task=${t} href=${`/app/steps/${id}?task=${t.id}`} />`)}
+          ${tasks.map((t) => html`<${TaskRow} key=${t.id} task=${t} href=${`/app/steps/${id}?task=${t.id}`} inStep />`)}
         </ul>`}
     ${taskId && html`<${TaskModal} key=${taskId} id=${taskId} me=${me} onClose=${close} />`}
   </section>`;

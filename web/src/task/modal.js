@@ -4,7 +4,7 @@
 import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
 import { gql } from "../api.js";
 import { TASK } from "../queries.js";
-import { onTaskEvent } from "../live.js";
+import { onTaskEvent, onResync } from "../live.js";
 import { Loading, Failure, StatusBadge, PriorityBadge, TypeIcon, Due, DataList, useDialog, debounce, when, typeLabel } from "../ui.js";
 import { FormWork, ApprovalWork, UploadWork, DocumentList } from "./work.js";
 import { SystemDetails } from "./system.js";
@@ -65,6 +65,7 @@ export function TaskModal({ id, me, onClose }) {
   useEffect(() => void load(), [id]);
   const refresh = useMemo(() => debounce(load, 100), [id]);
   useEffect(() => onTaskEvent((event) => event.task.id === id && event.kind !== "MESSAGE_POSTED" && refresh()), [id]);
+  useEffect(() => onResync(refresh), [refresh]);
   useEffect(() => () => refresh.cancel(), [refresh]);
 
   const reload = async () => {
