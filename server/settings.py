@@ -132,6 +132,7 @@ class Settings:
     webhook_retry_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
     webhook_secret_grace_hours: float = 24.0
+    webhook_log_days: float = 30.0
     public_url: str = "http://127.0.0.1:8000"
     email_action_ttl_hours: float = 72.0
 
@@ -229,6 +230,7 @@ class Settings:
             webhook_secret_grace_hours=float(
                 env("STEPWISE_WEBHOOK_SECRET_GRACE_HOURS", str(defaults.webhook_secret_grace_hours))
             ),
+            webhook_log_days=float(env("STEPWISE_WEBHOOK_LOG_DAYS", str(defaults.webhook_log_days))),
             public_url=env("STEPWISE_PUBLIC_URL", defaults.public_url),
             email_action_ttl_hours=float(env("STEPWISE_EMAIL_ACTION_TTL_HOURS", str(defaults.email_action_ttl_hours))),
         )
