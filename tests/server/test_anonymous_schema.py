@@ -43,7 +43,9 @@ async def test_only_a_signed_in_caller_introspects_or_gets_suggestions(
 
 
 @pytest.mark.parametrize("opened", ["dev", "anonymous_introspection"])
-async def test_development_or_the_setting_open_it_to_anyone(settings: Settings, clock: ManualClock, opened: str) -> None:
+async def test_development_or_the_setting_open_it_to_anyone(
+    settings: Settings, clock: ManualClock, opened: str
+) -> None:
     app = create_app(replace(settings, **{opened: True}), clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
