@@ -30,6 +30,7 @@ from engine.errors import (
     InvalidStateError,
     NotFoundError,
     SeparationOfDutiesError,
+    ServiceAccountError,
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
@@ -45,6 +46,7 @@ from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.signing import SIGNATURE_HEADER, new_signing_secret, sign, signature_header, verify_signature
 from engine.state import (
+    SERVICE_ROLE,
     DeployedDefinition,
     Document,
     InstanceStatus,
@@ -78,9 +80,18 @@ from engine.storage.inbox import (
 )
 from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.storage.outages import database_unavailable
 from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions, policies
+from engine.tasks.action_approvals import ActionDecision
+from engine.tasks.approval_requests import (
+    MAX_WAIT_SECONDS,
+    REQUEST_DEFINITION_KEY,
+    ApprovalRequest,
+    ApprovalRequestService,
+    AwaitedDecision,
+)
 from engine.tasks.blobs import BlobStore
 from engine.tasks.bulk import MAX_BULK_TASKS, BulkItem, BulkTaskService
 from engine.tasks.documents import DocumentService
@@ -143,5 +154,8 @@ __all__ = [
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
     "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
-    "SeparationOfDutiesError",
+    "SeparationOfDutiesError", "ServiceAccountError", "database_unavailable",
+    # action approvals (issue #25)
+    "ActionDecision", "ApprovalRequest", "ApprovalRequestService", "AwaitedDecision", "MAX_WAIT_SECONDS",
+    "REQUEST_DEFINITION_KEY", "SERVICE_ROLE",
 ]  # fmt: skip

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from engine.tasks.approval_requests import ApprovalRequestService
 from engine.tasks.blobs import BlobStore
 from engine.tasks.bulk import BulkTaskService
 from engine.tasks.documents import DocumentService
@@ -32,6 +33,7 @@ class Services:
     webhooks: WebhookService
     email_actions: EmailActionService | None
     """None without tokens to read (``email_tokens``): approve-by-email links are refused then."""
+    approval_requests: ApprovalRequestService
 
     @classmethod
     def build(
@@ -53,4 +55,5 @@ class Services:
             documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
             webhooks=WebhookService(engine, host_policy, webhook_secret_grace),
             email_actions=EmailActionService(engine, tasks, email_tokens) if email_tokens is not None else None,
+            approval_requests=ApprovalRequestService(engine, visibility),
         )

@@ -244,6 +244,8 @@ def _policy_refusal(task: Task, user_id: str | None) -> str | None:
     its excluded users out of an assignment."""
     if policies.has_approval_policy(task):
         return "a task with an approval policy is decided by its approvers, not reassigned"
+    if task.delegated_to is not None:
+        return f"the task is delegated to {task.delegated_to} until they resolve it"
     rule = policies.excluded_by(task, user_id) if user_id is not None else None
     if rule is not None:
         return f"separation of duties excludes {user_id} ({rule})"

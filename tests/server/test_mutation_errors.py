@@ -110,6 +110,10 @@ MUTATIONS = [
                            ConcurrentUpdateError: READ_ONLY, InvalidStateError: READ_ONLY}),
     Mutation("redeliverWebhook", "webhooks", "redeliver", {"deliveryId": "d"},
              cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
+    Mutation("requestApproval", "approval_requests", "request",
+             {"action": "refund", "arguments": {}, "assignTo": {"role": "approver"}},
+             cannot_raise={NotFoundError: "a new request looks nothing up", InvalidStateError: "it has no state yet"}),
+    Mutation("decideActionApproval", "tasks", "decide_action", {"taskId": "t", "decision": "APPROVED"}),
 ]  # fmt: skip
 
 

@@ -67,6 +67,9 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "manage webhooks": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "read webhooks and their delivery logs": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "redeliver a webhook delivery": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "decide an action approval": WORK,
+    "request approval for an action": (OK, OK, OK, OK, OK, OK),
+    "await an action approval's decision": (OK, OK, OK, OK, OK, HIDDEN),
 }
 
 DEFINITIONS = {
@@ -78,6 +81,9 @@ DEFINITIONS = {
     "upload": {"key": "matrix_upload", "start": "papers", "nodes": [
         {"id": "papers", "type": "userTask", "schemaType": "userTask.documentUpload", "assignToRole": "approver",
          "documents": [{"key": "scan", "label": "Scan", "accept": ["application/pdf"]}]}]},
+    "action": {"key": "matrix_action", "start": "act", "nodes": [
+        {"id": "act", "type": "userTask", "schemaType": "userTask.actionApproval", "assignToRole": "approver",
+         "config": {"action": "refund", "arguments": {"amount": 5}}}]},
     # Nothing listens on port 9 (discard): the one attempt fails at once, and the task is FAILED.
     "system": {"key": "matrix_system", "start": "call", "nodes": [
         {"id": "call", "type": "http", "config": {"method": "GET", "url": "http://127.0.0.1:9/"},
@@ -86,7 +92,7 @@ DEFINITIONS = {
 PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n%%EOF\n"
 SUCCESSES = {"TaskSuccess", "TaskMessageSuccess", "DocumentsSuccess", "WorkflowSuccess", "StartWorkflowSuccess",
              "DeploySuccess", "DevSignInSuccess", "WebhookSecretSuccess", "WebhookList",
-             "WebhookDeliverySuccess"}  # fmt: skip
+             "WebhookDeliverySuccess", "RequestApprovalSuccess", "AwaitDecisionSuccess"}  # fmt: skip
 OUTCOMES = {"Forbidden": FORBIDDEN, "NotFound": HIDDEN, "InvalidState": HOLDS}
 
 UPLOAD = """mutation($id: ID!, $files: [Upload!]!) {
@@ -384,6 +390,26 @@ async def redeliver_webhook(scene: Scene) -> str:
     return await scene.run("redeliverWebhook", query, id=delivery.id)
 
 
+async def decide_action(scene: Scene) -> str:
+    await scene.start("action")
+    query = f"""mutation($id: ID!) {{ decideActionApproval(input: {{taskId: $id, decision: APPROVED}})
+      {TASK_RESULT} }}"""
+    return await scene.run("decideActionApproval", query, id=scene.task_id)
+
+
+async def request_approval(scene: Scene) -> str:
+    query = """mutation { requestApproval(input: {action: "refund", arguments: {amount: 5},
+      assignTo: {role: "approver"}}) { __typename ... on Error { message } } }"""
+    return await scene.run("requestApproval", query)
+
+
+async def await_decision(scene: Scene) -> str:
+    await scene.start("action")
+    query = """query($id: ID!) { awaitDecision(taskId: $id, timeoutSeconds: 0) {
+      __typename ... on AwaitDecisionSuccess { status } ... on Error { message } } }"""
+    return await scene.run("awaitDecision", query, id=scene.task_id)
+
+
 async def database(scene: Scene) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, to compare before and after a refusal (events numbered first: a
     numbering round after the last commit is not a write of the action's)."""
@@ -444,6 +470,9 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "manage webhooks": manage_webhooks,
     "read webhooks and their delivery logs": read_webhooks,
     "redeliver a webhook delivery": redeliver_webhook,
+    "decide an action approval": decide_action,
+    "request approval for an action": request_approval,
+    "await an action approval's decision": await_decision,
     "claim many (claimTasks)": bulk("claimTasks", "form", ""),
     "assign many to someone else (assignTasks)": bulk("assignTasks", "form", ', userId: "bob"'),
     "approve or reject many (decideTasks)": bulk("decideTasks", "approval", ", decision: APPROVED"),
