@@ -46,7 +46,10 @@ async def test_only_a_signed_in_caller_introspects_or_gets_suggestions(
 async def test_development_or_the_setting_open_it_to_anyone(
     settings: Settings, clock: ManualClock, opened: str
 ) -> None:
-    app = create_app(replace(settings, **{opened: True}), clock=clock)
+    opened_settings = (
+        replace(settings, dev=True) if opened == "dev" else replace(settings, anonymous_introspection=True)
+    )
+    app = create_app(opened_settings, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://stepwise.test") as client:
