@@ -14,7 +14,16 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 
-from bench import data_search, engine_throughput, graphql_overhead, inbox_scaling, peer_engine, push_memory, web_app
+from bench import (
+    data_search,
+    engine_throughput,
+    graphql_overhead,
+    inbox_scaling,
+    peer_engine,
+    push_memory,
+    web_app,
+    webhook_delivery,
+)
 from bench.common import Target, line_buffered, print_summary
 
 BUDGET_SECONDS = 600
@@ -58,6 +67,11 @@ def benchmarks(args: argparse.Namespace) -> list[tuple[str, Callable[[], Awaitab
             graphql_overhead.NAME,
             lambda: graphql_overhead.run(3 if quick else 15, 2 if quick else 10),
             [Target("graphql_vs_bare_route", None, graphql_overhead.GOAL, "x", True)],
+        ),
+        (
+            webhook_delivery.NAME,
+            lambda: webhook_delivery.run(1_000 if quick else 10_000),
+            [Target("webhook_delivery_events_per_s", None, webhook_delivery.GOAL, "/s", True)],
         ),
         (
             push_memory.NAME,
@@ -116,6 +130,7 @@ def main() -> None:
         data_search.NAME,
         graphql_overhead.NAME,
         push_memory.NAME,
+        webhook_delivery.NAME,
     ]
     parser.add_argument("--only", help=f"comma-separated subset of: {','.join(names)}")
     asyncio.run(run_all(parser.parse_args()))

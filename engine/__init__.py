@@ -30,6 +30,7 @@ from engine.errors import (
     InvalidStateError,
     NotFoundError,
     SeparationOfDutiesError,
+    ServiceAccountError,
     StepwiseError,
     SubscriberOverflowError,
     SubscriptionLimitError,
@@ -45,6 +46,7 @@ from engine.observer import AttemptOutcome, EngineObserver
 from engine.services import Services
 from engine.signing import SIGNATURE_HEADER, new_signing_secret, sign, signature_header, verify_signature
 from engine.state import (
+    SERVICE_ROLE,
     DeployedDefinition,
     Document,
     InstanceStatus,
@@ -78,10 +80,20 @@ from engine.storage.inbox import (
 )
 from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.storage.outages import database_unavailable
 from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions, policies
+from engine.tasks.action_approvals import ActionDecision
+from engine.tasks.approval_requests import (
+    MAX_WAIT_SECONDS,
+    REQUEST_DEFINITION_KEY,
+    ApprovalRequest,
+    ApprovalRequestService,
+    AwaitedDecision,
+)
 from engine.tasks.blobs import BlobStore
+from engine.tasks.bulk import MAX_BULK_TASKS, BulkItem, BulkTaskService
 from engine.tasks.documents import DocumentService
 from engine.tasks.email_actions import EmailAction, EmailActionPage, EmailActionService, EmailActionTokens
 from engine.tasks.service import TaskService
@@ -134,11 +146,16 @@ __all__ = [
     # approve by email
     "EmailAction", "EmailActionPage", "EmailActionService", "EmailActionTokens", "EmailNotifier",
     "EmailActionRefusedError",
+    # bulk actions (issue #22)
+    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
     "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
-    "SeparationOfDutiesError",
+    "SeparationOfDutiesError", "ServiceAccountError", "database_unavailable",
+    # action approvals (issue #25)
+    "ActionDecision", "ApprovalRequest", "ApprovalRequestService", "AwaitedDecision", "MAX_WAIT_SECONDS",
+    "REQUEST_DEFINITION_KEY", "SERVICE_ROLE",
 ]  # fmt: skip

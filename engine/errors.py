@@ -3,7 +3,8 @@
 StepwiseError                 base; ``code`` is stable and reaches API clients
 ├── NotFoundError             NOT_FOUND: no such object, or the actor may not see it
 ├── ForbiddenError            FORBIDDEN: the actor may see it but not do this
-│   └── SeparationOfDutiesError  SEPARATION_OF_DUTIES: the task's ``excludes`` shut this user out
+│   ├── SeparationOfDutiesError  SEPARATION_OF_DUTIES: the task's ``excludes`` shut this user out
+│   └── ServiceAccountError      SERVICE_ACCOUNT: a service account asks; only people decide
 ├── ConflictError             CONFLICT: a stale revision, a second signal, a duplicate
 │   ├── IdempotencyKeyReusedError  IDEMPOTENCY_KEY_REUSED: the key came before with other input
 │   └── SignalAlreadyHeldError     SIGNAL_ALREADY_HELD: a signal already waits for that node
@@ -58,6 +59,13 @@ class SeparationOfDutiesError(ForbiddenError):
     def __init__(self, message: str, rule: str) -> None:
         super().__init__(message)
         self.rule = rule
+
+
+class ServiceAccountError(ForbiddenError):
+    """A service account (an API client that is not a person) tried what only people do: decide an
+    action approval. Built in, whatever its roles, so an asker can never approve its own request."""
+
+    code = "SERVICE_ACCOUNT"
 
 
 class EmailActionRefusedError(StepwiseError):

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from engine.tasks.approval_requests import ApprovalRequestService
 from engine.tasks.blobs import BlobStore
+from engine.tasks.bulk import BulkTaskService
 from engine.tasks.documents import DocumentService
 from engine.tasks.email_actions import EmailActionService, EmailActionTokens
 from engine.tasks.service import TaskService
@@ -24,11 +26,14 @@ class Services:
     visibility: VisibilityService
     workflows: WorkflowService
     tasks: TaskService
+    bulk: BulkTaskService
+    """Bulk claim, assign and decide, each item through ``tasks``."""
     documents: DocumentService | None
     """None without a blob store: documents cannot be uploaded then."""
     webhooks: WebhookService
     email_actions: EmailActionService | None
     """None without tokens to read (``email_tokens``): approve-by-email links are refused then."""
+    approval_requests: ApprovalRequestService
 
     @classmethod
     def build(
@@ -46,7 +51,9 @@ class Services:
             visibility=visibility,
             workflows=WorkflowService(engine, visibility),
             tasks=tasks,
+            bulk=BulkTaskService(tasks),
             documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
             webhooks=WebhookService(engine, host_policy, webhook_secret_grace),
             email_actions=EmailActionService(engine, tasks, email_tokens) if email_tokens is not None else None,
+            approval_requests=ApprovalRequestService(engine, visibility),
         )

@@ -317,6 +317,10 @@ class TaskAttempt:
     error: str | None
 
 
+SERVICE_ROLE = "service"
+"""The directory role that marks a user as a service account."""
+
+
 @dataclass(frozen=True)
 class User:
     """A directory user; ``id`` is the username (``alice``)."""
@@ -334,6 +338,11 @@ class User:
     @property
     def is_manager(self) -> bool:
         return "manager" in self.roles
+
+    @property
+    def is_service(self) -> bool:
+        """A service account (``stepwise service-account create``): an automated caller, not a person."""
+        return SERVICE_ROLE in self.roles
 
     def to_template(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "email": self.email, "roles": sorted(self.roles),

@@ -12,6 +12,7 @@ from strawberry.types import Info as StrawberryInfo
 
 from engine import (
     AuthenticationError,
+    BulkTaskService,
     DocumentService,
     Engine,
     EventHub,
@@ -69,6 +70,10 @@ class Context:
     @property
     def tasks(self) -> TaskService:
         return self.services.tasks
+
+    @property
+    def bulk(self) -> BulkTaskService:
+        return self.services.bulk
 
     @property
     def visibility(self) -> VisibilityService:

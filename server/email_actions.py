@@ -81,7 +81,7 @@ def email_action_routes(services: Services, settings: Settings) -> list[BaseRout
         if decisions:
             message = f"Signed in by this link as {page.user.name}. Confirm to decide the task."
         else:
-            message = "This task cannot be decided from a link (it needs the app, or is no longer yours to decide)."
+            message = f"This task cannot be decided from this link: {page.why_not or 'open it in Stepwise'}."
         return _page(heading="Confirm your decision" if decisions else "Open the task", task=page.task,
                      user=page.user, decisions=decisions, token=token, chosen=action.value, message=message,
                      tone="")  # fmt: skip

@@ -162,9 +162,13 @@ def business(duration: str, calendar: str = "default") -> dict[str, Any]:
     return {"duration": duration, "business": True, "calendar": calendar}
 
 
-def remind(after: Duration) -> dict[str, Any]:
-    """An escalation step: email the assignee, or the candidates of an unassigned task."""
-    return {"after": after, "action": "remind"}
+def remind(
+    after: Duration, *, role: str | None = None, group: str | None = None, user: str | None = None
+) -> dict[str, Any]:
+    """An escalation step: email the assignee, or the candidates of an unassigned task — or, naming one,
+    a role, a group or a user (a manager told of a task that waits), the task staying where it is."""
+    to = {key: value for key, value in (("role", role), ("group", group), ("user", user)) if value is not None}
+    return {"after": after, "action": "remind", **({"to": to} if to else {})}
 
 
 def reassign(

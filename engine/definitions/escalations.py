@@ -19,7 +19,8 @@ from engine.errors import FieldError
 
 class EscalationAction(StrEnum):
     REMIND = "remind"
-    """Email the assignee (or, unassigned, the candidates) and record a ``REMINDED`` event."""
+    """Email the assignee (or, unassigned, the candidates) — or ``to`` (a role, a group or a user, e.g. their
+    manager), the task staying where it is — and record a ``REMINDED`` event."""
     REASSIGN = "reassign"
     """Hand the task to ``to`` (a role, a group or a user): an ``ESCALATED`` event."""
     COMPLETE = "complete"
@@ -97,11 +98,13 @@ def _parse_step(doc: Any, path: str, subject: str, errors: list[FieldError]) -> 
     except ValueError:
         fail("action", f"must be one of remind, reassign, complete, not {doc.get('action')!r}")
         return None
-    to = _parse_target(doc.get("to"), fail) if action is EscalationAction.REASSIGN else None
-    if action is EscalationAction.REASSIGN and to is None:
-        return None
-    if action is not EscalationAction.REASSIGN and "to" in doc:
-        fail("to", "is only for a reassign step")
+    to = None
+    if action is EscalationAction.REASSIGN or (action is EscalationAction.REMIND and "to" in doc):
+        to = _parse_target(doc.get("to"), fail)
+        if to is None:
+            return None
+    elif "to" in doc:
+        fail("to", "is only for a reassign or remind step")
     outcome = doc.get("outcome")
     if action is EscalationAction.COMPLETE:
         if not isinstance(outcome, Mapping):

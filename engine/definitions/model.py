@@ -46,6 +46,7 @@ class OnDue(StrEnum):
 FORM_SCHEMA_TYPE = "userTask.form"
 APPROVAL_SCHEMA_TYPE = "userTask.approval"
 DOCUMENT_UPLOAD_SCHEMA_TYPE = "userTask.documentUpload"
+ACTION_APPROVAL_SCHEMA_TYPE = "userTask.actionApproval"
 
 FIELD_TYPES = frozenset({"text", "number", "date", "checkbox", "dropdown", "multiselect"})
 FIELD_TYPES_WITH_OPTIONS = frozenset({"dropdown", "multiselect"})

@@ -81,36 +81,44 @@ class EscalationRepository:
         self, now: datetime, worker_id: str, lease_until: datetime, limit: int
     ) -> list[LeasedEscalation]:
         """Lease up to ``limit`` steps: due ones that are each their task's earliest still scheduled, and
-        fired reminders whose email is still to be sent; either only while no live lease holds it."""
+        fired reminders whose email is still to be sent; either only while no live lease holds it. (Two
+        reads, each on its partial index: the worker asks every round, and the table keeps every step.)"""
         free = or_(_E.c.lease_expires_at.is_(None), _E.c.lease_expires_at < now)
         earlier = exists().where(
             _EARLIER.c.task_id == _E.c.task_id,
             _EARLIER.c.status == EscalationStatus.SCHEDULED.value,
             _EARLIER.c.step < _E.c.step,
         )
-        due = and_(_E.c.status == EscalationStatus.SCHEDULED.value, _E.c.due_at <= now, ~earlier)
-        query = (
-            select(_E)
-            .where(free, or_(due, _E.c.notify_pending.is_(True)))
-            .order_by(_E.c.due_at, _E.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=_E)
-        )
-        claimed = []
-        for row in (await self.session.execute(query)).all():
-            changed = await self.session.execute(
-                update(_E)
-                .where(_E.c.id == row.id, _E.c.revision == row.revision)
-                .values(lease_owner=worker_id, lease_expires_at=lease_until, revision=row.revision + 1)
+        due = and_(_E.c.status == EscalationStatus.SCHEDULED.value, _E.c.due_at <= now, free, ~earlier)
+        unsent = and_(_E.c.notify_pending.is_(True), free)
+        claimed: list[LeasedEscalation] = []
+        for condition in (due, unsent):
+            if len(claimed) >= limit:
+                break
+            query = (
+                select(_E)
+                .where(condition)
+                .order_by(_E.c.due_at, _E.c.id)
+                .limit(limit - len(claimed))
+                .with_for_update(skip_locked=True, of=_E)
             )
-            if cast(CursorResult[Any], changed).rowcount == 1:
-                leased = _leased(row)
-                claimed.append(
-                    LeasedEscalation(
-                        leased.escalation, leased.notify_pending, leased.notify_attempts, worker_id, row.revision + 1
-                    )  # fmt: skip
-                )
+            for row in (await self.session.execute(query)).all():
+                leased = await self._lease(row, worker_id, lease_until)
+                if leased is not None:
+                    claimed.append(leased)
         return claimed
+
+    async def _lease(self, row: Any, worker_id: str, lease_until: datetime) -> LeasedEscalation | None:
+        changed = await self.session.execute(
+            update(_E)
+            .where(_E.c.id == row.id, _E.c.revision == row.revision)
+            .values(lease_owner=worker_id, lease_expires_at=lease_until, revision=row.revision + 1)
+        )
+        if cast(CursorResult[Any], changed).rowcount != 1:
+            return None
+        leased = _leased(row)
+        return LeasedEscalation(leased.escalation, leased.notify_pending, leased.notify_attempts, worker_id,
+                                row.revision + 1)  # fmt: skip
 
     async def notified(self, escalation_id: str, worker_id: str, detail: Mapping[str, Any]) -> bool:
         """The reminder's email went (or was given up on): nothing more to do for the step."""

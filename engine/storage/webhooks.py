@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, exists, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
 
 from engine.state import TaskEventKind
@@ -22,6 +22,15 @@ from engine.storage.models import webhook_attempts, webhook_deliveries, webhooks
 from engine.webhooks.model import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery, WebhookFilter
 
 _PENDING = DeliveryStatus.PENDING.value
+_RECORD = (
+    update(webhook_deliveries)
+    .where(webhook_deliveries.c.id == bindparam("delivery"))
+    .values(
+        status=bindparam("status"), last_status_code=bindparam("last_status_code"),
+        last_error=bindparam("last_error"), next_attempt_at=bindparam("next_attempt_at"),
+        delivered_at=bindparam("delivered_at"), lease_owner=None, lease_expires_at=None,
+    )
+)  # fmt: skip
 
 
 def _rowcount(result: Any) -> int:
@@ -120,28 +129,48 @@ class WebhookRepository:
         query = select(webhooks).where(webhooks.c.id.in_(list(ids)))
         return [_webhook(row) for row in await self.session.execute(query)]
 
-    async def record_attempt(
-        self, delivery: WebhookDelivery, worker_id: str, attempt: WebhookAttempt, values: Mapping[str, Any]
-    ) -> bool:
-        """Log one attempt and set the delivery's outcome (``values``), if this worker still holds its lease."""
+    async def record_attempts(
+        self, worker_id: str, outcomes: Sequence[tuple[WebhookDelivery, WebhookAttempt, Mapping[str, Any]]]
+    ) -> list[str]:
+        """Log one attempt of each delivery and set its outcome (the mapping of column values), for those this
+        worker still holds the lease of, in four statements however many there are; returns the ids of the
+        others (their leases ran out and another worker has them now)."""
+        ids = [delivery.id for delivery, _, _ in outcomes]
+        held = set(
+            (await self.session.execute(
+                select(webhook_deliveries.c.id)
+                .where(webhook_deliveries.c.id.in_(ids), webhook_deliveries.c.lease_owner == worker_id)
+                .with_for_update()
+            )).scalars()
+        )  # fmt: skip
+        counted = await self.session.execute(
+            select(webhook_attempts.c.delivery_id, func.max(webhook_attempts.c.number))
+            .where(webhook_attempts.c.delivery_id.in_(list(held)))
+            .group_by(webhook_attempts.c.delivery_id)
+        )
+        numbers: dict[str, int] = {delivery_id: int(number) for delivery_id, number in counted}
+        kept = [(d, a, v) for d, a, v in outcomes if d.id in held]
+        if kept:
+            columns = ("status", "last_status_code", "last_error", "next_attempt_at", "delivered_at")
+            await self.session.execute(
+                _RECORD,
+                [{"delivery": d.id, **{c: v.get(c) for c in columns}} for d, _, v in kept],
+            )
+            await self.session.execute(insert(webhook_attempts), [
+                {"delivery_id": d.id, "number": numbers.get(d.id, 0) + 1, "started_at": a.started_at,
+                 "finished_at": a.finished_at, "status_code": a.status_code, "error": a.error}
+                for d, a, _ in kept
+            ])  # fmt: skip
+        return [delivery_id for delivery_id in ids if delivery_id not in held]
+
+    async def purge_settled(self, before: datetime) -> int:
+        """Delete the delivered and given-up deliveries queued before ``before`` (their attempts go with them)."""
         result = await self.session.execute(
-            update(webhook_deliveries)
-            .where(webhook_deliveries.c.id == delivery.id, webhook_deliveries.c.lease_owner == worker_id)
-            .values(**values, lease_owner=None, lease_expires_at=None)
+            delete(webhook_deliveries).where(
+                webhook_deliveries.c.status != _PENDING, webhook_deliveries.c.created_at < before
+            )
         )
-        if _rowcount(result) != 1:
-            return False
-        await self.session.execute(
-            insert(webhook_attempts).values(
-                delivery_id=delivery.id,
-                number=attempt.number,
-                started_at=attempt.started_at,
-                finished_at=attempt.finished_at,
-                status_code=attempt.status_code,
-                error=attempt.error,
-            )  # fmt: skip
-        )
-        return True
+        return _rowcount(result)
 
     async def get_delivery(self, delivery_id: str) -> WebhookDelivery | None:
         query = select(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
@@ -177,11 +206,6 @@ class WebhookRepository:
                 WebhookAttempt(row.number, row.started_at, row.finished_at, row.status_code, row.error)
             )
         return found
-
-    async def next_attempt_number(self, delivery_id: str) -> int:
-        query = select(webhook_attempts.c.number).where(webhook_attempts.c.delivery_id == delivery_id)
-        numbers = list((await self.session.execute(query)).scalars())
-        return max(numbers, default=0) + 1
 
 
 def _webhook_values(webhook: Webhook) -> dict[str, Any]:

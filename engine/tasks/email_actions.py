@@ -21,13 +21,12 @@ import jwt
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from engine.definitions.model import APPROVAL_SCHEMA_TYPE
 from engine.errors import EmailActionRefusedError, NotFoundError, StepwiseError
 from engine.state import Task, User
 from engine.storage.directory import DirectoryRepository
 from engine.storage.models import email_action_uses
 from engine.storage.tasks import TaskRepository
-from engine.tasks import permissions
+from engine.tasks import policies
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 
@@ -64,6 +63,8 @@ class EmailActionPage:
     user: User
     task: Task
     decisions: tuple[EmailAction, ...]
+    why_not: str | None = None
+    """Why the user may not decide it (now), when ``decisions`` is empty."""
 
 
 class EmailActionTokens:
@@ -116,11 +117,10 @@ class EmailActionService:
             task = await TaskRepository(session).get_by_id(claim.task_id)
         if user is None or task is None:
             raise NotFoundError("the task or its user no longer exists")
-        may = permissions.can_complete(user, task)
-        decisions = (
-            (EmailAction.APPROVE, EmailAction.REJECT) if may and task.schema_type == APPROVAL_SCHEMA_TYPE else ()
-        )
-        return EmailActionPage(claim, user, task, decisions)
+        # The API's eligibleToDecide: approval policies, delegation and separation of duties included.
+        eligibility = policies.decision_eligibility(user, task)
+        decisions = (EmailAction.APPROVE, EmailAction.REJECT) if eligibility.eligible else ()
+        return EmailActionPage(claim, user, task, decisions, eligibility.reason)
 
     async def decide(self, token: str, action: EmailAction, signed_in: User | None = None) -> Task:
         """Decide the token's task as its user; the token is used up only if the decision commits."""

@@ -14,12 +14,21 @@ from typing import Any
 from engine.definitions.forms import MAX_TEXT_LENGTH, validate_values
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, DOCUMENT_UPLOAD_SCHEMA_TYPE
 from engine.definitions.validation import check_json_size
-from engine.errors import ConflictError, FieldError, ForbiddenError, InvalidStateError, NotFoundError, ValidationError
+from engine.errors import (
+    ConflictError,
+    FieldError,
+    ForbiddenError,
+    InvalidStateError,
+    NotFoundError,
+    ServiceAccountError,
+    ValidationError,
+)
 from engine.state import Task, TaskEventKind, TaskKind, TaskMessage, TaskStatus, User, new_id
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.tasks import TaskRepository
-from engine.tasks import permissions, policies
+from engine.tasks import action_approvals, permissions, policies
+from engine.tasks.action_approvals import ActionDecision
 from engine.tasks.patches import CONFIG_PATCH, checked_patch, merge_patch
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
@@ -27,11 +36,25 @@ from engine.transitions.transition import Transition
 MAX_MESSAGE_LENGTH = 10_000
 
 
+class _Rehearsed(Exception):  # noqa: N818  (not an error: a dry run's way out of its transition)
+    """Raised at the end of a rehearsed action, so its transition writes nothing; carries the outcome."""
+
+    def __init__(self, outcome: tuple[Any, Task]) -> None:
+        super().__init__("rehearsed")
+        self.outcome = outcome
+
+
 class TaskService:
-    def __init__(self, engine: Engine, secrets: Mapping[str, str] | None = None) -> None:
+    def __init__(self, engine: Engine, secrets: Mapping[str, str] | None = None, *, rehearse: bool = False) -> None:
         """``secrets``: the workers' (``STEPWISE_SECRETS``), which a retry's patch may not carry."""
         self.engine = engine
         self.secrets: Mapping[str, str] = secrets or {}
+        self._rehearse = rehearse
+
+    def rehearsal(self) -> TaskService:
+        """The same service whose actions run every check and change in their transition, then roll it
+        back: each returns what it would have (a bulk action's dry run), and nothing is written."""
+        return TaskService(self.engine, self.secrets, rehearse=True)
 
     async def _instance_id(self, task_id: str) -> str:
         """The task's instance: as this process knows it (``engine.task_homes``), else read."""
@@ -61,9 +84,15 @@ class TaskService:
                 raise NotFoundError(f"no task {task_id}")
             # Not read back: a read after the action's deferred writes would need a transaction
             # (engine.storage.deferred), and the transition knows what it made of the task.
-            return await action(transition, task), transition.as_left(task)
+            outcome = await action(transition, task), transition.as_left(task)
+            if self._rehearse:
+                raise _Rehearsed(outcome)
+            return outcome
 
-        (result, after), _ = await self.engine.transition(instance_id, user.id, run)
+        try:
+            (result, after), _ = await self.engine.transition(instance_id, user.id, run)
+        except _Rehearsed as rehearsed:
+            result, after = rehearsed.outcome
         return result, after
 
     # -- ownership -------------------------------------------------------------------------
@@ -157,6 +186,8 @@ class TaskService:
             task = await self._prepare(transition, task, user, expected_revision)
             if task.schema_type == APPROVAL_SCHEMA_TYPE:
                 raise InvalidStateError("an approval task is completed with approveTask or rejectTask")
+            if action_approvals.is_action_approval(task):
+                raise InvalidStateError("an action approval is completed with decideActionApproval")
             node = transition.definition.node(task.node_id)
             if task.schema_type == DOCUMENT_UPLOAD_SCHEMA_TYPE:
                 output = await self._documents_output(transition, task)
@@ -177,6 +208,8 @@ class TaskService:
         check_json_size(values, "values", self.engine.max_json_bytes)
 
         async def decide(transition: Transition, task: Task) -> None:
+            if action_approvals.is_action_approval(task):  # its arguments and the service-account rule
+                raise InvalidStateError("an action approval is decided with decideActionApproval")
             if policies.has_approval_policy(task):
                 await self._decide_by_policy(transition, task, user, decision, comment, values, expected_revision)
                 return
@@ -192,6 +225,43 @@ class TaskService:
             await transition.complete(task, output)
 
         return (await self._on_task(user, task_id, decide))[1]
+
+    async def decide_action(
+        self, user: User, task_id: str, decision: ActionDecision, arguments: Any, feedback: str | None,
+        expected_revision: int | None = None,
+    ) -> Task:  # fmt: skip
+        """A person's decision on an action approval (engine.tasks.action_approvals): its outcome, with
+        edited arguments checked against the action's schema, completes the task."""
+        check_json_size(arguments, "arguments", self.engine.max_json_bytes)
+
+        async def decide(transition: Transition, task: Task) -> None:
+            if not action_approvals.is_action_approval(task):
+                raise InvalidStateError("only action approvals are decided with decideActionApproval")
+            _require_open_user_task(task)
+            if user.is_service:
+                raise ServiceAccountError("a service account asks for approvals; only a person decides them")
+            if policies.has_approval_policy(task):
+                await self._decide_action_by_policy(transition, task, user, decision, arguments, feedback,
+                                                    expected_revision)  # fmt: skip
+                return
+            task = await self._prepare(transition, task, user, expected_revision)
+            output = action_approvals.outcome(task, decision, arguments, feedback, user.id, transition.now)
+            task = await self._claim_if_unassigned(transition, task, user)
+            await transition.complete(task, output)
+
+        return (await self._on_task(user, task_id, decide))[1]
+
+    async def _decide_action_by_policy(
+        self, transition: Transition, task: Task, user: User, decision: ActionDecision, arguments: Any,
+        feedback: str | None, expected_revision: int | None,
+    ) -> None:  # fmt: skip
+        """Under an approval policy each approver approves or rejects the action as proposed: the policy
+        counts their decisions, so no single one of them may change what the others approved."""
+        if decision not in (ActionDecision.APPROVED, ActionDecision.REJECTED):
+            raise InvalidStateError(f"under an approval policy an action is approved or rejected as proposed, "
+                                    f"not {decision.value}")  # fmt: skip
+        action_approvals.outcome(task, decision, arguments, feedback, user.id, transition.now)  # its checks
+        await self._decide_by_policy(transition, task, user, decision.value, feedback, None, expected_revision)
 
     async def _decide_by_policy(
         self, transition: Transition, task: Task, user: User, decision: str, comment: str | None, values: Any,
@@ -216,6 +286,8 @@ class TaskService:
         settled = policies.record_decision(task, user.id, decision, comment, at, clean)
         if settled.outcome is not None:
             output = policies.settled_output(settled.policy, settled.outcome, at)
+            if action_approvals.is_action_approval(task):
+                output = action_approvals.settled_by_policy(task, output)
             await transition.complete(task, output, policy=settled.policy)
         elif settled.next_level is not None:
             level = await transition.policy_level(settled.policy, settled.next_level)

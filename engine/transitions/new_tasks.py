@@ -54,6 +54,8 @@ def due_time(
         return calendars.after(now, node.due_in)
     if node.due_at:
         text = render_text(node.due_at, variables())
+        if not text:  # a template over data that sets no due date (requestApproval without dueIn)
+            return None
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.definitions.escalations import EscalationAction, EscalationStep
+from engine.definitions.escalations import EscalationAction, EscalationStep, EscalationTarget
 from engine.definitions.forms import validate_values
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node
 from engine.errors import ConflictError, ExecutionFailedError, StepwiseError
@@ -128,9 +128,11 @@ class Escalator:
         """Do the step in ``transition``; what it did, for the step's ``detail``."""
         data: dict[str, Any] = {"step": index, "action": step.action.value}
         if step.action is EscalationAction.REMIND:
-            recipients = await self._recipients(transition, task)
+            recipients = await (self._named(transition, step.to) if step.to else self._recipients(transition, task))
             emails = sorted({user.email for user in recipients if user.email})
             data["recipients"] = [user.id for user in recipients]
+            if step.to is not None:
+                data["to"] = step.to.to_json()
             await transition.record(TaskEventKind.REMINDED, task, data)
             return {**data, "emails": emails if self.context.smtp_url else []}
         if step.action is EscalationAction.REASSIGN:
@@ -166,6 +168,21 @@ class Escalator:
             return {"decision": outcome["decision"], "comment": outcome.get("comment"), "values": values,
                     "decidedBy": DECIDED_BY, "decidedAt": now.isoformat()}  # fmt: skip
         return validate_values(node.form, outcome, partial=False) if node.form else outcome
+
+    @staticmethod
+    async def _named(transition: Transition, to: EscalationTarget) -> list[User]:
+        """Whom a ``remind`` step with ``to`` tells: that user, or the role's holders or the group's members."""
+        directory = DirectoryRepository(transition.connection)
+        if to.user is not None:
+            ids = [to.user]
+        else:
+            ids = (
+                await directory.members(role=to.role)
+                if to.role is not None
+                else await directory.members(group=to.group)
+            )
+        found = await directory.get_users(ids[:MAX_RECIPIENTS])
+        return [found[user_id] for user_id in sorted(found)]
 
     @staticmethod
     async def _recipients(transition: Transition, task: Task) -> list[User]:
@@ -227,6 +244,8 @@ def _policy_refusal(task: Task, user_id: str | None) -> str | None:
     its excluded users out of an assignment."""
     if policies.has_approval_policy(task):
         return "a task with an approval policy is decided by its approvers, not reassigned"
+    if task.delegated_to is not None:
+        return f"the task is delegated to {task.delegated_to} until they resolve it"
     rule = policies.excluded_by(task, user_id) if user_id is not None else None
     if rule is not None:
         return f"separation of duties excludes {user_id} ({rule})"

@@ -16,9 +16,11 @@ from __future__ import annotations
 import html
 import logging
 from datetime import datetime, timedelta
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node
@@ -91,7 +93,7 @@ class EmailNotifier:
                     .where(event_cursors.c.name == CURSOR, event_cursors.c.position == read_from)
                     .values(position=read_through)
                 )
-                if result.rowcount == 0 and read_from == 0:  # type: ignore[attr-defined]  # an UPDATE's result
+                if cast(CursorResult[Any], result).rowcount == 0 and read_from == 0:  # an UPDATE's result
                     await session.execute(insert(event_cursors).values(name=CURSOR, position=read_through))
         except IntegrityError:
             pass  # another worker stored the first position at the same moment

@@ -50,6 +50,8 @@ USER_AGENT = "Stepwise-Webhooks/1"
 # The answer's body is never read; the cap only bounds what the transport would buffer.
 MAX_ANSWER_BYTES = 1 << 20
 MAX_ERROR_LENGTH = 1000
+PURGE_EVERY = timedelta(minutes=1)
+KEPT_ALIVE = 20  # the connections httpx keeps open between requests (engine.workers.hostpolicy's pool)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class DeliveryPolicy:
     max_retry: timedelta = timedelta(hours=1)
     timeout: float = 10.0
     lease: timedelta = timedelta(seconds=60)
+    log_retention: timedelta = timedelta(days=30)
+    """How long a delivered or given-up delivery stays in the log (and can be redelivered)."""
 
     def delay_after(self, failed_attempts: int) -> timedelta:
         doubled: timedelta = self.first_retry * (2 ** max(failed_attempts - 1, 0))
@@ -103,12 +107,17 @@ class WebhookDispatcher:
         *,
         batch: int = 200,
         queue_batch: int = 500,
+        concurrency: int = KEPT_ALIVE,
     ) -> None:
         self.db, self.clock, self.worker_id = db, clock, worker_id
         self.policy = policy or DeliveryPolicy()
         self.batch, self.queue_batch = batch, queue_batch
         self.http = task_http_client(host_policy, MAX_ANSWER_BYTES)
+        # As many requests at once as the client keeps connections alive for: more would open (and close)
+        # a connection per request beyond them, which took most of a round's time (bench.webhook_delivery).
+        self._sending = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        self._last_purge: datetime | None = None
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -117,8 +126,18 @@ class WebhookDispatcher:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """Queue what is new, then send one batch of due deliveries; returns how many were queued and sent."""
+        """Queue what is new, then send one batch of due deliveries; returns how many were queued and sent.
+        Once a minute it also deletes what the log no longer keeps."""
+        await self.purge_if_due()
         return await self.queue_new_events() + await self.deliver_due()
+
+    async def purge_if_due(self) -> int:
+        now = self.clock.now()
+        if self._last_purge is not None and now - self._last_purge < PURGE_EVERY:
+            return 0
+        self._last_purge = now
+        async with self.db.transaction() as session:
+            return await WebhookRepository(session).purge_settled(now - self.policy.log_retention)
 
     async def run_until_idle(self, max_rounds: int = 100) -> int:
         total = 0
@@ -198,16 +217,18 @@ class WebhookDispatcher:
             return 0
         outcomes = await asyncio.gather(*(self._send(delivery, webhook) for delivery, webhook in claimed))
         async with self.db.transaction() as session:
-            repository = WebhookRepository(session)
-            for (delivery, _), (attempt, values) in zip(claimed, outcomes, strict=True):
-                number = await repository.next_attempt_number(delivery.id)
-                attempt = WebhookAttempt(number, attempt.started_at, attempt.finished_at, attempt.status_code,
-                                         attempt.error)  # fmt: skip
-                if not await repository.record_attempt(delivery, self.worker_id, attempt, values):
-                    log.info("webhook delivery %s: lease lost; this attempt's outcome is dropped", delivery.id)
+            lost = await WebhookRepository(session).record_attempts(
+                self.worker_id, [(delivery, *outcome) for (delivery, _), outcome in zip(claimed, outcomes, strict=True)]
+            )
+        for delivery_id in lost:
+            log.info("webhook delivery %s: lease lost; this attempt's outcome is dropped", delivery_id)
         return len(claimed)
 
     async def _send(self, delivery: WebhookDelivery, webhook: Webhook) -> tuple[WebhookAttempt, Mapping[str, Any]]:
+        async with self._sending:
+            return await self._send_now(delivery, webhook)
+
+    async def _send_now(self, delivery: WebhookDelivery, webhook: Webhook) -> tuple[WebhookAttempt, Mapping[str, Any]]:
         started = self.clock.now()
         body = orjson.dumps(delivery.payload, option=orjson.OPT_SORT_KEYS)
         headers = {

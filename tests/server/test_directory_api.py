@@ -12,11 +12,13 @@ import pytest
 from starlette.applications import Starlette
 
 from engine.clock import ManualClock
+from engine.transitions.engine import Engine
 from server.app import create_app
-from server.auth import decode_token
+from server.auth import decode_token, issue_token
 from server.demo import DEMO_USERS, load_demo
 from server.settings import Settings
 from tests.server.conftest import GraphQL
+from tests.server.live import TRANSPORT_WS, Feed, serving
 
 DIRECTORY = sorted(user.id for user in DEMO_USERS)
 SIGN_IN = """mutation($id: ID!) { devSignIn(input: {userId: $id}) {
@@ -78,8 +80,16 @@ async def test_users_lists_the_directory_for_supervisors_only(gql: GraphQL) -> N
     assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
-async def test_the_task_event_cursor_resumes_from_what_the_server_has_read(gql: GraphQL) -> None:
-    body = await gql("{ taskEventCursor }", user="alice")
-    cursor = body["data"]["taskEventCursor"]
-    assert isinstance(cursor, str) and cursor
+async def test_the_task_event_cursor_resumes_from_what_the_server_has_read(
+    gql: GraphQL, app: Starlette, app_engine: Engine, settings: Settings
+) -> None:
+    """A page reads the cursor, then its data, then subscribes after the cursor: what committed in between
+    (here: the instance started before the subscription) is replayed, not lost."""
+    cursor = (await gql("{ taskEventCursor }", user="alice"))["data"]["taskEventCursor"]
+    instance = await app_engine.start("expense_approval", {"entityName": "Lunch"}, "alice")
+    query = "subscription($after: String) { taskEvents(after: $after) { kind task { workflowInstance { id } } } }"
+    async with serving(app) as url:
+        async with Feed(url, issue_token(settings, "alice"), TRANSPORT_WS, query, {"after": cursor}) as feed:
+            [created] = await feed.events(1)
+    assert created == {"kind": "CREATED", "task": {"workflowInstance": {"id": instance.id}}}
     assert (await gql("{ taskEventCursor }"))["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"

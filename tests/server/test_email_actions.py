@@ -26,7 +26,9 @@ from engine.clock import ManualClock
 from engine.storage.models import email_action_uses, task_events
 from engine.storage.tasks import TaskRepository
 from engine.workers.executor import SystemTaskContext
+from server.app import create_app
 from server.auth import issue_token
+from server.demo import load_demo
 from server.settings import Settings
 from tests.workers.support import free_port
 
@@ -278,3 +280,20 @@ async def test_without_notify_nobody_is_mailed_and_notify_is_checked_at_deploy(s
         with pytest.raises(DefinitionError) as refused:
             await scene.engine.deploy({"key": "bad_notify", "start": "n", "nodes": [node]})
         assert any(problem.field.endswith(field) for problem in refused.value.field_errors), refused.value.field_errors
+
+
+async def test_the_servers_worker_sends_the_message_on_its_own(
+    settings: Settings, mailbox: Mailbox, clock: ManualClock
+) -> None:
+    """``stepwise serve``'s embedded worker (``server.workers.running_worker``) runs the notifier."""
+    app = create_app(replace(settings, embedded_worker=True, worker_poll_seconds=0.05), clock=clock)
+    async with app.router.lifespan_context(app):
+        await load_demo(app.state.engine)
+        await app.state.engine.deploy(approval("mail_embedded"), deployed_by="dana")
+        await app.state.engine.start("mail_embedded", {"n": 7}, "alice")
+        for _ in range(400):
+            if mailbox.messages():
+                break
+            await asyncio.sleep(0.025)
+    [message] = mailbox.messages()
+    assert message["To"] == "bob@example.com" and message["Subject"] == "Waiting for you: Approve order 7"

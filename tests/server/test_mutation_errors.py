@@ -69,6 +69,11 @@ READ_ONLY = "a look-up of one user writes nothing"
 # A webhook is a row written outside any workflow: it has no state. (Conflict: an idempotency key reused.)
 WEBHOOKS_NEVER: dict[type[StepwiseError], str] = {InvalidStateError: "a webhook has no state"}
 
+# A bulk action answers each item's error in that item; the mutation itself refuses only a bad list.
+PER_ITEM: dict[type[StepwiseError], str] = {
+    kind: "an item's error is answered in its item"
+    for kind in (NotFoundError, ForbiddenError, ConflictError, ConcurrentUpdateError, InvalidStateError)
+}
 MUTATIONS = [
     Mutation("saveTaskProgress", "tasks", "save_progress", {"taskId": "t", "values": {}}),
     Mutation("submitTask", "tasks", "submit", {"taskId": "t"}),
@@ -88,6 +93,9 @@ MUTATIONS = [
     Mutation("correlate", "workflows", "correlate", {"definitionKey": "d", "correlationKey": "c", "nodeId": "n"}),
     Mutation("deployWorkflowDefinition", "workflows", "deploy", {"definition": {}},
              cannot_raise={NotFoundError: "a deploy looks nothing up", InvalidStateError: "a deploy has no state"}),
+    *(Mutation(name, "bulk", method, {"taskIds": ["t"], **extra}, cannot_raise=PER_ITEM)
+      for name, method, extra in (("claimTasks", "claim", {}), ("assignTasks", "assign", {"userId": "bob"}),
+                                  ("decideTasks", "decide", {"decision": "APPROVED"}))),
     Mutation("uploadTaskDocuments", "documents", "upload", {"taskId": "t", "requirementKey": "r", "files": []},
              answers_instead={"Conflict": "InvalidState"}),  # the task changed under the upload: its state
     Mutation("createWebhook", "webhooks", "create", {"url": "https://93.184.215.14/hook"},
@@ -102,6 +110,10 @@ MUTATIONS = [
                            ConcurrentUpdateError: READ_ONLY, InvalidStateError: READ_ONLY}),
     Mutation("redeliverWebhook", "webhooks", "redeliver", {"deliveryId": "d"},
              cannot_raise={ValidationError: "an id is all it takes", **WEBHOOKS_NEVER}),
+    Mutation("requestApproval", "approval_requests", "request",
+             {"action": "refund", "arguments": {}, "assignTo": {"role": "approver"}},
+             cannot_raise={NotFoundError: "a new request looks nothing up", InvalidStateError: "it has no state yet"}),
+    Mutation("decideActionApproval", "tasks", "decide_action", {"taskId": "t", "decision": "APPROVED"}),
 ]  # fmt: skip
 
 

@@ -18,8 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from engine import HostPolicy, User, WebhookDispatcher, WebhookFilter, WebhookService
+from engine.storage.models import Base
 from engine.transitions.engine import Engine
 from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
@@ -57,11 +59,17 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "retry a failed system task": (OK, FORBIDDEN, NA, NA, FORBIDDEN, HIDDEN),
     "delegate": (FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, FORBIDDEN, HIDDEN),
     "resolve a delegated task": (FORBIDDEN, FORBIDDEN, FORBIDDEN, OK, FORBIDDEN, HIDDEN),
+    "claim many (claimTasks)": (OK, OK, HOLDS, OK, FORBIDDEN, HIDDEN),
+    "assign many to someone else (assignTasks)": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, HIDDEN),
+    "approve or reject many (decideTasks)": WORK,
     "list the users": (OK, OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "sign in as another user (devSignIn)": (FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "manage webhooks": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "read webhooks and their delivery logs": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
     "redeliver a webhook delivery": (OK, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN),
+    "decide an action approval": WORK,
+    "request approval for an action": (OK, OK, OK, OK, OK, OK),
+    "await an action approval's decision": (OK, OK, OK, OK, OK, HIDDEN),
 }
 
 DEFINITIONS = {
@@ -73,6 +81,9 @@ DEFINITIONS = {
     "upload": {"key": "matrix_upload", "start": "papers", "nodes": [
         {"id": "papers", "type": "userTask", "schemaType": "userTask.documentUpload", "assignToRole": "approver",
          "documents": [{"key": "scan", "label": "Scan", "accept": ["application/pdf"]}]}]},
+    "action": {"key": "matrix_action", "start": "act", "nodes": [
+        {"id": "act", "type": "userTask", "schemaType": "userTask.actionApproval", "assignToRole": "approver",
+         "config": {"action": "refund", "arguments": {"amount": 5}}}]},
     # Nothing listens on port 9 (discard): the one attempt fails at once, and the task is FAILED.
     "system": {"key": "matrix_system", "start": "call", "nodes": [
         {"id": "call", "type": "http", "config": {"method": "GET", "url": "http://127.0.0.1:9/"},
@@ -81,7 +92,7 @@ DEFINITIONS = {
 PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n%%EOF\n"
 SUCCESSES = {"TaskSuccess", "TaskMessageSuccess", "DocumentsSuccess", "WorkflowSuccess", "StartWorkflowSuccess",
              "DeploySuccess", "DevSignInSuccess", "WebhookSecretSuccess", "WebhookList",
-             "WebhookDeliverySuccess"}  # fmt: skip
+             "WebhookDeliverySuccess", "RequestApprovalSuccess", "AwaitDecisionSuccess"}  # fmt: skip
 OUTCOMES = {"Forbidden": FORBIDDEN, "NotFound": HIDDEN, "InvalidState": HOLDS}
 
 UPLOAD = """mutation($id: ID!, $files: [Upload!]!) {
@@ -379,6 +390,60 @@ async def redeliver_webhook(scene: Scene) -> str:
     return await scene.run("redeliverWebhook", query, id=delivery.id)
 
 
+async def decide_action(scene: Scene) -> str:
+    await scene.start("action")
+    query = f"""mutation($id: ID!) {{ decideActionApproval(input: {{taskId: $id, decision: APPROVED}})
+      {TASK_RESULT} }}"""
+    return await scene.run("decideActionApproval", query, id=scene.task_id)
+
+
+async def request_approval(scene: Scene) -> str:
+    query = """mutation { requestApproval(input: {action: "refund", arguments: {amount: 5},
+      assignTo: {role: "approver"}}) { __typename ... on Error { message } } }"""
+    return await scene.run("requestApproval", query)
+
+
+async def await_decision(scene: Scene) -> str:
+    await scene.start("action")
+    query = """query($id: ID!) { awaitDecision(taskId: $id, timeoutSeconds: 0) {
+      __typename ... on AwaitDecisionSuccess { status } ... on Error { message } } }"""
+    return await scene.run("awaitDecision", query, id=scene.task_id)
+
+
+async def database(scene: Scene) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to compare before and after a refusal (events numbered first: a
+    numbering round after the last commit is not a write of the action's)."""
+    await scene.engine.sequencer.idle()
+    async with scene.engine.db.read() as session:
+        return {
+            table.name: sorted(map(tuple, (await session.execute(select(table))).all()), key=repr)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def bulk(field: str, kind: str, arguments: str) -> Callable[[Scene], Awaitable[str]]:
+    """The bulk mutation on the cell's one task: its item answers as the single mutation would, and a
+    refused item (as a dry run, always) leaves every table as it was."""
+
+    async def action(scene: Scene) -> str:
+        await scene.start(kind)
+        query = f"""mutation($ids: [ID!]!, $dry: Boolean!) {{
+          {field}(input: {{taskIds: $ids, dryRun: $dry{arguments}}}) {{ __typename
+            ... on BulkTasksSuccess {{ succeeded failed items {{ taskId result {TASK_RESULT} }} }} }} }}"""
+        before = await database(scene)
+        rehearsed = await scene.gql(query, user=scene.actor, ids=[scene.task_id], dry=True)
+        assert await database(scene) == before, "a dry run wrote something"
+        body = await scene.gql(query, user=scene.actor, ids=[scene.task_id], dry=False)
+        [item] = body["data"][field]["items"]
+        result = outcome(item["result"]["__typename"])
+        assert result == outcome(rehearsed["data"][field]["items"][0]["result"]["__typename"]), (body, rehearsed)
+        if result != OK:
+            assert await database(scene) == before, f"the refused {field} changed the database"
+        return result
+
+    return action
+
+
 ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "see a task, its messages and documents": see,
     "read a task's and its instance's history": history,
@@ -405,6 +470,12 @@ ACTIONS: dict[str, Callable[[Scene], Awaitable[str]]] = {
     "manage webhooks": manage_webhooks,
     "read webhooks and their delivery logs": read_webhooks,
     "redeliver a webhook delivery": redeliver_webhook,
+    "decide an action approval": decide_action,
+    "request approval for an action": request_approval,
+    "await an action approval's decision": await_decision,
+    "claim many (claimTasks)": bulk("claimTasks", "form", ""),
+    "assign many to someone else (assignTasks)": bulk("assignTasks", "form", ', userId: "bob"'),
+    "approve or reject many (decideTasks)": bulk("decideTasks", "approval", ", decision: APPROVED"),
 }
 CELLS = [(action, role, MATRIX[action][i]) for action in MATRIX for i, role in enumerate(ROLES)]
 

@@ -348,3 +348,13 @@ async def start(engine: Engine, definition: dict[str, Any], name: str, user: str
     await engine.deploy(definition, deployed_by="dana")
     instance = await engine.start(str(definition["key"]), {"entityName": name}, user)
     return instance.id
+
+
+UPLOADS = step_of(
+    {"id": "papers", "type": "userTask", "schemaType": "userTask.documentUpload", "name": "Papers",
+     "title": "Send the papers for {{ entityName }}", "assignToRole": "requester",
+     "documents": [{"key": "contract", "label": "Signed contract", "accept": ["application/pdf"], "maxFiles": 1,
+                    "maxBytes": 2048},
+                   {"key": "photos", "label": "Photos", "accept": ["image/*"], "minFiles": 1, "maxFiles": 2}]},
+    key="web_uploads",
+)  # fmt: skip

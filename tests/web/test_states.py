@@ -3,12 +3,20 @@ the server down; filters, sort, paging and totals; the keyboard (focus kept in t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from playwright.async_api import Browser, expect
 
 from engine.transitions.engine import Engine
-from tests.web.conftest import APPROVAL, FORM, Server, start, token
+from tests.web.conftest import APPROVAL, FORM, Server, start, step_of, token
+
+URGENT = step_of(
+    {"id": "hurry", "type": "userTask", "schemaType": "userTask.form", "name": "Hurry",
+     "title": "Hurry: {{ entityName }}", "assignToRole": "requester", "priority": "urgent", "dueIn": "PT1S",
+     "form": {"fields": [{"key": "done", "type": "checkbox", "label": "Done"}]}},
+    key="web_urgent",
+)  # fmt: skip
 
 
 async def test_a_refused_token_brings_back_the_sign_in_with_a_message(
@@ -84,7 +92,16 @@ async def test_inbox_filters_sort_paging_and_totals(server: Server, sign_in: Any
     await expect(page.locator("[data-state=empty]")).to_be_visible()
     await page.get_by_label("Type").select_option("")
     await page.get_by_label("Due").select_option("overdue")
-    await expect(page.locator("[data-state=empty]")).to_be_visible()  # none is due yet
+    await expect(page.locator("[data-state=empty]")).to_be_visible()  # none is overdue yet
+    await start(engine, URGENT, "the deadline")  # due one second after it is created
+    await page.get_by_label("Due").select_option("week")
+    late = page.get_by_test_id("task-row").filter(has_text="Hurry: the deadline")
+    await expect(late.get_by_test_id("priority")).to_have_text("urgent")
+    await asyncio.sleep(1.5)
+    await page.get_by_label("Due").select_option("overdue")
+    await expect(rows).to_have_count(1)
+    await expect(late.get_by_test_id("overdue")).to_contain_text("Overdue")
+    await carol.shot("overdue")
     await page.get_by_label("Due").select_option("")
     await page.get_by_label("Assigned to me").check()
     await expect(page.locator("[data-state=empty]")).to_be_visible()

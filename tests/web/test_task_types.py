@@ -4,12 +4,13 @@ assigning, and a refusal shown; an admin retrying a failed system task, its secr
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from playwright.async_api import expect
 
 from engine.transitions.engine import Engine
-from tests.web.conftest import APPROVAL, FAILING, FORM, PARTNER_KEY, Server, graphql, start
+from tests.web.conftest import APPROVAL, FAILING, FORM, PARTNER_KEY, UPLOADS, Server, graphql, start
 
 
 async def first_task(server: Server, instance_id: str, user: str = "dana") -> dict[str, Any]:
@@ -137,3 +138,50 @@ async def test_an_admin_retries_a_failed_system_task(server: Server, sign_in: An
     for person in (dana, carol):
         await expect(person.page.get_by_test_id("system-details").get_by_test_id("attempt")).to_have_count(2)
     await expect(carol.page.get_by_test_id("toast").filter(has_text="Dana Diaz retried").first).to_be_visible()
+
+
+PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n%%EOF\n"
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000") + b"\0" * 32
+
+DROP = """async ([selector, files]) => {
+  const transfer = new DataTransfer();
+  for (const [name, type, base64] of files) {
+    transfer.items.add(new File([Uint8Array.from(atob(base64), (c) => c.charCodeAt(0))], name, {type}));
+  }
+  document.querySelector(selector).dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+}"""
+
+
+async def test_documents_dropped_checked_before_and_after_upload(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    task = await first_task(server, await start(engine, UPLOADS, "the flat"))
+    alice = await sign_in("alice", server)
+    await alice.goto(f"/app/steps/{task['step']['id']}?task={task['id']}")
+    dialog = alice.page.get_by_role("dialog")
+    met = dialog.get_by_test_id("requirements-met")
+    await expect(met).to_have_text("0/2 requirements met")
+
+    def files(*items: tuple[str, str, bytes]) -> list[list[str]]:
+        return [[name, kind, base64.b64encode(body).decode()] for name, kind, body in items]
+
+    # Refused in the page, before any upload: too large, and not an accepted type.
+    big = ("scan.pdf", "application/pdf", PDF + b"\0" * 4096)
+    await alice.page.evaluate(DROP, ["[data-testid=dropzone-contract]", files(big)])
+    await expect(dialog.get_by_text("scan.pdf: larger than 2.0 KB")).to_be_visible()
+    await alice.page.evaluate(DROP, ["[data-testid=dropzone-photos]", files(("notes.txt", "text/plain", b"hi"))])
+    await expect(dialog.get_by_text("notes.txt: not an accepted type")).to_be_visible()
+    # Refused by the server after the upload: it looks at the bytes, not at the name or the declared type.
+    await alice.page.evaluate(DROP, ["[data-testid=dropzone-contract]", files(("fake.pdf", "application/pdf", b"hi"))])
+    await expect(dialog.get_by_role("alert").filter(has_text="fake.pdf")).to_contain_text("accepts")
+    await expect(met).to_have_text("0/2 requirements met")
+
+    await alice.page.evaluate(
+        DROP, ["[data-testid=dropzone-contract]", files(("contract.pdf", "application/pdf", PDF))]
+    )
+    await expect(met).to_have_text("1/2 requirements met")
+    await alice.page.evaluate(DROP, ["[data-testid=dropzone-photos]", files(("a.png", "image/png", PNG))])
+    await expect(met).to_have_text("2/2 requirements met")
+    await expect(dialog.locator("[data-requirement=photos] progress")).to_have_attribute("value", "1")
+    await alice.shot("documents")
+    await dialog.get_by_role("button", name="Submit").click()
+    await expect(dialog.get_by_test_id("readonly")).to_contain_text("contract.pdf")
+    await expect(dialog.get_by_test_id("readonly")).to_contain_text("a.png")

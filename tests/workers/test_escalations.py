@@ -211,3 +211,21 @@ async def test_two_workers_racing_for_the_same_step_fire_it_once(
         assert kinds[TaskEventKind.REMINDED] == 1 and kinds[TaskEventKind.ESCALATED] == 1, kinds
         assert (await the_task(db, instance.id)).assigned_user_id == "carol"
     assert len({message_id for message_id, _ in sent_to(mailbox, domain)}) == len(instances)
+
+
+async def test_a_reminder_to_a_role_tells_them_and_leaves_the_task_where_it_is(
+    engine: Engine, clock: ManualClock, worker: Worker, db: Database, mailbox: Mailbox
+) -> None:
+    domain = f"manager-{uuid4().hex[:8]}.test"
+    await seed_people(db, clock, domain)
+    await engine.deploy(review([remind(business("P1D"), role="manager")], key="told").build())
+    instance = await engine.start("told", {"item": "x"}, "alice")  # Monday 09:00: due Tuesday 09:00
+
+    clock.advance(timedelta(days=1))
+    await worker.run_until_idle()
+
+    task = await the_task(db, instance.id)
+    assert (task.assigned_role, task.status) == ("approver", TaskStatus.PENDING)
+    assert [recipients for _, recipients in sent_to(mailbox, domain)] == [[f"carol@{domain}"]]
+    [(kind, data)] = [(k, d) for k, d in await events_of(db, instance.id) if k == TaskEventKind.REMINDED]
+    assert data is not None and data["recipients"] == ["carol"]
