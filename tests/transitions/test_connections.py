@@ -1,4 +1,4 @@
-"""How many pooled connections a transition holds at once: one. Work that holds a connection and waits
+"""How many pooled connections a transition (or the email notifier) holds at once: one. Work that holds a connection and waits
 for a second one beside it waits for ever once every connection is held by work doing the same (a
 hundred duplicate submits on a fresh server process did: every one held its transition's connection
 and waited for another to read the instance's definition, until the pool's 30 s timeout)."""
@@ -15,7 +15,10 @@ from engine.catalog import default_registry
 from engine.clock import ManualClock
 from engine.state import InstanceStatus
 from engine.storage.database import Database
+from engine.tasks.email_actions import EmailActionTokens
 from engine.transitions.engine import Engine
+from engine.workers.executor import SystemTaskContext
+from engine.workers.notifications import EmailNotifier
 from tests.transitions.test_durability import approval_then_archive
 
 
@@ -64,3 +67,22 @@ async def test_a_transition_on_a_process_that_never_read_the_definition_holds_on
     assert connections.peak == 1, "the definition is read on the transition's own connection"
     assert signalled.revision > instance.revision  # the approval completed: the archive task waits
     assert signalled.status is InstanceStatus.WAITING_FOR_SIGNAL
+
+
+async def test_the_notifier_on_a_process_that_never_read_the_definition_holds_one_connection(
+    engine: Engine, database_url: str
+) -> None:
+    await engine.deploy(approval_then_archive())
+    await engine.start("approval", {}, "alice")  # its task's CREATED is an event the notifier reads
+    await engine.sequencer.idle()
+
+    fresh = Database(database_url)
+    try:
+        cold = Engine(fresh, default_registry(), clock=ManualClock())
+        tokens = EmailActionTokens(cold, "a-secret-key-of-at-least-thirty-two-bytes")
+        async with SystemTaskContext(clock=cold.clock) as context, counting(fresh) as connections:
+            sent = await EmailNotifier(cold, context, tokens, "http://127.0.0.1:9").run_once()
+    finally:
+        await fresh.dispose()
+    assert sent == 0  # the node asks for no email: the definition was read to learn that
+    assert connections.peak == 1, "the definition is read on the notifier's own connection"
