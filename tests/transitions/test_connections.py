@@ -1,7 +1,9 @@
-"""How many pooled connections a transition (or the email notifier) holds at once: one. Work that holds a connection and waits
-for a second one beside it waits for ever once every connection is held by work doing the same (a
-hundred duplicate submits on a fresh server process did: every one held its transition's connection
-and waited for another to read the instance's definition, until the pool's 30 s timeout)."""
+"""How many pooled connections a transition (or the email notifier) holds at once: one.
+
+Work that holds a connection and waits for a second one beside it waits for ever once every
+connection is held by work doing the same (a hundred duplicate submits on a fresh server process
+did: every one held its transition's connection and waited for another to read the instance's
+definition, until the pool's 30 s timeout)."""
 
 from __future__ import annotations
 
