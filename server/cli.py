@@ -34,7 +34,7 @@ from engine import (
 )
 from schema.schema import build_schema
 from server.auth import issue_token
-from server.demo import load_demo
+from server.demo import load_demo, load_demo_requests
 from server.logs import configure_logging
 from server.settings import Settings
 from server.tracing import instrument_database, tracer_provider_for
@@ -157,7 +157,11 @@ def demo() -> None:
 @demo.command("load")
 def demo_load() -> None:
     """Create the demo users and definitions (idempotent)."""
-    changes = _with_engine(load_demo)
+
+    async def load(engine: Engine) -> list[str]:
+        return [*await load_demo(engine), *await load_demo_requests(engine)]
+
+    changes = _with_engine(load)
     click.echo("\n".join(f"created {line}" for line in changes) if changes else "demo already loaded: nothing to do")
 
 
