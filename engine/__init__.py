@@ -80,6 +80,7 @@ from engine.storage.inbox import (
 )
 from engine.storage.instances import InstanceRepository
 from engine.storage.migrations import current_revision, head_revision, upgrade
+from engine.storage.outages import database_unavailable
 from engine.storage.task_events import HistoryPage, encode_history_cursor
 from engine.storage.tasks import TaskRepository
 from engine.tasks import permissions, policies
@@ -153,7 +154,7 @@ __all__ = [
     "StepwiseError", "AuthenticationError", "NotFoundError", "ForbiddenError", "ConflictError",
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
     "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
-    "SeparationOfDutiesError", "ServiceAccountError",
+    "SeparationOfDutiesError", "ServiceAccountError", "database_unavailable",
     # action approvals (issue #25)
     "ActionDecision", "ApprovalRequest", "ApprovalRequestService", "AwaitedDecision", "MAX_WAIT_SECONDS",
     "REQUEST_DEFINITION_KEY", "SERVICE_ROLE",

@@ -125,6 +125,10 @@ class IdempotencyKeys:
             raise _reused(guard.request) from error
         return decode_result(stored.response)
 
+    async def stored(self, guard: Guard) -> bool:
+        """Whether ``guard``'s key is stored already (a write that lost a race may be its duplicate)."""
+        return await stored_key_of(self.db, guard.request) is not None
+
     async def guarded(self, guard: Guard | None, write: Callable[[], Awaitable[T]]) -> T:
         """``write`` (which inserts ``guard``'s row), answered from the stored row when it fails."""
         if guard is None:

@@ -45,7 +45,13 @@ from graphql import (
     get_named_type,
     is_leaf_type,
 )
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 
 from schema.library_internals import graphql_schema_of, requested_operation_name
 
@@ -75,12 +81,20 @@ def limit_error(code: str, message: str, limit: int, **more: object) -> GraphQLE
 
 
 def limit_extensions(limits: OperationLimits) -> list[Any]:
-    """The schema extensions (factories) that enforce ``limits``, in the order they must run."""
+    """The schema extensions (factories) that enforce ``limits``, in the order they must run.
+
+    The depth and alias rules are made once, here: each ``QueryDepthLimiter`` or ``MaxAliasesLimiter``
+    makes a new rule class, and ``ValidationCache`` is keyed by the rule classes, so limiters made per
+    request made every request validate its document again (``{ me { id } }`` 4.5 → 10.4 M
+    instructions, bench.instructions)."""
+    rules = [
+        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
+    ]
     return [
         lambda: CheckDocument(limits),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: QueryDepthLimiter(max_depth=limits.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        lambda: AddValidationRules(rules),
         lambda: CodeLimitErrors(),
     ]
 

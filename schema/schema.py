@@ -15,6 +15,7 @@ from engine import FastPaths
 from schema.context import Context
 from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
+from schema.failures import HideSchemaFromAnonymous, RefuseUnstorableText, StepwiseSchema, TypeOutages
 from schema.library_internals import graphql_schema_of
 from schema.limits import OperationLimits, limit_extensions
 from schema.loaders import DataLoaders
@@ -86,19 +87,25 @@ def build_schema(
     instruments: Sequence[Any] = (),
     fast_execution: bool | None = None,
     limits: OperationLimits | None = None,
+    anonymous_introspection: bool = True,
 ) -> strawberry.Schema:
     """``instruments``: the server's metrics and tracing extensions (factories), run around everything else.
     ``fast_execution``: the executor shortcut (:mod:`schema.execution`, ``STEPWISE_FAST_EXECUTION``; by
     default as that variable says); off, every field goes through its resolver. ``limits``: what one
-    operation may ask (schema.limits; the defaults when not given)."""
-    extensions: list[Any] = [*instruments, *limit_extensions(limits or OperationLimits()), ShareReadsPerQuery]
+    operation may ask (schema.limits; the defaults when not given). ``anonymous_introspection``: off, an
+    anonymous caller may not introspect nor read field suggestions (schema.failures)."""
+    extensions: list[Any] = [
+        *instruments, *limit_extensions(limits or OperationLimits()), RefuseUnstorableText, ShareReadsPerQuery,
+        *([] if anonymous_introspection else [HideSchemaFromAnonymous]),
+    ]  # fmt: skip
     if cache_documents:
         # Clients send the same few documents over and over; parsing and validating them again is most
         # of GraphQL's overhead on a small page (bench/graphql_overhead.py measures it, 1.4–2.1×).
         extensions += [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
     if mask_errors:
         extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
-    schema = strawberry.Schema(
+    extensions.append(TypeOutages)  # after MaskErrors, so it sees an outage before it is masked
+    schema = StepwiseSchema(
         query=RootQuery,
         mutation=Mutation,
         subscription=Subscription,

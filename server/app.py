@@ -81,7 +81,7 @@ def create_app(
     mailbox = Mailbox()
     if settings.dev and settings.smtp_url is None:
         settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
-    db = Database(settings.database_url, fast_paths=settings.fast_paths)
+    db = Database(settings.database_url, fast_paths=settings.fast_paths, pool_size=settings.db_pool_size)
     engine = Engine(
         db,
         default_registry(),
@@ -121,6 +121,7 @@ def create_app(
         instruments=instruments,
         fast_execution=settings.fast_paths.execution,
         limits=limits,
+        anonymous_introspection=settings.anonymous_introspection or settings.dev,
     )
     graphql = StepwiseGraphQL(schema, services, settings, events)
     shutdown = Shutdown()

@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine import AuthenticationError, DirectoryRepository, Engine, User
+from engine import AuthenticationError, DirectoryRepository, Engine, UnavailableError, User, database_unavailable
 from server.jwks import SigningKeys
 from server.settings import Settings
 
@@ -131,7 +131,12 @@ async def authenticate(
         return None
     claims = await decode_claims(settings, token)
     user_id = claims["sub"]
-    user = await (DirectoryRepository(session).get_user(user_id) if session is not None else engine.user(user_id))
+    try:
+        user = await (DirectoryRepository(session).get_user(user_id) if session is not None else engine.user(user_id))
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise UnavailableError("the database is not answering; try again shortly") from exc
+        raise
     if user is None:
         raise AuthenticationError("the bearer token's user is not in the directory")
     if claims.get(SERVICE_CLAIM) is True and not user.is_service:

@@ -47,7 +47,7 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
     settings = Settings.from_env()
 
     async def run() -> T:
-        db = Database(settings.database_url, fast_paths=settings.fast_paths)
+        db = Database(settings.database_url, fast_paths=settings.fast_paths, pool_size=settings.db_pool_size)
         try:
             return await work(
                 Engine(
@@ -105,7 +105,7 @@ def worker() -> None:
     settings = Settings.from_env()
 
     async def run() -> None:
-        db = Database(settings.database_url, fast_paths=settings.fast_paths)
+        db = Database(settings.database_url, fast_paths=settings.fast_paths, pool_size=settings.db_pool_size)
         engine = Engine(
             db,
             default_registry(),

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn, overload
+from typing import Any, overload
 
 import orjson
 import strawberry
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.file_uploads.utils import replace_placeholders_with_files
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -22,15 +25,9 @@ from server.auth import authenticate, issue_token
 from server.bodies import is_multipart
 from server.graphiql import graphiql_html
 from server.http_spec import GraphQLOverHTTP, Refusal
+from server.payloads import files_map_problem, read_json
 from server.rate_limits import ConnectionLimits
 from server.settings import Settings
-
-
-def _not_a_json_number(name: str) -> NoReturn:
-    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
-
-
-_STRICT_JSON = json.JSONDecoder(parse_constant=_not_a_json_number)  # built once, as json.loads's own
 
 
 class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
@@ -51,7 +48,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
     ) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql",
+            graphql_ide="graphiql" if settings.graphiql else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             multipart_uploads_enabled=True,
             # Legacy graphql-ws clients get "ka" messages; graphql-transport-ws clients ping and
@@ -89,11 +86,31 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
                 await request.close()
 
     def decode_json(self, data: str | bytes) -> object:
-        """JSON has no NaN or Infinity (RFC 8259), but Python's parser takes them: a request carrying
-        one is not JSON (400 over HTTP, a refused message over a WebSocket), rather than a value no
-        client can read back and PostgreSQL refuses to store."""
-        text = data if isinstance(data, str) else data.decode(json.detect_encoding(data), "surrogatepass")
-        return _STRICT_JSON.decode(text)
+        """Strictly (server.payloads): what is not JSON is 400 over HTTP, a refused message over a WebSocket."""
+        return read_json(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A request body, a GET's variables or a multipart part: each must be an object (or an array)."""
+        value = super().parse_json(data)
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "the request must be a JSON object")
+        return value
+
+    async def parse_multipart(self, request: AsyncHTTPRequestAdapter) -> dict[str, str]:
+        try:
+            form = await request.get_form_data()
+        except (ValueError, StarletteHTTPException) as exc:  # Starlette's own 400 would be plain text
+            raise HTTPException(400, "Unable to parse the multipart body") from exc
+        operations = form.form.get("operations", "{}")
+        files_map = form.form.get("map", "{}")
+        operations = self.parse_json(operations) if isinstance(operations, str | bytes) else operations
+        files_map = self.parse_json(files_map) if isinstance(files_map, str | bytes) else files_map
+        if (problem := files_map_problem(operations, files_map)) is not None:
+            raise HTTPException(400, problem)
+        try:
+            return replace_placeholders_with_files(operations, files_map, form.files)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise HTTPException(400, "`map` names a file or a path the operations do not have") from exc
 
     def encode_json(self, data: object) -> str:
         # orjson writes a page's response several times faster than the standard library (the 50-task

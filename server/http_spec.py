@@ -17,6 +17,7 @@ specification asks of errors raised before execution. A mutation over ``GET`` is
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -30,6 +31,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.types.unset import UNSET
 
+from schema.failures import has_outage
 from server.rate_limits import retry_after
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -37,6 +39,7 @@ APPLICATION_JSON = "application/json"
 ContextT = TypeVar("ContextT")
 RootValueT = TypeVar("RootValueT")
 _WILDCARDS = frozenset({"*/*", "application/*"})
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,127}")
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -118,6 +121,9 @@ class GraphQLOverHTTP(GraphQL[ContextT, RootValueT]):
                 raise HTTPException(
                     400, "The GraphQL operation's `operationName` must be a string or null, if provided."
                 )
+            if data.operation_name is not None and not _NAME.fullmatch(data.operation_name):
+                # no operation has such a name; refused here, it never reaches a log line or a metric label
+                raise HTTPException(400, "The GraphQL operation's `operationName` is not a GraphQL name.")
         return parsed
 
     async def execute_single(
@@ -146,6 +152,9 @@ class GraphQLOverHTTP(GraphQL[ContextT, RootValueT]):
         if (wait := retry_after(result)) is not None:
             sub_response.status_code = 429
             sub_response.headers["Retry-After"] = str(wait)
+        elif has_outage(result.errors):  # the database or the files directory: try again, nothing was wrong
+            sub_response.status_code = 503
+            sub_response.headers["Retry-After"] = "5"
         elif media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):
             sub_response.status_code = 500 if _raised_by_a_bug(result) else 400
         return result

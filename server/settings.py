@@ -123,14 +123,18 @@ class Settings:
     max_tokens: int = 1_000
     max_document_bytes: int = 32_768
     max_query_cost: int = 25_000
+    anonymous_introspection: bool = False
+    graphiql: bool = True
     fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
     """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
     even for settings made in code, so ``make test-plain`` reaches every app the tests start."""
     idempotency_key_hours: float = 24.0
+    db_pool_size: int = 20
     webhook_max_attempts: int = 15
     webhook_retry_seconds: float = 5.0
     webhook_timeout_seconds: float = 10.0
     webhook_secret_grace_hours: float = 24.0
+    webhook_log_days: float = 30.0
     public_url: str = "http://127.0.0.1:8000"
     email_action_ttl_hours: float = 72.0
 
@@ -216,8 +220,11 @@ class Settings:
             max_tokens=int(env("STEPWISE_MAX_TOKENS", str(defaults.max_tokens))),
             max_document_bytes=int(env("STEPWISE_MAX_DOCUMENT_BYTES", str(defaults.max_document_bytes))),
             max_query_cost=int(env("STEPWISE_MAX_QUERY_COST", str(defaults.max_query_cost))),
+            anonymous_introspection=_flag("STEPWISE_ANONYMOUS_INTROSPECTION", defaults.anonymous_introspection),
+            graphiql=_flag("STEPWISE_GRAPHIQL", defaults.graphiql),
             fast_paths=FastPaths.from_env(),
             idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
+            db_pool_size=int(env("STEPWISE_DB_POOL_SIZE", str(defaults.db_pool_size))),
             calendars=Calendars(parse_calendars(_json_object("STEPWISE_CALENDARS"))),
             webhook_max_attempts=int(env("STEPWISE_WEBHOOK_MAX_ATTEMPTS", str(defaults.webhook_max_attempts))),
             webhook_retry_seconds=float(env("STEPWISE_WEBHOOK_RETRY_SECONDS", str(defaults.webhook_retry_seconds))),
@@ -227,6 +234,7 @@ class Settings:
             webhook_secret_grace_hours=float(
                 env("STEPWISE_WEBHOOK_SECRET_GRACE_HOURS", str(defaults.webhook_secret_grace_hours))
             ),
+            webhook_log_days=float(env("STEPWISE_WEBHOOK_LOG_DAYS", str(defaults.webhook_log_days))),
             public_url=env("STEPWISE_PUBLIC_URL", defaults.public_url),
             email_action_ttl_hours=float(env("STEPWISE_EMAIL_ACTION_TTL_HOURS", str(defaults.email_action_ttl_hours))),
         )
@@ -236,6 +244,8 @@ class Settings:
             raise ValueError("STEPWISE_MAX_BODY_BYTES must be at least STEPWISE_MAX_JSON_BYTES: a body carries a value")
         if settings.max_json_bytes < 1024:
             raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
+        if settings.db_pool_size < 1:
+            raise ValueError("STEPWISE_DB_POOL_SIZE must be at least 1")
         if settings.idempotency_key_hours <= 0:
             raise ValueError("STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0")
         if settings.webhook_max_attempts < 1:

@@ -68,5 +68,5 @@ async def running_worker(
 def webhook_policy(settings: Settings, lease: timedelta) -> DeliveryPolicy:
     return DeliveryPolicy(
         max_attempts=settings.webhook_max_attempts, first_retry=timedelta(seconds=settings.webhook_retry_seconds),
-        timeout=settings.webhook_timeout_seconds, lease=lease,
+        timeout=settings.webhook_timeout_seconds, lease=lease, log_retention=timedelta(days=settings.webhook_log_days),
     )  # fmt: skip

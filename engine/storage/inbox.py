@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,6 +110,9 @@ def _sort_value(task: Task, field: TaskOrderField) -> Any:
     return task.created_at.isoformat()
 
 
+_TASK_ID = re.compile(r"[\w-]{0,64}", re.ASCII)
+
+
 def encode_cursor(task: Task, field: TaskOrderField) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([field.value, _sort_value(task, field), task.id])).decode()
 
@@ -121,7 +125,7 @@ def _decode_cursor(cursor: str, field: TaskOrderField, order_data: DataSort | No
     """
     try:
         kind, value, task_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if kind != field.value or not isinstance(task_id, str):
+        if kind != field.value or not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
             raise ValueError(f"it is not a cursor of an ordering by {field.value}")
         if order_data is not None:
             if not isinstance(value, dict) or (value.get("path"), value.get("source")) != (
@@ -139,9 +143,10 @@ def _decode_cursor(cursor: str, field: TaskOrderField, order_data: DataSort | No
         if moment.tzinfo is None:
             raise ValueError("its timestamp has no UTC offset")
         return moment, task_id
-    except (ValueError, TypeError) as exc:  # binascii, Unicode and JSON decoding errors are ValueErrors
+    except (ValueError, TypeError, RecursionError) as exc:  # binascii, Unicode and JSON errors are ValueErrors
+        # Nothing more: what the decoder said about the bytes is no help to the client and shows internals.
         raise ValidationError(
-            f"after is not a cursor of this query: {exc}", [FieldError("after", str(exc), "INVALID_CURSOR")]
+            "after is not a cursor of this query", [FieldError("after", "not a cursor of this query", "INVALID_CURSOR")]
         ) from exc
 
 

@@ -396,6 +396,9 @@ class WebhookDeliveryRow(Base):
               sqlite_where=text(PENDING_DELIVERIES_SQL)),
         Index("ix_webhook_deliveries_task", "webhook_id", "task_id", "position",
               postgresql_where=text(PENDING_DELIVERIES_SQL), sqlite_where=text(PENDING_DELIVERIES_SQL)),
+        # The worker's purge of the log: settled deliveries by age.
+        Index("ix_webhook_deliveries_settled", "created_at", postgresql_where=text(f"NOT ({PENDING_DELIVERIES_SQL})"),
+              sqlite_where=text(f"NOT ({PENDING_DELIVERIES_SQL})")),
     )  # fmt: skip
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))

@@ -127,8 +127,9 @@ def history_page_start(first: int, after: str | None) -> int | None:
             raise ValueError("it is not a history cursor")
         return int(number)
     except ValueError as exc:  # binascii and Unicode decoding errors are ValueErrors
+        # Nothing more: what the decoder said about the bytes is no help to the client and shows internals.
         raise ValidationError(
-            f"after is not a cursor of this history: {exc}", [FieldError("after", str(exc), "INVALID_CURSOR")]
+            "after is not a cursor of this query", [FieldError("after", "not a cursor of this query", "INVALID_CURSOR")]
         ) from exc
 
 

@@ -163,6 +163,15 @@ class WebhookRepository:
             ])  # fmt: skip
         return [delivery_id for delivery_id in ids if delivery_id not in held]
 
+    async def purge_settled(self, before: datetime) -> int:
+        """Delete the delivered and given-up deliveries queued before ``before`` (their attempts go with them)."""
+        result = await self.session.execute(
+            delete(webhook_deliveries).where(
+                webhook_deliveries.c.status != _PENDING, webhook_deliveries.c.created_at < before
+            )
+        )
+        return _rowcount(result)
+
     async def get_delivery(self, delivery_id: str) -> WebhookDelivery | None:
         query = select(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
         row = (await self.session.execute(query)).first()

@@ -13,6 +13,7 @@ its content and reused by the next identical upload); a row never points at a mi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 
 from engine.definitions.model import DOCUMENT_UPLOAD_SCHEMA_TYPE, DocumentRequirement, Node
@@ -22,6 +23,7 @@ from engine.errors import (
     ForbiddenError,
     InvalidStateError,
     NotFoundError,
+    UnavailableError,
     ValidationError,
 )
 from engine.state import Document, Task, TaskEventKind, TaskKind, TaskStatus, User, new_id
@@ -71,10 +73,15 @@ class DocumentService:
             for blob in staged:
                 await self.blobs.keep(blob)
             kept = True
+        except OSError as exc:  # a full disk, a read-only or missing files directory: not the client's doing
+            raise UnavailableError(
+                f"uploaded files cannot be stored now ({exc.strerror or type(exc).__name__})"
+            ) from exc
         finally:
             if not kept:
                 for blob in staged:
-                    await self.blobs.discard(blob)
+                    with suppress(OSError):  # where nothing could be written, nothing is left either
+                        await self.blobs.discard(blob)
 
         async def record(transition: Transition) -> tuple[list[Document], Task]:
             current = await transition.tasks.get_by_id(task_id)

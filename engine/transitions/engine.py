@@ -406,6 +406,8 @@ class Engine:
                 if isinstance(error, TransactionNeeded):
                     autocommit = False
                 elif remembered is None and isinstance(error, ConcurrentUpdateError):
+                    if guard is not None and await self.idempotency.stored(guard):
+                        raise  # a duplicate that lost to its first: answered from the key, not queued on the lock
                     log.debug("instance %s changed concurrently; retrying the transition", workflow_instance_id)
                     autocommit = False
                 elif remembered is None:

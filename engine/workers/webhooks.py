@@ -50,6 +50,7 @@ USER_AGENT = "Stepwise-Webhooks/1"
 # The answer's body is never read; the cap only bounds what the transport would buffer.
 MAX_ANSWER_BYTES = 1 << 20
 MAX_ERROR_LENGTH = 1000
+PURGE_EVERY = timedelta(minutes=1)
 KEPT_ALIVE = 20  # the connections httpx keeps open between requests (engine.workers.hostpolicy's pool)
 
 
@@ -63,6 +64,8 @@ class DeliveryPolicy:
     max_retry: timedelta = timedelta(hours=1)
     timeout: float = 10.0
     lease: timedelta = timedelta(seconds=60)
+    log_retention: timedelta = timedelta(days=30)
+    """How long a delivered or given-up delivery stays in the log (and can be redelivered)."""
 
     def delay_after(self, failed_attempts: int) -> timedelta:
         doubled: timedelta = self.first_retry * (2 ** max(failed_attempts - 1, 0))
@@ -114,6 +117,7 @@ class WebhookDispatcher:
         # a connection per request beyond them, which took most of a round's time (bench.webhook_delivery).
         self._sending = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        self._last_purge: datetime | None = None
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -122,8 +126,18 @@ class WebhookDispatcher:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """Queue what is new, then send one batch of due deliveries; returns how many were queued and sent."""
+        """Queue what is new, then send one batch of due deliveries; returns how many were queued and sent.
+        Once a minute it also deletes what the log no longer keeps."""
+        await self.purge_if_due()
         return await self.queue_new_events() + await self.deliver_due()
+
+    async def purge_if_due(self) -> int:
+        now = self.clock.now()
+        if self._last_purge is not None and now - self._last_purge < PURGE_EVERY:
+            return 0
+        self._last_purge = now
+        async with self.db.transaction() as session:
+            return await WebhookRepository(session).purge_settled(now - self.policy.log_retention)
 
     async def run_until_idle(self, max_rounds: int = 100) -> int:
         total = 0

@@ -176,6 +176,9 @@ async def test_the_graphql_http_audit_passes_every_check(
         "STEPWISE_FILES_DIR": str(tmp_path / "files"),
         "STEPWISE_EMBEDDED_WORKER": "false",
         "STEPWISE_SECRET_KEY": "audit-secret-key-of-at-least-32-bytes",
+        # The audit asks anonymously for `__type(name: …)`: a protocol check, not a production setting
+        # (anonymous introspection is off by default: tests/server/test_anonymous_schema.py).
+        "STEPWISE_ANONYMOUS_INTROSPECTION": "true",
     }
     async with server_processes(1, env, tmp_path) as (url,):
         audit = subprocess.run(

@@ -28,7 +28,7 @@ from engine import (
 )
 from engine.clock import ManualClock
 from engine.definitions.builder import WorkflowBuilder
-from engine.storage.models import task_events, webhook_deliveries, webhooks
+from engine.storage.models import task_events, webhook_attempts, webhook_deliveries, webhooks
 from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
 from engine.workers.hostpolicy import HostPolicy
@@ -352,3 +352,25 @@ async def test_managing_webhooks_is_for_admins_only(world: World) -> None:
     ):
         with pytest.raises(ForbiddenError):
             await attempt
+
+
+async def test_the_worker_deletes_settled_deliveries_older_than_the_log_keeps_and_never_pending_ones(
+    world: World,
+) -> None:
+    webhook = await world.subscribe()
+    await world.scenario(instances=1)
+    await world.deliver_everything()
+    world.receiver.fail_next = 1_000  # what is queued next stays pending
+    await world.engine.deploy(review_then_approve().build())
+    await world.engine.start("purchase", {}, "alice")
+    await world.engine.sequencer.idle()
+    await world.dispatcher.run_until_idle()
+
+    world.clock.advance(timedelta(days=30, minutes=1))
+    await world.dispatcher.run_once()
+
+    page, _, _ = await world.services.webhooks.deliveries(ADMIN, webhook.id, 100, None)
+    assert [(d.event_kind, d.status) for d in page] == [(TaskEventKind.CREATED, DeliveryStatus.PENDING)]
+    async with world.engine.db.read() as session:
+        logged = set((await session.execute(select(webhook_attempts.c.delivery_id))).scalars())
+    assert logged == {page[0].id}, "only the pending delivery's attempts are left"

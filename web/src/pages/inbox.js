@@ -77,8 +77,9 @@ export function Inbox({ me }) {
   const [page, setPage] = useState(null);
   const [error, setError] = useState(null);
   const [more, setMore] = useState(false);
-  const current = useRef({ filters, page });
-  current.current = { filters, page };
+  // How many rows the person has asked for (Load more adds a page): a re-read reads that many, even one that
+  // starts while a Load more is on its way.
+  const size = useRef(PAGE);
 
   const ticket = useTickets();
   const load = async (first = PAGE) => {
@@ -93,22 +94,22 @@ export function Inbox({ me }) {
     }
   };
 
+  const shown = useRef(page);
+  shown.current = page;
   useEffect(() => {
     setPage(null);
+    size.current = PAGE;
     load();
   }, [filters]);
 
-  const refresh = useMemo(
-    () => debounce(() => load(Math.max(PAGE, current.current.page?.edges.length ?? 0)), 150),
-    [filters],
-  );
+  const refresh = useMemo(() => debounce(() => load(size.current), 150), [filters]);
 
   useEffect(
     () =>
       onTaskEvent((event) => {
-        const shown = current.current.page;
-        if (shown?.edges.some((e) => e.node.id === event.task.id)) {
-          setPage({ ...shown, edges: shown.edges.map((e) => (e.node.id === event.task.id ? { ...e, node: event.task } : e)) });
+        const now = shown.current;
+        if (now?.edges.some((e) => e.node.id === event.task.id)) {
+          setPage({ ...now, edges: now.edges.map((e) => (e.node.id === event.task.id ? { ...e, node: event.task } : e)) });
         }
         refresh();
       }),
@@ -119,6 +120,7 @@ export function Inbox({ me }) {
 
   const loadMore = async () => {
     setMore(true);
+    size.current = page.edges.length + PAGE;
     const current = ticket(JSON.stringify(filters));
     try {
       const data = await gql(INBOX, variables(filters, PAGE, page.pageInfo.endCursor));
