@@ -104,7 +104,7 @@ async def load_demo_requests(engine: Engine) -> list[str]:
     await service.ensure_definition()
     key = f"{requester.id}:{DEMO_REQUEST.idempotency_key}"
     existing = await engine.correlated(REQUEST_DEFINITION_KEY, key)
-    task = await service.request(requester, DEMO_REQUEST)
+    task = (await service.request(requester, DEMO_REQUEST)).task
     if existing is None:
         changes.append(f"approval request {task.id} ({DEMO_REQUEST.action}, from {requester.id})")
     return changes

@@ -24,7 +24,7 @@ MAX_WAIT_SECONDS = 60
 """The longest one ``awaitDecision`` call waits on the server; longer waits are several calls."""
 
 REQUEST_APPROVAL = """mutation($input: RequestApprovalInput!) { requestApproval(input: $input) {
-  __typename ... on RequestApprovalSuccess { task { id status } }
+  __typename ... on RequestApprovalSuccess { callbackSecret task { id status } }
   ... on ValidationFailed { fieldErrors { field message code } } ... on Error { code message } } }"""
 AWAIT_DECISION = """query($taskId: ID!, $timeout: Int!) { awaitDecision(taskId: $taskId, timeoutSeconds: $timeout) {
   __typename ... on AwaitDecisionSuccess { status outcome task { id status } } ... on Error { code message } } }"""
@@ -82,6 +82,8 @@ class ApprovalHandle:
 
     client: StepwiseClient
     task_id: str
+    callback_secret: str | None = None
+    """With a ``callback_url``: verify the callback's ``Stepwise-Signature`` with it (``engine.verify_signature``)."""
     _decision: Decision | None = field(default=None, repr=False)
 
     async def poll(self, wait_seconds: int = 0) -> Decision | None:
@@ -172,7 +174,7 @@ class StepwiseClient:
         }  # fmt: skip
         data = await self.execute(REQUEST_APPROVAL, {"input": {k: v for k, v in request.items() if v is not None}})
         result = _result(data, "requestApproval", "RequestApprovalSuccess")
-        return ApprovalHandle(self, str(result["task"]["id"]))
+        return ApprovalHandle(self, str(result["task"]["id"]), result.get("callbackSecret"))
 
     def handle(self, task_id: str) -> ApprovalHandle:
         """A handle for a request made earlier (its task id kept across a restart)."""
