@@ -81,7 +81,8 @@ def create_app(
     mailbox = Mailbox()
     if settings.dev and settings.smtp_url is None:
         settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
-    db = Database(settings.database_url, fast_paths=settings.fast_paths, pool_size=settings.db_pool_size)
+    db = Database(settings.database_url, fast_paths=settings.fast_paths, pool_size=settings.db_pool_size,
+                  statement_timeout=settings.statement_timeout_seconds)  # fmt: skip
     engine = Engine(
         db,
         default_registry(),

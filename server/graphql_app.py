@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any, overload
 
 import orjson
@@ -10,7 +12,7 @@ import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
@@ -28,6 +30,8 @@ from server.http_spec import GraphQLOverHTTP, Refusal
 from server.payloads import files_map_problem, read_json
 from server.rate_limits import ConnectionLimits
 from server.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
@@ -74,7 +78,19 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         """Strawberry leaves a multipart request's uploads (spooled temporary files) open; close them,
         and the read session the request authenticated in if the operation did not."""
         try:
-            return await super().run(request, context, root_value)
+            if isinstance(request, WebSocket) or self.settings.request_timeout_seconds <= 0:
+                return await super().run(request, context, root_value)
+            try:
+                async with asyncio.timeout(self.settings.request_timeout_seconds):
+                    return await super().run(request, context, root_value)
+            except TimeoutError:  # what it ran is cancelled; on PostgreSQL statement_timeout ends it there too
+                seconds = f"{self.settings.request_timeout_seconds:g}"
+                log.warning("request cancelled after %s s", seconds)
+                return JSONResponse(
+                    {"errors": [{"message": f"the request took longer than {seconds} s",
+                                 "extensions": {"code": "TIMEOUT"}}]},
+                    status_code=503, headers={"Retry-After": "5"},
+                )  # fmt: skip
         finally:
             admitted: str | None = getattr(request.state, "admitted_user", None)
             if admitted is not None:

@@ -124,6 +124,8 @@ class Settings:
     max_document_bytes: int = 32_768
     max_query_cost: int = 25_000
     anonymous_introspection: bool = False
+    request_timeout_seconds: float = 30.0
+    statement_timeout_seconds: float = 30.0
     graphiql: bool = True
     fast_paths: FastPaths = field(default_factory=FastPaths.from_env)
     """The ``STEPWISE_FAST_*`` off-switches (:class:`engine.FastPaths`), read from the environment
@@ -221,6 +223,12 @@ class Settings:
             max_document_bytes=int(env("STEPWISE_MAX_DOCUMENT_BYTES", str(defaults.max_document_bytes))),
             max_query_cost=int(env("STEPWISE_MAX_QUERY_COST", str(defaults.max_query_cost))),
             anonymous_introspection=_flag("STEPWISE_ANONYMOUS_INTROSPECTION", defaults.anonymous_introspection),
+            request_timeout_seconds=float(
+                env("STEPWISE_REQUEST_TIMEOUT_SECONDS", str(defaults.request_timeout_seconds))
+            ),
+            statement_timeout_seconds=float(
+                env("STEPWISE_STATEMENT_TIMEOUT_SECONDS", str(defaults.statement_timeout_seconds))
+            ),
             graphiql=_flag("STEPWISE_GRAPHIQL", defaults.graphiql),
             fast_paths=FastPaths.from_env(),
             idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),

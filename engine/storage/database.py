@@ -69,9 +69,12 @@ class Database:
         pool_size: int = 20,
         ping_idle_after: float = 1.0,
         fast_paths: FastPaths | None = None,
+        statement_timeout: float | None = None,
     ) -> None:
         """``fast_paths``: which of the fast paths (:mod:`engine.fastpaths`) the engine and the reads on
-        this database take; by default as the ``STEPWISE_FAST_*`` variables say."""
+        this database take; by default as the ``STEPWISE_FAST_*`` variables say. ``statement_timeout``
+        (seconds, PostgreSQL): the server cancels a statement that runs longer (SQLSTATE 57014), so a
+        query stopped by the request's deadline stops on the database too, not only in this process."""
         self.url = url
         self.fast_paths = fast_paths if fast_paths is not None else FastPaths.from_env()
         self.is_sqlite = url.startswith("sqlite")
@@ -87,6 +90,10 @@ class Database:
             # drivers and a pool of 10, half of PostgreSQL's CPU went to starting and ending backends
             # and transitions/s halved (bench.engine_throughput). Connections open only as needed.
             kwargs.update(pool_size=pool_size, max_overflow=pool_size // 2, pool_recycle=1800, pool_use_lifo=True)
+            if statement_timeout:
+                kwargs["connect_args"] = {
+                    "server_settings": {"statement_timeout": str(round(statement_timeout * 1000))}
+                }
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
