@@ -43,8 +43,8 @@ async def ensure_callback(session: AsyncSession, task_id: str, url: str, secret:
     return str(stored)
 
 
-async def lease_due(session: AsyncSession, now: datetime, until: datetime, limit: int) -> list[DueCallback]:
-    """Pending callbacks of tasks no longer open, due and not leased, leased until ``until``."""
+async def find_due(session: AsyncSession, now: datetime, limit: int) -> list[DueCallback]:
+    """Pending callbacks of tasks no longer open, due and not leased (read only: most rounds find none)."""
     due = and_(
         approval_callbacks.c.status == PENDING,
         tasks.c.status.not_in([status.value for status in OPEN_TASK_STATUSES]),
@@ -59,8 +59,14 @@ async def lease_due(session: AsyncSession, now: datetime, until: datetime, limit
             .limit(limit)
         )
     ).all()
+    return [DueCallback(row.task_id, row.url, row.secret, row.attempt_count, row.task_status, row.output)
+            for row in rows]  # fmt: skip
+
+
+async def lease(session: AsyncSession, due: list[DueCallback], now: datetime, until: datetime) -> list[DueCallback]:
+    """Those of ``due`` this worker leased until ``until``."""
     leased = []
-    for row in rows:
+    for row in due:
         # Only from the lease as read: of two workers, one takes it.
         taken = await session.execute(
             update(approval_callbacks)
@@ -69,7 +75,7 @@ async def lease_due(session: AsyncSession, now: datetime, until: datetime, limit
             .values(lease_expires_at=until)
         )  # fmt: skip
         if taken.rowcount == 1:  # type: ignore[attr-defined]
-            leased.append(DueCallback(row.task_id, row.url, row.secret, row.attempt_count, row.task_status, row.output))
+            leased.append(row)
     return leased
 
 

@@ -42,6 +42,8 @@ REQUEST_ASSIGNER = "approvalRequest"
 REQUEST_DEFINITION: dict[str, Any] = {
     "key": REQUEST_DEFINITION_KEY,
     "title": "Action approval request",
+    # requestApproval starts it for any caller; as a workflow to start by hand it is an admin's only.
+    "startRoles": ["admin"],
     "milestones": [{"key": "decide", "title": "Decide", "steps": [
         {"key": "decide", "title": "Decide", "nodes": ["decide"]},
     ]}],

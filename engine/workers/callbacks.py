@@ -21,7 +21,7 @@ import orjson
 from engine.clock import Clock
 from engine.errors import ExecutionFailedError
 from engine.signing import SIGNATURE_HEADER, signature_header
-from engine.storage.callbacks import DELIVERED, FAILED, PENDING, DueCallback, lease_due, settle
+from engine.storage.callbacks import DELIVERED, FAILED, PENDING, DueCallback, find_due, lease, settle
 from engine.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,12 @@ class ApprovalCallbackSender:
     async def deliver_due(self) -> int:
         """Send each due callback once; how many were sent."""
         now = self.clock.now()
+        async with self.db.read() as session:
+            found = await find_due(session, now, self.batch)
+        if not found:
+            return 0
         async with self.db.transaction() as session:
-            due = await lease_due(session, now, now + self.policy.lease, self.batch)
+            due = await lease(session, found, now, now + self.policy.lease)
         for callback in due:
             values = await self._send(callback)
             async with self.db.transaction() as session:
