@@ -91,6 +91,7 @@ from engine.tasks.approval_requests import (
     ApprovalRequest,
     ApprovalRequestService,
     AwaitedDecision,
+    RequestedApproval,
 )
 from engine.tasks.blobs import BlobStore
 from engine.tasks.bulk import MAX_BULK_TASKS, BulkItem, BulkTaskService
@@ -156,6 +157,6 @@ __all__ = [
     "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
     "SeparationOfDutiesError", "ServiceAccountError", "database_unavailable",
     # action approvals (issue #25)
-    "ActionDecision", "ApprovalRequest", "ApprovalRequestService", "AwaitedDecision", "MAX_WAIT_SECONDS",
-    "REQUEST_DEFINITION_KEY", "SERVICE_ROLE",
+    "ActionDecision", "ApprovalRequest", "ApprovalRequestService", "AwaitedDecision", "RequestedApproval",
+    "MAX_WAIT_SECONDS", "REQUEST_DEFINITION_KEY", "SERVICE_ROLE",
 ]  # fmt: skip

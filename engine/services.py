@@ -55,5 +55,5 @@ class Services:
             documents=DocumentService(engine, blobs, visibility) if blobs is not None else None,
             webhooks=WebhookService(engine, host_policy, webhook_secret_grace),
             email_actions=EmailActionService(engine, tasks, email_tokens) if email_tokens is not None else None,
-            approval_requests=ApprovalRequestService(engine, visibility),
+            approval_requests=ApprovalRequestService(engine, visibility, host_policy),
         )

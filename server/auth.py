@@ -19,14 +19,21 @@ INVALID_TOKEN = "the bearer token is invalid"
 _USER_ID = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,64}")
 
 
-def issue_token(settings: Settings, user_id: str, ttl: timedelta | None = None) -> str:
-    """A signed HS256 token for ``user_id`` (what ``stepwise token USER`` prints)."""
+SERVICE_CLAIM = "service"
+"""``"service": true``: the subject is a service account (an automated caller), not a person."""
+
+
+def issue_token(settings: Settings, user_id: str, ttl: timedelta | None = None, *, service: bool = False) -> str:
+    """A signed HS256 token for ``user_id`` (what ``stepwise token USER`` prints); ``service`` marks the
+    subject as a service account (``stepwise service-account create``)."""
     now = datetime.now(UTC)
     claims: dict[str, object] = {
         "sub": user_id,
         "iat": now,
         "exp": now + (ttl or timedelta(minutes=settings.token_ttl_minutes)),
     }
+    if service:
+        claims[SERVICE_CLAIM] = True
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:
@@ -72,6 +79,12 @@ def _check_claims(settings: Settings, claims: dict[str, Any]) -> str | None:
 async def decode_token(settings: Settings, token: str) -> str:
     """The token's subject, or :class:`AuthenticationError` saying what is wrong with it. PyJWT's
     reason reaches the client only under ``STEPWISE_DEV``; the log line has it always."""
+    subject: str = (await decode_claims(settings, token))["sub"]
+    return subject
+
+
+async def decode_claims(settings: Settings, token: str) -> dict[str, Any]:
+    """The token's checked claims (its subject a valid user id), as :func:`decode_token`."""
     try:
         if settings.jwks_url:
             key: Any = await signing_keys(settings).key_for(token)
@@ -95,7 +108,7 @@ async def decode_token(settings: Settings, token: str) -> str:
         raise AuthenticationError("the bearer token has no subject")
     if not _USER_ID.fullmatch(subject):  # a NUL (PostgreSQL refuses it), a lone surrogate, a novel: no user
         raise AuthenticationError("the bearer token's user is not in the directory")
-    return subject
+    return claims
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -116,7 +129,8 @@ async def authenticate(
     token = bearer_token(header)
     if token is None:
         return None
-    user_id = await decode_token(settings, token)
+    claims = await decode_claims(settings, token)
+    user_id = claims["sub"]
     try:
         user = await (DirectoryRepository(session).get_user(user_id) if session is not None else engine.user(user_id))
     except Exception as exc:
@@ -125,4 +139,7 @@ async def authenticate(
         raise
     if user is None:
         raise AuthenticationError("the bearer token's user is not in the directory")
+    if claims.get(SERVICE_CLAIM) is True and not user.is_service:
+        # A token that says "service" for a person is not what was issued for them: the directory decides.
+        raise AuthenticationError("the bearer token names a service account the directory does not have")
     return user

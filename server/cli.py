@@ -1,5 +1,5 @@
 """The ``stepwise`` command (docs/design.md §6): serve, worker, db upgrade, demo load, token, subscribe,
-definitions deploy, schema export."""
+definitions deploy, schema export, service-account create."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ import click
 import uvicorn
 
 from engine import (
+    SERVICE_ROLE,
     Database,
     DefinitionError,
     DeployedDefinition,
+    DirectoryRepository,
     Engine,
     NotFoundError,
     Services,
@@ -32,7 +34,7 @@ from engine import (
 )
 from schema.schema import build_schema
 from server.auth import issue_token
-from server.demo import load_demo
+from server.demo import load_demo, load_demo_requests
 from server.logs import configure_logging
 from server.settings import Settings
 from server.tracing import instrument_database, tracer_provider_for
@@ -155,7 +157,11 @@ def demo() -> None:
 @demo.command("load")
 def demo_load() -> None:
     """Create the demo users and definitions (idempotent)."""
-    changes = _with_engine(load_demo)
+
+    async def load(engine: Engine) -> list[str]:
+        return [*await load_demo(engine), *await load_demo_requests(engine)]
+
+    changes = _with_engine(load)
     click.echo("\n".join(f"created {line}" for line in changes) if changes else "demo already loaded: nothing to do")
 
 
@@ -163,18 +169,54 @@ def demo_load() -> None:
 @click.argument("user")
 @click.option("--ttl-minutes", type=int, default=None, help="Lifetime (default STEPWISE_TOKEN_TTL_MINUTES).")
 def token(user: str, ttl_minutes: int | None) -> None:
-    """Print a bearer token for USER (a directory username such as alice)."""
+    """Print a bearer token for USER (a directory username such as alice; a service account's is marked
+    as one)."""
     settings = Settings.from_env()
     found = _with_engine(lambda engine: engine.user(user))
     if found is None:
         raise click.ClickException(f"no user {user!r} in the directory (try `stepwise demo load`)")
+    click.echo(issue_token(settings, user, _token_ttl(settings, ttl_minutes), service=found.is_service))
+
+
+def _token_ttl(settings: Settings, ttl_minutes: int | None) -> timedelta | None:
     if ttl_minutes and ttl_minutes > settings.max_token_lifetime_minutes:
         raise click.ClickException(
             f"the server refuses tokens that live longer than {settings.max_token_lifetime_minutes} minutes "
             "(STEPWISE_MAX_TOKEN_LIFETIME_MINUTES)"
         )
-    ttl = timedelta(minutes=ttl_minutes) if ttl_minutes else None
-    click.echo(issue_token(settings, user, ttl))
+    return timedelta(minutes=ttl_minutes) if ttl_minutes else None
+
+
+@main.group("service-account")
+def service_account() -> None:
+    """API clients that are not people: AI agents, scripts, nightly jobs."""
+
+
+@service_account.command("create")
+@click.argument("name")
+@click.option("--roles", default="", help="Comma-separated roles it holds besides `service` (e.g. for startRoles).")
+@click.option("--display-name", default=None, help="How the inbox shows it (default: NAME).")
+@click.option("--ttl-minutes", type=int, default=None, help="Token lifetime (default STEPWISE_TOKEN_TTL_MINUTES).")
+def service_account_create(name: str, roles: str, display_name: str | None, ttl_minutes: int | None) -> None:
+    """Create (or update) service account NAME and print a bearer token for it.
+
+    A service account asks (requestApproval, startWorkflow, …) and is shown as the requester; it never
+    decides an action approval, whatever its roles. `stepwise token NAME` prints a fresh token later."""
+    settings = Settings.from_env()
+    ttl = _token_ttl(settings, ttl_minutes)
+    held = sorted({role.strip() for role in roles.split(",") if role.strip()} | {SERVICE_ROLE})
+
+    async def create(engine: Engine) -> None:
+        existing = await engine.user(name)
+        if existing is not None and not existing.is_service:
+            raise click.ClickException(f"{name!r} is a person in the directory; choose another name")
+        async with engine.db.transaction() as session:
+            await DirectoryRepository(session).save_user(
+                name, display_name or name, None, held, existing.groups if existing else (), engine.clock.now()
+            )
+
+    _with_engine(create)
+    click.echo(issue_token(settings, name, ttl, service=True))
 
 
 SUBSCRIBE_EVENTS = """subscription($after: String) { taskEvents(after: $after) {

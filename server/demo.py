@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import DirectoryRepository, Engine
+from engine import (
+    REQUEST_DEFINITION_KEY,
+    SERVICE_ROLE,
+    ApprovalRequest,
+    ApprovalRequestService,
+    DirectoryRepository,
+    Engine,
+    Priority,
+    VisibilityService,
+)
 
 DEFINITIONS_DIR = Path(__file__).parent / "demo_definitions"
 
@@ -53,4 +62,49 @@ async def load_demo(engine: Engine) -> list[str]:
         deployed, created = await engine.deploy(document, deployed_by="dana")
         if created:
             changes.append(f"definition {deployed.key} v{deployed.version}")
+    return changes
+
+
+DEMO_AGENT = DemoUser("refund-bot", "Refund bot (AI agent)", roles=(SERVICE_ROLE,))
+DEMO_REQUEST = ApprovalRequest(
+    action="refund",
+    arguments={"orderId": "A-1042", "amount": 180.0, "reason": "parcel arrived damaged"},
+    arguments_schema={
+        "type": "object",
+        "properties": {
+            "orderId": {"type": "string"},
+            "amount": {"type": "number", "exclusiveMinimum": 0, "maximum": 500},
+            "reason": {"type": "string"},
+        },
+        "required": ["orderId", "amount"],
+        "additionalProperties": False,
+    },
+    summary="Refund 180.00 on order A-1042: the customer's parcel arrived damaged (photo in the ticket).",
+    assign_role="approver",
+    priority=Priority.HIGH,
+    due_in="PT4H",
+    idempotency_key="demo-refund-A-1042",
+)
+
+
+async def load_demo_requests(engine: Engine) -> list[str]:
+    """An automated caller's request in the approvers' inbox: the service account ``refund-bot`` asks to
+    refund an order (issue #25). Not part of :func:`load_demo`, which the tests load for every app: the
+    CLI's ``demo load`` runs both. The request's key makes a second run find it rather than ask again."""
+    changes: list[str] = []
+    async with engine.db.transaction() as session:
+        agent = DEMO_AGENT
+        if await DirectoryRepository(session).save_user(
+            agent.id, agent.name, None, agent.roles, (), engine.clock.now()
+        ):
+            changes.append(f"service account {agent.id}")
+    requester = await engine.user(DEMO_AGENT.id)
+    assert requester is not None
+    service = ApprovalRequestService(engine, VisibilityService(engine))
+    await service.ensure_definition()
+    key = f"{requester.id}:{DEMO_REQUEST.idempotency_key}"
+    existing = await engine.correlated(REQUEST_DEFINITION_KEY, key)
+    task = (await service.request(requester, DEMO_REQUEST)).task
+    if existing is None:
+        changes.append(f"approval request {task.id} ({DEMO_REQUEST.action}, from {requester.id})")
     return changes

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from engine.definitions.model import NodeType, WorkflowDefinition
+from engine.definitions.model import ACTION_APPROVAL_SCHEMA_TYPE, NodeType, WorkflowDefinition
 from engine.definitions.parsing import parse_definition
 
 
@@ -97,6 +97,27 @@ class WorkflowBuilder:
                 "notify": dict(notify) if notify is not None else None,
             }
         )  # fmt: skip
+
+    def action_approval(
+        self,
+        node_id: str,
+        *,
+        action: str,
+        summary: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        arguments_from: str | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
+        arguments_schema_from: str | None = None,
+        **user_task: Any,
+    ) -> WorkflowBuilder:
+        """A ``userTask.actionApproval`` (engine.tasks.action_approvals): a person approves, edits, rejects or
+        answers ``action``; its arguments literal or ``arguments_from`` a data path, likewise the JSON Schema
+        an edit must match. ``user_task``: every :meth:`user_task` option (assignment, ``store_as``, due…)."""
+        config = {"action": action, "summary": summary, "arguments": arguments, "argumentsFrom": arguments_from,
+                  "argumentsSchema": arguments_schema, "argumentsSchemaFrom": arguments_schema_from}  # fmt: skip
+        self.user_task(node_id, schema_type=ACTION_APPROVAL_SCHEMA_TYPE, **user_task)
+        self._nodes[-1]["config"] = {key: value for key, value in config.items() if value is not None}
+        return self
 
     def system_task(
         self,

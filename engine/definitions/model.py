@@ -47,6 +47,8 @@ FORM_SCHEMA_TYPE = "userTask.form"
 APPROVAL_SCHEMA_TYPE = "userTask.approval"
 DOCUMENT_UPLOAD_SCHEMA_TYPE = "userTask.documentUpload"
 ACTION_APPROVAL_SCHEMA_TYPE = "userTask.actionApproval"
+DECIDED_SCHEMA_TYPES = frozenset({APPROVAL_SCHEMA_TYPE, ACTION_APPROVAL_SCHEMA_TYPE})
+"""User tasks decided (approved or rejected) rather than submitted: the ones approval policies apply to."""
 
 FIELD_TYPES = frozenset({"text", "number", "date", "checkbox", "dropdown", "multiselect"})
 FIELD_TYPES_WITH_OPTIONS = frozenset({"dropdown", "multiselect"})

@@ -18,7 +18,7 @@ from engine.definitions.datapaths import path_problem
 from engine.definitions.durations import BusinessDuration
 from engine.definitions.escalations import EscalationAction
 from engine.definitions.forms import validate_values
-from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node, NodeType, WorkflowDefinition
+from engine.definitions.model import APPROVAL_SCHEMA_TYPE, DECIDED_SCHEMA_TYPES, Node, NodeType, WorkflowDefinition
 from engine.definitions.registry import Registry, default_schema_type
 from engine.definitions.templates import TemplateSyntaxError, check_template, compile_condition, variables_named
 from engine.errors import DefinitionError, FieldError, ValidationError
@@ -176,8 +176,9 @@ def _policy_problems(node: Node, definition: WorkflowDefinition) -> Iterable[tup
             yield f"excludes: {rule!r} names a node that does not exist", f"excludes.{index}"
     if node.approval is None:
         return
-    if not node.is_user_task or (node.schema_type or "") != APPROVAL_SCHEMA_TYPE:
-        yield f"approval is only for user tasks of schemaType {APPROVAL_SCHEMA_TYPE!r}", "approval"
+    if not node.is_user_task or (node.schema_type or "") not in DECIDED_SCHEMA_TYPES:
+        kinds = " or ".join(repr(kind) for kind in sorted(DECIDED_SCHEMA_TYPES))
+        yield f"approval is only for user tasks of schemaType {kinds}", "approval"
     if any(v is not None for v in (node.assign_to_role, node.assign_to_user, node.assign_to_group, node.assign_with)):
         yield "approval names who decides: leave out assignToRole, assignToUser, assignToGroup and assignWith", ""
     for level in node.approval.levels:

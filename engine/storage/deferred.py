@@ -175,8 +175,9 @@ class TransitionConnection:
     async def read_unaffected(self, statement: Executable, parameters: dict[str, Any]) -> list[Any]:
         """The rows of a read that no write of a transition can change (the directory's tables, which no
         transition writes): it runs without the deferred writes written first, so it never makes an
-        autocommit transition need a transaction; outside one on the driver's own connection."""
-        if self.in_transaction:
+        autocommit transition need a transaction; outside one on the driver's own connection (unless
+        the driver bypass is off)."""
+        if not self._on_driver_connection:
             return list((await (await self.connection()).execute(statement, parameters)).all())
         return [DriverRow(row) for row in await self._on_driver(statement, parameters)]
 

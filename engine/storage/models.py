@@ -447,6 +447,27 @@ class EmailActionUseRow(Base):
     used_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class ApprovalCallbackRow(Base):
+    """Where an action approval's decision is sent (``requestApproval``'s ``callbackUrl``), until acknowledged."""
+
+    __tablename__ = "approval_callbacks"
+    __table_args__ = (
+        Index("ix_approval_callbacks_pending", "next_attempt_at", postgresql_where=text("status = 'PENDING'"),
+              sqlite_where=text("status = 'PENDING'")),
+    )  # fmt: skip
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    attempt_count: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 users = cast(Table, UserRow.__table__)
 roles = cast(Table, RoleRow.__table__)
 groups = cast(Table, GroupRow.__table__)
@@ -468,3 +489,4 @@ webhook_deliveries = cast(Table, WebhookDeliveryRow.__table__)
 webhook_attempts = cast(Table, WebhookAttemptRow.__table__)
 event_cursors = cast(Table, EventCursorRow.__table__)
 email_action_uses = cast(Table, EmailActionUseRow.__table__)
+approval_callbacks = cast(Table, ApprovalCallbackRow.__table__)

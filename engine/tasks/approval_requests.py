@@ -23,12 +23,16 @@ from engine.definitions.registry import Assignment, NodeContext
 from engine.definitions.validation import check_json_size
 from engine.errors import FieldError, InvalidStateError, ValidationError
 from engine.events.hub import EventFilter, EventHub
+from engine.signing import new_signing_secret
 from engine.state import Task, TaskStatus, User
+from engine.storage.callbacks import ensure_callback
 from engine.storage.directory import DirectoryRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks.action_approvals import MAX_ACTION_LENGTH, check_arguments, is_action_approval, schema_problems
 from engine.tasks.visibility import VisibilityService
 from engine.transitions.engine import MAX_CORRELATION_KEY, Engine
+from engine.webhooks.service import check_url
+from engine.workers.hostpolicy import HostPolicy
 
 REQUEST_DEFINITION_KEY = "stepwise.actionApproval"
 MAX_WAIT_SECONDS = 60
@@ -38,6 +42,8 @@ REQUEST_ASSIGNER = "approvalRequest"
 REQUEST_DEFINITION: dict[str, Any] = {
     "key": REQUEST_DEFINITION_KEY,
     "title": "Action approval request",
+    # requestApproval starts it for any caller; as a workflow to start by hand it is an admin's only.
+    "startRoles": ["admin"],
     "milestones": [{"key": "decide", "title": "Decide", "steps": [
         {"key": "decide", "title": "Decide", "nodes": ["decide"]},
     ]}],
@@ -84,6 +90,13 @@ class ApprovalRequest:
 
 
 @dataclass(frozen=True)
+class RequestedApproval:
+    task: Task
+    callback_secret: str | None
+    """What signs the decision sent to ``callbackUrl`` (none without one): the same for every repeat."""
+
+
+@dataclass(frozen=True)
 class AwaitedDecision:
     """What ``awaitDecision`` answers: the task as it is, and whether its wait is over."""
 
@@ -92,9 +105,11 @@ class AwaitedDecision:
 
 
 class ApprovalRequestService:
-    def __init__(self, engine: Engine, visibility: VisibilityService) -> None:
+    def __init__(self, engine: Engine, visibility: VisibilityService, host_policy: HostPolicy | None = None) -> None:
+        """``host_policy``: where a ``callbackUrl`` may point (the webhooks' and HTTP tasks' policy)."""
         self.engine = engine
         self.visibility = visibility
+        self.host_policy = host_policy or HostPolicy()
         self._deployed = False
 
     async def ensure_definition(self) -> None:
@@ -104,14 +119,20 @@ class ApprovalRequestService:
             await self.engine.deploy(REQUEST_DEFINITION, "system")
             self._deployed = True
 
-    async def request(self, user: User, request: ApprovalRequest) -> Task:
-        """Start the request (or find the one its key started) and return its task."""
+    async def request(self, user: User, request: ApprovalRequest) -> RequestedApproval:
+        """Start the request (or find the one its key started): its task, and its callback's secret."""
         data = await self._checked(request)
         correlation = f"{user.id}:{request.idempotency_key}" if request.idempotency_key else None
         instance = await self.engine.start(REQUEST_DEFINITION_KEY, {"request": data}, user.id, correlation)
         async with self.engine.db.read() as session:
             tasks = await TaskRepository(session).find_by_instance(instance.id)
-        return next(task for task in tasks if is_action_approval(task))
+        task = next(task for task in tasks if is_action_approval(task))
+        if request.callback_url is None:
+            return RequestedApproval(task, None)
+        async with self.engine.db.transaction() as session:
+            secret = await ensure_callback(session, task.id, request.callback_url, new_signing_secret(),
+                                           self.engine.clock.now())  # fmt: skip
+        return RequestedApproval(task, secret)
 
     async def _checked(self, request: ApprovalRequest) -> dict[str, Any]:
         problems: list[FieldError] = []
@@ -144,6 +165,11 @@ class ApprovalRequestService:
                 due_at = self.engine.calendars.after(self.engine.clock.now(), parse_span(request.due_in)).isoformat()
             except ValueError as exc:
                 problems.append(FieldError("dueIn", str(exc), "INVALID_DURATION"))
+        if request.callback_url is not None:
+            try:
+                await check_url(request.callback_url, self.host_policy, "callbackUrl")
+            except ValidationError as exc:
+                problems.extend(exc.field_errors)
         if request.idempotency_key is not None and len(f"x:{request.idempotency_key}") > MAX_CORRELATION_KEY:
             problems.append(FieldError("idempotencyKey", "is too long", "INVALID_LENGTH"))
         if problems:

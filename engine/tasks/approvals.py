@@ -21,7 +21,7 @@ from engine.definitions.approval import (
     ApprovalLevel,
     Approvers,
 )
-from engine.definitions.model import APPROVAL_SCHEMA_TYPE, Node
+from engine.definitions.model import DECIDED_SCHEMA_TYPES, Node
 from engine.definitions.registry import Assignment
 from engine.definitions.templates import render_value
 from engine.state import Task, TaskStatus
@@ -57,7 +57,7 @@ def excluded_users(node: Node, started_by: str, instance_tasks: Sequence[Task]) 
         if rule == EXCLUDE_STARTER:
             users = [started_by]
         elif rule == EXCLUDE_PREVIOUS_APPROVERS:
-            users = [user for t in completed if t.schema_type == APPROVAL_SCHEMA_TYPE for user in _deciders(t)]
+            users = [user for t in completed if t.schema_type in DECIDED_SCHEMA_TYPES for user in _deciders(t)]
         else:
             node_id = rule[len(EXCLUDE_COMPLETED_BY) :]
             users = [t.completed_by for t in completed if t.node_id == node_id and t.completed_by]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.definitions.approval import REJECT_ANY, REJECT_MAJORITY
-from engine.definitions.model import APPROVAL_SCHEMA_TYPE
+from engine.definitions.model import DECIDED_SCHEMA_TYPES
 from engine.errors import SeparationOfDutiesError
 from engine.state import Task, TaskKind, TaskStatus, User
 
@@ -78,7 +78,7 @@ def decisions(task: Task) -> Sequence[Mapping[str, Any]]:
 
 def outcome(task: Task) -> str | None:
     """``approved`` or ``rejected`` once an approval task is completed, else None."""
-    if task.status is not TaskStatus.COMPLETED or task.schema_type != APPROVAL_SCHEMA_TYPE:
+    if task.status is not TaskStatus.COMPLETED or task.schema_type not in DECIDED_SCHEMA_TYPES:
         return None
     if not isinstance(task.output, Mapping):
         return None
@@ -109,7 +109,7 @@ class Eligibility:
 
 def decision_eligibility(user: User, task: Task) -> Eligibility:
     """May ``user`` approve or reject ``task`` now, and if not, why (the API's ``eligibleToDecide``)."""
-    if task.kind is not TaskKind.USER or task.schema_type != APPROVAL_SCHEMA_TYPE:
+    if task.kind is not TaskKind.USER or task.schema_type not in DECIDED_SCHEMA_TYPES:
         return Eligibility(False, "not an approval task")
     if not task.status.is_open:
         return Eligibility(False, f"the task is {task.status.value.lower()}")

@@ -178,18 +178,25 @@ class WebhookService:
         return webhook
 
     async def _check_url(self, url: str) -> None:
-        def refused(message: str, code: str) -> ValidationError:
-            return ValidationError(f"url: {message}", [FieldError("url", message, code)])
+        await check_url(url, self.host_policy)
 
-        parts = urlsplit(url)
-        if len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise refused(f"an http or https URL of at most {MAX_URL_LENGTH} characters", "INVALID_URL")
-        if parts.username or parts.password:
-            raise refused("credentials do not belong in the URL; verify the signature instead", "INVALID_URL")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            await checked_addresses(parts.hostname, port, self.host_policy)
-        except ValueError as exc:  # a port out of range
-            raise refused(str(exc), "INVALID_URL") from exc
-        except ExecutionFailedError as exc:
-            raise refused(exc.message, "HOST_REFUSED" if exc.non_retryable else "HOST_UNRESOLVED") from exc
+
+async def check_url(url: str, host_policy: HostPolicy, field: str = "url") -> None:
+    """Refuse (``ValidationError`` on ``field``) a URL Stepwise would not send to: not http(s), with
+    credentials, or to an address the host policy denies (webhooks; action approvals' callbacks)."""
+
+    def refused(message: str, code: str) -> ValidationError:
+        return ValidationError(f"{field}: {message}", [FieldError(field, message, code)])
+
+    parts = urlsplit(url)
+    if len(url) > MAX_URL_LENGTH or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise refused(f"an http or https URL of at most {MAX_URL_LENGTH} characters", "INVALID_URL")
+    if parts.username or parts.password:
+        raise refused("credentials do not belong in the URL; verify the signature instead", "INVALID_URL")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        await checked_addresses(parts.hostname, port, host_policy)
+    except ValueError as exc:  # a port out of range
+        raise refused(str(exc), "INVALID_URL") from exc
+    except ExecutionFailedError as exc:
+        raise refused(exc.message, "HOST_REFUSED" if exc.non_retryable else "HOST_UNRESOLVED") from exc

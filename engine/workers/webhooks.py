@@ -39,6 +39,7 @@ from engine.storage.task_events import TaskEventRepository
 from engine.storage.tasks import TaskRepository
 from engine.storage.webhooks import WebhookRepository
 from engine.webhooks.model import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from engine.workers.callbacks import ApprovalCallbackSender
 from engine.workers.hostpolicy import HostPolicy, task_http_client
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class WebhookDispatcher:
         self.policy = policy or DeliveryPolicy()
         self.batch, self.queue_batch = batch, queue_batch
         self.http = task_http_client(host_policy, MAX_ANSWER_BYTES)
+        self.callbacks = ApprovalCallbackSender(db, clock, self.http, self.policy)
+        """Action approvals' decisions to their callers (issue #25): the same client, policy and rounds."""
         # As many requests at once as the client keeps connections alive for: more would open (and close)
         # a connection per request beyond them, which took most of a round's time (bench.webhook_delivery).
         self._sending = asyncio.Semaphore(concurrency)
@@ -129,7 +132,7 @@ class WebhookDispatcher:
         """Queue what is new, then send one batch of due deliveries; returns how many were queued and sent.
         Once a minute it also deletes what the log no longer keeps."""
         await self.purge_if_due()
-        return await self.queue_new_events() + await self.deliver_due()
+        return await self.queue_new_events() + await self.deliver_due() + await self.callbacks.deliver_due()
 
     async def purge_if_due(self) -> int:
         now = self.clock.now()

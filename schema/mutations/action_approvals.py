@@ -63,6 +63,10 @@ class RequestApprovalInput:
 @strawberry.type
 class RequestApprovalSuccess:
     task: Task
+    callback_secret: str | None = strawberry.field(
+        description="With a callbackUrl: the secret its Stepwise-Signature is made with (HMAC-SHA256 over "
+        "`<t>.<body>`, as webhooks'); the same on every repeat of the request."
+    )
 
 
 RequestApprovalResult = Annotated[
@@ -110,13 +114,15 @@ class ActionApprovalMutations:
         )  # fmt: skip
         try:
             await service.ensure_definition()
-            task = await idempotent(info, "requestApproval", input, lambda: service.request(info.context.user, request))
+            requested = await idempotent(
+                info, "requestApproval", input, lambda: service.request(info.context.user, request)
+            )
         except StepwiseError as exc:
             error = to_error(exc)
             if isinstance(error, NotFound | InvalidState):  # a new request reads nothing and has no state
                 raise
             return error
-        return RequestApprovalSuccess(task=Task.from_domain(task))
+        return RequestApprovalSuccess(task=Task.from_domain(requested.task), callback_secret=requested.callback_secret)
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],

@@ -13,12 +13,15 @@ class User:
     email: str | None
     roles: list[str]
     groups: list[str]
+    is_service: bool = strawberry.field(
+        description="A service account (an AI agent, a script): it asks for approvals and never decides them."
+    )
 
     @classmethod
     def from_domain(cls, user: state.User) -> User:
         return cls(
             id=strawberry.ID(user.id), name=user.name, email=user.email, roles=sorted(user.roles),
-            groups=sorted(user.groups),
+            groups=sorted(user.groups), is_service=user.is_service,
         )  # fmt: skip
 
     @classmethod
@@ -29,7 +32,7 @@ class User:
     @classmethod
     def unknown(cls, user_id: str) -> User:
         """A user that is no longer (or never was) in the directory, e.g. a system actor."""
-        return cls(id=strawberry.ID(user_id), name=user_id, email=None, roles=[], groups=[])
+        return cls(id=strawberry.ID(user_id), name=user_id, email=None, roles=[], groups=[], is_service=False)
 
 
 async def load_user(info: Info, user_id: str | None) -> User | None:

@@ -183,3 +183,10 @@ async def test_a_subscription_receives_the_decision_exactly_once_also_after_reco
             replayed = await until_completed(feed)
         assert [e["kind"] for e in replayed].count("COMPLETED") == 1
         assert replayed[-1]["task"]["output"]["decision"] == "approved"
+
+
+async def test_the_built_in_definition_is_not_for_starting_by_hand(gql: GraphQL) -> None:
+    await ask(gql)  # deployed by the first request
+    start = """mutation { startWorkflow(input: {definitionKey: "stepwise.actionApproval", input: {}}) {
+      __typename ... on Error { code } } }"""
+    assert (await gql(start, user="alice"))["data"]["startWorkflow"]["code"] == "FORBIDDEN"

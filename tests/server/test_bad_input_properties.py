@@ -87,6 +87,8 @@ async def arena(settings: Settings, clock: ManualClock) -> AsyncIterator[Arena]:
                 return body
 
             instance = await start_expense(gql)
+            # deployed on the first request of the process, refused or not (engine.ApprovalRequestService)
+            await application.state.services.approval_requests.ensure_definition()
             yield Arena(application.state.engine, client, await mutation_types(gql),
                         [instance["id"], instance["tasks"][0]["id"]])  # fmt: skip
 

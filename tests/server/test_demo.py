@@ -6,8 +6,9 @@ from sqlalchemy import func, select
 
 from engine.storage.directory import DirectoryRepository
 from engine.storage.models import definitions, user_groups, user_roles, users
+from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
-from server.demo import load_demo
+from server.demo import load_demo, load_demo_requests
 
 
 async def counts(engine: Engine) -> tuple[int, ...]:
@@ -31,3 +32,13 @@ async def test_demo_load_is_idempotent(engine: Engine) -> None:
         people = {u.id: u for u in await DirectoryRepository(session).list_users()}
     assert people["alice"].roles == {"requester"} and people["bob"].roles == {"approver"}
     assert people["carol"].is_manager and people["dana"].is_admin and people["erin"].groups == {"finance"}
+
+
+async def test_the_demo_has_an_agents_request_in_the_approvers_inbox(engine: Engine) -> None:
+    await load_demo(engine)
+    created = await load_demo_requests(engine)
+    assert created[0] == "service account refund-bot" and created[1].startswith("approval request ")
+    assert await load_demo_requests(engine) == []
+    async with engine.db.read() as session:
+        [task] = [t for t in await TaskRepository(session).find_by_role("approver") if t.type == "ACTION_APPROVAL"]
+    assert task.input["requestedBy"] == "refund-bot" and task.input["arguments"]["orderId"] == "A-1042"

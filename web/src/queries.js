@@ -107,6 +107,7 @@ export const REJECT = mutation("RejectTask", "DecideTaskInput");
 export const CLAIM = mutation("ClaimTask", "ClaimTaskInput");
 export const ASSIGN = mutation("AssignTask", "AssignTaskInput");
 export const RETRY = mutation("RetryTask", "RetryTaskInput");
+export const DECIDE_ACTION = mutation("DecideActionApproval", "DecideActionApprovalInput");
 
 export const POST_MESSAGE = `
 mutation PostTaskMessage($input: PostTaskMessageInput!) {

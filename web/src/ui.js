@@ -85,12 +85,13 @@ export function Due({ task }) {
 }
 
 const TYPE_LABEL = {
-  FORM: "Form", APPROVAL: "Approval", DOCUMENT_UPLOAD: "Document upload", HTTP: "HTTP request",
+  FORM: "Form", APPROVAL: "Approval", ACTION_APPROVAL: "Action approval", DOCUMENT_UPLOAD: "Document upload", HTTP: "HTTP request",
   GRAPHQL: "GraphQL", JAVASCRIPT: "JavaScript", EMAIL: "Send email", DELAY: "Delay", ECHO: "Echo", CUSTOM: "Custom",
 };
 const TYPE_PATH = {
   FORM: "M5 3h10l4 4v14H5zM8 10h8M8 14h8M8 18h5",
   APPROVAL: "M4 12l5 5L20 6",
+  ACTION_APPROVAL: "M4 12l5 5L20 6M14 4h6v6",
   DOCUMENT_UPLOAD: "M12 16V4M7 9l5-5 5 5M4 20h16",
   HTTP: "M3 12h18M12 3a15 15 0 010 18M12 3a15 15 0 000 18M3 12a9 9 0 1018 0 9 9 0 10-18 0",
   GRAPHQL: "M12 3l8 4.5v9L12 21l-8-4.5v-9zM12 3v18M4 7.5l16 9M20 7.5l-16 9",

@@ -6,7 +6,7 @@ import { gql } from "../api.js";
 import { TASK } from "../queries.js";
 import { onTaskEvent, onResync } from "../live.js";
 import { Loading, Failure, StatusBadge, PriorityBadge, TypeIcon, Due, DataList, useDialog, debounce, when, typeLabel } from "../ui.js";
-import { FormWork, ApprovalWork, UploadWork, DocumentList } from "./work.js";
+import { FormWork, ApprovalWork, ActionWork, UploadWork, DocumentList } from "./work.js";
 import { SystemDetails } from "./system.js";
 import { Discussion } from "./discussion.js";
 import { Assignment } from "./assign.js";
@@ -41,6 +41,7 @@ function Work({ task, onDone, onReload, ownRevision }) {
   if (!OPEN.includes(task.status)) return html`<${Completed} task=${task} />`;
   if (!task.viewerCanComplete) return html`<${NotYours} task=${task} />`;
   if (task.type === "APPROVAL") return html`<${ApprovalWork} task=${task} onDone=${onDone} onReload=${onReload} ownRevision=${ownRevision} />`;
+  if (task.type === "ACTION_APPROVAL") return html`<${ActionWork} task=${task} onDone=${onDone} onReload=${onReload} ownRevision=${ownRevision} />`;
   if (task.type === "DOCUMENT_UPLOAD") return html`<${UploadWork} task=${task} onDone=${onDone} onReload=${onReload} ownRevision=${ownRevision} />`;
   return html`<${FormWork} task=${task} onDone=${onDone} onReload=${onReload} ownRevision=${ownRevision} />`;
 }

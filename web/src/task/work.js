@@ -3,7 +3,7 @@
 // A result's typed error is shown where it belongs: a field's next to it, a revision conflict with a reload.
 import { html, useState, useRef, useEffect } from "../lib.js";
 import { gql, upload } from "../api.js";
-import { SAVE, SUBMIT, APPROVE, REJECT, UPLOAD } from "../queries.js";
+import { SAVE, SUBMIT, APPROVE, REJECT, UPLOAD, DECIDE_ACTION } from "../queries.js";
 import { Field, fieldErrors, cleanValues } from "./fields.js";
 import { Alert, DataList, bytes } from "../ui.js";
 
@@ -101,6 +101,49 @@ export function ApprovalWork({ task, onDone, onReload, ownRevision }) {
       <div class="actions">
         <button class="button danger" type="button" disabled=${busy} onClick=${() => decide(REJECT)}>Reject</button>
         <button class="button primary" type="button" disabled=${busy} onClick=${() => decide(APPROVE)}>Approve</button>
+      </div>
+    </form>
+  </div>`;
+}
+
+// An automated caller's proposed action (issue #25): approve it, edit its arguments (JSON, checked on the
+// server against the action's schema: a bad edit names its paths), reject it, or answer in words.
+export function ActionWork({ task, onDone, onReload, ownRevision }) {
+  const proposal = task.input ?? {};
+  const [text, setText] = useState(() => JSON.stringify(proposal.arguments ?? {}, null, 2));
+  const [feedback, setFeedback] = useState("");
+  const [invalid, setInvalid] = useState(null);
+  const { busy, errors, run } = useTaskAction(task, [], onDone, ownRevision);
+  const decide = (decision) => {
+    const input = { decision, feedback: feedback || null };
+    if (decision === "EDITED") {
+      try {
+        input.arguments = JSON.parse(text);
+      } catch (e) {
+        setInvalid(`The arguments are not JSON: ${e.message}`);
+        return;
+      }
+    }
+    setInvalid(null);
+    run(DECIDE_ACTION, input);
+  };
+  const edited = text !== JSON.stringify(proposal.arguments ?? {}, null, 2);
+  return html`<div class="stack">
+    <section aria-labelledby="action-request"><h3 id="action-request">${proposal.action}</h3>
+      ${proposal.summary && html`<p>${proposal.summary}</p>`}
+      <p>Requested by <strong data-testid="requested-by">${proposal.requestedBy ?? "unknown"}</strong></p></section>
+    <form class="stack" onSubmit=${(e) => e.preventDefault()} aria-label="Decision">
+      <div class="field"><label for="action-arguments">Arguments (edit to approve with changes)</label>
+        <textarea id="action-arguments" rows="8" spellcheck="false" value=${text} onInput=${(e) => setText(e.target.value)}></textarea></div>
+      <div class="field"><label for="action-feedback">Feedback or answer (required to respond)</label>
+        <textarea id="action-feedback" rows="3" value=${feedback} onInput=${(e) => setFeedback(e.target.value)}></textarea></div>
+      ${invalid && html`<${Alert}><p>${invalid}</p><//>`}
+      <${Messages} errors=${errors} onReload=${onReload} />
+      <div class="actions">
+        <button class="button danger" type="button" disabled=${busy} onClick=${() => decide("REJECTED")}>Reject</button>
+        <button class="button" type="button" disabled=${busy} onClick=${() => decide("RESPONDED")}>Respond</button>
+        <button class="button primary" type="button" disabled=${busy} onClick=${() => decide(edited ? "EDITED" : "APPROVED")}>
+          ${edited ? "Approve with edits" : "Approve"}</button>
       </div>
     </form>
   </div>`;
