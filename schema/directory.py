@@ -10,7 +10,7 @@ from graphql import GraphQLError
 
 from engine import ForbiddenError, StepwiseError, encode_event_cursor
 from schema.context import Info
-from schema.errors import Forbidden, NotFound, to_error
+from schema.errors import Forbidden, NotFound, narrowed
 from schema.idempotency import idempotency_key_field
 from schema.permissions import IsAuthenticated
 from schema.types.user import User
@@ -79,8 +79,5 @@ class DevSignInMutations:
         try:
             user = await info.context.visibility.user(input.user_id)
         except StepwiseError as exc:
-            error = to_error(exc)
-            if not isinstance(error, NotFound | Forbidden):  # a look-up of one user: absent or not for you
-                raise
-            return error
+            return narrowed(exc, NotFound, Forbidden)  # a look-up of one user: absent or not for you
         return DevSignInSuccess(token=issue(user.id), user=User.from_domain(user))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar, overload
+
 import strawberry
 
 from engine import errors
@@ -66,3 +68,26 @@ def to_error(exc: errors.StepwiseError) -> ErrorResult:
     if isinstance(exc, errors.InvalidStateError):
         return InvalidState(message=exc.message, code=exc.code)
     raise exc
+
+
+A = TypeVar("A", bound=ErrorResult)
+B = TypeVar("B", bound=ErrorResult)
+C = TypeVar("C", bound=ErrorResult)
+D = TypeVar("D", bound=ErrorResult)
+
+
+@overload
+def narrowed(exc: errors.StepwiseError, a: type[A], /) -> A: ...
+@overload
+def narrowed(exc: errors.StepwiseError, a: type[A], b: type[B], /) -> A | B: ...
+@overload
+def narrowed(exc: errors.StepwiseError, a: type[A], b: type[B], c: type[C], /) -> A | B | C: ...
+@overload
+def narrowed(exc: errors.StepwiseError, a: type[A], b: type[B], c: type[C], d: type[D], /) -> A | B | C | D: ...
+def narrowed(exc: errors.StepwiseError, *members: type[Error]) -> Error:
+    """The schema error for ``exc`` if it is one of ``members`` (the field's union); any other the service
+    cannot raise, so it is a bug and is raised as one, rather than answered with a type the union lacks."""
+    error = to_error(exc)
+    if not isinstance(error, members):
+        raise exc
+    return error

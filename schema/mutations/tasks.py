@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 
 from engine import StepwiseError, state
 from schema.context import Info
-from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
+from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, narrowed, to_error
 from schema.idempotency import idempotency_key_field, idempotent
 from schema.permissions import IsAuthenticated
 from schema.types.details import TaskMessage
@@ -199,8 +199,6 @@ class TaskMutations:
                 lambda: service.post_message(info.context.user, input.task_id, input.body),
             )
         except StepwiseError as exc:
-            error = to_error(exc)
-            if isinstance(error, InvalidState):  # a message may be posted on a task in any state: a bug
-                raise
-            return error
+            # a message may be posted on a task in any state: InvalidState would be a bug
+            return narrowed(exc, Forbidden, NotFound, Conflict, ValidationFailed)
         return TaskMessageSuccess(message=TaskMessage.from_domain(message), task=Task.from_domain(task))

@@ -9,7 +9,7 @@ import strawberry
 from engine import StepwiseError
 from engine import WebhookFilter as DomainFilter
 from schema.context import Info
-from schema.errors import Conflict, ErrorResult, Forbidden, NotFound, ValidationFailed, to_error
+from schema.errors import Conflict, Forbidden, NotFound, ValidationFailed, narrowed
 from schema.idempotency import idempotency_key_field, idempotent
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskEventKind
@@ -90,23 +90,16 @@ UpdateWebhookResult = Annotated[
     WebhookSuccess | Forbidden | NotFound | Conflict | ValidationFailed, strawberry.union("UpdateWebhookResult")
 ]
 DeleteWebhookResult = Annotated[
-    DeleteWebhookSuccess | Forbidden | NotFound | Conflict, strawberry.union("DeleteWebhookResult")
+    DeleteWebhookSuccess | Forbidden | NotFound | Conflict | ValidationFailed, strawberry.union("DeleteWebhookResult")
 ]
 RotateWebhookSecretResult = Annotated[
-    WebhookSecretSuccess | Forbidden | NotFound | Conflict, strawberry.union("RotateWebhookSecretResult")
+    WebhookSecretSuccess | Forbidden | NotFound | Conflict | ValidationFailed,
+    strawberry.union("RotateWebhookSecretResult"),
 ]
 RedeliverWebhookResult = Annotated[
-    WebhookDeliverySuccess | Forbidden | NotFound | Conflict, strawberry.union("RedeliverWebhookResult")
+    WebhookDeliverySuccess | Forbidden | NotFound | Conflict | ValidationFailed,
+    strawberry.union("RedeliverWebhookResult"),
 ]
-
-
-def _narrowed(exc: StepwiseError, *members: type[ErrorResult]) -> ErrorResult:
-    """The typed error for ``exc`` if it is one of ``members``; any other these services cannot raise, so it
-    is a bug, and reads as one."""
-    error = to_error(exc)
-    if not isinstance(error, members):
-        raise exc
-    return error
 
 
 @strawberry.type
@@ -122,7 +115,7 @@ class WebhookMutations:
                 info.context.user, input.url, input.events, chosen
             ))  # fmt: skip
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, Conflict, ValidationFailed)  # type: ignore[return-value]  # one of those
+            return narrowed(exc, Forbidden, Conflict, ValidationFailed)
         return WebhookSecretSuccess(webhook=Webhook.from_domain(webhook), secret=secret)
 
     @strawberry.mutation(permission_classes=[IsAuthenticated], description="Admin only.")
@@ -134,7 +127,7 @@ class WebhookMutations:
                 filter=input.filter.to_domain() if input.filter else None, enabled=input.enabled,
             ))  # fmt: skip
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, NotFound, Conflict, ValidationFailed)  # type: ignore[return-value]  # one of those
+            return narrowed(exc, Forbidden, NotFound, Conflict, ValidationFailed)
         return WebhookSuccess(webhook=Webhook.from_domain(webhook))
 
     @strawberry.mutation(
@@ -145,7 +138,7 @@ class WebhookMutations:
             service = info.context.services.webhooks
             await idempotent(info, "deleteWebhook", input, lambda: service.delete(info.context.user, input.id))
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, NotFound, Conflict)  # type: ignore[return-value]  # one of those
+            return narrowed(exc, Forbidden, NotFound, Conflict, ValidationFailed)
         return DeleteWebhookSuccess(id=input.id)
 
     @strawberry.mutation(
@@ -159,7 +152,7 @@ class WebhookMutations:
                 info, "rotateWebhookSecret", input, lambda: service.rotate_secret(info.context.user, input.id)
             )
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, NotFound, Conflict)  # type: ignore[return-value]  # one of those
+            return narrowed(exc, Forbidden, NotFound, Conflict, ValidationFailed)
         return WebhookSecretSuccess(webhook=Webhook.from_domain(webhook), secret=secret)
 
     @strawberry.mutation(
@@ -172,5 +165,5 @@ class WebhookMutations:
                 info, "redeliverWebhook", input, lambda: service.redeliver(info.context.user, input.delivery_id)
             )
         except StepwiseError as exc:
-            return _narrowed(exc, Forbidden, NotFound, Conflict)  # type: ignore[return-value]  # one of those
+            return narrowed(exc, Forbidden, NotFound, Conflict, ValidationFailed)
         return WebhookDeliverySuccess(delivery=WebhookDelivery.from_domain(delivery, []))

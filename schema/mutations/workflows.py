@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 
 from engine import StepwiseError
 from schema.context import Info
-from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
+from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, narrowed, to_error
 from schema.idempotency import idempotency_key_field, idempotent
 from schema.permissions import IsAuthenticated
 from schema.queries import WorkflowDefinition
@@ -99,10 +99,8 @@ class WorkflowMutations:
                 lambda: service.start(info.context.user, input.definition_key, input.input, input.correlation_key),
             )
         except StepwiseError as exc:
-            error = to_error(exc)
-            if isinstance(error, InvalidState):  # a new instance is in no state yet: a bug if it comes
-                raise
-            return error
+            # a new instance is in no state yet: InvalidState would be a bug
+            return narrowed(exc, Forbidden, NotFound, Conflict, ValidationFailed)
         return StartWorkflowSuccess(workflow_instance=WorkflowInstance.from_domain(instance))
 
     @strawberry.mutation(permission_classes=[IsAuthenticated])
@@ -154,8 +152,6 @@ class WorkflowMutations:
                 info, "deployWorkflowDefinition", input, lambda: service.deploy(info.context.user, input.definition)
             )
         except StepwiseError as exc:
-            error = to_error(exc)
-            if isinstance(error, NotFound | InvalidState):  # a deploy reads no object and has no state: a bug
-                raise
-            return error
+            # a deploy reads no object and has no state: NotFound or InvalidState would be a bug
+            return narrowed(exc, Forbidden, Conflict, ValidationFailed)
         return DeploySuccess(definition=WorkflowDefinition.from_domain(deployed), created=created)

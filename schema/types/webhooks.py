@@ -24,7 +24,7 @@ from engine import (
     WebhookDelivery as DomainDelivery,
 )
 from schema.context import Info
-from schema.errors import FieldError, Forbidden, NotFound, ValidationFailed, to_error
+from schema.errors import FieldError, Forbidden, NotFound, ValidationFailed, narrowed
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskEventKind
 from schema.types.paging import PageInfo
@@ -141,10 +141,7 @@ class WebhookQueries:
         try:
             found = await info.context.services.webhooks.webhooks(info.context.user)
         except StepwiseError as exc:
-            error = to_error(exc)
-            if not isinstance(error, Forbidden):
-                raise
-            return error
+            return narrowed(exc, Forbidden)
         return WebhookList(webhooks=[Webhook.from_domain(webhook) for webhook in found])
 
     @strawberry.field(permission_classes=[IsAuthenticated], description="Admin only: a webhook's delivery log.")
@@ -161,10 +158,7 @@ class WebhookQueries:
                 info.context.user, webhook_id, first, before
             )
         except StepwiseError as exc:
-            error = to_error(exc)
-            if not isinstance(error, Forbidden | NotFound | ValidationFailed):
-                raise
-            return error
+            return narrowed(exc, Forbidden, NotFound, ValidationFailed)
         edges = [
             WebhookDeliveryEdge(cursor=encode_event_cursor(d.position),
                                 node=WebhookDelivery.from_domain(d, attempts[d.id]))
