@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from engine.errors import FieldError, StepwiseError, ValidationError
 from engine.idempotency import MAX_KEY_LENGTH, IdempotentRequest
@@ -44,7 +45,7 @@ class BulkTaskService:
     ) -> list[BulkItem]:
         service = self.rehearsal if dry_run else self.tasks
         return await self._each(
-            user, task_ids, "claimTasks", idempotency_key, dry_run, lambda task_id: service.claim(user, task_id)
+            user, task_ids, "claimTasks", {}, idempotency_key, dry_run, lambda task_id: service.claim(user, task_id)
         )
 
     async def assign(
@@ -56,6 +57,7 @@ class BulkTaskService:
             user,
             task_ids,
             "assignTasks",
+            {"userId": assignee_id},
             idempotency_key,
             dry_run,
             lambda task_id: service.assign(user, task_id, assignee_id),
@@ -72,15 +74,16 @@ class BulkTaskService:
         return await self._each(
             user,
             task_ids,
-            f"decideTasks:{decision}",
+            "decideTasks",
+            {"decision": decision, "comment": comment},
             idempotency_key,
             dry_run,
             lambda task_id: service.decide(user, task_id, decision, comment, None, None),
         )
 
     async def _each(
-        self, user: User, task_ids: Sequence[str], operation: str, key: str | None, dry_run: bool,
-        act: Callable[[str], Awaitable[Task]],
+        self, user: User, task_ids: Sequence[str], operation: str, shared_input: dict[str, Any], key: str | None,
+        dry_run: bool, act: Callable[[str], Awaitable[Task]],
     ) -> list[BulkItem]:  # fmt: skip
         _check_ids(task_ids)
         if key is not None and not dry_run and not 0 < len(key) <= MAX_BULK_KEY_LENGTH:
@@ -96,8 +99,10 @@ class BulkTaskService:
                     if key is None or dry_run:
                         return BulkItem(task_id, task=await act(task_id))
                     # Each item is exactly-once on its own: a repeat of the whole request answers each
-                    # item as its first run did, and runs again only the items that failed then.
-                    request = IdempotentRequest.of(user.id, f"{key}#{task_id}", operation, task_id)
+                    # item as its first run did, and runs again only the items that failed then. The
+                    # fingerprint is the item's whole input, so a repeat with another one is refused.
+                    item_input = {"taskId": task_id, **shared_input}
+                    request = IdempotentRequest.of(user.id, f"{key}#{task_id}", operation, item_input)
                     return BulkItem(
                         task_id, task=await self.tasks.engine.idempotency.run(request, lambda: act(task_id))
                     )

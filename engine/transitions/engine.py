@@ -387,7 +387,10 @@ class Engine:
                     if locked is None:
                         raise NotFoundError(f"no workflow instance {workflow_instance_id}")
                     instance = locked.instance
-                    definition = await self.definition(instance.definition_key, instance.definition_version)
+                    # On the held connection: waiting for a second beside it deadlocks a full pool
+                    definition = await self.definition(
+                        instance.definition_key, instance.definition_version, executor=connection
+                    )
                     now = self.clock.now()
                     transition = Transition(
                         connection, instance, definition, self.registry, now, actor_id, self.settings,

@@ -106,7 +106,9 @@ class EmailNotifier:
             instance = await InstanceRepository(session).get(event.workflow_instance_id, summary=True)
             if task is None or instance is None or not task.status.is_open:
                 return 0
-            definition = await self.engine.definition(instance.definition_key, instance.definition_version)
+            definition = await self.engine.definition(
+                instance.definition_key, instance.definition_version, executor=session
+            )
             node = definition.node(task.node_id)
             if node.notify is None or not node.notify.email:
                 return 0

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from engine.definitions.builder import WorkflowBuilder
-from engine.errors import ForbiddenError, InvalidStateError, NotFoundError, ValidationError
+from engine.errors import ForbiddenError, IdempotencyKeyReusedError, InvalidStateError, NotFoundError, ValidationError
 from engine.services import Services
 from engine.state import TaskStatus, User
 from engine.storage.database import Database
@@ -154,3 +154,19 @@ async def test_a_repeat_with_the_same_key_answers_each_item_as_before(engine: En
     assert all(item.error is None for item in first + again)
     assert [item.task.revision for item in again if item.task] == [item.task.revision for item in first if item.task]
     assert (await events(db, "CLAIMED"))[(ids[0], "bob")] == 1
+
+
+async def test_a_key_sent_again_with_other_input_is_refused_per_item(engine: Engine, db: Database) -> None:
+    services = Services.build(engine)
+    ids = await approvals(engine, 3)
+
+    await services.bulk.assign(CAROL, ids, "bob", idempotency_key="assign-them")
+    other_user = await services.bulk.assign(CAROL, ids, "frank", idempotency_key="assign-them")
+    await services.bulk.decide(BOB, ids[:1], "approved", "fine", idempotency_key="decide-it")
+    other_comment = await services.bulk.decide(BOB, ids[:1], "approved", "not fine", idempotency_key="decide-it")
+
+    assert all(isinstance(item.error, IdempotencyKeyReusedError) for item in other_user + other_comment)
+    assert (await events(db, "ASSIGNED"))[(ids[1], "carol")] == 1
+    async with db.read() as session:
+        task = await TaskRepository(session).get_by_id(ids[1])
+    assert task is not None and task.assigned_user_id == "bob"
