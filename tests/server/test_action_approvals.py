@@ -190,3 +190,11 @@ async def test_the_built_in_definition_is_not_for_starting_by_hand(gql: GraphQL)
     start = """mutation { startWorkflow(input: {definitionKey: "stepwise.actionApproval", input: {}}) {
       __typename ... on Error { code } } }"""
     assert (await gql(start, user="alice"))["data"]["startWorkflow"]["code"] == "FORBIDDEN"
+
+
+async def test_a_wait_longer_than_a_minute_is_refused(gql: GraphQL) -> None:
+    task_id = (await ask(gql))["task"]["id"]
+    too_long = (await gql(AWAIT, user="alice", id=task_id, timeout=61))["data"]["awaitDecision"]
+    assert too_long == {"__typename": "ValidationFailed", "code": "VALIDATION_FAILED"}
+    hidden = (await gql(AWAIT, user="erin", id=task_id, timeout=0))["data"]["awaitDecision"]
+    assert hidden == {"__typename": "NotFound", "code": "NOT_FOUND"}
