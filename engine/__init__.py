@@ -108,7 +108,7 @@ from engine.workers.executor import SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.hostpolicy import check_entries as check_host_entries
 from engine.workers.notifications import EmailNotifier
-from engine.workers.webhooks import DeliveryPolicy, WebhookDispatcher
+from engine.workers.webhooks import MAX_WEBHOOK_ATTEMPTS, DeliveryPolicy, WebhookDispatcher
 from engine.workers.worker import Worker
 
 __all__ = [
@@ -142,7 +142,7 @@ __all__ = [
     "EscalationAction", "EscalationRepository",
     # webhooks, and signing what the engine sends out
     "WebhookService", "Webhook", "WebhookFilter", "WebhookDelivery", "WebhookAttempt", "DeliveryStatus",
-    "WebhookDispatcher", "DeliveryPolicy",
+    "WebhookDispatcher", "DeliveryPolicy", "MAX_WEBHOOK_ATTEMPTS",
     "SIGNATURE_HEADER", "sign", "signature_header", "verify_signature", "new_signing_secret",
     # approve by email
     "EmailAction", "EmailActionPage", "EmailActionService", "EmailActionTokens", "EmailNotifier",

@@ -13,6 +13,7 @@ from typing import Any
 
 from engine import (
     DEFAULT_MAX_JSON_BYTES,
+    MAX_WEBHOOK_ATTEMPTS,
     Calendars,
     EmailActionTokens,
     Engine,
@@ -256,8 +257,8 @@ class Settings:
             raise ValueError("STEPWISE_DB_POOL_SIZE must be at least 1")
         if settings.idempotency_key_hours <= 0:
             raise ValueError("STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0")
-        if settings.webhook_max_attempts < 1:
-            raise ValueError("STEPWISE_WEBHOOK_MAX_ATTEMPTS must be at least 1")
+        if not 1 <= settings.webhook_max_attempts <= MAX_WEBHOOK_ATTEMPTS:
+            raise ValueError(f"STEPWISE_WEBHOOK_MAX_ATTEMPTS must be 1 to {MAX_WEBHOOK_ATTEMPTS}")
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
         return settings

@@ -52,6 +52,8 @@ USER_AGENT = "Stepwise-Webhooks/1"
 MAX_ANSWER_BYTES = 1 << 20
 MAX_ERROR_LENGTH = 1000
 PURGE_EVERY = timedelta(minutes=1)
+MAX_WEBHOOK_ATTEMPTS = 100
+"""With the back-off at its ceiling (an hour by default) this is days of trying: more is a mistake."""
 KEPT_ALIVE = 20  # the connections httpx keeps open between requests (engine.workers.hostpolicy's pool)
 
 
@@ -69,8 +71,13 @@ class DeliveryPolicy:
     """How long a delivered or given-up delivery stays in the log (and can be redelivered)."""
 
     def delay_after(self, failed_attempts: int) -> timedelta:
-        doubled: timedelta = self.first_retry * (2 ** max(failed_attempts - 1, 0))
-        return min(doubled, self.max_retry)
+        # Doubling stops at the ceiling: 2**n of a large n overflows a timedelta.
+        delay = self.first_retry
+        for _ in range(max(failed_attempts - 1, 0)):
+            if delay >= self.max_retry:
+                break
+            delay *= 2
+        return min(delay, self.max_retry)
 
 
 def payload(webhook: Webhook, event: TaskEvent, task: Task, definition_key: str) -> dict[str, Any]:

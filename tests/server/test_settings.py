@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine import MAX_WEBHOOK_ATTEMPTS
 from server.settings import Settings
 
 
@@ -39,4 +40,12 @@ def test_a_size_limit_below_a_kilobyte_is_refused(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("STEPWISE_MAX_JSON_BYTES", "10")
 
     with pytest.raises(ValueError, match="at least 1024"):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("attempts", ["0", str(MAX_WEBHOOK_ATTEMPTS + 1)])
+def test_webhook_attempts_out_of_bounds_are_refused(monkeypatch: pytest.MonkeyPatch, attempts: str) -> None:
+    monkeypatch.setenv("STEPWISE_WEBHOOK_MAX_ATTEMPTS", attempts)
+
+    with pytest.raises(ValueError, match=f"STEPWISE_WEBHOOK_MAX_ATTEMPTS must be 1 to {MAX_WEBHOOK_ATTEMPTS}"):
         Settings.from_env()

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import (
+    MAX_WEBHOOK_ATTEMPTS,
     DeliveryPolicy,
     DeliveryStatus,
     ForbiddenError,
@@ -374,3 +375,12 @@ async def test_the_worker_deletes_settled_deliveries_older_than_the_log_keeps_an
     async with world.engine.db.read() as session:
         logged = set((await session.execute(select(webhook_attempts.c.delivery_id))).scalars())
     assert logged == {page[0].id}, "only the pending delivery's attempts are left"
+
+
+def test_the_back_off_stops_doubling_at_its_ceiling_however_many_attempts() -> None:
+    policy = DeliveryPolicy(max_attempts=MAX_WEBHOOK_ATTEMPTS)
+
+    delays = [policy.delay_after(n) for n in (1, 2, 11, 45, 1100)]
+
+    assert delays == [timedelta(seconds=5), timedelta(seconds=10), timedelta(hours=1), timedelta(hours=1),
+                      timedelta(hours=1)]  # fmt: skip
