@@ -10,6 +10,7 @@ in a transaction (``BEGIN IMMEDIATE``). The instance is written with an optimist
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -99,6 +100,7 @@ class Engine:
         self.task_homes = TaskHomes()
         self.sequencer = EventSequencer(db, self._tell_commit_listeners)
         self.idempotency = IdempotencyKeys(db, self.clock, idempotency_ttl)
+        self._index_builds: set[asyncio.Task[None]] = set()
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -118,7 +120,8 @@ class Engine:
 
         A document identical to the latest version deploys nothing and returns that version, so
         loading the same definitions twice changes nothing. On PostgreSQL a new version's ``searchable``
-        paths get their indexes before this returns (:mod:`engine.storage.postgres.search_indexes`).
+        paths get their indexes after this returns, built in the background
+        (:mod:`engine.storage.postgres.search_indexes`; :meth:`index_builds_done` waits for them).
         """
         definition = self.validate(document)
         guard = self.idempotency.take()
@@ -152,11 +155,19 @@ class Engine:
                         await session.execute(idempotency_keys.insert().values(row))
                 self._latest_versions[deployed.key] = deployed.version
                 if definition.searchable and not self.db.is_sqlite:
-                    await self._build_search_indexes(definition)
+                    # Not awaited: on a large table a build outlasts the request, whose deadline would
+                    # cancel it half-way (an invalid index) and answer a committed deploy as failed.
+                    build = asyncio.create_task(self._build_search_indexes(definition))
+                    self._index_builds.add(build)
+                    build.add_done_callback(self._index_builds.discard)
                 return deployed, True
             except IntegrityError:  # another process deployed the same version number first
                 continue
         raise ConcurrentUpdateError(f"could not deploy {definition.key!r}: too many concurrent deploys")
+
+    async def index_builds_done(self) -> None:
+        """Wait for the searchable-index builds deploys started (they log their failures)."""
+        await asyncio.gather(*self._index_builds)
 
     async def _build_search_indexes(self, definition: WorkflowDefinition) -> None:
         """The deploy has committed: a failed build is reported, not raised (the client would read it as
@@ -166,6 +177,8 @@ class Engine:
         except Exception:
             log.exception("definition %s: its searchable indexes were not built; deploy it again to retry",
                           definition.key)  # fmt: skip
+        else:
+            log.info("definition %s: its searchable indexes are built", definition.key)
 
     async def definition(
         self, key: str, version: int | None = None, executor: Executor | None = None

@@ -74,6 +74,7 @@ async def test_deploying_through_the_api_builds_the_searchable_indexes(gql: Grap
         document = {**document, "title": "again"}
     if app_engine.db.is_sqlite:
         return
+    await app_engine.index_builds_done()
     async with app_engine.db.read() as session:
         built = set(await session.scalars(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_search_%'")))
     wanted = {index_name(t, p) for t in ("workflow_instances", "tasks") for p in ("amount", "customer.name")}

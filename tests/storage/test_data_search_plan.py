@@ -71,6 +71,7 @@ async def plans_of(db: Database, query: TaskQuery) -> list[str]:
 @pytest.mark.postgres_only
 async def test_data_conditions_use_the_searchable_indexes_at_100k_tasks(engine: Engine, db: Database) -> None:
     await engine.deploy(DEFINITION, deployed_by="dana")
+    await engine.index_builds_done()
     names = {index_name(table, path) for table in ("workflow_instances", "tasks") for path in ("amount", "customer.id")}
     async with db.read() as session:
         found = set(await session.scalars(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_search_%'")))

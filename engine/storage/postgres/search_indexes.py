@@ -9,7 +9,8 @@ and strings, and ``exists`` can be answered from it. Indexes are shared by every
 the path (the tables are), and are never dropped by a deploy: another definition, or a running
 instance of an older version, may still search by them.
 
-They are built by the deploy that first names the path, after its commit, ``CONCURRENTLY``: writes to
+They are built for the deploy that first names the path, after its commit, in a task it does not
+await, with no ``statement_timeout``, ``CONCURRENTLY``: writes to
 the tables go on while a large table is indexed. A build that failed half-way leaves an invalid index;
 the next deploy naming the path drops and builds it again. Beside each index, extended statistics
 on its expression and the expression's type (``CREATE STATISTICS``, read by ``ANALYZE``, which
@@ -24,6 +25,7 @@ import hashlib
 from collections.abc import Sequence
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.definitions.datapaths import segments_of
 from engine.storage.database import Database
@@ -51,32 +53,42 @@ def _expression(table: str, path: str) -> str:
 async def ensure_search_indexes(db: Database, paths: Sequence[str]) -> list[str]:
     """Build the indexes ``paths`` need that do not exist yet (each path checked by the definition's
     validation); returns the names it built."""
-    built = []
     async with db.engine.connect() as connection:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        for path in paths:
-            for table in _COLUMNS:
-                name = index_name(table, path)
-                valid = await autocommit.scalar(
-                    text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                         "WHERE c.relname = :name AND c.relnamespace = current_schema()::regnamespace"),
-                    {"name": name},
-                )  # fmt: skip
-                expression = _expression(table, path)
-                # The planner keeps no statistics for a partial index's expression: without these
-                # it guesses a third of the rows match any range, and a tenth of a percent any type,
-                # and reads a common value's instances from the index, then each one's tasks.
-                await autocommit.execute(
-                    text(f'CREATE STATISTICS IF NOT EXISTS "{_statistics_name(name)}" ON {expression}, '
-                         f"(jsonb_typeof{expression}) FROM {table}")
-                )  # fmt: skip
-                if valid:
-                    continue
-                if valid is not None:  # a build that failed half-way
-                    await autocommit.execute(text(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'))
-                await autocommit.execute(
-                    text(f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{name}" ON {table} ({expression}) '
-                         f"WHERE {expression} IS NOT NULL")
-                )  # fmt: skip
-                built.append(name)
+        # The pool's statement_timeout is for requests; a build on a large table may take far longer,
+        # and one cancelled half-way leaves an invalid index. RESET gives the connection back as it was.
+        await autocommit.execute(text("SET statement_timeout = 0"))
+        try:
+            return await _build(autocommit, paths)
+        finally:
+            await autocommit.execute(text("RESET statement_timeout"))
+
+
+async def _build(autocommit: AsyncConnection, paths: Sequence[str]) -> list[str]:
+    built = []
+    for path in paths:
+        for table in _COLUMNS:
+            name = index_name(table, path)
+            valid = await autocommit.scalar(
+                text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                     "WHERE c.relname = :name AND c.relnamespace = current_schema()::regnamespace"),
+                {"name": name},
+            )  # fmt: skip
+            expression = _expression(table, path)
+            # The planner keeps no statistics for a partial index's expression: without these
+            # it guesses a third of the rows match any range, and a tenth of a percent any type,
+            # and reads a common value's instances from the index, then each one's tasks.
+            await autocommit.execute(
+                text(f'CREATE STATISTICS IF NOT EXISTS "{_statistics_name(name)}" ON {expression}, '
+                     f"(jsonb_typeof{expression}) FROM {table}")
+            )  # fmt: skip
+            if valid:
+                continue
+            if valid is not None:  # a build that failed half-way
+                await autocommit.execute(text(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'))
+            await autocommit.execute(
+                text(f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{name}" ON {table} ({expression}) '
+                     f"WHERE {expression} IS NOT NULL")
+            )  # fmt: skip
+            built.append(name)
     return built
