@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 import jwt
-from sqlalchemy import delete, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from engine.errors import EmailActionRefusedError, NotFoundError, StepwiseError
+from engine.errors import EmailActionRefusedError, NotFoundError
+from engine.idempotency import Guard, IdempotentRequest
 from engine.state import Task, User
 from engine.storage.directory import DirectoryRepository
 from engine.storage.models import email_action_uses
@@ -86,12 +87,10 @@ class EmailActionTokens:
             claims = jwt.decode(token, self.secret_key, algorithms=[ALGORITHM], audience=AUDIENCE,
                                 options={"verify_exp": False, "require": ["exp", "sub", "jti", "task"]})  # fmt: skip
         except jwt.PyJWTError as exc:
-            raise EmailActionRefusedError(
-                "this link is not valid: it was altered or cut short", "LINK_INVALID"
-            ) from exc
+            raise _invalid() from exc
         values = (claims.get("jti"), claims.get("sub"), claims.get("task"), claims.get("exp"))
         if not all(isinstance(v, str) for v in values[:3]) or not isinstance(values[3], int):
-            raise EmailActionRefusedError("this link is not valid: it was altered or cut short", "LINK_INVALID")
+            raise _invalid()
         claim = EmailActionClaim(str(values[0]), str(values[1]), str(values[2]),
                                  datetime.fromtimestamp(int(values[3]), self.engine.clock.now().tzinfo))  # fmt: skip
         if self.engine.clock.now() >= claim.expires_at:
@@ -133,22 +132,31 @@ class EmailActionService:
             user = await DirectoryRepository(session).get_user(claim.user_id)
         if user is None:
             raise NotFoundError("the link's user no longer exists")
+        # The decision's own transition stores the link's use as an idempotency key, so the two commit
+        # together: a decision that breaks off in any way (a lost connection, a cancellation) leaves the
+        # link unused. The use row after it keeps the link used once that key expires.
+        request = IdempotentRequest.of(user.id, f"email:{claim.token_id}", "emailAction", {"task": claim.task_id})
+        if await self._used(claim) or await self.engine.idempotency.stored(Guard(request)):
+            raise _used()
+        task = await self.engine.idempotency.run(
+            request, lambda: self.tasks.decide(user, claim.task_id, decision, None, None, None)
+        )
         try:
             async with self.engine.db.transaction() as session:
                 await session.execute(insert(email_action_uses).values(
                     token_id=claim.token_id, task_id=claim.task_id, user_id=claim.user_id, action=action.value,
                     used_at=self.engine.clock.now(),
                 ))  # fmt: skip
-        except IntegrityError as exc:  # a second POST of the link, perhaps at the same moment
-            raise _used() from exc
-        try:
-            return await self.tasks.decide(user, claim.task_id, decision, None, None, None)
-        except StepwiseError:
-            # Not decided (someone decided first, it was reassigned, a form must be filled): the link is left
-            # as it was, so the database holds nothing of this attempt.
-            async with self.engine.db.transaction() as session:
-                await session.execute(delete(email_action_uses).where(email_action_uses.c.token_id == claim.token_id))
-            raise
+        except IntegrityError:  # a second POST of the link at the same moment: the key answered it
+            pass
+        return task
+
+    async def _used(self, claim: EmailActionClaim) -> bool:
+        async with self.engine.db.read() as session:
+            found = await session.scalar(
+                select(email_action_uses.c.token_id).where(email_action_uses.c.token_id == claim.token_id)
+            )
+        return found is not None
 
 
 def _check_signed_in(claim: EmailActionClaim, signed_in: User | None) -> None:

@@ -25,6 +25,7 @@ from engine import DefinitionError, EmailNotifier, Engine, TaskStatus
 from engine.clock import ManualClock
 from engine.storage.models import email_action_uses, task_events
 from engine.storage.tasks import TaskRepository
+from engine.tasks.service import TaskService
 from engine.workers.executor import SystemTaskContext
 from server.app import create_app
 from server.auth import issue_token
@@ -297,3 +298,26 @@ async def test_the_servers_worker_sends_the_message_on_its_own(
             await asyncio.sleep(0.025)
     [message] = mailbox.messages()
     assert message["To"] == "bob@example.com" and message["Subject"] == "Waiting for you: Approve order 7"
+
+
+async def test_a_decision_that_breaks_off_untyped_leaves_the_link_unused(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost connection or a cancellation is no StepwiseError: the link's use must still not outlive it."""
+    task_id = await scene.start(approval("mail_broken"))
+    link = scene.links("bob@example.com")["Approve"]
+    decide = TaskService.decide
+
+    async def lost(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionResetError("the database went away")
+
+    monkeypatch.setattr(TaskService, "decide", lost)
+    broken = await scene.confirm(link)
+    assert broken.status_code == 500
+    assert (await scene.state(task_id))[0] is TaskStatus.PENDING
+    monkeypatch.setattr(TaskService, "decide", decide)
+
+    done = await scene.confirm(link)
+
+    assert done.status_code == 200 and "Approved" in done.text, done.text
+    assert (await scene.state(task_id))[::2] == (TaskStatus.COMPLETED, 1)
