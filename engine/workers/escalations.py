@@ -32,6 +32,7 @@ from engine.storage.escalations import EscalationRepository, LeasedEscalation
 from engine.storage.models import task_escalations
 from engine.storage.tasks import TaskRepository
 from engine.tasks import policies
+from engine.tasks.recipients import MAX_RECIPIENTS, task_recipients
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 from engine.workers.email import EmailExecutor
@@ -39,8 +40,6 @@ from engine.workers.executor import ExecutionRequest, ExecutionResult, SystemTas
 
 log = logging.getLogger(__name__)
 MAX_NOTIFY_ATTEMPTS = 5
-MAX_RECIPIENTS = 100
-"""A reminder to a role's candidates goes to at most this many of them (by id)."""
 DECIDED_BY = "escalation"
 """``decidedBy`` of an approval an escalation step completed."""
 _EMAIL = EmailExecutor()
@@ -186,18 +185,7 @@ class Escalator:
 
     @staticmethod
     async def _recipients(transition: Transition, task: Task) -> list[User]:
-        directory = DirectoryRepository(transition.connection)
-        if task.assigned_user_id is not None:
-            assignee = await directory.get_user(task.assigned_user_id)
-            return [assignee] if assignee is not None else []
-        candidates: set[str] = set(task.candidate_users)
-        if task.assigned_role is not None:
-            candidates.update(await directory.members(role=task.assigned_role))
-        if task.assigned_group is not None:
-            candidates.update(await directory.members(group=task.assigned_group))
-        candidates = {user for user in candidates if policies.excluded_by(task, user) is None}  # who may not act
-        found = await directory.get_users(sorted(candidates)[:MAX_RECIPIENTS])
-        return [found[user_id] for user_id in sorted(found)]
+        return await task_recipients(DirectoryRepository(transition.connection), task)
 
     async def _notify(self, leased: LeasedEscalation) -> None:
         escalation = leased.escalation

@@ -32,6 +32,7 @@ from engine.storage.models import event_cursors
 from engine.storage.task_events import TaskEventRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks.email_actions import EmailAction, EmailActionTokens
+from engine.tasks.recipients import task_recipients
 from engine.transitions.engine import Engine
 from engine.workers.email import EmailExecutor
 from engine.workers.executor import ExecutionRequest, SystemTaskContext
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 CURSOR = "email-notifications"
 BATCH = 200
-MAX_RECIPIENTS = 50
 RETRY_AFTER = timedelta(seconds=30)
 _NOTIFIED = frozenset({TaskEventKind.CREATED, TaskEventKind.ASSIGNED})
 _EMAIL = EmailExecutor()
@@ -142,18 +142,8 @@ class EmailNotifier:
 
 
 async def _recipients(directory: DirectoryRepository, task: Task, node: Node) -> list[User]:
-    """Who the task is for now, those of them with an email address."""
+    """Who the task is for now, those of them with an email address; candidates only if ``notify`` asks."""
     assert node.notify is not None
-    if task.assigned_user_id is not None:
-        ids = [task.assigned_user_id]
-    elif node.notify.candidates:
-        members: set[str] = set()
-        if task.assigned_role is not None:
-            members.update(await directory.members(role=task.assigned_role))
-        if task.assigned_group is not None:
-            members.update(await directory.members(group=task.assigned_group))
-        ids = sorted(members)[:MAX_RECIPIENTS]
-    else:
+    if task.assigned_user_id is None and not node.notify.candidates:
         return []
-    found = await directory.get_users(ids)
-    return [found[user_id] for user_id in ids if user_id in found and found[user_id].email]
+    return [user for user in await task_recipients(directory, task) if user.email]

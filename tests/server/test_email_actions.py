@@ -321,3 +321,14 @@ async def test_a_decision_that_breaks_off_untyped_leaves_the_link_unused(
 
     assert done.status_code == 200 and "Approved" in done.text, done.text
     assert (await scene.state(task_id))[::2] == (TaskStatus.COMPLETED, 1)
+
+
+async def test_a_policy_of_named_users_mails_them_but_not_one_excluded(scene: Scene) -> None:
+    node = {"id": "decide", "type": "userTask", "schemaType": "userTask.approval", "title": "Approve order {{ n }}",
+            "notify": {"email": True, "candidates": True}, "excludes": ["starter"],
+            "approval": {"required": 1, "of": {"users": ["alice", "grace", "henry"]}}}  # fmt: skip
+    await scene.start({"key": "mail_named", "start": "decide", "nodes": [node]})
+
+    mailed = {message["To"] for message in scene.mailbox.messages()}
+
+    assert mailed == {"grace@example.com", "henry@example.com"}  # alice started it: no link for her
