@@ -19,11 +19,9 @@ from engine import (
     BlobStore,
     Clock,
     Database,
-    Engine,
     EventHub,
     Services,
     current_revision,
-    default_registry,
     head_revision,
     upgrade,
 )
@@ -33,6 +31,7 @@ from server.access import ObservedRequests
 from server.bodies import BoundedBodies
 from server.devtools import Mailbox, dev_routes, running_mailbox
 from server.email_actions import email_action_routes
+from server.engines import engine_from_settings
 from server.files import document_routes
 from server.graphiql import graphiql_assets_mount
 from server.graphql_app import StepwiseGraphQL
@@ -81,17 +80,8 @@ def create_app(
     mailbox = Mailbox()
     if settings.dev and settings.smtp_url is None:
         settings = replace(settings, smtp_url=f"smtp://127.0.0.1:{settings.dev_mailbox_port}")
-    db = Database(settings.database_url, fast_paths=settings.fast_paths, pool_size=settings.db_pool_size,
-                  statement_timeout=settings.statement_timeout_seconds)  # fmt: skip
-    engine = Engine(
-        db,
-        default_registry(),
-        clock=clock,
-        settings=settings.template_settings,
-        max_json_bytes=settings.max_json_bytes,
-        idempotency_ttl=settings.idempotency_ttl,
-        calendars=settings.calendars,
-    )
+    engine = engine_from_settings(settings, clock)
+    db = engine.db
     blobs = BlobStore(settings.files_dir)
     services = Services.build(  # once per app: every request goes through these
         engine, blobs, host_policy=settings.host_policy(),

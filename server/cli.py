@@ -20,7 +20,6 @@ import uvicorn
 
 from engine import (
     SERVICE_ROLE,
-    Database,
     DefinitionError,
     DeployedDefinition,
     DirectoryRepository,
@@ -28,13 +27,13 @@ from engine import (
     NotFoundError,
     Services,
     StepwiseError,
-    default_registry,
     head_revision,
     upgrade,
 )
 from schema.schema import build_schema
 from server.auth import issue_token
 from server.demo import load_demo, load_demo_requests
+from server.engines import engine_from_settings
 from server.logs import configure_logging
 from server.settings import Settings
 from server.tracing import instrument_database, tracer_provider_for
@@ -47,20 +46,11 @@ def _with_engine(work: Callable[[Engine], Awaitable[T]]) -> T:
     settings = Settings.from_env()
 
     async def run() -> T:
-        db = Database(settings.database_url, fast_paths=settings.fast_paths, pool_size=settings.db_pool_size)
+        engine = engine_from_settings(settings)
         try:
-            return await work(
-                Engine(
-                    db,
-                    default_registry(),
-                    settings=settings.template_settings,
-                    max_json_bytes=settings.max_json_bytes,
-                    idempotency_ttl=settings.idempotency_ttl,
-                    calendars=settings.calendars,
-                )
-            )
+            return await work(engine)
         finally:
-            await db.dispose()
+            await engine.db.dispose()
 
     return asyncio.run(run())
 
@@ -105,15 +95,8 @@ def worker() -> None:
     settings = Settings.from_env()
 
     async def run() -> None:
-        db = Database(settings.database_url, fast_paths=settings.fast_paths, pool_size=settings.db_pool_size)
-        engine = Engine(
-            db,
-            default_registry(),
-            settings=settings.template_settings,
-            max_json_bytes=settings.max_json_bytes,
-            idempotency_ttl=settings.idempotency_ttl,
-            calendars=settings.calendars,
-        )
+        engine = engine_from_settings(settings)
+        db = engine.db
         tracing = tracer_provider_for(settings)
         if tracing is not None:
             instrument_database(db, tracing)

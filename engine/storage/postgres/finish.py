@@ -48,7 +48,6 @@ inserted AS (
     ORDER BY e.position
     RETURNING id
 )"""
-_NUMBER_EVENTS = text("SELECT stepwise_number_events(:lock_key, :channel) AS latest")
 _CHANGED = "(SELECT coalesce(array_agg(id), '{{}}') FROM ({}) AS changed)"
 # Every revision check of the statement, in the statement, evaluated once, before the events are
 # inserted (which they are only when all pass): it fails as a whole (SQLSTATE SW409, the counts as
