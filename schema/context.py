@@ -42,6 +42,8 @@ class Context:
     live_subscriptions: int = 0
     dev_tokens: Callable[[str], str] | None = None
     """Issues a bearer token for a user id (``devSignIn``); set only when the server runs with STEPWISE_DEV."""
+    deadline: float | None = None
+    """The event-loop time by which an HTTP request must have answered (the request timeout), if any."""
     reads: SharedReads | None = None
     """A query's one read session (see schema.reads); None outside queries."""
     request_reads: SharedReads | None = None

@@ -142,6 +142,8 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
                           response=response, events=self.events,
                           subscription_limit=self.settings.subscriptions_per_connection,
                           dev_tokens=self._dev_token if self.settings.dev else None)  # fmt: skip
+        if isinstance(request, Request) and self.settings.request_timeout_seconds > 0:
+            context.deadline = asyncio.get_running_loop().time() + self.settings.request_timeout_seconds
         if isinstance(request, Request):
             # A query goes on reading in the session the viewer was looked up in (schema.reads).
             context.request_reads = request.state.reads = SharedReads(self.engine.db)

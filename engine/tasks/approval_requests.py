@@ -181,9 +181,13 @@ class ApprovalRequestService:
             "callbackUrl": request.callback_url,
         }  # fmt: skip
 
-    async def await_decision(self, user: User, hub: EventHub, task_id: str, timeout_seconds: float) -> AwaitedDecision:
+    async def await_decision(
+        self, user: User, hub: EventHub, task_id: str, timeout_seconds: float, answer_within: float | None = None
+    ) -> AwaitedDecision:
         """The action approval ``task_id`` once it is no longer open (decided, or cancelled or expired), or as
-        it is after ``timeout_seconds`` (at most :data:`MAX_WAIT_SECONDS`) with ``pending``."""
+        it is after ``timeout_seconds`` (at most :data:`MAX_WAIT_SECONDS`) with ``pending``. ``answer_within``
+        is what the caller's own deadline leaves (a request timeout): the wait ends in time to answer
+        ``pending`` rather than be cut off."""
         if not 0 <= timeout_seconds <= MAX_WAIT_SECONDS:
             problem = FieldError("timeoutSeconds", f"must be 0 to {MAX_WAIT_SECONDS}", "OUT_OF_RANGE")
             raise ValidationError(f"timeoutSeconds must be 0 to {MAX_WAIT_SECONDS}", [problem])
@@ -194,7 +198,8 @@ class ApprovalRequestService:
         if not task.status.is_open:
             return AwaitedDecision(task, pending=False)
         try:
-            async with asyncio.timeout(timeout_seconds):
+            wait = timeout_seconds if answer_within is None else max(0.0, min(timeout_seconds, answer_within))
+            async with asyncio.timeout(wait):
                 async with aclosing(hub.stream(user, EventFilter(task_id=task_id), start)) as deliveries:
                     async for delivery in deliveries:
                         if not delivery.task.status.is_open:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from enum import Enum
 from typing import Annotated
 
@@ -156,9 +158,11 @@ class ActionApprovalQueries:
             return InvalidState(message="waiting is not available on this endpoint", code="UNAVAILABLE")
         if context.reads is not None:  # not held open while waiting; later fields read afresh
             await context.reads.close()
+        # A long poll answers PENDING a second before the request timeout would cut it off with a 503.
+        answer_within = None if context.deadline is None else context.deadline - asyncio.get_running_loop().time() - 1.0
         try:
             awaited = await context.services.approval_requests.await_decision(
-                context.user, context.events, task_id, timeout_seconds
+                context.user, context.events, task_id, timeout_seconds, answer_within
             )
         except StepwiseError as exc:
             error = to_error(exc)
