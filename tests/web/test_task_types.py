@@ -152,7 +152,7 @@ DROP = """async ([selector, files]) => {
 }"""
 
 
-async def test_documents_dropped_checked_before_and_after_upload(server: Server, sign_in, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+async def test_documents_dropped_checked_before_and_after_upload(server: Server, sign_in: Any, engine: Engine) -> None:
     task = await first_task(server, await start(engine, UPLOADS, "the flat"))
     alice = await sign_in("alice", server)
     await alice.goto(f"/app/steps/{task['step']['id']}?task={task['id']}")
