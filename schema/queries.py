@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from engine import DataCondition, DataOperator, DataSort, DataSource, NotFoundError, TaskOrderField, TaskQuery, state
 from schema.context import Info
 from schema.permissions import IsAuthenticated
-from schema.types.enums import TaskKind, TaskPriority, TaskStatus
+from schema.types.enums import TaskKind, TaskPriority, TaskStatus, TaskType
 from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names
 from schema.types.user import User
 
@@ -52,6 +52,7 @@ class TaskFilter:
     status: list[TaskStatus] | None = None
     priority: list[TaskPriority] | None = None
     kind: TaskKind | None = None
+    type: list[TaskType] | None = strawberry.field(default=None, description="Tasks of any of these types.")
     assigned_to_me: bool | None = None
     include_completed: bool | None = None
     workflow_instance_id: strawberry.ID | None = None
@@ -91,6 +92,7 @@ def task_query(filter: TaskFilter | None, order: TaskOrder | None) -> TaskQuery:
     f = filter or TaskFilter()
     return TaskQuery(
         role=f.role, user_id=f.user_id, group=f.group_id, statuses=f.status, priorities=f.priority, kind=f.kind,
+        types=[t.value for t in f.type] if f.type else None,
         assigned_to_me=bool(f.assigned_to_me), include_completed=bool(f.include_completed),
         workflow_instance_id=f.workflow_instance_id, step_instance_id=f.step_instance_id, due_before=f.due_before,
         data=tuple(c.to_domain() for c in f.data or ()),

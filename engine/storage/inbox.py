@@ -58,6 +58,8 @@ class TaskQuery:
     statuses: Collection[TaskStatus] | None = None
     priorities: Collection[Priority] | None = None
     kind: TaskKind | None = None
+    types: Collection[str] | None = None
+    """Task types (the API's TaskType values: ``FORM``, ``APPROVAL``, ``HTTP``, …), any of which may match."""
     assigned_to_me: bool = False
     include_completed: bool = False
     workflow_instance_id: str | None = None
@@ -179,6 +181,8 @@ def _conditions(viewer: User, query: TaskQuery) -> list[ColumnElement[bool]]:
         where.append(tasks.c.priority.in_([PRIORITY_RANK[p] for p in query.priorities]))
     if query.kind is not None:
         where.append(tasks.c.kind == query.kind.value)
+    if query.types:
+        where.append(tasks.c.type.in_(list(query.types)))
     if query.workflow_instance_id is not None:
         where.append(tasks.c.workflow_instance_id == query.workflow_instance_id)
     if query.step_instance_id is not None:

@@ -55,7 +55,7 @@ WORLD: dict[str, Spec] = {
     "urgent": Spec(user_task(assignToRole="approver", priority="urgent", dueIn="P2D"), "carol", 1, 2 * DAY + 1, 3, 1),
     "finance": Spec(user_task(assignToGroup="finance", priority="high"), "carol", 2, INF, 2, 2),
     "for_bob": Spec(user_task(assignToUser="bob", dueIn="P1D"), "dana", 3, DAY + 3, 1, 3),
-    "request": Spec(user_task(assignToRole="requester"), "carol", 4, INF, 1, 4),
+    "request": Spec(user_task(assignToRole="requester", schemaType="userTask.form"), "carol", 4, INF, 1, 4),
     "echo": Spec({"type": "echo", "config": {"output": {"said": "hi"}}}, "alice", 4, INF, 1, 4),
     "done": Spec(user_task(assignToRole="approver"), "alice", 5, INF, 1, 11, open=False),
     "cancelled": Spec(user_task(assignToRole="approver"), "alice", 6, INF, 1, 12, open=False),
@@ -187,6 +187,13 @@ FILTERS: list[tuple[str, dict[str, Any], set[str]]] = [
     ("dana", {"dueBefore": "2026-01-06T10:03:00+01:00"}, {"low"}),  # any offset: the same instant as 09:03Z
     ("dana", {"dueBefore": "2026-01-06T05:04:00-04:00"}, {"low", "for_bob"}),
     ("dana", {"dueBefore": "2030-01-01T00:00:00Z"}, {"low", "for_bob", "urgent"}),  # no due date never matches
+    ("dana", {"type": ["APPROVAL"]}, {"low", "urgent", "finance", "for_bob"}),
+    ("dana", {"type": ["FORM", "APPROVAL"]}, {"low", "urgent", "finance", "for_bob", "request"}),
+    ("dana", {"type": ["FORM"], "includeCompleted": True}, {"request"}),
+    ("dana", {"type": ["ECHO"]}, {"echo"}),
+    ("dana", {"type": ["DOCUMENT_UPLOAD"]}, set()),
+    ("bob", {"type": ["APPROVAL"], "priority": ["URGENT"]}, {"urgent"}),
+    ("alice", {"type": ["FORM"]}, {"request"}),
     ("dana", {"role": "approver", "priority": ["URGENT"], "kind": "USER"}, {"urgent"}),  # filters combine (AND)
     ("bob", {"role": "approver", "status": ["CLAIMED"], "assignedToMe": True}, {"low"}),
 ]

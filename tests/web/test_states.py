@@ -88,8 +88,12 @@ async def test_inbox_filters_sort_paging_and_totals(server: Server, sign_in: Any
     await expect(page.get_by_test_id("total-count")).to_have_text("27")
     await expect(rows.first.get_by_test_id("priority")).to_have_text("high")
     await page.get_by_label("Priority").select_option("")
-    await page.get_by_label("Type").select_option("SYSTEM")
+    await page.get_by_label("Kind").select_option("SYSTEM")
     await expect(page.locator("[data-state=empty]")).to_be_visible()
+    await page.get_by_label("Kind").select_option("")
+    await page.get_by_label("Type").select_option("FORM")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("Fill a form")
     await page.get_by_label("Type").select_option("")
     await page.get_by_label("Due").select_option("overdue")
     await expect(page.locator("[data-state=empty]")).to_be_visible()  # none is overdue yet

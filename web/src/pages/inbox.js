@@ -14,6 +14,10 @@ const STATUSES = [["", "Open (any)"], ["PENDING", "To Do"], ["CLAIMED", "Claimed
   ["WAITING", "Waiting"], ["FAILED", "Failed"], ["COMPLETED", "Completed"]];
 const PRIORITIES = [["", "Any"], ["URGENT", "Urgent"], ["HIGH", "High"], ["NORMAL", "Normal"], ["LOW", "Low"]];
 const KINDS = [["", "Any"], ["USER", "People's tasks"], ["SYSTEM", "System tasks"]];
+const TYPES = [["", "All"], ["FORM", "Form"], ["APPROVAL", "Approval"], ["DOCUMENT_UPLOAD", "Document upload"],
+  ["ACTION_APPROVAL", "Action approval"], ["HTTP", "System: HTTP"], ["GRAPHQL", "System: GraphQL"],
+  ["JAVASCRIPT", "System: JavaScript"], ["EMAIL", "System: Email"], ["DELAY", "System: Delay"],
+  ["ECHO", "System: Echo"], ["CUSTOM", "Custom"]];
 const DUES = [["", "Any time"], ["overdue", "Overdue"], ["today", "Due by end of today"], ["week", "Due within 7 days"]];
 const SORTS = [["CREATED_AT:DESC", "Newest first"], ["CREATED_AT:ASC", "Oldest first"], ["DUE_AT:ASC", "Due soonest"],
   ["PRIORITY:DESC", "Highest priority"]];
@@ -34,6 +38,7 @@ function variables(filters, first, after = null) {
     includeCompleted: filters.status === "COMPLETED" || null,
     priority: filters.priority ? [filters.priority] : null,
     kind: filters.kind || null,
+    type: filters.type ? [filters.type] : null,
     dueBefore: dueBefore(filters.due),
   };
   return { filter, order: { field, direction }, first, after };
@@ -73,7 +78,7 @@ export function taskHref(task) {
 }
 
 export function Inbox({ me }) {
-  const [filters, setFilters] = useState({ mine: false, status: "", priority: "", kind: "", due: "", sort: "CREATED_AT:DESC" });
+  const [filters, setFilters] = useState({ mine: false, status: "", priority: "", kind: "", type: "", due: "", sort: "CREATED_AT:DESC" });
   const [page, setPage] = useState(null);
   const [error, setError] = useState(null);
   const [more, setMore] = useState(false);
@@ -150,7 +155,8 @@ export function Inbox({ me }) {
       </div>
       <${Select} id="f-status" label="Status" value=${filters.status} options=${STATUSES} onChange=${set("status")} />
       <${Select} id="f-priority" label="Priority" value=${filters.priority} options=${PRIORITIES} onChange=${set("priority")} />
-      <${Select} id="f-kind" label="Type" value=${filters.kind} options=${KINDS} onChange=${set("kind")} />
+      <${Select} id="f-kind" label="Kind" value=${filters.kind} options=${KINDS} onChange=${set("kind")} />
+      <${Select} id="f-type" label="Type" value=${filters.type} options=${TYPES} onChange=${set("type")} />
       <${Select} id="f-due" label="Due" value=${filters.due} options=${DUES} onChange=${set("due")} />
       <${Select} id="f-sort" label="Sort" value=${filters.sort} options=${SORTS} onChange=${set("sort")} />
     </form>
