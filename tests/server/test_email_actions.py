@@ -9,15 +9,12 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
@@ -31,31 +28,7 @@ from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
-from tests.workers.support import free_port
-
-
-class _Inbox:
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's name)
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-
-@dataclass
-class Mailbox:
-    url: str
-    inbox: _Inbox
-
-    def messages(self) -> list[EmailMessage]:
-        found = []
-        for envelope in self.inbox.envelopes:
-            assert isinstance(envelope.original_content, bytes)
-            message = message_from_bytes(envelope.original_content, policy=policy.default)
-            assert isinstance(message, EmailMessage)
-            found.append(message)
-        return found
+from tests.workers.support import Mailbox, _Inbox, free_port
 
 
 @pytest.fixture

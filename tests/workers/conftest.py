@@ -8,14 +8,11 @@ import gzip
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
 import strawberry
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
@@ -25,7 +22,7 @@ from strawberry.asgi import GraphQL
 
 from engine.clock import ManualClock
 from engine.workers.executor import SystemTaskContext
-from tests.workers.support import LOOPBACK_ALLOWED, ServerThread, free_port
+from tests.workers.support import LOOPBACK_ALLOWED, Mailbox, ServerThread, _Inbox, free_port
 
 
 @dataclass
@@ -156,32 +153,6 @@ def target() -> Iterator[Target]:
         yield target
     finally:
         server.stop()
-
-
-class _Inbox:
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's name)
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-
-@dataclass
-class Mailbox:
-    """The aiosmtpd server and the messages it received."""
-
-    url: str
-    inbox: _Inbox
-
-    def messages(self) -> list[EmailMessage]:
-        parsed = []
-        for envelope in self.inbox.envelopes:
-            assert isinstance(envelope.original_content, bytes)
-            message = message_from_bytes(envelope.original_content, policy=policy.default)
-            assert isinstance(message, EmailMessage)
-            parsed.append(message)
-        return parsed
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,14 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Any
 
 import uvicorn
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.types import ASGIApp
 
 from engine.definitions.model import Node
@@ -80,3 +84,29 @@ class ServerThread:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class Mailbox:
+    """The aiosmtpd server and the messages it received."""
+
+    url: str
+    inbox: _Inbox
+
+    def messages(self) -> list[EmailMessage]:
+        parsed = []
+        for envelope in self.inbox.envelopes:
+            assert isinstance(envelope.original_content, bytes)
+            message = message_from_bytes(envelope.original_content, policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            parsed.append(message)
+        return parsed

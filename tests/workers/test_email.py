@@ -11,8 +11,7 @@ from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.workers.email import EmailExecutor, SmtpServer
 from engine.workers.executor import ExecutionResult, SystemTaskContext
-from tests.workers.conftest import Mailbox
-from tests.workers.support import attempt, free_port
+from tests.workers.support import Mailbox, attempt, free_port
 
 EMAIL = EmailExecutor()
 

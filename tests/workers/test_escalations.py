@@ -29,7 +29,7 @@ from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.escalations import DECIDED_BY
 from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
-from tests.workers.conftest import Mailbox
+from tests.workers.support import Mailbox
 
 LADDER = [
     remind("PT4H"),
