@@ -53,7 +53,9 @@ class TaskFilter:
     priority: list[TaskPriority] | None = None
     kind: TaskKind | None = None
     type: list[TaskType] | None = strawberry.field(default=None, description="Tasks of any of these types.")
-    assigned_to_me: bool | None = None
+    assigned_to_me: bool | None = strawberry.field(
+        default=None, description="Tasks the viewer is assigned (their owner, while delegated) or delegated."
+    )
     include_completed: bool | None = None
     workflow_instance_id: strawberry.ID | None = None
     step_instance_id: strawberry.ID | None = None

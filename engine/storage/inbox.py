@@ -92,6 +92,12 @@ def visibility(viewer: User) -> ColumnElement[bool]:
     return or_(*clauses)
 
 
+def assigned_to(viewer: User) -> ColumnElement[bool]:
+    """:func:`engine.tasks.permissions.is_assigned_to` as SQL: the assignee (the owner, while it is
+    delegated) or the delegate. Each side has its index; the planners read both and merge them."""
+    return or_(tasks.c.assigned_user_id == viewer.id, tasks.c.delegated_to == viewer.id)
+
+
 def _sort_column(field: TaskOrderField) -> ColumnElement[Any]:
     if field is TaskOrderField.DUE_AT:
         return func.coalesce(tasks.c.due_at, literal(_FAR_FUTURE, tasks.c.due_at.type))
@@ -172,7 +178,7 @@ def _conditions(viewer: User, query: TaskQuery) -> list[ColumnElement[bool]]:
     if query.group is not None:
         where.append(tasks.c.assigned_group == query.group)
     if query.assigned_to_me:
-        where.append(tasks.c.assigned_user_id == viewer.id)
+        where.append(assigned_to(viewer))
     if query.statuses:
         where.append(tasks.c.status.in_([s.value for s in query.statuses]))
     elif not query.include_completed:

@@ -189,6 +189,15 @@ class TaskRow(Base):
         _unfinished_inbox_index("ix_tasks_user_unfinished", "assigned_user_id"),
         _unfinished_inbox_index("ix_tasks_group_unfinished", "assigned_group"),
         Index("ix_tasks_step", "step_instance_id", "status"),
+        # "Assigned to me" is the assignee's or the delegate's (README, delegation); few tasks are delegated.
+        Index(
+            "ix_tasks_delegated",
+            "delegated_to",
+            "created_at",
+            "id",
+            postgresql_where=text("delegated_to IS NOT NULL"),
+            sqlite_where=text("delegated_to IS NOT NULL"),
+        ),
         # System tasks only (what the worker claims), and user tasks with an expiry only.
         Index(
             "ix_tasks_runnable",

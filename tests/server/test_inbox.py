@@ -216,6 +216,33 @@ async def test_each_filter_narrows_to_the_matching_tasks(gql: GraphQL, world: Wo
     assert await filter_mismatches(gql, world, FILTERS) == []
 
 
+DELEGATE = "mutation($id: ID!, $to: ID!) { delegateTask(input: {taskId: $id, to: $to}) { __typename } }"
+RESOLVE = "mutation($id: ID!) { resolveTask(input: {taskId: $id}) { __typename } }"
+STEP_TASKS = """query($id: ID!) { stepInstance(id: $id) { tasks(assignedToMe: true) { edges { node { id } } } } }"""
+
+
+async def step_page_mine(gql: GraphQL, world: World, user: str, label: str) -> list[str]:
+    body = await gql(STEP_TASKS, user=user, id=world.steps[label])
+    assert "errors" not in body, body
+    return [world.label(edge["node"]["id"]) for edge in body["data"]["stepInstance"]["tasks"]["edges"]]
+
+
+async def test_assigned_to_me_holds_what_is_delegated_to_me_and_what_i_own(gql: GraphQL, world: World) -> None:
+    """While delegated, the task is the delegate's to work on and still its owner's to complete: both
+    find it under "assigned to me" (the inbox filter and the step page's toggle); once resolved back,
+    only the owner does."""
+    delegated = await gql(DELEGATE, user="bob", id=world.ids["for_bob"], to="erin")
+    assert delegated["data"]["delegateTask"]["__typename"] == "TaskSuccess", delegated
+    assert set(await labels(gql, world, "erin", filter={"assignedToMe": True})) == {"for_bob"}
+    assert set(await labels(gql, world, "bob", filter={"assignedToMe": True})) == {"low", "for_bob"}
+    assert await step_page_mine(gql, world, "erin", "for_bob") == ["for_bob"]
+    assert await step_page_mine(gql, world, "bob", "for_bob") == ["for_bob"]
+    resolved = await gql(RESOLVE, user="erin", id=world.ids["for_bob"])
+    assert resolved["data"]["resolveTask"]["__typename"] == "TaskSuccess", resolved
+    assert await labels(gql, world, "erin", filter={"assignedToMe": True}) == []
+    assert set(await labels(gql, world, "bob", filter={"assignedToMe": True})) == {"low", "for_bob"}
+
+
 async def test_instance_and_step_filters(gql: GraphQL, world: World) -> None:
     for label in ("low", "finance", "echo"):
         assert await labels(gql, world, "dana", filter={"workflowInstanceId": world.instances[label]}) == [label]
