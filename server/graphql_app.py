@@ -28,7 +28,7 @@ from server.bodies import is_multipart
 from server.graphiql import graphiql_html
 from server.http_spec import GraphQLOverHTTP, Refusal
 from server.payloads import files_map_problem, read_json
-from server.rate_limits import ConnectionLimits
+from server.rate_limits import RATE_LIMITED, ConnectionLimits, OperationSlots, client_key
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         self.settings = settings
         self.events = events
         self.connections = ConnectionLimits(settings.ws_connections_per_user, settings.ws_connections)
+        self.slots = OperationSlots(settings.operations_per_user, settings.operation_wait_seconds)
 
     @overload
     async def run(self, request: Request, context: Context = UNSET, root_value: None = UNSET) -> Response: ...
@@ -96,6 +97,9 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
             if admitted is not None:
                 self.connections.release(admitted)
             if isinstance(request, Request):
+                slot: str | None = getattr(request.state, "slot", None)
+                if slot is not None:
+                    self.slots.leave(slot)
                 reads: SharedReads | None = getattr(request.state, "reads", None)
                 if reads is not None:  # the operation never ran (a syntax error, say) or kept it open
                     await reads.close()
@@ -156,7 +160,18 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
                     401, error.message if error is not None else "authentication required: send a bearer token",
                     {"WWW-Authenticate": "Bearer", "Connection": "close"}, code="UNAUTHENTICATED",
                 )  # fmt: skip
+            await self._take_slot(context, request)
         return context
+
+    async def _take_slot(self, context: Context, request: Request) -> None:
+        """One of the user's operation slots (server.rate_limits), held until :meth:`run` ends."""
+        key = client_key(context)
+        if not await self.slots.enter(key):
+            raise Refusal(
+                429, f"at most {self.slots.per_user} requests of one user at once: try again in 1 s",
+                {"Retry-After": "1"}, code=RATE_LIMITED,
+            )  # fmt: skip
+        request.state.slot = key
 
     def _dev_token(self, user_id: str) -> str:
         return issue_token(self.settings, user_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -144,7 +145,8 @@ async def test_more_concurrent_pages_than_pooled_connections_all_complete(
     forever once every connection is held by a page doing the same. A count with no connection to
     spare at once runs after its page, on the page's connection."""
     await make_tasks(app_engine, 12)
-    async with fresh_server(settings, clock) as (app, client):
+    unqueued = replace(settings, operations_per_user=0)  # one user's slots would queue them: the pool is under test
+    async with fresh_server(unqueued, clock) as (app, client):
         pool = app.state.engine.db.engine.sync_engine.pool
         headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
         body = {"query": PAGE, "variables": {"first": 5}}
@@ -168,7 +170,8 @@ async def test_more_concurrent_lookups_than_pooled_connections_all_complete(
     same. They read on the query's own."""
     instance = await app_engine.start("expense_approval", {"entityName": "lunch"}, "dana")
     [token] = instance.tokens
-    async with fresh_server(settings, clock) as (app, client):
+    unqueued = replace(settings, operations_per_user=0)  # one user's slots would queue them: the pool is under test
+    async with fresh_server(unqueued, clock) as (app, client):
         pool = app.state.engine.db.engine.sync_engine.pool
         headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
         body = {"query": LOOKUPS, "variables": {"task": token.task_id, "instance": instance.id}}
