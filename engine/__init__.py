@@ -136,9 +136,9 @@ __all__ = [
     "EventHub", "EventFilter", "Delivery", "encode_event_cursor", "decode_event_cursor",
     # workers
     "Worker", "BUILTIN_EXECUTORS", "SystemTaskContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
-    # business time (issue #22)
+    # business time
     "BusinessCalendar", "Calendars", "parse_calendars",
-    # escalation ladders (issue #22)
+    # escalation ladders
     "EscalationAction", "EscalationRepository",
     # webhooks, and signing what the engine sends out
     "WebhookService", "Webhook", "WebhookFilter", "WebhookDelivery", "WebhookAttempt", "DeliveryStatus",
@@ -147,7 +147,7 @@ __all__ = [
     # approve by email
     "EmailAction", "EmailActionPage", "EmailActionService", "EmailActionTokens", "EmailNotifier",
     "EmailActionRefusedError",
-    # bulk actions (issue #22)
+    # bulk actions
     "BulkTaskService", "BulkItem", "MAX_BULK_TASKS",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
@@ -156,7 +156,7 @@ __all__ = [
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
     "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
     "SeparationOfDutiesError", "ServiceAccountError", "database_unavailable",
-    # action approvals (issue #25)
+    # action approvals, and asking for one without a workflow
     "ActionDecision", "ApprovalRequest", "ApprovalRequestService", "AwaitedDecision", "RequestedApproval",
     "MAX_WAIT_SECONDS", "REQUEST_DEFINITION_KEY", "SERVICE_ROLE",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Action approvals (issue #25): automated callers ask (``requestApproval``), people decide
+"""Action approvals (docs/approvals.md): automated callers ask (``requestApproval``), people decide
 (``decideActionApproval``), callers wait (``awaitDecision``, or the ``taskEvents`` subscription)."""
 
 from __future__ import annotations
