@@ -11,8 +11,9 @@ from strawberry.scalars import JSON
 from engine import DataCondition, DataOperator, DataSort, DataSource, NotFoundError, TaskOrderField, TaskQuery, state
 from schema.context import Info
 from schema.permissions import IsAuthenticated
+from schema.selections import selected_names
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus, TaskType
-from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names
+from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance
 from schema.types.user import User
 
 strawberry.enum(TaskOrderField, name="TaskOrderField")  # registered in place, as schema.types.enums does

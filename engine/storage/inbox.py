@@ -25,12 +25,12 @@ from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskSt
 from engine.storage.data_search import (
     DataCondition,
     DataSort,
-    JsonParam,
     check_sort,
     data_conditions,
     sort_columns,
 )
 from engine.storage.database import Database, Executor, ReadSessions
+from engine.storage.json_sql import JsonParam
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
 from engine.storage.tasks import TASK_SUMMARY_COLUMNS, candidate_pattern, task_from_row

@@ -1,17 +1,18 @@
 """Tasks, step instances, workflow instances and their connections: one module, as they refer to
-each other. Each keeps its engine dataclass in a private field and resolves relations through the
+each other (each resolves the others at run time, and the import-boundary test counts a deferred import
+as the cycle it is). Each keeps its engine dataclass in a private field and resolves relations through the
 request's DataLoaders."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import ClassVar
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types.nodes import SelectedField, Selection
+from strawberry.types.nodes import Selection
 
 from engine import (
     Node,
@@ -28,6 +29,7 @@ from engine import (
 from schema.context import Info
 from schema.inbox import bad_user_input, running
 from schema.loaders import TitledStep, load_all
+from schema.selections import selected_names, shows_task_values
 from schema.sharing import same_for_every_viewer
 from schema.types.approvals import (
     ApprovalDecision,
@@ -377,32 +379,6 @@ class TaskConnection:
                 node.prefetched["assignee"] = None if user_id is None else User.of(users[user_id], user_id)
         total_count = 0 if total is None else await total  # 0: never shown, the query does not select it
         return cls(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end), total_count=total_count)
-
-
-def selected_names(selections: Iterable[Selection], path: Sequence[str]) -> set[str]:
-    """The field names a query selects at ``path`` below ``selections``, looking through fragments."""
-    current = list(selections)
-    for name in path:
-        current = [child for field in _fields(current) if field.name == name for child in field.selections]
-    return {field.name for field in _fields(current)}
-
-
-def shows_task_values(selections: Iterable[Selection], path: Sequence[str]) -> bool:
-    """Whether the tasks at ``path`` below ``selections`` select a value (``input``, ``output``, ``draft``),
-    else they are read as summaries. Directives are not evaluated: a value under ``@skip`` still counts,
-    so the answer can only err towards reading more."""
-    return not selected_names(selections, path).isdisjoint(TASK_VALUE_FIELDS)
-
-
-TASK_VALUE_FIELDS = frozenset({"input", "output", "draft"})
-
-
-def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
-    for selection in selections:
-        if isinstance(selection, SelectedField):
-            yield selection
-        else:
-            yield from _fields(selection.selections)
 
 
 @strawberry.type
