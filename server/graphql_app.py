@@ -12,7 +12,7 @@ import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
@@ -29,6 +29,7 @@ from server.graphiql import graphiql_html
 from server.http_spec import GraphQLOverHTTP, Refusal
 from server.payloads import files_map_problem, read_json
 from server.rate_limits import RATE_LIMITED, ConnectionLimits, OperationSlots, client_key
+from server.request_timeout import RequestTimeout
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -81,17 +82,16 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         try:
             if isinstance(request, WebSocket) or self.settings.request_timeout_seconds <= 0:
                 return await super().run(request, context, root_value)
+            timeout = RequestTimeout(self.settings.request_timeout_seconds, request.receive)
+            request = Request(request.scope, timeout.receive)  # its body's arrival stops the clock
             try:
-                async with asyncio.timeout(self.settings.request_timeout_seconds):
+                async with timeout.running():
                     return await super().run(request, context, root_value)
             except TimeoutError:  # what it ran is cancelled; on PostgreSQL statement_timeout ends it there too
-                seconds = f"{self.settings.request_timeout_seconds:g}"
-                log.warning("request cancelled after %s s", seconds)
-                return JSONResponse(
-                    {"errors": [{"message": f"the request took longer than {seconds} s",
-                                 "extensions": {"code": "TIMEOUT"}}]},
-                    status_code=503, headers={"Retry-After": "5"},
-                )  # fmt: skip
+                if not timeout.expired:
+                    raise
+                log.warning("request cancelled after %g s", timeout.seconds)
+                return timeout.response()
         finally:
             admitted: str | None = getattr(request.state, "admitted_user", None)
             if admitted is not None:
