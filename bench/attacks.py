@@ -134,6 +134,7 @@ async def run(seconds: float, attackers: int, probes: int, extra_env: dict[str, 
     env = {"STEPWISE_HEADER_TIMEOUT_SECONDS": "2", "STEPWISE_BODY_TIMEOUT_SECONDS": "2", **(extra_env or {})}
     async with demo_server("attacks", env) as server:
         probe(server.port, "bob", 20)
+        alone = percentile(probe(server.port, "bob", 200), 99)  # not a target: what this host gives at all
         idle = rss_mb(server.pid)
         token = bearer("alice")["Authorization"].split()[1]
         loops = LoadProcess(attack, server.port, token, attackers, seconds + 1.0)
@@ -146,7 +147,8 @@ async def run(seconds: float, attackers: int, probes: int, extra_env: dict[str, 
             peak = max(peak, rss_mb(server.pid))
         seen = loops.result(timeout=seconds + 120)
         after = rss_mb(server.pid)
-    print(f"RSS idle {idle:.0f} MB, peak {peak:.0f} MB, after {after:.0f} MB; bob's probes: {len(times)}", flush=True)
+    print(f"RSS idle {idle:.0f} MB, peak {peak:.0f} MB, after {after:.0f} MB; bob's probes: {len(times)}, "
+          f"his p99 before the attacks {alone:.1f} ms", flush=True)  # fmt: skip
     for answer, count in sorted(seen.items()):
         print(f"  {answer}: {count}", flush=True)
     errors = sum(count for answer, count in seen.items() if answer.rsplit(" ", 1)[1].startswith("5")
