@@ -43,6 +43,7 @@ from engine.events.log import Delivery
 from engine.fastpaths import FastPaths
 from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
+from engine.paging import MAX_PAGE
 from engine.services import Services
 from engine.signing import SIGNATURE_HEADER, new_signing_secret, sign, signature_header, verify_signature
 from engine.state import (
@@ -68,6 +69,7 @@ from engine.storage.database import Database, ReadSessions
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.escalations import EscalationRepository
+from engine.storage.held_signals import signals_of as held_signals_of
 from engine.storage.inbox import (
     TaskOrderField,
     TaskQuery,
@@ -126,7 +128,7 @@ __all__ = [
     # the services (built once per app: Services.build)
     "Services", "VisibilityService", "WorkflowService", "TaskService", "DocumentService", "BlobStore",
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
-    "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
+    "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository", "held_signals_of",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
     "page_with_cursors",
     "HistoryPage", "encode_history_cursor", "DataCondition", "DataOperator", "DataSource", "DataSort",
@@ -148,7 +150,7 @@ __all__ = [
     "EmailAction", "EmailActionPage", "EmailActionService", "EmailActionTokens", "EmailNotifier",
     "EmailActionRefusedError",
     # bulk actions
-    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS",
+    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS", "MAX_PAGE",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors
