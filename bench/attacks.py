@@ -1,5 +1,5 @@
-"""The issue #27 attacks in a bounded loop on loopback: the server's RSS stays within 2× of idle and
-another client's ``{ me { id } }`` p99 stays under 100 ms.
+"""The request-level attacks (docs/operations.md, "Limits") in a bounded loop on loopback: the server's
+RSS stays within 2× of idle and another client's ``{ me { id } }`` p99 stays under 100 ms.
 
 Against one ``stepwise serve`` (PostgreSQL, demo loaded), ``--attackers`` loops send, in turn:
 anonymous uploads whose headers promise 60 MB, bodies over the limit, headers that never end,
@@ -129,7 +129,7 @@ async def attack(port: int, token: str, attackers: int, seconds: float) -> dict[
 
 
 async def run(seconds: float, attackers: int, probes: int, extra_env: dict[str, str] | None = None) -> list[Target]:
-    heading(f"{NAME}: {attackers} loops of the issue #27 attacks for {seconds:g} s; bob's me p99 and the RSS")
+    heading(f"{NAME}: {attackers} loops of the attacks for {seconds:g} s; bob's me p99 and the RSS")
     await print_environment()
     env = {"STEPWISE_HEADER_TIMEOUT_SECONDS": "2", "STEPWISE_BODY_TIMEOUT_SECONDS": "2", **(extra_env or {})}
     async with demo_server("attacks", env) as server:

@@ -1,4 +1,4 @@
-"""6. Data search scaling: an inbox page filtered by business data over HTTP, as tasks grow (issue #23).
+"""6. Data search scaling: an inbox page filtered by business data over HTTP, as tasks grow.
 
 The same bulk-loaded tasks as ``bench.inbox_scaling`` (``bench/seed.py``: every instance's data holds an
 ``amount`` of 10 to 9,999, so ``amount > 1000`` keeps nine in ten), with ``amount`` searchable (its

@@ -1,4 +1,4 @@
-"""Fairness under load (issue #24): one user's load must not raise another's cheap query's p99 beyond 2×.
+"""Fairness under load: one user's load must not raise another's cheap query's p99 beyond 2×.
 
 ``stepwise serve`` (one process, PostgreSQL) with the demo loaded. First bob's ``{ me { id } }`` is
 timed alone, one request at a time; then again while ``--clients`` loops hammer the server as alice

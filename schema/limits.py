@@ -53,7 +53,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
-from engine.paging import MAX_PAGE
+from engine import MAX_PAGE
 from schema.library_internals import graphql_schema_of, requested_operation_name
 
 LIST_SIZE = 10

@@ -154,7 +154,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
             await self._authenticate(context, request.headers.get("authorization"), context.request_reads)
             if context.viewer is None and is_multipart(request.headers):
                 # Refused before a byte of the body is read: an upload is only ever someone's, and
-                # reading it first let anyone make the server spool hundreds of megabytes (issue #27).
+                # reading it first let anyone make the server spool hundreds of megabytes.
                 error = context.authentication_error
                 raise Refusal(
                     401, error.message if error is not None else "authentication required: send a bearer token",

@@ -155,7 +155,7 @@ class TaskRow(Base):
         _unfinished_inbox_index("ix_tasks_user_unfinished", "assigned_user_id"),
         _unfinished_inbox_index("ix_tasks_group_unfinished", "assigned_group"),
         Index("ix_tasks_step", "step_instance_id", "status"),
-        # "Assigned to me" is the assignee's or the delegate's (README, delegation); few tasks are delegated.
+        # "Assigned to me" is the assignee's or the delegate's (docs/approvals.md, delegation); few tasks are delegated.
         Index(
             "ix_tasks_delegated",
             "delegated_to",

@@ -80,7 +80,7 @@ def can_complete(user: User, task: Task) -> bool:
 
 
 def can_delegate(user: User, task: Task) -> bool:
-    """The assignee hands the task to someone else for a while (issue #22)."""
+    """The assignee hands the task to someone else for a while (delegation)."""
     return _is_open_user_task(task) and not _held_by_rules(task) and task.assigned_user_id == user.id
 
 

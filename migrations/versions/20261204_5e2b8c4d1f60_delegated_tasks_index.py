@@ -4,7 +4,7 @@ Revision ID: 5e2b8c4d1f60
 Revises: 3a7c9e1b5d20
 Create Date: 2026-12-04 02:45:00.000000
 
-"Assigned to me" is the assignee's or the delegate's (README, delegation), so the inbox reads the
+"Assigned to me" is the assignee's or the delegate's (docs/approvals.md, delegation), so the inbox reads the
 assignee's index and this one and merges them. Only delegated tasks are in it.
 """
 

@@ -16,6 +16,7 @@ from strawberry.types.nodes import Selection
 
 from engine import (
     Node,
+    NotFoundError,
     TaskQuery,
     ValidationError,
     WorkflowDefinition,
@@ -450,15 +451,26 @@ class WorkflowInstance:
         description="Signals sent to nodes before a token reached them, oldest first: applied or still waiting."
     )
     async def held_signals(self, info: Info) -> list[HeldSignal]:
-        signals = await info.context.workflows.held_signals(info.context.user, self.source.id)
-        return [HeldSignal.from_domain(signal) for signal in signals]
+        return [HeldSignal.from_domain(signal) for signal in await self._held_signals(info)]
 
     @strawberry.field(description="Once the instance has ended: the held signals no token ever came for.")
     async def unused_signals(self, info: Info) -> list[HeldSignal]:
         if not self.source.status.is_final:
             return []
-        signals = await info.context.workflows.held_signals(info.context.user, self.source.id)
-        return [HeldSignal.from_domain(signal) for signal in signals if signal.applied_at is None]
+        return [
+            HeldSignal.from_domain(signal) for signal in await self._held_signals(info) if signal.applied_at is None
+        ]
+
+    async def _held_signals(self, info: Info) -> list[state.HeldSignal]:
+        """Whoever may see the instance reads them (docs/permissions.md), checked and read in batches for
+        a page of instances: its tasks (when the viewer is neither its starter nor a supervisor) and its
+        signals each come from one look-up for the page."""
+        user, loaders = info.context.user, info.context.loaders
+        if not permissions.can_see_instance(user, self.source, ()):
+            tasks = await loaders.instance_task_summaries.load(self.source.id)
+            if not permissions.can_see_instance(user, self.source, tasks):
+                raise NotFoundError(f"no workflow instance {self.source.id}")
+        return await loaders.held_signals.load(self.source.id)
 
     @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
     async def tasks(self, info: Info) -> list[Task]:

@@ -1,4 +1,4 @@
-"""Bad input gets a typed answer, one log line and no change (issue #27 item 6, issue #24).
+"""Bad input gets a typed answer, one log line and no change.
 
 Before, each of these was a plain-text 500 or "Unexpected error." with a full traceback in the log:
 a NUL (PostgreSQL refuses it) or a lone surrogate in any string, ``1e400``, JSON nested 950 deep, a

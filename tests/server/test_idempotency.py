@@ -1,4 +1,4 @@
-"""Idempotency keys (issue #23) through the real HTTP app: a repeat with the same key answers as the
+"""Idempotency keys through the real HTTP app: a repeat with the same key answers as the
 first and changes nothing, the same key with other input is a Conflict, concurrent duplicates make
 one change (in one server and across two server processes), and the worker purges old keys."""
 

@@ -1,6 +1,6 @@
 """Every connection takes ``first`` and ``after`` alike: ``first`` from 0 to the one page maximum, and a
 bad ``first`` or ``after`` is a top-level ``BAD_USER_INPUT`` whose ``fieldErrors`` name the argument
-(README, operation limits), whatever the connection."""
+(docs/operations.md, operation limits), whatever the connection."""
 
 from __future__ import annotations
 

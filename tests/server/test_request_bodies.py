@@ -1,4 +1,4 @@
-"""Request bodies are read only for someone, only up to a limit and only for so long (issue #27 item 4).
+"""Request bodies are read only for someone, only up to a limit and only for so long.
 
 Before: a 300 MB anonymous multipart POST was spooled to disk before its 401, and neither a body's
 size nor the time a client took to send headers or a body was bounded. These tests talk to a real

@@ -1,4 +1,4 @@
-"""Request and statement timeouts (issue #24, fairness under load).
+"""Request and statement timeouts (fairness under load).
 
 A request past ``STEPWISE_REQUEST_TIMEOUT_SECONDS`` is cancelled and answered ``503`` ``TIMEOUT``; on
 PostgreSQL each connection carries ``statement_timeout`` (``STEPWISE_STATEMENT_TIMEOUT_SECONDS``), so

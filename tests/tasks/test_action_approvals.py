@@ -1,4 +1,4 @@
-"""``userTask.actionApproval`` inside a workflow (issue #25), through the task service on both databases:
+"""``userTask.actionApproval`` inside a workflow, through the task service on both databases:
 the proposal from the instance data, the outcome under ``storeAs`` driving the next edge, approval
 policies, and what deploy refuses."""
 

@@ -1,4 +1,4 @@
-"""Approval policies, separation of duties and delegation (issue #22), through the task service on both
+"""Approval policies, separation of duties and delegation, through the task service on both
 databases: table-driven quorum cases, chains, blocked tasks, delegation, and the race for the last
 approval between two engines (two connection pools) on PostgreSQL."""
 
