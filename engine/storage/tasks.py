@@ -25,6 +25,7 @@ from engine.storage.database import Executor
 from engine.storage.deferred import revision_checked_update
 from engine.storage.lists import any_of, sql_literals
 from engine.storage.models import tasks
+from engine.tasks.policy_state import TaskPolicy
 
 _INSERT_FIELDS = (
     "id", "workflow_instance_id", "step_instance_id", "token_id", "node_id", "schema_type", "name", "title",
@@ -50,7 +51,7 @@ def task_values(task: Task) -> dict[str, Any]:
     values.update(kind=task.kind.value, status=task.status.value, priority=PRIORITY_RANK[task.priority])
     values["input"] = dict(task.input)
     values["draft"] = dict(task.draft) if task.draft is not None else None
-    values["policy"] = dict(task.policy) if task.policy is not None else None
+    values["policy"] = task.policy.to_json() if task.policy is not None else None
     values["candidate_users"] = stored_candidates(task.candidate_users)
     return values
 
@@ -63,6 +64,8 @@ def stored_changes(values: Mapping[str, Any], expected_revision: int) -> dict[st
             stored[key] = str(stored[key])
     if "candidate_users" in stored:
         stored["candidate_users"] = stored_candidates(stored["candidate_users"])
+    if stored.get("policy") is not None:
+        stored["policy"] = stored["policy"].to_json()
     stored["revision"] = expected_revision + 1
     return stored
 
@@ -92,6 +95,7 @@ def task_from_row(row: Any, prefix: str = "", *, summary: bool = False) -> Task:
         status=TaskStatus(values["status"]),
         priority=PRIORITY_BY_RANK[values["priority"]],
         candidate_users=tuple(user for user in (values["candidate_users"] or "").split(",") if user),
+        policy=TaskPolicy.from_json(values["policy"]) if values["policy"] is not None else None,
     )
     return Task(**values)
 
