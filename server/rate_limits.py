@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.execution import ExecutionResult
 
 from server.settings import Settings
@@ -70,7 +70,7 @@ class TokenBuckets:
 
 
 class RateLimits:
-    """The process's buckets; :meth:`graphql_extension` enforces them on operations."""
+    """The process's buckets; :meth:`check` enforces them on operations."""
 
     def __init__(self, settings: Settings) -> None:
         def buckets(per_minute: float, burst: int) -> TokenBuckets | None:
@@ -85,26 +85,18 @@ class RateLimits:
     def enabled(self) -> bool:
         return any(self.by_type.values())
 
-    def graphql_extension(self) -> Callable[[], SchemaExtension]:
-        return lambda: RateLimitOperations(self)
-
-
-class RateLimitOperations(SchemaExtension):
-    def __init__(self, limits: RateLimits) -> None:
-        self.limits = limits
-
-    def on_execute(self) -> Generator[None, None, None]:
-        context = self.execution_context
-        buckets = self.limits.by_type.get(context.operation_type.value)
+    def check(self, execution: ExecutionContext) -> None:
+        """Spends a token of the operation's bucket, or refuses it: an execute guard of the schema's
+        (schema/pipeline.py), a call where an extension of its own cost a context manager per request."""
+        buckets = self.by_type.get(execution.operation_type.value)
         if buckets is not None:
-            wait = buckets.take(_client_key(context.context))
+            wait = buckets.take(_client_key(execution.context))
             if wait is not None:
                 seconds = max(1, math.ceil(wait))
                 raise GraphQLError(
-                    f"too many {context.operation_type.value}s: try again in {seconds} s",
+                    f"too many {execution.operation_type.value}s: try again in {seconds} s",
                     extensions={"code": RATE_LIMITED, "retryAfter": seconds},
                 )
-        yield
 
 
 def _client_key(context: object) -> str:
