@@ -9,7 +9,11 @@ for her slots, then are refused). The target is bob's loaded p99 within 2× of h
 
 Alice's loops run in a process of their own and bob is timed with the standard library's blocking
 client in this one, so that bob's figure is the server's: a loop shared with sixteen httpx clients
-delayed his requests by the clients' own work. ``--quick`` proves it runs (tiny counts).
+delayed his requests by the clients' own work. Alice's load is switched on and off in turns of
+``PHASE`` seconds, bob timed in both, so that his "alone" and "loaded" figures come from the same
+minutes of a shared host whose own load drifts (alone measured once, first, was off by 3× either
+way). ``--seconds`` is the time under load; as long again is spent alone. ``--quick`` proves it
+runs (tiny counts).
 
     python -m bench.fairness [--seconds 20] [--clients 16] [--env NAME=VALUE ...] [--quick]
 
@@ -28,6 +32,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -48,6 +53,12 @@ from engine import Database, Engine, default_registry
 from server.demo import load_demo
 
 NAME = "fairness"
+
+
+class EventLike(Protocol):
+    def is_set(self) -> bool: ...
+
+
 ME = {"query": "{ me { id } }"}
 INBOX = {"query": "{ tasks(first: 50) { totalCount edges { node { id title status assignee { id } } } } }"}
 START = {"query": 'mutation { startWorkflow(input: {definitionKey: "expense_approval", input: {}}) { __typename } }'}
@@ -97,12 +108,16 @@ def probe(port: int, user: str, count: int) -> list[float]:
         connection.close()
 
 
-async def hammer(url: str, user: str, until: float, seen: Counter[str]) -> None:
-    """One client's loop of inbox pages and starts until ``until`` (monotonic), obeying ``429``."""
+async def hammer(url: str, user: str, until: float, loading: EventLike, seen: Counter[str]) -> None:
+    """One client's loop of inbox pages and starts while ``loading`` is set, until ``until``
+    (monotonic), obeying ``429``."""
     sent = 0
     headers = bearer(user)
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         while time.monotonic() < until:
+            if not loading.is_set():
+                await asyncio.sleep(0.02)
+                continue
             response = await http.post("/graphql", json=START if sent % 5 == 4 else INBOX, headers=headers)
             sent += 1
             seen[str(response.status_code)] += 1
@@ -110,10 +125,10 @@ async def hammer(url: str, user: str, until: float, seen: Counter[str]) -> None:
                 await asyncio.sleep(min(float(response.headers.get("retry-after", "1")), until - time.monotonic()))
 
 
-async def _load(url: str, user: str, clients: int, seconds: float) -> dict[str, int]:
+async def _load(url: str, user: str, clients: int, seconds: float, loading: EventLike) -> dict[str, int]:
     seen: Counter[str] = Counter()
     until = time.monotonic() + seconds
-    await asyncio.gather(*(hammer(url, user, until, seen) for _ in range(clients)))
+    await asyncio.gather(*(hammer(url, user, until, loading, seen) for _ in range(clients)))
     return dict(seen)
 
 
@@ -137,27 +152,39 @@ class LoadProcess:
         return answer
 
 
+PHASE = 2.0
+"""Seconds of each turn alone and each turn under load."""
+
+
 async def run(seconds: float, clients: int, probes: int, env: dict[str, str] | None = None) -> list[Target]:
     heading(f"{NAME}: bob's {{ me {{ id }} }} p99 alone and while {clients} clients load the server as alice")
     await print_environment()
-    warm_up = min(2.0, seconds / 4)
+    phase = min(PHASE, seconds / 2)
+    turns = max(2, round(seconds / phase))
     async with demo_server("fairness", env) as server:
         probe(server.port, "bob", 20)  # warm up
-        alone = percentile(probe(server.port, "bob", probes), 99)
-        load = LoadProcess(_load, server.base_url, "alice", clients, warm_up + seconds)
-        time.sleep(warm_up + 1.0)  # the child process starts (its imports) and the load builds up
-        deadline = time.monotonic() + seconds - 1.0
-        loaded_times: list[float] = []
-        while time.monotonic() < deadline and len(loaded_times) < probes * 5:
-            loaded_times += probe(server.port, "bob", 10)
-        seen = load.result(timeout=seconds + 60)
-    loaded = percentile(loaded_times, 99)
+        loading = multiprocessing.get_context("spawn").Event()
+        load = LoadProcess(_load, server.base_url, "alice", clients, 5.0 + 2 * turns * phase, loading)
+        time.sleep(3.0)  # the child process starts (its imports)
+        alone: list[float] = []
+        loaded: list[float] = []
+        for _ in range(turns):
+            for times, on in ((alone, False), (loaded, True)):
+                loading.set() if on else loading.clear()
+                time.sleep(0.5)  # in-flight requests end, or the load builds up
+                until = time.monotonic() + phase - 0.5
+                while time.monotonic() < until and len(times) < probes * 5:
+                    times += probe(server.port, "bob", 10)
+        loading.clear()
+        seen = load.result(timeout=2 * seconds + 60)
+    alone_p99, loaded_p99 = percentile(alone, 99), percentile(loaded, 99)
     answers = ", ".join(f"{count} × {status}" for status, count in sorted(seen.items()))
-    print(f"bob alone p99 {alone:.1f} ms; under alice's load ({clients} clients, {sum(seen.values())} requests: "
-          f"{answers}) p99 {loaded:.1f} ms over {len(loaded_times)} probes", flush=True)  # fmt: skip
+    print(f"bob alone p99 {alone_p99:.1f} ms over {len(alone)} probes; under alice's load ({clients} clients, "
+          f"{sum(seen.values())} requests: {answers}) p99 {loaded_p99:.1f} ms over {len(loaded)} probes; "
+          f"{turns} turns of {phase:g} s each", flush=True)  # fmt: skip
     return [
-        Target("fairness_me_p99_loaded_vs_alone", loaded / alone if alone else None, 2.0, "x", False),
-        Target("fairness_me_p99_loaded", loaded, 100.0, "ms", False),
+        Target("fairness_me_p99_loaded_vs_alone", loaded_p99 / alone_p99 if alone_p99 else None, 2.0, "x", False),
+        Target("fairness_me_p99_loaded", loaded_p99, 100.0, "ms", False),
     ]
 
 

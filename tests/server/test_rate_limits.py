@@ -215,3 +215,15 @@ async def test_a_user_over_their_operations_at_once_waits_or_gets_429_and_others
                 assert answered.status_code == 200 and answered.json()["data"]["me"]["id"] == "alice"
             assert (await post(http, settings, "alice", "{ me { id } }")).status_code == 200
             assert slots.held("user:alice") == 0
+
+
+async def test_a_query_bucket_when_one_is_configured(settings: Settings, clock: ManualClock) -> None:
+    app = create_app(replace(settings, queries_per_minute=6, query_burst=1), clock=clock)
+    async with app.router.lifespan_context(app):
+        await load_demo(app.state.engine)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            assert (await post(http, settings, "alice", "{ me { id } }")).status_code == 200
+            refused = await post(http, settings, "alice", "{ me { id } }")
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "10"
+            assert (await post(http, settings, "bob", "{ me { id } }")).status_code == 200
+    assert Settings().queries_per_minute == 0  # off by default: the operation slots bound queries
