@@ -31,9 +31,9 @@ from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
 from tests.server.conftest import GraphQL
-from tests.server.live import free_port
 from tests.server.test_documents import PDF, UPLOAD, receipt_task
 from tests.server.test_workflow_api import START
+from tests.support import free_port
 
 STRINGY = 'mutation($body: String!) { postTaskMessage(input: {taskId: "nope", body: $body}) { __typename } }'
 

@@ -29,7 +29,8 @@ from engine.clock import ManualClock
 from server.app import create_app
 from server.demo import load_demo
 from server.settings import Settings
-from tests.server.live import TIMEOUT, free_port, serving
+from tests.server.live import TIMEOUT, serving
+from tests.support import free_port
 
 ME = {"query": "{ me { id } }"}
 
