@@ -29,6 +29,8 @@ from engine import (
     User,
     WorkflowDefinition,
     WorkflowInstance,
+    held_signals_of,
+    state,
 )
 
 K = TypeVar("K", bound=Hashable)
@@ -174,6 +176,11 @@ class DataLoaders:
     @cached_property
     def escalations(self) -> DataLoader[str, list[TaskEscalation]]:
         return _loader(self.read, lambda s, ids: EscalationRepository(s).of_tasks(ids), list)
+
+    @cached_property
+    def held_signals(self) -> DataLoader[str, list[state.HeldSignal]]:
+        """An instance's held signals, applied ones too, oldest first."""
+        return _loader(self.read, held_signals_of, list)
 
     @cached_property
     def definitions(self) -> DataLoader[tuple[str, int], WorkflowDefinition]:
