@@ -148,6 +148,11 @@ class OperationSlots:
         self.wait_seconds = max(0.0, wait_seconds)
         self._by_key: dict[str, _Slots] = {}
 
+    def available(self, key: str) -> bool:
+        """Whether :meth:`enter` would take a slot of ``key``'s at once, without waiting."""
+        slots = self._by_key.get(key)
+        return self.per_user <= 0 or slots is None or not slots.semaphore.locked()
+
     async def enter(self, key: str) -> bool:
         """Take one of ``key``'s slots, waiting up to ``wait_seconds``; False if none came free."""
         if self.per_user <= 0:

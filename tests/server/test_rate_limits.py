@@ -192,6 +192,8 @@ async def test_a_user_over_their_operations_at_once_waits_or_gets_429_and_others
     async with app.router.lifespan_context(app):
         await load_demo(app.state.engine)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            pool = app.state.engine.db.engine.sync_engine.pool
+            idle = pool.checkedout()  # the event hub's listener, say
             held = HeldBody()
             headers = {"authorization": f"Bearer {issue_token(settings, 'alice')}",
                        "content-type": "multipart/form-data; boundary=x"}  # fmt: skip
@@ -209,6 +211,7 @@ async def test_a_user_over_their_operations_at_once_waits_or_gets_429_and_others
             else:  # it waits for alice's slot, and has it when her upload ends
                 await until(lambda: slots.waiting("user:alice") == 1)
                 assert not second.done()
+                assert pool.checkedout() == idle  # neither the upload's body nor a request in line holds one
                 held.release()
                 await upload
                 answered = await second
