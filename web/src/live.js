@@ -163,7 +163,10 @@ export function connect(startCursor, { resync = false } = {}) {
   const url = new URL("/graphql", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   connection.set("connecting");
-  client = createClient({
+  // The callbacks act for this client only: an earlier one's late `closed` (it was disposed) must not stop
+  // this one's streams.
+  const mine = () => client === created;
+  const created = createClient({
     url: url.href,
     lazy: false,
     keepAlive: 5_000,
@@ -174,6 +177,7 @@ export function connect(startCursor, { resync = false } = {}) {
     onNonLazyError: () => {},
     on: {
       connected() {
+        if (!mine()) return;
         const resumed = everConnected;
         everConnected = true;
         connection.set("live");
@@ -186,7 +190,7 @@ export function connect(startCursor, { resync = false } = {}) {
         }
       },
       closed(event) {
-        if (!client) return;
+        if (!mine()) return;
         connection.set("reconnecting");
         // Dropped now, so that the retry subscribes afresh from the cursor rather than from the first one.
         stopStream();
@@ -196,6 +200,7 @@ export function connect(startCursor, { resync = false } = {}) {
       },
     },
   });
+  client = created;
 }
 
 export function disconnect() {

@@ -58,7 +58,7 @@ export function StepPage({ id, me, taskId }) {
   if (step === undefined) return html`<${Loading} what="Loading the step" />`;
   if (step === null) return html`<${NotFound} what="step" />`;
   const tasks = step.tasks.edges.map((e) => e.node);
-  const instance = step.crumb.edges[0]?.node.workflowInstance;
+  const instance = step.workflowInstance;
   return html`<section class="page" aria-labelledby="step-title">
     <nav class="crumbs" aria-label="Breadcrumb">
       <a href="/app/">Inbox</a>
