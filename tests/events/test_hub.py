@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager, suppress
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import pytest
@@ -244,7 +244,7 @@ class WakeWhileTimingOut(asyncio.Event):
         super().__init__()
         self.armed = False
 
-    async def wait(self) -> bool:
+    async def wait(self) -> Literal[True]:
         try:
             return await super().wait()
         except asyncio.CancelledError:
