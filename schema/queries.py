@@ -21,8 +21,9 @@ from engine import (
 )
 from schema.context import Info
 from schema.permissions import IsAuthenticated
+from schema.selections import selected_names
 from schema.types.enums import TaskKind, TaskPriority, TaskStatus, TaskType
-from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance, selected_names
+from schema.types.tasks import StepInstance, Task, TaskConnection, WorkflowInstance
 from schema.types.user import User
 
 strawberry.enum(TaskOrderField, name="TaskOrderField")  # registered in place, as schema.types.enums does
@@ -63,7 +64,9 @@ class TaskFilter:
     priority: list[TaskPriority] | None = None
     kind: TaskKind | None = None
     type: list[TaskType] | None = strawberry.field(default=None, description="Tasks of any of these types.")
-    assigned_to_me: bool | None = None
+    assigned_to_me: bool | None = strawberry.field(
+        default=None, description="Tasks the viewer is assigned (their owner, while delegated) or delegated."
+    )
     include_completed: bool | None = None
     workflow_instance_id: strawberry.ID | None = None
     step_instance_id: strawberry.ID | None = None

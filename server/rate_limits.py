@@ -1,11 +1,18 @@
-"""Fairness between clients of one process: rate limits and WebSocket connection limits.
+"""Fairness between clients of one process: operation slots, rate limits and WebSocket connection limits.
+
+**Operation slots** bound the HTTP GraphQL operations one user (one address, anonymous) has in
+flight at once: every one shares the process's single event loop and database pool, so a client
+that opens many connections would otherwise get as many shares of both. One over the limit waits up
+to ``operation_wait_seconds`` for a slot of its own user (first come, first served), then is ``429``
+with ``Retry-After``. Others are never queued behind it: each user has slots of their own.
 
 **Rate limits** are token buckets per user (per client address for anonymous requests): one for
 mutations, one for subscription starts. A bucket holds ``burst`` tokens and refills at ``per_minute``
 a minute; an operation takes one. An empty bucket refuses the operation before any resolver runs,
 with a GraphQL error whose ``extensions`` say ``code: RATE_LIMITED`` and ``retryAfter`` (seconds):
 over HTTP the response is ``429`` with ``Retry-After``, over a WebSocket the subscription's error.
-Queries are not limited here (their cost is bounded by the operation limits).
+Queries have a bucket too, off by default: the slots already bound what a user's queries take from
+others, and each query's cost is bounded by the operation limits.
 
 **Connection limits** bound the WebSockets one user holds in this process and all of the
 process's; one over is refused at ``connection_init`` (``4403`` on ``graphql-transport-ws``).
@@ -15,6 +22,7 @@ Limits are per process: behind N processes a user gets up to N times as much.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter
@@ -79,6 +87,7 @@ class RateLimits:
         self.by_type = {
             "mutation": buckets(settings.mutations_per_minute, settings.mutation_burst),
             "subscription": buckets(settings.subscription_starts_per_minute, settings.subscription_start_burst),
+            "query": buckets(settings.queries_per_minute, settings.query_burst),
         }
 
     @property
@@ -97,7 +106,7 @@ class RateLimitOperations(SchemaExtension):
         context = self.execution_context
         buckets = self.limits.by_type.get(context.operation_type.value)
         if buckets is not None:
-            wait = buckets.take(_client_key(context.context))
+            wait = buckets.take(client_key(context.context))
             if wait is not None:
                 seconds = max(1, math.ceil(wait))
                 raise GraphQLError(
@@ -107,7 +116,7 @@ class RateLimitOperations(SchemaExtension):
         yield
 
 
-def _client_key(context: object) -> str:
+def client_key(context: object) -> str:
     viewer = getattr(context, "viewer", None)
     if viewer is not None:
         return f"user:{viewer.id}"
@@ -122,6 +131,67 @@ def retry_after(result: ExecutionResult) -> int | None:
         if extensions.get("code") == RATE_LIMITED:
             return int(extensions.get("retryAfter", 1))
     return None
+
+
+class _Slots:
+    def __init__(self, size: int) -> None:
+        self.semaphore = asyncio.Semaphore(size)
+        self.held = 0
+        self.users = 0  # operations holding one of the slots or waiting for one
+
+
+class OperationSlots:
+    """At most ``per_user`` operations of one key at once (module docstring); ``0``: no limit."""
+
+    def __init__(self, per_user: int, wait_seconds: float) -> None:
+        self.per_user = per_user
+        self.wait_seconds = max(0.0, wait_seconds)
+        self._by_key: dict[str, _Slots] = {}
+
+    def available(self, key: str) -> bool:
+        """Whether :meth:`enter` would take a slot of ``key``'s at once, without waiting."""
+        slots = self._by_key.get(key)
+        return self.per_user <= 0 or slots is None or not slots.semaphore.locked()
+
+    async def enter(self, key: str) -> bool:
+        """Take one of ``key``'s slots, waiting up to ``wait_seconds``; False if none came free."""
+        if self.per_user <= 0:
+            return True
+        slots = self._by_key.get(key) or self._by_key.setdefault(key, _Slots(self.per_user))
+        slots.users += 1
+        try:
+            async with asyncio.timeout(self.wait_seconds if slots.semaphore.locked() else None):
+                await slots.semaphore.acquire()
+        except TimeoutError:
+            self._forget(key, slots)
+            return False
+        except BaseException:  # the request was cancelled while it waited
+            self._forget(key, slots)
+            raise
+        slots.held += 1
+        return True
+
+    def leave(self, key: str) -> None:
+        """Give back a slot :meth:`enter` took."""
+        if self.per_user <= 0:
+            return
+        slots = self._by_key[key]
+        slots.held -= 1
+        slots.semaphore.release()
+        self._forget(key, slots)
+
+    def held(self, key: str) -> int:
+        slots = self._by_key.get(key)
+        return 0 if slots is None else slots.held
+
+    def waiting(self, key: str) -> int:
+        slots = self._by_key.get(key)
+        return 0 if slots is None else slots.users - slots.held
+
+    def _forget(self, key: str, slots: _Slots) -> None:
+        slots.users -= 1
+        if slots.users == 0:  # nobody holds or waits: a user's slots cost nothing between their requests
+            del self._by_key[key]
 
 
 class ConnectionLimits:

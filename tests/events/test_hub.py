@@ -4,6 +4,7 @@ back-pressure and the PostgreSQL listener's reconnection."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager, suppress
 from typing import Any, Literal
@@ -128,6 +129,12 @@ async def test_visibility_and_filters_follow_the_task_as_it_is_now(demo: Engine)
     assert EventFilter.notifications().matches(erin, given) and not EventFilter.notifications().matches(carol, given)
     assert EventFilter(assigned_to_me=True).matches(erin, given)
     assert not EventFilter(assigned_to_me=True).matches(erin, next_one)
+    # Delegated by bob to erin: hers to work on and still his to complete, so "assigned to me" for both.
+    delegated = dataclasses.replace(given, task=dataclasses.replace(given.task, assigned_user_id="bob",
+                                                                    delegated_to="erin"))  # fmt: skip
+    assert EventFilter(assigned_to_me=True).matches(erin, delegated)
+    assert EventFilter(assigned_to_me=True).matches(bob, delegated)
+    assert EventFilter.notifications().matches(erin, delegated)
     assert EventFilter(role="requester", workflow_instance_id=own.workflow_instance_id).matches(erin, next_one)
     assert not EventFilter(role="approver").matches(erin, next_one)
     assert EventFilter().matches(alice, next_one)  # erin's instance, but alice holds its role

@@ -22,7 +22,7 @@ from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from tests.server.conftest import GraphQL
-from tests.server.test_inbox import add_stranger
+from tests.server.inbox_world import add_stranger
 from tests.server.test_task_api import snapshot
 from tests.workers.support import LOOPBACK_ALLOWED
 

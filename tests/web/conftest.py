@@ -32,7 +32,7 @@ from engine.transitions.engine import Engine
 from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
-from tests.server.live import free_port
+from tests.support import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -141,4 +141,4 @@ mutation DevSignIn($input: DevSignInInput!) {
     ... on DevSignInSuccess { token user { id name roles groups } }
   }
 }`;
-export const USERS = `query Users { users { id name roles groups } }`;
+export const USERS = `query Users { users { __typename ... on UserList { users { id name roles groups } } ... on Error { message } } }`;
