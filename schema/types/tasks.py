@@ -101,6 +101,16 @@ class StepInstance:
         m = await info.context.loaders.step_metrics.load(self.source.id)
         return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
 
+    @strawberry.field(description="The workflow instance the step belongs to.")
+    @same_for_every_viewer
+    async def workflow_instance(self, info: Info) -> WorkflowInstance:
+        # A step is visible exactly when its instance is (engine.tasks.visibility), and every way to a step
+        # passes a check of one or the other; the loader has the instance already (the step's title was read
+        # from its definition).
+        instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
+        assert instance is not None, "a step's instance always exists (foreign key)"
+        return WorkflowInstance.from_domain(instance, summary=True)
+
     @strawberry.field
     async def tasks(
         self, info: Info, assigned_to_me: bool = False, show_completed: bool = True, first: int = 50,
