@@ -1,6 +1,6 @@
 """Everything the schema does around an operation, in one Strawberry extension.
 
-In order, outermost first (the server's metrics and tracing run around all of it):
+In order, outermost first (the server's metrics, tracing and rate limits run around all of it):
 
 1. **Operation limits** (schema/limits.py): the text's size and nesting before it is parsed, its
    tokens while it is parsed, the operations, repeats and cost before it is validated, depth and
@@ -11,8 +11,7 @@ In order, outermost first (the server's metrics and tracing run around all of it
    document costs a dictionary look-up (and its cost, which depends on ``first``, one per variables).
 3. **Anonymous callers** (``STEPWISE_ANONYMOUS_INTROSPECTION`` off): no introspection, no "Did you
    mean …?" suggestions (schema/failures.py).
-4. **Guards**, the server's rate limits (server/rate_limits.py), then **text a database cannot
-   store** refused before any resolver runs (schema/failures.py).
+4. **Text a database cannot store** refused before any resolver runs (schema/failures.py).
 5. **A query's one read session** (schema/reads.py) and the DataLoaders that read through it.
 6. **Outages typed, bugs masked** (schema/failures.py), as the result leaves.
 
@@ -24,7 +23,7 @@ docs/performance.md).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +37,6 @@ from graphql import (
     specified_rules,
 )
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
-from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from schema.context import Context
@@ -59,8 +57,6 @@ from schema.limits import (
 from schema.loaders import DataLoaders
 from schema.reads import SharedReads
 
-Guard = Callable[[ExecutionContext], None]
-"""Called before an operation executes; refuses it by raising a ``GraphQLError`` (server/rate_limits.py)."""
 DOCUMENTS = 512
 """Document texts remembered; past it the oldest is forgotten (unique texts cannot grow memory)."""
 COSTS = 32
@@ -97,10 +93,9 @@ class Pipeline:
 
     def __init__(
         self, limits: OperationLimits, *, mask_errors: bool, hide_from_anonymous: bool, cache_documents: bool,
-        should_mask: Callable[[GraphQLError], bool], guards: Sequence[Guard] = (),
+        should_mask: Callable[[GraphQLError], bool],
     ) -> None:  # fmt: skip
         self.limits = limits
-        self.guards = tuple(guards)
         self.hide_from_anonymous = hide_from_anonymous
         self.cache_documents = cache_documents
         self.should_mask = should_mask
@@ -234,8 +229,6 @@ class OperationPipeline(SchemaExtension):
 
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
-        for guard in self.pipeline.guards:
-            guard(execution)
         where = unstorable(execution.variables or {}, "variables")
         if where is not None:
             where = where.removeprefix("variables.")

@@ -21,7 +21,7 @@ from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.webhooks import WebhookMutations
 from schema.mutations.workflows import WorkflowMutations
-from schema.pipeline import Guard, Pipeline
+from schema.pipeline import Pipeline
 from schema.queries import Query
 from schema.subscriptions import Subscription, SubscriptionExecutionContext
 from schema.types.webhooks import WebhookQueries
@@ -60,14 +60,11 @@ def build_schema(
     mask_errors: bool = True,
     cache_documents: bool = True,
     instruments: Sequence[Any] = (),
-    guards: Sequence[Guard] = (),
     fast_execution: bool | None = None,
     limits: OperationLimits | None = None,
     anonymous_introspection: bool = True,
 ) -> strawberry.Schema:
     """``instruments``: the server's metrics and tracing extensions (factories), run around everything else.
-    ``guards``: called with each operation's execution context before it executes; one may refuse it by
-    raising a ``GraphQLError`` (the server's rate limits).
     ``fast_execution``: the executor shortcut (:mod:`schema.execution`, ``STEPWISE_FAST_EXECUTION``; by
     default as that variable says); off, every field goes through its resolver. ``limits``: what one
     operation may ask (schema.limits; the defaults when not given). ``anonymous_introspection``: off, an
@@ -75,7 +72,7 @@ def build_schema(
     off, every request parses and validates its document (bench/graphql_overhead.py's lever)."""
     pipeline = Pipeline(
         limits or OperationLimits(), mask_errors=mask_errors, hide_from_anonymous=not anonymous_introspection,
-        cache_documents=cache_documents, should_mask=_should_mask, guards=guards,
+        cache_documents=cache_documents, should_mask=_should_mask,
     )  # fmt: skip
     extensions: list[Any] = [*instruments, pipeline.extension]
     schema = StepwiseSchema(

@@ -102,6 +102,7 @@ def create_app(
     instruments = [
         *([metrics.graphql_extension()] if metrics else []),
         *([graphql_tracing(tracing)] if tracing else []),
+        *([rate_limits.graphql_extension()] if rate_limits.enabled else []),
     ]
     limits = OperationLimits(max_depth=settings.max_query_depth, max_aliases=settings.max_aliases,
                              max_tokens=settings.max_tokens, max_document_bytes=settings.max_document_bytes,
@@ -109,12 +110,11 @@ def create_app(
     schema = build_schema(
         mask_errors=settings.mask_errors,
         instruments=instruments,
-        guards=[rate_limits.check] if rate_limits.enabled else [],
         fast_execution=settings.fast_paths.execution,
         limits=limits,
         anonymous_introspection=settings.anonymous_introspection or settings.dev,
     )
-    graphql = StepwiseGraphQL(schema, services, settings, events)
+    graphql = StepwiseGraphQL(schema, services, settings, events, slots=rate_limits.slots)
     shutdown = Shutdown()
 
     @asynccontextmanager
