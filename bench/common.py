@@ -110,6 +110,25 @@ def instance_counts(prog: str, description: str | None, c1: int, c16: int) -> tu
     return args.instances or args.instances_c1, args.instances or args.instances_c16
 
 
+HUGE = 1_000_000
+
+
+def scaling_arguments(
+    prog: str, description: str | None, samples_help: str, argv: Sequence[str] | None = None
+) -> tuple[list[int], int]:
+    """The command line of the scaling benchmarks: the sizes to load (ascending, at least two: their
+    targets compare the largest with the smallest) and the requests to time at each."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--sizes", default="10000,100000", help="comma-separated task counts (ascending)")
+    parser.add_argument("--huge", action="store_true", help="add the 1M size (about 2 minutes more to load)")
+    parser.add_argument("--samples", type=int, default=400, help=samples_help)
+    args = parser.parse_args(argv)
+    sizes = sorted({int(s) for s in args.sizes.split(",")} | ({HUGE} if args.huge else set()))
+    if len(sizes) < 2:
+        parser.error("--sizes: give at least two sizes (the targets compare the largest with the smallest)")
+    return sizes, args.samples
+
+
 def heading(title: str) -> None:
     print()
     print("#" * 78)

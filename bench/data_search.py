@@ -1,4 +1,4 @@
-"""6. Data search scaling: an inbox page filtered by business data over HTTP, as tasks grow (issue #23).
+"""6. Data search scaling: an inbox page filtered by business data over HTTP, as tasks grow.
 
 The same bulk-loaded tasks as ``bench.inbox_scaling`` (``bench/seed.py``: every instance's data holds an
 ``amount`` of 10 to 9,999, so ``amount > 1000`` keeps nine in ten), with ``amount`` searchable (its
@@ -16,7 +16,6 @@ loaded the two answer in turns. Then ``EXPLAIN (ANALYZE, BUFFERS)`` of the page'
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import http.client
 import tempfile
@@ -32,6 +31,7 @@ from bench.common import (
     percentile,
     print_environment,
     print_targets,
+    scaling_arguments,
     sqlalchemy_url,
     temporary_database,
 )
@@ -151,15 +151,8 @@ async def run(sizes: list[int], samples: int) -> list[Target]:
 
 def main() -> None:
     line_buffered()
-    parser = argparse.ArgumentParser(prog="python -m bench.data_search", description=__doc__)
-    parser.add_argument("--sizes", default="10000,100000", help="comma-separated task counts (ascending)")
-    parser.add_argument("--huge", action="store_true", help="add the 1M size (about 2 minutes more to load)")
-    parser.add_argument("--samples", type=int, default=400, help="requests per size")
-    args = parser.parse_args()
-    sizes = sorted({int(s) for s in args.sizes.split(",")} | ({1_000_000} if args.huge else set()))
-    if len(sizes) < 2:
-        parser.error("--sizes: give at least two sizes (the targets compare the largest with the smallest)")
-    asyncio.run(run(sizes, args.samples))
+    sizes, samples = scaling_arguments("python -m bench.data_search", __doc__, "requests per size")
+    asyncio.run(run(sizes, samples))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ the two goes first alternating; the ratio is the median of the rounds' ratios (t
 speed moves for seconds at a time). Targets: transitions/s ≥ 0.5× pgbench's tps at c=1, ≥ 0.25× at
 c=16.
 
-Then idempotency keys' cost (issue #23): the same workload at c=16 with every transition sent with a
+Then idempotency keys' cost: the same workload at c=16 with every transition sent with a
 key of its own against none, in alternating rounds; the median of the rounds' rate with keys over
 the rate without must be ≥ 0.9 (a key costs at most 10%).
 
-Then a quorum approval (issue #22: three approvers, two required, the starter excluded, each
+Then a quorum approval (three approvers, two required, the starter excluded, each
 decision through the task service) against the plain approval workload, instances/s at c=16 in
 alternating rounds on the same engine; the median of the rounds' ratio must be ≥ 0.7.
 """

@@ -21,7 +21,6 @@ largest size; p99(largest) / p99(smallest) ≤ 1.5.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import http.client
 import json
@@ -45,6 +44,7 @@ from bench.common import (
     percentile,
     print_environment,
     print_targets,
+    scaling_arguments,
     sqlalchemy_url,
     temporary_database,
     venv_bin,
@@ -311,15 +311,8 @@ async def run(sizes: Sequence[int], samples: int) -> list[Target]:
 
 def main() -> None:
     line_buffered()
-    parser = argparse.ArgumentParser(prog="python -m bench.inbox_scaling", description=__doc__)
-    parser.add_argument("--sizes", default="10000,100000", help="comma-separated task counts (ascending)")
-    parser.add_argument("--huge", action="store_true", help="add the 1M size (about 2 minutes more to load)")
-    parser.add_argument("--samples", type=int, default=400, help="requests per query per size")
-    args = parser.parse_args()
-    sizes = sorted({int(s) for s in args.sizes.split(",")} | ({1_000_000} if args.huge else set()))
-    if len(sizes) < 2:
-        parser.error("--sizes: give at least two sizes (the targets compare the largest with the smallest)")
-    asyncio.run(run(sizes, args.samples))
+    sizes, samples = scaling_arguments("python -m bench.inbox_scaling", __doc__, "requests per query per size")
+    asyncio.run(run(sizes, samples))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""7. Webhook delivery throughput: committed task events POSTed, signed, to a receiver on loopback (issue #23).
+"""7. Webhook delivery throughput: committed task events POSTed, signed, to a receiver on loopback.
 
 A PostgreSQL database gets ``events`` task events (instances started, each task then claimed: two events
 per task, which a task's order makes go one after the other) and one webhook. The receiver is a separate

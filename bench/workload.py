@@ -3,7 +3,7 @@
 Three committed transitions per instance (start, two signals), driven in-process by concurrent
 asyncio drivers sharing one engine, exactly as the server's requests share one.
 
-The quorum workload (issue #22) is the same workflow with the approval decided by a policy: two of
+The quorum workload is the same workflow with the approval decided by a policy: two of
 the role's three approvers, the starter excluded, each deciding through the task service as the API
 does (four committed transitions: start, two decisions, the archive signal).
 """

@@ -43,6 +43,7 @@ from engine.events.log import Delivery
 from engine.fastpaths import FastPaths
 from engine.idempotency import IdempotencyKeys, IdempotentRequest
 from engine.observer import AttemptOutcome, EngineObserver
+from engine.paging import MAX_PAGE
 from engine.services import Services
 from engine.signing import SIGNATURE_HEADER, new_signing_secret, sign, signature_header, verify_signature
 from engine.state import (
@@ -68,6 +69,7 @@ from engine.storage.database import Database, ReadSessions
 from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.escalations import EscalationRepository
+from engine.storage.held_signals import signals_of as held_signals_of
 from engine.storage.inbox import (
     TaskOrderField,
     TaskQuery,
@@ -126,7 +128,7 @@ __all__ = [
     # the services (built once per app: Services.build)
     "Services", "VisibilityService", "WorkflowService", "TaskService", "DocumentService", "BlobStore",
     # reads that return engine dataclasses (the schema's DataLoaders and the inbox batch them)
-    "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository",
+    "TaskRepository", "InstanceRepository", "TaskDetailsRepository", "DirectoryRepository", "held_signals_of",
     "TaskQuery", "TaskSearch", "TaskOrderField", "task_search", "page_of_tasks", "count_beside", "encode_cursor",
     "page_with_cursors",
     "HistoryPage", "encode_history_cursor", "DataCondition", "DataOperator", "DataSource", "DataSort",
@@ -136,9 +138,9 @@ __all__ = [
     "EventHub", "EventFilter", "Delivery", "encode_event_cursor", "decode_event_cursor",
     # workers
     "Worker", "BUILTIN_EXECUTORS", "SystemTaskContext", "HostPolicy", "check_host_entries", "DEFAULT_MAX_JSON_BYTES",
-    # business time (issue #22)
+    # business time
     "BusinessCalendar", "Calendars", "parse_calendars",
-    # escalation ladders (issue #22)
+    # escalation ladders
     "EscalationAction", "EscalationRepository",
     # webhooks, and signing what the engine sends out
     "WebhookService", "Webhook", "WebhookFilter", "WebhookDelivery", "WebhookAttempt", "DeliveryStatus",
@@ -147,8 +149,8 @@ __all__ = [
     # approve by email
     "EmailAction", "EmailActionPage", "EmailActionService", "EmailActionTokens", "EmailNotifier",
     "EmailActionRefusedError",
-    # bulk actions (issue #22)
-    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS",
+    # bulk actions
+    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS", "MAX_PAGE",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors
@@ -156,7 +158,7 @@ __all__ = [
     "ConcurrentUpdateError", "InvalidStateError", "ValidationError", "DefinitionError", "FieldError",
     "SubscriptionLimitError", "SubscriberOverflowError", "UnavailableError", "IdempotencyKeyReusedError",
     "SeparationOfDutiesError", "ServiceAccountError", "database_unavailable",
-    # action approvals (issue #25)
+    # action approvals, and asking for one without a workflow
     "ActionDecision", "ApprovalRequest", "ApprovalRequestService", "AwaitedDecision", "RequestedApproval",
     "MAX_WAIT_SECONDS", "REQUEST_DEFINITION_KEY", "SERVICE_ROLE",
 ]  # fmt: skip

@@ -10,9 +10,10 @@ arithmetic in the calendar's zone (``zoneinfo``) keeps "the same hour" across a 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,6 +24,14 @@ from engine.definitions.durations import DEFAULT_CALENDAR, BusinessDuration, Spa
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CALENDAR_KEYS = frozenset({"timeZone", "workingDays", "hours", "holidays"})
 _MAX_DAYS_SEARCHED = 3660  # a calendar with no working day at all would otherwise loop for ever
+
+
+@lru_cache(maxsize=256)
+def holidays_of(country: str, subdivision: str | None, year: int) -> Mapping[date, str]:
+    """The public holidays of one year, read-only: built once per process for every calendar that names
+    the place, not on each count, and kept outside the calendars, which are frozen values."""
+    found = holidays.country_holidays(country, subdiv=subdivision, years=year)
+    return MappingProxyType({day: str(name) for day, name in found.items()})
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,6 @@ class BusinessCalendar:
     closes: time = time(17, 0)
     country: str | None = None
     subdivision: str | None = None
-    _holiday_years: dict[int, holidays.HolidayBase] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.working_days:
@@ -54,21 +62,15 @@ class BusinessCalendar:
             except NotImplementedError as exc:
                 raise ValueError(f"calendar {self.name!r}: {exc}") from exc
 
-    @cached_property
+    @property
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.time_zone)
+        return ZoneInfo(self.time_zone)  # zoneinfo keeps one instance per key
 
     def holiday(self, day: date) -> str | None:
         """The holiday's name on ``day``, or None."""
         if self.country is None:
             return None
-        year = self._holiday_years.get(day.year)
-        if year is None:
-            year = self._holiday_years[day.year] = holidays.country_holidays(
-                self.country, subdiv=self.subdivision, years=day.year
-            )
-        name: str | None = year.get(day)
-        return name
+        return holidays_of(self.country, self.subdivision, day.year).get(day)
 
     def is_working_day(self, day: date) -> bool:
         return day.weekday() in self.working_days and self.holiday(day) is None

@@ -1,5 +1,5 @@
 """Idempotency keys: a mutation sent twice with one key changes the database once, and the repeat
-gets what the first got (issue #23).
+gets what the first got (docs/api.md, "Exactly-once mutations").
 
 The caller runs its work under :meth:`IdempotencyKeys.run`. The first write that work makes — a
 transition, a start, a deploy — carries one row more: the user, the key, a fingerprint of the
@@ -16,7 +16,7 @@ and nothing changes either. A request that fails stores nothing, so its key may 
 Rows live for the configured time and the worker deletes them after (:meth:`purge_if_due`).
 
 The engine takes the key where it writes (:meth:`take`, :meth:`answer`); other writers that should
-be exactly-once (issue #25's requestApproval) do the same in their own transaction.
+be exactly-once (``requestApproval``) do the same in their own transaction.
 """
 
 from __future__ import annotations

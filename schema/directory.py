@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import strawberry
-from graphql import GraphQLError
 
 from engine import ForbiddenError, StepwiseError, encode_event_cursor
 from schema.context import Info
@@ -18,18 +17,26 @@ from schema.types.user import User
 DEV_ONLY = "development sign-in is available only when the server runs with STEPWISE_DEV on"
 
 
+@strawberry.type(description="The user directory.")
+class UserList:
+    users: list[User]
+
+
+UsersResult = Annotated[UserList | Forbidden, strawberry.union("UsersResult")]
+
+
 @strawberry.type
 class DirectoryQueries:
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="Every user, for assigning tasks: admins and managers only (else a FORBIDDEN error).",
+        description="Every user, for assigning tasks: admins and managers only (else Forbidden).",
     )
-    async def users(self, info: Info) -> list[User]:
+    async def users(self, info: Info) -> UsersResult:
         try:
             found = await info.context.visibility.users(info.context.user, info.context.read)
-        except ForbiddenError as exc:
-            raise GraphQLError(exc.message, extensions={"code": exc.code}) from exc
-        return [User.from_domain(u) for u in found]
+        except StepwiseError as exc:
+            return narrowed(exc, Forbidden)
+        return UserList(users=[User.from_domain(u) for u in found])
 
     @strawberry.field(
         description="The users `devSignIn` may sign in as; null unless the server runs with STEPWISE_DEV on. "

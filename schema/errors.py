@@ -47,6 +47,13 @@ class ValidationFailed(Error):
     field_errors: list[FieldError]
 
 
+@strawberry.type(
+    description="Something the request needs (the database, the files directory) is not answering; try again later."
+)
+class Unavailable(Error):
+    pass
+
+
 ErrorResult = NotFound | Forbidden | Conflict | InvalidState | ValidationFailed
 
 

@@ -1,5 +1,5 @@
-"""Every mutation's input has an optional ``idempotencyKey`` (issue #23; engine.idempotency does the
-work): a repeat with the same key answers as the first did and changes nothing, the same key with
+"""Every mutation's input has an optional ``idempotencyKey`` (engine.idempotency does the
+work; docs/api.md): a repeat with the same key answers as the first did and changes nothing, the same key with
 other input is a ``Conflict`` (``IDEMPOTENCY_KEY_REUSED``). A test reads the schema and fails on a
 mutation whose input lacks the field."""
 

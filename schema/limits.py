@@ -53,14 +53,14 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
+from engine import MAX_PAGE
 from schema.library_internals import graphql_schema_of, requested_operation_name
 
 LIST_SIZE = 10
-MAX_REPEATS = 10
-MAX_FIRST = 200
-"""The largest ``first`` a connection takes: a larger one is counted as this, and refused by the field
-itself with its own typed error (``BAD_USER_INPUT`` naming ``first``) if the cost is within the limit."""
 """What a list without ``first`` counts as (a task's documents, attempts, messages; an instance's tasks)."""
+MAX_REPEATS = 10
+# A larger ``first`` counts as the largest a connection takes (engine.paging), and the field itself
+# refuses it with its typed error (``BAD_USER_INPUT`` naming ``first``) if the cost is within the limit.
 
 _DEPTH_ERROR = re.compile(r"exceeds maximum operation depth of (\d+)$")
 _ALIAS_ERROR = re.compile(r"^\d+ aliases found\. Allowed: (\d+)$")
@@ -264,7 +264,7 @@ class Cost:
 
     def _multiplier(self, node: FieldNode, definition: GraphQLField) -> int:
         if "first" in definition.args:
-            return min(MAX_FIRST, max(1, self._first(node, definition)))
+            return min(MAX_PAGE, max(1, self._first(node, definition)))
         kind = definition.type.of_type if isinstance(definition.type, GraphQLNonNull) else definition.type
         if isinstance(kind, GraphQLList) and node.name.value not in ("edges", "nodes"):
             return LIST_SIZE  # a connection's edges are counted by its `first`

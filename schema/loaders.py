@@ -28,6 +28,8 @@ from engine import (
     User,
     WorkflowDefinition,
     WorkflowInstance,
+    held_signals_of,
+    state,
 )
 
 K = TypeVar("K", bound=Hashable)
@@ -103,6 +105,8 @@ class DataLoaders:
     documents: DataLoader[str, list[Document]]
     attempts: DataLoader[str, list[TaskAttempt]]
     escalations: DataLoader[str, list[TaskEscalation]]
+    held_signals: DataLoader[str, list[state.HeldSignal]]
+    """An instance's held signals, applied ones too, oldest first."""
     definitions: DataLoader[tuple[str, int], WorkflowDefinition]
 
     @classmethod
@@ -156,5 +160,6 @@ class DataLoaders:
             documents=_loader(read, lambda s, ids: TaskDetailsRepository(s).documents_of(ids), list),
             attempts=_loader(read, lambda s, ids: TaskDetailsRepository(s).attempts_of(ids), list),
             escalations=_loader(read, lambda s, ids: EscalationRepository(s).of_tasks(ids), list),
+            held_signals=_loader(read, held_signals_of, list),
             definitions=DataLoader(load_fn=definitions),
         )

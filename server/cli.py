@@ -35,6 +35,7 @@ from server.auth import issue_token
 from server.demo import load_demo, load_demo_requests
 from server.engines import engine_from_settings
 from server.logs import configure_logging
+from server.serving import http_protocol
 from server.settings import Settings
 from server.tracing import instrument_database, tracer_provider_for
 from server.workers import running_worker
@@ -85,7 +86,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool)
         "server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
         ws_per_message_deflate=False, access_log=False, log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
-        http="server.serving:HeaderDeadlineProtocol", timeout_keep_alive=math.ceil(settings.keepalive_seconds),
+        http=http_protocol(settings), timeout_keep_alive=math.ceil(settings.keepalive_seconds),
     )  # fmt: skip
 
 

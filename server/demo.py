@@ -89,8 +89,9 @@ DEMO_REQUEST = ApprovalRequest(
 
 async def load_demo_requests(engine: Engine) -> list[str]:
     """An automated caller's request in the approvers' inbox: the service account ``refund-bot`` asks to
-    refund an order (issue #25). Not part of :func:`load_demo`, which the tests load for every app: the
-    CLI's ``demo load`` runs both. The request's key makes a second run find it rather than ask again."""
+    refund an order (an action approval, docs/approvals.md). Not part of :func:`load_demo`, which the
+    tests load for every app: the CLI's ``demo load`` runs both. The request's key makes a second run
+    find it rather than ask again."""
     changes: list[str] = []
     async with engine.db.transaction() as session:
         agent = DEMO_AGENT

@@ -12,7 +12,7 @@ import strawberry
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.file_uploads.utils import replace_placeholders_with_files
@@ -28,7 +28,8 @@ from server.bodies import is_multipart
 from server.graphiql import graphiql_html
 from server.http_spec import GraphQLOverHTTP, Refusal
 from server.payloads import files_map_problem, read_json
-from server.rate_limits import ConnectionLimits
+from server.rate_limits import RATE_LIMITED, ConnectionLimits, OperationSlots, client_key
+from server.request_timeout import RequestTimeout
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         services: Services,
         settings: Settings,
         events: EventHub | None = None,
+        slots: OperationSlots | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -65,6 +67,8 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         self.settings = settings
         self.events = events
         self.connections = ConnectionLimits(settings.ws_connections_per_user, settings.ws_connections)
+        # shared with the schema's RateLimitOperations, which takes them for operations over a WebSocket
+        self.slots = slots or OperationSlots(settings.operations_per_user, settings.operation_wait_seconds)
 
     @overload
     async def run(self, request: Request, context: Context = UNSET, root_value: None = UNSET) -> Response: ...
@@ -80,22 +84,24 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         try:
             if isinstance(request, WebSocket) or self.settings.request_timeout_seconds <= 0:
                 return await super().run(request, context, root_value)
+            timeout = RequestTimeout(self.settings.request_timeout_seconds, request.receive)
+            request = Request(request.scope, timeout.receive)  # its body's arrival stops the clock
             try:
-                async with asyncio.timeout(self.settings.request_timeout_seconds):
+                async with timeout.running():
                     return await super().run(request, context, root_value)
             except TimeoutError:  # what it ran is cancelled; on PostgreSQL statement_timeout ends it there too
-                seconds = f"{self.settings.request_timeout_seconds:g}"
-                log.warning("request cancelled after %s s", seconds)
-                return JSONResponse(
-                    {"errors": [{"message": f"the request took longer than {seconds} s",
-                                 "extensions": {"code": "TIMEOUT"}}]},
-                    status_code=503, headers={"Retry-After": "5"},
-                )  # fmt: skip
+                if not timeout.expired:
+                    raise
+                log.warning("request cancelled after %g s", timeout.seconds)
+                return timeout.response()
         finally:
             admitted: str | None = getattr(request.state, "admitted_user", None)
             if admitted is not None:
                 self.connections.release(admitted)
             if isinstance(request, Request):
+                slot: str | None = getattr(request.state, "slot", None)
+                if slot is not None:
+                    self.slots.leave(slot)
                 reads: SharedReads | None = getattr(request.state, "reads", None)
                 if reads is not None:  # the operation never ran (a syntax error, say) or kept it open
                     await reads.close()
@@ -150,13 +156,28 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
             await self._authenticate(context, request.headers.get("authorization"), context.request_reads)
             if context.viewer is None and is_multipart(request.headers):
                 # Refused before a byte of the body is read: an upload is only ever someone's, and
-                # reading it first let anyone make the server spool hundreds of megabytes (issue #27).
+                # reading it first let anyone make the server spool hundreds of megabytes.
                 error = context.authentication_error
                 raise Refusal(
                     401, error.message if error is not None else "authentication required: send a bearer token",
                     {"WWW-Authenticate": "Bearer", "Connection": "close"}, code="UNAUTHENTICATED",
                 )  # fmt: skip
+            if is_multipart(request.headers):  # an upload is a mutation, which would close it anyway
+                await context.request_reads.close()  # the body may take a while: hold no connection meanwhile
+            await self._take_slot(context, request, context.request_reads)
         return context
+
+    async def _take_slot(self, context: Context, request: Request, reads: SharedReads) -> None:
+        """One of the user's operation slots (server.rate_limits), held until :meth:`run` ends."""
+        key = client_key(context)
+        if not self.slots.available(key):
+            await reads.close()  # a request waiting for its turn holds no pooled connection: that is the point
+        if not await self.slots.enter(key):
+            raise Refusal(
+                429, f"at most {self.slots.per_user} requests of one user at once: try again in 1 s",
+                {"Retry-After": "1"}, code=RATE_LIMITED,
+            )  # fmt: skip
+        request.state.slot = key
 
     def _dev_token(self, user_id: str) -> str:
         return issue_token(self.settings, user_id)

@@ -1,4 +1,4 @@
-"""``/healthz`` and ``/readyz`` (their meaning is in the README's "Health and readiness")."""
+"""``/healthz`` and ``/readyz`` (their meaning is in docs/operations.md, "Health and readiness")."""
 
 from __future__ import annotations
 

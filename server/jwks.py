@@ -1,7 +1,7 @@
 """An issuer's signing keys (``STEPWISE_JWKS_URL``), fetched without blocking the event loop.
 
 PyJWT's ``PyJWKClient`` fetches with ``urllib`` inside the request's coroutine: one token naming an
-unknown ``kid`` stalled every request of the process for as long as the issuer took (issue #27).
+unknown ``kid`` stalled every request of the process for as long as the issuer took.
 Here the key set is fetched with httpx's async client, with a short timeout
 (``STEPWISE_JWKS_TIMEOUT_SECONDS``) and at most ``STEPWISE_MAX_BODY_BYTES`` of it read, and kept:
 

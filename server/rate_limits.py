@@ -1,11 +1,18 @@
-"""Fairness between clients of one process: rate limits and WebSocket connection limits.
+"""Fairness between clients of one process: operation slots, rate limits and WebSocket connection limits.
+
+**Operation slots** bound the HTTP GraphQL operations one user (one address, anonymous) has in
+flight at once: every one shares the process's single event loop and database pool, so a client
+that opens many connections would otherwise get as many shares of both. One over the limit waits up
+to ``operation_wait_seconds`` for a slot of its own user (first come, first served), then is ``429``
+with ``Retry-After``. Others are never queued behind it: each user has slots of their own.
 
 **Rate limits** are token buckets per user (per client address for anonymous requests): one for
 mutations, one for subscription starts. A bucket holds ``burst`` tokens and refills at ``per_minute``
 a minute; an operation takes one. An empty bucket refuses the operation before any resolver runs,
 with a GraphQL error whose ``extensions`` say ``code: RATE_LIMITED`` and ``retryAfter`` (seconds):
 over HTTP the response is ``429`` with ``Retry-After``, over a WebSocket the subscription's error.
-Queries are not limited here (their cost is bounded by the operation limits).
+Queries have a bucket too, off by default: the slots already bound what a user's queries take from
+others, and each query's cost is bounded by the operation limits.
 
 **Connection limits** bound the WebSockets one user holds in this process and all of the
 process's; one over is refused at ``connection_init`` (``4403`` on ``graphql-transport-ws``).
@@ -15,13 +22,15 @@ Limits are per process: behind N processes a user gets up to N times as much.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from graphql import GraphQLError
+from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult
 
@@ -70,7 +79,8 @@ class TokenBuckets:
 
 
 class RateLimits:
-    """The process's buckets; :meth:`graphql_extension` enforces them on operations."""
+    """The process's buckets and operation slots; :meth:`graphql_extension` enforces them on operations
+    (the slots there only for operations over a WebSocket: server.graphql_app takes an HTTP request's)."""
 
     def __init__(self, settings: Settings) -> None:
         def buckets(per_minute: float, burst: int) -> TokenBuckets | None:
@@ -79,11 +89,13 @@ class RateLimits:
         self.by_type = {
             "mutation": buckets(settings.mutations_per_minute, settings.mutation_burst),
             "subscription": buckets(settings.subscription_starts_per_minute, settings.subscription_start_burst),
+            "query": buckets(settings.queries_per_minute, settings.query_burst),
         }
+        self.slots = OperationSlots(settings.operations_per_user, settings.operation_wait_seconds)
 
     @property
     def enabled(self) -> bool:
-        return any(self.by_type.values())
+        return any(self.by_type.values()) or self.slots.per_user > 0
 
     def graphql_extension(self) -> Callable[[], SchemaExtension]:
         return lambda: RateLimitOperations(self)
@@ -97,17 +109,32 @@ class RateLimitOperations(SchemaExtension):
         context = self.execution_context
         buckets = self.limits.by_type.get(context.operation_type.value)
         if buckets is not None:
-            wait = buckets.take(_client_key(context.context))
+            wait = buckets.take(client_key(context.context))
             if wait is not None:
                 seconds = max(1, math.ceil(wait))
                 raise GraphQLError(
                     f"too many {context.operation_type.value}s: try again in {seconds} s",
                     extensions={"code": RATE_LIMITED, "retryAfter": seconds},
                 )
-        yield
+        over_http = not isinstance(getattr(context.context, "request", None), WebSocket)
+        if over_http or context.operation_type.value == "subscription":
+            yield  # an HTTP request took its slot before its body (server.graphql_app); a subscription lives on
+            return
+        # A query or mutation sent over a WebSocket takes a slot as over HTTP, or a client would get
+        # round the limit that way; it does not wait for one (the connection is not held up).
+        key, slots = client_key(context.context), self.limits.slots
+        if not slots.try_enter(key):
+            raise GraphQLError(
+                f"at most {slots.per_user} operations of one user at once: try again in 1 s",
+                extensions={"code": RATE_LIMITED, "retryAfter": 1},
+            )
+        try:
+            yield
+        finally:
+            slots.leave(key)
 
 
-def _client_key(context: object) -> str:
+def client_key(context: object) -> str:
     viewer = getattr(context, "viewer", None)
     if viewer is not None:
         return f"user:{viewer.id}"
@@ -122,6 +149,79 @@ def retry_after(result: ExecutionResult) -> int | None:
         if extensions.get("code") == RATE_LIMITED:
             return int(extensions.get("retryAfter", 1))
     return None
+
+
+class _Slots:
+    def __init__(self) -> None:
+        self.held = 0
+        self.line: deque[asyncio.Future[None]] = deque()  # first come, first served
+
+
+class OperationSlots:
+    """At most ``per_user`` operations of one key at once (module docstring); ``0``: no limit."""
+
+    def __init__(self, per_user: int, wait_seconds: float) -> None:
+        self.per_user = per_user
+        self.wait_seconds = max(0.0, wait_seconds)
+        self._by_key: dict[str, _Slots] = {}
+
+    def available(self, key: str) -> bool:
+        """Whether :meth:`enter` would take a slot of ``key``'s at once, without waiting."""
+        slots = self._by_key.get(key)
+        return self.per_user <= 0 or slots is None or (slots.held < self.per_user and not slots.line)
+
+    def try_enter(self, key: str) -> bool:
+        """Take one of ``key``'s slots if one is free now; False otherwise (nothing waits)."""
+        if self.per_user <= 0:
+            return True
+        if not self.available(key):
+            return False
+        self._by_key.setdefault(key, _Slots()).held += 1
+        return True
+
+    async def enter(self, key: str) -> bool:
+        """Take one of ``key``'s slots, waiting up to ``wait_seconds``; False if none came free."""
+        if self.try_enter(key):
+            return True
+        if self.wait_seconds <= 0:
+            return False
+        slots = self._by_key[key]
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        slots.line.append(turn)
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await turn
+        except BaseException as exc:  # timed out, or the request was cancelled while it waited
+            if turn.done() and not turn.cancelled():
+                self.leave(key)  # handed a slot just as it gave up: the next in line has it
+            elif turn in slots.line:
+                slots.line.remove(turn)
+            if isinstance(exc, TimeoutError):
+                return False
+            raise
+        return True
+
+    def leave(self, key: str) -> None:
+        """Give back a slot :meth:`enter` or :meth:`try_enter` took: to the next in line, if any."""
+        if self.per_user <= 0:
+            return
+        slots = self._by_key[key]
+        while slots.line:
+            turn = slots.line.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot passes on: as many are held as before
+                return
+        slots.held -= 1
+        if slots.held == 0:  # nobody holds or waits: a user's slots cost nothing between their requests
+            del self._by_key[key]
+
+    def held(self, key: str) -> int:
+        slots = self._by_key.get(key)
+        return 0 if slots is None else slots.held
+
+    def waiting(self, key: str) -> int:
+        slots = self._by_key.get(key)
+        return 0 if slots is None else sum(not turn.done() for turn in slots.line)
 
 
 class ConnectionLimits:

@@ -6,29 +6,40 @@ connection (and its memory) as long as it likes, and enough of them hold them al
 headers must be complete ``STEPWISE_HEADER_TIMEOUT_SECONDS`` after the connection opened or the
 previous response ended; else the connection is closed. The body has its own deadline
 (server.bodies).
+
+The deadline comes from the settings ``stepwise serve`` was started with (:func:`http_protocol`),
+not from the environment when this module is imported.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
+# uvicorn offers no header deadline (only keep-alive's idle one) and no public hook into its parser,
+# so this subclasses its httptools protocol, a class it does not document: the override is the four
+# parser callbacks below and nothing else, and an upgrade of uvicorn is checked by
+# tests/server/test_request_bodies.py (headers that never end lose their connection under a real server).
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from server.settings import Settings
 
 
-def header_timeout_seconds() -> float:
-    raw = os.environ.get("STEPWISE_HEADER_TIMEOUT_SECONDS")
-    return float(raw) if raw else Settings.header_timeout_seconds
+def http_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """What ``uvicorn.run(http=…)`` takes: the protocol with ``settings``' header deadline.
+
+    A ``partial`` of a module-level class, so that it pickles into ``--workers`` processes; uvicorn
+    only ever calls what it is given, so a factory serves where its annotation says a class."""
+    return cast(
+        "type[asyncio.Protocol]", partial(HeaderDeadlineProtocol, header_timeout=settings.header_timeout_seconds)
+    )
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
-    header_timeout = header_timeout_seconds()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def _arm(self) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,44 +29,101 @@ log = logging.getLogger(__name__)
 DEV_SECRET_KEY = "stepwise-dev-secret-change-me-in-production"
 
 
-def _json_object(name: str) -> dict[str, Any]:
-    raw = os.environ.get(name)
-    if not raw:
-        return {}
-    value = json.loads(raw)
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a JSON object")
+class SettingError(ValueError):
+    """A ``STEPWISE_*`` variable that cannot be read or does not fit the others; the message names it."""
+
+
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ValueError
+    return value in _TRUE
+
+
+def _number(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError
     return value
 
 
-def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = os.environ.get(name)
-    return default if raw is None else tuple(item.strip() for item in raw.split(",") if item.strip())
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
-def _hosts(name: str) -> tuple[str, ...]:
-    entries = _list(name, ())
-    bad = check_host_entries(entries)
-    if bad:
-        raise ValueError(
-            f"{name}: {', '.join(map(repr, bad))} is not a host, address or network (with an optional :port)"
-        )
+def _hosts(raw: str) -> tuple[str, ...]:
+    entries = _names(raw)
+    if bad := check_host_entries(entries):
+        raise ValueError(f"{', '.join(map(repr, bad))} is not a host, address or network")
     return entries
 
 
-def _flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    return default if raw is None else raw.strip().lower() in {"1", "true", "yes", "on"}
+def _json_object(raw: str) -> dict[str, Any]:
+    value = json.loads(raw)
+    if not isinstance(value, dict):
+        raise ValueError
+    return value
 
 
-def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    for choice in choices:
-        if raw.strip().lower() == choice.lower():
-            return choice
-    raise ValueError(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+def _secrets(raw: str) -> dict[str, str]:
+    return {name: str(value) for name, value in _json_object(raw).items()}
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    by_lower = {choice.lower(): choice for choice in choices}
+
+    def read(raw: str) -> str:
+        return by_lower[raw.strip().lower()]  # a KeyError is the variable's SettingError
+
+    return read
+
+
+Reader = tuple[Callable[[str], Any], str]
+"""How a variable's text becomes its value, and the form a person should write (for the error)."""
+
+_BY_TYPE: dict[str, Reader] = {
+    "str": (str, "text"),
+    "str | None": (str, "text"),
+    "int": (int, "a whole number, e.g. 10"),
+    "float": (_number, "a number, e.g. 2.5"),
+    "bool": (_flag, "true or false (or 1/0, yes/no, on/off)"),
+    "Path": (Path, "a path"),
+    "Mapping[str, Any]": (_json_object, "a JSON object"),
+}
+_BY_FIELD: dict[str, Reader] = {
+    "http_allow": (_hosts, "a comma-separated list of hosts, addresses or networks, each with an optional :port"),
+    "http_deny": (_hosts, "a comma-separated list of hosts, addresses or networks, each with an optional :port"),
+    "secrets": (_secrets, "a JSON object of names and strings"),
+    "calendars": (lambda raw: Calendars(parse_calendars(_json_object(raw))), "a JSON object of calendars"),
+    "log_format": (_choice("text", "json"), "text or json"),
+    "log_level": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "DEBUG, INFO, WARNING or ERROR"),
+}
+_NOT_FROM_ENV = frozenset({"fast_paths"})  # FastPaths.from_env reads its STEPWISE_FAST_* itself
+_NOT_SHOWN = frozenset({"secret_key", "secrets", "metrics_token", "database_url"})  # never echoed in an error
+
+
+def env_name(field_name: str) -> str:
+    """The variable a setting is read from: ``max_body_bytes`` is ``STEPWISE_MAX_BODY_BYTES``."""
+    return f"STEPWISE_{field_name.upper()}"
+
+
+def _read(field_name: str, type_name: str, environ: Mapping[str, str]) -> tuple[bool, Any]:
+    """(True, value) when the variable is set to something, (False, None) when it is unset or blank."""
+    name = env_name(field_name)
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return False, None
+    parse, expected = _BY_FIELD.get(field_name) or _BY_TYPE[type_name]
+    try:
+        return True, parse(raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        shown = "" if field_name in _NOT_SHOWN else f", not {raw!r}"
+        ours = field_name in _BY_FIELD and field_name not in _NOT_SHOWN  # Python's own messages say less
+        detail = f" ({exc})" if ours and isinstance(exc, ValueError) and str(exc) else ""
+        raise SettingError(f"{name} must be {expected}{shown}{detail}") from None
 
 
 @dataclass(frozen=True)
@@ -108,6 +166,10 @@ class Settings:
     mutation_burst: int = 100
     subscription_starts_per_minute: float = 120.0
     subscription_start_burst: int = 60
+    queries_per_minute: float = 0.0
+    query_burst: int = 300
+    operations_per_user: int = 4
+    operation_wait_seconds: float = 1.0
     ws_connections_per_user: int = 20
     ws_connections: int = 10_000
     max_body_bytes: int = 1 << 20
@@ -157,108 +219,37 @@ class Settings:
         return HostPolicy(allow=self.http_allow, deny=self.http_deny)
 
     @classmethod
-    def from_env(cls) -> Settings:
-        defaults = cls()
-        env = os.environ.get
-        settings = cls(
-            database_url=env("STEPWISE_DATABASE_URL", defaults.database_url),
-            secret_key=env("STEPWISE_SECRET_KEY", defaults.secret_key),
-            jwt_algorithm=env("STEPWISE_JWT_ALGORITHM", defaults.jwt_algorithm),
-            jwks_url=env("STEPWISE_JWKS_URL") or None,
-            jwt_issuer=env("STEPWISE_JWT_ISSUER") or None,
-            jwt_audience=env("STEPWISE_JWT_AUDIENCE") or None,
-            token_ttl_minutes=int(env("STEPWISE_TOKEN_TTL_MINUTES", str(defaults.token_ttl_minutes))),
-            files_dir=Path(env("STEPWISE_FILES_DIR", str(defaults.files_dir))),
-            smtp_url=env("STEPWISE_SMTP_URL") or None,
-            auto_migrate=_flag("STEPWISE_AUTO_MIGRATE", defaults.auto_migrate),
-            dev=_flag("STEPWISE_DEV", defaults.dev),
-            dev_mailbox_port=int(env("STEPWISE_DEV_MAILBOX_PORT", str(defaults.dev_mailbox_port))),
-            embedded_worker=_flag("STEPWISE_EMBEDDED_WORKER", defaults.embedded_worker),
-            worker_lease_seconds=float(env("STEPWISE_WORKER_LEASE_SECONDS", str(defaults.worker_lease_seconds))),
-            worker_poll_seconds=float(env("STEPWISE_WORKER_POLL_SECONDS", str(defaults.worker_poll_seconds))),
-            http_allow=_hosts("STEPWISE_HTTP_ALLOW"),
-            http_deny=_hosts("STEPWISE_HTTP_DENY"),
-            max_json_bytes=int(env("STEPWISE_MAX_JSON_BYTES", str(defaults.max_json_bytes))),
-            mask_errors=_flag("STEPWISE_MASK_ERRORS", defaults.mask_errors),
-            subscriptions_per_connection=int(
-                env("STEPWISE_SUBSCRIPTIONS_PER_CONNECTION", str(defaults.subscriptions_per_connection))
-            ),
-            subscriptions_per_user=int(env("STEPWISE_SUBSCRIPTIONS_PER_USER", str(defaults.subscriptions_per_user))),
-            subscription_queue_size=int(env("STEPWISE_SUBSCRIPTION_QUEUE_SIZE", str(defaults.subscription_queue_size))),
-            ws_keepalive_seconds=float(env("STEPWISE_WS_KEEPALIVE_SECONDS", str(defaults.ws_keepalive_seconds))),
-            events_poll_seconds=float(env("STEPWISE_EVENTS_POLL_SECONDS", str(defaults.events_poll_seconds))),
-            template_settings=_json_object("STEPWISE_TEMPLATE_SETTINGS"),
-            secrets={k: str(v) for k, v in _json_object("STEPWISE_SECRETS").items()},
-            metrics=_flag("STEPWISE_METRICS", defaults.metrics),
-            metrics_token=env("STEPWISE_METRICS_TOKEN") or None,
-            log_format=_choice("STEPWISE_LOG_FORMAT", defaults.log_format, ("text", "json")),
-            log_level=_choice("STEPWISE_LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
-            otlp_endpoint=env("STEPWISE_OTLP_ENDPOINT") or None,
-            trace_sample_ratio=float(env("STEPWISE_TRACE_SAMPLE_RATIO", str(defaults.trace_sample_ratio))),
-            service_name=env("STEPWISE_SERVICE_NAME", defaults.service_name),
-            shutdown_seconds=float(env("STEPWISE_SHUTDOWN_SECONDS", str(defaults.shutdown_seconds))),
-            mutations_per_minute=float(env("STEPWISE_MUTATIONS_PER_MINUTE", str(defaults.mutations_per_minute))),
-            mutation_burst=int(env("STEPWISE_MUTATION_BURST", str(defaults.mutation_burst))),
-            subscription_starts_per_minute=float(
-                env("STEPWISE_SUBSCRIPTION_STARTS_PER_MINUTE", str(defaults.subscription_starts_per_minute))
-            ),
-            subscription_start_burst=int(
-                env("STEPWISE_SUBSCRIPTION_START_BURST", str(defaults.subscription_start_burst))
-            ),
-            ws_connections_per_user=int(env("STEPWISE_WS_CONNECTIONS_PER_USER", str(defaults.ws_connections_per_user))),
-            ws_connections=int(env("STEPWISE_WS_CONNECTIONS", str(defaults.ws_connections))),
-            max_body_bytes=int(env("STEPWISE_MAX_BODY_BYTES", str(defaults.max_body_bytes))),
-            max_upload_bytes=int(env("STEPWISE_MAX_UPLOAD_BYTES", str(defaults.max_upload_bytes))),
-            body_timeout_seconds=float(env("STEPWISE_BODY_TIMEOUT_SECONDS", str(defaults.body_timeout_seconds))),
-            header_timeout_seconds=float(env("STEPWISE_HEADER_TIMEOUT_SECONDS", str(defaults.header_timeout_seconds))),
-            keepalive_seconds=float(env("STEPWISE_KEEPALIVE_SECONDS", str(defaults.keepalive_seconds))),
-            max_token_lifetime_minutes=int(
-                env("STEPWISE_MAX_TOKEN_LIFETIME_MINUTES", str(defaults.max_token_lifetime_minutes))
-            ),
-            jwks_timeout_seconds=float(env("STEPWISE_JWKS_TIMEOUT_SECONDS", str(defaults.jwks_timeout_seconds))),
-            jwks_cache_seconds=float(env("STEPWISE_JWKS_CACHE_SECONDS", str(defaults.jwks_cache_seconds))),
-            jwks_refetch_seconds=float(env("STEPWISE_JWKS_REFETCH_SECONDS", str(defaults.jwks_refetch_seconds))),
-            max_query_depth=int(env("STEPWISE_MAX_QUERY_DEPTH", str(defaults.max_query_depth))),
-            max_aliases=int(env("STEPWISE_MAX_ALIASES", str(defaults.max_aliases))),
-            max_tokens=int(env("STEPWISE_MAX_TOKENS", str(defaults.max_tokens))),
-            max_document_bytes=int(env("STEPWISE_MAX_DOCUMENT_BYTES", str(defaults.max_document_bytes))),
-            max_query_cost=int(env("STEPWISE_MAX_QUERY_COST", str(defaults.max_query_cost))),
-            anonymous_introspection=_flag("STEPWISE_ANONYMOUS_INTROSPECTION", defaults.anonymous_introspection),
-            request_timeout_seconds=float(
-                env("STEPWISE_REQUEST_TIMEOUT_SECONDS", str(defaults.request_timeout_seconds))
-            ),
-            statement_timeout_seconds=float(
-                env("STEPWISE_STATEMENT_TIMEOUT_SECONDS", str(defaults.statement_timeout_seconds))
-            ),
-            graphiql=_flag("STEPWISE_GRAPHIQL", defaults.graphiql),
-            fast_paths=FastPaths.from_env(),
-            idempotency_key_hours=float(env("STEPWISE_IDEMPOTENCY_KEY_HOURS", str(defaults.idempotency_key_hours))),
-            db_pool_size=int(env("STEPWISE_DB_POOL_SIZE", str(defaults.db_pool_size))),
-            calendars=Calendars(parse_calendars(_json_object("STEPWISE_CALENDARS"))),
-            webhook_max_attempts=int(env("STEPWISE_WEBHOOK_MAX_ATTEMPTS", str(defaults.webhook_max_attempts))),
-            webhook_retry_seconds=float(env("STEPWISE_WEBHOOK_RETRY_SECONDS", str(defaults.webhook_retry_seconds))),
-            webhook_timeout_seconds=float(
-                env("STEPWISE_WEBHOOK_TIMEOUT_SECONDS", str(defaults.webhook_timeout_seconds))
-            ),
-            webhook_secret_grace_hours=float(
-                env("STEPWISE_WEBHOOK_SECRET_GRACE_HOURS", str(defaults.webhook_secret_grace_hours))
-            ),
-            webhook_log_days=float(env("STEPWISE_WEBHOOK_LOG_DAYS", str(defaults.webhook_log_days))),
-            public_url=env("STEPWISE_PUBLIC_URL", defaults.public_url),
-            email_action_ttl_hours=float(env("STEPWISE_EMAIL_ACTION_TTL_HOURS", str(defaults.email_action_ttl_hours))),
-        )
-        if settings.token_ttl_minutes > settings.max_token_lifetime_minutes:
-            raise ValueError("STEPWISE_TOKEN_TTL_MINUTES is longer than STEPWISE_MAX_TOKEN_LIFETIME_MINUTES")
-        if settings.max_body_bytes < settings.max_json_bytes:
-            raise ValueError("STEPWISE_MAX_BODY_BYTES must be at least STEPWISE_MAX_JSON_BYTES: a body carries a value")
-        if settings.max_json_bytes < 1024:
-            raise ValueError("STEPWISE_MAX_JSON_BYTES must be at least 1024")
-        if settings.db_pool_size < 1:
-            raise ValueError("STEPWISE_DB_POOL_SIZE must be at least 1")
-        if settings.idempotency_key_hours <= 0:
-            raise ValueError("STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0")
-        if not 1 <= settings.webhook_max_attempts <= MAX_WEBHOOK_ATTEMPTS:
-            raise ValueError(f"STEPWISE_WEBHOOK_MAX_ATTEMPTS must be 1 to {MAX_WEBHOOK_ATTEMPTS}")
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Each setting from its ``STEPWISE_*`` variable (:func:`env_name`); unset or blank: the default.
+        A value that cannot be read, or settings that do not fit together, raise :class:`SettingError`."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for setting in fields(cls):
+            if setting.name not in _NOT_FROM_ENV:
+                given, value = _read(setting.name, str(setting.type), environ)
+                if given:
+                    values[setting.name] = value
+        settings = cls(**values, fast_paths=FastPaths.from_env())
+        settings.check()
         if settings.secret_key == DEV_SECRET_KEY:
             log.warning("STEPWISE_SECRET_KEY is not set: using the development key; never do this in production")
         return settings
+
+    def check(self) -> None:
+        """:class:`SettingError` for settings that each read well but do not fit together."""
+        problems = [
+            (self.token_ttl_minutes > self.max_token_lifetime_minutes,
+             "STEPWISE_TOKEN_TTL_MINUTES is longer than STEPWISE_MAX_TOKEN_LIFETIME_MINUTES"),
+            (self.max_body_bytes < self.max_json_bytes,
+             "STEPWISE_MAX_BODY_BYTES must be at least STEPWISE_MAX_JSON_BYTES: a body carries a value"),
+            (self.max_json_bytes < 1024, "STEPWISE_MAX_JSON_BYTES must be at least 1024"),
+            (self.db_pool_size < 1, "STEPWISE_DB_POOL_SIZE must be at least 1"),
+            (2 * self.operations_per_user > self.db_pool_size,  # an operation may hold two (the count beside)
+             "STEPWISE_OPERATIONS_PER_USER must be at most half of STEPWISE_DB_POOL_SIZE: no user holds the pool"),
+            (self.idempotency_key_hours <= 0, "STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0"),
+            (not 1 <= self.webhook_max_attempts <= MAX_WEBHOOK_ATTEMPTS,
+             f"STEPWISE_WEBHOOK_MAX_ATTEMPTS must be 1 to {MAX_WEBHOOK_ATTEMPTS}"),
+        ]  # fmt: skip
+        for broken, message in problems:
+            if broken:
+                raise SettingError(message)

@@ -1,4 +1,4 @@
-"""A small Python client for Stepwise's action approvals (issue #25): an automated caller (an AI agent,
+"""A small Python client for Stepwise's action approvals (docs/approvals.md): an automated caller (an AI agent,
 a script) asks a person before it acts, and acts on the decision.
 
     async with StepwiseClient("http://127.0.0.1:8000/graphql", token) as stepwise:

@@ -1,4 +1,5 @@
-"""Approval policies and separation of duties, as a definition states them (issue #22).
+"""Approval policies and separation of duties, as a definition states them
+(docs/approvals.md).
 
 ``"approval": {"required": 2, "of": {"role": "approver"}, "rejectWhen": "any"}`` is a policy of one
 level; ``"approval": {"chain": [{"role": "manager"}, {"group": "finance"}]}`` one of several levels,

@@ -32,7 +32,7 @@ from engine.state import TaskEventKind, User
 from engine.storage.database import Database
 from engine.storage.postgres.listener import Connect, Listener, connect_to
 from engine.storage.task_events import TaskEventRepository
-from engine.tasks.permissions import can_see_task, is_candidate
+from engine.tasks.permissions import can_see_task, is_assigned_to, is_candidate
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,9 @@ class EventFilter:
             return False
         if self.others_only and event.actor_id == user.id:
             return False
-        if self.relevant_only and not (task.assigned_user_id == user.id or is_candidate(user, task)):
+        if self.relevant_only and not (is_assigned_to(user, task) or is_candidate(user, task)):
             return False
-        if self.assigned_to_me and task.assigned_user_id != user.id:
+        if self.assigned_to_me and not is_assigned_to(user, task):
             return False
         return (
             (self.workflow_instance_id is None or event.workflow_instance_id == self.workflow_instance_id)
@@ -314,11 +314,13 @@ class EventHub:
             # for poll_seconds it looks anyway: SQLite's other processes cannot signal, a listener
             # may be down, and on PostgreSQL an event whose process died before numbering it waits
             # for the next round anyone runs (engine.events.numbering), so the hub runs one.
-            woken = True
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                woken = False
+            # Woken is whether a wake is pending now, not whether the wait saw it: a wake that lands while
+            # wait_for is cancelling its timed-out wait sets the flag after the wait gave up, and clearing
+            # it as a timeout lost it; with LISTEN up the poll below then skipped the read, and the event
+            # waited for the next one (a page open all along never showed it).
+            woken = self._wake.is_set()
             self._wake.clear()
             try:
                 if not woken:

@@ -12,12 +12,12 @@ expression index on that path (a definition's ``searchable``, :mod:`engine.stora
 serves ``eq``, ``in``, ranges on numbers and strings, and ``exists``; on SQLite ``json_extract`` and
 ``json_type``. The path is written into the SQL as a literal, which is what lets the planner match
 the index: it is checked segment by segment first (:mod:`engine.definitions.datapaths`: identifiers
-only) and quoted; values are always bound parameters.
+only) and quoted; values are always bound parameters. The SQL expressions themselves, compiled per
+database, are in :mod:`engine.storage.json_sql`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -26,15 +26,21 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, bindparam, false, func, not_, or_, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import Boolean, NullType
+from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select
 
 from engine.definitions.datapaths import path_problem, segments_of
 from engine.errors import FieldError, ValidationError
+from engine.storage.json_sql import (
+    ArrayHas,
+    ContainsText,
+    JsonAt,
+    JsonKind,
+    JsonParam,
+    JsonSortKey,
+    JsonTimeAt,
+    JsonTypeAt,
+    TimeParam,
+)
 from engine.storage.models import instances, tasks
 
 MAX_CONDITIONS = 16
@@ -80,175 +86,6 @@ class DataSort:
     source: DataSource = DataSource.INSTANCE_DATA
 
 
-class _Kind(StrEnum):
-    NUMBER = "number"
-    STRING = "string"
-    BOOLEAN = "boolean"
-    DATE = "date"
-
-
-# -- SQL ---------------------------------------------------------------------------------------
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-class _AtPath(ColumnElement[Any]):
-    """Something of the JSON value at a checked path of a JSON column, compiled per dialect."""
-
-    inherit_cache = True
-    type = NullType()
-    _traverse_internals = [
-        ("column", InternalTraversal.dp_clauseelement),
-        ("segments", InternalTraversal.dp_string_list),
-    ]
-
-    def __init__(self, column: ColumnElement[Any], segments: Sequence[str]) -> None:
-        self.column = column
-        self.segments = list(segments)
-
-
-class JsonAt(_AtPath):
-    """The value: ``jsonb`` on PostgreSQL, what ``json_extract`` gives on SQLite (SQL NULL when absent)."""
-
-    inherit_cache = True
-
-
-class JsonTypeAt(_AtPath):
-    """Its type, named alike on both databases (``number``, ``string``, ``boolean``, ``array``,
-    ``object``, ``null``; SQL NULL when absent)."""
-
-    inherit_cache = True
-
-
-class JsonTimeAt(_AtPath):
-    """Its instant, for a string in ISO 8601 form (else NULL): ``timestamptz`` on PostgreSQL, a Julian day on SQLite."""
-
-    inherit_cache = True
-
-
-class JsonParam(ColumnElement[Any]):
-    """A bound JSON text, as the type :class:`JsonAt` compares with: ``jsonb`` on PostgreSQL, on
-    SQLite the value ``json_extract`` reads from it."""
-
-    inherit_cache = True
-    type = NullType()
-    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, value: Any) -> None:
-        self.param = bindparam(None, json.dumps(value), type_=String(), unique=True)
-
-
-class TimeParam(ColumnElement[Any]):
-    """A bound ISO 8601 instant, as :class:`JsonTimeAt` gives it."""
-
-    inherit_cache = True
-    type = NullType()
-    _traverse_internals = [("param", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, moment: datetime) -> None:
-        self.param: BindParameter[str] = bindparam(None, moment.isoformat(), type_=String(), unique=True)
-
-
-def _pg_path(element: _AtPath, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"({compiler.process(element.column, **kw)} #> {_sql_string('{' + ','.join(element.segments) + '}')})"
-
-
-def _sqlite_path(element: _AtPath) -> str:
-    return _sql_string("$." + ".".join(element.segments))
-
-
-@compiles(JsonAt, "postgresql")
-def _json_at_pg(element: JsonAt, compiler: SQLCompiler, **kw: Any) -> str:
-    return _pg_path(element, compiler, **kw)
-
-
-@compiles(JsonAt, "sqlite")
-def _json_at_sqlite(element: JsonAt, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_extract({compiler.process(element.column, **kw)}, {_sqlite_path(element)})"
-
-
-@compiles(JsonTypeAt, "postgresql")
-def _json_type_pg(element: JsonTypeAt, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"jsonb_typeof({_pg_path(element, compiler, **kw)})"
-
-
-@compiles(JsonTypeAt, "sqlite")
-def _json_type_sqlite(element: JsonTypeAt, compiler: SQLCompiler, **kw: Any) -> str:
-    found = f"json_type({compiler.process(element.column, **kw)}, {_sqlite_path(element)})"
-    return (f"(CASE {found} WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' WHEN 'text' THEN 'string' "
-            f"WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean' ELSE {found} END)")  # fmt: skip
-
-
-@compiles(JsonTimeAt, "postgresql")
-def _json_time_pg(element: JsonTimeAt, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"stepwise_json_timestamp({_pg_path(element, compiler, **kw)})"
-
-
-@compiles(JsonTimeAt, "sqlite")
-def _json_time_sqlite(element: JsonTimeAt, compiler: SQLCompiler, **kw: Any) -> str:
-    # julianday() also reads a bare number as a day number: only date-shaped text is a date here.
-    column, path = compiler.process(element.column, **kw), _sqlite_path(element)
-    return (
-        f"(CASE WHEN json_type({column}, {path}) = 'text' AND json_extract({column}, {path}) GLOB "
-        f"'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' THEN julianday(json_extract({column}, {path})) END)"
-    )
-
-
-@compiles(JsonParam, "postgresql")
-def _json_param_pg(element: JsonParam, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.param, **kw)} AS JSONB)"
-
-
-@compiles(JsonParam, "sqlite")
-def _json_param_sqlite(element: JsonParam, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_extract({compiler.process(element.param, **kw)}, '$')"
-
-
-@compiles(TimeParam, "postgresql")
-def _time_param_pg(element: TimeParam, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.param, **kw)} AS TIMESTAMPTZ)"
-
-
-@compiles(TimeParam, "sqlite")
-def _time_param_sqlite(element: TimeParam, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"julianday({compiler.process(element.param, **kw)})"
-
-
-class ArrayHas(ColumnElement[bool]):
-    """Whether the value at the path is an array with an element of ``kind`` equal to a scalar."""
-
-    inherit_cache = True
-    type = Boolean()
-    _traverse_internals = [
-        ("at", InternalTraversal.dp_clauseelement),
-        ("element", InternalTraversal.dp_clauseelement),
-        ("kind", InternalTraversal.dp_string),
-    ]
-
-    def __init__(self, at: JsonAt, value: Any, kind: _Kind) -> None:
-        self.at, self.element, self.kind = at, JsonParam(value), kind.value
-
-
-@compiles(ArrayHas, "postgresql")
-def _array_has_pg(element: ArrayHas, compiler: SQLCompiler, **kw: Any) -> str:
-    at = compiler.process(element.at, **kw)
-    return f"(jsonb_typeof({at}) = 'array' AND {at} @> jsonb_build_array({compiler.process(element.element, **kw)}))"
-
-
-_SQLITE_TYPES = {"number": "('integer', 'real')", "string": "('text')", "boolean": "('true', 'false')"}
-
-
-@compiles(ArrayHas, "sqlite")
-def _array_has_sqlite(element: ArrayHas, compiler: SQLCompiler, **kw: Any) -> str:
-    column, path = compiler.process(element.at.column, **kw), _sqlite_path(element.at)
-    return (
-        f"(json_type({column}, {path}) = 'array' AND EXISTS (SELECT 1 FROM json_each({column}, {path}) AS e "
-        f"WHERE e.type IN {_SQLITE_TYPES[element.kind]} AND e.value = {compiler.process(element.element, **kw)}))"
-    )
-
-
 # -- conditions --------------------------------------------------------------------------------
 
 
@@ -256,23 +93,23 @@ def _invalid(field: str, message: str, code: str) -> ValidationError:
     return ValidationError(message, [FieldError(field, message, code)])
 
 
-def _kind_of(value: Any, field: str) -> tuple[_Kind, Any]:
+def _kind_of(value: Any, field: str) -> tuple[JsonKind, Any]:
     """The kind a scalar compares as, and the value to bind (a date as a UTC instant)."""
     if isinstance(value, bool):
-        return _Kind.BOOLEAN, value
+        return JsonKind.BOOLEAN, value
     if isinstance(value, int):
         if not -_INT64 <= value < _INT64:
             raise _invalid(field, "a number beyond 64-bit integers", "OUT_OF_RANGE")
-        return _Kind.NUMBER, value
+        return JsonKind.NUMBER, value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise _invalid(field, "not a finite number", "INVALID_VALUE")
-        return _Kind.NUMBER, value
+        return JsonKind.NUMBER, value
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             raise _invalid(field, f"at most {MAX_STRING_LENGTH} characters", "TOO_LONG")
         moment = _instant(value)
-        return (_Kind.DATE, moment) if moment is not None else (_Kind.STRING, value)
+        return (JsonKind.DATE, moment) if moment is not None else (JsonKind.STRING, value)
     raise _invalid(field, "must be a number, a string or a boolean", "WRONG_TYPE")
 
 
@@ -290,9 +127,9 @@ def _instant(text: str) -> datetime | None:
 
 
 def _equal(
-    at: JsonAt, kind: _Kind, value: Any, column: ColumnElement[Any], segments: Sequence[str]
+    at: JsonAt, kind: JsonKind, value: Any, column: ColumnElement[Any], segments: Sequence[str]
 ) -> ColumnElement[bool]:
-    if kind is _Kind.DATE:
+    if kind is JsonKind.DATE:
         return JsonTimeAt(column, segments) == TimeParam(value)
     # Equal JSON of one type: numbers numerically (1000 = 1000.0), no conversion across types.
     return and_(JsonTypeAt(column, segments) == kind.value, at == JsonParam(value))
@@ -314,7 +151,7 @@ def _condition(column: ColumnElement[Any], condition: DataCondition, field: str)
             raise _invalid(f"{field}.value", f"in takes a list of 1 to {MAX_IN_VALUES} values", "WRONG_TYPE")
         # Listed values compare as themselves: a date-shaped string is the string it is.
         kinds = [_kind_of(v, f"{field}.value.{i}") for i, v in enumerate(value)]
-        return or_(*(_equal(at, _Kind.STRING if k is _Kind.DATE else k, v, column, segments)
+        return or_(*(_equal(at, JsonKind.STRING if k is JsonKind.DATE else k, v, column, segments)
                      for (k, _), v in zip(kinds, value, strict=True)))  # fmt: skip
     kind, bound = _kind_of(value, f"{field}.value")
     if op is DataOperator.EQ:
@@ -323,40 +160,18 @@ def _condition(column: ColumnElement[Any], condition: DataCondition, field: str)
         # Absent (NULL) is not equal: NOT of false, so ne matches it.
         return not_(func.coalesce(_equal(at, kind, bound, column, segments), false()))
     if op is DataOperator.CONTAINS:
-        element_kind = _Kind.STRING if kind is _Kind.DATE else kind
+        element_kind = JsonKind.STRING if kind is JsonKind.DATE else kind
         in_array = ArrayHas(at, value, element_kind)
-        if element_kind is not _Kind.STRING:
+        if element_kind is not JsonKind.STRING:
             return in_array
-        substring = and_(JsonTypeAt(column, segments) == "string", _Contains(at, value))
+        substring = and_(JsonTypeAt(column, segments) == "string", ContainsText(at, value))
         return or_(substring, in_array)
-    if kind is _Kind.BOOLEAN:
+    if kind is JsonKind.BOOLEAN:
         raise _invalid(f"{field}.op", "booleans are compared with eq or ne", "INVALID_OPERATOR")
     operator = _RANGES[op]
-    if kind is _Kind.DATE:
+    if kind is JsonKind.DATE:
         return JsonTimeAt(column, segments).op(operator)(TimeParam(bound))
     return and_(JsonTypeAt(column, segments) == kind.value, at.op(operator)(JsonParam(bound)))
-
-
-class _Contains(ColumnElement[bool]):
-    """Whether the string at the path contains a substring (case-sensitive)."""
-
-    inherit_cache = True
-    type = Boolean()
-    _traverse_internals = [("at", InternalTraversal.dp_clauseelement), ("param", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, at: JsonAt, text: str) -> None:
-        self.at = at
-        self.param = bindparam(None, text, type_=String(), unique=True)
-
-
-@compiles(_Contains, "postgresql")
-def _contains_pg(element: _Contains, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(strpos({compiler.process(element.at, **kw)} #>> '{{}}', {compiler.process(element.param, **kw)}) > 0)"
-
-
-@compiles(_Contains, "sqlite")
-def _contains_sqlite(element: _Contains, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(instr({compiler.process(element.at, **kw)}, {compiler.process(element.param, **kw)}) > 0)"
 
 
 def data_conditions(conditions: Sequence[DataCondition]) -> list[ColumnElement[bool]]:
@@ -383,22 +198,6 @@ def data_conditions(conditions: Sequence[DataCondition]) -> list[ColumnElement[b
 # -- ordering ----------------------------------------------------------------------------------
 
 
-class _JsonSortKey(_AtPath):
-    """The value to order by: ``jsonb`` (absent: JSON null) on PostgreSQL, ``json_extract``'s (absent: 0) on SQLite."""
-
-    inherit_cache = True
-
-
-@compiles(_JsonSortKey, "postgresql")
-def _sort_key_pg(element: _JsonSortKey, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"coalesce({_pg_path(element, compiler, **kw)}, 'null'::jsonb)"
-
-
-@compiles(_JsonSortKey, "sqlite")
-def _sort_key_sqlite(element: _JsonSortKey, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"coalesce({_json_at_sqlite(JsonAt(element.column, element.segments), compiler, **kw)}, 0)"
-
-
 @dataclass(frozen=True)
 class SortColumns:
     """What a page ordered by a data path is sorted by: first whether the value is absent (or null),
@@ -413,7 +212,7 @@ def sort_columns(sort: DataSort) -> SortColumns:
     segments = segments_of(sort.path)
     column = tasks.c.input if sort.source is DataSource.TASK_INPUT else instances.c.data
     missing = func.coalesce(JsonTypeAt(column, segments), "null") == "null"
-    value: ColumnElement[Any] = _JsonSortKey(column, segments)
+    value: ColumnElement[Any] = JsonSortKey(column, segments)
     if sort.source is DataSource.INSTANCE_DATA:
         of_instance = instances.c.id == tasks.c.workflow_instance_id
         missing = select(missing).where(of_instance).scalar_subquery()

@@ -20,23 +20,23 @@ from sqlalchemy import Boolean, ColumnElement, and_, func, literal, or_, select,
 
 from engine.definitions.model import Priority
 from engine.errors import FieldError, ValidationError
+from engine.paging import check_first
 from engine.state import PRIORITY_BY_RANK, PRIORITY_RANK, Task, TaskKind, TaskStatus, User
 from engine.storage.data_search import (
     DataCondition,
     DataSort,
-    JsonParam,
     check_sort,
     data_conditions,
     sort_columns,
 )
 from engine.storage.database import Database, Executor, ReadSessions
+from engine.storage.json_sql import JsonParam
 from engine.storage.lists import sql_literals
 from engine.storage.models import FINISHED_TASK_STATUSES, instances, tasks
 from engine.storage.tasks import TASK_SUMMARY_COLUMNS, candidate_pattern, task_from_row
 from engine.tasks import permissions
 
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
-MAX_PAGE = 200
 # Literals, so the planner can match the partial ``ix_tasks_*_unfinished`` indexes.
 _UNFINISHED = tasks.c.status.not_in(sql_literals(FINISHED_TASK_STATUSES))
 
@@ -90,6 +90,12 @@ def visibility(viewer: User) -> ColumnElement[bool]:
     if viewer.groups:
         clauses.append(tasks.c.assigned_group.in_(sorted(viewer.groups)))
     return or_(*clauses)
+
+
+def assigned_to(viewer: User) -> ColumnElement[bool]:
+    """:func:`engine.tasks.permissions.is_assigned_to` as SQL: the assignee (the owner, while it is
+    delegated) or the delegate. Each side has its index; the planners read both and merge them."""
+    return or_(tasks.c.assigned_user_id == viewer.id, tasks.c.delegated_to == viewer.id)
 
 
 def _sort_column(field: TaskOrderField) -> ColumnElement[Any]:
@@ -172,7 +178,7 @@ def _conditions(viewer: User, query: TaskQuery) -> list[ColumnElement[bool]]:
     if query.group is not None:
         where.append(tasks.c.assigned_group == query.group)
     if query.assigned_to_me:
-        where.append(tasks.c.assigned_user_id == viewer.id)
+        where.append(assigned_to(viewer))
     if query.statuses:
         where.append(tasks.c.status.in_([s.value for s in query.statuses]))
     elif not query.include_completed:
@@ -209,11 +215,7 @@ class TaskSearch:
 
 def task_search(viewer: User, query: TaskQuery, first: int, after: str | None) -> TaskSearch:
     """``viewer``'s search for ``query``; bad paging or filter arguments raise :class:`ValidationError`."""
-    if not 0 <= first <= MAX_PAGE:
-        raise ValidationError(
-            f"first must be between 0 and {MAX_PAGE}, not {first}",
-            [FieldError("first", "out of range", "OUT_OF_RANGE")],
-        )
+    check_first(first)
     if query.due_before is not None and query.due_before.tzinfo is None:
         message = "dueBefore needs a UTC offset, e.g. 2026-01-05T09:00:00Z"
         raise ValidationError(message, [FieldError("filter.dueBefore", message, "INVALID_FORMAT")])

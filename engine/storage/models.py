@@ -1,4 +1,6 @@
-"""Table definitions. Alembic migrations are generated from and checked against this metadata.
+"""Table definitions. Alembic migrations are generated from and checked against this metadata. The base
+and the column types are in :mod:`engine.storage.columns`, the tables of what the worker sends out
+(webhooks, callbacks, email) in :mod:`engine.storage.outbound_models`; this module re-exports both.
 
 The hot paths (transitions, inbox queries) use Core statements on these tables, not ORM units of
 work; the declarative classes exist to describe the schema once.
@@ -6,71 +8,35 @@ work; the declarative classes exist to describe the schema once.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
-    DateTime,
-    Dialect,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     SmallInteger,
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-JsonType = JSON().with_variant(JSONB(), "postgresql")
-# SQLite's rowid alias must be INTEGER; PostgreSQL gets a 64-bit identity.
-EventId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC on the way in and out, on SQLite (which keeps naive text) as on PostgreSQL."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
-        # asyncpg reads every timestamptz (all these columns are) as an aware UTC datetime whatever the
-        # session's TimeZone: nothing to do per value (a 50-task page has 350 of them).
-        return None if dialect.name == "postgresql" else super().result_processor(dialect, coltype)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+from engine.storage.columns import NAMING_CONVENTION as NAMING_CONVENTION
+from engine.storage.columns import Base as Base
+from engine.storage.columns import EventId as EventId
+from engine.storage.columns import JsonType as JsonType
+from engine.storage.columns import UTCDateTime as UTCDateTime
+from engine.storage.outbound_models import approval_callbacks as approval_callbacks
+from engine.storage.outbound_models import email_action_uses as email_action_uses
+from engine.storage.outbound_models import event_cursors as event_cursors
+from engine.storage.outbound_models import webhook_attempts as webhook_attempts
+from engine.storage.outbound_models import webhook_deliveries as webhook_deliveries
+from engine.storage.outbound_models import webhooks as webhooks
 
 
 class UserRow(Base):
@@ -189,6 +155,15 @@ class TaskRow(Base):
         _unfinished_inbox_index("ix_tasks_user_unfinished", "assigned_user_id"),
         _unfinished_inbox_index("ix_tasks_group_unfinished", "assigned_group"),
         Index("ix_tasks_step", "step_instance_id", "status"),
+        # "Assigned to me" is the assignee's or the delegate's (docs/approvals.md, delegation); few tasks are delegated.
+        Index(
+            "ix_tasks_delegated",
+            "delegated_to",
+            "created_at",
+            "id",
+            postgresql_where=text("delegated_to IS NOT NULL"),
+            sqlite_where=text("delegated_to IS NOT NULL"),
+        ),
         # System tasks only (what the worker claims), and user tasks with an expiry only.
         Index(
             "ix_tasks_runnable",
@@ -366,108 +341,6 @@ class TaskEscalationRow(Base):
     revision: Mapped[int] = mapped_column(Integer)
 
 
-class WebhookRow(Base):
-    __tablename__ = "webhooks"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    url: Mapped[str] = mapped_column(Text)
-    events: Mapped[list[str]] = mapped_column(JsonType)
-    filter: Mapped[dict[str, Any]] = mapped_column(JsonType)
-    enabled: Mapped[bool] = mapped_column(Boolean)
-    secret: Mapped[str] = mapped_column(String(128))
-    previous_secret: Mapped[str | None] = mapped_column(String(128))
-    previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # The event log position matched so far: the worker queues deliveries for the events after it.
-    cursor: Mapped[int] = mapped_column(BigInteger)
-    created_by: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-PENDING_DELIVERIES_SQL = "status = 'PENDING'"
-
-
-class WebhookDeliveryRow(Base):
-    __tablename__ = "webhook_deliveries"
-    __table_args__ = (
-        # One delivery per webhook and event, however many workers queue it.
-        UniqueConstraint("webhook_id", "position"),
-        # What the worker sends next, and the earlier pending event of the same task it must wait for.
-        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text(PENDING_DELIVERIES_SQL),
-              sqlite_where=text(PENDING_DELIVERIES_SQL)),
-        Index("ix_webhook_deliveries_task", "webhook_id", "task_id", "position",
-              postgresql_where=text(PENDING_DELIVERIES_SQL), sqlite_where=text(PENDING_DELIVERIES_SQL)),
-        # The worker's purge of the log: settled deliveries by age.
-        Index("ix_webhook_deliveries_settled", "created_at", postgresql_where=text(f"NOT ({PENDING_DELIVERIES_SQL})"),
-              sqlite_where=text(f"NOT ({PENDING_DELIVERIES_SQL})")),
-    )  # fmt: skip
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
-    position: Mapped[int] = mapped_column(BigInteger)
-    task_id: Mapped[str] = mapped_column(String(36))
-    event_kind: Mapped[str] = mapped_column(String(32))
-    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
-    status: Mapped[str] = mapped_column(String(16))
-    attempt_count: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_status_code: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class WebhookAttemptRow(Base):
-    __tablename__ = "webhook_attempts"
-    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
-                                             primary_key=True)  # fmt: skip
-    number: Mapped[int] = mapped_column(Integer, primary_key=True)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    status_code: Mapped[int | None] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text)
-
-
-class EventCursorRow(Base):
-    """How far a reader of the event log that runs in the worker (the email notifier) has got."""
-
-    __tablename__ = "event_cursors"
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    position: Mapped[int] = mapped_column(BigInteger)
-
-
-class EmailActionUseRow(Base):
-    """Approve-by-email links that were used: a link's token id is here once it decided its task."""
-
-    __tablename__ = "email_action_uses"
-    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    task_id: Mapped[str] = mapped_column(String(36))
-    user_id: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(16))
-    used_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class ApprovalCallbackRow(Base):
-    """Where an action approval's decision is sent (``requestApproval``'s ``callbackUrl``), until acknowledged."""
-
-    __tablename__ = "approval_callbacks"
-    __table_args__ = (
-        Index("ix_approval_callbacks_pending", "next_attempt_at", postgresql_where=text("status = 'PENDING'"),
-              sqlite_where=text("status = 'PENDING'")),
-    )  # fmt: skip
-    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
-    url: Mapped[str] = mapped_column(Text)
-    secret: Mapped[str] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16))
-    attempt_count: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_status_code: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
 users = cast(Table, UserRow.__table__)
 roles = cast(Table, RoleRow.__table__)
 groups = cast(Table, GroupRow.__table__)
@@ -484,9 +357,3 @@ task_attempts = cast(Table, TaskAttemptRow.__table__)
 idempotency_keys = cast(Table, IdempotencyKeyRow.__table__)
 task_escalations = cast(Table, TaskEscalationRow.__table__)
 held_signals = cast(Table, HeldSignalRow.__table__)
-webhooks = cast(Table, WebhookRow.__table__)
-webhook_deliveries = cast(Table, WebhookDeliveryRow.__table__)
-webhook_attempts = cast(Table, WebhookAttemptRow.__table__)
-event_cursors = cast(Table, EventCursorRow.__table__)
-email_action_uses = cast(Table, EmailActionUseRow.__table__)
-approval_callbacks = cast(Table, ApprovalCallbackRow.__table__)

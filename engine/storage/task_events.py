@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from engine.errors import FieldError, ValidationError
+from engine.paging import check_first
 from engine.state import Task, TaskEvent, TaskEventKind
 from engine.storage.database import Executor
 from engine.storage.models import task_events
@@ -97,9 +98,6 @@ class TaskEventRepository:
         return [_event(row) for row in await self.session.execute(query)]
 
 
-MAX_HISTORY_PAGE = 200
-
-
 @dataclass(frozen=True)
 class HistoryPage:
     """A page of a task's or an instance's history: its events, oldest first."""
@@ -114,11 +112,7 @@ def encode_history_cursor(event: TaskEvent) -> str:
 
 def history_page_start(first: int, after: str | None) -> int | None:
     """The event id a history page starts after; bad paging arguments raise :class:`ValidationError`."""
-    if not 0 <= first <= MAX_HISTORY_PAGE:
-        raise ValidationError(
-            f"first must be between 0 and {MAX_HISTORY_PAGE}, not {first}",
-            [FieldError("first", "out of range", "OUT_OF_RANGE")],
-        )
+    check_first(first)
     if after is None:
         return None
     try:

@@ -1,4 +1,4 @@
-"""``userTask.actionApproval`` (issue #25): a person approves, edits, rejects or answers an action an
+"""``userTask.actionApproval`` (docs/approvals.md): a person approves, edits, rejects or answers an action an
 automated caller proposes: an AI agent's tool call, a deployment script's step.
 
 The node's ``config`` names the action and where its arguments come from::

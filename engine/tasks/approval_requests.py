@@ -1,4 +1,4 @@
-"""Asking without a workflow (issue #25): ``requestApproval`` starts a one-node instance of a built-in
+"""Asking without a workflow (docs/approvals.md): ``requestApproval`` starts a one-node instance of a built-in
 definition holding an action approval, and ``awaitDecision`` waits for its outcome.
 
 An automated caller that crashes and asks again with the same idempotency key gets the same request:

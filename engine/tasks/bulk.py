@@ -2,7 +2,8 @@
 
 Each item goes through the ordinary :class:`~engine.tasks.service.TaskService` — the same permissions,
 approval policies and separation of duties, its own transition — so one refusal undoes nothing else, and
-each item reports its own outcome: the task as it is after, or its typed error. A dry run rehearses each
+each item reports its own outcome: the task as it is after, or its typed error (a database outage during
+the item too, as :class:`~engine.errors.UnavailableError`). A dry run rehearses each
 item in the same way and rolls it back: what it reports is what would happen (the rules are checked on the
 task as it is now), and nothing is written.
 """
@@ -14,9 +15,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import FieldError, StepwiseError, ValidationError
+from engine.errors import FieldError, StepwiseError, UnavailableError, ValidationError
 from engine.idempotency import MAX_KEY_LENGTH, IdempotentRequest
 from engine.state import Task, User
+from engine.storage.outages import database_unavailable
 from engine.tasks.service import TaskService
 
 MAX_BULK_TASKS = 500
@@ -108,6 +110,13 @@ class BulkTaskService:
                     )
                 except StepwiseError as error:
                     return BulkItem(task_id, error=error)
+                except Exception as error:
+                    if not database_unavailable(error):
+                        raise
+                    # This item's outage, not the request's: the items before it may have committed.
+                    outage = UnavailableError("the database is not answering; try this task again shortly")
+                    outage.__cause__ = error
+                    return BulkItem(task_id, error=outage)
 
         return list(await asyncio.gather(*(one(task_id) for task_id in task_ids)))
 

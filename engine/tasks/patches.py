@@ -1,4 +1,4 @@
-"""An admin's patch for a failed system task's retry (``retryTask(patch:)``, issue #23).
+"""An admin's patch for a failed system task's retry (``retryTask(patch:)``, docs/api.md).
 
 ``{"config": {...}, "data": {...}}``, both optional JSON Merge Patches (RFC 7386: an object merges
 key by key, ``null`` removes a key, anything else replaces): ``config`` over the task's rendered

@@ -22,14 +22,14 @@ def is_candidate(user: User, task: Task) -> bool:
     return policies.is_task_candidate(user, task)
 
 
+def is_assigned_to(user: User, task: Task) -> bool:
+    """What "assigned to me" means: the task's assignee, who stays its owner while it is delegated (they
+    complete it once it is resolved back), or its delegate, who works on it meanwhile."""
+    return task.assigned_user_id == user.id or task.delegated_to == user.id
+
+
 def can_see_task(user: User, task: Task, started_by: str) -> bool:
-    return (
-        is_supervisor(user)
-        or task.assigned_user_id == user.id
-        or task.delegated_to == user.id
-        or is_candidate(user, task)
-        or started_by == user.id
-    )
+    return is_supervisor(user) or is_assigned_to(user, task) or is_candidate(user, task) or started_by == user.id
 
 
 def can_see_instance(user: User, instance: WorkflowInstance, tasks: Iterable[Task]) -> bool:
@@ -80,7 +80,7 @@ def can_complete(user: User, task: Task) -> bool:
 
 
 def can_delegate(user: User, task: Task) -> bool:
-    """The assignee hands the task to someone else for a while (issue #22)."""
+    """The assignee hands the task to someone else for a while (delegation)."""
     return _is_open_user_task(task) and not _held_by_rules(task) and task.assigned_user_id == user.id
 
 

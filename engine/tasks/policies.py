@@ -1,4 +1,5 @@
-"""Approval policies, separation of duties and delegation: the rules, as pure functions of a task (issue #22).
+"""Approval policies, separation of duties and delegation: the rules, as pure functions of a task
+(docs/approvals.md, docs/permissions.md).
 
 A node with ``approval`` gets **one task per node visit** that every approver of the current level
 decides on, not one task per approver. The engine keeps one task per token (its idempotent creation,

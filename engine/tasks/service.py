@@ -4,6 +4,8 @@ Each operation runs as one engine transition, so the rule checks, the task chang
 whatever the workflow does next commit together. Checks come in a fixed order: visibility
 (``NotFound``, so existence does not leak), state, permission, revision, then the values — except
 their size, refused before anything is read (it says nothing about the task, and costs every reader).
+Decisions (approve, reject, action approvals, approval policies) are in :mod:`engine.tasks.decisions`; the
+checks both share in :mod:`engine.tasks.task_checks`.
 """
 
 from __future__ import annotations
@@ -11,16 +13,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from engine.definitions.forms import MAX_TEXT_LENGTH, validate_values
+from engine.definitions.forms import validate_values
 from engine.definitions.model import APPROVAL_SCHEMA_TYPE, DOCUMENT_UPLOAD_SCHEMA_TYPE
 from engine.definitions.validation import check_json_size
 from engine.errors import (
-    ConflictError,
     FieldError,
     ForbiddenError,
     InvalidStateError,
     NotFoundError,
-    ServiceAccountError,
     ValidationError,
 )
 from engine.state import Task, TaskEventKind, TaskKind, TaskMessage, TaskStatus, User, new_id
@@ -28,8 +28,14 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.discussion import TaskDetailsRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks import action_approvals, permissions, policies
-from engine.tasks.action_approvals import ActionDecision
+from engine.tasks.decisions import TaskDecisions
 from engine.tasks.patches import CONFIG_PATCH, checked_patch, merge_patch
+from engine.tasks.task_checks import (
+    claim_if_unassigned,
+    prepare,
+    require_not_held_by_rules,
+    require_open_user_task,
+)
 from engine.transitions.engine import Engine
 from engine.transitions.transition import Transition
 
@@ -44,7 +50,9 @@ class _Rehearsed(Exception):  # noqa: N818  (not an error: a dry run's way out o
         self.outcome = outcome
 
 
-class TaskService:
+class TaskService(TaskDecisions):
+    """What people do with tasks; each method is one transition of the task's instance (module docstring)."""
+
     def __init__(self, engine: Engine, secrets: Mapping[str, str] | None = None, *, rehearse: bool = False) -> None:
         """``secrets``: the workers' (``STEPWISE_SECRETS``), which a retry's patch may not carry."""
         self.engine = engine
@@ -99,8 +107,8 @@ class TaskService:
 
     async def claim(self, user: User, task_id: str) -> Task:
         async def claim(transition: Transition, task: Task) -> None:
-            _require_open_user_task(task)
-            _require_not_held_by_rules(task)
+            require_open_user_task(task)
+            require_not_held_by_rules(task)
             if task.assigned_user_id == user.id:
                 raise InvalidStateError("you already hold this task")
             policies.check_not_excluded(task, user.id, "claim")
@@ -113,8 +121,8 @@ class TaskService:
 
     async def assign(self, user: User, task_id: str, assignee_id: str | None) -> Task:
         async def assign(transition: Transition, task: Task) -> None:
-            _require_open_user_task(task)
-            _require_not_held_by_rules(task)
+            require_open_user_task(task)
+            require_not_held_by_rules(task)
             if not permissions.can_assign(user, task):
                 raise ForbiddenError("only a manager or an admin may assign tasks to others")
             if (
@@ -138,43 +146,15 @@ class TaskService:
 
     # -- completing ------------------------------------------------------------------------
 
-    async def _prepare(
-        self, transition: Transition, task: Task, user: User, expected_revision: int | None, *, completing: bool = True
-    ) -> Task:
-        """Check a save (``completing`` False), submit or decision may go ahead; a candidate on an
-        unassigned task claims it. While a task is delegated only the delegate works on it, and only
-        to save: they resolve it back, and its owner completes it."""
-        _require_open_user_task(task)
-        if task.delegated_to is not None:
-            if task.delegated_to == user.id:
-                if completing:
-                    raise ForbiddenError(
-                        "a delegate resolves the task back to its owner (resolveTask), who completes it"
-                    )
-                return _at_revision(task, expected_revision)
-            if task.assigned_user_id == user.id:
-                raise InvalidStateError(f"the task is delegated to {task.delegated_to}; you complete it once they "
-                                        "resolve it")  # fmt: skip
-        policies.check_not_excluded(task, user.id, "work on")
-        if not permissions.can_complete(user, task):
-            raise ForbiddenError("only the assignee (or a candidate, on an unassigned task) may work on it")
-        return _at_revision(task, expected_revision)
-
-    async def _claim_if_unassigned(self, transition: Transition, task: Task, user: User) -> Task:
-        if task.assigned_user_id is not None:
-            return task
-        return await transition.update_task(task, TaskEventKind.CLAIMED, assigned_user_id=user.id,
-                                            status=TaskStatus.CLAIMED)  # fmt: skip
-
     async def save_progress(self, user: User, task_id: str, values: Any, expected_revision: int | None) -> Task:
         check_json_size(values, "values", self.engine.max_json_bytes)
 
         async def save(transition: Transition, task: Task) -> None:
-            task = await self._prepare(transition, task, user, expected_revision, completing=False)
+            task = await prepare(transition, task, user, expected_revision, completing=False)
             node = transition.definition.node(task.node_id)
             draft = validate_values(node.form, values, partial=True)
             if task.delegated_to is None:
-                task = await self._claim_if_unassigned(transition, task, user)
+                task = await claim_if_unassigned(transition, task, user)
             await transition.update_task(task, TaskEventKind.PROGRESS_SAVED, draft=draft)
 
         return (await self._on_task(user, task_id, save))[1]
@@ -183,7 +163,7 @@ class TaskService:
         check_json_size(values, "values", self.engine.max_json_bytes)
 
         async def submit(transition: Transition, task: Task) -> None:
-            task = await self._prepare(transition, task, user, expected_revision)
+            task = await prepare(transition, task, user, expected_revision)
             if task.schema_type == APPROVAL_SCHEMA_TYPE:
                 raise InvalidStateError("an approval task is completed with approveTask or rejectTask")
             if action_approvals.is_action_approval(task):
@@ -197,107 +177,10 @@ class TaskService:
             else:
                 submitted = values if values is not None else (task.draft or {})
                 output = validate_values(node.form, submitted, partial=False)
-            task = await self._claim_if_unassigned(transition, task, user)
+            task = await claim_if_unassigned(transition, task, user)
             await transition.complete(task, output, draft=task.draft)
 
         return (await self._on_task(user, task_id, submit))[1]
-
-    async def decide(
-        self, user: User, task_id: str, decision: str, comment: str | None, values: Any, expected_revision: int | None
-    ) -> Task:
-        check_json_size(values, "values", self.engine.max_json_bytes)
-
-        async def decide(transition: Transition, task: Task) -> None:
-            if action_approvals.is_action_approval(task):  # its arguments and the service-account rule
-                raise InvalidStateError("an action approval is decided with decideActionApproval")
-            if policies.has_approval_policy(task):
-                await self._decide_by_policy(transition, task, user, decision, comment, values, expected_revision)
-                return
-            task = await self._prepare(transition, task, user, expected_revision)
-            if task.schema_type != APPROVAL_SCHEMA_TYPE:
-                raise InvalidStateError("only approval tasks are approved or rejected; use submitTask")
-            _check_comment(comment)
-            node = transition.definition.node(task.node_id)
-            clean = validate_values(node.form, values, partial=False)
-            task = await self._claim_if_unassigned(transition, task, user)
-            output = {"decision": decision, "comment": comment, "values": clean, "decidedBy": user.id,
-                      "decidedAt": transition.now.isoformat()}  # fmt: skip
-            await transition.complete(task, output)
-
-        return (await self._on_task(user, task_id, decide))[1]
-
-    async def decide_action(
-        self, user: User, task_id: str, decision: ActionDecision, arguments: Any, feedback: str | None,
-        expected_revision: int | None = None,
-    ) -> Task:  # fmt: skip
-        """A person's decision on an action approval (engine.tasks.action_approvals): its outcome, with
-        edited arguments checked against the action's schema, completes the task."""
-        check_json_size(arguments, "arguments", self.engine.max_json_bytes)
-
-        async def decide(transition: Transition, task: Task) -> None:
-            if not action_approvals.is_action_approval(task):
-                raise InvalidStateError("only action approvals are decided with decideActionApproval")
-            _require_open_user_task(task)
-            if user.is_service:
-                raise ServiceAccountError("a service account asks for approvals; only a person decides them")
-            if policies.has_approval_policy(task):
-                await self._decide_action_by_policy(transition, task, user, decision, arguments, feedback,
-                                                    expected_revision)  # fmt: skip
-                return
-            task = await self._prepare(transition, task, user, expected_revision)
-            output = action_approvals.outcome(task, decision, arguments, feedback, user.id, transition.now)
-            task = await self._claim_if_unassigned(transition, task, user)
-            await transition.complete(task, output)
-
-        return (await self._on_task(user, task_id, decide))[1]
-
-    async def _decide_action_by_policy(
-        self, transition: Transition, task: Task, user: User, decision: ActionDecision, arguments: Any,
-        feedback: str | None, expected_revision: int | None,
-    ) -> None:  # fmt: skip
-        """Under an approval policy each approver approves or rejects the action as proposed: the policy
-        counts their decisions, so no single one of them may change what the others approved."""
-        if decision not in (ActionDecision.APPROVED, ActionDecision.REJECTED):
-            raise InvalidStateError(f"under an approval policy an action is approved or rejected as proposed, "
-                                    f"not {decision.value}")  # fmt: skip
-        action_approvals.outcome(task, decision, arguments, feedback, user.id, transition.now)  # its checks
-        await self._decide_by_policy(transition, task, user, decision.value, feedback, None, expected_revision)
-
-    async def _decide_by_policy(
-        self, transition: Transition, task: Task, user: User, decision: str, comment: str | None, values: Any,
-        expected_revision: int | None,
-    ) -> None:  # fmt: skip
-        """One approver's decision on a task with an approval policy (:mod:`engine.tasks.policies`): it
-        is recorded, and completes the task when it settles the outcome, or moves a chain on a level."""
-        if task.status is TaskStatus.COMPLETED:
-            raise InvalidStateError(f"the outcome is already settled ({policies.outcome(task)}); no more decisions "
-                                    "are taken")  # fmt: skip
-        _require_open_user_task(task)
-        policies.check_not_excluded(task, user.id, "decide")
-        if policies.has_decided(task, user.id):
-            raise InvalidStateError("you have already decided this task; a decision counts once")
-        eligibility = policies.decision_eligibility(user, task)
-        if not eligibility.eligible:
-            raise ForbiddenError(f"you may not decide this task: {eligibility.reason}")
-        _at_revision(task, expected_revision)
-        _check_comment(comment)
-        clean = validate_values(transition.definition.node(task.node_id).form, values, partial=False)
-        at = transition.now.isoformat()
-        settled = policies.record_decision(task, user.id, decision, comment, at, clean)
-        if settled.outcome is not None:
-            output = policies.settled_output(settled.policy, settled.outcome, at)
-            if action_approvals.is_action_approval(task):
-                output = action_approvals.settled_by_policy(task, output)
-            await transition.complete(task, output, policy=settled.policy)
-        elif settled.next_level is not None:
-            level = await transition.policy_level(settled.policy, settled.next_level)
-            await transition.update_task(
-                task, TaskEventKind.DECIDED, policy=level.policy, assigned_role=level.assignment.role,
-                assigned_group=level.assignment.group, candidate_users=level.candidate_users,
-                blocked_reason=level.blocked_reason,
-            )  # fmt: skip
-        else:
-            await transition.update_task(task, TaskEventKind.DECIDED, policy=settled.policy)
 
     # -- delegation ------------------------------------------------------------------------
 
@@ -305,7 +188,7 @@ class TaskService:
         """The assignee hands the task to ``to``, who works on it and resolves it back (Flowable's delegate)."""
 
         async def delegate(transition: Transition, task: Task) -> None:
-            _require_open_user_task(task)
+            require_open_user_task(task)
             if policies.has_approval_policy(task):
                 raise InvalidStateError("a task with an approval policy has no assignee to delegate it: each "
                                         "approver decides for themselves")  # fmt: skip
@@ -327,7 +210,7 @@ class TaskService:
         check_json_size(values, "values", self.engine.max_json_bytes)
 
         async def resolve(transition: Transition, task: Task) -> None:
-            _require_open_user_task(task)
+            require_open_user_task(task)
             if task.delegated_to is None:
                 raise InvalidStateError("the task is not delegated")
             if not permissions.can_resolve(user, task):
@@ -403,32 +286,3 @@ class TaskService:
 
         message, task = await self._on_task(user, task_id, post)
         return message, task
-
-
-def _require_not_held_by_rules(task: Task) -> None:
-    if policies.has_approval_policy(task):
-        raise InvalidStateError("a task with an approval policy is decided by each of its approvers; it is not "
-                                "claimed or assigned")  # fmt: skip
-    if task.delegated_to is not None:
-        raise InvalidStateError(f"the task is delegated to {task.delegated_to} until they resolve it")
-
-
-def _at_revision(task: Task, expected_revision: int | None) -> Task:
-    if expected_revision is not None and expected_revision != task.revision:
-        raise ConflictError(f"task is at revision {task.revision}, not {expected_revision}; reload it")
-    return task
-
-
-def _check_comment(comment: str | None) -> None:
-    if comment is not None and len(comment) > MAX_TEXT_LENGTH:
-        problem = FieldError("comment", f"at most {MAX_TEXT_LENGTH} characters", "TOO_LONG")
-        raise ValidationError("comment is too long", [problem])
-
-
-def _require_open_user_task(task: Task) -> None:
-    if task.kind is not TaskKind.USER:
-        raise InvalidStateError("system tasks run by themselves; only user tasks are worked on")
-    if task.status is TaskStatus.COMPLETED:
-        raise ConflictError("the task is already completed")
-    if not task.status.is_open:
-        raise InvalidStateError(f"the task is {task.status.value}")

@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.errors import ConflictError, FieldError, ForbiddenError, NotFoundError, ValidationError
-from engine.state import DeployedDefinition, HeldSignal, User, WorkflowInstance
+from engine.state import DeployedDefinition, User, WorkflowInstance
 from engine.storage.database import ReadSessions
-from engine.storage.held_signals import signals_of
 from engine.storage.instances import DefinitionRepository
 from engine.tasks import permissions
 from engine.tasks.visibility import VisibilityService
@@ -68,12 +67,6 @@ class WorkflowService:
         if instance is None:
             raise NotFoundError(f"no instance of {definition_key!r} with correlation key {correlation_key!r}")
         return await self.send_signal(user, instance.id, node_id, payload)
-
-    async def held_signals(self, user: User, workflow_instance_id: str) -> list[HeldSignal]:
-        """The signals held for an instance ``user`` may see, oldest first (applied ones too)."""
-        await self.visible_instance(user, workflow_instance_id, summary=True)
-        async with self.engine.db.read() as session:
-            return (await signals_of(session, [workflow_instance_id]))[workflow_instance_id]
 
     async def cancel(self, user: User, workflow_instance_id: str, reason: str | None) -> WorkflowInstance:
         instance = await self.visible_instance(user, workflow_instance_id, summary=True)

@@ -5,7 +5,8 @@ A :class:`Transition` holds the instance (locked, or checked by revision when it
 tasks, moves tokens along edges (conditions, forks, joins), creates the tasks tokens wait at, and
 writes a task event for every change. The :class:`~engine.transitions.engine.Engine` opens and commits it.
 
-Beside it: :mod:`~engine.transitions.variables` (what templates and conditions see),
+Beside it: :mod:`~engine.transitions.task_creation` (the task a token waits at, a base class of
+``Transition``), :mod:`~engine.transitions.variables` (what templates and conditions see),
 :mod:`~engine.transitions.new_tasks` (a new task's values and due time),
 :mod:`~engine.transitions.event_data` (what an event records of a change) and
 :mod:`~engine.transitions.status` (the instance's status from its tokens).
@@ -20,10 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from engine.calendars import Calendars
-from engine.definitions.approval import EXCLUDE_STARTER
-from engine.definitions.model import Node, OnDue, WorkflowDefinition
-from engine.definitions.registry import Assignment, NodeContext, Registry
-from engine.definitions.templates import evaluate_condition, render_text
+from engine.definitions.model import Node, WorkflowDefinition
+from engine.definitions.registry import Registry
+from engine.definitions.templates import evaluate_condition
 from engine.errors import ConflictError, InvalidStateError, NotFoundError, SignalAlreadyHeldError
 from engine.state import (
     HeldSignal,
@@ -31,7 +31,6 @@ from engine.state import (
     StepInstance,
     Task,
     TaskEventKind,
-    TaskKind,
     TaskStatus,
     Token,
     User,
@@ -39,26 +38,25 @@ from engine.state import (
     new_id,
 )
 from engine.storage.deferred import DeferredUpdate, TransitionConnection
-from engine.storage.directory import GROUP_MEMBERS, ROLE_MEMBERS, DirectoryRepository
+from engine.storage.directory import DirectoryRepository
 from engine.storage.escalations import scheduled_rows
 from engine.storage.held_signals import applied, held_values, waiting_signal
-from engine.storage.instances import LockedInstance, step_values
+from engine.storage.instances import LockedInstance
 from engine.storage.models import held_signals as held_signal_rows
-from engine.storage.models import step_instances, task_escalations, tasks
+from engine.storage.models import task_escalations, tasks
 from engine.storage.task_events import NewTaskEvent, TaskEventRepository
 from engine.storage.tasks import TaskRepository, stored_changes, task_values
 from engine.storage.writer import finish_transition
-from engine.tasks import approvals
 from engine.transitions.event_data import changes_between, created_data
-from engine.transitions.new_tasks import due_time, new_task
 from engine.transitions.status import status_of
+from engine.transitions.task_creation import TaskCreation
 from engine.transitions.variables import template_variables
 
 log = logging.getLogger(__name__)
 _TASK_FIELDS = frozenset(f.name for f in fields(Task))
 
 
-class Transition:
+class Transition(TaskCreation):
     """Mutable working state of one instance inside one database transaction."""
 
     def __init__(
@@ -252,7 +250,7 @@ class Transition:
                 await self._apply_held_signal(created)
 
     def hold_signal(self, node_id: str, payload: Any) -> None:
-        """Keep a signal for ``node_id``, which no token has reached, until one does (issue #23)."""
+        """Keep a signal for ``node_id``, which no token has reached, until one does."""
         if node_id in self.held_signals:
             raise SignalAlreadyHeldError(f"a signal for node {node_id!r} is already held; it has not arrived yet")
         signal = HeldSignal(new_id(), self.instance.id, node_id, payload, self.actor_id, self.now)
@@ -308,69 +306,6 @@ class Transition:
         self._created[token.id] = task
         await self.record(TaskEventKind.CREATED, task, created_data(task))
         return replace(token, task_id=task.id)
-
-    def _step_instance(self, node: Node) -> StepInstance:
-        """The instance's step ``node`` is in: the one it has (all were read with the instance, which
-        is locked), or a new one."""
-        place = self.definition.step_of(node.id)
-        assert place is not None, "validation guarantees every node is in a step"
-        milestone, step = place
-        known = self._steps.get(step.key)
-        if known is None:
-            known = StepInstance(new_id(), self.instance.id, milestone.key, step.key, self.now)
-            self.connection.defer_insert(step_instances, step_values(known))
-            self._steps[step.key] = known
-        return known
-
-    async def _user_task(self, node: Node, token: Token) -> Task:
-        context = NodeContext(node=node, workflow_instance_id=self.instance.id, variables=self.variables())
-        due_at = due_time(node, self.now, self.calendars, self.variables)
-        executor = self.registry.user_task_executor(node)
-        config = await executor.configure(context)
-        assignment = config.assignment
-        if node.assign_with is not None:
-            assignment = await self.registry.assigners[node.assign_with].assign(context)
-        policy: dict[str, Any] = {}
-        if approvals.needs_setup(node):
-            setup = await self._policy_setup(node, assignment)
-            assignment = setup.assignment
-            policy = {"policy": setup.policy, "candidate_users": setup.candidate_users,
-                      "blocked_reason": setup.blocked_reason}  # fmt: skip
-        return new_task(
-            self.instance.id, node, token, self._step_instance(node).id, self.now,
-            kind=TaskKind.USER, type=executor.task_type, schema_type=executor.schema_type,
-            title=config.title, description=config.description, signal_name=node.signal_name,
-            assigned_role=assignment.role, assigned_user_id=assignment.user_id, assigned_group=assignment.group,
-            priority=config.priority, input=dict(config.input), due_at=due_at,
-            expires_at=due_at if node.on_due is OnDue.EXPIRE else None, **policy,
-        )  # fmt: skip
-
-    async def _policy_setup(self, node: Node, assignment: Assignment) -> approvals.PolicySetup:
-        """``node``'s approval policy and ``excludes`` for its new task. The directory is read past this
-        transition's deferred writes (none of which can change it), so that a policy does not make a
-        transition write early; the instance's earlier tasks are read only for ``excludes`` that look
-        back at them."""
-        looks_back = any(rule != EXCLUDE_STARTER for rule in node.excludes)
-        earlier = await self.tasks.find_by_instance(self.instance.id) if looks_back else []
-        return await approvals.setup(node, self.variables(), self.instance.started_by, assignment, earlier,
-                                     self._members)  # fmt: skip
-
-    async def policy_level(self, policy: dict[str, Any], index: int) -> approvals.PolicySetup:
-        """A chain's next level made current (its approvers, eligible count, blocked or not)."""
-        return await approvals.activate_level(policy, index, self._members)
-
-    async def _members(self, *, role: str | None = None, group: str | None = None) -> list[str]:
-        statement, key = (ROLE_MEMBERS, role) if role is not None else (GROUP_MEMBERS, group)
-        return sorted(row.user_id for row in await self.connection.read_unaffected(statement, {"key": key}))
-
-    async def _system_task(self, node: Node, token: Token) -> Task:
-        return new_task(
-            self.instance.id, node, token, self._step_instance(node).id, self.now,
-            kind=TaskKind.SYSTEM, type=self.registry.task_type(node), schema_type=node.type,
-            title=render_text(node.title, self.variables()) or node.display_name, description=None,
-            signal_name=None, assigned_role=None, assigned_user_id=None, assigned_group=None,
-            priority=node.priority, input={}, due_at=None, next_run_at=self.now,
-        )  # fmt: skip
 
     # -- data and status -------------------------------------------------------------------
 

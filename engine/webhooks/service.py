@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.errors import ExecutionFailedError, FieldError, ForbiddenError, NotFoundError, ValidationError
+from engine.paging import check_first
 from engine.signing import new_signing_secret
 from engine.state import TaskEventKind, User, new_id
 from engine.storage.models import idempotency_keys
@@ -28,7 +29,6 @@ from engine.workers.hostpolicy import HostPolicy, checked_addresses
 
 DEFAULT_SECRET_GRACE = timedelta(hours=24)
 MAX_URL_LENGTH = 2048
-MAX_DELIVERIES_PAGE = 100
 T = TypeVar("T")
 
 
@@ -160,9 +160,7 @@ class WebhookService:
         """A page of the webhook's delivery log, newest event first: the deliveries, whether more follow,
         and each one's attempts."""
         self._require_admin(user)
-        if not 0 <= first <= MAX_DELIVERIES_PAGE:
-            problem = FieldError("first", f"between 0 and {MAX_DELIVERIES_PAGE}", "OUT_OF_RANGE")
-            raise ValidationError(f"first must be between 0 and {MAX_DELIVERIES_PAGE}", [problem])
+        check_first(first)
         async with self.engine.db.read() as session:
             repository = WebhookRepository(session)
             await self._get(repository, webhook_id)

@@ -1,4 +1,4 @@
-"""Sending action approvals' decisions to their callers' ``callbackUrl`` (issue #25): the webhook
+"""Sending action approvals' decisions to their callers' ``callbackUrl`` (docs/approvals.md): the webhook
 dispatcher's round runs :meth:`ApprovalCallbackSender.deliver_due`, with its HTTP client (the host policy
 on the address connected to) and its retry policy.
 

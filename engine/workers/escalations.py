@@ -227,9 +227,9 @@ class Escalator:
 
 
 def _policy_refusal(task: Task, user_id: str | None) -> str | None:
-    """Why a ``reassign`` step may not move ``task`` (issue #22's rules hold for escalations too), or None:
-    an approval policy's task belongs to its current level's approvers, and separation of duties shuts
-    its excluded users out of an assignment."""
+    """Why a ``reassign`` step may not move ``task`` (the approval-policy and separation-of-duties rules
+    hold for escalations too), or None: an approval policy's task belongs to its current level's
+    approvers, and separation of duties shuts its excluded users out of an assignment."""
     if policies.has_approval_policy(task):
         return "a task with an approval policy is decided by its approvers, not reassigned"
     if task.delegated_to is not None:

@@ -122,7 +122,7 @@ class WebhookDispatcher:
         self.batch, self.queue_batch = batch, queue_batch
         self.http = task_http_client(host_policy, MAX_ANSWER_BYTES)
         self.callbacks = ApprovalCallbackSender(db, clock, self.http, self.policy)
-        """Action approvals' decisions to their callers (issue #25): the same client, policy and rounds."""
+        """Action approvals' decisions to their callers: the same client, policy and rounds."""
         # As many requests at once as the client keeps connections alive for: more would open (and close)
         # a connection per request beyond them, which took most of a round's time (bench.webhook_delivery).
         self._sending = asyncio.Semaphore(concurrency)

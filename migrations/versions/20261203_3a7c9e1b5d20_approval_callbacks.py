@@ -4,7 +4,7 @@ Revision ID: 3a7c9e1b5d20
 Revises: 04d30a38ffa8
 Create Date: 2026-12-03 16:45:00.000000
 
-``requestApproval(callbackUrl:)`` (issue #25): the decision of an action approval is POSTed, signed, to
+``requestApproval(callbackUrl:)``: the decision of an action approval is POSTed, signed, to
 the caller's URL by the worker, retried until the receiver answers 2xx; one row per task.
 """
 

@@ -4,7 +4,7 @@ Revision ID: 55113c6df3d0
 Revises: f1b2c4d6e8a0
 Create Date: 2026-12-03 15:09:42.847658
 
-Webhooks (issue #23): the subscriptions, with the event log position each has been matched against; their
+Webhooks: the subscriptions, with the event log position each has been matched against; their
 queued deliveries (one per webhook and event), each with the body it sends; and the delivery log, one row
 per attempt. Partial indexes hold only pending deliveries: what the worker claims next, and the earlier
 pending event of the same task it waits for.

@@ -1,4 +1,4 @@
-"""task approval policies, separation of duties and delegation (issue #22)
+"""task approval policies, separation of duties and delegation
 
 Revision ID: 7c1d2e3f4a5b
 Revises: b8e41f07a6d2

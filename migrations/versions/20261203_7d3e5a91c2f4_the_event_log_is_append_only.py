@@ -4,7 +4,7 @@ Revision ID: 7d3e5a91c2f4
 Revises: c4af671dd890
 Create Date: 2026-12-03 15:30:00.000000
 
-``task_events`` is the audit log that task and instance history read (issue #23): no statement may
+``task_events`` is the audit log that task and instance history read: no statement may
 change or remove an event. On PostgreSQL a trigger refuses every UPDATE and DELETE of a row, except
 the one change numbering makes (``stepwise_number_events``, engine/events/numbering.py): giving an
 event without a position its position, every other column left as it was. The trigger's WHEN clause

@@ -1,4 +1,4 @@
-"""Action approvals (issue #25): automated callers ask (``requestApproval``), people decide
+"""Action approvals (docs/approvals.md): automated callers ask (``requestApproval``), people decide
 (``decideActionApproval``), callers wait (``awaitDecision``, or the ``taskEvents`` subscription)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import MAX_WAIT_SECONDS, ActionDecision, ApprovalRequest, Priority, StepwiseError
+from engine import MAX_WAIT_SECONDS, ActionDecision, ApprovalRequest, Priority, StepwiseError, UnavailableError
 from schema.context import Info
 from schema.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed, to_error
 from schema.idempotency import idempotency_key_field, idempotent
@@ -153,8 +153,8 @@ class ActionApprovalQueries:
         self, info: Info, task_id: strawberry.ID, timeout_seconds: int = 30
     ) -> AwaitDecisionResult:
         context = info.context
-        if context.events is None:
-            return InvalidState(message="waiting is not available on this endpoint", code="UNAVAILABLE")
+        if context.events is None:  # not the task's state: what the wait needs is not here (an outage's answer)
+            raise UnavailableError("waiting needs the event hub, which this endpoint does not run")
         if context.reads is not None:  # not held open while waiting; later fields read afresh
             await context.reads.close()
         # A long poll answers PENDING a second before the request timeout would cut it off with a 503.

@@ -9,11 +9,11 @@ from typing import Annotated
 
 import strawberry
 
-from engine import MAX_BULK_TASKS, BulkItem, StepwiseError
+from engine import MAX_BULK_TASKS, BulkItem, StepwiseError, UnavailableError
 from schema.context import Info
-from schema.errors import ValidationFailed, to_error
+from schema.errors import Conflict, Forbidden, InvalidState, NotFound, Unavailable, ValidationFailed, to_error
 from schema.idempotency import KEY_DESCRIPTION
-from schema.mutations.tasks import TaskResult, TaskSuccess
+from schema.mutations.tasks import TaskSuccess
 from schema.permissions import IsAuthenticated
 from schema.types.tasks import Task
 
@@ -55,10 +55,19 @@ class DecideTasksInput:
     idempotency_key: str | None = strawberry.field(default=None, description=BULK_KEY)
 
 
-@strawberry.type(description="One task's outcome: what the single mutation would have answered for it.")
+BulkTaskItemResult = Annotated[
+    TaskSuccess | NotFound | Forbidden | Conflict | InvalidState | ValidationFailed | Unavailable,
+    strawberry.union("BulkTaskItemResult"),
+]
+
+
+@strawberry.type(
+    description="One task's outcome: what the single mutation would have answered for it, or `Unavailable` "
+    "where an outage (which the single mutation answers as a top-level UNAVAILABLE) stopped this item alone."
+)
 class BulkTaskItem:
     task_id: strawberry.ID
-    result: TaskResult
+    result: BulkTaskItemResult
 
 
 @strawberry.type
@@ -73,8 +82,11 @@ BulkTasksResult = Annotated[BulkTasksSuccess | ValidationFailed, strawberry.unio
 
 
 def _item(item: BulkItem) -> BulkTaskItem:
-    result: TaskResult
-    if item.error is not None:
+    result: BulkTaskItemResult
+    if isinstance(item.error, UnavailableError):
+        # Per item: the others may have committed, and a top-level error would not say which.
+        result = Unavailable(message=item.error.message, code=item.error.code)
+    elif item.error is not None:
         result = to_error(item.error)
     else:
         assert item.task is not None

@@ -1,4 +1,5 @@
-"""What a task's approval policy requires, the decisions on it, and whether the viewer may decide (issue #22)."""
+"""What a task's approval policy requires, the decisions on it, and whether the viewer may decide
+(docs/approvals.md)."""
 
 from __future__ import annotations
 

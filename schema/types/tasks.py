@@ -1,20 +1,22 @@
 """Tasks, step instances, workflow instances and their connections: one module, as they refer to
-each other. Each keeps its engine dataclass in a private field and resolves relations through the
+each other (each resolves the others at run time, and the import-boundary test counts a deferred import
+as the cycle it is). Each keeps its engine dataclass in a private field and resolves relations through the
 request's DataLoaders."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import ClassVar
 
 import strawberry
 from strawberry.scalars import JSON
-from strawberry.types.nodes import SelectedField, Selection
+from strawberry.types.nodes import Selection
 
 from engine import (
     Node,
+    NotFoundError,
     TaskQuery,
     ValidationError,
     WorkflowDefinition,
@@ -28,6 +30,7 @@ from engine import (
 from schema.context import Info
 from schema.inbox import bad_user_input, running
 from schema.loaders import TitledStep, load_all
+from schema.selections import selected_names, shows_task_values
 from schema.sharing import same_for_every_viewer
 from schema.types.approvals import (
     ApprovalDecision,
@@ -41,7 +44,6 @@ from schema.types.details import (
     Document,
     DocumentRequirement,
     Form,
-    FormField,
     HeldSignal,
     TaskAttempt,
     TaskEscalation,
@@ -98,6 +100,16 @@ class StepInstance:
     async def metrics(self, info: Info) -> StepMetrics:
         m = await info.context.loaders.step_metrics.load(self.source.id)
         return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
+
+    @strawberry.field(description="The workflow instance the step belongs to.")
+    @same_for_every_viewer
+    async def workflow_instance(self, info: Info) -> WorkflowInstance:
+        # A step is visible exactly when its instance is (engine.tasks.visibility), and every way to a step
+        # passes a check of one or the other; the loader has the instance already (the step's title was read
+        # from its definition).
+        instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
+        assert instance is not None, "a step's instance always exists (foreign key)"
+        return WorkflowInstance.from_domain(instance, summary=True)
 
     @strawberry.field
     async def tasks(
@@ -206,39 +218,12 @@ class Task:
     @strawberry.field(description="The form's field definitions (form and approval tasks).")
     @same_for_every_viewer
     async def form(self, info: Info) -> Form | None:
-        node = await self._node(info)
-        if node.form is None:
-            return None
-        return Form(
-            fields=[
-                FormField(
-                    key=f.key,
-                    type=f.type,
-                    label=f.label,
-                    required=f.required,
-                    options=list(f.options) if f.options is not None else None,
-                    mask=f.mask,
-                    multiline=f.multiline,
-                )  # fmt: skip
-                for f in node.form.fields
-            ]
-        )
+        return Form.of(await self._node(info))
 
     @strawberry.field
     @same_for_every_viewer
     async def document_requirements(self, info: Info) -> list[DocumentRequirement]:
-        node = await self._node(info)
-        return [
-            DocumentRequirement(
-                key=d.key,
-                label=d.label,
-                accept=list(d.accept),
-                min_files=d.min_files,
-                max_files=d.max_files,
-                max_bytes=d.max_bytes,
-            )  # fmt: skip
-            for d in node.documents
-        ]
+        return DocumentRequirement.all_of(await self._node(info))
 
     @strawberry.field
     @same_for_every_viewer
@@ -248,17 +233,7 @@ class Task:
     @strawberry.field(description="Every attempt of a system task, secrets redacted.")
     @same_for_every_viewer
     async def attempts(self, info: Info) -> list[TaskAttempt]:
-        return [
-            TaskAttempt(
-                number=a.number,
-                started_at=a.started_at,
-                finished_at=a.finished_at,
-                request=a.request,
-                response=a.response,
-                error=a.error,
-            )  # fmt: skip
-            for a in await info.context.loaders.attempts.load(self.source.id)
-        ]
+        return [TaskAttempt.from_domain(a) for a in await info.context.loaders.attempts.load(self.source.id)]
 
     @strawberry.field(description="The steps of its escalation ladder, fired and scheduled, in ladder order.")
     async def escalations(self, info: Info) -> list[TaskEscalation]:
@@ -379,32 +354,6 @@ class TaskConnection:
         return cls(edges=edges, page_info=PageInfo(has_next_page=has_next, end_cursor=end), total_count=total_count)
 
 
-def selected_names(selections: Iterable[Selection], path: Sequence[str]) -> set[str]:
-    """The field names a query selects at ``path`` below ``selections``, looking through fragments."""
-    current = list(selections)
-    for name in path:
-        current = [child for field in _fields(current) if field.name == name for child in field.selections]
-    return {field.name for field in _fields(current)}
-
-
-def shows_task_values(selections: Iterable[Selection], path: Sequence[str]) -> bool:
-    """Whether the tasks at ``path`` below ``selections`` select a value (``input``, ``output``, ``draft``),
-    else they are read as summaries. Directives are not evaluated: a value under ``@skip`` still counts,
-    so the answer can only err towards reading more."""
-    return not selected_names(selections, path).isdisjoint(TASK_VALUE_FIELDS)
-
-
-TASK_VALUE_FIELDS = frozenset({"input", "output", "draft"})
-
-
-def _fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
-    for selection in selections:
-        if isinstance(selection, SelectedField):
-            yield selection
-        else:
-            yield from _fields(selection.selections)
-
-
 @strawberry.type
 class Milestone:
     key: str
@@ -474,15 +423,26 @@ class WorkflowInstance:
         description="Signals sent to nodes before a token reached them, oldest first: applied or still waiting."
     )
     async def held_signals(self, info: Info) -> list[HeldSignal]:
-        signals = await info.context.workflows.held_signals(info.context.user, self.source.id)
-        return [HeldSignal.from_domain(signal) for signal in signals]
+        return [HeldSignal.from_domain(signal) for signal in await self._held_signals(info)]
 
     @strawberry.field(description="Once the instance has ended: the held signals no token ever came for.")
     async def unused_signals(self, info: Info) -> list[HeldSignal]:
         if not self.source.status.is_final:
             return []
-        signals = await info.context.workflows.held_signals(info.context.user, self.source.id)
-        return [HeldSignal.from_domain(signal) for signal in signals if signal.applied_at is None]
+        return [
+            HeldSignal.from_domain(signal) for signal in await self._held_signals(info) if signal.applied_at is None
+        ]
+
+    async def _held_signals(self, info: Info) -> list[state.HeldSignal]:
+        """Whoever may see the instance reads them (docs/permissions.md), checked and read in batches for
+        a page of instances: its tasks (when the viewer is neither its starter nor a supervisor) and its
+        signals each come from one look-up for the page."""
+        user, loaders = info.context.user, info.context.loaders
+        if not permissions.can_see_instance(user, self.source, ()):
+            tasks = await loaders.instance_task_summaries.load(self.source.id)
+            if not permissions.can_see_instance(user, self.source, tasks):
+                raise NotFoundError(f"no workflow instance {self.source.id}")
+        return await loaders.held_signals.load(self.source.id)
 
     @strawberry.field(description="The tasks of this instance the viewer may see, oldest first.")
     async def tasks(self, info: Info) -> list[Task]:

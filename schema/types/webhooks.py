@@ -11,8 +11,12 @@ from strawberry.scalars import JSON
 from engine import (
     DeliveryStatus,
     StepwiseError,
+    ValidationError,
     decode_event_cursor,
     encode_event_cursor,
+)
+from engine import (
+    FieldError as DomainFieldError,
 )
 from engine import (
     Webhook as DomainWebhook,
@@ -24,7 +28,8 @@ from engine import (
     WebhookDelivery as DomainDelivery,
 )
 from schema.context import Info
-from schema.errors import FieldError, Forbidden, NotFound, ValidationFailed, narrowed
+from schema.errors import Forbidden, NotFound, narrowed
+from schema.inbox import bad_user_input
 from schema.permissions import IsAuthenticated
 from schema.types.enums import TaskEventKind
 from schema.types.paging import PageInfo
@@ -130,7 +135,7 @@ class WebhookList:
 
 WebhooksResult = Annotated[WebhookList | Forbidden, strawberry.union("WebhooksResult")]
 WebhookDeliveriesResult = Annotated[
-    WebhookDeliveryConnection | Forbidden | NotFound | ValidationFailed, strawberry.union("WebhookDeliveriesResult")
+    WebhookDeliveryConnection | Forbidden | NotFound, strawberry.union("WebhookDeliveriesResult")
 ]
 
 
@@ -149,16 +154,17 @@ class WebhookQueries:
         self, info: Info, webhook_id: strawberry.ID, first: int = 20, after: str | None = None
     ) -> WebhookDeliveriesResult:
         before = None if after is None else decode_event_cursor(after)
-        if after is not None and before is None:
-            problem = FieldError(field="after", message="not a delivery cursor", code="INVALID_CURSOR")
-            return ValidationFailed(message="after is not a delivery cursor", code="VALIDATION_FAILED",
-                                    field_errors=[problem])  # fmt: skip
         try:
+            if after is not None and before is None:
+                problem = DomainFieldError("after", "not a cursor of this query", "INVALID_CURSOR")
+                raise ValidationError("after is not a cursor of this query", [problem])
             page, more, attempts = await info.context.services.webhooks.deliveries(
                 info.context.user, webhook_id, first, before
             )
+        except ValidationError as exc:  # paging arguments, as on every connection
+            raise bad_user_input(exc) from exc
         except StepwiseError as exc:
-            return narrowed(exc, Forbidden, NotFound, ValidationFailed)
+            return narrowed(exc, Forbidden, NotFound)
         edges = [
             WebhookDeliveryEdge(cursor=encode_event_cursor(d.position),
                                 node=WebhookDelivery.from_domain(d, attempts[d.id]))

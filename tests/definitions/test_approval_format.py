@@ -1,4 +1,4 @@
-"""The ``approval`` and ``excludes`` keys (issue #22): JSON and the builder say the same thing, and
+"""The ``approval`` and ``excludes`` keys: JSON and the builder say the same thing, and
 deploy validation names the node and the field of every mistake, all at once."""
 
 from __future__ import annotations

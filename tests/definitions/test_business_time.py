@@ -68,6 +68,18 @@ def test_a_national_holiday_before_a_weekend() -> None:
     assert GERMANY.add(thursday, DAY) == berlin(2026, 4, 7, 15).astimezone(UTC)
 
 
+def test_counting_leaves_a_calendar_as_it_was() -> None:
+    """A calendar is a frozen value the workers share: counting in it (holidays looked up, the zone
+    resolved) changes nothing on it, and two equal calendars stay equal and hash alike."""
+    calendar = BusinessCalendar("bavaria", time_zone="Europe/Berlin", country="DE", subdivision="BY")
+    before = {name: repr(value) for name, value in vars(calendar).items()}
+    # Christmas and Boxing Day are holidays, the weekend is not worked: the 24th, 28th and 29th.
+    assert calendar.add(datetime(2026, 12, 23, 10, tzinfo=UTC), 3 * DAY) == datetime(2026, 12, 29, 10, tzinfo=UTC)
+    assert calendar.holiday(datetime(2027, 1, 6).date()) is not None  # another year: Epiphany, in Bavaria
+    assert {name: repr(value) for name, value in vars(calendar).items()} == before
+    assert calendar == BAVARIA and hash(calendar) == hash(BAVARIA)
+
+
 def test_the_same_wall_clock_hour_across_the_dst_change() -> None:
     friday = berlin(2026, 3, 27, 10)  # clocks go forward on Sunday 29 March
     monday = GERMANY.add(friday, DAY)

@@ -1,4 +1,6 @@
 """Deploy-time validation: every problem is a ``DefinitionError`` whose message and field error name the node.
+This file: the definition's structure (node types, ids, edges, steps, assignments) and several problems at
+once; templates, conditions, form fields, retry policies and durations are in test_value_validation.py.
 
 Most tests need no database: they parse (``parse_definition``) and validate (``validate_definition``)
 against the default registry. Each starts from docs/design.md §2's example, which is valid, and breaks one
@@ -7,120 +9,26 @@ thing, so a test can only pass because of the problem it is about.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from sqlalchemy import func, select
 
 from engine.catalog import default_registry
 from engine.definitions.builder import WorkflowBuilder
-from engine.definitions.model import WorkflowDefinition
 from engine.definitions.parsing import parse_definition
-from engine.definitions.registry import Assignment, NodeContext, Registry
-from engine.definitions.validation import validate_definition
-from engine.errors import DefinitionError, FieldError
+from engine.definitions.registry import Assignment, NodeContext
+from engine.errors import DefinitionError
 from engine.storage.models import definitions
 from engine.transitions.engine import Engine
-
-Doc = dict[str, Any]
-
-DESIGN_EXAMPLE: Doc = {
-    "key": "expense_approval",
-    "title": "Expense approval",
-    "milestones": [
-        {"key": "submission", "title": "Submission",
-         "steps": [{"key": "request", "title": "Request", "nodes": ["expense_form", "receipt"]}]},
-        {"key": "review", "title": "Review",
-         "steps": [{"key": "decision", "title": "Decision", "nodes": ["approval", "notify", "mail"]}]},
-    ],
-    "start": "expense_form",
-    "nodes": [
-        {"id": "expense_form", "type": "userTask", "schemaType": "userTask.form", "name": "Expense form",
-         "title": "Submit expense for {{ entityName }}", "assignToRole": "requester", "storeAs": "expense",
-         "priority": "normal", "dueIn": "P2D",
-         "form": {"fields": [
-             {"key": "amount", "type": "number", "label": "Amount", "required": True, "min": 0,
-              "mask": "currency:EUR"},
-             {"key": "description", "type": "text", "label": "Description", "multiline": True, "required": True},
-             {"key": "spentOn", "type": "date", "label": "Date", "required": True},
-             {"key": "category", "type": "dropdown", "label": "Category", "options": ["travel", "meals", "other"]},
-             {"key": "tags", "type": "multiselect", "label": "Tags", "options": ["client", "internal"]},
-             {"key": "urgent", "type": "checkbox", "label": "Urgent"}]}},
-        {"id": "receipt", "type": "userTask", "schemaType": "userTask.documentUpload", "name": "Receipt",
-         "title": "Upload the receipt", "assignToRole": "requester", "storeAs": "receipt",
-         "documents": [{"key": "receipt", "label": "Receipt", "accept": ["application/pdf", "image/*"],
-                        "minFiles": 1, "maxFiles": 3, "maxBytes": 10485760}]},
-        {"id": "approval", "type": "userTask", "schemaType": "userTask.approval", "name": "Approval Decision",
-         "title": "Approve {{ entityType }}: {{ entityName }}", "assignToRole": "approver",
-         "storeAs": "approvalResult", "priority": "high"},
-        {"id": "notify", "type": "http", "storeAs": "notifyResponse",
-         "config": {"method": "POST", "url": "{{ settings.notifyUrl }}", "json": {"amount": "{{ expense.amount }}"}},
-         "retry": {"maxAttempts": 3, "initialInterval": "PT1S", "backoffCoefficient": 2.0}},
-        {"id": "mail", "type": "email",
-         "config": {"to": ["{{ startedBy.email }}"], "subject": "Expense {{ approvalResult.decision }}",
-                    "body": "..."}},
-    ],
-    "edges": [
-        {"from": "expense_form", "to": "receipt"}, {"from": "receipt", "to": "approval"},
-        {"from": "approval", "to": "notify", "when": "approvalResult.decision == 'approved'"},
-        {"from": "approval", "to": "mail"},
-    ],
-}  # fmt: skip
-
-REGISTRY = default_registry()
-
-
-def example() -> Doc:
-    return copy.deepcopy(DESIGN_EXAMPLE)
-
-
-def node_of(doc: Doc, node_id: str) -> Doc:
-    node: Doc = next(n for n in doc["nodes"] if n["id"] == node_id)
-    return node
-
-
-def check(document: Doc | WorkflowDefinition, registry: Registry = REGISTRY) -> WorkflowDefinition:
-    definition = document if isinstance(document, WorkflowDefinition) else parse_definition(document)
-    validate_definition(definition, registry)
-    return definition
-
-
-def rejected(document: Doc | WorkflowDefinition | Callable[[], WorkflowDefinition]) -> DefinitionError:
-    """The ``DefinitionError`` that parsing (or building) and validating ``document`` raises."""
-    with pytest.raises(DefinitionError) as info:
-        check(document() if callable(document) else document)
-    return info.value
-
-
-def field_error(error: DefinitionError, field: str) -> FieldError:
-    """The one field error at ``field``; fails with every field error shown if there is none."""
-    matching = [fe for fe in error.field_errors if fe.field == field]
-    assert len(matching) == 1, f"no single error at {field!r}: {error.field_errors}"
-    return matching[0]
-
-
-def assert_names(error: DefinitionError, field: str, node_id: str, *fragments: str) -> None:
-    """The summary and the field error at ``field`` both name ``node_id`` and say what is wrong."""
-    problem = field_error(error, field)
-    assert f"'{node_id}'" in problem.message
-    assert f"'{node_id}'" in error.message
-    for fragment in fragments:
-        assert fragment in problem.message
-
-
-def small() -> WorkflowBuilder:
-    """A valid two-node builder workflow; tests add one problem to it."""
-    b = WorkflowBuilder("small", title="Small")
-    with b.milestone("m", "M"), b.step("s", "S"):
-        b.user_task("first", title="First", assign_to_role="clerk", store_as="first")
-        b.user_task("second", title="Second", assign_to_role="clerk")
-    b.edge("first", "second")
-    return b
-
-
-# -- the baselines are valid ---------------------------------------------------------------------------
+from tests.definitions.validation_support import (
+    Doc,
+    assert_names,
+    check,
+    example,
+    field_error,
+    node_of,
+    rejected,
+    small,
+)
 
 
 def test_design_example_is_valid_and_round_trips() -> None:
@@ -219,87 +127,6 @@ def test_unreachable_node() -> None:
     assert field_error(error, "nodes.mail").code == "UNREACHABLE"
 
 
-@pytest.mark.parametrize(
-    ("node_id", "key", "template", "field"),
-    [
-        ("approval", "title", "Approve {{ entityName ", "nodes.approval.title"),
-        ("approval", "title", "Approve {{ entityName | nosuchfilter }}", "nodes.approval.title"),
-        ("approval", "description", "{% if %}", "nodes.approval.description"),
-        ("notify", "title", "Notify {{ amount +}}", "nodes.notify.title"),
-        ("approval", "assignToRole", "{{ approverRole", "nodes.approval.assignToRole"),
-    ],
-)
-def test_bad_template_in_title_or_description(node_id: str, key: str, template: str, field: str) -> None:
-    doc = example()
-    node_of(doc, node_id)[key] = template
-    assert_names(rejected(doc), field, node_id, "does not parse")
-
-
-def test_bad_template_in_config() -> None:
-    doc = example()
-    node_of(doc, "notify")["config"]["json"]["amount"] = "{{ expense.amount ) }}"
-    assert_names(rejected(doc), "nodes.notify.config.json.amount", "notify", "does not parse")
-
-
-def test_bad_template_in_a_config_list_from_the_builder() -> None:
-    b = small()
-    with b.step("mailing"):
-        b.system_task("mail", "email", {"to": ["ok@example.com", "{{ startedBy.email"], "subject": "Hi"})
-    b.edge("second", "mail")
-    assert_names(rejected(b.build), "nodes.mail.config.to.1", "mail", "does not parse")
-
-
-@pytest.mark.parametrize(
-    "condition",
-    [
-        "approvalResult.decision ==",
-        "approvalResult.decision == 'approved",
-        "a b",
-        "lenght(approvalResult.comment) > `0`",  # JMESPath itself only finds unknown functions when evaluating
-        "starts_with(approvalResult.decision)",
-    ],
-)
-def test_bad_when_condition(condition: str) -> None:
-    doc = example()
-    doc["edges"][2]["when"] = condition
-    error = rejected(doc)
-    problem = field_error(error, "edges.2.when")
-    assert problem.code == "BAD_CONDITION"
-    assert "from node 'approval'" in problem.message and "'approval'" in error.message
-
-
-def test_bad_when_condition_from_the_builder() -> None:
-    b = small()
-    b.edge("first", "second", when="__import__('os').system('true')")
-    assert_names(rejected(b.build), "edges.1.when", "first", "does not parse", "unknown function __import__()")
-
-
-def test_form_field_of_unknown_type() -> None:
-    doc = example()
-    node_of(doc, "expense_form")["form"]["fields"][5]["type"] = "colour"
-    assert_names(rejected(doc), "nodes.expense_form", "expense_form", "'urgent' has unknown type 'colour'")
-
-
-@pytest.mark.parametrize(("field_index", "kind"), [(3, "dropdown"), (4, "multiselect")])
-@pytest.mark.parametrize("options", ["missing", "empty"])
-def test_choice_field_without_options(field_index: int, kind: str, options: str) -> None:
-    doc = example()
-    form_field = node_of(doc, "expense_form")["form"]["fields"][field_index]
-    if options == "missing":
-        del form_field["options"]
-    else:
-        form_field["options"] = []
-    key = form_field["key"]
-    assert_names(rejected(doc), "nodes.expense_form", "expense_form", f"{key!r} is a {kind}", "options")
-
-
-def test_choice_field_without_options_from_the_builder() -> None:
-    b = WorkflowBuilder("wf")
-    with b.step("s"):
-        b.user_task("pick", title="Pick", assign_to_role="clerk", form=[{"key": "c", "type": "dropdown", "label": "C"}])
-    assert_names(rejected(b.build), "nodes.pick", "pick", "'c' is a dropdown")
-
-
 def test_unknown_node_key() -> None:
     doc = example()
     approval = node_of(doc, "approval")
@@ -357,58 +184,6 @@ def test_unknown_assign_with() -> None:
     registry = default_registry()
     registry.register_assigner(ManagerOf())
     assert check(doc, registry).node("approval").assign_with == "managerOf"
-
-
-@pytest.mark.parametrize(
-    ("retry", "reason"),
-    [
-        ({"maxAttempts": 0}, "maxAttempts must be at least 1"),
-        ({"initialInterval": "PT0S"}, "initialInterval must be positive"),
-        ({"backoffCoefficient": 0.5}, "backoffCoefficient must be at least 1"),
-        ({"backoffCoefficient": 0}, "backoffCoefficient must be at least 1"),
-        ({"initialInterval": "PT10S", "maximumInterval": "PT5S"}, "maximumInterval must not be shorter"),
-    ],
-)
-def test_invalid_retry_policy(retry: Doc, reason: str) -> None:
-    doc = example()
-    node_of(doc, "notify")["retry"] = retry
-    assert_names(rejected(doc), "nodes.notify.retry", "notify", "invalid retry policy", reason)
-
-
-def test_retry_policy_with_unknown_key_and_bad_duration() -> None:
-    doc = example()
-    node_of(doc, "notify")["retry"] = {"maxAttempts": 2, "initalInterval": "PT1S", "maximumInterval": "soon"}
-    error = rejected(doc)
-    assert_names(error, "nodes.notify.retry.initalInterval", "notify", "is not a known key")
-    assert_names(error, "nodes.notify.retry.maximumInterval", "notify", "not an ISO 8601 duration")
-
-
-def test_a_long_initial_interval_alone_is_a_valid_retry_policy() -> None:
-    """Only ``initialInterval`` set, longer than the default maximum: the maximum follows it."""
-    doc = example()
-    node_of(doc, "notify")["retry"] = {"initialInterval": "PT10M"}
-    retry = check(doc).node("notify").retry
-    assert retry is not None and retry.maximum_interval >= retry.initial_interval
-
-
-@pytest.mark.parametrize(
-    ("due_in", "reason"),
-    [("P2X", "not an ISO 8601 duration"), ("two days", "not an ISO 8601 duration"), ("P1M", "must be in days")],
-)
-def test_bad_iso_duration_in_due_in(due_in: str, reason: str) -> None:
-    doc = example()
-    node_of(doc, "expense_form")["dueIn"] = due_in
-    assert_names(rejected(doc), "nodes.expense_form.dueIn", "expense_form", reason, repr(due_in))
-
-
-def test_bad_due_in_from_the_builder() -> None:
-    b = WorkflowBuilder("wf")
-    with b.step("s"):
-        b.user_task("late", title="Late", assign_to_role="clerk", due_in="tomorrow")
-    assert_names(rejected(b.build), "nodes.late.dueIn", "late", "not an ISO 8601 duration")
-
-
-# -- every problem at once -----------------------------------------------------------------------------
 
 
 def test_several_problems_are_reported_at_once() -> None:

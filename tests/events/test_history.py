@@ -1,4 +1,4 @@
-"""Task and instance history (issue #23): every event with what it changed, as recorded when it
+"""Task and instance history: every event with what it changed, as recorded when it
 happened; read through the visibility rules; and an event log that no statement may change or
 remove (on PostgreSQL a trigger refuses it), while numbering still gives events their positions."""
 

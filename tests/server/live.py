@@ -16,7 +16,6 @@ import inspect
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 from starlette.types import ASGIApp, Message
+
+from tests.support import free_port
 
 TIMEOUT = 10.0
 TRANSPORT_WS = "graphql-transport-ws"
@@ -181,13 +182,6 @@ class AsgiSocket:
 
     async def next(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         return await asyncio.wait_for(self.received.get(), timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @asynccontextmanager

@@ -1,4 +1,4 @@
-"""Action approvals over GraphQL (issue #25): an automated caller asks, a person decides, the caller
+"""Action approvals over GraphQL: an automated caller asks, a person decides, the caller
 learns the outcome exactly once; invalid edits and service accounts are refused and write nothing."""
 
 from __future__ import annotations

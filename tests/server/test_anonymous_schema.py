@@ -1,4 +1,4 @@
-"""What an anonymous caller may learn about the schema (issue #27 item 7).
+"""What an anonymous caller may learn about the schema.
 
 Before, anyone could introspect the whole schema and read "Did you mean …?" suggestions, which spell
 out the names introspection would, one guess at a time. Now only a signed-in caller (GraphiQL with a

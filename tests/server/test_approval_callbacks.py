@@ -1,4 +1,4 @@
-"""``requestApproval(callbackUrl:)`` (issue #25): the decision is POSTed, signed, to a real Starlette
+"""``requestApproval(callbackUrl:)``: the decision is POSTed, signed, to a real Starlette
 receiver on loopback, retried until it answers 2xx, and acknowledged exactly once."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bad input gets a typed answer, one log line and no change (issue #27 item 6, issue #24).
+"""Bad input gets a typed answer, one log line and no change.
 
 Before, each of these was a plain-text 500 or "Unexpected error." with a full traceback in the log:
 a NUL (PostgreSQL refuses it) or a lone surrogate in any string, ``1e400``, JSON nested 950 deep, a
@@ -31,9 +31,9 @@ from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
 from tests.server.conftest import GraphQL
-from tests.server.live import free_port
 from tests.server.test_documents import PDF, UPLOAD, receipt_task
 from tests.server.test_workflow_api import START
+from tests.support import free_port
 
 STRINGY = 'mutation($body: String!) { postTaskMessage(input: {taskId: "nope", body: $body}) { __typename } }'
 

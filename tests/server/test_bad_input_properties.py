@@ -1,4 +1,4 @@
-"""Generated input thrown at every mutation, on both databases (issue #24, "clean errors for every bad input").
+"""Generated input thrown at every mutation, on both databases (clean errors for every bad input).
 
 Hypothesis builds each mutation's ``input`` from its fields with values of any JSON shape — text
 with NUL characters and lone surrogates, integers far past 64 bits, floats, deep lists and objects,

@@ -1,4 +1,4 @@
-"""``tasks(filter: {data: [...]})`` through the real HTTP app (issue #23): a condition on the instance's
+"""``tasks(filter: {data: [...]})`` through the real HTTP app: a condition on the instance's
 data narrows the inbox; a bad path is BAD_USER_INPUT naming the field."""
 
 from __future__ import annotations

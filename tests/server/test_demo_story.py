@@ -19,8 +19,8 @@ from engine.transitions.engine import Engine
 from server.auth import issue_token
 from server.settings import Settings
 from tests.server.conftest import GraphQL
+from tests.server.inbox_world import add_stranger
 from tests.server.test_documents import upload
-from tests.server.test_inbox import add_stranger
 from tests.server.test_task_api import snapshot
 
 

@@ -68,15 +68,20 @@ async def test_without_dev_the_sign_in_is_refused_and_lists_nobody(client: httpx
     assert (await post(client, "{ devUsers { id } }"))["data"] == {"devUsers": None}
 
 
+USERS = "{ users { __typename ... on UserList { users { id roles groups } } ... on Error { code message } } }"
+
+
 async def test_users_lists_the_directory_for_supervisors_only(gql: GraphQL) -> None:
     for supervisor in ("carol", "dana"):
-        body = await gql("{ users { id roles groups } }", user=supervisor)
-        assert [u["id"] for u in body["data"]["users"]] == DIRECTORY
-        assert {"id": "erin", "roles": [], "groups": ["finance"]} in body["data"]["users"]
-    refused = await gql("{ users { id } }", user="bob")
-    assert refused["data"] is None
-    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    anonymous = await gql("{ users { id } }")
+        body = await gql(USERS, user=supervisor)
+        listed = body["data"]["users"]["users"]
+        assert [u["id"] for u in listed] == DIRECTORY
+        assert {"id": "erin", "roles": [], "groups": ["finance"]} in listed
+    refused = await gql(USERS, user="bob")  # typed, like the webhooks list: the union's Forbidden
+    assert "errors" not in refused, refused
+    assert refused["data"]["users"]["__typename"] == "Forbidden"
+    assert refused["data"]["users"]["code"] == "FORBIDDEN"
+    anonymous = await gql(USERS)
     assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 

@@ -1,4 +1,4 @@
-"""Early signals, correlate and correlationKey (issue #23) through the real HTTP app."""
+"""Early signals, correlate and correlationKey through the real HTTP app."""
 
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
-from tests.workers.support import Mailbox, _Inbox, free_port
+from tests.support import free_port
+from tests.workers.support import Mailbox, _Inbox
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ async def test_a_bug_before_execution_is_500_under_the_spec_media_type(
     def broken(context: object) -> str:
         raise RuntimeError("an extension's bug")
 
-    monkeypatch.setattr("server.rate_limits._client_key", broken)  # runs before every mutation executes
+    monkeypatch.setattr("server.rate_limits.client_key", broken)  # runs before every mutation executes
     headers = {**SPEC_JSON, "authorization": f"Bearer {issue_token(settings, 'alice')}"}
     response = await post(client, headers, 'mutation { startWorkflow(input: {definitionKey: "x"}) { __typename } }')
     assert response.status_code == 500 and "data" not in response.json()

@@ -1,4 +1,4 @@
-"""``Task.history`` and ``WorkflowInstance.history`` through the real HTTP app (issue #23)."""
+"""``Task.history`` and ``WorkflowInstance.history`` through the real HTTP app."""
 
 from __future__ import annotations
 

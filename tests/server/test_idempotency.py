@@ -1,4 +1,4 @@
-"""Idempotency keys (issue #23) through the real HTTP app: a repeat with the same key answers as the
+"""Idempotency keys through the real HTTP app: a repeat with the same key answers as the
 first and changes nothing, the same key with other input is a Conflict, concurrent duplicates make
 one change (in one server and across two server processes), and the worker purges old keys."""
 
@@ -44,7 +44,9 @@ START = """mutation($input: JSON, $key: String) {
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return replace(settings, mutations_per_minute=0)  # a hundred duplicates at once are the point here
+    return replace(
+        settings, mutations_per_minute=0, operations_per_user=0
+    )  # a hundred duplicates at once are the point
 
 
 async def keys_stored(engine: Engine) -> int:
@@ -187,7 +189,7 @@ async def test_duplicates_across_two_server_processes_make_one_change(
     env = {
         "STEPWISE_DATABASE_URL": database_url, "STEPWISE_FILES_DIR": str(tmp_path / "files"),
         "STEPWISE_EMBEDDED_WORKER": "false", "STEPWISE_SECRET_KEY": secret, "STEPWISE_MUTATIONS_PER_MINUTE": "0",
-        "STEPWISE_METRICS": "false",
+        "STEPWISE_OPERATIONS_PER_USER": "0", "STEPWISE_METRICS": "false",
     }  # fmt: skip
     token = issue_token(replace(Settings(), secret_key=secret), "alice")
     variables = {"id": task_id, "values": VALID, "key": "across-processes"}

@@ -1,4 +1,4 @@
-"""An issuer's keys (STEPWISE_JWKS_URL) are fetched off the event loop, briefly, and rarely (issue #27 item 5).
+"""An issuer's keys (STEPWISE_JWKS_URL) are fetched off the event loop, briefly, and rarely.
 
 Before, PyJWT's synchronous ``PyJWKClient`` ran inside the request: one token with an unknown ``kid``
 stalled every request for as long as the issuer took, and each unknown ``kid`` fetched again. The
@@ -29,7 +29,8 @@ from engine.clock import ManualClock
 from server.app import create_app
 from server.demo import load_demo
 from server.settings import Settings
-from tests.server.live import TIMEOUT, free_port, serving
+from tests.server.live import TIMEOUT, serving
+from tests.support import free_port
 
 ME = {"query": "{ me { id } }"}
 

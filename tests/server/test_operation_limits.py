@@ -1,4 +1,4 @@
-"""Operation limits (issue #24): each a document just under its limit and one just over, with the defaults.
+"""Operation limits: each a document just under its limit and one just over, with the defaults.
 
 A refusal is a request error (400 under application/graphql-response+json, nothing executed) whose
 ``extensions`` name the limit and its value; the documents the web app and the tests send fit well

@@ -1,4 +1,4 @@
-"""The demo's purchase request end to end through the GraphQL API (issue #22): two of three approvers,
+"""The demo's purchase request end to end through the GraphQL API: two of three approvers,
 four-eyes against the requester, a finance chain above 1000 EUR, delegation, and every refusal typed
 and leaving the task as it was."""
 

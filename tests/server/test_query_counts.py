@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
-from sqlalchemy import event
+from sqlalchemy import event, select
 from starlette.applications import Starlette
 
 from engine.clock import ManualClock
+from engine.storage.models import instances
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
 from server.app import create_app
@@ -95,6 +97,41 @@ async def test_an_inbox_page_costs_a_constant_number_of_statements(
     assert len(queries) <= MAX_STATEMENTS, "\n".join(queries)
 
 
+SIGNALS_PAGE = """query($first: Int!) { tasks(first: $first) { edges { node { id
+  workflowInstance { id heldSignals { nodeId sentBy { id } } unusedSignals { nodeId } } } } } }"""
+
+
+async def signals_page_statements(settings: Settings, clock: ManualClock, first: int) -> list[str]:
+    async with fresh_server(settings, clock) as (app, client):
+        headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
+        with counting(app.state.engine) as statements:
+            response = await client.post(
+                "/graphql", json={"query": SIGNALS_PAGE, "variables": {"first": first}}, headers=headers
+            )
+    body = response.json()
+    assert "errors" not in body, body
+    edges = body["data"]["tasks"]["edges"]
+    assert len(edges) == first
+    held = [e["node"]["workflowInstance"]["heldSignals"] for e in edges]
+    assert [{"nodeId": "receipt", "sentBy": {"id": "dana"}}] in held and [] in held, held
+    return [s for s in statements if s.strip().upper() != "BEGIN"]
+
+
+async def test_held_signals_of_a_page_of_instances_cost_a_constant_number_of_statements(
+    app_engine: Engine, settings: Settings, clock: ManualClock
+) -> None:
+    """Each instance's heldSignals and unusedSignals come from one batch for the page, not a visibility
+    check and a read per instance."""
+    await make_tasks(app_engine, 50)
+    async with app_engine.db.read() as session:
+        instance_ids = [row[0] for row in (await session.execute(select(instances.c.id))).all()]
+    for instance_id in instance_ids[::3]:  # a signal for a node the token has not reached: held
+        await app_engine.send_signal(instance_id, "receipt", {"scan": "r.pdf"}, "dana")
+    small = await signals_page_statements(settings, clock, 10)
+    large = await signals_page_statements(settings, clock, 50)
+    assert len(large) == len(small), "\n".join(large)
+
+
 async def test_a_query_reads_on_one_connection_and_counts_on_another(
     app_engine: Engine, settings: Settings, clock: ManualClock
 ) -> None:
@@ -144,7 +181,8 @@ async def test_more_concurrent_pages_than_pooled_connections_all_complete(
     forever once every connection is held by a page doing the same. A count with no connection to
     spare at once runs after its page, on the page's connection."""
     await make_tasks(app_engine, 12)
-    async with fresh_server(settings, clock) as (app, client):
+    unqueued = replace(settings, operations_per_user=0)  # one user's slots would queue them: the pool is under test
+    async with fresh_server(unqueued, clock) as (app, client):
         pool = app.state.engine.db.engine.sync_engine.pool
         headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
         body = {"query": PAGE, "variables": {"first": 5}}
@@ -168,7 +206,8 @@ async def test_more_concurrent_lookups_than_pooled_connections_all_complete(
     same. They read on the query's own."""
     instance = await app_engine.start("expense_approval", {"entityName": "lunch"}, "dana")
     [token] = instance.tokens
-    async with fresh_server(settings, clock) as (app, client):
+    unqueued = replace(settings, operations_per_user=0)  # one user's slots would queue them: the pool is under test
+    async with fresh_server(unqueued, clock) as (app, client):
         pool = app.state.engine.db.engine.sync_engine.pool
         headers = {"Authorization": f"Bearer {issue_token(settings, 'dana')}"}
         body = {"query": LOOKUPS, "variables": {"task": token.task_id, "instance": instance.id}}

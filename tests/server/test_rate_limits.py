@@ -1,21 +1,23 @@
-"""Fairness: per-user token buckets on mutations and subscription starts, and WebSocket connection limits."""
+"""Fairness: per-user operation slots, token buckets on mutations and subscription starts, WebSocket limits."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from engine.clock import ManualClock
 from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo
-from server.rate_limits import RATE_LIMITED, ConnectionLimits, TokenBuckets
+from server.graphql_app import StepwiseGraphQL
+from server.rate_limits import RATE_LIMITED, ConnectionLimits, OperationSlots, TokenBuckets
 from server.settings import Settings
 from tests.server.live import TIMEOUT, AsgiSocket
 
@@ -141,3 +143,123 @@ async def test_websocket_connections_are_limited_per_user_and_per_process(
     assert (await again.answer())["type"] == "connection_ack"  # a closed connection frees its place
     for socket in (*opened, bob, again):
         await socket.close()
+
+
+async def test_operation_slots_are_per_user_and_freed_when_the_operation_ends() -> None:
+    slots = OperationSlots(per_user=2, wait_seconds=0)
+    assert await slots.enter("alice") and await slots.enter("alice")
+    assert not await slots.enter("alice")  # a third at once: refused, not queued
+    assert await slots.enter("bob")  # bob's slots are his own
+    slots.leave("alice")
+    assert slots.held("alice") == 1 and await slots.enter("alice")
+    for user in ("alice", "alice", "bob"):
+        slots.leave(user)
+    assert slots.held("alice") == slots.held("bob") == 0
+
+
+def graphql_endpoint(app: Starlette) -> StepwiseGraphQL:
+    [endpoint] = [r.endpoint for r in app.routes if isinstance(r, Route) and r.path == "/graphql"]
+    assert isinstance(endpoint, StepwiseGraphQL)
+    return endpoint
+
+
+class HeldBody:
+    """A multipart body whose bytes arrive only when :meth:`release` is called: its request stays in flight."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+
+    def release(self) -> None:
+        self.released.set()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"--x\r\n"
+        await self.released.wait()
+        yield b'Content-Disposition: form-data; name="operations"\r\n\r\n{"query": "{ me { id } }"}\r\n--x--\r\n'
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("wait_seconds", [0.0, 600.0])
+async def test_a_user_over_their_operations_at_once_waits_or_gets_429_and_others_are_served(
+    settings: Settings, clock: ManualClock, wait_seconds: float
+) -> None:
+    app = create_app(replace(settings, operations_per_user=1, operation_wait_seconds=wait_seconds), clock=clock)
+    slots = graphql_endpoint(app).slots
+    async with app.router.lifespan_context(app):
+        await load_demo(app.state.engine)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            pool = app.state.engine.db.engine.sync_engine.pool
+            idle = pool.checkedout()  # the event hub's listener, say
+            held = HeldBody()
+            headers = {"authorization": f"Bearer {issue_token(settings, 'alice')}",
+                       "content-type": "multipart/form-data; boundary=x"}  # fmt: skip
+            upload = asyncio.create_task(http.post("/graphql", content=held, headers=headers))
+            await until(lambda: slots.held("user:alice") == 1)
+            second = asyncio.create_task(post(http, settings, "alice", "{ me { id } }"))
+            bob = await post(http, settings, "bob", "{ me { id } }")
+            assert bob.status_code == 200 and bob.json()["data"]["me"]["id"] == "bob"
+            if wait_seconds == 0:
+                refused = await second
+                assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+                assert refused.json()["errors"][0]["extensions"]["code"] == RATE_LIMITED
+                held.release()
+                await upload
+            else:  # it waits for alice's slot, and has it when her upload ends
+                await until(lambda: slots.waiting("user:alice") == 1)
+                assert not second.done()
+                assert pool.checkedout() == idle  # neither the upload's body nor a request in line holds one
+                held.release()
+                await upload
+                answered = await second
+                assert answered.status_code == 200 and answered.json()["data"]["me"]["id"] == "alice"
+            assert (await post(http, settings, "alice", "{ me { id } }")).status_code == 200
+            assert slots.held("user:alice") == 0
+
+
+async def test_a_query_bucket_when_one_is_configured(settings: Settings, clock: ManualClock) -> None:
+    app = create_app(replace(settings, queries_per_minute=6, query_burst=1), clock=clock)
+    async with app.router.lifespan_context(app):
+        await load_demo(app.state.engine)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            assert (await post(http, settings, "alice", "{ me { id } }")).status_code == 200
+            refused = await post(http, settings, "alice", "{ me { id } }")
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "10"
+            assert (await post(http, settings, "bob", "{ me { id } }")).status_code == 200
+    assert Settings().queries_per_minute == 0  # off by default: the operation slots bound queries
+
+
+async def test_a_slot_given_up_after_its_wait_is_not_held() -> None:
+    slots = OperationSlots(per_user=1, wait_seconds=0.01)
+    assert await slots.enter("alice")
+    assert not await slots.enter("alice")  # nobody left in the meantime
+    assert slots.waiting("alice") == 0 and not slots.try_enter("alice")
+    slots.leave("alice")
+    assert slots.held("alice") == 0 and slots.try_enter("alice")
+
+
+async def test_operations_over_a_websocket_take_the_same_slots(settings: Settings, clock: ManualClock) -> None:
+    app = create_app(replace(settings, operations_per_user=1), clock=clock)
+    slots = graphql_endpoint(app).slots
+    async with app.router.lifespan_context(app):
+        await load_demo(app.state.engine)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            held = HeldBody()
+            headers = {"authorization": f"Bearer {issue_token(settings, 'alice')}",
+                       "content-type": "multipart/form-data; boundary=x"}  # fmt: skip
+            upload = asyncio.create_task(http.post("/graphql", content=held, headers=headers))
+            await until(lambda: slots.held("user:alice") == 1)
+            async with AsgiSocket(app, issue_token(settings, "alice")) as alice:
+                await alice.subscribe("1", "{ me { id } }")
+                refused = await alice.next()
+                errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+                assert errors[0]["extensions"] == {"code": RATE_LIMITED, "retryAfter": 1}
+                held.release()
+                await upload
+                await alice.subscribe("2", "{ me { id } }")
+                answered = await alice.next()
+                assert answered["type"] == "next" and answered["payload"]["data"] == {"me": {"id": "alice"}}
+            assert slots.held("user:alice") == 0

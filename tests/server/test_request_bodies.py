@@ -1,4 +1,4 @@
-"""Request bodies are read only for someone, only up to a limit and only for so long (issue #27 item 4).
+"""Request bodies are read only for someone, only up to a limit and only for so long.
 
 Before: a 300 MB anonymous multipart POST was spooled to disk before its 401, and neither a body's
 size nor the time a client took to send headers or a body was bounded. These tests talk to a real
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
@@ -23,7 +24,7 @@ from engine.clock import ManualClock
 from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo
-from server.serving import HeaderDeadlineProtocol
+from server.serving import HeaderDeadlineProtocol, http_protocol
 from server.settings import Settings
 from tests.server.live import TIMEOUT, serving
 
@@ -135,8 +136,11 @@ async def test_a_body_that_does_not_arrive_in_time_is_408(small_limits: Starlett
     assert json.loads(content)["errors"][0]["extensions"]["code"] == "BODY_TIMEOUT"
 
 
-class QuickHeaderDeadline(HeaderDeadlineProtocol):
-    header_timeout = 0.3
+def test_the_header_deadline_comes_from_the_settings_and_reaches_worker_processes() -> None:
+    protocol = http_protocol(replace(Settings(), header_timeout_seconds=0.3))
+    copied = pickle.loads(pickle.dumps(protocol))  # uvicorn's --workers processes get their config pickled
+
+    assert copied.func is HeaderDeadlineProtocol and copied.keywords == {"header_timeout": 0.3}
 
 
 @pytest.fixture
@@ -144,7 +148,8 @@ def quick_headers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     original = uvicorn.Config.__init__
 
     def with_protocol(self: uvicorn.Config, *args: object, **kwargs: object) -> None:
-        original(self, *args, **{**kwargs, "http": QuickHeaderDeadline})  # type: ignore[arg-type]
+        quick = http_protocol(replace(Settings(), header_timeout_seconds=0.3))
+        original(self, *args, **{**kwargs, "http": quick})  # type: ignore[arg-type]
 
     monkeypatch.setattr(uvicorn.Config, "__init__", with_protocol)
     yield

@@ -1,4 +1,4 @@
-"""retryTask with a patch (issue #23) through the real HTTP app: an admin fixes a failed HTTP task's
+"""retryTask with a patch through the real HTTP app: an admin fixes a failed HTTP task's
 config or the instance data it renders from, and a real server on loopback then gets the call; a
 patch that would carry a secret, or is malformed, is refused and changes nothing."""
 

@@ -1,4 +1,4 @@
-"""Service accounts (issue #25): API clients that are not people ask for approvals, are shown as the
+"""Service accounts: API clients that are not people ask for approvals, are shown as the
 requester, and never decide one, whatever their roles."""
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ from engine.transitions.engine import Engine
 from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
-from tests.server.live import TRANSPORT_WS, free_port, wait_until
+from tests.server.live import TRANSPORT_WS, wait_until
+from tests.support import free_port, kill
 from tests.workers.support import ServerThread
 
 SECRET_KEY = "shutdown-secret-key-of-at-least-32-bytes"
@@ -67,11 +68,6 @@ async def served(env: dict[str, str], log: Path) -> AsyncIterator[tuple[subproce
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def kill_if_running(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
 
 
 async def exited(process: subprocess.Popen[bytes], log: Path) -> int:
@@ -205,7 +201,7 @@ async def test_sigterm_hands_back_the_tasks_the_worker_was_running(
             output = stack.enter_context(log.open("wb"))
             process = subprocess.Popen([str(Path(sys.executable).parent / "stepwise"), "worker"],
                                        env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
-            stack.callback(kill_if_running, process)
+            stack.callback(kill, process)
         await asyncio.wait_for(called.wait(), 30)
         process.send_signal(signal.SIGTERM)
         # The call would hang for five minutes, the lease is ten: exiting at all means the grace applied.

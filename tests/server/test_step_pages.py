@@ -22,7 +22,7 @@ from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
 from engine.workers.worker import Worker
 from tests.server.conftest import GraphQL
-from tests.server.test_inbox import add_stranger
+from tests.server.inbox_world import add_stranger
 from tests.server.test_task_api import snapshot
 from tests.workers.support import LOOPBACK_ALLOWED
 
@@ -180,6 +180,10 @@ async def test_step_page_tasks_show_only_what_the_viewer_may_see(review: Review)
     assert (await review.step("kickoff", user="alice") or {})["everything"]["edges"] == [
         {"node": {"nodeId": "kickoff"}}
     ]
+    # Its instance all the same (a step is visible as its instance is): the page's way back to it.
+    query = "query($id: ID!) { stepInstance(id: $id) { workflowInstance { id definitionKey } } }"
+    body = await review.gql(query, user="bob", id=await review.step_id("kickoff"))
+    assert body["data"]["stepInstance"]["workflowInstance"] == {"id": review.instance_id, "definitionKey": "step_pages"}
 
 
 async def test_a_step_the_viewer_may_not_see_is_null(review: Review, gql: GraphQL) -> None:

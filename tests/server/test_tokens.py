@@ -1,4 +1,4 @@
-"""What a bearer token must be beyond a valid signature (issue #27 items 6 and 7).
+"""What a bearer token must be beyond a valid signature.
 
 Before: a string ``exp`` ("9999999999", which PyJWT reads as a time), a token living for decades, an
 ``iss`` or ``aud`` no one configured were all accepted; a NUL in ``sub`` was a 500 on PostgreSQL; and

@@ -1,4 +1,4 @@
-"""``userTask.actionApproval`` inside a workflow (issue #25), through the task service on both databases:
+"""``userTask.actionApproval`` inside a workflow, through the task service on both databases:
 the proposal from the instance data, the outcome under ``storeAs`` driving the next edge, approval
 policies, and what deploy refuses."""
 
@@ -17,7 +17,7 @@ from engine.storage.instances import InstanceRepository
 from engine.tasks.action_approvals import ActionDecision
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
-from tests.tasks.test_policies import add_users, open_task
+from tests.tasks.policy_support import add_users, open_task
 
 SCHEMA = {"type": "object", "properties": {"amount": {"type": "number", "maximum": 500}}, "required": ["amount"]}
 

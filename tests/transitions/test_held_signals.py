@@ -1,4 +1,4 @@
-"""Signals that arrive early are held, not dropped (issue #23), and instances found by a business key,
+"""Signals that arrive early are held, not dropped, and instances found by a business key,
 on SQLite and PostgreSQL."""
 
 from __future__ import annotations

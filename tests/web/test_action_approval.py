@@ -1,4 +1,4 @@
-"""An AI agent's request in the approver's inbox (issue #25): a bad edit is refused with its path, a good
+"""An AI agent's request in the approver's inbox: a bad edit is refused with its path, a good
 one approves the action with the edited arguments, and the record says so."""
 
 from __future__ import annotations

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from engine.storage.database import Database
 from engine.storage.models import task_events, webhook_deliveries
 from engine.storage.tasks import TaskRepository
 from engine.transitions.engine import Engine
+from tests.support import eventually, kill, tail
 from tests.webhooks.receiver import Receiver, ReceiverServer
 from tests.webhooks.test_delivery import BOB, review_then_approve
 from tests.workers.support import LOOPBACK_ALLOWED
@@ -42,26 +40,6 @@ def spawn_worker(database_url: str, log: Path) -> subprocess.Popen[bytes]:
     )  # fmt: skip
     with log.open("wb") as out:
         return subprocess.Popen([str(STEPWISE), "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def kill(process: subprocess.Popen[bytes] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.send_signal(signal.SIGKILL)
-    if process is not None:
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, failure: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(failure())
-        await asyncio.sleep(0.05)
-
-
-def tail(path: Path) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
 
 
 @pytest.mark.postgres_only

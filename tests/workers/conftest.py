@@ -22,7 +22,8 @@ from strawberry.asgi import GraphQL
 
 from engine.clock import ManualClock
 from engine.workers.executor import SystemTaskContext
-from tests.workers.support import LOOPBACK_ALLOWED, Mailbox, ServerThread, _Inbox, free_port
+from tests.support import free_port
+from tests.workers.support import LOOPBACK_ALLOWED, Mailbox, ServerThread, _Inbox
 
 
 @dataclass

@@ -49,13 +49,6 @@ def attempt(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class ServerThread:
     """A real uvicorn server on its own thread and event loop, so a busy test loop cannot stall it."""
 

@@ -11,7 +11,8 @@ from engine.definitions.model import Node
 from engine.errors import ExecutionFailedError
 from engine.workers.email import EmailExecutor, SmtpServer
 from engine.workers.executor import ExecutionResult, SystemTaskContext
-from tests.workers.support import Mailbox, attempt, free_port
+from tests.support import free_port
+from tests.workers.support import Mailbox, attempt
 
 EMAIL = EmailExecutor()
 

@@ -12,14 +12,12 @@ import asyncio
 import os
 import subprocess
 import threading
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
@@ -30,9 +28,9 @@ from engine.state import EscalationStatus, InstanceStatus, TaskEventKind
 from engine.storage.database import Database
 from engine.storage.models import instances, task_escalations, task_events
 from engine.transitions.engine import Engine
-from tests.workers.support import free_port
+from tests.support import eventually, free_port, kill, tail
 from tests.workers.test_escalations import review, seed_people
-from tests.workers.test_worker_crash import SECRET_KEY, STEPWISE, kill, tail
+from tests.workers.test_worker_crash import SECRET_KEY, STEPWISE
 
 TASKS = 5
 
@@ -82,14 +80,6 @@ def spawn_worker(database_url: str, smtp_url: str, log: Path) -> subprocess.Pope
     )  # fmt: skip
     with log.open("wb") as out:  # the child keeps its own descriptor
         return subprocess.Popen([str(STEPWISE), "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, failure: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(failure())
-        await asyncio.sleep(0.1)
 
 
 async def test_each_step_fires_once_across_a_kill_and_a_restart(

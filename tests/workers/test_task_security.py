@@ -31,7 +31,8 @@ from engine.workers.builtin import BUILTIN_EXECUTORS
 from engine.workers.executor import SystemTaskContext
 from engine.workers.hostpolicy import HostPolicy
 from engine.workers.worker import Worker
-from tests.workers.support import LOOPBACK_ALLOWED, ServerThread, free_port
+from tests.support import free_port
+from tests.workers.support import LOOPBACK_ALLOWED, ServerThread
 
 SECRET = "zq-secret-4f9c2e7b-value"
 APPROVER = User("ann", "Ann", roles=frozenset({"approver"}))

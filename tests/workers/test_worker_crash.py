@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -48,6 +46,7 @@ from engine.workers.executor import (
     WaitUntil,
 )
 from engine.workers.worker import Worker
+from tests.support import eventually, kill, tail
 from tests.workers.support import LOOPBACK_ALLOWED, ServerThread
 
 STEPWISE = Path(sys.executable).with_name("stepwise")  # the console script of the venv running the tests
@@ -143,15 +142,6 @@ def call_then_echo() -> WorkflowBuilder:
     return b
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, failure: Callable[[], str]) -> None:
-    """Poll ``check`` until it holds; fail with ``failure()`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(failure())
-        await asyncio.sleep(POLL)
-
-
 async def statuses(db: Database, instance_ids: list[str]) -> Counter[str]:
     async with db.read() as session:
         rows = await session.execute(select(instances.c.status).where(instances.c.id.in_(instance_ids)))
@@ -179,11 +169,6 @@ async def leased_tasks(db: Database) -> dict[str, str]:
         return {row.id: row.lease_owner for row in await session.execute(query)}
 
 
-def tail(path: Path, lines: int = 30) -> str:
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def spawn_worker(database_url: str, target_url: str, log: Path) -> subprocess.Popen[bytes]:
     """``stepwise worker`` in its own process: 3 s leases, 0.2 s polls, output to ``log``."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("STEPWISE_")}
@@ -198,14 +183,6 @@ def spawn_worker(database_url: str, target_url: str, log: Path) -> subprocess.Po
     )
     with log.open("wb") as out:  # the child keeps its own descriptor
         return subprocess.Popen([str(STEPWISE), "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def kill(process: subprocess.Popen[bytes] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.send_signal(signal.SIGKILL)
-    if process is not None:
-        with suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
 
 
 @pytest.mark.postgres_only

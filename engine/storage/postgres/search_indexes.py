@@ -1,4 +1,4 @@
-"""The expression indexes a definition's ``searchable`` paths ask for (PostgreSQL; docs: README,
+"""The expression indexes a definition's ``searchable`` paths ask for (PostgreSQL; docs: docs/api.md,
 "Search by business data").
 
 For each path, one B-tree index on the ``jsonb`` at that path of the instances' data and one of the

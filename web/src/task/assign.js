@@ -15,7 +15,9 @@ export function Assignment({ task, me, onChange }) {
 
   useEffect(() => {
     if (!task.viewerCanAssign || users) return;
-    gql(USERS).then(({ users: found }) => setUsers((directory = found))).catch((e) => setMessage(e.message));
+    gql(USERS)
+      .then(({ users: found }) => (found.__typename === "UserList" ? setUsers((directory = found.users)) : setMessage(found.message)))
+      .catch((e) => setMessage(e.message));
   }, [task.viewerCanAssign]);
   useEffect(() => setChosen(task.assignee?.id ?? ""), [task.assignee?.id]);
 

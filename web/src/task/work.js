@@ -106,7 +106,7 @@ export function ApprovalWork({ task, onDone, onReload, ownRevision }) {
   </div>`;
 }
 
-// An automated caller's proposed action (issue #25): approve it, edit its arguments (JSON, checked on the
+// An automated caller's proposed action (an action approval): approve it, edit its arguments (JSON, checked on the
 // server against the action's schema: a bad edit names its paths), reject it, or answer in words.
 export function ActionWork({ task, onDone, onReload, ownRevision }) {
   const proposal = task.input ?? {};
