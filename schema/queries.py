@@ -8,7 +8,17 @@ from enum import Enum
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import DataCondition, DataOperator, DataSort, DataSource, NotFoundError, TaskOrderField, TaskQuery, state
+from engine import (
+    DataCondition,
+    DataOperator,
+    DataSort,
+    DataSource,
+    NotFoundError,
+    TaskOrderField,
+    TaskQuery,
+    permissions,
+    state,
+)
 from schema.context import Info
 from schema.permissions import IsAuthenticated
 from schema.selections import selected_names
@@ -83,12 +93,23 @@ class WorkflowDefinition:
     version: int
     title: str
     definition: JSON
+    start_roles: strawberry.Private[tuple[str, ...]] = ()
+
+    @strawberry.field(
+        description="Whether the viewer may start it: it names no `startRoles`, the viewer holds one, or is an admin "
+        "(else `startWorkflow` answers Forbidden)."
+    )
+    def viewer_can_start(self, info: Info) -> bool:
+        return permissions.can_start(info.context.user, self.start_roles)
 
     @classmethod
     def from_domain(cls, deployed: state.DeployedDefinition) -> WorkflowDefinition:
+        # The document was checked when deployed (engine.definitions.parsing): startRoles is a list of names.
+        roles = deployed.document.get("startRoles") or ()
         return cls(
-            key=deployed.key, version=deployed.version, title=deployed.title, definition=JSON(dict(deployed.document))
-        )
+            key=deployed.key, version=deployed.version, title=deployed.title, definition=JSON(dict(deployed.document)),
+            start_roles=tuple(str(role) for role in roles),
+        )  # fmt: skip
 
 
 def task_query(filter: TaskFilter | None, order: TaskOrder | None) -> TaskQuery:

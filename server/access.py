@@ -80,8 +80,10 @@ class ObservedRequests:
                         current.set_attribute("graphql.operation.name", info.operation)
                 if self.metrics is not None:
                     self.metrics.request_answered(method, route_label(path, status), status, seconds)
-                log.log(
-                    logging.DEBUG if path in _QUIET else logging.INFO,
-                    "%s %s %s %.1f ms", method, path, status, seconds * 1000,
-                    extra={"method": method, "path": path, "status": status, "duration_ms": round(seconds * 1000, 2)},
-                )  # fmt: skip
+                level = logging.DEBUG if path in _QUIET else logging.INFO
+                if log.isEnabledFor(level):  # its fields are built only for a line that is written
+                    log.log(
+                        level, "%s %s %s %.1f ms", method, path, status, seconds * 1000,
+                        extra={"method": method, "path": path, "status": status,
+                               "duration_ms": round(seconds * 1000, 2)},
+                    )  # fmt: skip

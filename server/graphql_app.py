@@ -50,6 +50,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         services: Services,
         settings: Settings,
         events: EventHub | None = None,
+        slots: OperationSlots | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -66,7 +67,8 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         self.settings = settings
         self.events = events
         self.connections = ConnectionLimits(settings.ws_connections_per_user, settings.ws_connections)
-        self.slots = OperationSlots(settings.operations_per_user, settings.operation_wait_seconds)
+        # shared with the schema's RateLimitOperations, which takes them for operations over a WebSocket
+        self.slots = slots or OperationSlots(settings.operations_per_user, settings.operation_wait_seconds)
 
     @overload
     async def run(self, request: Request, context: Context = UNSET, root_value: None = UNSET) -> Response: ...
@@ -160,12 +162,16 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
                     401, error.message if error is not None else "authentication required: send a bearer token",
                     {"WWW-Authenticate": "Bearer", "Connection": "close"}, code="UNAUTHENTICATED",
                 )  # fmt: skip
-            await self._take_slot(context, request)
+            if is_multipart(request.headers):  # an upload is a mutation, which would close it anyway
+                await context.request_reads.close()  # the body may take a while: hold no connection meanwhile
+            await self._take_slot(context, request, context.request_reads)
         return context
 
-    async def _take_slot(self, context: Context, request: Request) -> None:
+    async def _take_slot(self, context: Context, request: Request, reads: SharedReads) -> None:
         """One of the user's operation slots (server.rate_limits), held until :meth:`run` ends."""
         key = client_key(context)
+        if not self.slots.available(key):
+            await reads.close()  # a request waiting for its turn holds no pooled connection: that is the point
         if not await self.slots.enter(key):
             raise Refusal(
                 429, f"at most {self.slots.per_user} requests of one user at once: try again in 1 s",

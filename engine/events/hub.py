@@ -314,11 +314,13 @@ class EventHub:
             # for poll_seconds it looks anyway: SQLite's other processes cannot signal, a listener
             # may be down, and on PostgreSQL an event whose process died before numbering it waits
             # for the next round anyone runs (engine.events.numbering), so the hub runs one.
-            woken = True
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                woken = False
+            # Woken is whether a wake is pending now, not whether the wait saw it: a wake that lands while
+            # wait_for is cancelling its timed-out wait sets the flag after the wait gave up, and clearing
+            # it as a timeout lost it; with LISTEN up the poll below then skipped the read, and the event
+            # waited for the next one (a page open all along never showed it).
+            woken = self._wake.is_set()
             self._wake.clear()
             try:
                 if not woken:

@@ -78,6 +78,11 @@ _SUMMARY_FIELDS = tuple(name for name in _TASK_FIELDS if name not in TASK_VALUE_
 TASK_SUMMARY_COLUMNS = tuple(column for column in tasks.c if column.name not in TASK_VALUE_COLUMNS)
 
 
+def _candidates(stored: str | None) -> tuple[str, ...]:
+    """A stored ``candidate_users`` read back; most tasks have none, and a page reads fifty rows."""
+    return tuple(user for user in stored.split(",") if user) if stored else ()
+
+
 def task_from_row(row: Any, prefix: str = "", *, summary: bool = False) -> Task:
     """The task in ``row`` (a SQLAlchemy row or a :class:`~engine.storage.postgres.driver.DriverRow`), whose
     task columns are named ``prefix`` + column (a joined read labels them so).
@@ -94,7 +99,7 @@ def task_from_row(row: Any, prefix: str = "", *, summary: bool = False) -> Task:
         kind=TaskKind(values["kind"]),
         status=TaskStatus(values["status"]),
         priority=PRIORITY_BY_RANK[values["priority"]],
-        candidate_users=tuple(user for user in (values["candidate_users"] or "").split(",") if user),
+        candidate_users=_candidates(values["candidate_users"]),
         policy=TaskPolicy.from_json(values["policy"]) if values["policy"] is not None else None,
     )
     return Task(**values)

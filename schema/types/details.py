@@ -8,7 +8,7 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import EscalationAction, state
+from engine import EscalationAction, Node, state
 from schema.context import Info
 from schema.sharing import same_for_every_viewer
 from schema.types.user import User, load_user
@@ -29,6 +29,26 @@ class FormField:
 class Form:
     fields: list[FormField]
 
+    @classmethod
+    def of(cls, node: Node) -> Form | None:
+        """The form of ``node`` (form and approval tasks), or None if it has none."""
+        if node.form is None:
+            return None
+        return cls(
+            fields=[
+                FormField(
+                    key=f.key,
+                    type=f.type,
+                    label=f.label,
+                    required=f.required,
+                    options=list(f.options) if f.options is not None else None,
+                    mask=f.mask,
+                    multiline=f.multiline,
+                )  # fmt: skip
+                for f in node.form.fields
+            ]
+        )
+
 
 @strawberry.type
 class DocumentRequirement:
@@ -38,6 +58,21 @@ class DocumentRequirement:
     min_files: int
     max_files: int | None
     max_bytes: int | None
+
+    @classmethod
+    def all_of(cls, node: Node) -> list[DocumentRequirement]:
+        """What ``node`` asks to be uploaded (document-upload tasks; empty for any other)."""
+        return [
+            cls(
+                key=d.key,
+                label=d.label,
+                accept=list(d.accept),
+                min_files=d.min_files,
+                max_files=d.max_files,
+                max_bytes=d.max_bytes,
+            )  # fmt: skip
+            for d in node.documents
+        ]
 
 
 @strawberry.type
@@ -80,6 +115,17 @@ class TaskAttempt:
     request: JSON | None
     response: JSON | None
     error: str | None
+
+    @classmethod
+    def from_domain(cls, attempt: state.TaskAttempt) -> TaskAttempt:
+        return cls(
+            number=attempt.number,
+            started_at=attempt.started_at,
+            finished_at=attempt.finished_at,
+            request=attempt.request,
+            response=attempt.response,
+            error=attempt.error,
+        )  # fmt: skip
 
 
 @strawberry.type

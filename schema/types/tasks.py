@@ -44,7 +44,6 @@ from schema.types.details import (
     Document,
     DocumentRequirement,
     Form,
-    FormField,
     HeldSignal,
     TaskAttempt,
     TaskEscalation,
@@ -101,6 +100,16 @@ class StepInstance:
     async def metrics(self, info: Info) -> StepMetrics:
         m = await info.context.loaders.step_metrics.load(self.source.id)
         return StepMetrics(total=m.total, active=m.active, completed=m.completed, blocked=m.blocked)
+
+    @strawberry.field(description="The workflow instance the step belongs to.")
+    @same_for_every_viewer
+    async def workflow_instance(self, info: Info) -> WorkflowInstance:
+        # A step is visible exactly when its instance is (engine.tasks.visibility), and every way to a step
+        # passes a check of one or the other; the loader has the instance already (the step's title was read
+        # from its definition).
+        instance = await info.context.loaders.instances.load(self.source.workflow_instance_id)
+        assert instance is not None, "a step's instance always exists (foreign key)"
+        return WorkflowInstance.from_domain(instance, summary=True)
 
     @strawberry.field
     async def tasks(
@@ -209,39 +218,12 @@ class Task:
     @strawberry.field(description="The form's field definitions (form and approval tasks).")
     @same_for_every_viewer
     async def form(self, info: Info) -> Form | None:
-        node = await self._node(info)
-        if node.form is None:
-            return None
-        return Form(
-            fields=[
-                FormField(
-                    key=f.key,
-                    type=f.type,
-                    label=f.label,
-                    required=f.required,
-                    options=list(f.options) if f.options is not None else None,
-                    mask=f.mask,
-                    multiline=f.multiline,
-                )  # fmt: skip
-                for f in node.form.fields
-            ]
-        )
+        return Form.of(await self._node(info))
 
     @strawberry.field
     @same_for_every_viewer
     async def document_requirements(self, info: Info) -> list[DocumentRequirement]:
-        node = await self._node(info)
-        return [
-            DocumentRequirement(
-                key=d.key,
-                label=d.label,
-                accept=list(d.accept),
-                min_files=d.min_files,
-                max_files=d.max_files,
-                max_bytes=d.max_bytes,
-            )  # fmt: skip
-            for d in node.documents
-        ]
+        return DocumentRequirement.all_of(await self._node(info))
 
     @strawberry.field
     @same_for_every_viewer
@@ -251,17 +233,7 @@ class Task:
     @strawberry.field(description="Every attempt of a system task, secrets redacted.")
     @same_for_every_viewer
     async def attempts(self, info: Info) -> list[TaskAttempt]:
-        return [
-            TaskAttempt(
-                number=a.number,
-                started_at=a.started_at,
-                finished_at=a.finished_at,
-                request=a.request,
-                response=a.response,
-                error=a.error,
-            )  # fmt: skip
-            for a in await info.context.loaders.attempts.load(self.source.id)
-        ]
+        return [TaskAttempt.from_domain(a) for a in await info.context.loaders.attempts.load(self.source.id)]
 
     @strawberry.field(description="The steps of its escalation ladder, fired and scheduled, in ladder order.")
     async def escalations(self, info: Info) -> list[TaskEscalation]:

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager, suppress
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import pytest
@@ -241,3 +241,43 @@ async def test_a_quiet_hub_with_its_listener_up_reads_nothing(demo: Engine) -> N
         before = hub.catch_ups
         await asyncio.sleep(0.5)  # five polls
         assert hub.catch_ups == before
+
+
+class WakeWhileTimingOut(asyncio.Event):
+    """The hub's wake flag, with a wake that lands while ``wait_for`` is cancelling a wait that timed out: on a
+    loaded host the poll's timer and a NOTIFY (or the commit listener) are handled in the same turn of the loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+
+    async def wait(self) -> Literal[True]:
+        try:
+            return await super().wait()
+        except asyncio.CancelledError:
+            if self.armed:
+                self.armed = False
+                self.set()
+            raise
+
+
+@pytest.mark.postgres_only
+async def test_a_wake_that_lands_as_a_poll_times_out_is_not_lost(database_url: str, demo: Engine) -> None:
+    """The poll's round numbers nothing (the event's own process numbered it) and LISTEN is up, so the poll
+    does not read: the wake is all that says there is something to read, and it must not be cleared."""
+    alice = await person(demo, "alice")
+    other_process = Engine(Database(database_url), demo.registry, clock=demo.clock)
+    try:
+        # Polls far enough apart that the event is numbered by its own process, not by a poll's round.
+        async with running_hub(demo, poll_seconds=0.5) as hub, aclosing(hub.stream(alice, EVERYTHING)) as stream:
+            await wait_until(lambda: hub.listening, "the listener")
+            wake = hub._wake = WakeWhileTimingOut()
+            pending = asyncio.ensure_future(anext(stream))
+            await wait_until(lambda: hub.subscriptions_of("alice") == 1, "the subscription")
+            hub.listener.on_notify = lambda payload: None  # this round's NOTIFY is the wake below
+            task = await new_form_task(other_process)
+            wake.armed = True
+            arrived = await asyncio.wait_for(pending, TIMEOUT)
+            assert arrived.task.id == task.id and not wake.armed
+    finally:
+        await other_process.db.dispose()

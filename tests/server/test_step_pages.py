@@ -180,6 +180,10 @@ async def test_step_page_tasks_show_only_what_the_viewer_may_see(review: Review)
     assert (await review.step("kickoff", user="alice") or {})["everything"]["edges"] == [
         {"node": {"nodeId": "kickoff"}}
     ]
+    # Its instance all the same (a step is visible as its instance is): the page's way back to it.
+    query = "query($id: ID!) { stepInstance(id: $id) { workflowInstance { id definitionKey } } }"
+    body = await review.gql(query, user="bob", id=await review.step_id("kickoff"))
+    assert body["data"]["stepInstance"]["workflowInstance"] == {"id": review.instance_id, "definitionKey": "step_pages"}
 
 
 async def test_a_step_the_viewer_may_not_see_is_null(review: Review, gql: GraphQL) -> None:

@@ -187,3 +187,16 @@ async def test_wrongly_typed_variables_are_explained_not_masked(
     body = await gql(query, user="alice", **variables)
     [error] = body["errors"]
     assert words in error["message"] and "Unexpected error" not in error["message"]
+
+
+async def test_viewer_can_start_follows_the_start_roles(gql: GraphQL) -> None:
+    document = {"key": "requests_only", "startRoles": ["requester"], "start": "a",
+                "nodes": [{"id": "a", "type": "userTask", "assignToRole": "requester"}]}  # fmt: skip
+    assert (await gql(DEPLOY, user="dana", definition=document))["data"]["deployWorkflowDefinition"]["created"]
+    listing = "{ workflowDefinitions { key viewerCanStart } }"
+    for user, may in (("alice", True), ("bob", False), ("dana", True)):
+        listed = (await gql(listing, user=user))["data"]["workflowDefinitions"]
+        assert {"key": "requests_only", "viewerCanStart": may} in listed, user
+        assert {"key": "expense_approval", "viewerCanStart": True} in listed  # it names no startRoles
+    refused = await gql(START, user="bob", key="requests_only", input={})
+    assert refused["data"]["startWorkflow"]["__typename"] == "Forbidden"  # what the flag foretold

@@ -17,7 +17,7 @@ from engine.storage.instances import InstanceRepository
 from engine.tasks.action_approvals import ActionDecision
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
-from tests.tasks.test_policies import add_users, open_task
+from tests.tasks.policy_support import add_users, open_task
 
 SCHEMA = {"type": "object", "properties": {"amount": {"type": "number", "maximum": 500}}, "required": ["amount"]}
 

@@ -16,7 +16,7 @@ from engine.storage.models import tasks
 from engine.tasks.policy_state import PolicyDecision, PolicyLevel, TaskPolicy
 from engine.tasks.service import TaskService
 from engine.transitions.engine import Engine
-from tests.tasks.test_policies import add_users, open_task, quorum_definition
+from tests.tasks.policy_support import add_users, open_task, quorum_definition
 
 STORED = {
     "excluded": {"alice": "starter"}, "excludes": ["starter"],

@@ -12,6 +12,7 @@ on the test's own database (SQLite or PostgreSQL, as every database test here).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -208,15 +209,27 @@ new MutationObserver(() => {
 
 class LiveGate:
     """Sits in a page's WebSocket (Playwright's route): ``hold()`` keeps what the server sends from the page
-    until ``release()`` — the page has not heard of a change yet, as on a slow network."""
+    until ``release()`` — the page has not heard of a change yet, as on a slow network. ``end_streams()``
+    ends the page's ``taskEvents`` subscriptions as the server does when it cannot go on with one."""
 
     def __init__(self) -> None:
         self.holding = False
         self.held: list[tuple[WebSocketRoute, str | bytes]] = []
+        # Per connection: its server side and the ids of the page's live taskEvents subscriptions on it.
+        self.streams: dict[WebSocketRoute, tuple[WebSocketRoute, set[str]]] = {}
 
     def route(self, page_side: WebSocketRoute) -> None:
         server_side = page_side.connect_to_server()
-        page_side.on_message(server_side.send)
+        ids: set[str] = set()
+        self.streams[page_side] = (server_side, ids)
+
+        def to_server(message: str | bytes) -> None:
+            sent = json.loads(message) if isinstance(message, str) else {}
+            if sent.get("type") == "subscribe" and "taskEvents" in sent["payload"]["query"]:
+                ids.add(sent["id"])
+            elif sent.get("type") == "complete":
+                ids.discard(sent["id"])
+            server_side.send(message)
 
         def to_page(message: str | bytes) -> None:
             if self.holding:
@@ -224,6 +237,7 @@ class LiveGate:
             else:
                 page_side.send(message)
 
+        page_side.on_message(to_server)
         server_side.on_message(to_page)
 
     def hold(self) -> None:
@@ -234,6 +248,23 @@ class LiveGate:
         held, self.held = self.held, []
         for page_side, message in held:
             page_side.send(message)
+
+    async def end_streams(self) -> None:
+        """Ends the page's live ``taskEvents`` subscription the way the server ends one it cannot go on with
+        (the subscriber fell behind, a database error): a ``next`` with only ``errors``, then ``complete``
+        (tests/server/test_subscriptions.py shows that wire form). The server's side is ended too, so nothing
+        more arrives on it. Waits for the page to have subscribed first (it does just after "Live")."""
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not any(ids for _, ids in self.streams.values()):
+            assert time.monotonic() < deadline, "the page never subscribed to taskEvents"
+            await asyncio.sleep(0.02)
+        for page_side, (server_side, ids) in list(self.streams.items()):
+            for id in list(ids):
+                ids.discard(id)
+                server_side.send(json.dumps({"id": id, "type": "complete"}))
+                failure = {"message": "reading task events failed", "extensions": {"code": "INTERNAL"}}
+                page_side.send(json.dumps({"id": id, "type": "next", "payload": {"data": None, "errors": [failure]}}))
+                page_side.send(json.dumps({"id": id, "type": "complete"}))
 
 
 class Person:

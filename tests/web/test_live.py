@@ -9,7 +9,7 @@ from typing import Any
 from playwright.async_api import expect
 
 from engine.transitions.engine import Engine
-from tests.web.conftest import APPROVAL, Servers, graphql, start
+from tests.web.conftest import APPROVAL, Server, Servers, graphql, start
 from tests.web.test_task_types import first_task
 
 DECIDE = """mutation($id: ID!, $c: String) { %s(input: {taskId: $id, comment: $c}) { __typename } }"""
@@ -82,3 +82,28 @@ async def test_after_a_restart_the_page_shows_what_happened_while_it_was_away(
     await alice.page.get_by_label("Status").select_option("COMPLETED")
     await expect(rows).to_have_count(2)
     await expect(rows.get_by_test_id("status")).to_have_text(["Completed", "Completed"])
+
+
+async def test_a_stream_the_server_ends_is_subscribed_again_and_misses_nothing(
+    server: Server, sign_in: Any, engine: Engine
+) -> None:
+    # The server ends a subscription it cannot go on with by a `next` with only errors, then `complete`; the
+    # connection stays up and the header says "Live" all along, so the page itself must subscribe again.
+    first = await first_task(server, await start(engine, APPROVAL, "the first"))
+    bob = await sign_in("bob", server)
+    rows = bob.page.get_by_test_id("task-row")
+    await expect(rows).to_have_count(1)
+    await bob.gate.end_streams()
+    await start(engine, APPROVAL, "the second")  # after the stream ended, before any new one
+    await expect(bob.page.get_by_role("link", name="Decide on the second")).to_be_visible()
+    await expect(rows).to_have_count(2)
+    await expect(bob.page.get_by_test_id("live")).to_have_attribute("data-state", "live")
+
+    # Again, with a change made right after: it is not lost either, and the new stream goes on delivering.
+    await bob.gate.end_streams()
+    body = await graphql(server, "bob", DECIDE % "approveTask", id=first["id"], c="from elsewhere")
+    assert body["approveTask"]["__typename"] == "TaskSuccess", body
+    await expect(rows).to_have_count(1)
+    await start(engine, APPROVAL, "the third")
+    await expect(bob.page.get_by_role("link", name="Decide on the third")).to_be_visible()
+    await expect(rows).to_have_count(2)

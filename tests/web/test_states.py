@@ -10,6 +10,7 @@ from playwright.async_api import Browser, expect
 
 from engine.transitions.engine import Engine
 from tests.web.conftest import APPROVAL, FORM, Server, start, step_of, token
+from tests.web.test_task_types import first_task
 
 URGENT = step_of(
     {"id": "hurry", "type": "userTask", "schemaType": "userTask.form", "name": "Hurry",
@@ -133,3 +134,40 @@ async def test_keyboard_and_phone_width(server: Server, sign_in: Any, engine: En
     await expect(page.get_by_test_id("metric-total")).to_be_visible()
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     await alice.shot("phone-step")
+
+
+REQUESTS_ONLY = {**FORM, "key": "web_requests_only", "title": "Requests only", "startRoles": ["requester"]}
+
+
+async def test_forbidden_and_not_found_for_what_exists_but_is_not_yours(
+    server: Server, sign_in: Any, engine: Engine
+) -> None:
+    hidden = await first_task(server, await start(engine, FORM, "a requester's"))  # bob (approver) may not see it
+    await engine.deploy(REQUESTS_ONLY, deployed_by="dana")
+    bob = await sign_in("bob", server)
+    # A task, its step and the step page opened on it exist, but not for bob: the API does not say they exist.
+    for path in (f"/app/tasks/{hidden['id']}", f"/app/steps/{hidden['step']['id']}"):
+        await bob.goto(path)
+        await expect(bob.page.locator("[data-state=not-found]")).to_contain_text("or you may not see it")
+    await bob.goto(f"/app/steps/{hidden['step']['id']}?task={hidden['id']}")
+    await expect(bob.page.locator("[data-state=not-found]").first).to_be_visible()
+    await expect(bob.page.get_by_role("link", name="Fill a requester's")).to_have_count(0)
+
+    # A link to start a workflow bob may see but not start: the forbidden screen, saying why.
+    await bob.goto("/app/start/web_requests_only")
+    forbidden = bob.page.locator("[data-state=forbidden]")
+    await expect(forbidden).to_contain_text("You may not start “Requests only”: it needs one of the roles requester")
+    await expect(forbidden.get_by_role("link", name="Back to the inbox")).to_be_visible()
+    await bob.shot("forbidden")
+    await bob.goto("/app/start")  # the list offers only what bob may start
+    await expect(
+        bob.page.get_by_label("Workflow", exact=True).locator("option", has_text="Requests only")
+    ).to_have_count(0)
+    await bob.goto("/app/start/no_such_workflow")
+    await expect(bob.page.locator("[data-state=not-found]")).to_contain_text("This workflow does not exist")
+
+    alice = await sign_in("alice", server)  # who holds the role starts it from the same link
+    await alice.goto("/app/start/web_requests_only")
+    await expect(alice.page.get_by_label("Workflow", exact=True)).to_have_value("web_requests_only")
+    await alice.page.get_by_role("button", name="Start").click()
+    await expect(alice.page.get_by_test_id("instance-status")).to_be_visible()

@@ -5,6 +5,12 @@
 // the stream is subscribed again with `after` set to that cursor, so every change committed meanwhile is
 // replayed in order and nothing is missed. Other subscriptions (a task's discussion) have no cursor; they
 // are subscribed again and told to re-read what they show.
+//
+// The server ends a stream it cannot go on with (the subscriber fell behind, a database error) by sending a
+// `next` that carries only `errors`, then `complete` (Strawberry's graphql-transport-ws; see
+// tests/server/test_subscriptions.py): never an `error` message. A stream that ends while the connection is
+// up is subscribed again from its cursor (or the `resumeAfter` the error names), and every time a stream
+// starts, the pages re-read what they show (onResync): whatever the stream may not replay is in that read.
 import { createClient } from "../vendor/graphql-ws.js";
 import { store } from "./lib.js";
 import { EVENTS } from "./queries.js";
@@ -31,34 +37,109 @@ export function onTaskEvent(listener) {
   return () => eventListeners.delete(listener);
 }
 
-function startStream() {
-  stream = client.subscribe(
+// A stream that ended (or failed) while the connection is up starts again, a little later each time it keeps
+// failing (a server refusing it must not be asked in a tight loop).
+let restarts = 0;
+let restartTimer = null;
+
+function resync() {
+  for (const listener of [...resyncListeners]) listener();
+}
+
+function restartStream() {
+  stream = null;
+  clearTimeout(restartTimer);
+  if (!client || connection.get() !== "live") return; // the connection's own `connected` starts it again
+  const wait = Math.min(200 * 2 ** restarts, 5_000);
+  restarts += 1;
+  restartTimer = setTimeout(() => {
+    if (!stream && client && connection.get() === "live") startStream();
+  }, wait);
+}
+
+function resumeCursor(errors) {
+  const resume = Array.isArray(errors) ? errors.find((e) => e?.extensions?.resumeAfter)?.extensions.resumeAfter : null;
+  if (resume) cursor = resume;
+}
+
+// ``reread``: whether the pages re-read once it is subscribed; only the first stream of a connection whose
+// pages were read after the cursor (`connect` without ``resync``) has nothing to catch up on.
+function startStream(reread = true) {
+  // Each stream's callbacks act only while it is the current one: an old stream ending late must not end
+  // (or restart) its successor.
+  const handle = {};
+  const current = () => stream === handle;
+  handle.dispose = client.subscribe(
     { query: EVENTS, variables: { after: cursor } },
     {
       next({ data, errors }) {
-        if (errors?.length || !data) return;
-        const event = data.taskEvents;
+        if (!current()) return;
+        if (errors?.length) resumeCursor(errors);
+        const event = data?.taskEvents;
+        if (!event) {
+          // The stream is ending (`complete` follows, and a restart) or this one event could not be read:
+          // either way the pages re-read rather than miss it.
+          if (errors?.length) resync();
+          return;
+        }
         cursor = event.cursor;
+        restarts = 0;
+        if (errors?.length) {
+          // Part of the event could not be read: what it shows may be incomplete, so re-read instead.
+          resync();
+          return;
+        }
         for (const listener of [...eventListeners]) listener(event);
       },
       error(error) {
-        // SUBSCRIBER_OVERFLOW says where to resume; anything else resumes from the last cursor received.
-        const resume = Array.isArray(error) ? error[0]?.extensions?.resumeAfter : null;
-        if (resume) cursor = resume;
-        stream = null;
-        if (connection.get() === "live") setTimeout(() => !stream && client && startStream(), 200);
+        if (!current()) return;
+        resumeCursor(error);
+        restartStream();
       },
-      complete() {},
+      complete() {
+        // Not disposed by us (that clears `stream` first): the server ended it.
+        if (current()) restartStream();
+      },
     },
   );
+  stream = handle;
+  // Subscribing from the cursor replays what committed after it; a re-read covers what the page read before.
+  if (reread) resync();
+}
+
+function stopStream() {
+  const old = stream;
+  stream = null;
+  clearTimeout(restartTimer);
+  old?.dispose();
 }
 
 function subscribeExtra(entry) {
-  entry.dispose = client.subscribe(entry.payload, {
+  const handle = {};
+  const ended = () => {
+    // Ended by the server (not by us, which clears `dispose` first) while the connection is up: again, and
+    // the subscriber re-reads what it may have missed meanwhile.
+    if (entry.dispose !== handle || !extras.has(entry)) return;
+    entry.dispose = null;
+    setTimeout(() => {
+      if (client && connection.get() === "live" && extras.has(entry) && !entry.dispose) {
+        subscribeExtra(entry);
+        entry.resumed?.();
+      }
+    }, 1_000);
+  };
+  handle.stop = client.subscribe(entry.payload, {
     next: ({ data }) => data && entry.next(data),
-    error: () => (entry.dispose = null),
-    complete: () => {},
+    error: ended,
+    complete: ended,
   });
+  entry.dispose = handle;
+}
+
+function stopExtra(entry) {
+  const handle = entry.dispose;
+  entry.dispose = null;
+  handle?.stop();
 }
 
 // A subscription kept across reconnects; `resumed` runs after a reconnect (re-read what may have been missed).
@@ -68,7 +149,7 @@ export function subscribe(payload, next, resumed) {
   if (client && connection.get() === "live") subscribeExtra(entry);
   return () => {
     extras.delete(entry);
-    entry.dispose?.();
+    stopExtra(entry);
   };
 }
 
@@ -82,7 +163,10 @@ export function connect(startCursor, { resync = false } = {}) {
   const url = new URL("/graphql", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   connection.set("connecting");
-  client = createClient({
+  // The callbacks act for this client only: an earlier one's late `closed` (it was disposed) must not stop
+  // this one's streams.
+  const mine = () => client === created;
+  const created = createClient({
     url: url.href,
     lazy: false,
     keepAlive: 5_000,
@@ -93,40 +177,37 @@ export function connect(startCursor, { resync = false } = {}) {
     onNonLazyError: () => {},
     on: {
       connected() {
+        if (!mine()) return;
         const resumed = everConnected;
         everConnected = true;
         connection.set("live");
-        if (!stream) startStream();
-        if (resyncOnConnect) {
-          resyncOnConnect = false;
-          for (const listener of [...resyncListeners]) listener();
-        }
+        restarts = 0;
+        if (!stream) startStream(resumed || resyncOnConnect);
+        resyncOnConnect = false;
         for (const entry of extras) {
           if (!entry.dispose) subscribeExtra(entry);
           if (resumed) entry.resumed?.();
         }
       },
       closed(event) {
-        if (!client) return;
+        if (!mine()) return;
         connection.set("reconnecting");
         // Dropped now, so that the retry subscribes afresh from the cursor rather than from the first one.
-        stream?.();
-        stream = null;
-        for (const entry of extras) {
-          entry.dispose?.();
-          entry.dispose = null;
-        }
+        stopStream();
+        for (const entry of extras) stopExtra(entry);
         // A refused connection may be a token that no longer works: ask over HTTP, which signs out if so.
         if (event?.code === 4403 || event?.code === 4401) gql("query { me { id } }").catch(() => {});
       },
     },
   });
+  client = created;
 }
 
 export function disconnect() {
   const old = client;
   client = null;
   stream = null;
+  clearTimeout(restartTimer);
   for (const entry of extras) entry.dispose = null;
   old?.dispose();
 }

@@ -46,6 +46,7 @@ function Page({ url, me }) {
   let params;
   if (match("/app", path)) return html`<${Inbox} me=${me} />`;
   if (match("/app/start", path)) return html`<${StartWorkflow} />`;
+  if ((params = match("/app/start/:key", path))) return html`<${StartWorkflow} only=${params.key} />`;
   if ((params = match("/app/instances/:id", path))) return html`<${InstancePage} id=${params.id} me=${me} />`;
   if ((params = match("/app/steps/:id", path))) {
     return html`<${StepPage} id=${params.id} me=${me} taskId=${url.searchParams.get("task")} />`;

@@ -9,7 +9,7 @@ fragment TaskRow on Task {
   viewerCanClaim viewerCanComplete viewerCanAssign viewerCanRetry
 }`;
 
-// A step page's rows: the step and instance are the page's own, read once (``crumb``) rather than per row.
+// A step page's rows: the step and instance are the page's own, read once rather than per row.
 export const STEP_ROW = `
 fragment StepRow on Task {
   id kind type name title description status displayStatus priority revision
@@ -48,11 +48,8 @@ export const STEP = `
 query Step($id: ID!, $mine: Boolean!, $completed: Boolean!) {
   stepInstance(id: $id) {
     id key title milestoneKey ${METRICS}
-    tasks(assignedToMe: $mine, showCompleted: $completed, first: 200) {
-      totalCount
-      edges { node { ...StepRow } }
-    }
-    crumb: tasks(first: 1) { edges { node { id workflowInstance { id definitionKey } } } }
+    workflowInstance { id definitionKey }
+    tasks(assignedToMe: $mine, showCompleted: $completed, first: 200) { edges { node { ...StepRow } } }
   }
 }
 ${STEP_ROW}`;
@@ -125,7 +122,7 @@ mutation Upload($taskId: ID!, $requirementKey: String!, $files: [Upload!]!) {
   }
 }`;
 
-export const DEFINITIONS = `query Definitions { workflowDefinitions { key version title definition } }`;
+export const DEFINITIONS = `query Definitions { workflowDefinitions { key version title definition viewerCanStart } }`;
 
 export const START = `
 mutation Start($input: StartWorkflowInput!) {

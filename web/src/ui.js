@@ -39,11 +39,17 @@ export function NotFound({ what = "page" }) {
   </div>`;
 }
 
+// What the viewer may see but not do (the API's FORBIDDEN): said plainly, with the way back.
+export function Forbidden({ children }) {
+  return html`<div class="state state-forbidden" data-state="forbidden" role="alert">
+    <h2>Not allowed</h2>
+    <p>${children}</p>
+    <p><a href="/app/">Back to the inbox</a></p>
+  </div>`;
+}
+
 export function Failure({ error, retry }) {
-  if (error?.kind === "forbidden") {
-    return html`<div class="state state-forbidden" data-state="forbidden" role="alert">
-      <h2>Not allowed</h2><p>${error.message}</p></div>`;
-  }
+  if (error?.kind === "forbidden") return html`<${Forbidden}>${error.message}<//>`;
   if (error?.kind === "network") {
     return html`<div class="state state-down" data-state="server-down" role="alert">
       <h2>The server is not answering</h2>

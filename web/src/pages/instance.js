@@ -4,7 +4,7 @@ import { html, useEffect, useMemo, useState } from "../lib.js";
 import { gql } from "../api.js";
 import { INSTANCE } from "../queries.js";
 import { onTaskEvent, onResync } from "../live.js";
-import { Loading, NotFound, Failure, DataList, debounce, when } from "../ui.js";
+import { Loading, NotFound, Failure, DataList, debounce, when, useTickets } from "../ui.js";
 import { TaskRow, taskHref } from "./inbox.js";
 
 function stepState(step) {
@@ -29,13 +29,17 @@ const STATE_LABEL = { done: "Done", current: "Current", upcoming: "Upcoming" };
 export function InstancePage({ id }) {
   const [instance, setInstance] = useState(undefined);
   const [error, setError] = useState(null);
+  // Re-reads overlap (an event, a reconnect): an older answer never overwrites a newer one.
+  const ticket = useTickets();
   const load = async () => {
+    const current = ticket(id);
     try {
       const data = await gql(INSTANCE, { id });
+      if (!current()) return;
       setError(null);
       setInstance(data.workflowInstance);
     } catch (e) {
-      setError(e);
+      if (current()) setError(e);
     }
   };
   useEffect(() => void load(), [id]);

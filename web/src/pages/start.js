@@ -1,9 +1,11 @@
 // Start a workflow: the definitions the viewer may start, with the instance's input as a JSON object.
+// /app/start/KEY (a link to start one workflow) opens that one; a definition the viewer may not start says so
+// (the forbidden screen), one that does not exist says that.
 import { html, useEffect, useState } from "../lib.js";
 import { gql } from "../api.js";
 import { DEFINITIONS, START } from "../queries.js";
 import { navigate } from "../router.js";
-import { Loading, Failure, Alert, Empty } from "../ui.js";
+import { Loading, Failure, Alert, Empty, Forbidden, NotFound } from "../ui.js";
 
 // A starting point for the input: the names the definition's templates read at the top level.
 function inputTemplate(definition) {
@@ -15,8 +17,14 @@ function inputTemplate(definition) {
   return JSON.stringify(Object.fromEntries([...names].filter((n) => !skip.has(n)).map((n) => [n, ""])), null, 2);
 }
 
-export function StartWorkflow() {
+function startRoles(definition) {
+  const roles = definition.definition?.startRoles;
+  return Array.isArray(roles) ? roles : [];
+}
+
+export function StartWorkflow({ only = null }) {
   const [definitions, setDefinitions] = useState(null);
+  const [named, setNamed] = useState(undefined); // /app/start/KEY: that definition, null when there is none
   const [error, setError] = useState(null);
   const [key, setKey] = useState("");
   const [input, setInput] = useState("{}");
@@ -26,14 +34,18 @@ export function StartWorkflow() {
   useEffect(() => {
     gql(DEFINITIONS)
       .then(({ workflowDefinitions }) => {
-        setDefinitions(workflowDefinitions);
-        if (workflowDefinitions.length) {
-          setKey(workflowDefinitions[0].key);
-          setInput(inputTemplate(workflowDefinitions[0]));
+        const startable = workflowDefinitions.filter((d) => d.viewerCanStart);
+        const wanted = only === null ? null : (workflowDefinitions.find((d) => d.key === only) ?? null);
+        setNamed(wanted);
+        setDefinitions(startable);
+        const first = wanted?.viewerCanStart ? wanted : only === null ? startable[0] : null;
+        if (first) {
+          setKey(first.key);
+          setInput(inputTemplate(first));
         }
       })
       .catch(setError);
-  }, []);
+  }, [only]);
 
   const choose = (value) => {
     setKey(value);
@@ -64,7 +76,14 @@ export function StartWorkflow() {
 
   if (error) return html`<${Failure} error=${error} />`;
   if (!definitions) return html`<${Loading} what="Loading workflows" />`;
-  if (!definitions.length) return html`<${Empty} title="No workflows">No workflow definitions are deployed yet.<//>`;
+  if (only !== null && named === null) return html`<${NotFound} what="workflow" />`;
+  if (named && !named.viewerCanStart) {
+    const roles = startRoles(named);
+    return html`<${Forbidden}>You may not start “${named.title}”${roles.length ? `: it needs one of the roles ${roles.join(", ")}` : ""}.<//>`;
+  }
+  if (!definitions.length) {
+    return html`<${Empty} title="No workflows">There is no workflow you may start.<//>`;
+  }
   return html`<section class="page narrow" aria-labelledby="start-title">
     <h1 id="start-title">Start a workflow</h1>
     <form onSubmit=${submit} class="stack">

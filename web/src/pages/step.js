@@ -42,8 +42,10 @@ export function StepPage({ id, me, taskId }) {
   useEffect(
     () =>
       onTaskEvent((event) => {
+        if (event.task.step?.id !== id) return;
         const current = shown.current;
-        if (!current || event.task.step?.id !== id) return;
+        // Still loading: the read on its way may be older than this event, so read once more after it.
+        if (!current) return refresh();
         const edges = current.tasks.edges.map((e) => (e.node.id === event.task.id ? { node: event.task } : e));
         setStep({ ...current, metrics: event.task.step.metrics ?? current.metrics, tasks: { ...current.tasks, edges } });
         refresh();
@@ -56,7 +58,7 @@ export function StepPage({ id, me, taskId }) {
   if (step === undefined) return html`<${Loading} what="Loading the step" />`;
   if (step === null) return html`<${NotFound} what="step" />`;
   const tasks = step.tasks.edges.map((e) => e.node);
-  const instance = step.crumb.edges[0]?.node.workflowInstance;
+  const instance = step.workflowInstance;
   return html`<section class="page" aria-labelledby="step-title">
     <nav class="crumbs" aria-label="Breadcrumb">
       <a href="/app/">Inbox</a>

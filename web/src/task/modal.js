@@ -5,7 +5,7 @@ import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
 import { gql } from "../api.js";
 import { TASK } from "../queries.js";
 import { onTaskEvent, onResync } from "../live.js";
-import { Loading, Failure, StatusBadge, PriorityBadge, TypeIcon, Due, DataList, useDialog, debounce, when, typeLabel } from "../ui.js";
+import { Loading, Failure, StatusBadge, PriorityBadge, TypeIcon, Due, DataList, useDialog, debounce, when, typeLabel, useTickets } from "../ui.js";
 import { FormWork, ApprovalWork, ActionWork, UploadWork, DocumentList } from "./work.js";
 import { SystemDetails } from "./system.js";
 import { Discussion } from "./discussion.js";
@@ -54,13 +54,17 @@ export function TaskModal({ id, me, onClose }) {
   const dialog = useRef(null);
   useDialog(dialog, onClose);
 
+  // Re-reads overlap (an event, a reconnect, a reload): an older answer never overwrites a newer one.
+  const ticket = useTickets();
   const load = async () => {
+    const current = ticket(id);
     try {
       const data = await gql(TASK, { id });
+      if (!current()) return;
       setError(null);
       setTask(data.task);
     } catch (e) {
-      setError(e);
+      if (current()) setError(e);
     }
   };
   useEffect(() => void load(), [id]);
