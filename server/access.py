@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from contextlib import nullcontext
 from typing import Any
 
@@ -47,7 +47,7 @@ class ObservedRequests:
             return
         headers = Headers(scope=scope)
         sent_id = headers.get("x-request-id", "")
-        info = RequestInfo(request_id=sent_id if _REQUEST_ID.fullmatch(sent_id) else uuid.uuid4().hex)
+        info = RequestInfo(request_id=sent_id if _REQUEST_ID.fullmatch(sent_id) else secrets.token_hex(16))
         if scope["type"] == "websocket":  # a connection, not a request: its id reaches its log lines only
             with request_scope(info):
                 await self.app(scope, receive, send)
