@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from engine.definitions.approval import Approvers
 from engine.definitions.model import Priority
 from engine.state import (
     DeployedDefinition,
@@ -30,12 +31,13 @@ from engine.state import (
 )
 from engine.storage.database import Executor
 from engine.storage.models import idempotency_keys
+from engine.tasks.policy_state import PolicyDecision, PolicyLevel, TaskPolicy
 from engine.webhooks.model import DeliveryStatus, Webhook, WebhookDelivery, WebhookFilter
 
 _DATACLASSES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (Task, WorkflowInstance, Token, TaskMessage, Document, DeployedDefinition, Webhook, WebhookFilter,
-                WebhookDelivery)
+                WebhookDelivery, TaskPolicy, PolicyLevel, PolicyDecision, Approvers)
 }  # fmt: skip
 _ENUMS: dict[str, type[StrEnum]] = {
     cls.__name__: cls for cls in (TaskStatus, TaskKind, InstanceStatus, Priority, TaskEventKind, DeliveryStatus)
