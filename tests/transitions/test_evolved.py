@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from engine.definitions.model import Priority
 from engine.state import InstanceStatus, Task, TaskKind, TaskStatus, Token, WorkflowInstance
@@ -20,7 +21,7 @@ def test_a_changed_task_and_instance_equal_their_replace_and_leave_the_original(
         status=TaskStatus.PENDING, priority=Priority.HIGH, input={}, output=None, draft=None, revision=0,
         created_at=NOW, updated_at=NOW,
     )  # fmt: skip
-    changes = {"status": TaskStatus.COMPLETED, "revision": 1, "output": {"decision": "approved"}}
+    changes: dict[str, Any] = {"status": TaskStatus.COMPLETED, "revision": 1, "output": {"decision": "approved"}}
     changed = _evolved(task, **changes)
     assert changed == replace(task, **changes)
     assert task.status is TaskStatus.PENDING and task.revision == 0, "the original is unchanged"
