@@ -8,7 +8,11 @@ the same from run to run whatever else the machine is doing. So a lever is judge
 * ``inbox`` — the inbox page of bench.inbox_scaling (50 tasks with assignee and step);
 * ``step`` — ``stepInstance { metrics }`` of bench.inbox_scaling;
 * ``transition`` — the approval workload of bench.engine_throughput, one driver, per transition
-  (N units = N instances of three transitions each).
+  (N units = N instances of three transitions each);
+* ``keyed`` — the same with an idempotency key on every transition (bench.engine_throughput's keys
+  cost), per transition;
+* ``quorum`` — the quorum approval workload (two of three approvers), per instance: its bench
+  compares instances/s with the plain workload's (whose instance is three ``transition``).
 
 Each is run in a child process under callgrind twice, with N units and with none after the same
 warm-up; the difference divided by N is the cost of one unit (start-up and imports cancel out).
@@ -34,7 +38,9 @@ from bench.common import ROOT, heading, line_buffered, print_environment, sqlalc
 from bench.seed import seed_inbox_alone
 from bench.workload import TRANSITIONS_PER_INSTANCE, prepare_engine
 
-UNITS = {"me": "request", "inbox": "request", "step": "request", "transition": "transition"}
+UNITS = {"me": "request", "inbox": "request", "step": "request", "transition": "transition",
+         "keyed": "transition", "quorum": "instance"}  # fmt: skip
+ENGINE_UNITS = ("transition", "keyed", "quorum")
 # A workload instance is TRANSITIONS_PER_INSTANCE transitions: the child runs N instances for N units.
 WARM_UP = 10
 
@@ -59,34 +65,38 @@ async def run(source: Path, units: int, measured: list[str]) -> None:
     await print_environment({"counted": f"engine/schema/server from {source}"})
     heading(f"instructions per unit (callgrind): {units} units minus none, after {WARM_UP} warm-up units")
     async with temporary_database("instructions") as dsn:
-        loaded = await seed_inbox_alone(dsn, 10_000)
-        engine = await prepare_engine(sqlalchemy_url(dsn))  # the workload's users and definition
+        step_id = ""
+        if any(what not in ENGINE_UNITS for what in measured):  # the engine's units need no inbox
+            step_id = (await seed_inbox_alone(dsn, 10_000)).viewer_step_ids[0]
+        engine = await prepare_engine(sqlalchemy_url(dsn))  # the workload's users and definitions
         await engine.db.dispose()
-        url, step_id = sqlalchemy_url(dsn), loaded.viewer_step_ids[0]
+        url = sqlalchemy_url(dsn)
         runs = [(what, n) for what in measured for n in (0, units)]
         with ThreadPoolExecutor(max_workers=2) as pool:  # one child per core
             counted = dict(zip(runs, pool.map(lambda r: count(source, r[0], r[1], url, step_id), runs), strict=True))
     for what in measured:
         unit = UNITS[what]
         per_unit = (counted[(what, units)] - counted[(what, 0)]) / units
-        if what == "transition":
+        if what in ("transition", "keyed"):
             per_unit /= TRANSITIONS_PER_INSTANCE
         print(f"{what:<11} {per_unit / 1e6:8.2f} M instructions per {unit}")
 
 
 async def child(what: str, units: int, url: str, step_id: str) -> None:
     """What one callgrind run executes: warm-up, then ``units`` more of ``what``."""
-    if what == "transition":
-        from bench.workload import run_stepwise
+    if what in ENGINE_UNITS:
+        from bench.workload import run_quorum, run_stepwise
         from engine.catalog import default_registry
         from engine.storage.database import Database
         from engine.transitions.engine import Engine
 
         engine = Engine(Database(url), default_registry())
         try:
-            await run_stepwise(engine, WARM_UP, 1)
-            if units:
-                await run_stepwise(engine, units, 1)
+            for count in (WARM_UP, units):
+                if count and what == "quorum":
+                    await run_quorum(engine, count, 1)
+                elif count:
+                    await run_stepwise(engine, count, 1, keyed=what == "keyed")
         finally:
             await engine.db.dispose()
         return

@@ -99,6 +99,7 @@ from engine.tasks.blobs import BlobStore
 from engine.tasks.bulk import MAX_BULK_TASKS, BulkItem, BulkTaskService
 from engine.tasks.documents import DocumentService
 from engine.tasks.email_actions import EmailAction, EmailActionPage, EmailActionService, EmailActionTokens
+from engine.tasks.policy_state import PolicyDecision, PolicyLevel, TaskPolicy
 from engine.tasks.service import TaskService
 from engine.tasks.visibility import VisibilityService
 from engine.tasks.workflows import WorkflowService
@@ -150,7 +151,7 @@ __all__ = [
     "EmailAction", "EmailActionPage", "EmailActionService", "EmailActionTokens", "EmailNotifier",
     "EmailActionRefusedError",
     # bulk actions
-    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS", "MAX_PAGE",
+    "BulkTaskService", "BulkItem", "MAX_BULK_TASKS", "MAX_PAGE", "TaskPolicy", "PolicyLevel", "PolicyDecision",
     # what the engine reports to an operator's instruments (the server's metrics)
     "EngineObserver", "AttemptOutcome",
     # errors

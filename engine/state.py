@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.definitions.model import Priority
+from engine.tasks.policy_state import TaskPolicy
 
 
 class InstanceStatus(StrEnum):
@@ -213,7 +214,7 @@ class Task:
     next_run_at: datetime | None = None
     error: str | None = None
     expires_at: datetime | None = None
-    policy: Mapping[str, Any] | None = None
+    policy: TaskPolicy | None = None
     """The rules the task is decided by (engine.tasks.policies): its approval levels and decisions so far,
     and the users its ``excludes`` shut out; None for a task with neither."""
     candidate_users: tuple[str, ...] = ()

@@ -7,8 +7,14 @@
 - **Outages** — the database not answering (``engine.database_unavailable``), the files directory
   not writable, a token issuer down (``UnavailableError``) — are ``UNAVAILABLE`` (HTTP 503 under the
   server), not a masked "Unexpected error.".
+- **Anonymous callers** (``STEPWISE_ANONYMOUS_INTROSPECTION`` off) may not introspect the schema
+  (``__schema``, ``__type``; ``__typename`` is fine) nor read "Did you mean …?" suggestions, which
+  spell out field and type names one guess at a time. Signed-in callers (GraphiQL with a token in
+  its Headers tab) and development see both.
 - **Logging**: an expected error (one with a code, a client's request error, an outage) is one
   line, without a traceback; only a bug's keeps its traceback.
+
+schema/pipeline.py applies the first three around every operation.
 """
 
 from __future__ import annotations
@@ -21,15 +27,14 @@ from typing import Any
 import strawberry
 from graphql import (
     ArgumentNode,
+    DocumentNode,
     GraphQLError,
     ListValueNode,
-    NoSchemaIntrospectionCustomRule,
     ObjectValueNode,
     SelectionSetNode,
     StringValueNode,
     ValueNode,
 )
-from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from engine import StepwiseError, UnavailableError, database_unavailable
@@ -82,28 +87,13 @@ def _unstorable_literal(value: ValueNode, path: str) -> str | None:
     return None
 
 
-class RefuseUnstorableText(SchemaExtension):
-    """See the module docstring: runs once the operation validated, before its first resolver."""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        where = unstorable(context.variables or {}, "variables")
-        if where is not None:
-            where = where.removeprefix("variables.")
-        else:
-            document = context.graphql_document
-            literals = (
-                found
-                for definition in (document.definitions if document is not None else ())
-                for found in _literal_strings(getattr(definition, "selection_set", None))
-            )
-            where = next((w for literal, name in literals if (w := _unstorable_literal(literal, name))), None)
-        if where is not None:
-            raise GraphQLError(
-                f"{where}: text may not contain NUL characters or unpaired surrogates",
-                extensions={"code": "VALIDATION_FAILED", "field": where},
-            )
-        yield
+def literal_unstorable(document: DocumentNode) -> str | None:
+    """Where the first string literal among ``document``'s arguments no database can store is, or None."""
+    literals = (
+        found for definition in document.definitions
+        for found in _literal_strings(getattr(definition, "selection_set", None))
+    )  # fmt: skip
+    return next((w for literal, name in literals if (w := _unstorable_literal(literal, name))), None)
 
 
 def outage(error: GraphQLError) -> bool:
@@ -111,17 +101,7 @@ def outage(error: GraphQLError) -> bool:
     return original is not None and (isinstance(original, UnavailableError) or database_unavailable(original))
 
 
-class TypeOutages(SchemaExtension):
-    """Turns a resolver's outage into ``UNAVAILABLE``; listed after MaskErrors, so it runs first."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = [_unavailable(error) if outage(error) else error for error in result.errors]
-
-
-def _unavailable(error: GraphQLError) -> GraphQLError:
+def unavailable(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     message = original.message if isinstance(original, UnavailableError) else (
         "the database is not answering; try again shortly"
@@ -143,7 +123,7 @@ class StepwiseSchema(strawberry.Schema):
             if not expected(error):
                 log.error(error, exc_info=error.original_error)
             elif outage(error):
-                log.warning("%s (%s)", _unavailable(error).message, type(error.original_error).__name__)
+                log.warning("%s (%s)", unavailable(error).message, type(error.original_error).__name__)
             else:
                 log.info(error)  # server.logs writes a GraphQL error as one line: where and what kind
 
@@ -152,22 +132,6 @@ def has_outage(errors: list[Any] | None) -> bool:
     return any((getattr(error, "extensions", None) or {}).get("code") == UNAVAILABLE for error in errors or [])
 
 
-_SUGGESTION = re.compile(r" Did you mean .*\?$")
-
-
-class HideSchemaFromAnonymous(SchemaExtension):
-    """An anonymous caller may not introspect the schema (``__schema``, ``__type``; ``__typename`` is
-    fine) nor read "Did you mean …?" suggestions, which spell out field and type names one guess at a
-    time. Signed-in callers (GraphiQL with a token in its Headers tab) and development see both."""
-
-    def on_operation(self) -> Iterator[None]:
-        if getattr(self.execution_context.context, "viewer", None) is None:
-            rules = self.execution_context.validation_rules
-            self.execution_context.validation_rules = (*rules, NoSchemaIntrospectionCustomRule)
-        yield
-
-    def on_validate(self) -> Iterator[None]:
-        yield
-        if getattr(self.execution_context.context, "viewer", None) is None:
-            for error in self.execution_context.pre_execution_errors or []:
-                error.message = _SUGGESTION.sub("", error.message)
+SUGGESTION = re.compile(r" Did you mean .*\?$")
+"""graphql-core's "Did you mean …?": cut from an anonymous caller's errors when the schema is hidden
+from them (``STEPWISE_ANONYMOUS_INTROSPECTION`` off, schema/pipeline.py), as introspection is."""

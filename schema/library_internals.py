@@ -26,7 +26,10 @@ from graphql.execution.collect_fields import CollectedFields, FieldDetailsList, 
 # Strawberry's execution context (strawberry/schema/schema.py), graphql-core's ``Executor`` with
 # Strawberry's hooks; ``strawberry.Schema(execution_context_class=…)`` expects a subclass of it.
 # Renamed or re-based, both executors here stop importing.
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+# Strawberry's validation (strawberry/schema/schema.py): graphql-core's ``validate`` with Strawberry's
+# own two rules appended (``Maybe`` nulls, ``@oneOf`` inputs), what its ``ValidationCache`` calls.
+# schema/pipeline.py validates a document once per text with it; moved, the server fails at import.
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext, validate_document
 
 # Strawberry's converter (strawberry/schema/schema_converter.py) leaves each GraphQL type and field's
 # Strawberry definition in its ``extensions`` under this key. Without it, no field is found plain
@@ -36,7 +39,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 __all__ = [
     "CollectedFields", "FieldDetailsList", "GroupedFieldSet", "StrawberryGraphQLCoreExecutionContext",
     "EXECUTOR_METHODS", "graphql_schema_of", "strawberry_definition_of", "resolver_function_of",
-    "forget_subfield_memo", "middlewares_of", "requested_operation_name",
+    "forget_subfield_memo", "middlewares_of", "requested_operation_name", "validate_document",
 ]  # fmt: skip
 
 

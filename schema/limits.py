@@ -1,10 +1,12 @@
 """Operation limits: what one GraphQL document may ask of the server, refused before any resolver runs.
 
+Enforced by schema/pipeline.py, once per document text where the limit is the text's.
+
 Each limit is a setting (the README's settings table) and a refusal is a request error whose
 ``extensions`` say which limit and its value: ``{"code": "MAX_DEPTH_EXCEEDED", "limit": 15}``.
 
-- **Document size** (bytes of the query text) and **tokens** (Strawberry's ``MaxTokensLimiter``:
-  graphql-core's lexer stops counting past it, so a huge document is never parsed whole).
+- **Document size** (bytes of the query text) and **tokens** (graphql-core's ``max_tokens``: its
+  lexer stops counting past it, so a huge document is never parsed whole).
 - **Nesting**, checked on the text before it is parsed: the parser recurses per level, and a
   document nested a few hundred levels deep was Python's "maximum recursion depth exceeded".
 - **Depth** (``QueryDepthLimiter``) and **aliases** (``MaxAliasesLimiter``) of the operation.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,16 +47,8 @@ from graphql import (
     get_named_type,
     is_leaf_type,
 )
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
 
 from engine import MAX_PAGE
-from schema.library_internals import graphql_schema_of, requested_operation_name
 
 LIST_SIZE = 10
 """What a list without ``first`` counts as (a task's documents, attempts, messages; an instance's tasks)."""
@@ -62,9 +56,9 @@ MAX_REPEATS = 10
 # A larger ``first`` counts as the largest a connection takes (engine.paging), and the field itself
 # refuses it with its typed error (``BAD_USER_INPUT`` naming ``first``) if the cost is within the limit.
 
-_DEPTH_ERROR = re.compile(r"exceeds maximum operation depth of (\d+)$")
-_ALIAS_ERROR = re.compile(r"^\d+ aliases found\. Allowed: (\d+)$")
-_TOKEN_ERROR = re.compile(r"Document contains more than (\d+) tokens")
+DEPTH_ERROR = re.compile(r"exceeds maximum operation depth of (\d+)$")
+ALIAS_ERROR = re.compile(r"^\d+ aliases found\. Allowed: (\d+)$")
+TOKEN_ERROR = re.compile(r"Document contains more than (\d+) tokens")
 
 
 @dataclass(frozen=True)
@@ -80,94 +74,13 @@ def limit_error(code: str, message: str, limit: int, **more: object) -> GraphQLE
     return GraphQLError(message, extensions={"code": code, "limit": limit, **more})
 
 
-def limit_extensions(limits: OperationLimits) -> list[Any]:
-    """The schema extensions (factories) that enforce ``limits``, in the order they must run.
-
-    The depth and alias rules are made once, here: each ``QueryDepthLimiter`` or ``MaxAliasesLimiter``
-    makes a new rule class, and ``ValidationCache`` is keyed by the rule classes, so limiters made per
-    request made every request validate its document again (``{ me { id } }`` 4.5 → 10.4 M
-    instructions, bench.instructions)."""
-    rules = [
-        *QueryDepthLimiter(max_depth=limits.max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=limits.max_aliases).validation_rules,
-    ]
-    return [
-        lambda: CheckDocument(limits),
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: AddValidationRules(rules),
-        lambda: CodeLimitErrors(),
-    ]
-
-
-class CheckDocument(SchemaExtension):
-    """The size and nesting of the text before parsing; the operations and cost before validation."""
-
-    def __init__(self, limits: OperationLimits) -> None:
-        self.limits = limits
-
-    def on_parse(self) -> Iterator[None]:
-        query = self.execution_context.query or ""
-        size = len(query.encode("utf-8", "surrogatepass"))
-        most = self.limits.max_document_bytes
-        if size > most:
-            raise limit_error("MAX_DOCUMENT_BYTES_EXCEEDED", f"the document is {size} bytes, over {most}",
-                              most)  # fmt: skip
-        if nesting(query) > 2 * self.limits.max_depth + 8:  # two brackets a level, and room for input objects
-            raise limit_error("MAX_DEPTH_EXCEEDED", f"the document is nested deeper than an operation of depth "
-                              f"{self.limits.max_depth} can be", self.limits.max_depth)  # fmt: skip
-        yield
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        assert document is not None, "validation follows parsing"
-        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-        # Strawberry's `operation_name` falls back to the first operation's: it would run that one.
-        named = requested_operation_name(context)
-        if len(operations) > 1 and named is None:
-            raise GraphQLError(
-                f"the document has {len(operations)} operations: name the one to run in `operationName`",
-                extensions={"code": "OPERATION_NAME_REQUIRED"},
-            )
-        repeated = most_repeated(document.definitions)
-        if repeated > MAX_REPEATS:
-            raise limit_error("MAX_REPEATS_EXCEEDED", f"a field is selected {repeated} times in one selection set; "
-                              f"at most {MAX_REPEATS} are allowed", MAX_REPEATS)  # fmt: skip
-        chosen = [o for o in operations if named in (None, o.name.value if o.name else None)]
-        if chosen:
-            fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-            schema = graphql_schema_of(context.schema)
-            root = schema.get_root_type(chosen[0].operation)
-            cost = Cost(schema, fragments, context.variables or {}, chosen[0]).of(chosen[0].selection_set, root)
-            if cost > self.limits.max_cost:
-                raise limit_error("MAX_COST_EXCEEDED", f"the operation's estimated cost is {cost}; at most "
-                                  f"{self.limits.max_cost} is allowed (lists count by `first`)",
-                                  self.limits.max_cost, cost=cost)  # fmt: skip
-        yield
-
-
-class CodeLimitErrors(SchemaExtension):
-    """Gives the errors of Strawberry's limiters, which carry only a message, the code and the limit."""
-
-    def on_operation(self) -> Iterator[None]:
-        try:
-            yield
-        except GraphQLError as error:  # the parser's, raised through the parser cache's hook
-            self._code([error], _TOKEN_ERROR, "MAX_TOKENS_EXCEEDED")
-            raise
-
-    def on_validate(self) -> Iterator[None]:
-        yield
-        errors = self.execution_context.pre_execution_errors or []
-        self._code(errors, _DEPTH_ERROR, "MAX_DEPTH_EXCEEDED")
-        self._code(errors, _ALIAS_ERROR, "MAX_ALIASES_EXCEEDED")
-
-    @staticmethod
-    def _code(errors: Iterable[GraphQLError], pattern: re.Pattern[str], code: str) -> None:
-        for error in errors:
-            found = pattern.search(error.message)
-            if found is not None and "code" not in (error.extensions or {}):
-                error.extensions = {"code": code, "limit": int(found.group(1))}
+def code_limit_errors(errors: Iterable[GraphQLError], pattern: re.Pattern[str], code: str) -> None:
+    """Gives the errors of graphql-core's lexer and Strawberry's limiters, which carry only a message,
+    the code and the limit."""
+    for error in errors:
+        found = pattern.search(error.message)
+        if found is not None and "code" not in (error.extensions or {}):
+            error.extensions = {"code": code, "limit": int(found.group(1))}
 
 
 def most_repeated(definitions: Iterable[Any]) -> int:

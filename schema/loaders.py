@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,53 +88,43 @@ class TitledStep:
     title: str
 
 
-@dataclass
 class DataLoaders:
-    users: DataLoader[str, User | None]
-    tasks: DataLoader[str, Task | None]
-    instances: DataLoader[str, WorkflowInstance | None]
-    """Without their data (read as ``{}``): what relations and permission checks need of an instance."""
-    instances_with_data: DataLoader[str, WorkflowInstance | None]
-    steps: DataLoader[str, StepInstance | None]
-    titled_steps: DataLoader[str, TitledStep | None]
-    step_metrics: DataLoader[str, StepMetrics]
-    instance_tasks: DataLoader[str, list[Task]]
-    instance_task_summaries: DataLoader[str, list[Task]]
-    """Without their values (``input``, ``output``, ``draft``): for a list that shows none of them."""
-    instance_steps: DataLoader[str, list[StepInstance]]
-    messages: DataLoader[str, list[TaskMessage]]
-    documents: DataLoader[str, list[Document]]
-    attempts: DataLoader[str, list[TaskAttempt]]
-    escalations: DataLoader[str, list[TaskEscalation]]
-    held_signals: DataLoader[str, list[state.HeldSignal]]
-    """An instance's held signals, applied ones too, oldest first."""
-    definitions: DataLoader[tuple[str, int], WorkflowDefinition]
+    """A request's loaders, each made when first used: a request uses a few of them, and fifteen
+    DataLoaders made for each request and again for each query were some 0.2 M instructions of a
+    ``{ me { id } }`` (bench.instructions)."""
+
+    def __init__(self, engine: Engine, sessions: ReadSessions | None = None) -> None:
+        self.engine = engine
+        self.read: ReadSessions = sessions or engine.db.read
 
     @classmethod
     def create(cls, engine: Engine, sessions: ReadSessions | None = None) -> DataLoaders:
-        read = sessions or engine.db.read
+        return cls(engine, sessions)
 
-        async def definitions(keys: Sequence[tuple[str, int]]) -> list[WorkflowDefinition]:
-            # The engine caches deployed versions (they never change); a cold cache costs one read
-            # per distinct version, not one per task asking for it, on the query's own connection.
-            async with read() as session:
-                found = {key: await engine.definition(*key, executor=session) for key in dict.fromkeys(keys)}
-            return [found[key] for key in keys]
+    @cached_property
+    def users(self) -> DataLoader[str, User | None]:
+        return _loader(self.read, lambda s, ids: DirectoryRepository(s).get_users(ids), _none)
 
-        def instance_tasks(summary: bool) -> Callable[[AsyncSession, list[str]], Awaitable[dict[str, list[Task]]]]:
-            async def fetch(session: AsyncSession, ids: list[str]) -> dict[str, list[Task]]:
-                grouped: dict[str, list[Task]] = {key: [] for key in ids}
-                for task in await TaskRepository(session).find_by_instances(ids, summary=summary):
-                    grouped[task.workflow_instance_id].append(task)
-                return grouped
+    @cached_property
+    def tasks(self) -> DataLoader[str, Task | None]:
+        return _loader(self.read, lambda s, ids: TaskRepository(s).get_many(ids), _none)
 
-            return fetch
+    @cached_property
+    def instances(self) -> DataLoader[str, WorkflowInstance | None]:
+        """Without their data (read as ``{}``): what relations and permission checks need of an instance."""
+        return _loader(self.read, lambda s, ids: InstanceRepository(s).get_many(ids, summary=True), _none)
 
-        async def instance_steps(session: AsyncSession, ids: list[str]) -> dict[str, list[StepInstance]]:
-            grouped: dict[str, list[StepInstance]] = {key: [] for key in ids}
-            for step in await InstanceRepository(session).steps_of(ids):
-                grouped[step.workflow_instance_id].append(step)
-            return grouped
+    @cached_property
+    def instances_with_data(self) -> DataLoader[str, WorkflowInstance | None]:
+        return _loader(self.read, lambda s, ids: InstanceRepository(s).get_many(ids), _none)
+
+    @cached_property
+    def steps(self) -> DataLoader[str, StepInstance | None]:
+        return _loader(self.read, lambda s, ids: InstanceRepository(s).get_steps(ids), _none)
+
+    @cached_property
+    def titled_steps(self) -> DataLoader[str, TitledStep | None]:
+        engine = self.engine
 
         async def titled_steps(session: AsyncSession, ids: list[str]) -> dict[str, TitledStep]:
             # One batch and one statement, not three rounds (steps, their instances, definitions): a
@@ -145,21 +136,71 @@ class DataLoaders:
                 titled[step_id] = TitledStep(step, definition.step_title(step.step_key))
             return titled
 
-        return cls(
-            users=_loader(read, lambda s, ids: DirectoryRepository(s).get_users(ids), _none),
-            tasks=_loader(read, lambda s, ids: TaskRepository(s).get_many(ids), _none),
-            instances=_loader(read, lambda s, ids: InstanceRepository(s).get_many(ids, summary=True), _none),
-            instances_with_data=_loader(read, lambda s, ids: InstanceRepository(s).get_many(ids), _none),
-            steps=_loader(read, lambda s, ids: InstanceRepository(s).get_steps(ids), _none),
-            titled_steps=_loader(read, titled_steps, _none),
-            step_metrics=_loader(read, lambda s, ids: TaskRepository(s).step_metrics(ids), StepMetrics),
-            instance_tasks=_loader(read, instance_tasks(summary=False), list),
-            instance_task_summaries=_loader(read, instance_tasks(summary=True), list),
-            instance_steps=_loader(read, instance_steps, list),
-            messages=_loader(read, lambda s, ids: TaskDetailsRepository(s).messages_of(ids), list),
-            documents=_loader(read, lambda s, ids: TaskDetailsRepository(s).documents_of(ids), list),
-            attempts=_loader(read, lambda s, ids: TaskDetailsRepository(s).attempts_of(ids), list),
-            escalations=_loader(read, lambda s, ids: EscalationRepository(s).of_tasks(ids), list),
-            held_signals=_loader(read, held_signals_of, list),
-            definitions=DataLoader(load_fn=definitions),
-        )
+        return _loader(self.read, titled_steps, _none)
+
+    @cached_property
+    def step_metrics(self) -> DataLoader[str, StepMetrics]:
+        return _loader(self.read, lambda s, ids: TaskRepository(s).step_metrics(ids), StepMetrics)
+
+    @cached_property
+    def instance_tasks(self) -> DataLoader[str, list[Task]]:
+        return _loader(self.read, _instance_tasks(summary=False), list)
+
+    @cached_property
+    def instance_task_summaries(self) -> DataLoader[str, list[Task]]:
+        """Without their values (``input``, ``output``, ``draft``): for a list that shows none of them."""
+        return _loader(self.read, _instance_tasks(summary=True), list)
+
+    @cached_property
+    def instance_steps(self) -> DataLoader[str, list[StepInstance]]:
+        async def instance_steps(session: AsyncSession, ids: list[str]) -> dict[str, list[StepInstance]]:
+            grouped: dict[str, list[StepInstance]] = {key: [] for key in ids}
+            for step in await InstanceRepository(session).steps_of(ids):
+                grouped[step.workflow_instance_id].append(step)
+            return grouped
+
+        return _loader(self.read, instance_steps, list)
+
+    @cached_property
+    def messages(self) -> DataLoader[str, list[TaskMessage]]:
+        return _loader(self.read, lambda s, ids: TaskDetailsRepository(s).messages_of(ids), list)
+
+    @cached_property
+    def documents(self) -> DataLoader[str, list[Document]]:
+        return _loader(self.read, lambda s, ids: TaskDetailsRepository(s).documents_of(ids), list)
+
+    @cached_property
+    def attempts(self) -> DataLoader[str, list[TaskAttempt]]:
+        return _loader(self.read, lambda s, ids: TaskDetailsRepository(s).attempts_of(ids), list)
+
+    @cached_property
+    def escalations(self) -> DataLoader[str, list[TaskEscalation]]:
+        return _loader(self.read, lambda s, ids: EscalationRepository(s).of_tasks(ids), list)
+
+    @cached_property
+    def held_signals(self) -> DataLoader[str, list[state.HeldSignal]]:
+        """An instance's held signals, applied ones too, oldest first."""
+        return _loader(self.read, held_signals_of, list)
+
+    @cached_property
+    def definitions(self) -> DataLoader[tuple[str, int], WorkflowDefinition]:
+        engine, read = self.engine, self.read
+
+        async def definitions(keys: Sequence[tuple[str, int]]) -> list[WorkflowDefinition]:
+            # The engine caches deployed versions (they never change); a cold cache costs one read
+            # per distinct version, not one per task asking for it, on the query's own connection.
+            async with read() as session:
+                found = {key: await engine.definition(*key, executor=session) for key in dict.fromkeys(keys)}
+            return [found[key] for key in keys]
+
+        return DataLoader(load_fn=definitions)
+
+
+def _instance_tasks(summary: bool) -> Callable[[AsyncSession, list[str]], Awaitable[dict[str, list[Task]]]]:
+    async def fetch(session: AsyncSession, ids: list[str]) -> dict[str, list[Task]]:
+        grouped: dict[str, list[Task]] = {key: [] for key in ids}
+        for task in await TaskRepository(session).find_by_instances(ids, summary=summary):
+            grouped[task.workflow_instance_id].append(task)
+        return grouped
+
+    return fetch

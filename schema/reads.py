@@ -9,7 +9,7 @@ in it, a mutation or subscription closes it before it runs.
 
 Queries only: a mutation's payload must show what the mutation just committed, and a SQLite read
 transaction keeps the snapshot it began with. Subscriptions read per event (see schema.subscriptions).
-Each query gets its :class:`SharedReads` from :class:`schema.schema.ShareReadsPerQuery`.
+Each query gets its :class:`SharedReads` from :class:`schema.pipeline.OperationPipeline`.
 """
 
 from __future__ import annotations

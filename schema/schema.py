@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types.graphql import OperationType
 
 from engine import FastPaths
-from schema.context import Context
 from schema.directory import DevSignInMutations, DirectoryQueries
 from schema.execution import prepare
-from schema.failures import HideSchemaFromAnonymous, RefuseUnstorableText, StepwiseSchema, TypeOutages
+from schema.failures import StepwiseSchema
 from schema.library_internals import graphql_schema_of
-from schema.limits import OperationLimits, limit_extensions
-from schema.loaders import DataLoaders
+from schema.limits import OperationLimits
 from schema.mutations.action_approvals import ActionApprovalMutations, ActionApprovalQueries
 from schema.mutations.bulk import BulkTaskMutations
 from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.webhooks import WebhookMutations
 from schema.mutations.workflows import WorkflowMutations
+from schema.pipeline import Pipeline
 from schema.queries import Query
-from schema.reads import SharedReads
 from schema.subscriptions import Subscription, SubscriptionExecutionContext
 from schema.types.webhooks import WebhookQueries
 
@@ -47,27 +43,6 @@ class Mutation(
 @strawberry.type(name="Query")
 class RootQuery(Query, DirectoryQueries, WebhookQueries, ActionApprovalQueries):
     pass
-
-
-class ShareReadsPerQuery(SchemaExtension):
-    """Gives each query operation a :class:`SharedReads`, and DataLoaders that read through it."""
-
-    async def on_execute(self) -> AsyncIterator[None]:
-        execution = self.execution_context
-        context: Context = execution.context
-        authenticated_in, context.request_reads = context.request_reads, None
-        if execution.operation_type is not OperationType.QUERY:
-            if authenticated_in is not None:  # not held open while a mutation works
-                await authenticated_in.close()
-            yield
-            return
-        reads = authenticated_in or SharedReads(context.engine.db)
-        context.reads, context.loaders = reads, DataLoaders.create(context.engine, reads.session)
-        try:
-            yield
-        finally:
-            context.reads = None
-            await reads.close()
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -93,18 +68,13 @@ def build_schema(
     ``fast_execution``: the executor shortcut (:mod:`schema.execution`, ``STEPWISE_FAST_EXECUTION``; by
     default as that variable says); off, every field goes through its resolver. ``limits``: what one
     operation may ask (schema.limits; the defaults when not given). ``anonymous_introspection``: off, an
-    anonymous caller may not introspect nor read field suggestions (schema.failures)."""
-    extensions: list[Any] = [
-        *instruments, *limit_extensions(limits or OperationLimits()), RefuseUnstorableText, ShareReadsPerQuery,
-        *([] if anonymous_introspection else [HideSchemaFromAnonymous]),
-    ]  # fmt: skip
-    if cache_documents:
-        # Clients send the same few documents over and over; parsing and validating them again is most
-        # of GraphQL's overhead on a small page (bench/graphql_overhead.py measures it, 1.4–2.1×).
-        extensions += [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
-    if mask_errors:
-        extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
-    extensions.append(TypeOutages)  # after MaskErrors, so it sees an outage before it is masked
+    anonymous caller may not introspect nor read field suggestions (schema.failures). ``cache_documents``:
+    off, every request parses and validates its document (bench/graphql_overhead.py's lever)."""
+    pipeline = Pipeline(
+        limits or OperationLimits(), mask_errors=mask_errors, hide_from_anonymous=not anonymous_introspection,
+        cache_documents=cache_documents, should_mask=_should_mask,
+    )  # fmt: skip
+    extensions: list[Any] = [*instruments, pipeline.extension]
     schema = StepwiseSchema(
         query=RootQuery,
         mutation=Mutation,

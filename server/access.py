@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from contextlib import nullcontext
 from typing import Any
 
@@ -47,7 +47,7 @@ class ObservedRequests:
             return
         headers = Headers(scope=scope)
         sent_id = headers.get("x-request-id", "")
-        info = RequestInfo(request_id=sent_id if _REQUEST_ID.fullmatch(sent_id) else uuid.uuid4().hex)
+        info = RequestInfo(request_id=sent_id if _REQUEST_ID.fullmatch(sent_id) else secrets.token_hex(16))
         if scope["type"] == "websocket":  # a connection, not a request: its id reaches its log lines only
             with request_scope(info):
                 await self.app(scope, receive, send)
@@ -80,8 +80,10 @@ class ObservedRequests:
                         current.set_attribute("graphql.operation.name", info.operation)
                 if self.metrics is not None:
                     self.metrics.request_answered(method, route_label(path, status), status, seconds)
-                log.log(
-                    logging.DEBUG if path in _QUIET else logging.INFO,
-                    "%s %s %s %.1f ms", method, path, status, seconds * 1000,
-                    extra={"method": method, "path": path, "status": status, "duration_ms": round(seconds * 1000, 2)},
-                )  # fmt: skip
+                level = logging.DEBUG if path in _QUIET else logging.INFO
+                if log.isEnabledFor(level):  # its fields are built only for a line that is written
+                    log.log(
+                        level, "%s %s %s %.1f ms", method, path, status, seconds * 1000,
+                        extra={"method": method, "path": path, "status": status,
+                               "duration_ms": round(seconds * 1000, 2)},
+                    )  # fmt: skip

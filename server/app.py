@@ -114,7 +114,7 @@ def create_app(
         limits=limits,
         anonymous_introspection=settings.anonymous_introspection or settings.dev,
     )
-    graphql = StepwiseGraphQL(schema, services, settings, events)
+    graphql = StepwiseGraphQL(schema, services, settings, events, slots=rate_limits.slots)
     shutdown = Shutdown()
 
     @asynccontextmanager

@@ -50,6 +50,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         services: Services,
         settings: Settings,
         events: EventHub | None = None,
+        slots: OperationSlots | None = None,
     ) -> None:
         super().__init__(
             schema,
@@ -66,7 +67,8 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
         self.settings = settings
         self.events = events
         self.connections = ConnectionLimits(settings.ws_connections_per_user, settings.ws_connections)
-        self.slots = OperationSlots(settings.operations_per_user, settings.operation_wait_seconds)
+        # shared with the schema's RateLimitOperations, which takes them for operations over a WebSocket
+        self.slots = slots or OperationSlots(settings.operations_per_user, settings.operation_wait_seconds)
 
     @overload
     async def run(self, request: Request, context: Context = UNSET, root_value: None = UNSET) -> Response: ...

@@ -109,6 +109,9 @@ class Metrics(EngineObserver):
         )
         registry.register(_LiveCollector(engine, events))
         self._operation_names: set[str] = set()
+        # Each label set's children, looked up once: ``labels()`` checks and locks on every call.
+        self._requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._operations: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     # -- the engine's hooks ------------------------------------------------------------------------
 
@@ -130,8 +133,22 @@ class Metrics(EngineObserver):
     # -- requests and operations -------------------------------------------------------------------
 
     def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_seconds.labels(method, route).observe(seconds)
+        children = self._requests.get((method, route, status))
+        if children is None:
+            children = self._requests[method, route, status] = (
+                self.http_requests.labels(method, route, str(status)), self.http_seconds.labels(method, route),
+            )  # fmt: skip
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def operation_answered(self, label: str, kind: str, seconds: float) -> None:
+        children = self._operations.get((label, kind))
+        if children is None:
+            children = self._operations[label, kind] = (
+                self.operations.labels(label, kind), self.operation_seconds.labels(label, kind),
+            )  # fmt: skip
+        children[0].inc()
+        children[1].observe(seconds)
 
     def operation_label(self, name: object) -> str:
         if not name or not isinstance(name, str):
@@ -189,9 +206,7 @@ class OperationMetrics(SchemaExtension):
         self._recorded = True
         context = self.execution_context
         name, kind = context.operation_name, self._kind()
-        label = self.metrics.operation_label(name)
-        self.metrics.operations.labels(label, kind).inc()
-        self.metrics.operation_seconds.labels(label, kind).observe(seconds)
+        self.metrics.operation_answered(self.metrics.operation_label(name), kind, seconds)
         result = context.result
         errors = [failure] if failure else (result.errors if result else None) or context.pre_execution_errors or []
         for error in errors:

@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from graphql import GraphQLError
+from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult
 
@@ -78,7 +79,8 @@ class TokenBuckets:
 
 
 class RateLimits:
-    """The process's buckets; :meth:`graphql_extension` enforces them on operations."""
+    """The process's buckets and operation slots; :meth:`graphql_extension` enforces them on operations
+    (the slots there only for operations over a WebSocket: server.graphql_app takes an HTTP request's)."""
 
     def __init__(self, settings: Settings) -> None:
         def buckets(per_minute: float, burst: int) -> TokenBuckets | None:
@@ -89,10 +91,11 @@ class RateLimits:
             "subscription": buckets(settings.subscription_starts_per_minute, settings.subscription_start_burst),
             "query": buckets(settings.queries_per_minute, settings.query_burst),
         }
+        self.slots = OperationSlots(settings.operations_per_user, settings.operation_wait_seconds)
 
     @property
     def enabled(self) -> bool:
-        return any(self.by_type.values())
+        return any(self.by_type.values()) or self.slots.per_user > 0
 
     def graphql_extension(self) -> Callable[[], SchemaExtension]:
         return lambda: RateLimitOperations(self)
@@ -113,7 +116,22 @@ class RateLimitOperations(SchemaExtension):
                     f"too many {context.operation_type.value}s: try again in {seconds} s",
                     extensions={"code": RATE_LIMITED, "retryAfter": seconds},
                 )
-        yield
+        over_http = not isinstance(getattr(context.context, "request", None), WebSocket)
+        if over_http or context.operation_type.value == "subscription":
+            yield  # an HTTP request took its slot before its body (server.graphql_app); a subscription lives on
+            return
+        # A query or mutation sent over a WebSocket takes a slot as over HTTP, or a client would get
+        # round the limit that way; it does not wait for one (the connection is not held up).
+        key, slots = client_key(context.context), self.limits.slots
+        if not slots.try_enter(key):
+            raise GraphQLError(
+                f"at most {slots.per_user} operations of one user at once: try again in 1 s",
+                extensions={"code": RATE_LIMITED, "retryAfter": 1},
+            )
+        try:
+            yield
+        finally:
+            slots.leave(key)
 
 
 def client_key(context: object) -> str:
@@ -134,10 +152,9 @@ def retry_after(result: ExecutionResult) -> int | None:
 
 
 class _Slots:
-    def __init__(self, size: int) -> None:
-        self.semaphore = asyncio.Semaphore(size)
+    def __init__(self) -> None:
         self.held = 0
-        self.users = 0  # operations holding one of the slots or waiting for one
+        self.line: deque[asyncio.Future[None]] = deque()  # first come, first served
 
 
 class OperationSlots:
@@ -151,34 +168,52 @@ class OperationSlots:
     def available(self, key: str) -> bool:
         """Whether :meth:`enter` would take a slot of ``key``'s at once, without waiting."""
         slots = self._by_key.get(key)
-        return self.per_user <= 0 or slots is None or not slots.semaphore.locked()
+        return self.per_user <= 0 or slots is None or (slots.held < self.per_user and not slots.line)
+
+    def try_enter(self, key: str) -> bool:
+        """Take one of ``key``'s slots if one is free now; False otherwise (nothing waits)."""
+        if self.per_user <= 0:
+            return True
+        if not self.available(key):
+            return False
+        self._by_key.setdefault(key, _Slots()).held += 1
+        return True
 
     async def enter(self, key: str) -> bool:
         """Take one of ``key``'s slots, waiting up to ``wait_seconds``; False if none came free."""
-        if self.per_user <= 0:
+        if self.try_enter(key):
             return True
-        slots = self._by_key.get(key) or self._by_key.setdefault(key, _Slots(self.per_user))
-        slots.users += 1
-        try:
-            async with asyncio.timeout(self.wait_seconds if slots.semaphore.locked() else None):
-                await slots.semaphore.acquire()
-        except TimeoutError:
-            self._forget(key, slots)
+        if self.wait_seconds <= 0:
             return False
-        except BaseException:  # the request was cancelled while it waited
-            self._forget(key, slots)
+        slots = self._by_key[key]
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        slots.line.append(turn)
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await turn
+        except BaseException as exc:  # timed out, or the request was cancelled while it waited
+            if turn.done() and not turn.cancelled():
+                self.leave(key)  # handed a slot just as it gave up: the next in line has it
+            elif turn in slots.line:
+                slots.line.remove(turn)
+            if isinstance(exc, TimeoutError):
+                return False
             raise
-        slots.held += 1
         return True
 
     def leave(self, key: str) -> None:
-        """Give back a slot :meth:`enter` took."""
+        """Give back a slot :meth:`enter` or :meth:`try_enter` took: to the next in line, if any."""
         if self.per_user <= 0:
             return
         slots = self._by_key[key]
+        while slots.line:
+            turn = slots.line.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot passes on: as many are held as before
+                return
         slots.held -= 1
-        slots.semaphore.release()
-        self._forget(key, slots)
+        if slots.held == 0:  # nobody holds or waits: a user's slots cost nothing between their requests
+            del self._by_key[key]
 
     def held(self, key: str) -> int:
         slots = self._by_key.get(key)
@@ -186,12 +221,7 @@ class OperationSlots:
 
     def waiting(self, key: str) -> int:
         slots = self._by_key.get(key)
-        return 0 if slots is None else slots.users - slots.held
-
-    def _forget(self, key: str, slots: _Slots) -> None:
-        slots.users -= 1
-        if slots.users == 0:  # nobody holds or waits: a user's slots cost nothing between their requests
-            del self._by_key[key]
+        return 0 if slots is None else sum(not turn.done() for turn in slots.line)
 
 
 class ConnectionLimits:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from engine.definitions.approval import Approvers
 from engine.definitions.model import Priority
 from engine.state import (
     DeployedDefinition,
@@ -30,22 +31,64 @@ from engine.state import (
 )
 from engine.storage.database import Executor
 from engine.storage.models import idempotency_keys
+from engine.tasks.policy_state import PolicyDecision, PolicyLevel, TaskPolicy
 from engine.webhooks.model import DeliveryStatus, Webhook, WebhookDelivery, WebhookFilter
 
 _DATACLASSES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (Task, WorkflowInstance, Token, TaskMessage, Document, DeployedDefinition, Webhook, WebhookFilter,
-                WebhookDelivery)
+                WebhookDelivery, TaskPolicy, PolicyLevel, PolicyDecision, Approvers)
 }  # fmt: skip
 _ENUMS: dict[str, type[StrEnum]] = {
     cls.__name__: cls for cls in (TaskStatus, TaskKind, InstanceStatus, Priority, TaskEventKind, DeliveryStatus)
 }
 
 
+# Each stored dataclass's fields, with the default of those that have one: a field at its default is
+# left out of the row (decoding fills it in), so a key's row is not mostly nulls (a task's are).
+_FIELDS: dict[type[Any], tuple[tuple[str, Any], ...]] = {
+    cls: tuple((f.name, f.default) for f in dataclasses.fields(cls)) for cls in _DATACLASSES.values()
+}
+_NO_DEFAULT: Any = dataclasses.MISSING
+_PLAIN = frozenset((bool, int, float, str, type(None)))
+_ENUM_TYPES = frozenset(_ENUMS.values())
+
+
 def encode_result(value: Any) -> Any:
     """``value`` as JSON in which every object is ``{"$": tag, "v": …}`` (a client's own objects too,
     so their keys never pass for tags)."""
-    if value is None or isinstance(value, bool | int | float):
+    # Every keyed transition encodes what it returns (an instance and its tasks): the exact types it
+    # is made of are looked up first, the isinstance checks (an ABC's among them) only for the rest.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    fields = _FIELDS.get(kind)
+    if fields is not None:
+        encoded = {}
+        for name, default in fields:
+            field = getattr(value, name)
+            if default is _NO_DEFAULT or not _at_default(field, default):
+                encoded[name] = encode_result(field)
+        return {"$": kind.__name__, "v": encoded}
+    if kind is dict:
+        return {"$": "dict", "v": {str(k): encode_result(v) for k, v in value.items()}}
+    if kind is tuple:
+        return {"$": "tuple", "v": [encode_result(v) for v in value]}
+    if kind is list:
+        return [encode_result(v) for v in value]
+    if kind in _ENUM_TYPES:
+        return {"$": kind.__name__, "v": value.value}
+    if kind is datetime:
+        return {"$": "datetime", "v": value.isoformat()}
+    return _encode_other(value)
+
+
+def _at_default(field: Any, default: Any) -> bool:
+    return field is default or (type(field) is type(default) and field == default)
+
+
+def _encode_other(value: Any) -> Any:
+    if isinstance(value, bool | int | float):
         return value
     if isinstance(value, StrEnum):
         return {"$": type(value).__name__, "v": value.value}
@@ -54,11 +97,7 @@ def encode_result(value: Any) -> Any:
     if isinstance(value, datetime):
         return {"$": "datetime", "v": value.isoformat()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        name = type(value).__name__
-        if _DATACLASSES.get(name) is not type(value):
-            raise TypeError(f"{name} is not a result an idempotency key stores")
-        fields = {f.name: encode_result(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {"$": name, "v": fields}
+        raise TypeError(f"{type(value).__name__} is not a result an idempotency key stores")
     if isinstance(value, Mapping):
         return {"$": "dict", "v": {str(k): encode_result(v) for k, v in value.items()}}
     if isinstance(value, tuple):

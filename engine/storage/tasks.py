@@ -25,6 +25,7 @@ from engine.storage.database import Executor
 from engine.storage.deferred import revision_checked_update
 from engine.storage.lists import any_of, sql_literals
 from engine.storage.models import tasks
+from engine.tasks.policy_state import TaskPolicy
 
 _INSERT_FIELDS = (
     "id", "workflow_instance_id", "step_instance_id", "token_id", "node_id", "schema_type", "name", "title",
@@ -50,7 +51,7 @@ def task_values(task: Task) -> dict[str, Any]:
     values.update(kind=task.kind.value, status=task.status.value, priority=PRIORITY_RANK[task.priority])
     values["input"] = dict(task.input)
     values["draft"] = dict(task.draft) if task.draft is not None else None
-    values["policy"] = dict(task.policy) if task.policy is not None else None
+    values["policy"] = task.policy.to_json() if task.policy is not None else None
     values["candidate_users"] = stored_candidates(task.candidate_users)
     return values
 
@@ -63,6 +64,8 @@ def stored_changes(values: Mapping[str, Any], expected_revision: int) -> dict[st
             stored[key] = str(stored[key])
     if "candidate_users" in stored:
         stored["candidate_users"] = stored_candidates(stored["candidate_users"])
+    if stored.get("policy") is not None:
+        stored["policy"] = stored["policy"].to_json()
     stored["revision"] = expected_revision + 1
     return stored
 
@@ -73,6 +76,11 @@ _TASK_FIELDS = tuple(field.name for field in fields(Task))  # each a column of t
 TASK_VALUE_COLUMNS = ("input", "output", "draft")
 _SUMMARY_FIELDS = tuple(name for name in _TASK_FIELDS if name not in TASK_VALUE_COLUMNS)
 TASK_SUMMARY_COLUMNS = tuple(column for column in tasks.c if column.name not in TASK_VALUE_COLUMNS)
+
+
+def _candidates(stored: str | None) -> tuple[str, ...]:
+    """A stored ``candidate_users`` read back; most tasks have none, and a page reads fifty rows."""
+    return tuple(user for user in stored.split(",") if user) if stored else ()
 
 
 def task_from_row(row: Any, prefix: str = "", *, summary: bool = False) -> Task:
@@ -91,7 +99,8 @@ def task_from_row(row: Any, prefix: str = "", *, summary: bool = False) -> Task:
         kind=TaskKind(values["kind"]),
         status=TaskStatus(values["status"]),
         priority=PRIORITY_BY_RANK[values["priority"]],
-        candidate_users=tuple(user for user in (values["candidate_users"] or "").split(",") if user),
+        candidate_users=_candidates(values["candidate_users"]),
+        policy=TaskPolicy.from_json(values["policy"]) if values["policy"] is not None else None,
     )
     return Task(**values)
 

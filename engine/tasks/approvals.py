@@ -11,7 +11,8 @@ act on (assigning it to an eligible user clears it).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from engine.definitions.approval import (
@@ -26,6 +27,7 @@ from engine.definitions.registry import Assignment
 from engine.definitions.templates import render_value
 from engine.state import Task, TaskStatus
 from engine.tasks import policies
+from engine.tasks.policy_state import PolicyLevel, TaskPolicy
 
 
 class Members(Protocol):
@@ -39,7 +41,7 @@ class PolicySetup:
     """The task's ``policy``, its assignment (the current level's role or group, for a policy), its
     named approvers, and why it is blocked (or None)."""
 
-    policy: dict[str, Any]
+    policy: TaskPolicy
     assignment: Assignment
     candidate_users: tuple[str, ...]
     blocked_reason: str | None
@@ -68,7 +70,7 @@ def excluded_users(node: Node, started_by: str, instance_tasks: Sequence[Task]) 
 
 def _deciders(task: Task) -> list[str]:
     """Who decided an approval task: each decision of its policy, or whoever completed it."""
-    deciders = [str(d["by"]) for d in policies.decisions(task)]
+    deciders = [d.by for d in policies.decisions(task)]
     return deciders or ([task.completed_by] if task.completed_by else [])
 
 
@@ -83,10 +85,10 @@ def _resolved_users(approvers: Approvers, variables: Mapping[str, Any]) -> tuple
     return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
 
 
-def _level_json(level: ApprovalLevel, variables: Mapping[str, Any]) -> dict[str, Any]:
+def _resolved_level(level: ApprovalLevel, variables: Mapping[str, Any]) -> PolicyLevel:
     users = _resolved_users(level.approvers, variables)
-    of = {"users": list(users)} if users is not None else level.approvers.to_json()
-    return {"of": of, "required": level.required, "rejectWhen": level.reject_when}
+    approvers = Approvers(users=users) if users is not None else level.approvers
+    return PolicyLevel(approvers, level.required, level.reject_when)
 
 
 async def setup(
@@ -100,28 +102,28 @@ async def setup(
     """Resolve ``node``'s policy for a new task (``instance_tasks``: the instance's tasks so far,
     read only if the node's ``excludes`` look back at them)."""
     excluded = excluded_users(node, started_by, instance_tasks)
-    policy: dict[str, Any] = {"excluded": excluded, "excludes": list(node.excludes)}
+    policy = TaskPolicy(excluded=MappingProxyType(excluded), excludes=tuple(node.excludes))
     if node.approval is None:
         return PolicySetup(policy, assignment, (), await _blocked(assignment, (), excluded, 1, members))
-    policy.update(levels=[_level_json(level, variables) for level in node.approval.levels],
-                  chain=node.approval.chain, level=0, decisions=[])  # fmt: skip
+    policy = replace(policy, levels=tuple(_resolved_level(level, variables) for level in node.approval.levels),
+                     chain=node.approval.chain)  # fmt: skip
     return await activate_level(policy, 0, members)
 
 
-async def activate_level(policy: dict[str, Any], index: int, members: Members) -> PolicySetup:
+async def activate_level(policy: TaskPolicy, index: int, members: Members) -> PolicySetup:
     """Make level ``index`` the current one: its approvers, how many are eligible, blocked or not."""
-    level = policy["levels"][index]
-    of: Mapping[str, Any] = level["of"]
-    assignment = Assignment(role=of.get("role"), group=of.get("group"))
-    users = tuple(of.get("users", ()))
-    eligible = await _eligible(assignment, users, policy["excluded"], members)
-    levels = [dict(item) for item in policy["levels"]]
-    levels[index] = {**level, "eligible": len(eligible)}
-    activated = {**policy, "levels": levels, "level": index}
-    required = int(level["required"])
+    assert policy.levels is not None, "only a policy with levels has a level to activate"
+    level = policy.levels[index]
+    of = level.approvers
+    assignment = Assignment(role=of.role, group=of.group)
+    users = tuple(of.users or ()) if of.role is None and of.group is None else ()
+    eligible = await _eligible(assignment, users, policy.excluded, members)
+    levels = list(policy.levels)
+    levels[index] = replace(level, eligible=len(eligible))
+    activated = replace(policy, levels=tuple(levels), level=index)
     blocked = None
-    if len(eligible) < required:
-        blocked = _blocked_reason(required, len(eligible), policy["excluded"], index if policy.get("chain") else None)
+    if len(eligible) < level.required:
+        blocked = _blocked_reason(level.required, len(eligible), policy.excluded, index if policy.chain else None)
     return PolicySetup(activated, assignment, users, blocked)
 
 

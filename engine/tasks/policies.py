@@ -10,37 +10,28 @@ the other's statement fails and runs again under the instance's row lock, where 
 outcome settled (``INVALID_STATE``). Nothing has to be cancelled when the outcome is reached, and
 an approver's inbox shows the task like any task of their role.
 
-The task's ``policy`` (JSON) holds what :func:`engine.tasks.approvals.setup` resolved when the task
-was created, and the decisions since::
-
-    {"excluded": {"alice": "starter"}, "excludes": ["starter"],
-     "levels": [{"of": {"role": "approver"}, "required": 2, "rejectWhen": "any", "eligible": 3}],
-     "chain": false, "level": 0,
-     "decisions": [{"by": "bob", "decision": "approved", "comment": null, "at": "…", "level": 0}]}
-
-``levels`` is missing on a task that only has ``excludes``.
+The task's ``policy`` (a :class:`~engine.tasks.policy_state.TaskPolicy`) holds what
+:func:`engine.tasks.approvals.setup` resolved when the task was created, and the decisions since.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.definitions.approval import REJECT_ANY, REJECT_MAJORITY
 from engine.definitions.model import DECIDED_SCHEMA_TYPES
 from engine.errors import SeparationOfDutiesError
 from engine.state import Task, TaskKind, TaskStatus, User
+from engine.tasks.policy_state import PolicyDecision, PolicyLevel, TaskPolicy
 
 APPROVED, REJECTED = "approved", "rejected"
 
 
 def excluded_by(task: Task, user_id: str) -> str | None:
     """The ``excludes`` rule that shuts ``user_id`` out of ``task``, or None."""
-    if task.policy is None:
-        return None
-    rule: str | None = task.policy.get("excluded", {}).get(user_id)
-    return rule
+    return task.policy.excluded.get(user_id) if task.policy is not None else None
 
 
 def check_not_excluded(task: Task, user_id: str, doing: str) -> None:
@@ -61,20 +52,20 @@ def _rule_words(rule: str) -> str:
 
 
 def has_approval_policy(task: Task) -> bool:
-    return task.policy is not None and "levels" in task.policy
+    return task.policy is not None and task.policy.has_levels
 
 
-def levels(task: Task) -> Sequence[Mapping[str, Any]]:
-    return task.policy.get("levels", ()) if task.policy is not None else ()
+def levels(task: Task) -> Sequence[PolicyLevel]:
+    return (task.policy.levels or ()) if task.policy is not None else ()
 
 
 def current_level(task: Task) -> int:
-    return int(task.policy.get("level", 0)) if task.policy is not None else 0
+    return task.policy.level if task.policy is not None else 0
 
 
-def decisions(task: Task) -> Sequence[Mapping[str, Any]]:
+def decisions(task: Task) -> Sequence[PolicyDecision]:
     """Every decision recorded on the task so far (an approval policy's; a settled task's are in its output too)."""
-    return task.policy.get("decisions", ()) if task.policy is not None else ()
+    return task.policy.decisions if task.policy is not None else ()
 
 
 def outcome(task: Task) -> str | None:
@@ -90,16 +81,16 @@ def outcome(task: Task) -> str | None:
 def has_decided(task: Task, user_id: str) -> bool:
     """``user_id`` decided the current level already (a second decision would count twice)."""
     level_index = current_level(task)
-    return any(d["by"] == user_id and d.get("level", 0) == level_index for d in decisions(task))
+    return any(d.by == user_id and d.level == level_index for d in decisions(task))
 
 
-def is_level_approver(user: User, level: Mapping[str, Any]) -> bool:
-    of: Mapping[str, Any] = level["of"]
-    if "role" in of:
-        return of["role"] in user.roles
-    if "group" in of:
-        return of["group"] in user.groups
-    return user.id in of.get("users", ())
+def is_level_approver(user: User, level: PolicyLevel) -> bool:
+    of = level.approvers
+    if of.role is not None:
+        return of.role in user.roles
+    if of.group is not None:
+        return of.group in user.groups
+    return user.id in (of.users or ())
 
 
 @dataclass(frozen=True)
@@ -151,7 +142,7 @@ class Settled:
     """What a decision made of an approval policy: the policy after it, and either the outcome
     (``approved``/``rejected``) or the next level to decide, or neither (more decisions needed)."""
 
-    policy: dict[str, Any]
+    policy: TaskPolicy
     outcome: str | None = None
     next_level: int | None = None
 
@@ -163,40 +154,37 @@ def record_decision(task: Task, user_id: str, decision: str, comment: str | None
     assert task.policy is not None
     level_index = current_level(task)
     level = levels(task)[level_index]
-    entry: dict[str, Any] = {"by": user_id, "decision": decision, "comment": comment, "at": at, "level": level_index}
-    if values:
-        entry["values"] = dict(values)
-    recorded = [*decisions(task), entry]
-    policy = {**task.policy, "decisions": recorded}
-    at_level = [d for d in recorded if d.get("level", 0) == level_index]
-    approvals = len({d["by"] for d in at_level if d["decision"] == APPROVED})
-    rejections = len({d["by"] for d in at_level if d["decision"] == REJECTED})
-    if approvals >= int(level["required"]):
+    entry = PolicyDecision(user_id, decision, comment, at, level_index, dict(values) if values else None)
+    recorded = (*decisions(task), entry)
+    policy = replace(task.policy, decisions=recorded)
+    at_level = [d for d in recorded if d.level == level_index]
+    approvals = len({d.by for d in at_level if d.decision == APPROVED})
+    rejections = len({d.by for d in at_level if d.decision == REJECTED})
+    if approvals >= level.required:
         if level_index + 1 < len(levels(task)):
-            return Settled({**policy, "level": level_index + 1}, next_level=level_index + 1)
+            return Settled(replace(policy, level=level_index + 1), next_level=level_index + 1)
         return Settled(policy, outcome=APPROVED)
     if _rejected(level, approvals, rejections):
         return Settled(policy, outcome=REJECTED)
     return Settled(policy)
 
 
-def _rejected(level: Mapping[str, Any], approvals: int, rejections: int) -> bool:
+def _rejected(level: PolicyLevel, approvals: int, rejections: int) -> bool:
     """The level's ``rejectWhen`` is met, or too few eligible approvers are left to reach ``required``
     (eligible as counted when the level began, or more if more have decided since: the role grew)."""
-    eligible = max(int(level.get("eligible", 0)), approvals + rejections)
-    rule = level.get("rejectWhen", REJECT_ANY)
+    eligible = max(level.eligible or 0, approvals + rejections)
+    rule = level.reject_when
     if rejections and rule == REJECT_ANY:
         return True
     if rule == REJECT_MAJORITY and rejections * 2 > eligible:
         return True
     if isinstance(rule, int) and rejections >= rule:
         return True
-    return eligible - rejections < int(level["required"])
+    return eligible - rejections < level.required
 
 
-def settled_output(policy: Mapping[str, Any], result: str, at: str) -> dict[str, Any]:
+def settled_output(policy: TaskPolicy, result: str, at: str) -> dict[str, Any]:
     """What ``storeAs`` receives: the outcome and every individual decision. ``decision`` repeats the
     outcome, so conditions written for a plain approval (``approval.decision == 'approved'``) hold."""
-    shown = [{key: d[key] for key in ("by", "decision", "comment", "at", "level", "values") if key in d}
-             for d in policy.get("decisions", ())]  # fmt: skip
+    shown = [d.to_json() for d in policy.decisions]
     return {"outcome": result, "decision": result, "decidedBy": "policy", "decisions": shown, "decidedAt": at}

@@ -6,6 +6,8 @@ autocommit: reads (or starts from what this process's own last transition of the
 at the revision read. A lost race is retried from a fresh read in a transaction that locks the instance
 row first (``FOR UPDATE``), as is a transition that must write before its end. SQLite always runs it
 in a transaction (``BEGIN IMMEDIATE``). The instance is written with an optimistic revision check.
+Validating, deploying and the cache of deployed definitions are the base class's,
+:mod:`engine.transitions.definitions`.
 """
 
 from __future__ import annotations

@@ -32,7 +32,9 @@ def changes_between(before: Task, after: Task) -> dict[str, Any]:
         data["delegatedTo"] = {"from": before.delegated_to, "to": after.delegated_to}
     made = policies.decisions(after)[len(policies.decisions(before)) :]
     if made:  # one approver's decision under an approval policy: who decided what, at which level
-        data["approverDecision"] = {key: made[-1].get(key) for key in ("by", "decision", "comment", "level")}
+        last = made[-1]
+        data["approverDecision"] = {"by": last.by, "decision": last.decision, "comment": last.comment,
+                                    "level": last.level}  # fmt: skip
     if after.schema_type == APPROVAL_SCHEMA_TYPE and after.status is TaskStatus.COMPLETED:
         output = after.output if isinstance(after.output, Mapping) else {}
         data["decision"] = output.get("decision")

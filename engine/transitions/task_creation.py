@@ -23,6 +23,7 @@ from engine.storage.instances import step_values
 from engine.storage.models import step_instances
 from engine.storage.tasks import TaskRepository
 from engine.tasks import approvals
+from engine.tasks.policy_state import TaskPolicy
 from engine.transitions.new_tasks import due_time, new_task
 
 
@@ -60,7 +61,7 @@ class TaskCreation:
         assignment = config.assignment
         if node.assign_with is not None:
             assignment = await self.registry.assigners[node.assign_with].assign(context)
-        policy: dict[str, Any] = {}
+        policy: dict[str, Any] = {}  # the task's policy columns, if it has a policy
         if approvals.needs_setup(node):
             setup = await self._policy_setup(node, assignment)
             assignment = setup.assignment
@@ -85,7 +86,7 @@ class TaskCreation:
         return await approvals.setup(node, self.variables(), self.instance.started_by, assignment, earlier,
                                      self._members)  # fmt: skip
 
-    async def policy_level(self, policy: dict[str, Any], index: int) -> approvals.PolicySetup:
+    async def policy_level(self, policy: TaskPolicy, index: int) -> approvals.PolicySetup:
         """A chain's next level made current (its approvers, eligible count, blocked or not)."""
         return await approvals.activate_level(policy, index, self._members)
 

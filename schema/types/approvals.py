@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 
-from engine import policies, state
+from engine import PolicyLevel, policies, state
 from schema.context import Info
 from schema.sharing import same_for_every_viewer
 from schema.types.user import User, load_user
@@ -28,13 +27,12 @@ class ApprovalLevel:
     )
 
     @classmethod
-    def of(cls, level: Mapping[str, Any]) -> ApprovalLevel:
-        who: Mapping[str, Any] = level["of"]
-        users = who.get("users")
+    def of(cls, level: PolicyLevel) -> ApprovalLevel:
+        who = level.approvers
+        users = who.users if who.role is None and who.group is None else None
         return cls(
-            required=int(level["required"]), reject_when=str(level.get("rejectWhen", "any")), role=who.get("role"),
-            group=who.get("group"), users=[strawberry.ID(u) for u in users] if users is not None else None,
-            eligible=level.get("eligible"),
+            required=level.required, reject_when=str(level.reject_when), role=who.role, group=who.group,
+            users=[strawberry.ID(u) for u in users] if users is not None else None, eligible=level.eligible,
         )  # fmt: skip
 
 
@@ -74,9 +72,9 @@ def approval_policy(task: state.Task) -> ApprovalPolicy | None:
         return None
     return ApprovalPolicy(
         levels=[ApprovalLevel.of(level) for level in policies.levels(task)],
-        chain=bool(task.policy.get("chain", False)),
+        chain=task.policy.chain,
         current_level=policies.current_level(task),
-        excludes=list(task.policy.get("excludes", ())),
+        excludes=list(task.policy.excludes),
     )
 
 
@@ -91,12 +89,12 @@ def decisions(task: state.Task) -> list[ApprovalDecision]:
                                  values=output.get("values") or None)]  # fmt: skip
     return [
         ApprovalDecision(
-            by_id=str(d["by"]),
-            decision=str(d["decision"]),
-            comment=d.get("comment"),
-            at=datetime.fromisoformat(str(d["at"])),
-            level=int(d.get("level", 0)),
-            values=d.get("values"),
+            by_id=d.by,
+            decision=d.decision,
+            comment=d.comment,
+            at=datetime.fromisoformat(d.at),
+            level=d.level,
+            values=JSON(dict(d.values)) if d.values is not None else None,
         )  # fmt: skip
         for d in policies.decisions(task)
     ]

@@ -3,10 +3,16 @@ transition, a deploy) is answered from the stored row when repeated, decoded int
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+import pytest
 from sqlalchemy import func, select
 
 from engine.errors import IdempotencyKeyReusedError
 from engine.idempotency import IdempotentRequest
+from engine.state import InstanceStatus, Token, WorkflowInstance
 from engine.storage.idempotency import decode_result, encode_result
 from engine.storage.models import idempotency_keys, instances
 from engine.transitions.engine import Engine
@@ -68,3 +74,23 @@ async def test_a_repeated_deploy_is_answered_from_its_key(engine: Engine) -> Non
 def test_results_round_trip_through_their_json() -> None:
     value = ({"a": (1, "x"), "$": {"v": None}}, [1.5, True, None])
     assert decode_result(encode_result(value)) == value
+
+
+def test_an_instance_round_trips_and_an_unknown_dataclass_is_refused() -> None:
+    now = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    instance = WorkflowInstance(
+        id="i-1", definition_key="approval", definition_version=2, status=InstanceStatus.RUNNING,
+        data={"amount": 12.5, "items": [1, {"$": "dict"}], "seen": (now,)}, started_by="alice",
+        tokens=(Token(id="t-1", node_id="approvalDecision", task_id="task-1"),), started_at=now, updated_at=now,
+        revision=3,
+    )  # fmt: skip
+    assert decode_result(encode_result((None, instance))) == (None, instance)
+    # Other mappings are stored as dicts, as they always were.
+    assert decode_result(encode_result(MappingProxyType({"a": 1}))) == {"a": 1}
+
+    @dataclass(frozen=True)
+    class Other:
+        id: str
+
+    with pytest.raises(TypeError):
+        encode_result(Other("x"))

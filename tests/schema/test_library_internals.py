@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 
 import strawberry
-from graphql import GraphQLSchema, parse
+from graphql import GraphQLSchema, parse, specified_rules
 from graphql.execution import Executor
 from strawberry.types.execution import ExecutionContext
 from strawberry.types.field import StrawberryField
@@ -21,6 +21,7 @@ from schema.library_internals import (
     requested_operation_name,
     resolver_function_of,
     strawberry_definition_of,
+    validate_document,
 )
 
 
@@ -72,3 +73,12 @@ def test_an_executor_has_the_subfield_memo_and_middleware_relied_on() -> None:
     forget_subfield_memo(executor)
     assert executor._relevant_sub_fields is not memo
     assert middlewares_of(executor) == ()
+
+
+def test_strawberrys_validation_appends_its_own_rules_to_the_ones_given() -> None:
+    schema = graphql_schema_of(strawberry.Schema(query=Query))
+    assert validate_document(schema, parse("{ plain }"), tuple(specified_rules)) == []
+    [error] = validate_document(schema, parse("{ missing }"), tuple(specified_rules))
+    assert "Cannot query field 'missing'" in error.message
+    # with no rules given, Strawberry's own still run (and graphql-core's do not)
+    assert validate_document(schema, parse("{ missing }"), ()) == []

@@ -133,6 +133,9 @@ async def test_cost_counts_lists_by_first_and_nested_lists_multiply(settings: Se
             # by a variable too
             query = "query($n: Int!) { " + page("$n") + " }"
             assert limit_of(await post(client, cheap, {"query": query, "variables": {"n": 114}}))["cost"] == 343  # type: ignore[index]
+            # the same text again, remembered once parsed (schema/pipeline.py): its cost is still by its variables
+            assert limit_of(await post(client, cheap, {"query": query, "variables": {"n": 113}})) is None
+            assert limit_of(await post(client, cheap, {"query": query, "variables": {"n": 114}}))["cost"] == 343  # type: ignore[index]
             # 10 tasks, each with a step whose page of 10 costs 31: 1 + 10 × (1 + 1 + 1 + 31) = 341
             inner = "step { " + page(10) + " }"
             over = limit_of(await post(client, cheap, {"query": "{ " + page(10, inner) + " }"}))

@@ -230,3 +230,36 @@ async def test_a_query_bucket_when_one_is_configured(settings: Settings, clock: 
             assert refused.status_code == 429 and refused.headers["retry-after"] == "10"
             assert (await post(http, settings, "bob", "{ me { id } }")).status_code == 200
     assert Settings().queries_per_minute == 0  # off by default: the operation slots bound queries
+
+
+async def test_a_slot_given_up_after_its_wait_is_not_held() -> None:
+    slots = OperationSlots(per_user=1, wait_seconds=0.01)
+    assert await slots.enter("alice")
+    assert not await slots.enter("alice")  # nobody left in the meantime
+    assert slots.waiting("alice") == 0 and not slots.try_enter("alice")
+    slots.leave("alice")
+    assert slots.held("alice") == 0 and slots.try_enter("alice")
+
+
+async def test_operations_over_a_websocket_take_the_same_slots(settings: Settings, clock: ManualClock) -> None:
+    app = create_app(replace(settings, operations_per_user=1), clock=clock)
+    slots = graphql_endpoint(app).slots
+    async with app.router.lifespan_context(app):
+        await load_demo(app.state.engine)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            held = HeldBody()
+            headers = {"authorization": f"Bearer {issue_token(settings, 'alice')}",
+                       "content-type": "multipart/form-data; boundary=x"}  # fmt: skip
+            upload = asyncio.create_task(http.post("/graphql", content=held, headers=headers))
+            await until(lambda: slots.held("user:alice") == 1)
+            async with AsgiSocket(app, issue_token(settings, "alice")) as alice:
+                await alice.subscribe("1", "{ me { id } }")
+                refused = await alice.next()
+                errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+                assert errors[0]["extensions"] == {"code": RATE_LIMITED, "retryAfter": 1}
+                held.release()
+                await upload
+                await alice.subscribe("2", "{ me { id } }")
+                answered = await alice.next()
+                assert answered["type"] == "next" and answered["payload"]["data"] == {"me": {"id": "alice"}}
+            assert slots.held("user:alice") == 0
