@@ -27,14 +27,17 @@ from engine import (
     Delivery,
     Engine,
     EventFilter,
+    FieldError,
     NotFoundError,
     StepwiseError,
     SubscriberOverflowError,
+    ValidationError,
     encode_event_cursor,
 )
 from engine import decode_event_cursor as event_position
 from schema.context import Info
 from schema.execution import PlainFieldsExecutionContext
+from schema.inbox import bad_user_input
 from schema.library_internals import CollectedFields, FieldDetailsList, forget_subfield_memo
 from schema.loaders import DataLoaders
 from schema.permissions import IsAuthenticated
@@ -50,7 +53,8 @@ def decode_event_cursor(cursor: str) -> int:
     position = event_position(cursor)
     if position is not None:
         return position
-    raise GraphQLError("`after` is not a task event cursor", extensions={"code": "BAD_USER_INPUT"})
+    problem = FieldError("after", "not a cursor of this subscription", "INVALID_CURSOR")
+    raise bad_user_input(ValidationError("after is not a task event cursor", [problem]))
 
 
 @strawberry.input(description="Narrows `taskEvents`; every field given must match.")

@@ -325,12 +325,19 @@ class EventHub:
             try:
                 if not woken:
                     numbered = await number_events(self.db)
-                    if numbered is None and self.listening:  # nothing new anywhere: LISTEN would have said
+                    # Nothing new anywhere, as LISTEN would have said; one index probe of the log's head
+                    # still checks, so a wake lost some other way (a NOTIFY dropped with a reconnecting
+                    # listener) delays an event by one poll rather than until the next event.
+                    if numbered is None and self.listening and not await self._log_is_ahead():
                         continue
                 await self._catch_up()
             except Exception:  # a database hiccup: the next wake or poll reads from the same cursor
                 log.exception("reading task events after %s failed", self._cursor)
                 await _wait(stop, self.reconnect_seconds)
+
+    async def _log_is_ahead(self) -> bool:
+        async with self.db.read() as session:
+            return await TaskEventRepository(session).latest_position() > self._cursor
 
     async def _catch_up(self) -> None:
         while True:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.calendars import Calendars
 from engine.definitions.model import Node, WorkflowDefinition
@@ -54,6 +54,19 @@ from engine.transitions.variables import template_variables
 
 log = logging.getLogger(__name__)
 _TASK_FIELDS = frozenset(f.name for f in fields(Task))
+_State = TypeVar("_State", Task, WorkflowInstance)
+for _cls in (Task, WorkflowInstance):  # what _evolved relies on
+    assert not hasattr(_cls, "__post_init__") and not hasattr(_cls, "__slots__"), _cls
+    assert all(f.init for f in fields(_cls)), _cls
+
+
+def _evolved(state: _State, **changes: Any) -> _State:
+    """``dataclasses.replace(state, **changes)`` (``changes`` being fields) without ``__init__``: a task
+    is 34 fields, each passed by keyword and set through ``object.__setattr__`` (it is frozen), and
+    every transition replaces its task and its instance."""
+    evolved = object.__new__(type(state))
+    evolved.__dict__.update(state.__dict__, **changes)
+    return evolved
 
 
 class Transition(TaskCreation):
@@ -146,7 +159,7 @@ class Transition(TaskCreation):
         change = stored_changes(values, task.revision)
         self.connection.defer_update(DeferredUpdate(tasks, task.id, task.revision, change, conflict))
         known = {key: value for key, value in values.items() if key in _TASK_FIELDS}  # leases are storage-only
-        changed = replace(task, revision=task.revision + 1, **known)
+        changed = _evolved(task, revision=task.revision + 1, **known)
         self._open_as_read.pop(task.token_id, None)
         self._changed[changed.id] = changed
         await self.record(event, changed, {**changes_between(task, changed), **(event_data or {})})
@@ -329,7 +342,7 @@ class Transition(TaskCreation):
         else:
             status, error = status_of(self.tokens, self.definition)
         completed_at = (self.instance.completed_at or self.now) if status.is_final else None
-        return replace(
+        return _evolved(
             self.instance,
             status=status,
             data=self.data,

@@ -281,3 +281,22 @@ async def test_a_wake_that_lands_as_a_poll_times_out_is_not_lost(database_url: s
             assert arrived.task.id == task.id and not wake.armed
     finally:
         await other_process.db.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_an_event_whose_notify_is_lost_arrives_with_the_next_poll(database_url: str, demo: Engine) -> None:
+    """Another process numbers the event and its NOTIFY never reaches this hub (a listener reconnecting, say):
+    LISTEN is up and the poll's round numbers nothing, yet the log is ahead of the hub, so the poll reads it."""
+    alice = await person(demo, "alice")
+    other_process = Engine(Database(database_url), demo.registry, clock=demo.clock)
+    try:
+        async with running_hub(demo, poll_seconds=0.3) as hub, aclosing(hub.stream(alice, EVERYTHING)) as stream:
+            await wait_until(lambda: hub.listening, "the listener")
+            pending = asyncio.ensure_future(anext(stream))
+            await wait_until(lambda: hub.subscriptions_of("alice") == 1, "the subscription")
+            hub.listener.on_notify = lambda payload: None
+            task = await new_form_task(other_process)
+            arrived = await asyncio.wait_for(pending, TIMEOUT)
+            assert arrived.task.id == task.id
+    finally:
+        await other_process.db.dispose()

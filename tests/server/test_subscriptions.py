@@ -206,9 +206,12 @@ async def test_task_messages_arrive_live_for_those_who_may_see_the_task(
 
 
 async def test_a_bad_cursor_is_bad_user_input(live_url: str, settings: Settings) -> None:
+    """As on every query's connection: the code, and ``fieldErrors`` naming ``after``."""
     async with feed(live_url, settings, "alice", EVENTS, after="not-a-cursor") as f:
         item = await f.next()
-    assert item["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    extensions = item["errors"][0]["extensions"]
+    assert extensions["code"] == "BAD_USER_INPUT"
+    assert [(e["field"], e["code"]) for e in extensions["fieldErrors"]] == [("after", "INVALID_CURSOR")], extensions
 
 
 async def test_a_slow_subscriber_overflows_alone_and_resumes_from_its_cursor(

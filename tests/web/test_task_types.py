@@ -4,10 +4,11 @@ assigning, and a refusal shown; an admin retrying a failed system task, its secr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
-from playwright.async_api import expect
+from playwright.async_api import Route, expect
 
 from engine.transitions.engine import Engine
 from tests.web.conftest import APPROVAL, FAILING, FORM, PARTNER_KEY, UPLOADS, Server, graphql, start
@@ -98,17 +99,30 @@ async def test_a_manager_assigns_and_a_refusal_is_shown(server: Server, sign_in:
     await expect(alice.page.get_by_test_id("toast").filter(has_text="Carol Clark assigned").first).to_be_visible()
 
     # alice may claim the second task, but carol takes it before alice's page hears of it: refused, and said so.
+    # Held meanwhile, with the events: the page's own re-reads of the task (it re-reads once live, having
+    # been read before the cursor), or it may hear of carol's claim after all.
+    reads_flow = asyncio.Event()
+    reads_flow.set()
+
+    async def task_reads(route: Route) -> None:
+        if "query Task(" in (route.request.post_data or ""):
+            await reads_flow.wait()
+        await route.continue_()
+
+    await alice.page.route("**/graphql", task_reads)
     await alice.goto(f"/app/steps/{second['step']['id']}?task={second['id']}")
     mine = alice.page.get_by_role("dialog")
     claim = mine.get_by_role("button", name="Assign to me")
     await expect(claim).to_be_visible()
     await expect(mine.get_by_label("Assignee", exact=True)).to_have_count(0)  # not a manager: no picker
+    reads_flow.clear()
     alice.gate.hold()
     taken = "mutation($id: ID!) { claimTask(input: {taskId: $id}) { __typename } }"
     assert (await graphql(server, "carol", taken, id=second["id"]))["claimTask"]["__typename"] == "TaskSuccess"
     await claim.click()
     await expect(mine.get_by_role("alert")).to_be_visible()
     await alice.shot("refused")
+    reads_flow.set()
     alice.gate.release()
     await expect(mine.get_by_test_id("modal-assignee")).to_have_text("Carol Clark")
     await expect(claim).to_have_count(0)

@@ -37,8 +37,12 @@ def update_parameters(table: Table, columns: tuple[str, ...], prefix: str) -> li
 
 def json_row(row: dict[str, Any], columns: tuple[str, ...] | None = None) -> dict[str, Any]:
     """``row``'s ``columns`` (all by default) as a JSON object: times as ISO 8601 text, the rest as
-    they are."""
-    return {name: _json_value(row[name]) for name in (row if columns is None else columns)}
+    they are. A None is left out: ``jsonb_to_recordset`` reads a missing key as NULL, as it reads a
+    JSON null (and :func:`insert_from_json` stores a JSON column's NULL as JSON ``null`` either way),
+    and a task's row is a third nulls, which the statement's parameter would otherwise carry and
+    PostgreSQL parse at every transition."""
+    return {name: _json_value(value) for name in (row if columns is None else columns)
+            if (value := row[name]) is not None}  # fmt: skip
 
 
 def _json_value(value: Any) -> Any:
