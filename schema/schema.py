@@ -77,6 +77,7 @@ def build_schema(
     pipeline = Pipeline(
         limits or OperationLimits(), mask_errors=mask_errors, hide_from_anonymous=not anonymous_introspection,
         cache_documents=cache_documents, should_mask=_should_mask, observer=observer, admission=admission,
+        phased=bool(instruments),  # a tracer's spans time parsing and validation
     )  # fmt: skip
     extensions: list[Any] = [*instruments, pipeline.extension]
     schema = StepwiseSchema(
