@@ -87,10 +87,10 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
             timeout = RequestTimeout(self.settings.request_timeout_seconds, request.receive)
             request = Request(request.scope, timeout.receive)  # its body's arrival stops the clock
             try:
-                async with timeout:
+                async with timeout.clock:
                     return await super().run(request, context, root_value)
             except TimeoutError:  # what it ran is cancelled; on PostgreSQL statement_timeout ends it there too
-                if not timeout.expired():
+                if not timeout.clock.expired():
                     raise
                 log.warning("request cancelled after %g s", timeout.seconds)
                 return timeout.response()
