@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import uvicorn
 from click.testing import CliRunner
 
 from server import cli
@@ -13,7 +14,7 @@ from server import cli
 
 def served_with(monkeypatch: pytest.MonkeyPatch, *args: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **options: seen.update(options, app=app))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options, app=app))
     result = CliRunner().invoke(cli.main, ["serve", *args])
     assert result.exit_code == 0, result.output
     return seen
