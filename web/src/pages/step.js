@@ -11,9 +11,11 @@ import { Loading, NotFound, Failure, Empty, debounce, useTickets } from "../ui.j
 import { TaskRow } from "./inbox.js";
 import { TaskModal } from "../task/modal.js";
 
-function Metric({ label, value, name }) {
+// Each card says what it counts (StepInstance.metrics, docs/web-app.md): a To Do task is in Total only.
+function Metric({ label, value, name, counts }) {
   return html`<div class=${`metric metric-${name}`} data-testid=${`metric-${name}`}>
-    <span class="metric-value">${value}</span><span class="metric-label">${label}</span></div>`;
+    <span class="metric-value">${value}</span><span class="metric-label">${label}</span>
+    <span class="metric-counts">${counts}</span></div>`;
 }
 
 export function StepPage({ id, me, taskId }) {
@@ -75,10 +77,10 @@ export function StepPage({ id, me, taskId }) {
     </nav>
     <h1 id="step-title">${step.title}</h1>
     <div class="metrics" aria-label="Task metrics">
-      <${Metric} name="total" label="Total tasks" value=${step.metrics.total} />
-      <${Metric} name="active" label="Active" value=${step.metrics.active} />
-      <${Metric} name="completed" label="Completed" value=${step.metrics.completed} />
-      <${Metric} name="blocked" label="Blocked" value=${step.metrics.blocked} />
+      <${Metric} name="total" label="Total tasks" counts="to do, in progress and finished" value=${step.metrics.total} />
+      <${Metric} name="active" label="Active" counts="in progress" value=${step.metrics.active} />
+      <${Metric} name="completed" label="Completed" counts="done" value=${step.metrics.completed} />
+      <${Metric} name="blocked" label="Blocked" counts="failed or expired" value=${step.metrics.blocked} />
     </div>
     <div class="toggles" role="group" aria-label="Display options">
       <label class="switch"><input type="checkbox" role="switch" checked=${mine} onChange=${(e) => setMine(e.target.checked)} /> Assigned to me</label>
