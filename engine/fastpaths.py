@@ -48,7 +48,7 @@ class FastPaths:
     remembered_members: bool = True
     """A transition that creates an approval policy's task counts the role's or group's members as this
     process last read them, and its last statement checks they are still those
-    (``engine/transitions/remembered.py``, docs/adr/0010-remembered-members.md): a quorum approval's
+    (``engine/transitions/remembered.py``, docs/adr/0011-remembered-members.md): a quorum approval's
     start makes one round trip instead of two (figures there). Off, every such transition reads them."""
     count_beside: bool = True
     """The inbox's ``totalCount`` is counted on a spare connection while the page is read

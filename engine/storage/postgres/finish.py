@@ -9,8 +9,9 @@ only when all passed. A lost race (the UPDATE matched nothing) inserts no row an
 statement's own revision check then fails it as a whole (SQLSTATE ``SW409``), so nothing stays even
 in autocommit, where transitions first run. A start's statement also checks that no newer version
 of its definition has been deployed than the one it ran on (which its process did not read again),
-and a transition from remembered state that the instance's open tasks are still as remembered; each
-fails the statement as a whole, and the engine runs the transition again.
+a transition from remembered state that the instance's open tasks are still as remembered, and one
+that counted a role's or group's members as its process remembers them that they are still those;
+each fails the statement as a whole, and the engine runs the transition again.
 """
 
 from __future__ import annotations
@@ -106,10 +107,10 @@ def _finish_on_postgres(
     the rows and revision-checked updates the transition deferred
     (:class:`~engine.storage.deferred.TransitionConnection`): each table's inserts as one statement
     from a JSON array, each update by its row's key; then the check of every revision (a
-    ``remembered`` transition's open tasks too, and the ``members`` it counted as remembered) and, only
-    if it passed, the events (without
-    positions: a numbering round gives them theirs after the commit). Foreign keys are checked at
-    the end of the statement, so parents and children may arrive together."""
+    ``remembered`` transition's open tasks too, and the ``members`` it counted as remembered) and,
+    only if it passed, the events (without positions: a numbering round gives them theirs after the
+    commit). Foreign keys are checked at the end of the statement, so parents and children may arrive
+    together."""
     key = (new_instance, with_events, remembered, members, _names(inserts), _names(updates))
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
