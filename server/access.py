@@ -12,15 +12,13 @@ import logging
 import re
 import secrets
 import time
-from contextlib import nullcontext
-from typing import Any
 
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Tracer
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.logs import RequestInfo, request_scope
+from server.logs import RequestInfo, begin_request, end_request, request_scope
 from server.metrics import Metrics
 
 log = logging.getLogger("stepwise.access")
@@ -62,28 +60,37 @@ class ObservedRequests:
                 MutableHeaders(scope=message).append("X-Request-ID", info.request_id)
             await send(message)
 
-        span: Any = nullcontext()
-        if self.tracer is not None:
-            span = self.tracer.start_as_current_span(
+        began = time.perf_counter()
+        token = begin_request(info)
+        try:
+            if self.tracer is None:
+                try:
+                    await self.app(scope, receive, answer)
+                finally:
+                    self._answered(method, path, status, time.perf_counter() - began)
+                return
+            with self.tracer.start_as_current_span(
                 f"{method} {path}", kind=SpanKind.SERVER, context=propagate.extract(dict(headers.items())),
                 attributes={"http.request.method": method, "url.path": path},
-            )  # fmt: skip
-        began = time.perf_counter()
-        with request_scope(info), span as current:
-            try:
-                await self.app(scope, receive, answer)
-            finally:
-                seconds = time.perf_counter() - began
-                if current is not None:
+            ) as current:  # fmt: skip
+                try:
+                    await self.app(scope, receive, answer)
+                finally:
+                    seconds = time.perf_counter() - began
                     current.set_attribute("http.response.status_code", status)
                     if info.operation:
                         current.set_attribute("graphql.operation.name", info.operation)
-                if self.metrics is not None:
-                    self.metrics.request_answered(method, route_label(path, status), status, seconds)
-                level = logging.DEBUG if path in _QUIET else logging.INFO
-                if log.isEnabledFor(level):  # its fields are built only for a line that is written
-                    log.log(
-                        level, "%s %s %s %.1f ms", method, path, status, seconds * 1000,
-                        extra={"method": method, "path": path, "status": status,
-                               "duration_ms": round(seconds * 1000, 2)},
-                    )  # fmt: skip
+                    self._answered(method, path, status, seconds)
+        finally:
+            end_request(token)
+
+    def _answered(self, method: str, path: str, status: int, seconds: float) -> None:
+        """The request's metrics and access line (in its span, when there is one, and its log scope)."""
+        if self.metrics is not None:
+            self.metrics.request_answered(method, route_label(path, status), status, seconds)
+        level = logging.DEBUG if path in _QUIET else logging.INFO
+        if log.isEnabledFor(level):  # its fields are built only for a line that is written
+            log.log(
+                level, "%s %s %s %.1f ms", method, path, status, seconds * 1000,
+                extra={"method": method, "path": path, "status": status, "duration_ms": round(seconds * 1000, 2)},
+            )  # fmt: skip

@@ -158,7 +158,8 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
             # A query goes on reading in the session the viewer was looked up in (schema.reads).
             context.request_reads = request.state.reads = SharedReads(self.engine.db)
             await self._authenticate(context, request.headers.get("authorization"), context.request_reads)
-            if context.viewer is None and is_multipart(request.headers):
+            upload = is_multipart(request.headers)
+            if context.viewer is None and upload:
                 # Refused before a byte of the body is read: an upload is only ever someone's, and
                 # reading it first let anyone make the server spool hundreds of megabytes.
                 error = context.authentication_error
@@ -166,7 +167,7 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
                     401, error.message if error is not None else "authentication required: send a bearer token",
                     {"WWW-Authenticate": "Bearer", "Connection": "close"}, code="UNAUTHENTICATED",
                 )  # fmt: skip
-            if is_multipart(request.headers):  # an upload is a mutation, which would close it anyway
+            if upload:  # an upload is a mutation, which would close it anyway
                 await context.request_reads.close()  # the body may take a while: hold no connection meanwhile
             await self._take_slot(context, request, context.request_reads)
         return context
