@@ -18,9 +18,11 @@ from strawberry.permission import BasePermission
 from strawberry.types import ExecutionResult
 
 from schema.execution import (
+    DIRECT_LISTS,
     DIRECT_OBJECTS,
     PLAIN_LEAVES,
     PlainFieldsExecutionContext,
+    enum_names,
     plain_leaves,
     prepare,
     serve_prefetched,
@@ -112,6 +114,22 @@ class Query:
         return gathered
 
 
+@strawberry.type
+class Page:
+    rows: list[Row | None]
+    strict: list[Row]
+
+
+STRICT: list[Row] = []
+
+
+@strawberry.type
+class PagedQuery:
+    @strawberry.field
+    def page(self) -> Page | None:
+        return Page(rows=list(ROWS), strict=list(STRICT))
+
+
 async def _later(value: str) -> str:
     await asyncio.sleep(0)
     return value
@@ -142,6 +160,42 @@ def test_plain_leaves_are_the_basic_scalar_and_enum_fields_only() -> None:
     # resolvers (shout), permission-checked fields (secret) and objects (owner) are not leaves to read
     assert {"shout", "secret", "owner"}.isdisjoint(found["Row"])
     assert "Query" not in found  # its one field has a resolver
+
+
+PAGE_QUERY = "{ page { rows { id title colour count inner { loud } } strict { id title inner { loud } } } }"
+
+
+@pytest.mark.parametrize("strict", [[GOOD, GOOD], [GOOD, BROKEN[0]], [GOOD, None]], ids=["good", "error", "null"])
+async def test_a_plain_list_of_objects_completes_as_graphql_core_completes_it(strict: list[Row]) -> None:
+    ROWS[:] = [GOOD, *BROKEN, None]
+    STRICT[:] = strict
+
+    def paged(shortcuts: bool) -> strawberry.Schema:
+        schema = strawberry.Schema(query=PagedQuery, execution_context_class=PlainFieldsExecutionContext)
+        if shortcuts:
+            prepare(graphql_schema_of(schema))
+        return schema
+
+    fast_schema = paged(True)
+    assert graphql_schema_of(fast_schema).extensions[DIRECT_LISTS]["Page"] == {"rows": "rows", "strict": "strict"}
+    standard = await paged(False).execute(PAGE_QUERY)
+    fast = await fast_schema.execute(PAGE_QUERY)
+    assert comparable(fast) == comparable(standard)
+    if strict == [GOOD, GOOD]:
+        assert fast.data is not None
+        good = {"id": "1", "title": "one", "inner": {"loud": "IN"}}
+        assert fast.data["page"]["strict"] == [good, good]
+        assert fast.data["page"]["rows"][0] == {**good, "colour": "BLUE", "count": 3}
+        assert fast.data["page"]["rows"][1:] == [None, None, None, None]
+    else:
+        assert fast.data == {"page": None}, "a bad item of a non-null list nulls the nearest nullable parent"
+
+
+def test_enum_leaves_are_named_by_member_as_strawberry_names_them() -> None:
+    schema = graphql_schema_of(make_schema(False))
+    colour = schema.type_map["Colour"]
+    assert enum_names(schema)["Colour"] == {id(Colour.RED): "RED", id(Colour.BLUE): "BLUE"}
+    assert [colour.coerce_output_value(member) for member in Colour] == ["RED", "BLUE"]
 
 
 async def test_shortcuts_answer_what_the_standard_path_answers_including_errors() -> None:
