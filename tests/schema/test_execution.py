@@ -127,7 +127,7 @@ STRICT: list[Row | None] = []
 class PagedQuery:
     @strawberry.field
     def page(self) -> Page | None:
-        return Page(rows=list(ROWS), strict=cast(list[Row], list(STRICT)))
+        return Page(rows=[*ROWS, None], strict=cast(list[Row], list(STRICT)))
 
 
 async def _later(value: str) -> str:
@@ -171,7 +171,7 @@ STRICT_CASES: list[list[Row | None]] = [[GOOD, GOOD], [GOOD, BROKEN[0]], [GOOD, 
 
 @pytest.mark.parametrize("strict", STRICT_CASES, ids=["good", "error", "null"])
 async def test_a_plain_list_of_objects_completes_as_graphql_core_completes_it(strict: list[Row | None]) -> None:
-    ROWS[:] = [GOOD, *BROKEN, None]
+    ROWS[:] = [GOOD, *BROKEN]
     STRICT[:] = strict
 
     def paged(shortcuts: bool) -> strawberry.Schema:
