@@ -33,7 +33,14 @@ def test_the_switches_are_read_from_the_environment() -> None:
     assert switched == FastPaths(driver_writes=False, count_beside=False)
     everything_off = {
         f"STEPWISE_FAST_{name}": "0"
-        for name in ("EXECUTION", "DRIVER_WRITES", "REMEMBERED_INSTANCES", "COUNT_BESIDE", "WEBHOOK_CLIENT")
+        for name in (
+            "EXECUTION",
+            "DRIVER_WRITES",
+            "REMEMBERED_INSTANCES",
+            "COUNT_BESIDE",
+            "WEBHOOK_CLIENT",
+            "REMEMBERED_MEMBERS",
+        )
     }
     assert FastPaths.from_env(everything_off) == OFF
     with pytest.raises(ValueError, match="STEPWISE_FAST_EXECUTION must be true or false"):
