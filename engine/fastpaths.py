@@ -56,10 +56,10 @@ class FastPaths:
     (``engine/storage/inbox.py``, docs/adr/0004-count-beside.md): p50 −1.0 ms, p99 −2.3 ms at 1M
     tasks. Off, the count runs after the page on the query's own connection."""
     webhook_client: bool = True
-    """Webhook deliveries are POSTed by the dispatcher's own keep-alive HTTP/1.1 client, asyncio's streams
-    and httptools' parser (``engine/workers/webhook_http.py``, docs/adr/0010-webhook-client.md): the
-    dispatcher's CPU per delivered event 2.72 → 0.42 ms (bench.webhook_delivery, side by side, load
-    13–16). Off, they go through httpx like HTTP tasks' calls."""
+    """Webhook deliveries are POSTed through aiohttp's client (``engine/workers/webhook_http.py``,
+    docs/adr/0010-webhook-client.md): client CPU per POST with twenty in flight 2.3–2.5 ms through httpx,
+    0.18–0.21 ms through aiohttp (side by side, load 15–20); the dispatcher's CPU per delivered event
+    2.72 → 0.58–0.63 ms (bench.webhook_delivery). Off, they go through httpx like HTTP tasks' calls."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FastPaths:
