@@ -22,6 +22,7 @@ _VARIABLES = {
     "driver_writes": "STEPWISE_FAST_DRIVER_WRITES",
     "remembered_instances": "STEPWISE_FAST_REMEMBERED_INSTANCES",
     "count_beside": "STEPWISE_FAST_COUNT_BESIDE",
+    "webhook_client": "STEPWISE_FAST_WEBHOOK_CLIENT",
 }
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -48,6 +49,11 @@ class FastPaths:
     """The inbox's ``totalCount`` is counted on a spare connection while the page is read
     (``engine/storage/inbox.py``, docs/adr/0004-count-beside.md): p50 −1.0 ms, p99 −2.3 ms at 1M
     tasks. Off, the count runs after the page on the query's own connection."""
+    webhook_client: bool = True
+    """Webhook deliveries are POSTed by the dispatcher's own keep-alive HTTP/1.1 client, asyncio's streams
+    and httptools' parser (``engine/workers/webhook_http.py``, docs/adr/0010-webhook-client.md): the
+    dispatcher's CPU per delivered event 2.72 → 0.42 ms (bench.webhook_delivery, side by side, load
+    13–16). Off, they go through httpx like HTTP tasks' calls."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FastPaths:

@@ -83,11 +83,14 @@ def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool)
     # delivery and a compressor's memory per connection (bench.push_memory profile). No uvicorn access
     # log (server.access writes one without the query string) and no uvicorn log config (server.logs).
     # Headers have a deadline (server.serving), bodies another (server.bodies).
+    # With --workers, uvicorn kills a worker that does not answer its health ping in time; its 5 s default
+    # killed healthy but busy workers on a loaded host, so the wait is a setting with a longer default.
     uvicorn.run(
         "server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
         ws_per_message_deflate=False, access_log=False, log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
         http=http_protocol(settings), timeout_keep_alive=math.ceil(settings.keepalive_seconds),
+        timeout_worker_healthcheck=math.ceil(settings.worker_healthcheck_seconds),
         loop=cast(str, fair_loop_factory(settings.fair_defer_seconds)) if settings.fair_defer_seconds > 0 else "auto",
     )  # fmt: skip
 

@@ -178,6 +178,7 @@ class Settings:
     body_timeout_seconds: float = 60.0
     header_timeout_seconds: float = 10.0
     keepalive_seconds: float = 5.0
+    worker_healthcheck_seconds: float = 30.0
     max_token_lifetime_minutes: int = 24 * 60
     jwks_timeout_seconds: float = 5.0
     jwks_cache_seconds: float = 300.0

@@ -32,7 +32,8 @@ def test_the_switches_are_read_from_the_environment() -> None:
     switched = FastPaths.from_env({"STEPWISE_FAST_DRIVER_WRITES": "false", "STEPWISE_FAST_COUNT_BESIDE": " Off "})
     assert switched == FastPaths(driver_writes=False, count_beside=False)
     everything_off = {
-        f"STEPWISE_FAST_{name}": "0" for name in ("EXECUTION", "DRIVER_WRITES", "REMEMBERED_INSTANCES", "COUNT_BESIDE")
+        f"STEPWISE_FAST_{name}": "0"
+        for name in ("EXECUTION", "DRIVER_WRITES", "REMEMBERED_INSTANCES", "COUNT_BESIDE", "WEBHOOK_CLIENT")
     }
     assert FastPaths.from_env(everything_off) == OFF
     with pytest.raises(ValueError, match="STEPWISE_FAST_EXECUTION must be true or false"):

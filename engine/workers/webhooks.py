@@ -41,6 +41,7 @@ from engine.storage.webhooks import WebhookRepository
 from engine.webhooks.model import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
 from engine.workers.callbacks import ApprovalCallbackSender
 from engine.workers.hostpolicy import HostPolicy, task_http_client
+from engine.workers.webhook_http import DRAINED_ANSWER_BYTES, WebhookConnections
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ DELIVERY_HEADER = "Stepwise-Delivery"
 EVENT_HEADER = "Stepwise-Event"
 WEBHOOK_HEADER = "Stepwise-Webhook"
 USER_AGENT = "Stepwise-Webhooks/1"
-# The answer's body is never read; the cap only bounds what the transport would buffer.
+# The answer's body is read (a connection is only kept alive for the next delivery once its answer was read
+# to the end) but not kept; one larger than DRAINED_ANSWER_BYTES is dropped with its connection instead.
 MAX_ANSWER_BYTES = 1 << 20
 MAX_ERROR_LENGTH = 1000
 PURGE_EVERY = timedelta(minutes=1)
@@ -121,6 +123,8 @@ class WebhookDispatcher:
         self.policy = policy or DeliveryPolicy()
         self.batch, self.queue_batch = batch, queue_batch
         self.http = task_http_client(host_policy, MAX_ANSWER_BYTES)
+        self.connections = WebhookConnections(host_policy, concurrency) if db.fast_paths.webhook_client else None
+        """The deliveries' own client (:mod:`engine.workers.webhook_http`); None: they go through ``http``."""
         self.callbacks = ApprovalCallbackSender(db, clock, self.http, self.policy)
         """Action approvals' decisions to their callers: the same client, policy and rounds."""
         # As many requests at once as the client keeps connections alive for: more would open (and close)
@@ -131,6 +135,8 @@ class WebhookDispatcher:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self.connections is not None:
+            await self.connections.aclose()
 
     def wake(self) -> None:
         self._wake.set()
@@ -251,9 +257,7 @@ class WebhookDispatcher:
         error: str | None = None
         final = False
         try:
-            async with self.http.stream("POST", webhook.url, content=body, headers=headers,
-                                        timeout=self.policy.timeout) as response:  # fmt: skip
-                status_code = response.status_code
+            status_code = await self._post(webhook.url, body, headers)
             if not 200 <= status_code < 300:
                 error = f"the receiver answered {status_code}"
         except ExecutionFailedError as exc:  # the host policy refused the address it resolved to
@@ -263,6 +267,18 @@ class WebhookDispatcher:
         finished = self.clock.now()
         attempt = WebhookAttempt(0, started, finished, status_code, error and error[:MAX_ERROR_LENGTH])
         return attempt, self._outcome(delivery, attempt, final, finished)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        if self.connections is not None:
+            return await self.connections.post(url, body, list(headers.items()), self.policy.timeout)
+        timeout = self.policy.timeout
+        async with self.http.stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
+            drained = 0
+            async for chunk in response.aiter_raw():
+                drained += len(chunk)
+                if drained > DRAINED_ANSWER_BYTES:
+                    break
+            return response.status_code
 
     def _outcome(
         self, delivery: WebhookDelivery, attempt: WebhookAttempt, final: bool, now: datetime

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -17,6 +17,9 @@ from server.app import create_app
 from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.server.inbox_world import World
 
 GraphQL = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -65,3 +68,11 @@ def gql(client: httpx.AsyncClient, settings: Settings) -> GraphQL:
         return body
 
     return execute
+
+
+@pytest.fixture
+async def world(gql: GraphQL, app_engine: Engine, clock: ManualClock) -> World:
+    """The inbox tests' world (tests/server/inbox_world.py): its table of tasks, made through the API."""
+    from tests.server.inbox_world import build_world  # imported here: inbox_world imports GraphQL from this module
+
+    return await build_world(gql, app_engine, clock)

@@ -11,10 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
-from engine.clock import ManualClock
-from engine.transitions.engine import Engine
 from tests.server.conftest import GraphQL
 from tests.server.inbox_world import (
     INF,
@@ -22,15 +18,9 @@ from tests.server.inbox_world import (
     VISIBLE,
     WORLD,
     World,
-    build_world,
     labels,
     page,
 )
-
-
-@pytest.fixture
-async def world(gql: GraphQL, app_engine: Engine, clock: ManualClock) -> World:
-    return await build_world(gql, app_engine, clock)
 
 
 async def test_the_world_is_as_the_table_says(gql: GraphQL, world: World) -> None:

@@ -11,8 +11,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from engine.clock import ManualClock
 from engine.transitions.engine import Engine
 from tests.server.conftest import GraphQL
@@ -23,15 +21,9 @@ from tests.server.inbox_world import (
     WORLD,
     Spec,
     World,
-    build_world,
     labels,
     page,
 )
-
-
-@pytest.fixture
-async def world(gql: GraphQL, app_engine: Engine, clock: ManualClock) -> World:
-    return await build_world(gql, app_engine, clock)
 
 
 def sort_value(spec: Spec, field: str) -> float:

@@ -33,6 +33,8 @@ class Received:
     verified_with: tuple[int, ...]
     """The indexes of the known secrets the signature verified with."""
     answered: int
+    connection: str = ""
+    """The sender's address and port: requests on one kept-alive connection share it."""
 
 
 @dataclass
@@ -63,8 +65,9 @@ class Receiver:
                 hold = self.hold
                 if hold is not None:
                     status = 503  # whenever it is let go, it was not acknowledged: the sender may be gone
+                peer = f"{request.client.host}:{request.client.port}" if request.client else ""
                 self.received.append(Received(request.headers.get("stepwise-delivery", ""), json.loads(raw), raw,
-                                              signature, verified, status))  # fmt: skip
+                                              signature, verified, status, peer))  # fmt: skip
             if hold is not None:
                 await anyio.to_thread.run_sync(hold.wait)
             return Response(status_code=status)

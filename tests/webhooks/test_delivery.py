@@ -167,6 +167,18 @@ async def test_every_event_of_a_scenario_arrives_signed_once_and_in_order_per_ta
     assert all(len(attempts[d.id]) == 1 and attempts[d.id][0].status_code == 200 for d in page)
 
 
+async def test_deliveries_keep_their_connections_to_the_receiver_alive(world: World) -> None:
+    await world.subscribe()
+
+    await world.scenario(instances=4)
+    await world.deliver_everything()
+
+    received = world.receiver.snapshot()
+    assert len(received) == 28
+    connections = {item.connection for item in received}
+    assert len(connections) <= 8, "at most one per task in flight at once (8 tasks), each kept for the next event"
+
+
 async def test_a_receiver_failing_for_a_while_gets_every_event_once_it_recovers_never_one_ahead(
     world: World,
 ) -> None:
