@@ -62,6 +62,10 @@ class EventLike(Protocol):
     def is_set(self) -> bool: ...
 
 
+class SettableEvent(Protocol):
+    def set(self) -> None: ...
+
+
 ME = {"query": "{ me { id } }"}
 INBOX = {"query": "{ tasks(first: 50) { totalCount edges { node { id title status assignee { id } } } } }"}
 START = {"query": 'mutation { startWorkflow(input: {definitionKey: "expense_approval", input: {}}) { __typename } }'}
@@ -142,7 +146,10 @@ async def hammer(url: str, user: str, until: float, loading: EventLike, seen: Co
                 await asyncio.sleep(min(float(response.headers.get("retry-after", "1")), until - time.monotonic()))
 
 
-async def _load(url: str, user: str, clients: int, seconds: float, loading: EventLike) -> dict[str, int]:
+async def _load(
+    url: str, user: str, clients: int, seconds: float, loading: EventLike, started: SettableEvent
+) -> dict[str, int]:
+    started.set()
     seen: Counter[str] = Counter()
     until = time.monotonic() + seconds
     await asyncio.gather(*(hammer(url, user, until, loading, seen) for _ in range(clients)))
@@ -189,9 +196,10 @@ async def run(
     async with demo_servers("fairness", env, processes=2 if separate else 1) as servers:
         server, loaded_server = servers[0], servers[-1]
         probe(server.port, "bob", 20)  # warm up
-        loading = multiprocessing.get_context("spawn").Event()
-        load = LoadProcess(_load, loaded_server.base_url, "alice", clients, 5.0 + 2 * turns * phase, loading)
-        time.sleep(3.0)  # the child process starts (its imports)
+        loading, started = multiprocessing.get_context("spawn").Event(), multiprocessing.get_context("spawn").Event()
+        load = LoadProcess(_load, loaded_server.base_url, "alice", clients, 5.0 + 2 * turns * phase, loading, started)
+        if not started.wait(timeout=120):  # the child process starts (its imports: seconds on a loaded host)
+            raise RuntimeError("alice's load process did not start")
         alone: list[float] = []
         loaded: list[float] = []
         for _ in range(turns):

@@ -14,9 +14,9 @@ client's request is in flight, or after ``defer_seconds`` at the latest; after s
 nothing is held for as long again, so a stream of single clients takes at most half of the time from
 busy ones. Tasks that belong to no request (the engine's listener, workers, timers) are never held.
 
-A client is its ``Authorization`` header (or its address when anonymous), read by
-:class:`FairRequests` before anything else of the request runs, authentication included, so the
-turns need no database. Requests are counted over HTTP only; a WebSocket's operations are bounded by
+A client is its bearer token's subject (else its ``Authorization`` header, or its address when
+anonymous), read by :class:`FairRequests` before anything else of the request runs, authentication
+included, so the turns need no database. Requests are counted over HTTP only; a WebSocket's operations are bounded by
 server.rate_limits.
 
 The loop overrides ``call_soon``, through which asyncio schedules every task step and wakeup (the C
@@ -29,6 +29,7 @@ turns it off, and the server runs on uvicorn's default loop (uvloop when install
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 from collections import Counter, deque
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -84,18 +86,28 @@ class FairTurns:
             now = self.loop.time()
             if now < self._hold_none_until:
                 return False
-            self._turn_ends = self.loop.call_at(now + self.defer_seconds, self._turn_over)
+            # In a context of its own: in a busy client's (the current one) the end of the turn
+            # would be held itself when it falls due as a single client arrives, and nothing ended the turn.
+            self._turn_ends = self.loop.call_at(
+                now + self.defer_seconds, self._turn_over, context=contextvars.Context()
+            )
         return True
 
     def _hold_queued(self) -> None:
         # The loop is running its ready queue (a request's first step called this), popping as many
-        # handles as it held when it began: the queue keeps its length. A busy client's handle is
-        # cancelled there (the loop skips it) and a copy held.
+        # handles as it held when it began: the queue keeps its length. A busy client's task step is
+        # cancelled there (the loop skips it) and a copy held. Only task steps: they are scheduled
+        # once each, where a socket's reader is one handle queued again at each read, and cancelled
+        # it would stop the socket's reading for good (a pooled connection opened during a request
+        # carries that request's context in its reader).
         for handle in self.loop._ready:
+            callback = getattr(handle, "_callback", None)
+            if not isinstance(getattr(callback, "__self__", None), asyncio.Task):
+                continue
             context: contextvars.Context | None = getattr(handle, "_context", None)
             request = context.get(_REQUEST) if context is not None else None
             if request is not None and not handle.cancelled() and self.holds(request):
-                self.held.append(asyncio.Handle(getattr(handle, "_callback"), handle._args, self.loop, context))  # noqa: B009
+                self.held.append(asyncio.Handle(callback, handle._args, self.loop, context))  # type: ignore[arg-type]
                 handle.cancel()
 
     def _turn_over(self) -> None:
@@ -111,7 +123,7 @@ class FairTurns:
         held, self.held = self.held, deque()
         for handle in held:
             if not handle.cancelled():
-                self.loop.call_soon_unheld(handle._run)  # in the handle's own context
+                self.loop.call_soon_unheld(handle._run, context=contextvars.Context())  # _run enters the handle's own
 
 
 class FairEventLoop(asyncio.SelectorEventLoop):
@@ -172,9 +184,25 @@ class FairRequests:
 
 
 def request_client(scope: Scope) -> str:
-    """A request's client for the turns: its credentials, else its address."""
+    """A request's client for the turns: its bearer token's subject, else its credentials, else its address.
+
+    The subject is read without checking the signature (authentication does that later): a forged
+    token can only make its sender count as the subject's request in the turns, which holds the
+    subject's steps back no longer than anyone's. Each of one user's tokens is the same client."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            return f"credentials:{value.decode('latin-1')}"
+            return _token_subject(value) or f"credentials:{value.decode('latin-1')}"
     address = scope.get("client")
     return f"address:{address[0]}" if address else "address:unknown"
+
+
+def _token_subject(header: bytes) -> str | None:
+    scheme, _, token = header.partition(b" ")
+    parts = token.split(b".")
+    if scheme.lower() != b"bearer" or len(parts) != 3:
+        return None
+    try:
+        subject = orjson.loads(base64.urlsafe_b64decode(parts[1] + b"=" * (-len(parts[1]) % 4))).get("sub")
+    except (ValueError, AttributeError):  # not base64, not JSON, not an object
+        return None
+    return f"user:{subject}" if isinstance(subject, str) else None

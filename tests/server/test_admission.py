@@ -4,6 +4,8 @@ behind the steps of a client with many."""
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -185,3 +187,97 @@ def test_serve_runs_on_the_fair_loop_unless_it_is_turned_off(
 def test_the_defer_time_is_0_to_1_second(value: str) -> None:
     with pytest.raises(SettingError, match="STEPWISE_FAIR_DEFER_SECONDS"):
         Settings.from_env({"STEPWISE_FAIR_DEFER_SECONDS": value})
+
+
+def test_a_single_client_waiting_for_a_busy_ones_step_waits_at_most_the_defer_time() -> None:
+    """Bob's request needs what alice's next step does (a connection she gives back, say): her held
+    step runs when the turn ends, and bob's request goes on."""
+    loop = FairEventLoop(defer_seconds=0.05)
+    given_back = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if dict(scope["headers"])[b"authorization"] == b"bob":
+            await given_back.wait()
+            return
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # held: bob arrived meanwhile
+        given_back.set()
+
+    fair = FairRequests(app)
+
+    async def main() -> None:
+        alice = [asyncio.ensure_future(request(fair, "alice")) for _ in range(2)]
+        await asyncio.sleep(0)
+        began = loop.time()
+        await asyncio.wait_for(request(fair, "bob"), timeout=2)
+        assert 0.04 <= loop.time() - began < 1
+        await asyncio.gather(*alice)
+
+    run(loop, main)
+
+
+def test_every_request_ends_whatever_the_interleaving() -> None:
+    """Busy and single clients arriving at random, each request a random number of steps, some
+    waiting on timers: each one ends, none is left counted, nothing stays held."""
+    loop = FairEventLoop(defer_seconds=0.005)
+    chance = random.Random(7)
+    done: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        who = dict(scope["headers"])[b"authorization"].decode()
+        for _ in range(chance.randrange(1, 40)):
+            await asyncio.sleep(chance.choice((0, 0, 0, 0.001)))
+        done.append(who)
+
+    fair = FairRequests(app)
+
+    async def client(who: str, requests: int, at_once: int) -> None:
+        for _ in range(requests):
+            await asyncio.gather(*(request(fair, who) for _ in range(at_once)))
+            await asyncio.sleep(chance.choice((0, 0.001)))
+
+    async def main() -> None:
+        clients = [client("alice", 30, 6), client("carol", 30, 3), client("bob", 60, 1), client("dan", 60, 1)]
+        await asyncio.wait_for(asyncio.gather(*clients), timeout=30)
+        assert len(done) == 30 * 6 + 30 * 3 + 60 + 60
+        assert loop.fair_turns.in_flight == {} and not loop.fair_turns.held
+
+    run(loop, main)
+
+
+def test_a_socket_first_read_during_a_busy_clients_request_is_still_read_after_a_single_client_came() -> None:
+    """A pooled connection opened during one of alice's requests reads in her request's context; its
+    reader, queued as bob arrives, is not a step to hold (holding it once stopped its reading for good)."""
+    loop = FairEventLoop(defer_seconds=1.0)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    reads: list[bytes] = []
+    registered = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if not registered.is_set():
+            loop.add_reader(ours, lambda: reads.append(ours.recv(100)))
+            registered.set()
+        for _ in range(200):
+            await asyncio.sleep(0)
+
+    fair = FairRequests(app)
+
+    async def main() -> None:
+        alice = [asyncio.ensure_future(request(fair, "alice")) for _ in range(2)]
+        await registered.wait()
+        theirs.send(b"first")
+        await asyncio.ensure_future(request(fair, "bob"))  # its first step runs with the reader queued behind it
+        theirs.send(b"second")
+        async with asyncio.timeout(2):
+            while len(reads) < 2:
+                await asyncio.sleep(0.01)
+        assert b"".join(reads) == b"firstsecond"
+        await asyncio.gather(*alice)
+        loop.remove_reader(ours)
+
+    try:
+        run(loop, main)
+    finally:
+        ours.close()
+        theirs.close()
