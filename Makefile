@@ -66,7 +66,8 @@ test: install-test browser
 # The suite with every fast path off (engine/fastpaths.py, docs/adr/): the plain path each mechanism replaces
 # must stay correct, since it is what an operator falls back to when a library upgrade breaks the mechanism.
 PLAIN := STEPWISE_FAST_EXECUTION=false STEPWISE_FAST_DRIVER_WRITES=false \
-	STEPWISE_FAST_REMEMBERED_INSTANCES=false STEPWISE_FAST_COUNT_BESIDE=false STEPWISE_FAST_WEBHOOK_CLIENT=false
+	STEPWISE_FAST_REMEMBERED_INSTANCES=false STEPWISE_FAST_COUNT_BESIDE=false STEPWISE_FAST_WEBHOOK_CLIENT=false \
+	STEPWISE_FAST_REMEMBERED_MEMBERS=false
 
 test-plain: install-test
 	$(PLAIN) $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -188,3 +188,14 @@ class RememberedStateChanged(Exception):  # noqa: N818  (a signal to the runner,
     """A transition started from the state this process remembered its instance in
     (:mod:`engine.transitions.remembered`), and the instance's open tasks are no longer as remembered; nothing
     was written. The runner reads the instance and runs the transition again."""
+
+
+class RememberedMembersChanged(Exception):  # noqa: N818  (a signal to the runner, not an error: it never leaves it)
+    """A transition counted a role's or group's members as this process remembered them
+    (:class:`engine.transitions.remembered.RememberedMembers`), and they are no longer those; nothing was
+    written. The runner forgets them and runs the transition again, which reads them."""
+
+    def __init__(self, assumed: list[tuple[str, str]]) -> None:
+        super().__init__(f"members changed: {assumed}")
+        self.assumed = assumed
+        """The ``(kind, key)`` of every membership the transition took as remembered."""

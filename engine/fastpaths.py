@@ -21,6 +21,7 @@ _VARIABLES = {
     "execution": "STEPWISE_FAST_EXECUTION",
     "driver_writes": "STEPWISE_FAST_DRIVER_WRITES",
     "remembered_instances": "STEPWISE_FAST_REMEMBERED_INSTANCES",
+    "remembered_members": "STEPWISE_FAST_REMEMBERED_MEMBERS",
     "count_beside": "STEPWISE_FAST_COUNT_BESIDE",
     "webhook_client": "STEPWISE_FAST_WEBHOOK_CLIENT",
 }
@@ -45,15 +46,20 @@ class FastPaths:
     """A transition starts from what this process's last transition of the instance left
     (``engine/transitions/remembered.py``, docs/adr/0003-remembered-instances.md): 1.71 → 1.32 M
     instructions per transition, 23% less CPU. Off, every transition reads the instance first."""
+    remembered_members: bool = True
+    """A transition that creates an approval policy's task counts the role's or group's members as this
+    process last read them, and its last statement checks they are still those
+    (``engine/transitions/remembered.py``, docs/adr/0011-remembered-members.md): a quorum approval's
+    start makes one round trip instead of two (figures there). Off, every such transition reads them."""
     count_beside: bool = True
     """The inbox's ``totalCount`` is counted on a spare connection while the page is read
     (``engine/storage/inbox.py``, docs/adr/0004-count-beside.md): p50 −1.0 ms, p99 −2.3 ms at 1M
     tasks. Off, the count runs after the page on the query's own connection."""
     webhook_client: bool = True
-    """Webhook deliveries are POSTed by the dispatcher's own keep-alive HTTP/1.1 client, asyncio's streams
-    and httptools' parser (``engine/workers/webhook_http.py``, docs/adr/0010-webhook-client.md): the
-    dispatcher's CPU per delivered event 2.72 → 0.42 ms (bench.webhook_delivery, side by side, load
-    13–16). Off, they go through httpx like HTTP tasks' calls."""
+    """Webhook deliveries are POSTed through aiohttp's client (``engine/workers/webhook_http.py``,
+    docs/adr/0010-webhook-client.md): client CPU per POST with twenty in flight 2.3–2.5 ms through httpx,
+    0.18–0.21 ms through aiohttp (side by side, load 15–20); the dispatcher's CPU per delivered event
+    2.72 → 0.58–0.63 ms (bench.webhook_delivery). Off, they go through httpx like HTTP tasks' calls."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FastPaths:

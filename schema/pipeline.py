@@ -1,6 +1,6 @@
 """Everything the schema does around an operation, in one Strawberry extension.
 
-In order, outermost first (the server's metrics, tracing and rate limits run around all of it):
+In order, outermost first (the server's tracing runs around all of it):
 
 1. **Operation limits** (schema/limits.py): the text's size and nesting before it is parsed, its
    tokens while it is parsed, the operations, repeats and cost before it is validated, depth and
@@ -15,17 +15,23 @@ In order, outermost first (the server's metrics, tracing and rate limits run aro
 5. **A query's one read session** (schema/reads.py) and the DataLoaders that read through it.
 6. **Outages typed, bugs masked** (schema/failures.py), as the result leaves.
 
+Around them, the server's **observer** (server/metrics.py: each operation counted and timed, a
+subscription once it has started) and its **admission** (server/rate_limits.py: the rate limits,
+checked as execution begins, and a WebSocket operation's slot, held while it runs) are called here,
+not run as extensions of their own.
+
 One extension, not one per concern: Strawberry makes a context manager of every hook of every
 extension for each request (``strawberry/extensions/context.py``); the fourteen hooks these concerns
-took as ten extensions were most of what ``{ me { id } }`` had grown by (bench.instructions,
-docs/performance.md).
+took as ten extensions were most of what ``{ me { id } }`` had grown by, and the metrics' and rate
+limits' three hooks some 3% of it (bench.instructions, docs/performance.md).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from graphql import (
     DocumentNode,
@@ -36,7 +42,9 @@ from graphql import (
     parse,
     specified_rules,
 )
+from graphql import OperationType as GraphQLOperationType
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from schema.context import Context
@@ -63,6 +71,28 @@ COSTS = 32
 """Costs remembered per document (one per distinct integer variables, as ``first`` is)."""
 
 
+UNKNOWN = "unknown"
+"""An operation's kind when its document did not parse or names no operation it has."""
+
+
+class OperationObserver(Protocol):
+    """Told of each operation as it ends (a subscription: once it has started), exactly once."""
+
+    def operation_finished(
+        self, execution: ExecutionContext, name: str | None, kind: str, seconds: float, failure: GraphQLError | None
+    ) -> None:
+        """``failure``: the error raised through the pipeline before any result (a syntax error), if one was."""
+
+
+class OperationAdmission(Protocol):
+    """Lets an operation execute, or refuses it with a :class:`GraphQLError`."""
+
+    def admit(self, context: Any, kind: str) -> str | None:
+        """Raise to refuse; return what was taken (a key) for :meth:`release` once the operation has run."""
+
+    def release(self, taken: str) -> None: ...
+
+
 @dataclass
 class Prepared:
     """One document text once it parsed and passed its checks: what is known of it for the next request."""
@@ -87,15 +117,25 @@ class Prepared:
             literal_unstorable(document),
         )
 
+    def operation(self, named: str | None) -> OperationDefinitionNode | None:
+        """The operation a request runs, as Strawberry picks it: the named one, else the first."""
+        if named is None:
+            return self.operations[0] if self.operations else None
+        return next((o for o in self.operations if named in (None, o.name.value if o.name else None)), None)
+
 
 class Pipeline:
     """One schema's settings and caches for :class:`OperationPipeline` (a new one each request)."""
 
     def __init__(
         self, limits: OperationLimits, *, mask_errors: bool, hide_from_anonymous: bool, cache_documents: bool,
-        should_mask: Callable[[GraphQLError], bool],
+        should_mask: Callable[[GraphQLError], bool], observer: OperationObserver | None = None,
+        admission: OperationAdmission | None = None, phased: bool = False,
     ) -> None:  # fmt: skip
         self.limits = limits
+        self.phased = phased
+        self.observer = observer
+        self.admission = admission
         self.hide_from_anonymous = hide_from_anonymous
         self.cache_documents = cache_documents
         self.should_mask = should_mask
@@ -112,7 +152,7 @@ class Pipeline:
 
     def extension(self) -> OperationPipeline:
         """The factory for the schema's ``extensions`` list."""
-        return OperationPipeline(self)
+        return PhasedOperationPipeline(self) if self.phased else OperationPipeline(self)
 
     def prepare(self, query: str) -> Prepared:
         """``query`` checked and parsed, or refused with a limit's error (or the parser's)."""
@@ -140,8 +180,11 @@ class Pipeline:
             self.documents[query] = prepared
         return prepared
 
-    def check_operation(self, prepared: Prepared, named: str | None, variables: dict[str, Any], schema: Any) -> None:
-        """The operation to run: named when there are several, not repeating a field, within the cost."""
+    def check_operation(
+        self, prepared: Prepared, chosen: OperationDefinitionNode | None, named: str | None,
+        variables: dict[str, Any], schema: Any,
+    ) -> None:  # fmt: skip
+        """The operation to run (``chosen``): named when there are several, not repeating a field, within the cost."""
         operations = prepared.operations
         # Strawberry's `operation_name` falls back to the first operation's: it would run that one.
         if len(operations) > 1 and named is None:
@@ -152,7 +195,6 @@ class Pipeline:
         if prepared.repeated > MAX_REPEATS:
             raise limit_error("MAX_REPEATS_EXCEEDED", f"a field is selected {prepared.repeated} times in one "
                               f"selection set; at most {MAX_REPEATS} are allowed", MAX_REPEATS)  # fmt: skip
-        chosen = next((o for o in operations if named in (None, o.name.value if o.name else None)), None)
         if chosen is None:
             return
         key = (named, *((k, v) for k, v in variables.items() if type(v) is int))
@@ -190,73 +232,147 @@ class Pipeline:
         return errors
 
 
+_KINDS = {
+    GraphQLOperationType.QUERY: OperationType.QUERY,
+    GraphQLOperationType.MUTATION: OperationType.MUTATION,
+    GraphQLOperationType.SUBSCRIPTION: OperationType.SUBSCRIPTION,
+}
+
+
 class OperationPipeline(SchemaExtension):
-    """The module docstring's steps, for one operation."""
+    """The module docstring's steps, for one operation.
+
+    The document is parsed (or found) and validated in :meth:`on_operation`, before Strawberry's own
+    phases, which then find it parsed (``graphql_document`` set) and validated (``pre_execution_errors``
+    set) and leave both alone, as they do for an ``on_parse`` and an ``on_validate`` hook: two hooks
+    fewer, each a context manager per request (some 160 of the 3,300 Python calls of ``{ me { id } }``,
+    bench.instructions). With a tracer, whose spans time the phases, :class:`PhasedOperationPipeline`
+    does them in those hooks instead.
+    """
+
+    phased = False
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self.prepared: Prepared | None = None
+        self.operation: OperationDefinitionNode | None = None
+        self.named: str | None = None
         self.hidden = False
         self.streamed = False
+        self.observed = False
 
     def on_operation(self) -> Iterator[None]:
+        pipeline = self.pipeline
         execution = self.execution_context
-        self.hidden = self.pipeline.hide_from_anonymous and getattr(execution.context, "viewer", None) is None
-        execution.validation_rules = self.pipeline.rules[self.hidden]
-        execution.parse_options["max_tokens"] = self.pipeline.limits.max_tokens
-        yield
-        result = execution.result
-        if result is not None and result.errors:  # a subscription's events were masked as they went
-            result.errors = self.pipeline.finish(result.errors, mask=not self.streamed)
+        observer = pipeline.observer
+        began = time.perf_counter()
+        self.named = requested_operation_name(execution)
+        self.hidden = pipeline.hide_from_anonymous and getattr(execution.context, "viewer", None) is None
+        failure: GraphQLError | None = None
+        try:
+            # Without a document Strawberry refuses the request (MissingQueryError), and it refuses an
+            # operation the document lacks or the transport does not allow (a mutation over GET) before
+            # validating: left to it, as they were.
+            if not self.phased and (execution.query or execution.graphql_document is not None):
+                self._parse()
+                operation = self.operation
+                if operation is not None and _KINDS[operation.operation] in execution.allowed_operations:
+                    self._validate()
+            yield
+            result = execution.result
+            if result is not None and result.errors:  # a subscription's events were masked as they went
+                result.errors = pipeline.finish(result.errors, mask=not self.streamed)
+        except GraphQLError as error:  # a refused document is raised through the hooks, before any result
+            failure = error
+            raise
+        finally:
+            if observer is not None and not self.observed:
+                self._observed(observer, time.perf_counter() - began, failure)
 
-    def on_parse(self) -> Iterator[None]:
+    def _observed(self, observer: OperationObserver, seconds: float, failure: GraphQLError | None = None) -> None:
+        self.observed = True
+        operation = self.operation
+        kind = operation.operation.value if operation is not None else UNKNOWN
+        name = self.named
+        if name is None and operation is not None and operation.name is not None:
+            name = operation.name.value  # as Strawberry's `operation_name` falls back to the first operation's
+        observer.operation_finished(self.execution_context, name, kind, seconds, failure)
+
+    def _parse(self) -> None:
         execution = self.execution_context
         if execution.graphql_document is None:
             self.prepared = self.pipeline.prepare(execution.query or "")
             execution.graphql_document = self.prepared.document
         else:  # given parsed: checked, not remembered
             self.prepared = Prepared.of(execution.graphql_document)
-        yield
+        self.operation = self.prepared.operation(self.named)
 
-    def on_validate(self) -> Iterator[None]:
+    def _validate(self) -> None:
         execution = self.execution_context
         prepared = self.prepared
         assert prepared is not None, "validation follows parsing"
-        named = requested_operation_name(execution)
-        self.pipeline.check_operation(prepared, named, execution.variables or {}, execution.schema)
-        execution.pre_execution_errors = self.pipeline.validate(prepared, execution.schema, self.hidden)
-        yield
+        pipeline = self.pipeline
+        pipeline.check_operation(prepared, self.operation, self.named, execution.variables or {}, execution.schema)
+        execution.pre_execution_errors = pipeline.validate(prepared, execution.schema, self.hidden)
 
     async def on_execute(self) -> AsyncIterator[None]:
+        began = time.perf_counter()
         execution = self.execution_context
-        where = unstorable(execution.variables or {}, "variables")
-        if where is not None:
-            where = where.removeprefix("variables.")
-        elif self.prepared is not None:
-            where = self.prepared.unstorable_literal
-        if where is not None:
-            raise GraphQLError(
-                f"{where}: text may not contain NUL characters or unpaired surrogates",
-                extensions={"code": "VALIDATION_FAILED", "field": where},
-            )
         context: Context = execution.context
-        authenticated_in, context.request_reads = context.request_reads, None
-        if execution.operation_type is not OperationType.QUERY:
-            if authenticated_in is not None:  # not held open while a mutation works
-                await authenticated_in.close()
-            yield
-            return
-        reads = authenticated_in or SharedReads(context.engine.db)
-        context.reads, context.loaders = reads, DataLoaders.create(context.engine, reads.session)
+        operation = self.operation
+        assert operation is not None, "Strawberry executes only an operation the document has"
+        admission = self.pipeline.admission
+        taken = admission.admit(context, operation.operation.value) if admission is not None else None
         try:
-            yield
+            where = unstorable(execution.variables or {}, "variables")
+            if where is not None:
+                where = where.removeprefix("variables.")
+            elif self.prepared is not None:
+                where = self.prepared.unstorable_literal
+            if where is not None:
+                raise GraphQLError(
+                    f"{where}: text may not contain NUL characters or unpaired surrogates",
+                    extensions={"code": "VALIDATION_FAILED", "field": where},
+                )
+            authenticated_in, context.request_reads = context.request_reads, None
+            if operation.operation is not GraphQLOperationType.QUERY:
+                if authenticated_in is not None:  # not held open while a mutation works
+                    await authenticated_in.close()
+                yield
+                # A subscription lasts as long as it does, and a client's disconnecting ends it without
+                # the code after on_operation's yield: it is observed once it has started.
+                observer = self.pipeline.observer
+                if operation.operation is GraphQLOperationType.SUBSCRIPTION and observer is not None:
+                    self._observed(observer, time.perf_counter() - began)
+                return
+            reads = authenticated_in or SharedReads(context.engine.db)
+            context.reads, context.loaders = reads, DataLoaders.create(context.engine, reads.session)
+            try:
+                yield
+            finally:
+                context.reads = None
+                await reads.close()
         finally:
-            context.reads = None
-            await reads.close()
+            if taken is not None and admission is not None:
+                admission.release(taken)
 
     def on_stream_result(self, result: Any) -> Iterator[None]:
         self.streamed = True
         masking = self.pipeline.masking
         if masking is not None and result.errors:
             result.errors = [masking.anonymise_error(e) if self.pipeline.should_mask(e) else e for e in result.errors]
+        yield
+
+
+class PhasedOperationPipeline(OperationPipeline):
+    """:class:`OperationPipeline` parsing and validating in Strawberry's phases, for a tracer's spans of them."""
+
+    phased = True
+
+    def on_parse(self) -> Iterator[None]:
+        self._parse()
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self._validate()
         yield

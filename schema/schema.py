@@ -21,7 +21,7 @@ from schema.mutations.documents import DocumentMutations
 from schema.mutations.tasks import TaskMutations
 from schema.mutations.webhooks import WebhookMutations
 from schema.mutations.workflows import WorkflowMutations
-from schema.pipeline import Pipeline
+from schema.pipeline import OperationAdmission, OperationObserver, Pipeline
 from schema.queries import Query
 from schema.subscriptions import Subscription, SubscriptionExecutionContext
 from schema.types.webhooks import WebhookQueries
@@ -63,8 +63,12 @@ def build_schema(
     fast_execution: bool | None = None,
     limits: OperationLimits | None = None,
     anonymous_introspection: bool = True,
+    observer: OperationObserver | None = None,
+    admission: OperationAdmission | None = None,
 ) -> strawberry.Schema:
-    """``instruments``: the server's metrics and tracing extensions (factories), run around everything else.
+    """``instruments``: the server's tracing extension (a factory), run around everything else.
+    ``observer`` and ``admission``: the server's metrics and rate limits, which the pipeline calls
+    (schema.pipeline).
     ``fast_execution``: the executor shortcut (:mod:`schema.execution`, ``STEPWISE_FAST_EXECUTION``; by
     default as that variable says); off, every field goes through its resolver. ``limits``: what one
     operation may ask (schema.limits; the defaults when not given). ``anonymous_introspection``: off, an
@@ -72,7 +76,8 @@ def build_schema(
     off, every request parses and validates its document (bench/graphql_overhead.py's lever)."""
     pipeline = Pipeline(
         limits or OperationLimits(), mask_errors=mask_errors, hide_from_anonymous=not anonymous_introspection,
-        cache_documents=cache_documents, should_mask=_should_mask,
+        cache_documents=cache_documents, should_mask=_should_mask, observer=observer, admission=admission,
+        phased=bool(instruments),  # a tracer's spans time parsing and validation
     )  # fmt: skip
     extensions: list[Any] = [*instruments, pipeline.extension]
     schema = StepwiseSchema(

@@ -100,17 +100,15 @@ def create_app(
     if tracing is not None:
         instrument_database(db, tracing)
     rate_limits = RateLimits(settings)
-    instruments = [
-        *([metrics.graphql_extension()] if metrics else []),
-        *([graphql_tracing(tracing)] if tracing else []),
-        *([rate_limits.graphql_extension()] if rate_limits.enabled else []),
-    ]
+    instruments = [graphql_tracing(tracing)] if tracing else []
     limits = OperationLimits(max_depth=settings.max_query_depth, max_aliases=settings.max_aliases,
                              max_tokens=settings.max_tokens, max_document_bytes=settings.max_document_bytes,
                              max_cost=settings.max_query_cost)  # fmt: skip
     schema = build_schema(
         mask_errors=settings.mask_errors,
         instruments=instruments,
+        observer=metrics,
+        admission=rate_limits if rate_limits.enabled else None,
         fast_execution=settings.fast_paths.execution,
         limits=limits,
         anonymous_introspection=settings.anonymous_introspection or settings.dev,

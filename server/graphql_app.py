@@ -87,22 +87,26 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
             timeout = RequestTimeout(self.settings.request_timeout_seconds, request.receive)
             request = Request(request.scope, timeout.receive)  # its body's arrival stops the clock
             try:
-                async with timeout.running():
+                async with timeout.clock:
                     return await super().run(request, context, root_value)
             except TimeoutError:  # what it ran is cancelled; on PostgreSQL statement_timeout ends it there too
-                if not timeout.expired:
+                if not timeout.clock.expired():
                     raise
                 log.warning("request cancelled after %g s", timeout.seconds)
                 return timeout.response()
         finally:
-            admitted: str | None = getattr(request.state, "admitted_user", None)
-            if admitted is not None:
-                self.connections.release(admitted)
-            if isinstance(request, Request):
-                slot: str | None = getattr(request.state, "slot", None)
+            if isinstance(request, WebSocket):
+                admitted: str | None = getattr(request.state, "admitted_user", None)
+                if admitted is not None:
+                    self.connections.release(admitted)
+            else:
+                # What get_context kept in request.state, read from the dict Starlette keeps it in
+                # (``scope["state"]``) rather than through a new `State` and a missing key's AttributeError.
+                held: dict[str, Any] = request.scope.get("state") or {}
+                slot: str | None = held.get("slot")
                 if slot is not None:
                     self.slots.leave(slot)
-                reads: SharedReads | None = getattr(request.state, "reads", None)
+                reads: SharedReads | None = held.get("reads")
                 if reads is not None:  # the operation never ran (a syntax error, say) or kept it open
                     await reads.close()
                 await request.close()
@@ -170,13 +174,13 @@ class StepwiseGraphQL(GraphQLOverHTTP[Context, None]):
     async def _take_slot(self, context: Context, request: Request, reads: SharedReads) -> None:
         """One of the user's operation slots (server.rate_limits), held until :meth:`run` ends."""
         key = client_key(context)
-        if not self.slots.available(key):
+        if not self.slots.try_enter(key):
             await reads.close()  # a request waiting for its turn holds no pooled connection: that is the point
-        if not await self.slots.enter(key):
-            raise Refusal(
-                429, f"at most {self.slots.per_user} requests of one user at once: try again in 1 s",
-                {"Retry-After": "1"}, code=RATE_LIMITED,
-            )  # fmt: skip
+            if not await self.slots.enter(key):
+                raise Refusal(
+                    429, f"at most {self.slots.per_user} requests of one user at once: try again in 1 s",
+                    {"Retry-After": "1"}, code=RATE_LIMITED,
+                )  # fmt: skip
         request.state.slot = key
 
     def _dev_token(self, user_id: str) -> str:

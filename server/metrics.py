@@ -18,8 +18,7 @@ set; without it, only clients on the loopback interface (a scraper on the same h
 from __future__ import annotations
 
 import hmac
-import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Iterator
 from ipaddress import ip_address
 from typing import Any
 
@@ -31,8 +30,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from strawberry.extensions import SchemaExtension
-from strawberry.types.execution import PreExecutionError
+from strawberry.types.execution import ExecutionContext, PreExecutionError
 
 from engine import AttemptOutcome, Engine, EngineObserver, EventHub
 from server.logs import current_request
@@ -160,63 +158,25 @@ class Metrics(EngineObserver):
         self._operation_names.add(name)
         return name
 
-    def graphql_extension(self) -> Callable[[], SchemaExtension]:
-        """A factory for the schema's ``extensions`` list: one :class:`OperationMetrics` per operation."""
-        return lambda: OperationMetrics(self)
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
-
-
-class OperationMetrics(SchemaExtension):
-    """Counts and times each operation, counts its top-level errors by code, and tells the log lines
-    of the request which operation and user they belong to."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self._recorded = False
-
-    def on_operation(self) -> Generator[None, None, None]:
-        began = time.perf_counter()
-        failure: GraphQLError | None = None
-        try:
-            yield
-        except GraphQLError as error:  # ParserCache raises a syntax error through the hooks, before any result
-            failure = error
-            raise
-        finally:
-            if not self._recorded:
-                self._record(time.perf_counter() - began, failure)
-
-    def on_execute(self) -> Generator[None, None, None]:
-        # A subscription's operation lasts as long as it does (and a client's disconnecting ends it
-        # without the code after on_operation's yield): it is counted once it has started.
-        began = time.perf_counter()
-        yield
-        if self._kind() == "subscription":
-            self._record(time.perf_counter() - began)
-
-    def _kind(self) -> str:
-        try:
-            return self.execution_context.operation_type.value
-        except RuntimeError:  # the document did not parse, or names no operation
-            return "unknown"
-
-    def _record(self, seconds: float, failure: GraphQLError | None = None) -> None:
-        self._recorded = True
-        context = self.execution_context
-        name, kind = context.operation_name, self._kind()
-        self.metrics.operation_answered(self.metrics.operation_label(name), kind, seconds)
-        result = context.result
-        errors = [failure] if failure else (result.errors if result else None) or context.pre_execution_errors or []
+    def operation_finished(
+        self, execution: ExecutionContext, name: str | None, kind: str, seconds: float, failure: GraphQLError | None
+    ) -> None:
+        """Counts and times an operation, counts its top-level errors by code, and tells the log lines
+        of the request which operation and user they belong to (schema.pipeline calls it, once each)."""
+        self.operation_answered(self.operation_label(name), kind, seconds)
+        result = execution.result
+        errors = [failure] if failure else (result.errors if result else None) or execution.pre_execution_errors or []
         for error in errors:
-            self.metrics.graphql_errors.labels(_error_code(error, context.graphql_document is None, result)).inc()
+            self.graphql_errors.labels(_error_code(error, execution.graphql_document is None, result)).inc()
         info = current_request()
         if info is not None:
             info.operation = name
-            viewer = getattr(context.context, "viewer", None)
+            viewer = getattr(execution.context, "viewer", None)
             if viewer is not None:
                 info.user_id = viewer.id
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
 
 
 def _error_code(error: GraphQLError, unparsed: bool, result: Any) -> str:

@@ -26,12 +26,11 @@ import asyncio
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
-from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult
 
 from server.settings import Settings
@@ -79,8 +78,8 @@ class TokenBuckets:
 
 
 class RateLimits:
-    """The process's buckets and operation slots; :meth:`graphql_extension` enforces them on operations
-    (the slots there only for operations over a WebSocket: server.graphql_app takes an HTTP request's)."""
+    """The process's buckets and operation slots; :meth:`admit` enforces them on operations (the slots
+    there only for operations over a WebSocket: server.graphql_app takes an HTTP request's)."""
 
     def __init__(self, settings: Settings) -> None:
         def buckets(per_minute: float, burst: int) -> TokenBuckets | None:
@@ -97,41 +96,34 @@ class RateLimits:
     def enabled(self) -> bool:
         return any(self.by_type.values()) or self.slots.per_user > 0
 
-    def graphql_extension(self) -> Callable[[], SchemaExtension]:
-        return lambda: RateLimitOperations(self)
-
-
-class RateLimitOperations(SchemaExtension):
-    def __init__(self, limits: RateLimits) -> None:
-        self.limits = limits
-
-    def on_execute(self) -> Generator[None, None, None]:
-        context = self.execution_context
-        buckets = self.limits.by_type.get(context.operation_type.value)
+    def admit(self, context: object, kind: str) -> str | None:
+        """An operation of ``kind`` about to execute (schema.pipeline calls it): refused with a
+        ``RATE_LIMITED`` GraphQLError over its bucket or, over a WebSocket, without a free slot; else the
+        slot's key it took, for :meth:`release` once it has run (None: it took none)."""
+        buckets = self.by_type.get(kind)
         if buckets is not None:
-            wait = buckets.take(client_key(context.context))
+            wait = buckets.take(client_key(context))
             if wait is not None:
                 seconds = max(1, math.ceil(wait))
                 raise GraphQLError(
-                    f"too many {context.operation_type.value}s: try again in {seconds} s",
+                    f"too many {kind}s: try again in {seconds} s",
                     extensions={"code": RATE_LIMITED, "retryAfter": seconds},
                 )
-        over_http = not isinstance(getattr(context.context, "request", None), WebSocket)
-        if over_http or context.operation_type.value == "subscription":
-            yield  # an HTTP request took its slot before its body (server.graphql_app); a subscription lives on
-            return
+        if kind == "subscription" or not isinstance(getattr(context, "request", None), WebSocket):
+            return None  # an HTTP request took its slot before its body (server.graphql_app); a subscription lives on
         # A query or mutation sent over a WebSocket takes a slot as over HTTP, or a client would get
         # round the limit that way; it does not wait for one (the connection is not held up).
-        key, slots = client_key(context.context), self.limits.slots
+        key, slots = client_key(context), self.slots
         if not slots.try_enter(key):
             raise GraphQLError(
                 f"at most {slots.per_user} operations of one user at once: try again in 1 s",
                 extensions={"code": RATE_LIMITED, "retryAfter": 1},
             )
-        try:
-            yield
-        finally:
-            slots.leave(key)
+        return key
+
+    def release(self, key: str) -> None:
+        """Give back the slot :meth:`admit` took."""
+        self.slots.leave(key)
 
 
 def client_key(context: object) -> str:

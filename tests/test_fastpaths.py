@@ -18,8 +18,8 @@ from engine.state import User
 from engine.storage.database import Database
 from engine.storage.inbox import TaskQuery, count_beside, task_search
 from engine.transitions.engine import Engine
-from schema.execution import PLAIN_LEAVES
 from schema.library_internals import graphql_schema_of
+from schema.plain_fields import PLAIN_LEAVES
 from schema.schema import build_schema
 from tests.transitions.test_durability import approval_then_archive, tasks_of
 
@@ -33,7 +33,14 @@ def test_the_switches_are_read_from_the_environment() -> None:
     assert switched == FastPaths(driver_writes=False, count_beside=False)
     everything_off = {
         f"STEPWISE_FAST_{name}": "0"
-        for name in ("EXECUTION", "DRIVER_WRITES", "REMEMBERED_INSTANCES", "COUNT_BESIDE", "WEBHOOK_CLIENT")
+        for name in (
+            "EXECUTION",
+            "DRIVER_WRITES",
+            "REMEMBERED_INSTANCES",
+            "COUNT_BESIDE",
+            "WEBHOOK_CLIENT",
+            "REMEMBERED_MEMBERS",
+        )
     }
     assert FastPaths.from_env(everything_off) == OFF
     with pytest.raises(ValueError, match="STEPWISE_FAST_EXECUTION must be true or false"):

@@ -18,7 +18,7 @@ from engine.storage.database import Executor, dialect_of
 from engine.storage.deferred import DeferredUpdate, Rows, TransitionConnection
 from engine.storage.instances import InstanceRepository, instance_values
 from engine.storage.models import instances
-from engine.storage.postgres.finish import PostgresTransitionWriter
+from engine.storage.postgres.finish import AssumedMembers, PostgresTransitionWriter
 from engine.storage.task_events import NewTaskEvent
 
 
@@ -31,6 +31,7 @@ class TransitionWriter(Protocol):
         deferred: tuple[Rows, list[DeferredUpdate]],
         events: Sequence[NewTaskEvent],
         remembered_tasks: Sequence[str] | None,
+        assumed_members: Sequence[AssumedMembers] = (),
     ) -> int | None:
         """Write ``deferred`` (the instance among its inserts when it is new), else update ``instance``
         if still at ``expected_revision``, then ``events``; the highest event id (None for none)."""
@@ -49,7 +50,9 @@ class SqliteTransitionWriter:
         deferred: tuple[Rows, list[DeferredUpdate]],
         events: Sequence[NewTaskEvent],
         remembered_tasks: Sequence[str] | None,
+        assumed_members: Sequence[AssumedMembers] = (),
     ) -> int | None:
+        assert not assumed_members, "SQLite never remembers members: a transaction reads them"
         inserts, updates = deferred
         if isinstance(executor, TransitionConnection):
             await executor.write(inserts, updates)
@@ -71,6 +74,7 @@ async def finish_transition(
     expected_revision: int,
     events: Sequence[NewTaskEvent],
     remembered_tasks: Sequence[str] | None = None,
+    assumed_members: Sequence[AssumedMembers] = (),
 ) -> int | None:
     """A transition's last writes: the rows and updates it deferred (on a
     :class:`~engine.storage.deferred.TransitionConnection`), ``instance`` as it ends — inserted if it
@@ -82,9 +86,15 @@ async def finish_transition(
     ``remembered_tasks`` (PostgreSQL only): the transition started from remembered state
     (:mod:`engine.transitions.remembered`) whose open tasks were these ``id:revision``; if the
     instance's open tasks are no longer exactly these, nothing is written
-    (:class:`~engine.errors.RememberedStateChanged`)."""
+    (:class:`~engine.errors.RememberedStateChanged`).
+
+    ``assumed_members`` (PostgreSQL only): ``(kind, key, members)`` of each role (``kind`` ``"role"``) or
+    group the transition counted as its process remembered them
+    (:class:`~engine.transitions.remembered.RememberedMembers`); if one's members are no longer exactly
+    these, nothing is written (:class:`~engine.errors.RememberedMembersChanged`)."""
     inserts, updates = executor.take_deferred() if isinstance(executor, TransitionConnection) else ([], [])
     if any(table is instances for table, _ in inserts):  # written once, as the transition leaves it
         inserts = [(table, [instance_values(instance)] if table is instances else rows) for table, rows in inserts]
     writer = _WRITERS[dialect_of(executor)]
-    return await writer.finish(executor, instance, expected_revision, (inserts, updates), events, remembered_tasks)
+    return await writer.finish(executor, instance, expected_revision, (inserts, updates), events, remembered_tasks,
+                               assumed_members)  # fmt: skip

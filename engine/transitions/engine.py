@@ -31,6 +31,7 @@ from engine.errors import (
     InvalidStateError,
     NewerDefinitionDeployed,
     NotFoundError,
+    RememberedMembersChanged,
     RememberedStateChanged,
     StepwiseError,
     ValidationError,
@@ -46,7 +47,7 @@ from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import InstanceRepository, instance_values
 from engine.storage.models import idempotency_keys, instances
 from engine.transitions.definitions import EngineDefinitions
-from engine.transitions.remembered import RememberedInstances, TaskHomes
+from engine.transitions.remembered import RememberedInstances, RememberedMembers, TaskHomes
 from engine.transitions.transition import Transition
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Engine(EngineDefinitions):
         """Told of every committed transition and worker attempt (the server's metrics replace it)."""
         self.remembered = remembered if remembered is not None else RememberedInstances()
         self.task_homes = TaskHomes()
+        self.members = RememberedMembers()
         self.sequencer = EventSequencer(db, self._tell_commit_listeners)
         self.idempotency = IdempotencyKeys(db, self.clock, idempotency_ttl)
 
@@ -96,6 +98,14 @@ class Engine(EngineDefinitions):
         where a transition's first attempt runs in autocommit and its last statement checks it, unless
         ``STEPWISE_FAST_REMEMBERED_INSTANCES`` turned it off."""
         return self.db.dialect == "postgresql" and self.db.fast_paths.remembered_instances
+
+    @property
+    def _members_known(self) -> RememberedMembers | None:
+        """Roles' and groups' members as this process remembers them, for a transition to count from
+        (:class:`~engine.transitions.remembered.RememberedMembers`): on PostgreSQL, whose last statement
+        checks them, unless ``STEPWISE_FAST_REMEMBERED_MEMBERS`` turned it off."""
+        remembers = self.db.dialect == "postgresql" and self.db.fast_paths.remembered_members
+        return self.members if remembers else None
 
     # -- instances -------------------------------------------------------------------------
 
@@ -158,6 +168,8 @@ class Engine(EngineDefinitions):
                 autocommit = False
             except NewerDefinitionDeployed:  # since this process last saw the key: read its version
                 self._latest_versions.pop(definition_key, None)
+            except RememberedMembersChanged as changed:  # since this process read them: again, reading them
+                self.members.forget(changed.assumed)
             else:
                 await self._committed(transition, finished, autocommit=autocommit)
                 self.observer.transition_committed("start", time.perf_counter() - began, transition.events_written)
@@ -209,8 +221,9 @@ class Engine(EngineDefinitions):
         )
         connection.defer_insert(instances, instance_values(instance))  # the last statement writes it
         transition = Transition(
-            connection, instance, definition, self.registry, now, started_by, self.settings, calendars=self.calendars
-        )
+            connection, instance, definition, self.registry, now, started_by, self.settings, calendars=self.calendars,
+            members=self._members_known,
+        )  # fmt: skip
         if self._needs_starter(definition):
             await transition.load_starter()
         await transition.advance([Token(id=new_id(), node_id=definition.start)])
@@ -267,7 +280,7 @@ class Engine(EngineDefinitions):
                     transition = Transition(
                         connection, instance, definition, self.registry, now, actor_id, self.settings,
                         steps=locked.steps, open_tasks=locked.open_tasks, remembered=remembered is not None,
-                        calendars=self.calendars,
+                        calendars=self.calendars, members=self._members_known,
                     )  # fmt: skip
                     if self._needs_starter(definition):
                         await transition.load_starter()
@@ -277,8 +290,10 @@ class Engine(EngineDefinitions):
                 await self._committed(transition, finished, autocommit=autocommit)
                 self.observer.transition_committed("transition", time.perf_counter() - began, transition.events_written)
                 return result, finished
-            except (StepwiseError, TransactionNeeded, RememberedStateChanged) as error:
-                if isinstance(error, TransactionNeeded):
+            except (StepwiseError, TransactionNeeded, RememberedStateChanged, RememberedMembersChanged) as error:
+                if isinstance(error, RememberedMembersChanged):  # again, reading them
+                    self.members.forget(error.assumed)
+                elif isinstance(error, TransactionNeeded):
                     autocommit = False
                 elif remembered is None and isinstance(error, ConcurrentUpdateError):
                     if guard is not None and await self.idempotency.stored(guard):

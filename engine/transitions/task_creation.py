@@ -25,6 +25,7 @@ from engine.storage.tasks import TaskRepository
 from engine.tasks import approvals
 from engine.tasks.policy_state import TaskPolicy
 from engine.transitions.new_tasks import due_time, new_task
+from engine.transitions.remembered import RememberedMembers
 
 
 class TaskCreation:
@@ -39,6 +40,9 @@ class TaskCreation:
     tasks: TaskRepository
     _steps: dict[str, StepInstance]
     variables: Callable[[], dict[str, Any]]
+    _members_known: RememberedMembers | None
+    assumed_members: dict[tuple[str, str], tuple[str, ...]]
+    """Memberships counted as remembered, for the last statement to check: (kind, key) → members."""
 
     def _step_instance(self, node: Node) -> StepInstance:
         """The instance's step ``node`` is in: the one it has (all were read with the instance, which
@@ -91,8 +95,20 @@ class TaskCreation:
         return await approvals.activate_level(policy, index, self._members)
 
     async def _members(self, *, role: str | None = None, group: str | None = None) -> list[str]:
-        statement, key = (ROLE_MEMBERS, role) if role is not None else (GROUP_MEMBERS, group)
-        return sorted(row.user_id for row in await self.connection.read_unaffected(statement, {"key": key}))
+        """A role's holders or a group's members, sorted: as this process remembers them, which the
+        transition's last statement then checks (:class:`~engine.transitions.remembered.RememberedMembers`),
+        else read."""
+        kind, key, statement = ("role", role, ROLE_MEMBERS) if role is not None else ("group", group, GROUP_MEMBERS)
+        assert key is not None, "a role or a group"
+        if self._members_known is not None:
+            known = self._members_known.get(kind, key)
+            if known is not None:
+                self.assumed_members[(kind, key)] = known
+                return list(known)
+        members = sorted(row.user_id for row in await self.connection.read_unaffected(statement, {"key": key}))
+        if self._members_known is not None:
+            self._members_known.keep(kind, key, members)
+        return members
 
     async def _system_task(self, node: Node, token: Token) -> Task:
         return new_task(

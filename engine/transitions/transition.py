@@ -48,6 +48,7 @@ from engine.storage.task_events import NewTaskEvent, TaskEventRepository
 from engine.storage.tasks import TaskRepository, stored_changes, task_values
 from engine.storage.writer import finish_transition
 from engine.transitions.event_data import changes_between, created_data
+from engine.transitions.remembered import RememberedMembers
 from engine.transitions.status import status_of
 from engine.transitions.task_creation import TaskCreation
 from engine.transitions.variables import template_variables
@@ -86,10 +87,13 @@ class Transition(TaskCreation):
         open_tasks: Sequence[Task] = (),
         remembered: bool = False,
         calendars: Calendars | None = None,
+        members: RememberedMembers | None = None,
     ) -> None:
         """``steps`` are all of the instance's step instances by key (none for a new instance) and
         ``open_tasks`` its open tasks, both as read with the locked instance, or as this process
-        ``remembered`` them (:mod:`engine.transitions.remembered`: the last statement then checks them)."""
+        ``remembered`` them (:mod:`engine.transitions.remembered`: the last statement then checks them);
+        ``members``: roles' and groups' members as this process remembers them (the same module), or
+        None to read them."""
         self.connection = connection
         self.definition = definition
         self.registry = registry
@@ -116,6 +120,8 @@ class Transition(TaskCreation):
         self.events_written = 0
         self.pending_events: list[NewTaskEvent] = []
         self._starter: User | None = None
+        self._members_known = members
+        self.assumed_members = {}
         self.outcome: tuple[InstanceStatus, str | None] | None = None
 
     # -- tasks -----------------------------------------------------------------------------
@@ -130,7 +136,9 @@ class Transition(TaskCreation):
         as the transaction's last statement (see :mod:`engine.events.numbering` for why last)."""
         finished = self.finish()
         remembered = sorted(f"{t.id}:{t.revision}" for t in self._open_at_start) if self._remembered else None
-        await finish_transition(self.connection, finished, self.instance.revision, self.pending_events, remembered)
+        assumed = [(kind, key, members) for (kind, key), members in self.assumed_members.items()]
+        await finish_transition(self.connection, finished, self.instance.revision, self.pending_events, remembered,
+                                assumed)  # fmt: skip
         self.pending_events.clear()
         return finished
 

@@ -1,25 +1,26 @@
-"""The webhook dispatcher's own HTTP/1.1 client: keep-alive POSTs, status code only, host policy on each connect.
+"""Webhook deliveries over aiohttp's client: keep-alive POSTs, the status code only, host policy on each connect.
 
 A delivery needs little of an HTTP client: one POST of a body it has, the answer's status, and the
 connection kept for the next one. httpx gives all of that through layers made for much more (a request
-and a response model, a connection pool that polls every connection's socket at each request, locks
-that ask which event loop runs), which cost the dispatcher most of its time per event. This client is
-asyncio's streams and httptools' parser (uvicorn's, a dependency already): the dispatcher's CPU per
-delivery 2.72 → 0.42 ms against httpx with its connections kept alive, side by side at load 13–16
-(bench.webhook_delivery; docs/adr/0010-webhook-client.md).
+and a response model, a connection pool that polls every connection's socket and walks every waiting
+request at each request), which cost the dispatcher most of its time per event: side by side on loopback
+with 20 POSTs in flight, 2.3–2.5 ms of the client's CPU per POST through httpx against 0.10–0.17 ms through
+aiohttp (load 20; docs/adr/0010-webhook-client.md). aiohttp's pool and parser (C) are built for many
+concurrent requests to few hosts, which is what a dispatcher sends.
 
 What it keeps from the httpx client the dispatcher used (:func:`engine.workers.hostpolicy.task_http_client`):
 
-* every connection goes to an address :func:`~engine.workers.hostpolicy.checked_addresses` admitted, the
-  host resolved once (TLS still verifies the certificate against the host name);
+* every connection goes to an address the host policy admits: a host name through :class:`_PolicyResolver`,
+  resolved at each connect (no DNS cache, so a name cannot be re-pointed after its check), an IP literal
+  (which aiohttp connects to without a resolver) checked before the request;
 * no redirect is followed (a 3xx is the receiver's answer), no proxy or ``.netrc`` from the environment,
-  no cookies;
+  no cookies kept;
 * the answer's body is read to keep the connection, never kept, and one larger than
   :data:`DRAINED_ANSWER_BYTES` ends its connection instead; asked uncompressed, it is not decoded.
 
-Failures are httpx's exception classes (``ConnectError``, ``ReadTimeout``, ``RemoteProtocolError``), so the
-delivery log reads the same whichever client sent. A connection that was kept and turns out closed by the
-receiver before it answered anything is replaced once by a new one (the receiver closed it as it idled).
+Failures are httpx's exception classes (``ConnectError``, ``ReadTimeout``, ``RemoteProtocolError``,
+``ReadError``), so the delivery log reads the same whichever client sent. A connection closed before any
+answer came (a kept one the receiver closed as it idled) is tried once more, on another connection.
 
 Off (``STEPWISE_FAST_WEBHOOK_CLIENT=false``), the dispatcher sends through the httpx client instead.
 """
@@ -27,13 +28,14 @@ Off (``STEPWISE_FAST_WEBHOOK_CLIENT=false``), the dispatcher sends through the h
 from __future__ import annotations
 
 import asyncio
-import ssl
-import time
+import socket
 from dataclasses import dataclass
 from functools import lru_cache
 
-import httptools
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from engine.workers.hostpolicy import HostPolicy, checked_addresses
 
@@ -52,10 +54,12 @@ class Target:
     port: int
     request_target: str
     host_header: str
+    literal: bool
+    """The host is an IP address, which aiohttp connects to without asking the resolver."""
 
     @property
-    def origin(self) -> tuple[str, str, int]:
-        return self.scheme, self.host, self.port
+    def url(self) -> URL:
+        return URL(f"{self.scheme}://{self.host_header}{self.request_target}", encoded=True)
 
 
 @lru_cache(maxsize=256)
@@ -67,153 +71,98 @@ def target_of(url: str) -> Target:
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     host = parsed.raw_host.decode("ascii")
     shown = f"[{host}]" if ":" in host else host
+    literal = ":" in host or host.replace(".", "").isdigit()
     return Target(parsed.scheme, host, port, parsed.raw_path.decode("ascii"),
-                  shown if parsed.port is None else f"{shown}:{port}")  # fmt: skip
+                  shown if parsed.port is None else f"{shown}:{port}", literal)  # fmt: skip
 
 
-class _Answer:
-    """httptools' callbacks for one answer: its status once its head is in, and whether it ended."""
+class _PolicyResolver(AbstractResolver):
+    """Host names resolved only to addresses the policy admits (a refusal raises ExecutionFailedError)."""
 
-    __slots__ = ("parser", "status", "body_bytes", "complete", "keep_alive")
+    def __init__(self, policy: HostPolicy) -> None:
+        self.policy = policy
 
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.status = 0
-        self.body_bytes = 0
-        self.complete = False
-        self.keep_alive = False
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+            )  # fmt: skip
+            for address in await checked_addresses(host, port, self.policy)
+        ]
 
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-
-    def on_body(self, body: bytes) -> None:
-        self.body_bytes += len(body)
-
-    def on_message_complete(self) -> None:
-        if self.status >= 200:  # an interim 1xx answer is followed by the real one
-            self.complete = True
-            self.keep_alive = self.parser.should_keep_alive()  # asked later, the parser has moved on
-
-
-@dataclass
-class _Connection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    idle_since: float = 0.0
-
-    def close(self) -> None:
-        self.writer.close()
-
-    def usable(self, now: float) -> bool:
-        return (now - self.idle_since < IDLE_EXPIRY_SECONDS and not self.reader.at_eof()
-                and not self.writer.is_closing())  # fmt: skip
+    async def close(self) -> None:
+        return None
 
 
 class WebhookConnections:
-    """Keep-alive connections to webhook receivers, at most ``kept_alive`` idle ones per origin."""
+    """Keep-alive connections to webhook receivers, at most ``kept_alive`` at once (the dispatcher's
+    concurrency), through one aiohttp session made on first use (a session belongs to its event loop)."""
 
     def __init__(self, policy: HostPolicy, kept_alive: int) -> None:
         self.policy = policy
         self.kept_alive = kept_alive
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._admitted: set[tuple[str, int]] = set()
 
     async def post(self, url: str, body: bytes, headers: list[tuple[str, str]], timeout: float) -> int:
         """POST ``body`` with ``headers`` to ``url``; the answer's status code. Raises httpx's
         ``TransportError`` kinds, or :class:`~engine.errors.ExecutionFailedError` for an address the host
         policy refuses."""
         target = target_of(url)
-        lines = [f"POST {target.request_target} HTTP/1.1", f"Host: {target.host_header}",
-                 f"Content-Length: {len(body)}", "Accept-Encoding: identity"]  # fmt: skip
-        lines += [f"{name}: {value}" for name, value in headers]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        if target.literal and (target.host, target.port) not in self._admitted:
+            await checked_addresses(target.host, target.port, self.policy)  # raises if refused
+            self._admitted.add((target.host, target.port))
+        sent = [*headers, ("Accept-Encoding", "identity")]
         try:
             async with asyncio.timeout(timeout):
-                connection = self._kept(target)
-                if connection is not None:
-                    try:
-                        return await self._exchange(target, connection, request)
-                    except _ClosedUnanswered:
-                        pass  # the receiver closed it while it idled: once more, on a new connection
                 try:
-                    return await self._exchange(target, await self._connect(target), request)
-                except _ClosedUnanswered as exc:
+                    return await self._exchange(target, body, sent)
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                    pass  # closed before any answer, as a kept connection the receiver closed: once more
+                try:
+                    return await self._exchange(target, body, sent)
+                except aiohttp.ServerDisconnectedError as exc:
                     raise httpx.RemoteProtocolError("the receiver closed the connection without answering") from exc
         except TimeoutError as exc:
             raise httpx.ReadTimeout(f"no answer within {timeout:g} s") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc.os_error) or str(exc)) from exc
+        except (aiohttp.ClientResponseError, aiohttp.ClientPayloadError) as exc:
+            raise httpx.RemoteProtocolError(f"the receiver's answer is not HTTP/1.1: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
 
     async def aclose(self) -> None:
-        idle, self._idle = self._idle, {}
-        for connections in idle.values():
-            for connection in connections:
-                connection.close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
-    def _kept(self, target: Target) -> _Connection | None:
-        kept = self._idle.get(target.origin)
-        now = time.monotonic()
-        while kept:
-            connection = kept.pop()
-            if connection.usable(now):
-                return connection
-            connection.close()
-        return None
-
-    async def _connect(self, target: Target) -> _Connection:
-        tls = self._tls_context() if target.scheme == "https" else None
-        failure: OSError | None = None
-        for address in await checked_addresses(target.host, target.port, self.policy):
-            try:
-                reader, writer = await asyncio.open_connection(
-                    str(address), target.port, ssl=tls, server_hostname=target.host if tls else None,
-                    limit=READ_CHUNK,
-                )  # fmt: skip
-                return _Connection(reader, writer)
-            except OSError as exc:  # the next address may answer (IPv6 first, then IPv4, …); ssl errors are OSErrors
-                failure = exc
-        raise httpx.ConnectError(str(failure) if failure else f"{target.host!r} resolved to no address")
-
-    def _tls_context(self) -> ssl.SSLContext:
-        if self._tls is None:
-            self._tls = httpx.create_ssl_context()  # the httpx client's trust store, so both clients agree
-        return self._tls
-
-    async def _exchange(self, target: Target, connection: _Connection, request: bytes) -> int:
-        answer = _Answer()
-        keep = False
-        try:
-            connection.writer.write(request)
-            await connection.writer.drain()
-            while not answer.complete:
-                data = await connection.reader.read(READ_CHUNK)
-                if not data:
-                    if answer.status:  # a body that ends with the connection: the answer is in
-                        return answer.status
-                    raise _ClosedUnanswered
-                answer.parser.feed_data(data)
-                if answer.body_bytes > DRAINED_ANSWER_BYTES:
-                    return answer.status  # too long to read through: the connection goes instead
-            keep = answer.keep_alive
+    async def _exchange(self, target: Target, body: bytes, headers: list[tuple[str, str]]) -> int:
+        async with self._session_of_loop().post(target.url, data=body, headers=headers,
+                                                allow_redirects=False) as answer:  # fmt: skip
+            drained = 0
+            while chunk := await answer.content.read(READ_CHUNK):
+                drained += len(chunk)
+                if drained > DRAINED_ANSWER_BYTES:
+                    answer.close()  # too long to read through: the connection goes instead
+                    break
             return answer.status
-        except httptools.HttpParserError as exc:
-            raise httpx.RemoteProtocolError(f"the receiver's answer is not HTTP/1.1: {exc}") from exc
-        except OSError as exc:  # ssl.SSLError is one too
-            if not answer.status and isinstance(exc, ConnectionResetError | BrokenPipeError):
-                raise _ClosedUnanswered from exc
-            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-        finally:
-            if keep:
-                self._keep(target, connection)
-            else:
-                connection.close()
 
-    def _keep(self, target: Target, connection: _Connection) -> None:
-        kept = self._idle.setdefault(target.origin, [])
-        if len(kept) >= self.kept_alive:
-            connection.close()
-            return
-        connection.idle_since = time.monotonic()
-        kept.append(connection)
-
-
-class _ClosedUnanswered(Exception):
-    """The receiver closed the connection before any answer came."""
+    def _session_of_loop(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                resolver=_PolicyResolver(self.policy), use_dns_cache=False, limit=self.kept_alive,
+                keepalive_timeout=IDLE_EXPIRY_SECONDS, ssl=httpx.create_ssl_context(),
+            )  # fmt: skip
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+                trust_env=False, skip_auto_headers=("User-Agent",),
+            )  # fmt: skip
+        return self._session

@@ -20,6 +20,7 @@ from engine.errors import (
 )
 from engine.state import InstanceStatus, TaskStatus
 from engine.storage.database import Database
+from engine.storage.directory import DirectoryRepository
 from engine.storage.instances import InstanceRepository
 from engine.storage.tasks import TaskRepository
 from engine.tasks import policies
@@ -38,6 +39,7 @@ from tests.tasks.policy_support import (
     quorum_definition,
     snapshot,
 )
+from tests.transitions.test_transition_costs import statements
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,37 @@ async def test_two_connections_race_for_the_last_approval(db: Database, clock: M
             assert stored.status is InstanceStatus.WAITING_FOR_SIGNAL
     finally:
         await other_db.dispose()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.fast_paths  # the members a process remembers are the subject here
+async def test_remembered_members_count_as_a_read_would(db: Database, engine: Engine, clock: ManualClock) -> None:
+    """A quorum task's eligible count comes from the role's members as the process remembers them,
+    without a read; when the role changes behind its back (another process, an admin), the start's last
+    statement finds them changed, writes nothing, and the start runs again and counts the role as it is."""
+    await add_users(db, clock)
+    await engine.deploy(quorum_definition("quorum", TWO_OF_ROLE, ["starter"]))
+
+    async def eligible_at_start() -> tuple[int | None, str | None]:
+        instance = await engine.start("quorum", {}, "alice")
+        task = await open_task(db, instance.id)
+        return policies.levels(task)[0].eligible, task.blocked_reason
+
+    assert await eligible_at_start() == (4, None)  # bob, carol, dan, dana: read, then remembered
+    assert engine.members.get("role", "approver") == ("alice", "bob", "carol", "dan", "dana")
+    async with statements(db) as sent:
+        assert await eligible_at_start() == (4, None)
+    assert not any("user_roles" in s and not s.lstrip().startswith("WITH") for s in sent.statements)
+    async with db.transaction() as session:  # the role grows, then shrinks below the quorum
+        await DirectoryRepository(session).save_user("gus", "Gus", "gus@example.com", {"approver"}, set(), clock.now())
+    assert await eligible_at_start() == (5, None)
+    async with db.transaction() as session:
+        directory = DirectoryRepository(session)
+        for user_id in ("bob", "carol", "dan", "gus"):
+            await directory.save_user(user_id, user_id.title(), f"{user_id}@example.com", set(), set(), clock.now())
+    eligible, blocked = await eligible_at_start()
+    assert eligible == 1 and blocked is not None and "leaves 1 eligible user(s) for 2 approvals" in blocked
+    assert engine.members.get("role", "approver") == ("alice", "dana")
 
 
 async def test_forbidden_and_invalid_state_are_the_engine_errors(db: Database, engine: Engine) -> None:

@@ -25,7 +25,11 @@ async def test_one_acts_and_the_others_see_it_live_across_two_server_processes(
     await alice.goto(step)
     await carol.goto(step)
     for watcher in (alice, carol):
-        await expect(watcher.page.get_by_test_id("metric-active")).to_contain_text("0")
+        # A To Do task is in Total only: Active counts the tasks in progress, and its card says so.
+        total, active = watcher.page.get_by_test_id("metric-total"), watcher.page.get_by_test_id("metric-active")
+        await expect(total.locator(".metric-value")).to_have_text("1")
+        await expect(active.locator(".metric-value")).to_have_text("0")
+        await expect(active.locator(".metric-counts")).to_have_text("in progress")
         await expect(watcher.page.get_by_test_id("status")).to_have_text("To Do")
 
     await bob.page.get_by_role("link", name="Decide on the conference").click()
@@ -35,7 +39,7 @@ async def test_one_acts_and_the_others_see_it_live_across_two_server_processes(
     for watcher in (alice, carol):
         await expect(watcher.page.get_by_test_id("status")).to_have_text("In Progress")
         await expect(watcher.page.get_by_test_id("assignee")).to_have_text("Bob Brown")
-        await expect(watcher.page.get_by_test_id("metric-active")).to_contain_text("1")
+        await expect(watcher.page.get_by_test_id("metric-active").locator(".metric-value")).to_have_text("1")
     await decision.get_by_role("button", name="Approve").click()
     await expect(decision.get_by_test_id("readonly")).to_be_visible()
 

@@ -137,6 +137,8 @@ async def test_keyboard_and_phone_width(server: Server, sign_in: Any, engine: En
 
 
 REQUESTS_ONLY = {**FORM, "key": "web_requests_only", "title": "Requests only", "startRoles": ["requester"]}
+REQUESTS_OR_MANAGERS = {**FORM, "key": "web_requests_or_managers", "title": "Requests or managers",
+                        "startRoles": ["requester", "manager"]}  # fmt: skip
 
 
 async def test_forbidden_and_not_found_for_what_exists_but_is_not_yours(
@@ -144,6 +146,7 @@ async def test_forbidden_and_not_found_for_what_exists_but_is_not_yours(
 ) -> None:
     hidden = await first_task(server, await start(engine, FORM, "a requester's"))  # bob (approver) may not see it
     await engine.deploy(REQUESTS_ONLY, deployed_by="dana")
+    await engine.deploy(REQUESTS_OR_MANAGERS, deployed_by="dana")
     bob = await sign_in("bob", server)
     # A task, its step and the step page opened on it exist, but not for bob: the API does not say they exist.
     for path in (f"/app/tasks/{hidden['id']}", f"/app/steps/{hidden['step']['id']}"):
@@ -156,9 +159,11 @@ async def test_forbidden_and_not_found_for_what_exists_but_is_not_yours(
     # A link to start a workflow bob may see but not start: the forbidden screen, saying why.
     await bob.goto("/app/start/web_requests_only")
     forbidden = bob.page.locator("[data-state=forbidden]")
-    await expect(forbidden).to_contain_text("You may not start “Requests only”: it needs one of the roles requester")
+    await expect(forbidden).to_contain_text("You may not start “Requests only”: it needs the requester role.")
     await expect(forbidden.get_by_role("link", name="Back to the inbox")).to_be_visible()
     await bob.shot("forbidden")
+    await bob.goto("/app/start/web_requests_or_managers")
+    await expect(forbidden).to_contain_text("it needs the requester or manager role.")
     await bob.goto("/app/start")  # the list offers only what bob may start
     await expect(
         bob.page.get_by_label("Workflow", exact=True).locator("option", has_text="Requests only")

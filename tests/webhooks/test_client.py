@@ -1,4 +1,4 @@
-"""The dispatcher's own HTTP/1.1 client (engine/workers/webhook_http.py) against raw loopback servers that
+"""The webhook deliveries' client (engine/workers/webhook_http.py, aiohttp) against raw loopback servers that
 answer exactly as each test writes: kept connections, stale ones, bodies of every framing, timeouts."""
 
 from __future__ import annotations
@@ -210,3 +210,21 @@ def test_a_target_is_what_httpx_would_send() -> None:
     assert (target.request_target, target.host_header) == ("/a%20b?x=1", "hooks.example.com")
     v6 = target_of("http://[::1]:8080")
     assert (v6.host, v6.request_target, v6.host_header) == ("::1", "/", "[::1]:8080")
+
+
+async def test_a_host_name_is_resolved_through_the_host_policy_at_each_connect(
+    serve: Callable[[Answer], Awaitable[RawServer]],
+) -> None:
+    """aiohttp resolves names with the policy's resolver: an admitted name connects, a refused one never."""
+    server = await serve(answering(NO_CONTENT))
+    by_name = f"http://localhost:{server.port}/hook"
+    admitted = WebhookConnections(HostPolicy(allow=("localhost",)), kept_alive=4)
+    strict = WebhookConnections(HostPolicy(), kept_alive=4)
+    try:
+        assert await admitted.post(by_name, b"{}", [], 5) == 204
+        with pytest.raises(ExecutionFailedError) as refused:
+            await strict.post(by_name, b"{}", [], 5)
+    finally:
+        await admitted.aclose()
+        await strict.aclose()
+    assert refused.value.non_retryable and server.connections == 1

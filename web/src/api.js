@@ -1,6 +1,7 @@
 // GraphQL over HTTP: queries and mutations as JSON POSTs, uploads as GraphQL multipart requests.
 // Every request carries the session's bearer token; a refused token signs the user out with the reason.
 import { token, signOut } from "./session.js";
+import { take } from "./first-read.js";
 
 export class ApiError extends Error {
   // kind: "network" (server unreachable or not answering GraphQL), "unauthenticated", "forbidden", "graphql"
@@ -28,19 +29,30 @@ function fail(body, status) {
   return new ApiError("graphql", first.message, code);
 }
 
-async function decode(response) {
-  let body;
-  try {
-    body = await response.json();
-  } catch {
-    throw new ApiError("network", `The server answered ${response.status} without a GraphQL response.`);
-  }
-  if (body.errors?.length && !body.data) throw fail(body, response.status);
-  if (body.errors?.length) throw fail(body, response.status);
+function read({ status, body }) {
+  if (!body) throw new ApiError("network", `The server answered ${status} without a GraphQL response.`);
+  if (body.errors?.length) throw fail(body, status);
   return body.data;
 }
 
+async function decode(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON: read() says so
+  }
+  return read({ status: response.status, body });
+}
+
+// The page's first reads may be on their way already (first-read.js): the same question is not asked twice.
 export async function gql(query, variables = {}) {
+  const early = take(query, variables);
+  if (early) {
+    const answer = await early;
+    if (answer.unreachable) throw new ApiError("network", "The server cannot be reached.");
+    return read(answer);
+  }
   let response;
   try {
     response = await fetch("/graphql", {

@@ -5,6 +5,7 @@ import { gql } from "./api.js";
 import { ME } from "./queries.js";
 import { connect, connection, onTaskEvent } from "./live.js";
 import { route, match } from "./router.js";
+import { forget as forgetFirstReads, pageReadEarly } from "./first-read.js";
 import { Toasts, toast, Loading, Failure, NotFound } from "./ui.js";
 import { SignIn } from "./pages/signin.js";
 import { Inbox } from "./pages/inbox.js";
@@ -76,15 +77,16 @@ function SignedIn({ me }) {
 
 // Checks the token (who it is for) and reads the live cursor, then connects. With the user remembered from
 // earlier in this tab, the page shows at once meanwhile; it re-reads when the stream is up (onResync), so
-// nothing committed between its first read and the cursor is missed.
+// nothing committed between its first read and the cursor is missed. So does a page whose first read was
+// sent with the cursor's (first-read.js).
 function useBoot(token) {
   const [error, setError] = useState(null);
   const load = async () => {
     setError(null);
-    const shownFromMemory = !!session.get().me;
+    const readBeforeCursor = !!session.get().me || pageReadEarly;
     try {
       const data = await gql(ME);
-      connect(data.taskEventCursor, { resync: shownFromMemory });
+      connect(data.taskEventCursor, { resync: readBeforeCursor });
       setMe(data.me);
     } catch (e) {
       if (e.kind !== "unauthenticated") setError(e);
@@ -110,6 +112,11 @@ function App() {
   if (!me) return html`<${Loading} what="Signing in" />`;
   return html`<${SignedIn} me=${me} />`;
 }
+
+// The first reads answer for the address and the token the page was opened with, not for the next ones.
+route.subscribe(forgetFirstReads);
+const openedWith = session.get().token;
+session.subscribe(({ token }) => token !== openedWith && forgetFirstReads());
 
 const root = document.getElementById("app");
 root.textContent = ""; // the page's "Loading…" placeholder

@@ -1,4 +1,9 @@
-// The GraphQL documents the app sends; one fragment for a task as every list shows it.
+// The GraphQL documents the app sends; one fragment for a task as every list shows it. The first screen's
+// (who am I, the step page) are in first-read.js, which sends them before this file is even read.
+import { METRICS } from "./first-read.js";
+
+export { METRICS, ME, STEP, STEP_ROW, stepVariables } from "./first-read.js";
+
 export const TASK_ROW = `
 fragment TaskRow on Task {
   id kind type schemaType name title description status displayStatus priority revision
@@ -8,16 +13,6 @@ fragment TaskRow on Task {
   workflowInstance { id definitionKey status }
   viewerCanClaim viewerCanComplete viewerCanAssign viewerCanRetry
 }`;
-
-// A step page's rows: the step and instance are the page's own, read once rather than per row.
-export const STEP_ROW = `
-fragment StepRow on Task {
-  id kind type name title description status displayStatus priority revision
-  assignedRole assignedGroup createdAt updatedAt dueAt completedAt
-  assignee { id name }
-}`;
-
-export const METRICS = "metrics { total active completed blocked }";
 
 export const EVENTS = `
 subscription Events($after: String) {
@@ -43,16 +38,6 @@ query Inbox($filter: TaskFilter, $order: TaskOrder, $first: Int!, $after: String
   }
 }
 ${TASK_ROW}`;
-
-export const STEP = `
-query Step($id: ID!, $mine: Boolean!, $completed: Boolean!) {
-  stepInstance(id: $id) {
-    id key title milestoneKey ${METRICS}
-    workflowInstance { id definitionKey }
-    tasks(assignedToMe: $mine, showCompleted: $completed, first: 200) { edges { node { ...StepRow } } }
-  }
-}
-${STEP_ROW}`;
 
 export const TASK = `
 query Task($id: ID!) {
@@ -132,7 +117,6 @@ mutation Start($input: StartWorkflowInput!) {
   }
 }`;
 
-export const ME = `query Me { me { id name roles groups } taskEventCursor }`;
 export const DEV_USERS = `query DevUsers { devUsers { id name roles groups } }`;
 export const DEV_SIGN_IN = `
 mutation DevSignIn($input: DevSignInInput!) {

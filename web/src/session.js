@@ -1,7 +1,7 @@
 // The signed-in user's bearer token lives in sessionStorage (one tab's life); signing out clears it.
 import { store } from "./lib.js";
+import { TOKEN_KEY as KEY } from "./first-read.js";
 
-const KEY = "stepwise.token";
 const ME = "stepwise.me"; // who the token was for when last checked: the first screen need not wait to ask
 
 // Who the token says it is for (its `sub`), until the server has said who that is: enough to show the first

@@ -9,8 +9,9 @@ only when all passed. A lost race (the UPDATE matched nothing) inserts no row an
 statement's own revision check then fails it as a whole (SQLSTATE ``SW409``), so nothing stays even
 in autocommit, where transitions first run. A start's statement also checks that no newer version
 of its definition has been deployed than the one it ran on (which its process did not read again),
-and a transition from remembered state that the instance's open tasks are still as remembered; each
-fails the statement as a whole, and the engine runs the transition again.
+a transition from remembered state that the instance's open tasks are still as remembered, and one
+that counted a role's or group's members as its process remembers them that they are still those;
+each fails the statement as a whole, and the engine runs the transition again.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from sqlalchemy import ARRAY, Table, Text, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 
-from engine.errors import NewerDefinitionDeployed, RememberedStateChanged
+from engine.errors import NewerDefinitionDeployed, RememberedMembersChanged, RememberedStateChanged
 from engine.state import WorkflowInstance
 from engine.storage.database import Executor
 from engine.storage.deferred import DeferredUpdate, Rows, TransitionConnection
 from engine.storage.instances import OPEN_TASKS_SQL, changed_concurrently, update_values
-from engine.storage.models import definitions, instances, tasks
+from engine.storage.models import definitions, instances, tasks, user_groups, user_roles
 from engine.storage.postgres.statements import insert_from_json, json_row, update_from_parameters, update_parameters
 from engine.storage.task_events import NewTaskEvent
 
@@ -54,14 +55,17 @@ _CHANGED = "(SELECT coalesce(array_agg(id), '{{}}') FROM ({}) AS changed)"
 # its detail) when one fails, so that in autocommit nothing it wrote stays.
 _CHECKS = """checks AS MATERIALIZED (
     SELECT (SELECT count(*) FROM updated) AS updated, {changed} AS changed, {newer} AS newer,
-           {changed_since} AS changed_since
+           {changed_since} AS changed_since, {members_changed} AS members_changed
 )"""
-_PASSED = "c.updated = 1 AND cardinality(c.changed) = {updates} AND NOT c.newer AND NOT c.changed_since"
+_PASSED = (
+    "c.updated = 1 AND cardinality(c.changed) = {updates} AND NOT c.newer AND NOT c.changed_since "
+    "AND NOT c.members_changed"
+)
 _CHECKED = """
 SELECT (SELECT max(id) FROM {inserted}) AS latest, stepwise_conflict_unless(
     {passed},
     json_build_object('updated', c.updated, 'changed', c.changed, 'newer', c.newer,
-                      'changed_since', c.changed_since)::text
+                      'changed_since', c.changed_since, 'members_changed', c.members_changed)::text
 ) AS checked FROM checks AS c"""
 # A new instance starts on the version of its definition its process last saw without reading it
 # again; the check fails the start when another process deployed a newer one (see Engine.start).
@@ -76,23 +80,38 @@ _CHANGED_SINCE = (
     f"((SELECT coalesce(array_agg(id || ':' || revision ORDER BY id COLLATE \"C\"), '{{}}') FROM {tasks.name} "
     f"WHERE workflow_instance_id = :b_id AND {OPEN_TASKS_SQL}) IS DISTINCT FROM CAST(:remembered_tasks AS text[]))"
 )
+# A transition that counted roles' or groups' members as its process remembered them
+# (engine.transitions.remembered.RememberedMembers): each must still have exactly those, sorted as
+# Python sorts them (by code point: "C").
+_MEMBERS_CHANGED = f"""EXISTS (
+    SELECT FROM jsonb_to_recordset(:assumed_members) AS a(kind text, key text, members jsonb)
+    WHERE a.members IS DISTINCT FROM coalesce(CASE a.kind
+        WHEN 'role' THEN (SELECT jsonb_agg(user_id ORDER BY user_id COLLATE "C") FROM {user_roles.name}
+                          WHERE role_key = a.key)
+        ELSE (SELECT jsonb_agg(user_id ORDER BY user_id COLLATE "C") FROM {user_groups.name}
+              WHERE group_key = a.key)
+    END, '[]'::jsonb)
+)"""
+AssumedMembers = tuple[str, str, Sequence[str]]
+"""A role's (kind ``"role"``) or group's (``"group"``) key and the members a transition counted."""
 REVISION_CHECK_FAILED = "SW409"
 Shape = tuple[tuple[Table, tuple[str, ...]], ...]
 ShapeKey = tuple[tuple[str, tuple[str, ...]], ...]
-_FINISH_STATEMENTS: dict[tuple[bool, bool, bool, ShapeKey, ShapeKey], TextClause] = {}
+_FINISH_STATEMENTS: dict[tuple[bool, bool, bool, bool, ShapeKey, ShapeKey], TextClause] = {}
 
 
 def _finish_on_postgres(
-    new_instance: bool, with_events: bool, remembered: bool, inserts: Shape, updates: Shape
+    new_instance: bool, with_events: bool, remembered: bool, members: bool, inserts: Shape, updates: Shape
 ) -> TextClause:
     """The statement for one shape of transition: the instance's UPDATE, or its INSERT when it is new;
     the rows and revision-checked updates the transition deferred
     (:class:`~engine.storage.deferred.TransitionConnection`): each table's inserts as one statement
     from a JSON array, each update by its row's key; then the check of every revision (a
-    ``remembered`` transition's open tasks too) and, only if it passed, the events (without
-    positions: a numbering round gives them theirs after the commit). Foreign keys are checked at
-    the end of the statement, so parents and children may arrive together."""
-    key = (new_instance, with_events, remembered, _names(inserts), _names(updates))
+    ``remembered`` transition's open tasks too, and the ``members`` it counted as remembered) and,
+    only if it passed, the events (without positions: a numbering round gives them theirs after the
+    commit). Foreign keys are checked at the end of the statement, so parents and children may arrive
+    together."""
+    key = (new_instance, with_events, remembered, members, _names(inserts), _names(updates))
     statement = _FINISH_STATEMENTS.get(key)
     if statement is None:
         writes = {} if new_instance else {"updated": update_from_parameters(instances, _INSTANCE_COLUMNS, "")}
@@ -111,6 +130,7 @@ def _finish_on_postgres(
             changed=_CHANGED.format(changed_ids) if updates else "'{}'::text[]",
             newer=_NEWER_DEFINITION if new_instance else "false",
             changed_since=_CHANGED_SINCE if remembered else "false",
+            members_changed=_MEMBERS_CHANGED if members else "false",
         ))  # fmt: skip
         passed = _PASSED.format(updates=len(updates))
         if with_events:
@@ -126,6 +146,7 @@ def _finish_on_postgres(
             *([bindparam("definition_key", type_=definitions.c.key.type),
                bindparam("definition_version", type_=definitions.c.version.type)] if new_instance else []),
             *([bindparam("remembered_tasks", type_=ARRAY(Text()))] if remembered else []),
+            *([bindparam("assumed_members", type_=JSONB())] if members else []),
         )  # fmt: skip
         _FINISH_STATEMENTS[key] = statement
     return statement
@@ -161,6 +182,7 @@ class PostgresTransitionWriter:
         deferred: tuple[Rows, list[DeferredUpdate]],
         events: Sequence[NewTaskEvent],
         remembered_tasks: Sequence[str] | None,
+        assumed_members: Sequence[AssumedMembers] = (),
     ) -> int | None:
         inserts, updates = deferred
         new_instance = any(table is instances for table, _ in inserts)
@@ -176,13 +198,18 @@ class PostgresTransitionWriter:
         remembered = remembered_tasks is not None and not new_instance
         if remembered:
             parameters["remembered_tasks"] = list(remembered_tasks or ())
+        if assumed_members:
+            parameters["assumed_members"] = [{"kind": kind, "key": key, "members": list(members)}
+                                             for kind, key, members in assumed_members]  # fmt: skip
         for table, columns in insert_shape:
             parameters[f"rows_{table.name}"] = [json_row(row, columns) for row in dict(inserts)[table]]
         for number, change in enumerate(updates):
             prefix = f"c{number}_"
             parameters.update({f"{prefix}{name}": value for name, value in change.values.items()})
             parameters.update({f"{prefix}b_id": change.row_id, f"{prefix}b_revision": change.expected_revision})
-        statement = _finish_on_postgres(new_instance, bool(events), remembered, insert_shape, update_shape)
+        statement = _finish_on_postgres(
+            new_instance, bool(events), remembered, bool(assumed_members), insert_shape, update_shape
+        )
         row: Mapping[Any, Any]
         try:
             if isinstance(executor, TransitionConnection):
@@ -197,6 +224,8 @@ class PostgresTransitionWriter:
                 raise NewerDefinitionDeployed(instance.definition_key) from None
             if failed.get("changed_since"):
                 raise RememberedStateChanged(instance.id) from None
+            if failed.get("members_changed"):
+                raise RememberedMembersChanged([(kind, key) for kind, key, _ in assumed_members]) from None
             if failed["updated"] != 1:
                 raise changed_concurrently(instance) from None
             changed = set(failed["changed"])

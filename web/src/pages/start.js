@@ -22,6 +22,12 @@ function startRoles(definition) {
   return Array.isArray(roles) ? roles : [];
 }
 
+// "the requester role", "the approver or manager role", "the approver, manager or admin role".
+export function rolesNeeded(roles) {
+  const named = roles.length > 1 ? `${roles.slice(0, -1).join(", ")} or ${roles[roles.length - 1]}` : roles[0];
+  return `the ${named} role`;
+}
+
 export function StartWorkflow({ only = null }) {
   const [definitions, setDefinitions] = useState(null);
   const [named, setNamed] = useState(undefined); // /app/start/KEY: that definition, null when there is none
@@ -79,7 +85,7 @@ export function StartWorkflow({ only = null }) {
   if (only !== null && named === null) return html`<${NotFound} what="workflow" />`;
   if (named && !named.viewerCanStart) {
     const roles = startRoles(named);
-    return html`<${Forbidden}>You may not start “${named.title}”${roles.length ? `: it needs one of the roles ${roles.join(", ")}` : ""}.<//>`;
+    return html`<${Forbidden}>You may not start “${named.title}”${roles.length ? `: it needs ${rolesNeeded(roles)}` : ""}.<//>`;
   }
   if (!definitions.length) {
     return html`<${Empty} title="No workflows">There is no workflow you may start.<//>`;

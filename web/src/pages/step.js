@@ -1,24 +1,30 @@
 // The step instance page (seed 000 "Task Execution"): four metric cards, the toggles "Assigned to me" and
 // "Show completed tasks", the task list; a task opens in the execution modal (?task=ID in the address).
 // Live: the metrics come with every event of this step; the list is patched and then re-read.
-import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
+import { html, useEffect, useLayoutEffect, useMemo, useRef, useState } from "../lib.js";
 import { gql } from "../api.js";
-import { STEP } from "../queries.js";
+import { answered } from "../first-read.js";
+import { STEP, stepVariables } from "../queries.js";
 import { onTaskEvent, onResync } from "../live.js";
 import { navigate } from "../router.js";
 import { Loading, NotFound, Failure, Empty, debounce, useTickets } from "../ui.js";
 import { TaskRow } from "./inbox.js";
 import { TaskModal } from "../task/modal.js";
 
-function Metric({ label, value, name }) {
+// Each card says what it counts (StepInstance.metrics, docs/web-app.md): a To Do task is in Total only.
+function Metric({ label, value, name, counts }) {
   return html`<div class=${`metric metric-${name}`} data-testid=${`metric-${name}`}>
-    <span class="metric-value">${value}</span><span class="metric-label">${label}</span></div>`;
+    <span class="metric-value">${value}</span><span class="metric-label">${label}</span>
+    <span class="metric-counts">${counts}</span></div>`;
 }
 
 export function StepPage({ id, me, taskId }) {
-  const [mine, setMine] = useState(false);
-  const [completed, setCompleted] = useState(true);
-  const [step, setStep] = useState(undefined);
+  const opening = stepVariables(id);
+  const [mine, setMine] = useState(opening.mine);
+  const [completed, setCompleted] = useState(opening.completed);
+  // The page's first read, when it is in already (first-read.js): the first render shows the tasks.
+  const [early] = useState(() => answered(STEP, opening));
+  const [step, setStep] = useState(early?.stepInstance);
   const [error, setError] = useState(null);
   const shown = useRef(step);
   shown.current = step;
@@ -27,7 +33,7 @@ export function StepPage({ id, me, taskId }) {
   const load = async () => {
     const current = ticket(`${id}:${mine}:${completed}`);
     try {
-      const data = await gql(STEP, { id, mine, completed });
+      const data = await gql(STEP, stepVariables(id, mine, completed));
       if (!current()) return;
       setError(null);
       setStep(data.stepInstance);
@@ -35,7 +41,12 @@ export function StepPage({ id, me, taskId }) {
       if (current()) setError(e);
     }
   };
-  useEffect(() => void load(), [id, mine, completed]);
+  // Asked (or the first read taken) as soon as the page is in the document, not a frame later.
+  const readAlready = useRef(early !== undefined);
+  useLayoutEffect(() => {
+    if (readAlready.current) readAlready.current = false;
+    else load();
+  }, [id, mine, completed]);
   const refresh = useMemo(() => debounce(load, 150), [id, mine, completed]);
   useEffect(() => onResync(refresh), [refresh]);
   useEffect(() => () => refresh.cancel(), [refresh]);
@@ -66,10 +77,10 @@ export function StepPage({ id, me, taskId }) {
     </nav>
     <h1 id="step-title">${step.title}</h1>
     <div class="metrics" aria-label="Task metrics">
-      <${Metric} name="total" label="Total tasks" value=${step.metrics.total} />
-      <${Metric} name="active" label="Active" value=${step.metrics.active} />
-      <${Metric} name="completed" label="Completed" value=${step.metrics.completed} />
-      <${Metric} name="blocked" label="Blocked" value=${step.metrics.blocked} />
+      <${Metric} name="total" label="Total tasks" counts="to do, in progress and finished" value=${step.metrics.total} />
+      <${Metric} name="active" label="Active" counts="in progress" value=${step.metrics.active} />
+      <${Metric} name="completed" label="Completed" counts="done" value=${step.metrics.completed} />
+      <${Metric} name="blocked" label="Blocked" counts="failed or expired" value=${step.metrics.blocked} />
     </div>
     <div class="toggles" role="group" aria-label="Display options">
       <label class="switch"><input type="checkbox" role="switch" checked=${mine} onChange=${(e) => setMine(e.target.checked)} /> Assigned to me</label>
