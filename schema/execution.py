@@ -210,7 +210,9 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     if direct.item_type is None
                     else self._complete_list(parent_type, direct, path, value, position_context)
                 )
-                if self.is_awaitable(completed):
+                # Mostly completed already (a dict, or a null): ``is_awaitable`` is a Python call, asked only
+                # otherwise (some 400 calls fewer a 50-task page, cProfile).
+                if type(completed) is not dict and completed is not None and self.is_awaitable(completed):
                     pending.append((direct.response_name, completed))
                 results[direct.response_name] = completed
             others = (
@@ -240,7 +242,7 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         except Exception as raw_error:
             self.handle_field_error(raw_error, direct.field_type, direct.field_details_list, field_path)
             return None
-        if self.is_awaitable(completed):
+        if type(completed) is not dict and completed is not None and self.is_awaitable(completed):
             return self._completed_later(direct, field_path, completed)
         return completed
 
@@ -274,7 +276,7 @@ class PlainFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
                 except Exception as raw_error:
                     self.handle_field_error(raw_error, item_type, direct.field_details_list, item_path)
                     value = None
-                if self.is_awaitable(value):
+                if type(value) is not dict and value is not None and self.is_awaitable(value):
                     pending.append(index)
                     value = self._item_later(item_type, direct, item_path, value)
                 completed.append(value)
