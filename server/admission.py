@@ -23,7 +23,9 @@ The loop overrides ``call_soon``, through which asyncio schedules every task ste
 tasks and futures call it too), and builds its held ``asyncio.Handle``\\ s itself: those are asyncio's
 documented classes, but their constructor is not, so this bends the library: ``STEPWISE_FAIR_DEFER_SECONDS=0``
 turns it off, and the server runs on uvicorn's default loop (uvloop when installed). Measured
-(bench/fairness.py, docs/performance.md): see "Fairness under load" there.
+(bench/fairness.py, docs/performance.md "Fairness under load", load 14–17): alice's CPU inside bob's
+loaded request p90 17.5 → 0.5 ms, p99 52.5 → 6.1 ms; bob's loaded/alone p99 side by side
+2.39× → 1.39×, 2.43× → 1.04×.
 """
 
 from __future__ import annotations
