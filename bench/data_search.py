@@ -35,7 +35,16 @@ from bench.common import (
     sqlalchemy_url,
     temporary_database,
 )
-from bench.inbox_scaling import bearer, captured_sql, label, load_to, print_latencies, serving, timed_requests
+from bench.inbox_scaling import (
+    SERVED_AS,
+    bearer,
+    captured_sql,
+    label,
+    load_to,
+    print_latencies,
+    serving,
+    timed_requests,
+)
 from bench.seed import VIEWER, VIEWER_ROLE, Loaded
 from engine.storage.data_search import DataCondition, DataOperator
 from engine.storage.database import Database
@@ -114,7 +123,7 @@ async def explain(dsn: str) -> None:
 
 async def run(sizes: list[int], samples: int) -> list[Target]:
     heading("6. Data search scaling over HTTP (stepwise serve on 127.0.0.1, sequential requests)")
-    await print_environment({"server": "stepwise serve (1 uvicorn process per database, embedded worker on)"})
+    await print_environment({"server": SERVED_AS})
     smallest, largest = min(sizes), max(sizes)
     small, big = label(smallest), label(largest)
     print(f"sizes: {', '.join(label(s) for s in sizes)} tasks (bulk-loaded with COPY); {samples} requests per size")

@@ -15,9 +15,12 @@ minutes of a shared host whose own load drifts (alone measured once, first, was 
 way). ``--seconds`` is the time under load; as long again is spent alone. ``--quick`` proves it
 runs (tiny counts).
 
-    python -m bench.fairness [--seconds 20] [--clients 16] [--env NAME=VALUE ...] [--quick]
+    python -m bench.fairness [--seconds 20] [--clients 16] [--env NAME=VALUE ...] [--separate] [--quick]
 
-``--env`` sets a server variable (``STEPWISE_OPERATIONS_PER_USER=0``: the server without its slots).
+``--env`` sets a server variable (``STEPWISE_OPERATIONS_PER_USER=0``: the server without its slots;
+``STEPWISE_FAIR_DEFER_SECONDS=0``: without its fair turns, server.admission). ``--separate`` puts
+alice on a second server process: bob's server serves nobody else, so his loaded p99 is the host's
+contention alone, the floor for any scheduling inside one process.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ class EventLike(Protocol):
     def is_set(self) -> bool: ...
 
 
+class SettableEvent(Protocol):
+    def set(self) -> None: ...
+
+
 ME = {"query": "{ me { id } }"}
 INBOX = {"query": "{ tasks(first: 50) { totalCount edges { node { id title status assignee { id } } } } }"}
 START = {"query": 'mutation { startWorkflow(input: {definitionKey: "expense_approval", input: {}}) { __typename } }'}
@@ -67,6 +74,16 @@ START = {"query": 'mutation { startWorkflow(input: {definitionKey: "expense_appr
 @asynccontextmanager
 async def demo_server(tag: str, extra_env: dict[str, str] | None = None) -> AsyncIterator[ServerProcess]:
     """``stepwise serve`` on a fresh PostgreSQL database with the demo loaded; stopped by its pid."""
+    async with demo_servers(tag, extra_env) as servers:
+        yield servers[0]
+
+
+@asynccontextmanager
+async def demo_servers(
+    tag: str, extra_env: dict[str, str] | None = None, processes: int = 1
+) -> AsyncIterator[list[ServerProcess]]:
+    """``processes`` × ``stepwise serve`` on one fresh PostgreSQL database with the demo loaded;
+    stopped by their pids."""
     with tempfile.TemporaryDirectory() as scratch:
         async with temporary_database(tag) as dsn:
             db = Database(sqlalchemy_url(dsn))
@@ -74,16 +91,20 @@ async def demo_server(tag: str, extra_env: dict[str, str] | None = None) -> Asyn
                 await load_demo(Engine(db, default_registry()))
             finally:
                 await db.dispose()
-            port = free_port()
             env = {**server_env(dsn, Path(scratch) / "files"), "STEPWISE_EMBEDDED_WORKER": "false",
                    **(extra_env or {})}  # fmt: skip
-            server = ServerProcess([venv_bin("stepwise"), "serve", "--port", str(port)], env, port,
-                                   Path(scratch) / "serve.log")  # fmt: skip
+            servers: list[ServerProcess] = []
             try:
-                await server.wait_ready()
-                yield server
+                for number in range(processes):
+                    port = free_port()
+                    servers.append(ServerProcess([venv_bin("stepwise"), "serve", "--port", str(port)], env, port,
+                                                 Path(scratch) / f"serve-{number}.log"))  # fmt: skip
+                for server in servers:
+                    await server.wait_ready()
+                yield servers
             finally:
-                server.stop()
+                for server in servers:
+                    server.stop()
 
 
 async def timed(http: httpx.AsyncClient, body: dict[str, str], user: str, count: int) -> list[float]:
@@ -125,7 +146,10 @@ async def hammer(url: str, user: str, until: float, loading: EventLike, seen: Co
                 await asyncio.sleep(min(float(response.headers.get("retry-after", "1")), until - time.monotonic()))
 
 
-async def _load(url: str, user: str, clients: int, seconds: float, loading: EventLike) -> dict[str, int]:
+async def _load(
+    url: str, user: str, clients: int, seconds: float, loading: EventLike, started: SettableEvent
+) -> dict[str, int]:
+    started.set()
     seen: Counter[str] = Counter()
     until = time.monotonic() + seconds
     await asyncio.gather(*(hammer(url, user, until, loading, seen) for _ in range(clients)))
@@ -152,20 +176,30 @@ class LoadProcess:
         return answer
 
 
+SEPARATE = (
+    "alice loads a second server process on the same database, bob's has nothing but him: what is left "
+    "is the host's share (the cores, PostgreSQL, alice's own client), the floor no scheduling in one "
+    "process can go under"
+)
 PHASE = 2.0
 """Seconds of each turn alone and each turn under load."""
 
 
-async def run(seconds: float, clients: int, probes: int, env: dict[str, str] | None = None) -> list[Target]:
-    heading(f"{NAME}: bob's {{ me {{ id }} }} p99 alone and while {clients} clients load the server as alice")
+async def run(
+    seconds: float, clients: int, probes: int, env: dict[str, str] | None = None, separate: bool = False
+) -> list[Target]:
+    where = "another server process on the same database" if separate else "the server"
+    heading(f"{NAME}: bob's {{ me {{ id }} }} p99 alone and while {clients} clients load {where} as alice")
     await print_environment()
     phase = min(PHASE, seconds / 2)
     turns = max(2, round(seconds / phase))
-    async with demo_server("fairness", env) as server:
+    async with demo_servers("fairness", env, processes=2 if separate else 1) as servers:
+        server, loaded_server = servers[0], servers[-1]
         probe(server.port, "bob", 20)  # warm up
-        loading = multiprocessing.get_context("spawn").Event()
-        load = LoadProcess(_load, server.base_url, "alice", clients, 5.0 + 2 * turns * phase, loading)
-        time.sleep(3.0)  # the child process starts (its imports)
+        loading, started = multiprocessing.get_context("spawn").Event(), multiprocessing.get_context("spawn").Event()
+        load = LoadProcess(_load, loaded_server.base_url, "alice", clients, 5.0 + 2 * turns * phase, loading, started)
+        if not started.wait(timeout=120):  # the child process starts (its imports: seconds on a loaded host)
+            raise RuntimeError("alice's load process did not start")
         alone: list[float] = []
         loaded: list[float] = []
         for _ in range(turns):
@@ -194,10 +228,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a server variable")
     parser.add_argument("--quick", action="store_true", help="a tiny run that proves the benchmark works")
+    parser.add_argument("--separate", action="store_true", help=SEPARATE)
     args = parser.parse_args()
     seconds, clients, probes = (3.0, 4, 40) if args.quick else (args.seconds, args.clients, 400)
     env = dict(item.split("=", 1) for item in args.env)
-    print_summary(asyncio.run(run(seconds, clients, probes, env)))
+    print_summary(asyncio.run(run(seconds, clients, probes, env, args.separate)))
 
 
 if __name__ == "__main__":

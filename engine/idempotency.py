@@ -38,6 +38,8 @@ T = TypeVar("T")
 MAX_KEY_LENGTH = 255
 DEFAULT_TTL = timedelta(hours=24)
 PURGE_EVERY = timedelta(minutes=1)
+# What json.dumps(sort_keys=True, separators=(",", ":"), default=str) writes, without a new encoder per request.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class IdempotentRequest:
         if not key or len(key) > MAX_KEY_LENGTH:
             problem = FieldError(field, f"must be 1 to {MAX_KEY_LENGTH} characters", "INVALID_LENGTH")
             raise ValidationError(f"{field} must be 1 to {MAX_KEY_LENGTH} characters", [problem])
-        canonical = json.dumps([operation, input], sort_keys=True, separators=(",", ":"), default=str)
+        canonical = _CANONICAL.encode([operation, input])
         return cls(user_id, key, operation, hashlib.sha256(canonical.encode()).hexdigest())
 
 

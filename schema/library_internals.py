@@ -95,9 +95,10 @@ EXECUTOR_METHODS: dict[str, tuple[str, ...]] = {
     # signatures: the parameters each override or call here relies on, in order (checked by the test).
     # Overridden by PlainFieldsExecutionContext (the shortcut): a changed signature, and queries fail.
     "execute_fields": ("self", "parent_type", "source_value", "path", "grouped_field_set", "position_context"),
-    # Called by it to complete an object it reads itself, and to report an error where graphql-core would.
-    "collect_and_execute_subfields": (
-        "self", "return_type", "field_details_list", "path", "result", "position_context",
+    # Called by it to complete an object (or a list's items) it reads itself, with the selection it
+    # collected once per plan (``collect_subfields``, below), and to report an error where graphql-core would.
+    "execute_collected_subfields": (
+        "self", "parent_type", "source_value", "path", "grouped_field_set", "new_defer_usages", "delivery_group_map",
     ),
     "handle_field_error": ("self", "raw_error", "return_type", "field_details_list", "path"),
     "settle_in_background": ("self", "awaitables"),

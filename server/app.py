@@ -28,6 +28,7 @@ from engine import (
 from schema.limits import OperationLimits
 from schema.schema import build_schema
 from server.access import ObservedRequests
+from server.admission import FairRequests
 from server.bodies import BoundedBodies
 from server.devtools import Mailbox, dev_routes, running_mailbox
 from server.email_actions import email_action_routes
@@ -155,6 +156,8 @@ def create_app(
         ],
         lifespan=lifespan,
         middleware=[
+            # outermost: a request's turns (server.admission) count from its first step, authentication included
+            *([Middleware(FairRequests)] if settings.fair_defer_seconds > 0 else []),
             Middleware(ObservedRequests, metrics=metrics, tracer=request_tracer(tracing) if tracing else None),
             Middleware(
                 BoundedBodies,

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 import uvicorn
@@ -31,6 +31,7 @@ from engine import (
     upgrade,
 )
 from schema.schema import build_schema
+from server.admission import fair_loop_factory
 from server.auth import issue_token
 from server.demo import load_demo, load_demo_requests
 from server.engines import engine_from_settings
@@ -90,6 +91,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, migrate: bool)
         timeout_graceful_shutdown=math.ceil(settings.shutdown_seconds),
         http=http_protocol(settings), timeout_keep_alive=math.ceil(settings.keepalive_seconds),
         timeout_worker_healthcheck=math.ceil(settings.worker_healthcheck_seconds),
+        loop=cast(str, fair_loop_factory(settings.fair_defer_seconds)) if settings.fair_defer_seconds > 0 else "auto",
     )  # fmt: skip
 
 

@@ -170,6 +170,7 @@ class Settings:
     query_burst: int = 300
     operations_per_user: int = 4
     operation_wait_seconds: float = 1.0
+    fair_defer_seconds: float = 0.05
     ws_connections_per_user: int = 20
     ws_connections: int = 10_000
     max_body_bytes: int = 1 << 20
@@ -247,6 +248,7 @@ class Settings:
             (self.db_pool_size < 1, "STEPWISE_DB_POOL_SIZE must be at least 1"),
             (2 * self.operations_per_user > self.db_pool_size,  # an operation may hold two (the count beside)
              "STEPWISE_OPERATIONS_PER_USER must be at most half of STEPWISE_DB_POOL_SIZE: no user holds the pool"),
+            (not 0 <= self.fair_defer_seconds <= 1, "STEPWISE_FAIR_DEFER_SECONDS must be 0 (off) to 1"),
             (self.idempotency_key_hours <= 0, "STEPWISE_IDEMPOTENCY_KEY_HOURS must be above 0"),
             (not 1 <= self.webhook_max_attempts <= MAX_WEBHOOK_ATTEMPTS,
              f"STEPWISE_WEBHOOK_MAX_ATTEMPTS must be 1 to {MAX_WEBHOOK_ATTEMPTS}"),

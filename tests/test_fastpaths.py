@@ -18,8 +18,8 @@ from engine.state import User
 from engine.storage.database import Database
 from engine.storage.inbox import TaskQuery, count_beside, task_search
 from engine.transitions.engine import Engine
-from schema.execution import PLAIN_LEAVES
 from schema.library_internals import graphql_schema_of
+from schema.plain_fields import PLAIN_LEAVES
 from schema.schema import build_schema
 from tests.transitions.test_durability import approval_then_archive, tasks_of
 

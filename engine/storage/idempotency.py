@@ -8,7 +8,7 @@ fixed list of types: nothing in a row names code to run.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -44,11 +44,6 @@ _ENUMS: dict[str, type[StrEnum]] = {
 }
 
 
-# Each stored dataclass's fields, with the default of those that have one: a field at its default is
-# left out of the row (decoding fills it in), so a key's row is not mostly nulls (a task's are).
-_FIELDS: dict[type[Any], tuple[tuple[str, Any], ...]] = {
-    cls: tuple((f.name, f.default) for f in dataclasses.fields(cls)) for cls in _DATACLASSES.values()
-}
 _NO_DEFAULT: Any = dataclasses.MISSING
 _PLAIN = frozenset((bool, int, float, str, type(None)))
 _ENUM_TYPES = frozenset(_ENUMS.values())
@@ -62,29 +57,52 @@ def encode_result(value: Any) -> Any:
     kind = type(value)
     if kind in _PLAIN:
         return value
-    fields = _FIELDS.get(kind)
-    if fields is not None:
-        encoded = {}
-        for name, default in fields:
-            field = getattr(value, name)
-            if default is _NO_DEFAULT or not _at_default(field, default):
-                encoded[name] = encode_result(field)
-        return {"$": kind.__name__, "v": encoded}
-    if kind is dict:
-        return {"$": "dict", "v": {str(k): encode_result(v) for k, v in value.items()}}
-    if kind is tuple:
-        return {"$": "tuple", "v": [encode_result(v) for v in value]}
-    if kind is list:
-        return [encode_result(v) for v in value]
-    if kind in _ENUM_TYPES:
-        return {"$": kind.__name__, "v": value.value}
-    if kind is datetime:
-        return {"$": "datetime", "v": value.isoformat()}
-    return _encode_other(value)
+    return _ENCODERS.get(kind, _encode_other)(value)
 
 
-def _at_default(field: Any, default: Any) -> bool:
-    return field is default or (type(field) is type(default) and field == default)
+def _encode_dict(value: dict[Any, Any]) -> Any:
+    return {"$": "dict", "v": {str(k): v if type(v) in _PLAIN else encode_result(v) for k, v in value.items()}}
+
+
+def _encode_tuple(value: tuple[Any, ...]) -> Any:
+    return {"$": "tuple", "v": [v if type(v) in _PLAIN else encode_result(v) for v in value]}
+
+
+def _encode_list(value: list[Any]) -> Any:
+    return [v if type(v) in _PLAIN else encode_result(v) for v in value]
+
+
+def _encode_datetime(value: datetime) -> Any:
+    return {"$": "datetime", "v": value.isoformat()}
+
+
+def _enum_encoder(kind: type[StrEnum]) -> Callable[[Any], Any]:
+    tag = kind.__name__
+    return lambda value: {"$": tag, "v": value._value_}  # the member's value, past the enum's property
+
+
+def _encoder_for(cls: type[Any]) -> Callable[[Any], Any]:
+    """A function that encodes a ``cls`` as :func:`encode_result` would field by field, written out once
+    (as :mod:`dataclasses` writes ``__init__``): a field at its default is left out of the row (decoding
+    fills it in), so a key's row is not mostly nulls (a task's are), and a plain value is not passed on."""
+    lines = [f"def encode_{cls.__name__}(value):", "    v = {}"]
+    constants: dict[str, Any] = {"_ENCODERS": _ENCODERS, "_PLAIN": _PLAIN, "_other": _encode_other}
+    for number, field in enumerate(dataclasses.fields(cls)):
+        lines.append(f"    f = value.{field.name}")
+        store = f"v[{field.name!r}] = f if type(f) in _PLAIN else _ENCODERS.get(type(f), _other)(f)"
+        if field.default is _NO_DEFAULT:
+            lines.append(f"    {store}")
+        elif field.default is None:
+            lines += ["    if f is not None:", f"        {store}"]
+        else:  # at its default: the default itself, or equal to it and of its type
+            default = f"_default_{number}"
+            constants[default] = field.default
+            lines += [f"    if not (f is {default} or (type(f) is type({default}) and f == {default})):",
+                      f"        {store}"]  # fmt: skip
+    lines.append(f"    return {{'$': {cls.__name__!r}, 'v': v}}")
+    exec("\n".join(lines), constants)  # the source is only field names of the fixed list above
+    encoder: Callable[[Any], Any] = constants[f"encode_{cls.__name__}"]
+    return encoder
 
 
 def _encode_other(value: Any) -> Any:
@@ -105,6 +123,15 @@ def _encode_other(value: Any) -> Any:
     if isinstance(value, list):
         return [encode_result(v) for v in value]
     raise TypeError(f"{type(value).__name__} is not a result an idempotency key stores")
+
+
+# Python opcodes per keyed transition's result encoded (bench.workload's approval), against a loop over
+# each dataclass's fields and a chain of type tests: 1,062 → 619, calls 35 → 16; the JSON is the same.
+_ENCODERS: dict[type[Any], Callable[[Any], Any]] = {
+    dict: _encode_dict, tuple: _encode_tuple, list: _encode_list, datetime: _encode_datetime,
+    **{kind: _enum_encoder(kind) for kind in _ENUM_TYPES},
+}  # fmt: skip
+_ENCODERS.update({cls: _encoder_for(cls) for cls in _DATACLASSES.values()})
 
 
 def decode_result(doc: Any) -> Any:

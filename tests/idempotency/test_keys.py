@@ -3,7 +3,7 @@ transition, a deploy) is answered from the stored row when repeated, decoded int
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 
@@ -16,6 +16,7 @@ from engine.state import InstanceStatus, Token, WorkflowInstance
 from engine.storage.idempotency import decode_result, encode_result
 from engine.storage.models import idempotency_keys, instances
 from engine.transitions.engine import Engine
+from engine.webhooks.model import Webhook, WebhookFilter
 from tests.transitions.test_engine import approval_workflow, tasks_of
 
 INPUT = {"entityType": "Invoice", "entityName": "INV-1", "$": "not a tag", "v": [1, {"$": 2}]}
@@ -94,3 +95,15 @@ def test_an_instance_round_trips_and_an_unknown_dataclass_is_refused() -> None:
 
     with pytest.raises(TypeError):
         encode_result(Other("x"))
+
+
+def test_fields_at_their_defaults_are_left_out_of_the_row_and_filled_in_again() -> None:
+    now = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    fresh = Webhook(id="w-1", url="https://hooks.example.com/in", events=(), filter=WebhookFilter(), enabled=True,
+                    created_by="dana", created_at=now, updated_at=now, secret="whsec_x")  # fmt: skip
+    moved = replace(fresh, cursor=41, previous_secret="whsec_old", previous_secret_until=now)
+    stored, stored_moved = encode_result(fresh)["v"], encode_result(moved)["v"]
+    assert {"cursor", "previous_secret", "previous_secret_until"}.isdisjoint(stored)
+    assert stored_moved["cursor"] == 41 and stored_moved["previous_secret"] == "whsec_old"
+    assert stored["filter"] == {"$": "WebhookFilter", "v": {}}, "a filter with every field unset"
+    assert decode_result(encode_result(fresh)) == fresh and decode_result(encode_result(moved)) == moved

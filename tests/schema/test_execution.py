@@ -9,23 +9,24 @@ import json
 import weakref
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 import strawberry
-from graphql import GraphQLObjectType
+from graphql import GraphQLEnumType, GraphQLObjectType
 from strawberry.permission import BasePermission
 from strawberry.types import ExecutionResult
 
-from schema.execution import (
+from schema.execution import PlainFieldsExecutionContext, prepare
+from schema.library_internals import graphql_schema_of
+from schema.plain_fields import (
+    DIRECT_LISTS,
     DIRECT_OBJECTS,
     PLAIN_LEAVES,
-    PlainFieldsExecutionContext,
+    enum_names,
     plain_leaves,
-    prepare,
     serve_prefetched,
 )
-from schema.library_internals import graphql_schema_of
 from schema.schema import build_schema
 
 
@@ -112,6 +113,23 @@ class Query:
         return gathered
 
 
+@strawberry.type
+class Page:
+    rows: list[Row | None]
+    strict: list[Row]
+    """non-null items: the tests hand it a null too"""
+
+
+STRICT: list[Row | None] = []
+
+
+@strawberry.type
+class PagedQuery:
+    @strawberry.field
+    def page(self) -> Page | None:
+        return Page(rows=[*ROWS, None], strict=cast(list[Row], list(STRICT)))
+
+
 async def _later(value: str) -> str:
     await asyncio.sleep(0)
     return value
@@ -142,6 +160,47 @@ def test_plain_leaves_are_the_basic_scalar_and_enum_fields_only() -> None:
     # resolvers (shout), permission-checked fields (secret) and objects (owner) are not leaves to read
     assert {"shout", "secret", "owner"}.isdisjoint(found["Row"])
     assert "Query" not in found  # its one field has a resolver
+
+
+PAGE_QUERY = "{ page { rows { id title colour count inner { loud } } strict { id title inner { loud } } } }"
+
+
+# A null in a list of non-null items is what a bug could hand the executor, like BROKEN's rows.
+STRICT_CASES: list[list[Row | None]] = [[GOOD, GOOD], [GOOD, BROKEN[0]], [GOOD, None]]
+
+
+@pytest.mark.parametrize("strict", STRICT_CASES, ids=["good", "error", "null"])
+async def test_a_plain_list_of_objects_completes_as_graphql_core_completes_it(strict: list[Row | None]) -> None:
+    ROWS[:] = [GOOD, *BROKEN]
+    STRICT[:] = strict
+
+    def paged(shortcuts: bool) -> strawberry.Schema:
+        schema = strawberry.Schema(query=PagedQuery, execution_context_class=PlainFieldsExecutionContext)
+        if shortcuts:
+            prepare(graphql_schema_of(schema))
+        return schema
+
+    fast_schema = paged(True)
+    assert graphql_schema_of(fast_schema).extensions[DIRECT_LISTS]["Page"] == {"rows": "rows", "strict": "strict"}
+    standard = await paged(False).execute(PAGE_QUERY)
+    fast = await fast_schema.execute(PAGE_QUERY)
+    assert comparable(fast) == comparable(standard)
+    if strict == [GOOD, GOOD]:
+        assert fast.data is not None
+        good = {"id": "1", "title": "one", "inner": {"loud": "IN"}}
+        assert fast.data["page"]["strict"] == [good, good]
+        assert fast.data["page"]["rows"][0] == {**good, "colour": "BLUE", "count": 3}
+        assert fast.data["page"]["rows"][1:] == [None, None, None, None]
+    else:
+        assert fast.data == {"page": None}, "a bad item of a non-null list nulls the nearest nullable parent"
+
+
+def test_enum_leaves_are_named_by_member_as_strawberry_names_them() -> None:
+    schema = graphql_schema_of(make_schema(False))
+    colour = schema.type_map["Colour"]
+    assert isinstance(colour, GraphQLEnumType)
+    assert enum_names(schema)["Colour"] == {id(Colour.RED): "RED", id(Colour.BLUE): "BLUE"}
+    assert [colour.coerce_output_value(member) for member in Colour] == ["RED", "BLUE"]
 
 
 async def test_shortcuts_answer_what_the_standard_path_answers_including_errors() -> None:
