@@ -32,6 +32,7 @@ from engine.transitions.engine import Engine
 from server.auth import issue_token
 from server.demo import load_demo
 from server.settings import Settings
+from tests.server.live import START_TIMEOUT
 from tests.support import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -74,7 +75,7 @@ class Server:
                 [str(stepwise), "serve", "--port", str(self.port)], env=self.env, stdout=output,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT
         async with httpx.AsyncClient(base_url=self.url) as http:
             while True:
                 assert self.process.poll() is None, f"the server at {self.url} exited: {self.log.read_text()}"
