@@ -8,12 +8,13 @@ resolver call: plain attributes, prefetched relations, and lists of objects held
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol
 
 from graphql import (
     GraphQLEnumType,
     GraphQLError,
+    GraphQLField,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -47,6 +48,23 @@ Leaf = tuple[str, GraphQLScalarType | GraphQLEnumType]
 DirectObject = tuple[str, bool]
 
 
+def _fields(schema: GraphQLSchema) -> Iterator[tuple[GraphQLObjectType, str, GraphQLField, StrawberryField]]:
+    """Every field of the API's object types that Strawberry defined and that takes no argument and has
+    no field extension: the fields the shortcut may take over (each finder below narrows them)."""
+    for type_ in schema.type_map.values():
+        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+            continue
+        for name, field in type_.fields.items():
+            definition = strawberry_definition_of(field)
+            if isinstance(definition, StrawberryField) and not definition.extensions and not field.args:
+                yield type_, name, field, definition
+
+
+def _read_as_attribute(definition: StrawberryField) -> bool:
+    """What Strawberry calls a basic field (no resolver, no extension) read with ``getattr``."""
+    return definition.is_basic_field and definition.default_resolver is getattr
+
+
 def plain_leaves(schema: GraphQLSchema) -> dict[str, dict[str, Leaf]]:
     """Per object type, its fields that are a plain attribute of a scalar or enum type.
 
@@ -55,20 +73,10 @@ def plain_leaves(schema: GraphQLSchema) -> dict[str, dict[str, Leaf]]:
     taking no arguments.
     """
     found: dict[str, dict[str, Leaf]] = {}
-    for type_ in schema.type_map.values():
-        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
-            continue
-        for name, field in type_.fields.items():
-            definition = strawberry_definition_of(field)
-            leaf = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
-            if (
-                isinstance(definition, StrawberryField)
-                and definition.is_basic_field
-                and definition.default_resolver is getattr
-                and not field.args
-                and isinstance(leaf, GraphQLScalarType | GraphQLEnumType)
-            ):
-                found.setdefault(type_.name, {})[name] = (definition.python_name, leaf)
+    for type_, name, field, definition in _fields(schema):
+        leaf = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+        if _read_as_attribute(definition) and isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+            found.setdefault(type_.name, {})[name] = (definition.python_name, leaf)
     return found
 
 
@@ -125,26 +133,15 @@ def direct_objects(schema: GraphQLSchema) -> dict[str, dict[str, DirectObject]]:
     not a list, no arguments, no field extension.
     """
     found: dict[str, dict[str, DirectObject]] = {}
-    for type_ in schema.type_map.values():
-        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
+    for type_, name, field, definition in _fields(schema):
+        target = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+        if not isinstance(target, GraphQLObjectType) or target.is_type_of is not None:
             continue
         origin = getattr(strawberry_definition_of(type_), "origin", None)
-        prefetchable: frozenset[str] = getattr(origin, "PREFETCHABLE", frozenset())
-        for name, field in type_.fields.items():
-            definition = strawberry_definition_of(field)
-            target = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
-            if (
-                not isinstance(definition, StrawberryField)
-                or definition.extensions
-                or field.args
-                or not isinstance(target, GraphQLObjectType)
-                or target.is_type_of is not None
-            ):
-                continue
-            if definition.python_name in prefetchable:
-                found.setdefault(type_.name, {})[name] = (definition.python_name, True)
-            elif definition.is_basic_field and definition.default_resolver is getattr:
-                found.setdefault(type_.name, {})[name] = (definition.python_name, False)
+        if definition.python_name in getattr(origin, "PREFETCHABLE", frozenset()):
+            found.setdefault(type_.name, {})[name] = (definition.python_name, True)
+        elif _read_as_attribute(definition):
+            found.setdefault(type_.name, {})[name] = (definition.python_name, False)
     return found
 
 
@@ -157,23 +154,11 @@ def direct_lists(schema: GraphQLSchema) -> dict[str, dict[str, str]]:
     ``collect_and_execute_subfields`` before the executor's own loop; here each item's selection
     goes to it directly."""
     found: dict[str, dict[str, str]] = {}
-    for type_ in schema.type_map.values():
-        if not isinstance(type_, GraphQLObjectType) or type_.name.startswith("__"):
-            continue
-        for name, field in type_.fields.items():
-            definition = strawberry_definition_of(field)
-            listed = get_nullable_type(field.type)
-            item = get_nullable_type(listed.of_type) if isinstance(listed, GraphQLList) else None
-            if (
-                isinstance(definition, StrawberryField)
-                and definition.is_basic_field
-                and definition.default_resolver is getattr
-                and not definition.extensions
-                and not field.args
-                and isinstance(item, GraphQLObjectType)
-                and item.is_type_of is None
-            ):
-                found.setdefault(type_.name, {})[name] = definition.python_name
+    for type_, name, field, definition in _fields(schema):
+        listed = get_nullable_type(field.type)
+        item = get_nullable_type(listed.of_type) if isinstance(listed, GraphQLList) else None
+        if _read_as_attribute(definition) and isinstance(item, GraphQLObjectType) and item.is_type_of is None:
+            found.setdefault(type_.name, {})[name] = definition.python_name
     return found
 
 
