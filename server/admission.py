@@ -31,7 +31,6 @@ loaded request p90 17.5 → 0.5 ms, p99 52.5 → 6.1 ms; bob's loaded/alone p99 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextvars
 from collections import Counter, deque
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import orjson
+import jwt
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -200,11 +199,10 @@ def request_client(scope: Scope) -> str:
 
 def _token_subject(header: bytes) -> str | None:
     scheme, _, token = header.partition(b" ")
-    parts = token.split(b".")
-    if scheme.lower() != b"bearer" or len(parts) != 3:
+    if scheme.lower() != b"bearer":
         return None
     try:
-        subject = orjson.loads(base64.urlsafe_b64decode(parts[1] + b"=" * (-len(parts[1]) % 4))).get("sub")
-    except (ValueError, AttributeError):  # not base64, not JSON, not an object
+        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.InvalidTokenError:  # not a JWT at all; a bad signature is authentication's to refuse
         return None
     return f"user:{subject}" if isinstance(subject, str) else None
